@@ -1,0 +1,75 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+)
+
+// PathKind is the kind of session a request asks for.
+type PathKind uint8
+
+const (
+	PathTCP PathKind = iota // /<secret>/tcp: a Shadowsocks TCP byte stream
+	PathUDP                 // /<secret>/udp: one Shadowsocks UDP packet per message
+	numPaths
+)
+
+func (p PathKind) String() string {
+	switch p {
+	case PathTCP:
+		return "tcp"
+	case PathUDP:
+		return "udp"
+	}
+	return "unknown"
+}
+
+// Route is where an authenticated session is forwarded.
+type Route struct {
+	// Upstream is the Outline member's "host:port" (an IP literal; the
+	// gateway does not resolve names on the hot path). TCP sessions dial its
+	// TCP port, UDP sessions send to its UDP port.
+	Upstream string
+}
+
+// Authenticator decides, before the 101, whether a secret may open a session
+// of the given kind and where it goes. It is called from the handshake
+// goroutine and must be safe for concurrent use. secret is only valid during
+// the call. A false result gets the decoy answer; the caller never learns why.
+type Authenticator interface {
+	Authenticate(secret []byte, kind PathKind) (Route, bool)
+}
+
+// StaticAuth is an Authenticator over a fixed table of secrets. Secrets are
+// kept only as SHA-256 digests, so the table neither holds nor compares the
+// plain secrets, and lookup time does not depend on how much of a secret
+// matches.
+type StaticAuth struct {
+	routes map[[sha256.Size]byte]Route
+}
+
+// NewStaticAuth builds a StaticAuth from secret → "host:port".
+func NewStaticAuth(routes map[string]string) (*StaticAuth, error) {
+	a := &StaticAuth{routes: make(map[[sha256.Size]byte]Route, len(routes))}
+	for secret, up := range routes {
+		if secret == "" {
+			return nil, errors.New("gateway: empty route secret")
+		}
+		if _, _, err := net.SplitHostPort(up); err != nil {
+			return nil, fmt.Errorf("gateway: route upstream %q: %w", up, err)
+		}
+		a.routes[sha256.Sum256([]byte(secret))] = Route{Upstream: up}
+	}
+	return a, nil
+}
+
+// Authenticate implements Authenticator.
+func (a *StaticAuth) Authenticate(secret []byte, _ PathKind) (Route, bool) {
+	r, ok := a.routes[sha256.Sum256(secret)]
+	return r, ok
+}
+
+// Len reports the number of routes.
+func (a *StaticAuth) Len() int { return len(a.routes) }

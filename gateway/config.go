@@ -1,0 +1,98 @@
+package gateway
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Config configures a Gateway. Every zero value means the documented default,
+// so Config{Auth: a} is a working gateway.
+type Config struct {
+	// Auth maps a secret presented on an Outline path to an upstream. Required.
+	Auth Authenticator
+
+	// Metrics receives counters and gauges. Nil means no metrics.
+	Metrics Metrics
+
+	// Logger receives one line per failed handshake and per session end at
+	// debug level, and lifecycle events at info. Nil means slog.Default().
+	// Secrets never reach it.
+	Logger *slog.Logger
+
+	// MaxSessions caps established sessions plus handshakes in progress.
+	// Connections past it get the decoy answer. 0 means 100000.
+	MaxSessions int
+
+	// MaxHandshakes caps handshakes in progress (request read + upstream dial).
+	// 0 means 4096.
+	MaxHandshakes int
+
+	// HandshakeTimeout bounds the time from accept to a complete upgrade
+	// request (a slow-header client is cut off at this deadline).
+	// 0 means 10s.
+	HandshakeTimeout time.Duration
+
+	// MaxRequestSize bounds the HTTP upgrade request (request line plus
+	// headers). 0 means 8192 bytes.
+	MaxRequestSize int
+
+	// DialTimeout bounds the TCP connect to the upstream. 0 means 5s.
+	DialTimeout time.Duration
+
+	// IdleTimeout closes a TCP session with no traffic in either direction
+	// for this long. 0 means 5m; negative disables.
+	IdleTimeout time.Duration
+
+	// UDPIdleTimeout closes a UDP association with no traffic for this long.
+	// 0 means 60s.
+	UDPIdleTimeout time.Duration
+
+	// MaxFrameSize bounds the payload of one client frame; MaxMessageSize
+	// bounds a (fragmented) message. Larger input closes the session with
+	// 1009. 0 means 1 MiB for both; on the udp path a message is also capped
+	// at 65507 bytes (the largest UDP payload).
+	MaxFrameSize   int64
+	MaxMessageSize int64
+
+	// BufferCap bounds the bytes a session holds per direction while the
+	// receiving side is slow. At the cap the gateway stops reading the
+	// sending side, so TCP flow control slows the sender. 0 means 256 KiB.
+	BufferCap int
+
+	// ReadChunk is the most bytes read from a socket in one call. 0 means
+	// 64 KiB.
+	ReadChunk int
+
+	// Loops is the number of relay event loops. 0 means GOMAXPROCS.
+	Loops int
+
+	// DrainTimeout bounds Shutdown: after sending close 1001 it waits this
+	// long for sessions to end, then closes the rest. 0 means 30s.
+	DrainTimeout time.Duration
+
+	// DecoyStatus and DecoyBody are the one answer given to every request that
+	// does not become a session. 0/nil mean 404 with a small nginx-like page.
+	DecoyStatus int
+	DecoyBody   []byte
+	// DecoyContentType defaults to "text/html".
+	DecoyContentType string
+	// ServerHeader is the Server header of the decoy answer ("" means "nginx").
+	ServerHeader string
+}
+
+const (
+	defaultMaxSessions      = 100000
+	defaultMaxHandshakes    = 4096
+	defaultHandshakeTimeout = 10 * time.Second
+	defaultMaxRequestSize   = 8192
+	defaultDialTimeout      = 5 * time.Second
+	defaultIdleTimeout      = 5 * time.Minute
+	defaultUDPIdleTimeout   = 60 * time.Second
+	defaultMaxFrame         = 1 << 20
+	defaultBufferCap        = 256 << 10
+	defaultReadChunk        = 64 << 10
+	defaultDrainTimeout     = 30 * time.Second
+	maxUDPPayload           = 65507
+)
+
+const defaultDecoyBody = "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"

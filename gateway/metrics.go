@@ -1,0 +1,96 @@
+package gateway
+
+// Reject is why a connection got the decoy answer (or was closed before
+// one). It is the label of the rejected-handshake metric and is never shown
+// to the peer.
+type Reject uint8
+
+const (
+	RejectMalformed  Reject = iota // not parseable as an HTTP/1.1 request
+	RejectNotUpgrade               // a valid request that is not a WebSocket upgrade
+	RejectPath                     // path is not /<secret>/tcp or /<secret>/udp
+	RejectSecret                   // unknown secret
+	RejectTooLarge                 // request larger than MaxRequestSize
+	RejectTimeout                  // request not complete within HandshakeTimeout
+	RejectCapacity                 // MaxSessions or MaxHandshakes reached
+	RejectUpstream                 // the upstream could not be dialled
+	RejectShutdown                 // the gateway is draining
+	NumRejects
+)
+
+var rejectNames = [NumRejects]string{"malformed", "not_upgrade", "path", "secret", "too_large", "timeout", "capacity", "upstream", "shutdown"}
+
+func (r Reject) String() string {
+	if r < NumRejects {
+		return rejectNames[r]
+	}
+	return "unknown"
+}
+
+// End is why an established session ended; the label of the session-end metric.
+type End uint8
+
+const (
+	EndNormal     End = iota // both directions finished (close 1000 / FIN)
+	EndClientGone            // client connection reset or closed without a close frame
+	EndUpstream              // upstream reset or failed
+	EndIdle                  // idle timeout
+	EndProtocol              // client broke RFC 6455 (bad frame, text on a data path, too large)
+	EndShutdown              // gateway drain
+	EndSlowClient            // a close handshake or write did not complete in time
+	NumEnds
+)
+
+var endNames = [NumEnds]string{"normal", "client_gone", "upstream", "idle", "protocol", "shutdown", "slow_client"}
+
+func (e End) String() string {
+	if e < NumEnds {
+		return endNames[e]
+	}
+	return "unknown"
+}
+
+// Drop is something the gateway discarded on purpose; the label of the drops metric.
+type Drop uint8
+
+const (
+	DropUDPToUpstream Drop = iota // datagram the upstream socket would not take
+	DropUDPToClient               // reply dropped because the client side was full
+	DropEarlyData                 // bytes a client sent before the 101
+	NumDrops
+)
+
+var dropNames = [NumDrops]string{"udp_to_upstream", "udp_to_client", "early_data"}
+
+func (d Drop) String() string {
+	if d < NumDrops {
+		return dropNames[d]
+	}
+	return "unknown"
+}
+
+// Metrics is what the gateway reports. Implementations must be cheap and safe
+// for concurrent use: the relay loops call BytesUp/BytesDown once per read.
+type Metrics interface {
+	HandshakeOK(p PathKind)
+	HandshakeRejected(r Reject)
+	SessionStart(p PathKind)
+	SessionEnd(p PathKind, e End)
+	BytesUp(n int)   // client → upstream payload bytes
+	BytesDown(n int) // upstream → client payload bytes
+	UpstreamDialError(p PathKind)
+	Dropped(d Drop, n int)
+	Buffered(delta int) // change in bytes held in session buffers
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) HandshakeOK(PathKind)       {}
+func (nopMetrics) HandshakeRejected(Reject)   {}
+func (nopMetrics) SessionStart(PathKind)      {}
+func (nopMetrics) SessionEnd(PathKind, End)   {}
+func (nopMetrics) BytesUp(int)                {}
+func (nopMetrics) BytesDown(int)              {}
+func (nopMetrics) UpstreamDialError(PathKind) {}
+func (nopMetrics) Dropped(Drop, int)          {}
+func (nopMetrics) Buffered(int)               {}
