@@ -1,0 +1,456 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/httvps/httvps/gateway"
+)
+
+const (
+	envPrefix    = "HTTVPS_"
+	maxDecoySize = 1 << 20
+	maxSecretLen = 512
+)
+
+// options is everything the gateway binary can be told, after merging
+// flags, environment and the config file. Zero numbers mean the gateway's
+// own default (documented on gateway.Config).
+type options struct {
+	ConfigFile  string
+	Listen      string
+	AdminListen string
+	Routes      map[string]string // secret → upstream "ip:port"
+
+	MaxSessions      int
+	MaxHandshakes    int
+	HandshakeTimeout time.Duration
+	IdleTimeout      time.Duration
+	UDPIdleTimeout   time.Duration
+	DialTimeout      time.Duration
+	DrainTimeout     time.Duration
+	MaxFrameSize     byteSize
+	MaxMessageSize   byteSize
+	BufferCap        byteSize
+	ReadChunk        byteSize
+	Loops            int
+
+	DecoyFile   string
+	DecoyStatus int
+	DecoyBody   []byte
+
+	LogLevel  string
+	LogFormat string
+
+	routeArgs routeList // -route values, before parsing
+}
+
+// sources are the outside inputs, injected so tests need no process state.
+type sources struct {
+	args      []string
+	lookupEnv func(string) (string, bool)
+	readFile  func(string) ([]byte, error)
+	usage     io.Writer // -h output and flag errors
+}
+
+func osSources(args []string) sources {
+	return sources{args: args, lookupEnv: os.LookupEnv, readFile: os.ReadFile, usage: os.Stderr}
+}
+
+// envName maps a flag name to its environment variable: admin-listen →
+// HTTVPS_ADMIN_LISTEN.
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func newFlagSet(o *options) *flag.FlagSet {
+	fs := flag.NewFlagSet("httvps-gateway", flag.ContinueOnError)
+	fs.StringVar(&o.ConfigFile, "config", "", "YAML `file` whose keys are flag names (routes: {SECRET: IP:PORT}); flags and environment override it")
+	fs.StringVar(&o.Listen, "listen", ":8080", "`address` for client connections (plaintext HTTP/1.1 + WebSocket)")
+	fs.StringVar(&o.AdminListen, "admin-listen", "127.0.0.1:9090", "`address` for /metrics, /healthz and /readyz; empty disables")
+	fs.Var(&o.routeArgs, "route", "`SECRET=IP:PORT` route for /SECRET/tcp and /SECRET/udp (repeatable; HTTVPS_ROUTE takes a comma-separated list)")
+	fs.IntVar(&o.MaxSessions, "max-sessions", 0, "cap on sessions plus handshakes in progress (0 = 100000)")
+	fs.IntVar(&o.MaxHandshakes, "max-handshakes", 0, "cap on handshakes in progress (0 = 4096)")
+	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", 0, "time from accept to a complete upgrade request (0 = 10s)")
+	fs.DurationVar(&o.IdleTimeout, "idle-timeout", 0, "close a TCP session idle this long (0 = 5m, negative disables)")
+	fs.DurationVar(&o.UDPIdleTimeout, "udp-idle-timeout", 0, "close a UDP association idle this long (0 = 60s)")
+	fs.DurationVar(&o.DialTimeout, "dial-timeout", 0, "upstream TCP connect timeout (0 = 5s)")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 0, "on SIGTERM, wait this long for sessions to end after close 1001 (0 = 30s)")
+	fs.Var(&o.MaxFrameSize, "max-frame-size", "largest client WebSocket frame payload, a `size` in bytes or with a KiB/MiB suffix (0 = 1MiB)")
+	fs.Var(&o.MaxMessageSize, "max-message-size", "largest client WebSocket message `size` (0 = 1MiB; 65507 on udp)")
+	fs.Var(&o.BufferCap, "buffer-cap", "`size` a session may hold per direction before reads pause (0 = 256KiB)")
+	fs.Var(&o.ReadChunk, "read-chunk", "most bytes (`size`) read from a socket at once (0 = 64KiB)")
+	fs.IntVar(&o.Loops, "loops", 0, "relay event loops (0 = GOMAXPROCS)")
+	fs.StringVar(&o.DecoyFile, "decoy-file", "", "HTML `file` served to every request that does not become a session (default: an nginx-like 404 page)")
+	fs.IntVar(&o.DecoyStatus, "decoy-status", 0, "HTTP status of the decoy answer (0 = 404)")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: httvps-gateway [flags]\n\n")
+		fmt.Fprintf(w, "Accepts WebSocket sessions on /SECRET/tcp and /SECRET/udp and relays them to\n")
+		fmt.Fprintf(w, "the route's Outline (Shadowsocks) server. Every flag is also read from the\n")
+		fmt.Fprintf(w, "environment variable shown, then from -config; a flag wins over both.\n\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			name, help := flag.UnquoteUsage(f)
+			fmt.Fprintf(w, "  -%s %s\t[%s]\n    \t%s", f.Name, name, envName(f.Name), help)
+			if f.DefValue != "" && f.DefValue != "0" {
+				fmt.Fprintf(w, " (default %q)", f.DefValue)
+			}
+			fmt.Fprintln(w)
+		})
+	}
+	return fs
+}
+
+// loadOptions merges the sources with precedence flag > environment >
+// config file > default, then validates. A returned error is meant for the
+// operator as is; flag.ErrHelp means -h was asked for.
+func loadOptions(src sources) (*options, error) {
+	o := &options{}
+	fs := newFlagSet(o)
+	fs.SetOutput(src.usage)
+	if err := fs.Parse(src.args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags only)", fs.Arg(0))
+	}
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+
+	if !onCommandLine["config"] {
+		if v, ok := src.lookupEnv(envName("config")); ok {
+			o.ConfigFile = v
+		}
+	}
+	file, err := readConfigFile(o.ConfigFile, src.readFile, fs)
+	if err != nil {
+		return nil, err
+	}
+
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if onCommandLine[f.Name] || f.Name == "config" || f.Name == "route" {
+			return
+		}
+		if v, ok := src.lookupEnv(envName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
+			}
+			return
+		}
+		if v, ok := file.values[f.Name]; ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %s: %q: %w", o.ConfigFile, f.Name, v, err))
+			}
+		}
+	})
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+
+	var routes []string
+	var routesFrom string
+	switch v, _ := src.lookupEnv(envName("route")); {
+	case onCommandLine["route"]:
+		routes, routesFrom = o.routeArgs, "-route"
+	case strings.TrimSpace(v) != "":
+		for _, r := range strings.Split(v, ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				routes = append(routes, r)
+			}
+		}
+		routesFrom = envName("route")
+	default:
+		routes, routesFrom = file.routes, o.ConfigFile
+	}
+	if o.Routes, err = parseRoutes(routes, routesFrom); err != nil {
+		return nil, err
+	}
+
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if o.DecoyFile != "" {
+		if o.DecoyBody, err = src.readFile(o.DecoyFile); err != nil {
+			return nil, fmt.Errorf("-decoy-file: %w", err)
+		}
+		if len(o.DecoyBody) > maxDecoySize {
+			return nil, fmt.Errorf("-decoy-file %s: %d bytes, more than %d", o.DecoyFile, len(o.DecoyBody), maxDecoySize)
+		}
+	}
+	return o, nil
+}
+
+// fileConfig is a config file flattened to flag values, plus its routes
+// as SECRET=UPSTREAM strings.
+type fileConfig struct {
+	values map[string]string
+	routes []string
+}
+
+func readConfigFile(path string, readFile func(string) ([]byte, error), fs *flag.FlagSet) (fileConfig, error) {
+	fc := fileConfig{values: map[string]string{}}
+	if path == "" {
+		return fc, nil
+	}
+	data, err := readFile(path)
+	if err != nil {
+		return fc, fmt.Errorf("config file: %w", err)
+	}
+	var raw map[string]yaml.Node
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return fc, fmt.Errorf("config file %s: %w", path, err)
+	}
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		node := raw[key]
+		switch {
+		case key == "routes":
+			// routes: {SECRET: IP:PORT, ...}
+			var m map[string]string
+			if err := node.Decode(&m); err != nil {
+				return fc, fmt.Errorf("config file %s: routes must map secret to ip:port: %w", path, err)
+			}
+			for s, up := range m {
+				fc.routes = append(fc.routes, s+"="+up)
+			}
+		case key == "route":
+			// route: [SECRET=IP:PORT, ...], the flag's own form.
+			var l []string
+			if err := node.Decode(&l); err != nil {
+				return fc, fmt.Errorf("config file %s: route must be a list of SECRET=IP:PORT: %w", path, err)
+			}
+			fc.routes = append(fc.routes, l...)
+		case key == "config" || fs.Lookup(key) == nil:
+			return fc, fmt.Errorf("config file %s: line %d: unknown key %q", path, node.Line, key)
+		case node.Kind != yaml.ScalarNode:
+			return fc, fmt.Errorf("config file %s: line %d: %s must be a single value", path, node.Line, key)
+		default:
+			fc.values[key] = node.Value
+		}
+	}
+	sort.Strings(fc.routes)
+	return fc, nil
+}
+
+// parseRoutes turns SECRET=IP:PORT strings into a table. The last '='
+// splits, since an upstream never holds one and a secret may.
+func parseRoutes(list []string, from string) (map[string]string, error) {
+	routes := make(map[string]string, len(list))
+	var errs []error
+	for i, r := range list {
+		eq := strings.LastIndexByte(r, '=')
+		if eq < 0 {
+			// The value holds a secret, so it is never echoed back.
+			errs = append(errs, fmt.Errorf("%s: route #%d is not SECRET=IP:PORT", from, i+1))
+			continue
+		}
+		secret, up := r[:eq], strings.TrimSpace(r[eq+1:])
+		if err := checkSecret(secret); err != nil {
+			errs = append(errs, fmt.Errorf("%s: route #%d: %w", from, i+1, err))
+			continue
+		}
+		if err := checkUpstream(up); err != nil {
+			errs = append(errs, fmt.Errorf("%s: route #%d: %w", from, i+1, err))
+			continue
+		}
+		if prev, dup := routes[secret]; dup && prev != up {
+			errs = append(errs, fmt.Errorf("%s: route #%d: secret already routed to %s", from, i+1, prev))
+			continue
+		}
+		routes[secret] = up
+	}
+	return routes, errors.Join(errs...)
+}
+
+// checkSecret keeps secrets to what survives a URL path segment unchanged,
+// so the secret a client is given is the one the gateway compares.
+func checkSecret(s string) error {
+	if s == "" {
+		return errors.New("empty secret")
+	}
+	if len(s) > maxSecretLen {
+		return fmt.Errorf("secret longer than %d bytes", maxSecretLen)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`/?#%"<>\^`+"`{|}", c) >= 0 {
+			return fmt.Errorf("secret has a character not allowed in a URL path segment at byte %d", i)
+		}
+	}
+	return nil
+}
+
+// checkUpstream insists on an IP literal: the gateway does not resolve
+// names, and a name resolved once at start-up would silently go stale.
+func checkUpstream(up string) error {
+	ap, err := netip.ParseAddrPort(up)
+	if err != nil {
+		return fmt.Errorf("upstream %q is not IP:PORT: %w", up, err)
+	}
+	if ap.Port() == 0 {
+		return fmt.Errorf("upstream %q has port 0", up)
+	}
+	return nil
+}
+
+func (o *options) validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	if err := checkListen(o.Listen); err != nil {
+		bad("-listen: %v", err)
+	}
+	if o.AdminListen != "" {
+		if err := checkListen(o.AdminListen); err != nil {
+			bad("-admin-listen: %v", err)
+		} else if o.AdminListen == o.Listen {
+			bad("-admin-listen: same address as -listen")
+		}
+	}
+	if len(o.Routes) == 0 {
+		bad("no routes: give -route SECRET=IP:PORT, %s or routes: in -config", envName("route"))
+	}
+	for name, v := range map[string]int{"max-sessions": o.MaxSessions, "max-handshakes": o.MaxHandshakes, "loops": o.Loops} {
+		if v < 0 {
+			bad("-%s: %d is negative", name, v)
+		}
+	}
+	if o.MaxSessions > 0 && o.MaxHandshakes > o.MaxSessions {
+		bad("-max-handshakes %d exceeds -max-sessions %d", o.MaxHandshakes, o.MaxSessions)
+	}
+	for name, d := range map[string]time.Duration{
+		"handshake-timeout": o.HandshakeTimeout, "udp-idle-timeout": o.UDPIdleTimeout,
+		"dial-timeout": o.DialTimeout, "drain-timeout": o.DrainTimeout,
+	} {
+		if d < 0 {
+			bad("-%s: %v is negative", name, d)
+		}
+	}
+	if o.MaxFrameSize > 0 && o.MaxMessageSize > 0 && o.MaxMessageSize < o.MaxFrameSize {
+		bad("-max-message-size %d is smaller than -max-frame-size %d", o.MaxMessageSize, o.MaxFrameSize)
+	}
+	if o.BufferCap > 0 && o.ReadChunk > 0 && o.BufferCap < o.ReadChunk {
+		bad("-buffer-cap %d is smaller than -read-chunk %d", o.BufferCap, o.ReadChunk)
+	}
+	if o.DecoyStatus != 0 && (o.DecoyStatus < 200 || o.DecoyStatus > 599) {
+		bad("-decoy-status: %d is not an HTTP status from 200 to 599", o.DecoyStatus)
+	}
+	if _, err := parseLevel(o.LogLevel); err != nil {
+		bad("-log-level: %v", err)
+	}
+	if o.LogFormat != "text" && o.LogFormat != "json" {
+		bad("-log-format: %q is not text or json", o.LogFormat)
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	return errors.Join(errs...)
+}
+
+func checkListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
+}
+
+// gatewayConfig maps the options onto gateway.Config; Auth, Metrics and
+// Logger are the caller's to fill.
+func (o *options) gatewayConfig() gateway.Config {
+	return gateway.Config{
+		MaxSessions:      o.MaxSessions,
+		MaxHandshakes:    o.MaxHandshakes,
+		HandshakeTimeout: o.HandshakeTimeout,
+		DialTimeout:      o.DialTimeout,
+		IdleTimeout:      o.IdleTimeout,
+		UDPIdleTimeout:   o.UDPIdleTimeout,
+		MaxFrameSize:     int64(o.MaxFrameSize),
+		MaxMessageSize:   int64(o.MaxMessageSize),
+		BufferCap:        int(o.BufferCap),
+		ReadChunk:        int(o.ReadChunk),
+		Loops:            o.Loops,
+		DrainTimeout:     o.DrainTimeout,
+		DecoyStatus:      o.DecoyStatus,
+		DecoyBody:        o.DecoyBody,
+	}
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+}
+
+func newLogger(o *options, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(o.LogLevel) // validated
+	hopts := &slog.HandlerOptions{Level: level}
+	if o.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, hopts))
+	}
+	return slog.New(slog.NewTextHandler(w, hopts))
+}
+
+// routeList is the repeatable -route flag.
+type routeList []string
+
+func (r *routeList) String() string { return "" } // never print secrets
+
+func (r *routeList) Set(v string) error {
+	*r = append(*r, v)
+	return nil
+}
+
+// byteSize is a size flag: a plain byte count or a number with a K/KiB,
+// M/MiB or G/GiB suffix (powers of 1024).
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(s string) error {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if len(t) > len(u.suffix) && strings.EqualFold(t[len(t)-len(u.suffix):], u.suffix) {
+			t, mult = strings.TrimSpace(t[:len(t)-len(u.suffix)]), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<40)/mult {
+		return fmt.Errorf("%q is not a size like 65536, 64KiB or 1MiB", s)
+	}
+	*b = byteSize(n * mult)
+	return nil
+}

@@ -1,0 +1,138 @@
+// Command httvps-gateway is the HTTVPS edge gateway: it accepts WebSocket
+// sessions on the Outline-compatible paths /SECRET/tcp and /SECRET/udp and
+// relays them to the Outline (Shadowsocks) server its static routes name.
+// It is the only place that reads flags, environment and files; see
+// -h for the flags and README.md for examples.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/httvps/httvps/gateway"
+	"github.com/httvps/httvps/gateway/vmmetrics"
+	"github.com/httvps/httvps/internal/admin"
+)
+
+const (
+	// defaultDrainTimeout mirrors gateway.Config's documented default; it only
+	// bounds how long main waits for Shutdown.
+	defaultDrainTimeout = 30 * time.Second
+	// shutdownSlack is extra time past the drain for force-closing sessions.
+	shutdownSlack = 5 * time.Second
+)
+
+func main() {
+	os.Exit(run(osSources(os.Args[1:]), os.Stderr))
+}
+
+// run returns the exit code: 0 after a clean stop (or -h), 1 when serving
+// fails, 2 for a configuration error.
+func run(src sources, logOut io.Writer) int {
+	o, err := loadOptions(src)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(src.usage, "httvps-gateway: invalid configuration:\n%v\n", err)
+		return 2
+	}
+	log := newLogger(o, logOut)
+
+	auth, err := gateway.NewStaticAuth(o.Routes)
+	if err != nil {
+		log.Error("invalid routes", "err", err)
+		return 2
+	}
+	cfg := o.gatewayConfig()
+	cfg.Auth = auth
+	cfg.Metrics = vmmetrics.New(nil)
+	cfg.Logger = log
+	gw, err := gateway.New(cfg)
+	if err != nil {
+		log.Error("invalid gateway configuration", "err", err)
+		return 2
+	}
+
+	// Signals are caught before anything listens, so an early SIGTERM
+	// still goes through the drain.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	var adminDone <-chan error
+	var adm *admin.Server
+	if o.AdminListen != "" {
+		adm, err = admin.Start(o.AdminListen, admin.Config{Ready: gw.Ready})
+		if err != nil {
+			log.Error("admin listener failed", "addr", o.AdminListen, "err", err)
+			return 1
+		}
+		adminDone = adm.Done()
+		log.Info("admin listening", "addr", adm.Addr().String())
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- gw.ListenAndServe(o.Listen) }()
+	log.Info("gateway starting",
+		"listen", o.Listen,
+		"routes", len(o.Routes), // the secrets themselves are never logged
+		"decoy_file", o.DecoyFile,
+	)
+
+	code := 0
+	select {
+	case err := <-served:
+		log.Error("gateway stopped serving", "err", err)
+		code = 1
+	case err := <-adminDone:
+		log.Error("admin server stopped", "err", err)
+		code = 1
+	case sig := <-sigs:
+		log.Info("draining", "signal", sig.String())
+	}
+
+	drain := o.DrainTimeout
+	if drain <= 0 {
+		drain = defaultDrainTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), drain+shutdownSlack)
+	defer cancel()
+	var forced atomic.Bool
+	go func() {
+		select {
+		case sig := <-sigs:
+			log.Warn("second signal, closing sessions now", "signal", sig.String())
+			forced.Store(true)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := gw.Shutdown(ctx); err != nil {
+		log.Warn("drain incomplete", "err", err)
+	}
+	select {
+	case <-served:
+	case <-ctx.Done():
+	}
+	cancel()
+	if forced.Load() {
+		code = 1
+	}
+	if adm != nil {
+		actx, acancel := context.WithTimeout(context.Background(), time.Second)
+		adm.Shutdown(actx)
+		acancel()
+	}
+	log.Info("stopped", slog.Int("exit", code))
+	return code
+}
