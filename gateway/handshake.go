@@ -1,0 +1,337 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudwego/netpoll"
+	"github.com/gobwas/ws"
+	"golang.org/x/sys/unix"
+)
+
+// maxSecret bounds the secret segment of an Outline path.
+const maxSecret = 256
+
+// Handshake states.
+const (
+	hsReading int32 = iota // waiting for the request; the timer may fire
+	hsOwned                // the request is complete and being answered
+	hsDead                 // timed out or rejected; the connection is closed
+)
+
+var errReject = errors.New("gateway: rejected")
+
+// handshake is the per-connection state from accept to the 101. It lives on
+// the netpoll connection's context and is dropped at hand-off.
+type handshake struct {
+	g       *Gateway
+	c       netpoll.Connection
+	state   atomic.Int32
+	timer   *time.Timer
+	start   time.Time
+	handoff bool // set before Detach: the close callback adopts the socket
+
+	// Filled by the upgrade hooks.
+	kind   PathKind
+	secret [maxSecret]byte
+	secLen int
+	reject Reject
+	route  Route
+	ufd    int
+
+	in   bytes.Reader
+	out  fixedWriter
+	scan int // bytes of the request already searched for its end
+}
+
+type hsKey struct{}
+
+// fixedWriter collects the upgrade response without allocating.
+type fixedWriter struct {
+	buf [512]byte
+	n   int
+}
+
+func (w *fixedWriter) Write(p []byte) (int, error) {
+	if w.n+len(p) > len(w.buf) {
+		return 0, errors.New("gateway: upgrade response too long")
+	}
+	w.n += copy(w.buf[w.n:], p)
+	return len(p), nil
+}
+
+// onPrepare runs at accept, before any byte is read.
+func (g *Gateway) onPrepare(c netpoll.Connection) context.Context {
+	ctx := context.Background()
+	if g.draining.Load() {
+		g.m.HandshakeRejected(RejectShutdown)
+		c.Close()
+		return ctx
+	}
+	if g.active.Load() >= int64(g.cfg.MaxSessions) || g.handshakes.Load() >= int64(g.cfg.MaxHandshakes) {
+		g.m.HandshakeRejected(RejectCapacity)
+		c.Close()
+		return ctx
+	}
+	g.active.Add(1)
+	g.handshakes.Add(1)
+	h := &handshake{g: g, c: c, start: time.Now(), ufd: -1}
+	h.timer = time.AfterFunc(g.cfg.HandshakeTimeout, h.expire)
+	c.AddCloseCallback(h.closed)
+	return context.WithValue(ctx, hsKey{}, h)
+}
+
+// expire cuts off a connection that did not complete its request in time.
+func (h *handshake) expire() {
+	if h.state.CompareAndSwap(hsReading, hsDead) {
+		h.g.m.HandshakeRejected(RejectTimeout)
+		h.c.Close()
+	}
+}
+
+// closed is the netpoll close callback: after Detach it hands the socket to a
+// relay loop, otherwise it releases the handshake's slot.
+func (h *handshake) closed(c netpoll.Connection) error {
+	h.timer.Stop()
+	g := h.g
+	g.handshakes.Add(-1)
+	if !h.handoff {
+		g.active.Add(-1)
+		if h.ufd >= 0 {
+			unix.Close(h.ufd)
+		}
+		return nil
+	}
+	if n := c.Reader().Len(); n > 0 {
+		// RFC 6455 §4.1: a client must wait for the 101 before sending.
+		g.m.Dropped(DropEarlyData, n)
+	}
+	cfd := c.(netpoll.Conn).Fd()
+	kind, ufd := h.kind, h.ufd
+	resp := make([]byte, h.out.n)
+	copy(resp, h.out.buf[:h.out.n])
+	l := g.pickLoop()
+	l.post(func() { l.adopt(cfd, ufd, kind, resp) })
+	return nil
+}
+
+// onRequest runs on a netpoll worker goroutine whenever the connection has
+// unread bytes. It blocks until the request is complete (bounded by the
+// handshake deadline and MaxRequestSize), then answers it.
+func (g *Gateway) onRequest(ctx context.Context, c netpoll.Connection) error {
+	h, _ := ctx.Value(hsKey{}).(*handshake)
+	if h == nil {
+		return c.Close()
+	}
+	if h.state.Load() != hsReading {
+		return nil
+	}
+	r := c.Reader()
+	var req []byte
+	for {
+		n := r.Len()
+		buf, err := r.Peek(n)
+		if err != nil {
+			return nil
+		}
+		from := max(h.scan-3, 0)
+		if i := bytes.Index(buf[from:], crlfcrlf); i >= 0 {
+			req = buf[:from+i+4]
+			break
+		}
+		h.scan = n
+		if !plausibleRequest(buf) {
+			return h.fail(RejectMalformed)
+		}
+		if n >= g.cfg.MaxRequestSize {
+			return h.fail(RejectTooLarge)
+		}
+		left := time.Until(h.start.Add(g.cfg.HandshakeTimeout))
+		if left <= 0 {
+			h.expire()
+			return nil
+		}
+		c.SetReadTimeout(left)
+		if _, err := r.Peek(n + 1); err != nil {
+			h.expire()
+			return nil
+		}
+	}
+	if len(req) > g.cfg.MaxRequestSize {
+		return h.fail(RejectTooLarge)
+	}
+	if !h.state.CompareAndSwap(hsReading, hsOwned) {
+		return nil
+	}
+	h.timer.Stop()
+	h.reject = RejectNotUpgrade
+	h.in.Reset(req)
+	u := ws.Upgrader{
+		ReadBufferSize:  g.cfg.MaxRequestSize + 64,
+		OnRequest:       h.onURI,
+		OnBeforeUpgrade: h.beforeUpgrade,
+	}
+	_, err := u.Upgrade(struct {
+		*bytes.Reader
+		*fixedWriter
+	}{&h.in, &h.out})
+	if err != nil {
+		if h.ufd >= 0 {
+			unix.Close(h.ufd)
+			h.ufd = -1
+		}
+		if !errors.Is(err, errReject) && h.reject == RejectNotUpgrade {
+			var re interface{ StatusCode() int }
+			if errors.Is(err, ws.ErrMalformedRequest) || errors.As(err, &re) && re.StatusCode() == 400 {
+				h.reject = RejectMalformed
+			}
+		}
+		return h.decoy()
+	}
+	r.Skip(len(req))
+	g.m.HandshakeOK(h.kind)
+	h.handoff = true
+	return c.(interface{ Detach() error }).Detach()
+}
+
+var crlfcrlf = []byte("\r\n\r\n")
+
+// plausibleRequest rejects early what cannot become an HTTP request line, so
+// random bytes get their answer at once instead of at the deadline.
+func plausibleRequest(b []byte) bool {
+	for i, ch := range b {
+		if ch == ' ' {
+			return i > 0
+		}
+		if ch < 'A' || ch > 'Z' || i >= 16 {
+			return false
+		}
+	}
+	return true
+}
+
+// fail answers with the decoy for a request that never got complete.
+func (h *handshake) fail(r Reject) error {
+	if !h.state.CompareAndSwap(hsReading, hsOwned) {
+		return nil
+	}
+	h.timer.Stop()
+	h.reject = r
+	return h.decoy()
+}
+
+// decoy sends the one answer every failure gets, then closes.
+func (h *handshake) decoy() error {
+	h.g.m.HandshakeRejected(h.reject)
+	h.state.Store(hsDead)
+	c := h.c
+	c.SetWriteTimeout(time.Second)
+	w := c.Writer()
+	w.WriteBinary(h.g.decoy)
+	w.Flush()
+	return c.Close()
+}
+
+// onURI parses "/<secret>/tcp" or "/<secret>/udp" (a query string is
+// ignored). uri is only valid during the call, so the secret is copied.
+func (h *handshake) onURI(uri []byte) error {
+	if i := bytes.IndexByte(uri, '?'); i >= 0 {
+		uri = uri[:i]
+	}
+	h.reject = RejectPath
+	if len(uri) < len("/x/tcp") || uri[0] != '/' {
+		return errReject
+	}
+	switch string(uri[len(uri)-4:]) {
+	case "/tcp":
+		h.kind = PathTCP
+	case "/udp":
+		h.kind = PathUDP
+	default:
+		return errReject
+	}
+	secret := uri[1 : len(uri)-4]
+	if len(secret) == 0 || len(secret) > maxSecret {
+		return errReject
+	}
+	h.secLen = copy(h.secret[:], secret)
+	h.reject = RejectNotUpgrade
+	return nil
+}
+
+// beforeUpgrade runs once the request is a valid WebSocket upgrade: it
+// authenticates and dials the upstream, so the 101 means a working session.
+func (h *handshake) beforeUpgrade() (ws.HandshakeHeader, error) {
+	g := h.g
+	route, ok := g.cfg.Auth.Authenticate(h.secret[:h.secLen], h.kind)
+	clear(h.secret[:h.secLen])
+	if !ok {
+		h.reject = RejectSecret
+		return nil, errReject
+	}
+	h.route = route
+	var fd int
+	var err error
+	if h.kind == PathTCP {
+		var c net.Conn
+		c, err = net.DialTimeout("tcp", route.Upstream, g.cfg.DialTimeout)
+		if err == nil {
+			fd, err = takeFD(c.(*net.TCPConn))
+		}
+	} else {
+		fd, err = dialUDP(route.Upstream)
+	}
+	if err != nil {
+		g.m.UpstreamDialError(h.kind)
+		g.log.Debug("upstream dial failed", "path", h.kind.String(), "upstream", route.Upstream, "err", err)
+		h.reject = RejectUpstream
+		return nil, errReject
+	}
+	h.ufd = fd
+	return nil, nil
+}
+
+// adopt registers an upgraded connection and its upstream on the loop and
+// sends the 101.
+func (l *loop) adopt(cfd, ufd int, kind PathKind, resp []byte) {
+	g := l.g
+	s := &session{l: l, kind: kind, cfd: cfd, ufd: ufd, last: l.now}
+	if s.last == 0 {
+		s.last = time.Now().UnixNano()
+	}
+	lim := g.limits
+	if kind == PathUDP {
+		lim = g.udpLimits
+	}
+	s.rd.Init(lim)
+	s.cev, s.uev = evIn|evRDHUP, evIn|evRDHUP
+	if l.draining || l.epfd < 0 {
+		unix.Close(cfd)
+		unix.Close(ufd)
+		g.active.Add(-1)
+		g.m.HandshakeRejected(RejectShutdown)
+		return
+	}
+	if err := l.register(cfd, s, s.cev); err != nil {
+		unix.Close(cfd)
+		unix.Close(ufd)
+		g.active.Add(-1)
+		return
+	}
+	if err := l.register(ufd, s, s.uev); err != nil {
+		l.forget(cfd)
+		unix.Close(ufd)
+		g.active.Add(-1)
+		return
+	}
+	l.link(s)
+	g.m.SessionStart(kind)
+	s.writeDown(resp)
+	if !s.dead {
+		s.setInterest()
+	}
+}

@@ -1,0 +1,228 @@
+package gateway
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A loop is one relay event loop: an epoll instance driven by one goroutine
+// that owns every session registered on it. Sessions are only touched by
+// their loop's goroutine; other goroutines talk to a loop through post.
+//
+// Interest is level-triggered and set per fd, which is what gives the relay
+// real backpressure: while a destination has unsent bytes the source's
+// EPOLLIN is off, so the source's kernel buffer fills and TCP slows the
+// sender (netpoll reads eagerly and cannot do this; see docs/04).
+type loop struct {
+	g    *Gateway
+	epfd int
+	evfd int // eventfd that wakes the loop for posted tasks
+
+	mu    sync.Mutex
+	tasks []func()
+	woken atomic.Bool
+
+	// Owned by the loop goroutine.
+	fds      []*session // fd → session (client and upstream fds both map)
+	head     session    // sentinel of the list of live sessions
+	count    int
+	scratch  []byte // read buffer shared by all sessions of the loop
+	iov      [][]byte
+	iovec    [maxIOV]unix.Iovec
+	now      int64 // coarse clock, unix nanoseconds, updated per wake
+	draining bool
+	reported bool // drained() was called
+
+	live atomic.Int64 // sessions on this loop, readable from any goroutine
+	done chan struct{}
+}
+
+const (
+	evIn    = unix.EPOLLIN
+	evOut   = unix.EPOLLOUT
+	evRDHUP = unix.EPOLLRDHUP
+	evHUP   = unix.EPOLLHUP
+	evERR   = unix.EPOLLERR
+)
+
+func newLoop(g *Gateway) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	l := &loop{g: g, epfd: epfd, evfd: evfd, done: make(chan struct{})}
+	l.head.prev, l.head.next = &l.head, &l.head
+	l.scratch = make([]byte, maxServerHeader+max(g.chunk, 65536))
+	l.iov = make([][]byte, 0, maxIOV)
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &unix.EpollEvent{Events: evIn, Fd: int32(evfd)}); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, err
+	}
+	return l, nil
+}
+
+// post runs f on the loop goroutine.
+func (l *loop) post(f func()) {
+	l.mu.Lock()
+	l.tasks = append(l.tasks, f)
+	l.mu.Unlock()
+	if !l.woken.Swap(true) {
+		var one = [8]byte{1}
+		unix.Write(l.evfd, one[:])
+	}
+}
+
+func (l *loop) runTasks() {
+	var b [8]byte
+	unix.Read(l.evfd, b[:])
+	l.woken.Store(false)
+	l.mu.Lock()
+	tasks := l.tasks
+	l.tasks = nil
+	l.mu.Unlock()
+	for i, f := range tasks {
+		f()
+		tasks[i] = nil
+	}
+}
+
+// run is the loop goroutine. It returns when stop has been posted.
+func (l *loop) run() {
+	defer close(l.done)
+	events := make([]unix.EpollEvent, 256)
+	lastSweep := time.Now().UnixNano()
+	for {
+		n, err := unix.EpollWait(l.epfd, events, 500)
+		if err != nil && err != unix.EINTR {
+			l.g.log.Error("relay loop: epoll_wait", "err", err)
+			return
+		}
+		l.now = time.Now().UnixNano()
+		for i := 0; i < n; i++ {
+			fd := int(events[i].Fd)
+			if fd == l.evfd {
+				l.runTasks()
+				continue
+			}
+			if fd < len(l.fds) {
+				if s := l.fds[fd]; s != nil {
+					s.handle(fd, events[i].Events)
+				}
+			}
+		}
+		if l.now-lastSweep >= int64(500*time.Millisecond) {
+			lastSweep = l.now
+			l.sweep()
+		}
+		if l.epfd < 0 {
+			return
+		}
+	}
+}
+
+// stop closes the epoll instance; only called after every session ended.
+func (l *loop) stop() {
+	l.post(func() {
+		unix.Close(l.epfd)
+		unix.Close(l.evfd)
+		l.epfd = -1
+	})
+}
+
+func (l *loop) register(fd int, s *session, events uint32) error {
+	for fd >= len(l.fds) {
+		n := 2 * len(l.fds)
+		if n < 1024 {
+			n = 1024
+		}
+		for n <= fd {
+			n *= 2
+		}
+		fds := make([]*session, n)
+		copy(fds, l.fds)
+		l.fds = fds
+	}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: events, Fd: int32(fd)}); err != nil {
+		return err
+	}
+	l.fds[fd] = s
+	return nil
+}
+
+func (l *loop) modify(fd int, events uint32) {
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, fd, &unix.EpollEvent{Events: events, Fd: int32(fd)}); err != nil {
+		l.g.log.Error("relay loop: epoll_ctl mod", "err", err)
+	}
+}
+
+// forget removes fd from the loop and closes it.
+func (l *loop) forget(fd int) {
+	if fd < 0 {
+		return
+	}
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	l.fds[fd] = nil
+	unix.Close(fd)
+}
+
+func (l *loop) link(s *session) {
+	s.prev, s.next = l.head.prev, &l.head
+	l.head.prev.next = s
+	l.head.prev = s
+	l.count++
+	l.live.Add(1)
+}
+
+func (l *loop) unlink(s *session) {
+	s.prev.next = s.next
+	s.next.prev = s.prev
+	s.prev, s.next = nil, nil
+	l.count--
+	l.live.Add(-1)
+	l.reportDrained()
+}
+
+func (l *loop) reportDrained() {
+	if l.draining && l.count == 0 && !l.reported {
+		l.reported = true
+		l.g.drained(l)
+	}
+}
+
+// sweep ends sessions past their idle timeout or close deadline.
+func (l *loop) sweep() {
+	for s := l.head.next; s != &l.head; {
+		next := s.next
+		s.tick(l.now)
+		s = next
+	}
+}
+
+// drain asks every session on the loop to go away (close 1001).
+func (l *loop) drain() {
+	l.draining = true
+	for s := l.head.next; s != &l.head; {
+		next := s.next
+		s.goAway(EndShutdown)
+		s = next
+	}
+	l.reportDrained()
+}
+
+// kill ends every session on the loop at once.
+func (l *loop) kill() {
+	for s := l.head.next; s != &l.head; {
+		next := s.next
+		s.finish(EndShutdown)
+		s = next
+	}
+}

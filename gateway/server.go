@@ -1,0 +1,298 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudwego/netpoll"
+
+	"github.com/httvps/httvps/codec"
+)
+
+// Gateway accepts WebSocket sessions on the Outline-compatible paths and
+// relays them to upstreams chosen by its Authenticator.
+//
+// Accept and the HTTP upgrade run on netpoll; once a session is upgraded its
+// socket leaves netpoll and joins one of the gateway's relay loops (see
+// loop.go and docs/04-gateway-design.md).
+type Gateway struct {
+	cfg   Config
+	log   *slog.Logger
+	m     Metrics
+	decoy []byte // the full HTTP answer to every failed request
+	chunk int    // bytes read from a socket per call
+	idle  [numPaths]int64
+
+	limits    codec.Limits // client frames on the tcp path
+	udpLimits codec.Limits // client frames on the udp path
+
+	loops []*loop
+	next  atomic.Uint32
+
+	active     atomic.Int64 // sessions + handshakes
+	handshakes atomic.Int64
+	draining   atomic.Bool
+	serving    atomic.Bool
+
+	mu       sync.Mutex
+	evloop   netpoll.EventLoop
+	addr     net.Addr
+	drainCh  chan struct{}
+	drainCnt int
+	stopped  bool
+}
+
+var netpollOnce sync.Once
+
+// New validates cfg, fills in defaults and starts the relay loops.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Auth == nil {
+		return nil, errors.New("gateway: Config.Auth is required")
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&cfg.MaxSessions, defaultMaxSessions)
+	def(&cfg.MaxHandshakes, defaultMaxHandshakes)
+	def(&cfg.MaxRequestSize, defaultMaxRequestSize)
+	def(&cfg.BufferCap, defaultBufferCap)
+	def(&cfg.ReadChunk, defaultReadChunk)
+	def(&cfg.Loops, runtime.GOMAXPROCS(0))
+	defDur(&cfg.HandshakeTimeout, defaultHandshakeTimeout)
+	defDur(&cfg.DialTimeout, defaultDialTimeout)
+	defDur(&cfg.IdleTimeout, defaultIdleTimeout)
+	defDur(&cfg.UDPIdleTimeout, defaultUDPIdleTimeout)
+	defDur(&cfg.DrainTimeout, defaultDrainTimeout)
+	if cfg.MaxFrameSize <= 0 {
+		cfg.MaxFrameSize = defaultMaxFrame
+	}
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = defaultMaxFrame
+	}
+	if cfg.MaxRequestSize < 256 {
+		return nil, fmt.Errorf("gateway: MaxRequestSize %d is below 256", cfg.MaxRequestSize)
+	}
+	if cfg.ReadChunk < 1024 || cfg.BufferCap < 1024 {
+		return nil, errors.New("gateway: ReadChunk and BufferCap must be at least 1024")
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = nopMetrics{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, m: cfg.Metrics}
+	g.chunk = min(cfg.ReadChunk, cfg.BufferCap)
+	g.idle[PathTCP] = int64(cfg.IdleTimeout)
+	g.idle[PathUDP] = int64(cfg.UDPIdleTimeout)
+	g.decoy = buildDecoy(cfg)
+	g.limits = codec.Limits{MaxFrame: cfg.MaxFrameSize, MaxMessage: cfg.MaxMessageSize, RejectText: true}
+	g.udpLimits = codec.Limits{MaxFrame: min(cfg.MaxFrameSize, maxUDPPayload), MaxMessage: min(cfg.MaxMessageSize, maxUDPPayload), RejectText: true}
+	netpollOnce.Do(func() {
+		netpoll.SetLoggerOutput(io.Discard)
+		// Handshake-phase connections are short and read at most
+		// MaxRequestSize, so small netpoll buffers suffice.
+		netpoll.Configure(netpoll.Config{BufferSize: 2048})
+	})
+	for i := 0; i < cfg.Loops; i++ {
+		l, err := newLoop(g)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: relay loop: %w", err)
+		}
+		g.loops = append(g.loops, l)
+		go l.run()
+	}
+	return g, nil
+}
+
+func buildDecoy(cfg Config) []byte {
+	status := cfg.DecoyStatus
+	if status == 0 {
+		status = 404
+	}
+	body := cfg.DecoyBody
+	if body == nil {
+		body = []byte(defaultDecoyBody)
+	}
+	ctype := cfg.DecoyContentType
+	if ctype == "" {
+		ctype = "text/html"
+	}
+	server := cfg.ServerHeader
+	if server == "" {
+		server = "nginx"
+	}
+	text := statusText(status)
+	h := "HTTP/1.1 " + strconv.Itoa(status) + " " + text + "\r\n" +
+		"Server: " + server + "\r\n" +
+		"Content-Type: " + ctype + "\r\n" +
+		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n" +
+		"Connection: close\r\n\r\n"
+	return append([]byte(h), body...)
+}
+
+func statusText(code int) string {
+	switch code {
+	case 200:
+		return "OK"
+	case 400:
+		return "Bad Request"
+	case 403:
+		return "Forbidden"
+	case 404:
+		return "Not Found"
+	case 503:
+		return "Service Unavailable"
+	}
+	return "Status"
+}
+
+// ListenAndServe listens on addr (TCP) and serves until Shutdown.
+func (g *Gateway) ListenAndServe(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return g.Serve(ln)
+}
+
+// Serve accepts connections from ln until Shutdown. It takes ln over.
+func (g *Gateway) Serve(ln net.Listener) error {
+	nl, err := netpoll.ConvertListener(ln)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("gateway: %w", err)
+	}
+	el, err := netpoll.NewEventLoop(g.onRequest,
+		netpoll.WithOnPrepare(g.onPrepare),
+	)
+	if err != nil {
+		nl.Close()
+		return fmt.Errorf("gateway: %w", err)
+	}
+	g.mu.Lock()
+	if g.stopped {
+		g.mu.Unlock()
+		nl.Close()
+		return net.ErrClosed
+	}
+	g.evloop = el
+	g.addr = nl.Addr()
+	g.mu.Unlock()
+	g.serving.Store(true)
+	g.log.Info("gateway serving", "addr", nl.Addr().String(), "loops", len(g.loops))
+	err = el.Serve(nl)
+	g.serving.Store(false)
+	if g.draining.Load() {
+		return nil
+	}
+	return err
+}
+
+// Addr is the listening address once Serve has started.
+func (g *Gateway) Addr() net.Addr {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.addr
+}
+
+// Ready reports whether the gateway is serving and not draining.
+func (g *Gateway) Ready() bool { return g.serving.Load() && !g.draining.Load() }
+
+// Sessions is the number of established sessions.
+func (g *Gateway) Sessions() int {
+	n := int64(0)
+	for _, l := range g.loops {
+		n += l.live.Load()
+	}
+	return int(n)
+}
+
+// Handshakes is the number of connections not yet upgraded.
+func (g *Gateway) Handshakes() int { return int(g.handshakes.Load()) }
+
+// Shutdown drains the gateway: it stops accepting, sends close 1001 to every
+// session, waits until they end, DrainTimeout passes or ctx is done, then
+// closes what is left and stops the relay loops.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	if g.stopped {
+		g.mu.Unlock()
+		return nil
+	}
+	g.stopped = true
+	g.draining.Store(true)
+	el := g.evloop
+	g.drainCh = make(chan struct{})
+	g.drainCnt = len(g.loops)
+	g.mu.Unlock()
+
+	if el != nil {
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		el.Shutdown(sctx)
+		cancel()
+	}
+	for _, l := range g.loops {
+		l.post(l.drain)
+	}
+	timer := time.NewTimer(g.cfg.DrainTimeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case <-g.drainCh:
+	case <-timer.C:
+		err = errors.New("gateway: drain timeout, closing remaining sessions")
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	for _, l := range g.loops {
+		l.post(l.kill)
+		l.stop()
+	}
+	for _, l := range g.loops {
+		<-l.done
+	}
+	g.log.Info("gateway stopped", "err", err)
+	return err
+}
+
+// drained is called by a loop (on its goroutine) once it has no sessions.
+func (g *Gateway) drained(l *loop) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.drainCnt > 0 {
+		g.drainCnt--
+		if g.drainCnt == 0 {
+			close(g.drainCh)
+		}
+	}
+}
+
+func (g *Gateway) pickLoop() *loop {
+	return g.loops[int(g.next.Add(1))%len(g.loops)]
+}
+
+// upChunk is how much one read from an upstream may take: a read chunk for a
+// stream, a whole datagram for udp.
+func (g *Gateway) upChunk(k PathKind) int {
+	if k == PathUDP {
+		return 65536
+	}
+	return g.chunk
+}

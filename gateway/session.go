@@ -1,0 +1,538 @@
+package gateway
+
+import (
+	"github.com/gobwas/ws"
+	"golang.org/x/sys/unix"
+
+	"github.com/httvps/httvps/bufpool"
+	"github.com/httvps/httvps/codec"
+)
+
+// maxServerHeader is the largest unmasked server frame header; reads from
+// the upstream land this far into the loop's scratch buffer so the header can
+// be written in front of the payload without a copy.
+const maxServerHeader = 10
+
+// maxIOV bounds the pieces gathered for one writev to the upstream.
+const maxIOV = 64
+
+// closeWait is how long the gateway waits for a close handshake (or for a
+// queued close frame to be read) before it drops the connection.
+const closeWait = 5e9 // ns
+
+// session is one established WebSocket session and its upstream socket.
+// Every field is owned by the session's loop goroutine.
+type session struct {
+	l    *loop
+	kind PathKind
+	cfd  int // client socket
+	ufd  int // upstream socket; -1 once closed
+
+	cev, uev uint32 // registered epoll interest
+
+	rd   codec.Reader
+	up   outq // bytes for the upstream (tcp)
+	down outq // framed bytes for the client
+
+	msg    *[]byte // udp: message being assembled across frames
+	msgLen int
+
+	cliClosed bool  // the client's close frame arrived or its input is ignored
+	discard   bool  // read and drop client input (after a failure close)
+	closeSent bool  // our close frame is queued
+	upEOF     bool  // the upstream sent FIN (tcp)
+	upShut    bool  // we sent FIN to the upstream (tcp)
+	upParked  bool  // upstream fd removed from epoll while paused after HUP
+	cliShut   bool  // we sent FIN to the client after a failure close
+	dead      bool  // finished
+	end       End   // why the session is ending (set with the close frame)
+	last      int64 // last activity, loop clock
+	deadline  int64 // when a pending close must have completed; 0 = none
+
+	prev, next *session // loop's live list
+}
+
+func (s *session) alive() bool { return !s.dead }
+
+// handle processes the epoll events of one of the session's fds.
+func (s *session) handle(fd int, ev uint32) {
+	if fd == s.cfd {
+		if ev&evERR != 0 || (ev&evHUP != 0 && ev&evIn == 0) {
+			s.finish(EndClientGone)
+			return
+		}
+		if ev&evOut != 0 {
+			s.flushDown()
+		}
+		if ev&(evIn|evRDHUP|evHUP) != 0 && !s.dead {
+			s.readClient()
+		}
+	} else {
+		if ev&evERR != 0 && s.kind == PathTCP {
+			s.upstreamFailed()
+			return
+		}
+		if ev&evOut != 0 {
+			s.flushUp()
+		}
+		if s.dead {
+			return
+		}
+		if ev&(evIn|evRDHUP|evHUP|evERR) != 0 {
+			if s.down.empty() || s.kind == PathUDP && ev&evERR != 0 {
+				s.readUpstream()
+			} else if ev&evHUP != 0 {
+				// Paused with a hang-up pending: level-triggered HUP
+				// would spin, so leave epoll until the client drains.
+				unix.EpollCtl(s.l.epfd, unix.EPOLL_CTL_DEL, s.ufd, nil)
+				s.upParked = true
+				s.uev = 0
+			}
+		}
+	}
+	if !s.dead {
+		s.setInterest()
+	}
+}
+
+// setInterest registers what each fd should wait for: the source of a
+// direction is read only while that direction's queue is empty.
+func (s *session) setInterest() {
+	l := s.l
+	var c uint32
+	if s.discard || !s.cliClosed && s.up.empty() && s.down.len() < l.g.cfg.BufferCap {
+		c |= evIn | evRDHUP
+	}
+	if !s.down.empty() {
+		c |= evOut
+	}
+	if c != s.cev {
+		l.modify(s.cfd, c)
+		s.cev = c
+	}
+	if s.ufd < 0 || s.upParked {
+		return
+	}
+	var u uint32
+	if !s.upEOF && !s.closeSent && s.down.empty() {
+		u |= evIn | evRDHUP
+	}
+	if !s.up.empty() {
+		u |= evOut
+	}
+	if u != s.uev {
+		l.modify(s.ufd, u)
+		s.uev = u
+	}
+}
+
+// readClient reads one chunk from the client and relays the frames in it.
+func (s *session) readClient() {
+	l := s.l
+	buf := l.scratch[:l.g.chunk]
+	n, err := unix.Read(s.cfd, buf)
+	if n <= 0 {
+		if err == unix.EAGAIN || err == unix.EINTR {
+			return
+		}
+		if s.discard || s.closeSent {
+			s.finish(s.end)
+			return
+		}
+		s.finish(EndClientGone)
+		return
+	}
+	s.last = l.now
+	if s.discard {
+		return
+	}
+	l.g.m.BytesUp(n)
+	p := buf[:n]
+	iov := l.iov[:0]
+	for len(p) > 0 && !s.cliClosed {
+		ev, k, err := s.rd.Next(p)
+		p = p[k:]
+		if err != nil {
+			s.flushPieces(iov)
+			s.fail(codec.CloseCode(err), EndProtocol)
+			return
+		}
+		switch ev.Kind {
+		case codec.EventData:
+			if s.kind == PathUDP {
+				if !s.udpPiece(ev) {
+					return
+				}
+				continue
+			}
+			if len(ev.Payload) == 0 {
+				continue
+			}
+			iov = append(iov, ev.Payload)
+			if len(iov) == maxIOV {
+				if !s.flushPieces(iov) {
+					return
+				}
+				iov = iov[:0]
+			}
+		case codec.EventControl:
+			switch ev.Op {
+			case ws.OpPing:
+				s.sendFrame(ws.OpPong, ev.Payload)
+			case ws.OpClose:
+				if !s.flushPieces(iov) {
+					return
+				}
+				iov = iov[:0]
+				s.onClientClose(ev.Payload)
+			}
+		}
+	}
+	s.flushPieces(iov)
+}
+
+// flushPieces sends payload pieces to the upstream, queueing what the socket
+// does not take. It reports false if the session ended.
+func (s *session) flushPieces(iov [][]byte) bool {
+	if len(iov) == 0 || s.dead {
+		return !s.dead
+	}
+	if !s.up.empty() {
+		s.l.g.m.Buffered(s.up.push(iov...))
+		return true
+	}
+	n, err := writev(s.ufd, iov, s.l.iovec[:])
+	if n < 0 {
+		n = 0
+	}
+	if err != nil && err != unix.EAGAIN {
+		s.upstreamFailed()
+		return false
+	}
+	for _, p := range iov {
+		if n >= len(p) {
+			n -= len(p)
+			continue
+		}
+		s.l.g.m.Buffered(s.up.push(p[n:]))
+		n = 0
+	}
+	return true
+}
+
+// udpPiece adds a piece of a client message to the datagram being built and
+// sends it when the message ends. It reports false if the session ended.
+func (s *session) udpPiece(ev codec.Event) bool {
+	if s.msg == nil && ev.MessageEnd {
+		s.sendDatagram(ev.Payload)
+		return true
+	}
+	if s.msg == nil {
+		s.msg = bufpool.Get(maxUDPPayload)
+		s.msgLen = 0
+	}
+	if s.msgLen+len(ev.Payload) > maxUDPPayload {
+		s.fail(ws.StatusMessageTooBig, EndProtocol)
+		return false
+	}
+	s.msgLen += copy((*s.msg)[s.msgLen:], ev.Payload)
+	if ev.MessageEnd {
+		s.sendDatagram((*s.msg)[:s.msgLen])
+		bufpool.Put(s.msg)
+		s.msg = nil
+	}
+	return true
+}
+
+func (s *session) sendDatagram(p []byte) {
+	_, err := unix.Write(s.ufd, p)
+	if err != nil {
+		// A full socket buffer or an ICMP error from an earlier datagram:
+		// UDP has no backpressure, so the datagram is dropped and counted.
+		s.l.g.m.Dropped(DropUDPToUpstream, 1)
+	}
+}
+
+// readUpstream reads one chunk (tcp) or datagram (udp) and frames it for the
+// client.
+func (s *session) readUpstream() {
+	l := s.l
+	buf := l.scratch[maxServerHeader : maxServerHeader+l.g.upChunk(s.kind)]
+	n, err := unix.Read(s.ufd, buf)
+	if err != nil {
+		if err == unix.EAGAIN || err == unix.EINTR {
+			return
+		}
+		if s.kind == PathUDP {
+			// ECONNREFUSED and friends from an ICMP error; reading cleared it.
+			return
+		}
+		s.upstreamFailed()
+		return
+	}
+	if n == 0 && s.kind == PathTCP {
+		s.upEOF = true
+		if s.upParked || s.upShut {
+			s.closeUpstream()
+		}
+		if s.down.empty() {
+			s.sendClose(ws.StatusNormalClosure, EndNormal)
+		}
+		s.maybeDone()
+		return
+	}
+	s.last = l.now
+	l.g.m.BytesDown(n)
+	h := codec.ServerHeaderLen(n)
+	start := maxServerHeader - h
+	codec.PutServerHeader(l.scratch[start:], ws.OpBinary, n)
+	s.writeDown(l.scratch[start : maxServerHeader+n])
+}
+
+// writeDown sends raw bytes to the client, queueing what the socket does not
+// take (which pauses the upstream until the queue drains).
+func (s *session) writeDown(p []byte) {
+	if !s.down.empty() {
+		s.l.g.m.Buffered(s.down.push(p))
+		return
+	}
+	n, err := unix.Write(s.cfd, p)
+	if err != nil && err != unix.EAGAIN && err != unix.EINTR {
+		s.finish(EndClientGone)
+		return
+	}
+	if n < 0 {
+		n = 0
+	}
+	if n < len(p) {
+		s.l.g.m.Buffered(s.down.push(p[n:]))
+	}
+}
+
+// sendFrame sends a small control frame (at most 125 bytes of payload).
+func (s *session) sendFrame(op ws.OpCode, payload []byte) {
+	if s.closeSent {
+		return
+	}
+	var b [maxServerHeader + 125]byte
+	s.writeDown(codec.AppendServerFrame(b[:0], op, payload))
+}
+
+// sendClose queues our close frame; after it no data frame may follow.
+func (s *session) sendClose(code ws.StatusCode, end End) {
+	if s.closeSent || s.dead {
+		return
+	}
+	var b [16]byte
+	s.writeDown(codec.AppendClose(b[:0], code, ""))
+	s.closeSent = true
+	s.end = end
+	if s.deadline == 0 && !s.cliClosed {
+		// The client's close (or EOF) must follow, but it may still be
+		// sending its last data (end of stream in one direction only), so
+		// only an error close gets a deadline here.
+		if end != EndNormal {
+			s.deadline = s.l.now + closeWait
+		}
+	}
+}
+
+// fail closes the session after a client-side failure: send the close code,
+// stop relaying, and drop whatever the client still sends until it closes.
+func (s *session) fail(code ws.StatusCode, end End) {
+	s.sendClose(code, end)
+	s.cliClosed = true
+	s.discard = true
+	s.deadline = s.l.now + closeWait
+	s.closeUpstream()
+	s.maybeDone()
+}
+
+// onClientClose handles the client's close frame: code 1000 (or none) is the
+// end of the client's stream; anything else aborts the session.
+func (s *session) onClientClose(payload []byte) {
+	code, _, err := codec.ParseClose(payload)
+	if err != nil {
+		s.fail(codec.CloseCode(err), EndProtocol)
+		return
+	}
+	s.cliClosed = true
+	normal := code == ws.StatusNormalClosure || code == ws.StatusNoStatusRcvd
+	if s.kind == PathUDP || !normal {
+		if !normal && s.end == EndNormal {
+			s.end = EndClientGone
+		}
+		s.sendClose(ws.StatusNormalClosure, s.end)
+		s.closeUpstream()
+		s.maybeDone()
+		return
+	}
+	if s.up.empty() {
+		s.shutUpstream()
+	}
+	s.maybeDone()
+}
+
+// shutUpstream passes the client's end of stream on as a FIN.
+func (s *session) shutUpstream() {
+	if s.upShut || s.ufd < 0 {
+		return
+	}
+	s.upShut = true
+	unix.Shutdown(s.ufd, unix.SHUT_WR)
+	if s.upEOF {
+		s.closeUpstream()
+	}
+}
+
+func (s *session) closeUpstream() {
+	if s.ufd < 0 {
+		return
+	}
+	s.l.g.m.Buffered(-s.up.release())
+	if s.upParked {
+		s.l.fds[s.ufd] = nil
+		unix.Close(s.ufd)
+	} else {
+		s.l.forget(s.ufd)
+	}
+	s.ufd = -1
+	s.upParked = false
+	s.uev = 0
+}
+
+func (s *session) upstreamFailed() {
+	s.closeUpstream()
+	if s.closeSent {
+		s.finish(EndUpstream)
+		return
+	}
+	s.sendClose(ws.StatusInternalServerError, EndUpstream)
+	s.cliClosed = true
+	s.discard = true
+	s.deadline = s.l.now + closeWait
+	s.maybeDone()
+}
+
+func (s *session) flushDown() {
+	if s.down.empty() {
+		return
+	}
+	n, err := s.down.flush(s.cfd)
+	s.l.g.m.Buffered(-n)
+	if err != nil {
+		s.finish(EndClientGone)
+		return
+	}
+	if n > 0 {
+		s.last = s.l.now
+	}
+	if !s.down.empty() {
+		return
+	}
+	if s.upEOF && !s.closeSent {
+		s.sendClose(ws.StatusNormalClosure, EndNormal)
+	}
+	if s.upParked && !s.dead {
+		// The upstream hung up while paused; drain it without epoll
+		// (a hung-up socket never blocks: it has data or returns EOF).
+		for i := 0; i < 64 && s.ufd >= 0 && s.down.empty() && !s.dead && !s.closeSent; i++ {
+			s.readUpstream()
+		}
+	}
+	s.maybeDone()
+}
+
+func (s *session) flushUp() {
+	if s.up.empty() || s.ufd < 0 {
+		return
+	}
+	n, err := s.up.flush(s.ufd)
+	s.l.g.m.Buffered(-n)
+	if err != nil {
+		s.upstreamFailed()
+		return
+	}
+	if s.up.empty() && s.cliClosed && !s.discard {
+		s.shutUpstream()
+	}
+	s.maybeDone()
+}
+
+// maybeDone finishes the session once both ends are done and our last bytes
+// reached the client's socket.
+func (s *session) maybeDone() {
+	if s.dead || !s.down.empty() || !s.closeSent || !s.cliClosed {
+		return
+	}
+	if s.discard {
+		// Our failure close is out; send FIN after it so the client reads
+		// it, and close when the client closes (or at the deadline).
+		if !s.cliShut {
+			s.cliShut = true
+			unix.Shutdown(s.cfd, unix.SHUT_WR)
+		}
+		return
+	}
+	if !s.up.empty() {
+		return
+	}
+	s.finish(s.end)
+}
+
+// goAway asks the client to leave (close 1001) for drain or idle timeout.
+func (s *session) goAway(end End) {
+	if s.dead {
+		return
+	}
+	if s.closeSent {
+		if s.deadline == 0 {
+			s.deadline = s.l.now + closeWait
+		}
+		return
+	}
+	s.sendClose(ws.StatusGoingAway, end)
+	s.deadline = s.l.now + closeWait
+	if s.cliClosed {
+		s.closeUpstream()
+		s.maybeDone()
+	} else {
+		s.setInterest()
+	}
+}
+
+// tick runs from the loop's sweep.
+func (s *session) tick(now int64) {
+	if s.deadline != 0 && now > s.deadline {
+		if s.end == EndNormal {
+			s.end = EndSlowClient
+		}
+		s.finish(s.end)
+		return
+	}
+	idle := s.l.g.idle[s.kind]
+	if idle > 0 && now-s.last > idle {
+		s.goAway(EndIdle)
+	}
+}
+
+// finish closes both sockets and frees everything the session holds.
+func (s *session) finish(end End) {
+	if s.dead {
+		return
+	}
+	s.dead = true
+	l := s.l
+	l.g.m.Buffered(-s.up.release() - s.down.release())
+	if s.msg != nil {
+		bufpool.Put(s.msg)
+		s.msg = nil
+	}
+	s.closeUpstream()
+	l.forget(s.cfd)
+	s.cfd = -1
+	l.unlink(s)
+	l.g.m.SessionEnd(s.kind, end)
+	l.g.active.Add(-1)
+}
+
