@@ -535,4 +535,3 @@ func (s *session) finish(end End) {
 	l.g.m.SessionEnd(s.kind, end)
 	l.g.active.Add(-1)
 }
-

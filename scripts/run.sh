@@ -102,7 +102,7 @@ ss-server -s 127.0.0.1 -p "$ss_port" -k "$password" -m "$cipher" -u >"$work/ss-s
 pids+=($!)
 
 bin/httvps-gateway -listen "$gw_listen" -admin-listen "$admin_listen" \
-	-route "$secret=127.0.0.1:$ss_port" >"$work/gateway.log" 2>&1 &
+	-drain-timeout 5s -route "$secret=127.0.0.1:$ss_port" >"$work/gateway.log" 2>&1 &
 pids+=($!)
 
 if ! wait_port "$ss_port" || ! wait_http "http://$admin_listen/readyz"; then
