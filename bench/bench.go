@@ -1,0 +1,242 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Scenario names.
+const (
+	ScenarioThroughput = "throughput"
+	ScenarioIdle       = "idle"
+	ScenarioSlowReader = "slowreader"
+)
+
+// Config selects what Run measures. Zero values mean the documented defaults.
+type Config struct {
+	// Self is the path of the httvps-bench binary; its "sink" and "relay"
+	// subcommands run the upstream and the gocopy peer. Required.
+	Self string
+	// GatewayBin is our gateway binary. "" means bin/httvps-gateway.
+	GatewayBin string
+	// GatewayArgs are extra gateway flags (e.g. -buffer-cap 262144).
+	GatewayArgs []string
+	// V2RayBin is the v2ray-plugin binary. "" means ss-v2ray-plugin.
+	V2RayBin string
+	// Peers to measure, in order. nil means httvps, gocopy, v2ray; a peer
+	// whose binary is missing is skipped with a note.
+	Peers []string
+	// Scenarios to run. nil means throughput, idle, slowreader.
+	Scenarios []string
+
+	// Throughput: Bytes per (peer, direction, streams) cell, 0 means 1 GiB;
+	// Streams nil means 1 and 16; Message is the client's piece size, 0 means
+	// 16 KiB; CellTimeout 0 means 120s.
+	Bytes       int64
+	Streams     []int
+	Message     int
+	CellTimeout time.Duration
+
+	// Idle: Sessions 0 means 9000 (the relay holds two fds per session and
+	// may not exceed 20000 fds); Settle 0 means 3s.
+	Sessions int
+	Settle   time.Duration
+	// GoCopySessions is the idle session count for gocopy. Go's io.Copy
+	// between TCP conns splices through a pipe, and a copy blocked waiting
+	// for data holds its pipe: six fds per idle session, so 9000 sessions
+	// would exceed the fd limit. 0 means min(Sessions, 3000).
+	GoCopySessions int
+
+	// Slow reader: Duration 0 means 20s, Rate 0 means 2 MiB/s, SlowBytes
+	// (what the upstream offers) 0 means 256 MiB.
+	SlowDuration time.Duration
+	SlowRate     int64
+	SlowBytes    int64
+
+	// OutDir receives the timestamped JSON and Markdown reports and
+	// latest.json / latest.md. "" means no files.
+	OutDir string
+	// Out receives the human table; Log receives progress. nil means discard.
+	Out io.Writer
+	Log io.Writer
+}
+
+func (c *Config) setDefaults() {
+	if c.GatewayBin == "" {
+		c.GatewayBin = "bin/httvps-gateway"
+	}
+	if c.V2RayBin == "" {
+		c.V2RayBin = "ss-v2ray-plugin"
+	}
+	if c.Peers == nil {
+		c.Peers = []string{PeerHTTVPS, PeerGoCopy, PeerV2Ray}
+	}
+	if c.Scenarios == nil {
+		c.Scenarios = []string{ScenarioThroughput, ScenarioIdle, ScenarioSlowReader}
+	}
+	if c.Bytes == 0 {
+		c.Bytes = 1 << 30
+	}
+	if c.Streams == nil {
+		c.Streams = []int{1, 16}
+	}
+	if c.Message == 0 {
+		c.Message = 16 << 10
+	}
+	if c.CellTimeout == 0 {
+		c.CellTimeout = 120 * time.Second
+	}
+	if c.Sessions == 0 {
+		c.Sessions = 9000
+	}
+	if c.GoCopySessions == 0 {
+		c.GoCopySessions = min(c.Sessions, 3000)
+	}
+	if c.Settle == 0 {
+		c.Settle = 3 * time.Second
+	}
+	if c.SlowDuration == 0 {
+		c.SlowDuration = 20 * time.Second
+	}
+	if c.SlowRate == 0 {
+		c.SlowRate = 2 << 20
+	}
+	if c.SlowBytes == 0 {
+		c.SlowBytes = 256 << 20
+	}
+	if c.Out == nil {
+		c.Out = io.Discard
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+}
+
+// maxIdleSessions keeps the relay (two fds per session plus a few) and this
+// client (one per session) under the 20000-fd hard limit.
+const maxIdleSessions = 9900
+
+func (c *Config) validate() error {
+	if c.Self == "" {
+		return errors.New("bench: Config.Self is required")
+	}
+	for _, s := range c.Scenarios {
+		if !slices.Contains([]string{ScenarioThroughput, ScenarioIdle, ScenarioSlowReader}, s) {
+			return fmt.Errorf("bench: unknown scenario %q", s)
+		}
+	}
+	for _, p := range c.Peers {
+		if !slices.Contains([]string{PeerHTTVPS, PeerGoCopy, PeerV2Ray}, p) {
+			return fmt.Errorf("bench: unknown peer %q", p)
+		}
+	}
+	for _, n := range c.Streams {
+		if n < 1 || int64(n) > c.Bytes {
+			return fmt.Errorf("bench: bad stream count %d", n)
+		}
+	}
+	if c.Sessions < 1 || c.Sessions > maxIdleSessions {
+		return fmt.Errorf("bench: idle sessions must be 1..%d (fd limit)", maxIdleSessions)
+	}
+	if c.GoCopySessions < 1 || c.GoCopySessions*6 > 19900 {
+		return errors.New("bench: gocopy idle sessions must be 1..3316 (6 fds each)")
+	}
+	if c.Message < 1 || c.Message > 1<<20 {
+		return errors.New("bench: message size must be 1..1 MiB")
+	}
+	return nil
+}
+
+// Run measures the selected scenarios on the selected peers, writes the
+// report, and kills every process it started before returning, also when ctx
+// is cancelled. A corrupted stream or a failed peer is an error: its figure
+// is left out, the other peers are still measured, and Run returns the errors.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	ps := &procSet{}
+	defer ps.stopAll()
+
+	rep := newReport(cfg)
+	var peers []*peer
+	for _, name := range cfg.Peers {
+		var (
+			pe  *peer
+			err error
+		)
+		switch name {
+		case PeerHTTVPS:
+			pe, err = newHTTVPSPeer(cfg.GatewayBin, cfg.GatewayArgs)
+		case PeerGoCopy:
+			pe = newGoCopyPeer(cfg.Self)
+		case PeerV2Ray:
+			pe, err = newV2RayPeer(cfg.V2RayBin)
+		}
+		if err != nil {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("%s skipped: %v", name, err))
+			fmt.Fprintf(cfg.Log, "skip %s: %v\n", name, err)
+			continue
+		}
+		peers = append(peers, pe)
+		rep.Peers = append(rep.Peers, pe.info)
+	}
+
+	var errs []error
+	fail := func(scenario, peer string, err error) {
+		err = fmt.Errorf("%s/%s: %w", scenario, peer, err)
+		errs = append(errs, err)
+		rep.Errors = append(rep.Errors, err.Error())
+		fmt.Fprintf(cfg.Log, "ERROR %v\n", err)
+	}
+	for _, sc := range cfg.Scenarios {
+		for _, pe := range peers {
+			if ctx.Err() != nil {
+				break
+			}
+			var err error
+			switch sc {
+			case ScenarioThroughput:
+				err = runThroughput(ctx, &cfg, ps, pe, rep)
+			case ScenarioIdle:
+				err = runIdle(ctx, &cfg, ps, pe, rep)
+			case ScenarioSlowReader:
+				err = runSlowReader(ctx, &cfg, ps, pe, rep)
+			}
+			if err != nil {
+				fail(sc, pe.info.Name, err)
+			}
+			ps.stopAll()
+		}
+	}
+	rep.finish()
+	if ctx.Err() != nil {
+		errs = append(errs, ctx.Err())
+		rep.Errors = append(rep.Errors, "interrupted: "+ctx.Err().Error())
+	}
+	rep.WriteText(cfg.Out)
+	if cfg.OutDir != "" {
+		files, err := rep.WriteFiles(cfg.OutDir)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			fmt.Fprintf(cfg.Log, "report: %s\n", strings.Join(files, ", "))
+		}
+	}
+	return rep, errors.Join(errs...)
+}
+
+// startPair starts a fresh sink and the peer in front of it.
+func startPair(ctx context.Context, cfg *Config, ps *procSet, pe *peer) (*running, error) {
+	_, sinkAddr, err := ps.startSelf("sink", []string{cfg.Self, "sink", "-listen", "127.0.0.1:0"})
+	if err != nil {
+		return nil, err
+	}
+	return pe.start(ctx, ps, sinkAddr)
+}

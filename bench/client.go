@@ -1,0 +1,184 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// Stream is one client byte stream through a relay. Write sends one piece of
+// the stream (one binary message on WebSocket peers); Read returns stream
+// bytes; CloseWrite signals the end of the client's stream.
+type Stream interface {
+	io.ReadWriter
+	CloseWrite() error
+	Close() error
+	SetDeadline(t time.Time) error
+}
+
+// Transport says how a client reaches a relay.
+type Transport struct {
+	Addr string // relay address, host:port
+	// Path is the WebSocket path; "" means raw TCP.
+	Path string
+	// LocalIP, when set, is the client's source address (127.0.0.x), so many
+	// sessions do not exhaust one address's ephemeral ports.
+	LocalIP net.IP
+	// ReadBuffer is the client's WebSocket read buffer; 0 means 64 KiB.
+	ReadBuffer int
+}
+
+// Dial opens a stream.
+func (t Transport) Dial(ctx context.Context) (Stream, error) {
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if t.LocalIP != nil {
+		d.LocalAddr = &net.TCPAddr{IP: t.LocalIP}
+	}
+	if t.Path == "" {
+		c, err := d.DialContext(ctx, "tcp", t.Addr)
+		if err != nil {
+			return nil, err
+		}
+		return c.(*net.TCPConn), nil
+	}
+	wd := ws.Dialer{
+		Timeout: 10 * time.Second,
+		NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		},
+	}
+	c, br, _, err := wd.Dial(ctx, "ws://"+t.Addr+t.Path)
+	if err != nil {
+		return nil, err
+	}
+	return newWSStream(c, br, t.ReadBuffer), nil
+}
+
+// wsStream is a client WebSocket whose binary messages carry a byte stream.
+// Frames are written masked (RFC 6455 §5.3), one frame per Write.
+type wsStream struct {
+	c  net.Conn
+	r  *bufio.Reader
+	wb []byte // header + masked payload, reused
+
+	remaining int64 // payload bytes left in the current data frame
+	gotClose  bool
+	sentClose bool
+}
+
+// maxServerFrame bounds a server frame we accept; a relay sending more is a bug.
+const maxServerFrame = 16 << 20
+
+var errServerFrame = errors.New("bench: bad server frame")
+
+func newWSStream(c net.Conn, br *bufio.Reader, size int) *wsStream {
+	if size <= 0 {
+		size = 64 << 10
+	}
+	var r io.Reader = c
+	if br != nil && br.Buffered() > 0 {
+		r = io.MultiReader(io.LimitReader(br, int64(br.Buffered())), c)
+	}
+	return &wsStream{c: c, r: bufio.NewReaderSize(r, size)}
+}
+
+func (s *wsStream) writeFrame(op ws.OpCode, p []byte) error {
+	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(p)), Masked: true, Mask: ws.NewMask()}
+	n := ws.HeaderSize(h) + len(p)
+	if cap(s.wb) < n {
+		s.wb = make([]byte, n)
+	}
+	b := s.wb[:n]
+	w := sliceWriter{b: b[:0]}
+	if err := ws.WriteHeader(&w, h); err != nil {
+		return err
+	}
+	hl := len(w.b)
+	copy(b[hl:], p)
+	ws.Cipher(b[hl:], h.Mask, 0)
+	_, err := s.c.Write(b)
+	return err
+}
+
+func (s *wsStream) Write(p []byte) (int, error) {
+	if s.sentClose {
+		return 0, net.ErrClosed
+	}
+	if err := s.writeFrame(ws.OpBinary, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// CloseWrite sends close 1000, the end of the client's stream.
+func (s *wsStream) CloseWrite() error {
+	if s.sentClose {
+		return nil
+	}
+	s.sentClose = true
+	return s.writeFrame(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
+}
+
+func (s *wsStream) Read(p []byte) (int, error) {
+	for s.remaining == 0 {
+		if s.gotClose {
+			return 0, io.EOF
+		}
+		h, err := ws.ReadHeader(s.r)
+		if err != nil {
+			return 0, err
+		}
+		if h.Masked || h.Length > maxServerFrame || h.Length < 0 {
+			return 0, fmt.Errorf("%w: masked=%v len=%d", errServerFrame, h.Masked, h.Length)
+		}
+		switch h.OpCode {
+		case ws.OpBinary, ws.OpContinuation:
+			s.remaining = h.Length
+		case ws.OpText:
+			return 0, fmt.Errorf("%w: text message", errServerFrame)
+		default:
+			body := make([]byte, h.Length)
+			if _, err := io.ReadFull(s.r, body); err != nil {
+				return 0, err
+			}
+			switch h.OpCode {
+			case ws.OpClose:
+				s.gotClose = true
+				if !s.sentClose {
+					s.CloseWrite()
+				}
+			case ws.OpPing:
+				if !s.sentClose {
+					if err := s.writeFrame(ws.OpPong, body); err != nil {
+						return 0, err
+					}
+				}
+			}
+		}
+	}
+	if int64(len(p)) > s.remaining {
+		p = p[:s.remaining]
+	}
+	n, err := s.r.Read(p)
+	s.remaining -= int64(n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (s *wsStream) Close() error                  { return s.c.Close() }
+func (s *wsStream) SetDeadline(t time.Time) error { return s.c.SetDeadline(t) }
+
+type sliceWriter struct{ b []byte }
+
+func (w *sliceWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}

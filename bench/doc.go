@@ -1,0 +1,18 @@
+// Package bench is the HTTVPS benchmark harness: it runs each relay (peer) as
+// its own process, drives the same byte streams through it from a client in
+// this process to a sink process, checks every stream's SHA-256 at both ends,
+// and reads the relay's CPU time and RSS from /proc.
+//
+// Sink protocol (one TCP connection per stream): the client's first 9 bytes
+// are a mode byte and a big-endian uint64 argument.
+//
+//	'U' n  upload: the sink reads exactly n bytes, replies their 32-byte SHA-256
+//	'D' n  download: the sink sends n bytes of the deterministic pattern
+//	'E' 0  echo until end of stream
+//	'I' 0  idle: the sink replies one byte ('K') and holds the connection
+//
+// After its reply the sink half-closes and waits (bounded) for the client's
+// end of stream before closing, so no relay needs to pass half-close for a
+// run to succeed; length-delimited modes also keep v2ray-plugin, which does
+// not propagate half-close, measurable.
+package bench

@@ -1,0 +1,144 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// IdleResult is the idle-session memory measurement of one peer.
+type IdleResult struct {
+	Peer           string  `json:"peer"`
+	Sessions       int     `json:"sessions"`
+	Established    int     `json:"established"`
+	SetupSeconds   float64 `json:"setup_seconds"`
+	BaseRSSKiB     int64   `json:"base_rss_kib"`
+	RSSKiB         int64   `json:"rss_kib"`
+	PerSessionKiB  float64 `json:"per_session_kib"`
+	RelayFDs       int     `json:"relay_fds"`
+	CPUSetupSecond float64 `json:"cpu_seconds_setup"`
+}
+
+// idleDialers is how many sessions are set up at once.
+const idleDialers = 32
+
+// idleSourceIPs spreads client sockets over 127.0.0.2.. so one source
+// address never runs short of ephemeral ports.
+const idleSourceIPs = 8
+
+func runIdle(ctx context.Context, cfg *Config, ps *procSet, pe *peer, rep *Report) error {
+	r, err := startPair(ctx, cfg, ps, pe)
+	if err != nil {
+		return err
+	}
+	time.Sleep(time.Second)
+	base, err := r.proc.Sample()
+	if err != nil {
+		return err
+	}
+	n := cfg.Sessions
+	if pe.info.Name == PeerGoCopy {
+		n = cfg.GoCopySessions
+	}
+	conns := make([]Stream, n)
+	defer func() {
+		var wg sync.WaitGroup
+		for i := range idleDialers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := i; j < n; j += idleDialers {
+					if conns[j] != nil {
+						conns[j].Close()
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}()
+
+	var (
+		next     atomic.Int64
+		ok       atomic.Int64
+		firstErr error
+		errOnce  sync.Once
+		wg       sync.WaitGroup
+	)
+	setupDeadline := time.Now().Add(time.Duration(n)*10*time.Millisecond + 30*time.Second)
+	start := time.Now()
+	for range idleDialers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil || time.Now().After(setupDeadline) {
+					return
+				}
+				tr := r.transport
+				tr.LocalIP = net.IPv4(127, 0, 0, byte(2+i%idleSourceIPs))
+				tr.ReadBuffer = 256
+				s, err := openIdle(ctx, tr)
+				if err != nil {
+					errOnce.Do(func() { firstErr = fmt.Errorf("session %d: %w", i, err) })
+					continue
+				}
+				conns[i] = s
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	setup := time.Since(start)
+	res := IdleResult{Peer: pe.info.Name, Sessions: n, Established: int(ok.Load()),
+		SetupSeconds: setup.Seconds(), BaseRSSKiB: base.RSSKiB}
+	if res.Established != n {
+		return fmt.Errorf("only %d of %d idle sessions established: %v", res.Established, n, firstErr)
+	}
+	// Let the relay's runtime settle (GC, scavenger) before reading RSS.
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(cfg.Settle):
+	}
+	x, err := r.proc.Sample()
+	if err != nil {
+		return err
+	}
+	res.RSSKiB = x.RSSKiB
+	res.CPUSetupSecond = (x.CPU - base.CPU).Seconds()
+	res.PerSessionKiB = float64(x.RSSKiB-base.RSSKiB) / float64(n)
+	if ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", r.proc.Pid())); err == nil {
+		res.RelayFDs = len(ents)
+	}
+	rep.Idle = append(rep.Idle, res)
+	fmt.Fprintf(cfg.Log, "idle       %-7s %d sessions (%d relay fds) in %.1fs: RSS %d -> %d KiB, %.1f KiB/session\n",
+		res.Peer, n, res.RelayFDs, res.SetupSeconds, res.BaseRSSKiB, res.RSSKiB, res.PerSessionKiB)
+	return nil
+}
+
+// openIdle opens a session, asks the sink to hold it, and waits for the
+// sink's one-byte answer, so the upstream connection exists end to end.
+func openIdle(ctx context.Context, tr Transport) (Stream, error) {
+	s, err := tr.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.SetDeadline(time.Now().Add(15 * time.Second))
+	if _, err := s.Write(modeHeader(ModeIdle, 0)); err != nil {
+		s.Close()
+		return nil, err
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(s, b[:]); err != nil || b[0] != idleAck {
+		s.Close()
+		return nil, fmt.Errorf("no ack from the sink: %q %v", b[0], err)
+	}
+	s.SetDeadline(time.Time{})
+	return s, nil
+}

@@ -1,0 +1,164 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"debug/buildinfo"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Peer names.
+const (
+	PeerHTTVPS = "httvps"
+	PeerGoCopy = "gocopy"
+	PeerV2Ray  = "v2ray"
+)
+
+// PeerInfo describes a relay for the report.
+type PeerInfo struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Command string `json:"command"` // command line, with the sink address as SINK
+}
+
+// peer starts one relay process in front of a sink.
+type peer struct {
+	info PeerInfo
+	// argv builds the command line; listen is the port to listen on (0 for
+	// self subcommands that choose their own), sink the upstream address.
+	argv func(listen int, sink string) []string
+	self bool   // prints "listening ADDR"
+	path string // WebSocket path, "" for raw TCP
+}
+
+// running is a started relay.
+type running struct {
+	proc      *Process
+	transport Transport
+}
+
+func (pe *peer) start(ctx context.Context, ps *procSet, sink string) (*running, error) {
+	if pe.self {
+		p, addr, err := ps.startSelf(pe.info.Name, pe.argv(0, sink))
+		if err != nil {
+			return nil, err
+		}
+		return &running{proc: p, transport: Transport{Addr: addr}}, nil
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	p, err := ps.start(pe.info.Name, pe.argv(port, sink), nil)
+	if err != nil {
+		return nil, err
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	if err := waitListening(ctx, p, addr); err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return &running{proc: p, transport: Transport{Addr: addr, Path: pe.path}}, nil
+}
+
+func newGoCopyPeer(self string) *peer {
+	return &peer{
+		info: PeerInfo{Name: PeerGoCopy, Version: "io.Copy relay, " + runtime.Version(),
+			Command: self + " relay -listen 127.0.0.1:0 -target SINK"},
+		argv: func(_ int, sink string) []string {
+			return []string{self, "relay", "-listen", "127.0.0.1:0", "-target", sink}
+		},
+		self: true,
+	}
+}
+
+// newV2RayPeer runs ss-v2ray-plugin in server mode, websocket, path "/".
+// Checked on v2ray-plugin 1.3.1 (Debian) by experiment and in its main.go:
+// with flags, a server LISTENS on -localAddr:-localPort and forwards to
+// -remoteAddr:-remotePort (only the SIP003 SS_* variables are swapped in
+// server mode). Without -mux 0 the server expects Mux.Cool from the client
+// ("invalid metalen"); with it, each binary message is a piece of the raw
+// stream, as ss-local + v2ray-plugin mux=0 and Outline clients send it.
+func newV2RayPeer(bin string) (*peer, error) {
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", errPeerUnavailable, bin, err)
+	}
+	return &peer{
+		info: PeerInfo{Name: PeerV2Ray, Version: v2rayVersion(path),
+			Command: path + " -server -mode websocket -path / -mux 0 -loglevel none -localAddr 127.0.0.1 -localPort PORT -remoteAddr SINKHOST -remotePort SINKPORT"},
+		argv: func(port int, sink string) []string {
+			h, p, _ := net.SplitHostPort(sink)
+			return []string{path, "-server", "-mode", "websocket", "-path", "/", "-mux", "0", "-loglevel", "none",
+				"-localAddr", "127.0.0.1", "-localPort", strconv.Itoa(port),
+				"-remoteAddr", h, "-remotePort", p}
+		},
+		path: "/",
+	}, nil
+}
+
+// newHTTVPSPeer runs our gateway on the Outline-compatible tcp path.
+func newHTTVPSPeer(bin string, extra []string) (*peer, error) {
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", errPeerUnavailable, bin, err)
+	}
+	var sb [16]byte
+	rand.Read(sb[:])
+	secret := hex.EncodeToString(sb[:])
+	return &peer{
+		info: PeerInfo{Name: PeerHTTVPS, Version: goBinaryVersion(bin),
+			Command: bin + " -listen 127.0.0.1:PORT -admin-listen '' -route SECRET=SINK -log-level warn -idle-timeout 1h " + strings.Join(extra, " ")},
+		argv: func(port int, sink string) []string {
+			a := []string{bin, "-listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+				"-admin-listen", "", "-route", secret + "=" + sink, "-log-level", "warn",
+				"-idle-timeout", "1h"}
+			return append(a, extra...)
+		},
+		path: "/" + secret + "/tcp",
+	}, nil
+}
+
+// goBinaryVersion describes a Go binary from its embedded build info.
+func goBinaryVersion(path string) string {
+	bi, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			if len(s.Value) > 12 {
+				s.Value = s.Value[:12]
+			}
+			v += " rev " + s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				v += " (modified)"
+			}
+		}
+	}
+	return v + ", " + bi.GoVersion
+}
+
+func v2rayVersion(path string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, path, "-version").Output()
+	v := strings.Join(strings.Fields(strings.SplitN(string(out), "\n", 2)[0]), " ")
+	if pkg, err := exec.CommandContext(ctx, "dpkg-query", "-W", "-f", "${Version}", "shadowsocks-v2ray-plugin").Output(); err == nil {
+		v += ", Debian shadowsocks-v2ray-plugin " + string(pkg)
+	}
+	if bi, err := buildinfo.ReadFile(path); err == nil {
+		v += ", " + bi.GoVersion
+	}
+	return v
+}

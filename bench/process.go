@@ -1,0 +1,195 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Process is a child process the harness started: a relay or the sink.
+type Process struct {
+	Name string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
+	err  error         // exit status, valid after done
+	tail *tailBuffer   // last bytes of stderr, for error messages
+}
+
+// Pid is the child's process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Sample reads the process's CPU time and RSS.
+func (p *Process) Sample() (ProcSample, error) {
+	if p.Exited() {
+		return ProcSample{}, fmt.Errorf("bench: %s exited: %v: %s", p.Name, p.err, p.tail)
+	}
+	return ReadProc(p.Pid())
+}
+
+// Stop kills the process group and waits (bounded) for it to exit.
+func (p *Process) Stop() {
+	if p.Exited() {
+		return
+	}
+	syscall.Kill(-p.Pid(), syscall.SIGKILL)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+// procSet tracks every child so all of them die at the end, even on error.
+type procSet struct {
+	mu    sync.Mutex
+	procs []*Process
+}
+
+func (s *procSet) add(p *Process) {
+	s.mu.Lock()
+	s.procs = append(s.procs, p)
+	s.mu.Unlock()
+}
+
+// stopAll kills every process still running.
+func (s *procSet) stopAll() {
+	s.mu.Lock()
+	ps := s.procs
+	s.procs = nil
+	s.mu.Unlock()
+	for _, p := range ps {
+		p.Stop()
+	}
+}
+
+// start runs argv in its own process group, killed if the harness dies
+// (Pdeathsig), with SS_* variables removed so SIP003 plugins read only flags.
+func (s *procSet) start(name string, argv []string, stdout io.Writer) (*Process, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SS_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	tail := &tailBuffer{max: 4096}
+	cmd.Stderr = tail
+	cmd.Stdout = stdout
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("bench: start %s: %w", name, err)
+	}
+	p := &Process{Name: name, cmd: cmd, done: make(chan struct{}), tail: tail}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	s.add(p)
+	return p, nil
+}
+
+// startSelf runs a subcommand of the harness binary that prints
+// "listening ADDR" as its first stdout line, and returns ADDR.
+func (s *procSet) startSelf(name string, argv []string) (*Process, string, error) {
+	pr, pw := io.Pipe()
+	p, err := s.start(name, argv, pw)
+	if err != nil {
+		return nil, "", err
+	}
+	addrc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
+				select {
+				case addrc <- a:
+				default:
+				}
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	go func() { <-p.done; pw.Close() }()
+	select {
+	case a := <-addrc:
+		return p, a, nil
+	case <-p.done:
+		return nil, "", fmt.Errorf("bench: %s exited before listening: %v: %s", name, p.err, p.tail)
+	case <-time.After(10 * time.Second):
+		p.Stop()
+		return nil, "", fmt.Errorf("bench: %s did not start listening in 10s", name)
+	}
+}
+
+// waitListening polls addr until it accepts a TCP connection.
+func waitListening(ctx context.Context, p *Process, addr string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if p.Exited() {
+			return fmt.Errorf("bench: %s exited: %v: %s", p.Name, p.err, p.tail)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("bench: %s not listening on %s after 10s: %s", p.Name, addr, p.tail)
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(string(t.b))
+}
+
+var errPeerUnavailable = errors.New("bench: peer unavailable")

@@ -1,0 +1,189 @@
+// Command httvps-bench measures the HTTVPS gateway against a plain Go relay
+// and v2ray-plugin: bulk throughput and CPU, memory per idle session, and
+// memory under a slow reader. See bench/ for what each scenario does.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/httvps/httvps/bench"
+)
+
+const usage = `usage: httvps-bench [flags]            run the benchmark
+       httvps-bench sink  -listen ADDR   (internal) the upstream sink
+       httvps-bench relay -listen ADDR -target ADDR
+                                         (internal) the gocopy peer
+
+Each relay runs alone as its own process; the same bytes go through every
+relay and every stream's SHA-256 is checked. Results: a table on stdout and
+OUT/report-<time>.{json,md}, OUT/latest.{json,md}.
+
+Examples:
+  go run ./cmd/httvps-bench
+  go run ./cmd/httvps-bench -scenarios throughput -peers gocopy,v2ray -bytes 256M
+  go run ./cmd/httvps-bench -scenarios idle -sessions 5000
+
+flags:
+`
+
+func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "sink":
+			os.Exit(serveSub(os.Args[2:], false))
+		case "relay":
+			os.Exit(serveSub(os.Args[2:], true))
+		}
+	}
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("httvps-bench", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	var (
+		scenarios = fs.String("scenarios", "throughput,idle,slowreader", "scenarios to run: throughput, idle, slowreader")
+		peers     = fs.String("peers", "httvps,gocopy,v2ray", "relays to measure (a missing binary is skipped with a note)")
+		gateway   = fs.String("gateway", "bin/httvps-gateway", "our gateway binary (go build -o bin/httvps-gateway ./cmd/httvps-gateway)")
+		gwArgs    = fs.String("gateway-args", "", "extra gateway flags, space separated (e.g. \"-buffer-cap 262144\")")
+		v2ray     = fs.String("v2ray", "ss-v2ray-plugin", "v2ray-plugin binary")
+		bytesFlag = fs.String("bytes", "1G", "throughput: bytes per (peer, direction, streams) cell; K/M/G suffixes are binary")
+		streams   = fs.String("streams", "1,16", "throughput: parallel stream counts")
+		msg       = fs.String("msg", "16K", "throughput: client message (write) size")
+		cellTO    = fs.Duration("cell-timeout", 120*time.Second, "throughput: time limit per cell")
+		sessions  = fs.Int("sessions", 9000, "idle: sessions per relay (max 9900: the relay holds 2 fds each under a 20000-fd limit)")
+		gcSess    = fs.Int("gocopy-sessions", 3000, "idle: sessions for gocopy (its spliced io.Copy holds 6 fds per idle session; max 3316)")
+		settle    = fs.Duration("settle", 3*time.Second, "idle: wait after the last session before reading RSS")
+		slowDur   = fs.Duration("slow-duration", 20*time.Second, "slowreader: how long the client reads")
+		slowRate  = fs.String("slow-rate", "2M", "slowreader: client read rate, bytes per second")
+		slowBytes = fs.String("slow-bytes", "256M", "slowreader: bytes the upstream offers")
+		out       = fs.String("out", "bench/results", "report directory (\"\" for none)")
+		quiet     = fs.Bool("q", false, "no progress lines on stderr")
+	)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	cfg := bench.Config{
+		GatewayBin: *gateway, V2RayBin: *v2ray,
+		Peers: splitList(*peers), Scenarios: splitList(*scenarios),
+		GatewayArgs: strings.Fields(*gwArgs),
+		CellTimeout: *cellTO, Sessions: *sessions, GoCopySessions: min(*gcSess, *sessions), Settle: *settle,
+		SlowDuration: *slowDur, OutDir: *out, Out: os.Stdout, Log: os.Stderr,
+	}
+	if *quiet {
+		cfg.Log = nil
+	}
+	var err error
+	if cfg.Self, err = os.Executable(); err != nil {
+		fmt.Fprintln(os.Stderr, "httvps-bench:", err)
+		return 1
+	}
+	for _, f := range []struct {
+		s   string
+		dst *int64
+	}{{*bytesFlag, &cfg.Bytes}, {*slowRate, &cfg.SlowRate}, {*slowBytes, &cfg.SlowBytes}} {
+		if *f.dst, err = parseSize(f.s); err != nil {
+			fmt.Fprintln(os.Stderr, "httvps-bench:", err)
+			return 2
+		}
+	}
+	m, err := parseSize(*msg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "httvps-bench:", err)
+		return 2
+	}
+	cfg.Message = int(m)
+	for _, s := range splitList(*streams) {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "httvps-bench: -streams:", err)
+			return 2
+		}
+		cfg.Streams = append(cfg.Streams, n)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if _, err := bench.Run(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "httvps-bench:", err)
+		return 1
+	}
+	return 0
+}
+
+// serveSub runs the sink or the gocopy relay until killed, after printing
+// "listening ADDR" for the harness.
+func serveSub(args []string, relay bool) int {
+	fs := flag.NewFlagSet("httvps-bench sub", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:0", "listen address")
+	target := fs.String("target", "", "relay: upstream address")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if relay && *target == "" {
+		fmt.Fprintln(os.Stderr, "relay: -target is required")
+		return 2
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Printf("listening %s\n", ln.Addr())
+	if relay {
+		err = (&bench.GoCopyRelay{Target: *target}).Serve(ln)
+	} else {
+		err = (&bench.Sink{}).Serve(ln)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// parseSize parses "1G", "256M", "16K" (binary units) or a plain byte count.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	t := strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "IB")
+	t = strings.TrimSuffix(t, "B")
+	switch {
+	case strings.HasSuffix(t, "K"):
+		mult, t = 1<<10, t[:len(t)-1]
+	case strings.HasSuffix(t, "M"):
+		mult, t = 1<<20, t[:len(t)-1]
+	case strings.HasSuffix(t, "G"):
+		mult, t = 1<<30, t[:len(t)-1]
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
+}
