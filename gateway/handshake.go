@@ -34,6 +34,7 @@ type handshake struct {
 	timer   *time.Timer
 	start   time.Time
 	handoff bool // set before Detach: the close callback adopts the socket
+	once    atomic.Bool
 
 	// Filled by the upgrade hooks.
 	kind   PathKind
@@ -96,6 +97,9 @@ func (h *handshake) expire() {
 // closed is the netpoll close callback: after Detach it hands the socket to a
 // relay loop, otherwise it releases the handshake's slot.
 func (h *handshake) closed(c netpoll.Connection) error {
+	if h.once.Swap(true) {
+		return nil
+	}
 	h.timer.Stop()
 	g := h.g
 	g.handshakes.Add(-1)
