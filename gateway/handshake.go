@@ -188,11 +188,9 @@ func (g *Gateway) onRequest(ctx context.Context, c netpoll.Connection) error {
 			unix.Close(h.ufd)
 			h.ufd = -1
 		}
-		if !errors.Is(err, errReject) && h.reject == RejectNotUpgrade {
-			var re interface{ StatusCode() int }
-			if errors.Is(err, ws.ErrMalformedRequest) || errors.As(err, &re) && re.StatusCode() == 400 {
-				h.reject = RejectMalformed
-			}
+		if !errors.Is(err, errReject) && h.reject == RejectNotUpgrade &&
+			(errors.Is(err, ws.ErrMalformedRequest) || errors.Is(err, ws.ErrHandshakeBadProtocol)) {
+			h.reject = RejectMalformed
 		}
 		return h.decoy()
 	}
