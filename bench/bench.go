@@ -28,8 +28,8 @@ type Config struct {
 	GatewayArgs []string
 	// V2RayBin is the v2ray-plugin binary. "" means ss-v2ray-plugin.
 	V2RayBin string
-	// Peers to measure, in order. nil means httvps, gocopy, v2ray; a peer
-	// whose binary is missing is skipped with a note.
+	// Peers to measure, in order. nil means httvps, gocopy, gobuf, v2ray; a
+	// peer whose binary is missing is skipped with a note.
 	Peers []string
 	// Scenarios to run. nil means throughput, idle, slowreader.
 	Scenarios []string
@@ -74,7 +74,7 @@ func (c *Config) setDefaults() {
 		c.V2RayBin = "ss-v2ray-plugin"
 	}
 	if c.Peers == nil {
-		c.Peers = []string{PeerHTTVPS, PeerGoCopy, PeerV2Ray}
+		c.Peers = []string{PeerHTTVPS, PeerGoCopy, PeerGoBuf, PeerV2Ray}
 	}
 	if c.Scenarios == nil {
 		c.Scenarios = []string{ScenarioThroughput, ScenarioIdle, ScenarioSlowReader}
@@ -131,7 +131,7 @@ func (c *Config) validate() error {
 		}
 	}
 	for _, p := range c.Peers {
-		if !slices.Contains([]string{PeerHTTVPS, PeerGoCopy, PeerV2Ray}, p) {
+		if !slices.Contains([]string{PeerHTTVPS, PeerGoCopy, PeerGoBuf, PeerV2Ray}, p) {
 			return fmt.Errorf("bench: unknown peer %q", p)
 		}
 	}
@@ -175,7 +175,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		case PeerHTTVPS:
 			pe, err = newHTTVPSPeer(cfg.GatewayBin, cfg.GatewayArgs)
 		case PeerGoCopy:
-			pe = newGoCopyPeer(cfg.Self)
+			pe = newGoCopyPeer(cfg.Self, false)
+		case PeerGoBuf:
+			pe = newGoCopyPeer(cfg.Self, true)
 		case PeerV2Ray:
 			pe, err = newV2RayPeer(cfg.V2RayBin)
 		}

@@ -19,6 +19,7 @@ import (
 const (
 	PeerHTTVPS = "httvps"
 	PeerGoCopy = "gocopy"
+	PeerGoBuf  = "gobuf"
 	PeerV2Ray  = "v2ray"
 )
 
@@ -69,12 +70,18 @@ func (pe *peer) start(ctx context.Context, ps *procSet, sink string) (*running, 
 	return &running{proc: p, transport: Transport{Addr: addr, Path: pe.path}}, nil
 }
 
-func newGoCopyPeer(self string) *peer {
+// newGoCopyPeer runs GoCopyRelay as its own process; buffered selects the
+// user-space copy (gobuf) instead of splice (gocopy).
+func newGoCopyPeer(self string, buffered bool) *peer {
+	name, ver, flag := PeerGoCopy, "io.Copy relay (splice), ", "-buffered=false"
+	if buffered {
+		name, ver, flag = PeerGoBuf, "io.Copy relay (32 KiB user-space buffer), ", "-buffered=true"
+	}
 	return &peer{
-		info: PeerInfo{Name: PeerGoCopy, Version: "io.Copy relay, " + runtime.Version(),
-			Command: self + " relay -listen 127.0.0.1:0 -target SINK"},
+		info: PeerInfo{Name: name, Version: ver + runtime.Version(),
+			Command: self + " relay -listen 127.0.0.1:0 -target SINK " + flag},
 		argv: func(_ int, sink string) []string {
-			return []string{self, "relay", "-listen", "127.0.0.1:0", "-target", sink}
+			return []string{self, "relay", "-listen", "127.0.0.1:0", "-target", sink, flag}
 		},
 		self: true,
 	}

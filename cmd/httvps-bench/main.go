@@ -21,8 +21,8 @@ import (
 
 const usage = `usage: httvps-bench [flags]            run the benchmark
        httvps-bench sink  -listen ADDR   (internal) the upstream sink
-       httvps-bench relay -listen ADDR -target ADDR
-                                         (internal) the gocopy peer
+       httvps-bench relay -listen ADDR -target ADDR [-buffered]
+                                         (internal) the gocopy / gobuf peer
 
 Each relay runs alone as its own process; the same bytes go through every
 relay and every stream's SHA-256 is checked. Results: a table on stdout and
@@ -56,7 +56,7 @@ func run(args []string) int {
 	}
 	var (
 		scenarios = fs.String("scenarios", "throughput,idle,slowreader", "scenarios to run: throughput, idle, slowreader")
-		peers     = fs.String("peers", "httvps,gocopy,v2ray", "relays to measure (a missing binary is skipped with a note)")
+		peers     = fs.String("peers", "httvps,gocopy,gobuf,v2ray", "relays to measure: httvps (bin/httvps-gateway), gocopy (Go io.Copy, splice), gobuf (Go io.Copy, 32 KiB buffer), v2ray (ss-v2ray-plugin); a missing binary is skipped with a note")
 		gateway   = fs.String("gateway", "bin/httvps-gateway", "our gateway binary (go build -o bin/httvps-gateway ./cmd/httvps-gateway)")
 		gwArgs    = fs.String("gateway-args", "", "extra gateway flags, space separated (e.g. \"-buffer-cap 262144\")")
 		v2ray     = fs.String("v2ray", "ss-v2ray-plugin", "v2ray-plugin binary")
@@ -133,6 +133,7 @@ func serveSub(args []string, relay bool) int {
 	fs := flag.NewFlagSet("httvps-bench sub", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "listen address")
 	target := fs.String("target", "", "relay: upstream address")
+	buffered := fs.Bool("buffered", false, "relay: copy through a user-space buffer instead of splice")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -147,7 +148,7 @@ func serveSub(args []string, relay bool) int {
 	}
 	fmt.Printf("listening %s\n", ln.Addr())
 	if relay {
-		err = (&bench.GoCopyRelay{Target: *target}).Serve(ln)
+		err = (&bench.GoCopyRelay{Target: *target, Buffered: *buffered}).Serve(ln)
 	} else {
 		err = (&bench.Sink{}).Serve(ln)
 	}
