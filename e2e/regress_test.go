@@ -1,6 +1,11 @@
 package e2e
 
 import (
+	"bytes"
+	"io"
+	"net"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,4 +57,67 @@ func TestClientVanishesWithoutClose(t *testing.T) {
 	if m.ends[gateway.EndClientGone].Load() != 1 {
 		t.Errorf("session ends:%s, want client_gone", m.endsString())
 	}
+}
+
+// TestDecoyEndsWithFIN: a client still sending an over-long request when
+// the gateway answers must get the decoy followed by an orderly close (FIN),
+// its remaining bytes read and dropped, as from a web server that lingers.
+// Broke in the first gateway: it closed the socket right after the decoy, so
+// the rest of the request drew a RST — a fingerprint no other failure shows,
+// and a reset can destroy the answer before the client has read it.
+func TestDecoyEndsWithFIN(t *testing.T) {
+	_, gw := startGateway(t, gateway.Config{}, map[string]string{"fin-secret": holdUpstream(t)})
+	ref, _, err := probe(gw, []byte("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialTimeout("tcp", gw, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(6 * time.Second))
+	pad := strings.Repeat("a", 12<<10)
+	if _, err := c.Write([]byte("GET /fin-secret/tcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + pad)); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(ref))
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, ref) {
+		t.Fatalf("answer to an over-long request: %q, %v; want the decoy", got, err)
+	}
+	// The rest of the request, as a slow client would send it.
+	if _, err := c.Write([]byte(pad + "\r\n\r\n")); err != nil {
+		t.Fatalf("rest of the request: %v", err)
+	}
+	rest, err := io.ReadAll(c)
+	if err != nil || len(rest) > 0 {
+		t.Errorf("after the decoy: %d more bytes, %v; want a clean EOF", len(rest), err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := pendingSocketError(c); err != nil {
+		t.Errorf("after the decoy: %v (the gateway closed with the request unread)", err)
+	}
+}
+
+// pendingSocketError returns the socket's pending error (SO_ERROR): a reset
+// the peer sent after everything was read shows up here.
+func pendingSocketError(c net.Conn) error {
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return err
+	}
+	var soErr int
+	var gerr error
+	if err := rc.Control(func(fd uintptr) {
+		soErr, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_ERROR)
+	}); err != nil {
+		return err
+	}
+	if gerr != nil {
+		return gerr
+	}
+	if soErr != 0 {
+		return syscall.Errno(soErr)
+	}
+	return nil
 }
