@@ -69,16 +69,8 @@ func TestSSLocalV2RayPlugin64MiB(t *testing.T) {
 	socks := testpeer.SSLocal(t, gw, secret, testpeer.DefaultPassword, testpeer.DefaultMethod)
 
 	// The plugin starts a moment after ss-local: wait for a first fetch.
-	var err error
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		var n int64
-		if _, n, err = curl(ctx, socks, origin.URL("/bytes/10")); err == nil && n == 10 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("first fetch through ss-local: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if err := testpeer.WaitSOCKSReady(socks, origin, 15*time.Second); err != nil {
+		t.Fatal(err)
 	}
 
 	const size = 64 << 20

@@ -75,3 +75,35 @@ func socks5Handshake(conn io.ReadWriter, target string) error {
 	_, err = io.ReadFull(conn, make([]byte, skip))
 	return err
 }
+
+// WaitSOCKSReady fetches 16 bytes from origin through the SOCKS5 proxy until
+// it works or timeout passes. ss-local accepts SOCKS before its plugin
+// listens and answers CONNECT before it reaches the server, so a successful
+// CONNECT alone proves nothing.
+func WaitSOCKSReady(socks string, origin *Origin, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			c, err := SOCKS5Dial(ctx, socks, origin.Addr)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			_, n, err := HTTPGetSHA256(c, origin.Addr, "/bytes/16")
+			if err == nil && n != 16 {
+				err = fmt.Errorf("testpeer: %d bytes, want 16", n)
+			}
+			return err
+		}()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("testpeer: SOCKS5 %s not ready after %v: %w", socks, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

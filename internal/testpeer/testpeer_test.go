@@ -176,15 +176,10 @@ func TestClientsAgainstV2RayPluginServer(t *testing.T) {
 	}
 
 	socks := SSLocal(t, gw, secret, DefaultPassword, DefaultMethod)
-	var conn net.Conn
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		conn, err = SOCKS5Dial(ctx, socks, origin.Addr)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := WaitSOCKSReady(socks, origin, 15*time.Second); err != nil {
+		t.Fatal(err)
 	}
+	conn, err := SOCKS5Dial(ctx, socks, origin.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
