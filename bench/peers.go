@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"debug/buildinfo"
 	"encoding/hex"
 	"fmt"
@@ -79,7 +80,7 @@ func newGoCopyPeer(self string, buffered bool) *peer {
 	}
 	return &peer{
 		info: PeerInfo{Name: name, Version: ver + runtime.Version(),
-			Command: self + " relay -listen 127.0.0.1:0 -target SINK " + flag},
+			Command: "httvps-bench relay -listen 127.0.0.1:0 -target SINK " + flag},
 		argv: func(_ int, sink string) []string {
 			return []string{self, "relay", "-listen", "127.0.0.1:0", "-target", sink, flag}
 		},
@@ -153,7 +154,15 @@ func goBinaryVersion(path string) string {
 			}
 		}
 	}
-	return v + ", " + bi.GoVersion
+	v += ", " + bi.GoVersion
+	if st, err := os.Stat(path); err == nil {
+		v += ", built " + st.ModTime().UTC().Format(time.RFC3339)
+	}
+	if b, err := os.ReadFile(path); err == nil {
+		sum := sha256.Sum256(b)
+		v += ", sha256 " + hex.EncodeToString(sum[:6])
+	}
+	return v
 }
 
 func v2rayVersion(path string) string {
