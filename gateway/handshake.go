@@ -20,7 +20,8 @@ const maxSecret = 256
 const (
 	hsReading int32 = iota // waiting for the request; the timer may fire
 	hsOwned                // the request is complete and being answered
-	hsDead                 // timed out or rejected; the connection is closed
+	hsLinger               // answered with the decoy; input is drained until close
+	hsDead                 // timed out; the connection is closed
 )
 
 var errReject = errors.New("gateway: rejected")
@@ -131,7 +132,11 @@ func (g *Gateway) onRequest(ctx context.Context, c netpoll.Connection) error {
 	if h == nil {
 		return c.Close()
 	}
-	if h.state.Load() != hsReading {
+	switch h.state.Load() {
+	case hsReading:
+	case hsLinger:
+		return h.discard()
+	default:
 		return nil
 	}
 	r := c.Reader()
@@ -226,16 +231,37 @@ func (h *handshake) fail(r Reject) error {
 	return h.decoy()
 }
 
-// decoy sends the one answer every failure gets, then closes.
+// decoy sends the one answer every failure gets, then closes the way a web
+// server does: FIN after the answer, then whatever the client still sends
+// is read and dropped for a moment, so the close is never a reset (which
+// would both tell failures apart and could destroy the answer).
 func (h *handshake) decoy() error {
 	h.g.m.HandshakeRejected(h.reject)
-	h.state.Store(hsDead)
+	h.state.Store(hsLinger)
 	c := h.c
 	c.SetWriteTimeout(time.Second)
 	w := c.Writer()
 	w.WriteBinary(h.g.decoy)
-	w.Flush()
-	return c.Close()
+	if err := w.Flush(); err != nil {
+		return c.Close()
+	}
+	if nc, ok := c.(netpoll.Conn); ok {
+		unix.Shutdown(nc.Fd(), unix.SHUT_WR)
+	}
+	h.timer = time.AfterFunc(decoyLinger, func() { c.Close() })
+	return h.discard()
+}
+
+// decoyLinger is how long input is drained after the decoy answer.
+const decoyLinger = 2 * time.Second
+
+// discard drops everything buffered on a lingering connection.
+func (h *handshake) discard() error {
+	r := h.c.Reader()
+	if n := r.Len(); n > 0 {
+		r.Skip(n)
+	}
+	return r.Release()
 }
 
 // onURI parses "/<secret>/tcp" or "/<secret>/udp" (a query string is

@@ -102,6 +102,10 @@ func (s *session) setInterest() {
 	var c uint32
 	if s.discard || !s.cliClosed && s.up.empty() && s.down.len() < l.g.cfg.BufferCap {
 		c |= evIn | evRDHUP
+	} else if s.cliClosed {
+		// After its close frame the client sends nothing more, but a
+		// client that then closes its socket must end the session.
+		c |= evRDHUP
 	}
 	if !s.down.empty() {
 		c |= evOut
