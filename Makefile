@@ -29,6 +29,8 @@ vet:
 
 test: deps vet
 	$(GO) test -race -count=1 -timeout 12m ./...
+	$(MAKE) build
+	RUN_SELFTEST=1 scripts/run.sh
 
 run: build
 	scripts/run.sh
