@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,9 @@ type loop struct {
 	live atomic.Int64 // sessions on this loop, readable from any goroutine
 	done chan struct{}
 }
+
+// sweepEvery is the period, in milliseconds, of the idle and deadline sweep.
+const sweepEvery = 500
 
 const (
 	evIn    = unix.EPOLLIN
@@ -100,12 +104,21 @@ func (l *loop) run() {
 	defer close(l.done)
 	events := make([]unix.EpollEvent, 256)
 	lastSweep := time.Now().UnixNano()
+	msec := 0
 	for {
-		n, err := unix.EpollWait(l.epfd, events, 500)
+		// While busy, poll without blocking (a raw syscall: no scheduler
+		// hand-off); block only after a poll found nothing.
+		n, err := epollWait(l.epfd, events, msec)
 		if err != nil && err != unix.EINTR {
 			l.g.log.Error("relay loop: epoll_wait", "err", err)
 			return
 		}
+		if n <= 0 && msec == 0 {
+			msec = sweepEvery
+			runtime.Gosched()
+			continue
+		}
+		msec = 0
 		l.now = time.Now().UnixNano()
 		for i := 0; i < n; i++ {
 			fd := int(events[i].Fd)
@@ -119,7 +132,7 @@ func (l *loop) run() {
 				}
 			}
 		}
-		if l.now-lastSweep >= int64(500*time.Millisecond) {
+		if l.now-lastSweep >= int64(sweepEvery*time.Millisecond) {
 			lastSweep = l.now
 			l.sweep()
 		}

@@ -48,7 +48,7 @@ func (q *outq) push(pieces ...[]byte) int {
 func (q *outq) flush(fd int) (int, error) {
 	total := 0
 	for q.buf != nil {
-		n, err := unix.Write(fd, (*q.buf)[q.off:q.end])
+		n, err := sysWrite(fd, (*q.buf)[q.off:q.end])
 		if n > 0 {
 			total += n
 			q.off += n

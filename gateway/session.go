@@ -134,7 +134,7 @@ func (s *session) setInterest() {
 func (s *session) readClient() {
 	l := s.l
 	buf := l.scratch[:l.g.chunk]
-	n, err := unix.Read(s.cfd, buf)
+	n, err := sysRead(s.cfd, buf)
 	if n <= 0 {
 		if err == unix.EAGAIN || err == unix.EINTR {
 			return
@@ -249,7 +249,7 @@ func (s *session) udpPiece(ev codec.Event) bool {
 }
 
 func (s *session) sendDatagram(p []byte) {
-	_, err := unix.Write(s.ufd, p)
+	_, err := sysWrite(s.ufd, p)
 	if err != nil {
 		// A full socket buffer or an ICMP error from an earlier datagram:
 		// UDP has no backpressure, so the datagram is dropped and counted.
@@ -262,7 +262,7 @@ func (s *session) sendDatagram(p []byte) {
 func (s *session) readUpstream() {
 	l := s.l
 	buf := l.scratch[maxServerHeader : maxServerHeader+l.g.upChunk(s.kind)]
-	n, err := unix.Read(s.ufd, buf)
+	n, err := sysRead(s.ufd, buf)
 	if err != nil {
 		if err == unix.EAGAIN || err == unix.EINTR {
 			return
@@ -300,7 +300,7 @@ func (s *session) writeDown(p []byte) {
 		s.l.g.m.Buffered(s.down.push(p))
 		return
 	}
-	n, err := unix.Write(s.cfd, p)
+	n, err := sysWrite(s.cfd, p)
 	if err != nil && err != unix.EAGAIN && err != unix.EINTR {
 		s.finish(EndClientGone)
 		return

@@ -81,7 +81,7 @@ func writev(fd int, pieces [][]byte, iov []unix.Iovec) (int, error) {
 		return 0, nil
 	}
 	for {
-		n, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(k))
+		n, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(k))
 		if e == unix.EINTR {
 			continue
 		}
@@ -90,4 +90,45 @@ func writev(fd int, pieces [][]byte, iov []unix.Iovec) (int, error) {
 		}
 		return int(n), nil
 	}
+}
+
+// epollWait is epoll_wait(2). A zero timeout is a raw system call (it cannot
+// block, so the scheduler need not hand the P off); otherwise the ordinary
+// blocking path.
+func epollWait(epfd int, events []unix.EpollEvent, msec int) (int, error) {
+	if msec != 0 {
+		return unix.EpollWait(epfd, events, msec)
+	}
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// The relay's sockets are non-blocking, so their reads and writes return at
+// once; issuing them as raw system calls keeps the scheduler from handing
+// the loop's P to another thread mid-call (the futex and nanosleep churn that
+// otherwise costs as much CPU as the copies).
+
+func sysRead(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(n), nil
+}
+
+func sysWrite(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(n), nil
 }
