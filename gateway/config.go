@@ -11,6 +11,10 @@ type Config struct {
 	// Auth maps a secret presented on an Outline path to an upstream. Required.
 	Auth Authenticator
 
+	// TLS, when set, makes the listener TLS-only (TLS 1.3 and 1.2; see
+	// TLSConfig). Nil means plaintext HTTP.
+	TLS *TLSConfig
+
 	// Metrics receives counters and gauges. Nil means no metrics.
 	Metrics Metrics
 

@@ -47,6 +47,8 @@ type handshake struct {
 
 	in   bytes.Reader
 	out  fixedWriter
+	tls   *tlsSession // set by a completed TLS handshake
+	plain []byte      // TLS: the request's plaintext so far
 	scan int // bytes of the request already searched for its end
 }
 
@@ -109,6 +111,9 @@ func (h *handshake) closed(c netpoll.Connection) error {
 		if h.ufd >= 0 {
 			unix.Close(h.ufd)
 		}
+		if h.tls != nil {
+			h.tls.clear()
+		}
 		return nil
 	}
 	if n := c.Reader().Len(); n > 0 {
@@ -120,7 +125,8 @@ func (h *handshake) closed(c netpoll.Connection) error {
 	resp := make([]byte, h.out.n)
 	copy(resp, h.out.buf[:h.out.n])
 	l := g.pickLoop()
-	l.post(func() { l.adopt(cfd, ufd, kind, resp) })
+	t := h.tls
+	l.post(func() { l.adopt(cfd, ufd, kind, resp, t) })
 	return nil
 }
 
@@ -138,6 +144,13 @@ func (g *Gateway) onRequest(ctx context.Context, c netpoll.Connection) error {
 		return h.discard()
 	default:
 		return nil
+	}
+	if g.tlsConf != nil {
+		err := h.serveTLS()
+		if err == errDecoySent {
+			return nil
+		}
+		return err
 	}
 	r := c.Reader()
 	var req []byte
@@ -177,6 +190,51 @@ func (g *Gateway) onRequest(ctx context.Context, c netpoll.Connection) error {
 		return nil
 	}
 	h.timer.Stop()
+	if err := h.upgrade(req); err != nil {
+		return err
+	}
+	r.Skip(len(req))
+	return h.detach()
+}
+
+// serveTLS runs the TLS handshake, reads the request through the record
+// layer and answers it. Every read on this path has the handshake deadline.
+func (h *handshake) serveTLS() error {
+	g := h.g
+	if !h.state.CompareAndSwap(hsReading, hsOwned) {
+		return nil
+	}
+	h.timer.Stop()
+	if err := h.tlsHandshake(); err != nil {
+		g.m.HandshakeRejected(RejectTLS)
+		g.log.Debug("tls handshake failed", "remote", h.c.RemoteAddr().String(), "err", err)
+		h.state.Store(hsDead)
+		return h.c.Close()
+	}
+	req, rej, err := h.readTLSRequest()
+	if req == nil {
+		if rej == RejectTimeout {
+			g.m.HandshakeRejected(rej)
+			h.state.Store(hsDead)
+			return h.c.Close()
+		}
+		if err != nil {
+			g.log.Debug("tls request", "err", err)
+		}
+		h.reject = rej
+		return h.decoy()
+	}
+	if err := h.upgrade(req); err != nil {
+		return err
+	}
+	return h.detach()
+}
+
+// upgrade answers a complete request: the 101 goes into h.out for the loop
+// to send; any failure gets the decoy (and upgrade returns its result).
+// A nil error means the connection is to be handed off.
+func (h *handshake) upgrade(req []byte) error {
+	g := h.g
 	h.reject = RejectNotUpgrade
 	h.in.Reset(req)
 	u := ws.Upgrader{
@@ -197,12 +255,22 @@ func (g *Gateway) onRequest(ctx context.Context, c netpoll.Connection) error {
 			(errors.Is(err, ws.ErrMalformedRequest) || errors.Is(err, ws.ErrHandshakeBadProtocol)) {
 			h.reject = RejectMalformed
 		}
-		return h.decoy()
+		if err := h.decoy(); err != nil {
+			return err
+		}
+		return errDecoySent
 	}
-	r.Skip(len(req))
-	g.m.HandshakeOK(h.kind)
+	return nil
+}
+
+// errDecoySent stops the caller after upgrade answered with the decoy.
+var errDecoySent = errors.New("gateway: decoy sent")
+
+// detach hands the connection to a relay loop (see closed).
+func (h *handshake) detach() error {
+	h.g.m.HandshakeOK(h.kind)
 	h.handoff = true
-	return c.(interface{ Detach() error }).Detach()
+	return h.c.(interface{ Detach() error }).Detach()
 }
 
 var crlfcrlf = []byte("\r\n\r\n")
@@ -241,7 +309,14 @@ func (h *handshake) decoy() error {
 	c := h.c
 	c.SetWriteTimeout(time.Second)
 	w := c.Writer()
-	w.WriteBinary(h.g.decoy)
+	answer := h.g.decoy
+	if h.tls != nil {
+		var err error
+		if answer, err = h.sealDecoy(); err != nil {
+			return c.Close()
+		}
+	}
+	w.WriteBinary(answer)
 	if err := w.Flush(); err != nil {
 		return c.Close()
 	}
@@ -325,9 +400,9 @@ func (h *handshake) beforeUpgrade() (ws.HandshakeHeader, error) {
 
 // adopt registers an upgraded connection and its upstream on the loop and
 // sends the 101.
-func (l *loop) adopt(cfd, ufd int, kind PathKind, resp []byte) {
+func (l *loop) adopt(cfd, ufd int, kind PathKind, resp []byte, t *tlsSession) {
 	g := l.g
-	s := &session{l: l, kind: kind, cfd: cfd, ufd: ufd, last: l.now}
+	s := &session{l: l, kind: kind, cfd: cfd, ufd: ufd, last: l.now, tls: t}
 	if s.last == 0 {
 		s.last = time.Now().UnixNano()
 	}

@@ -31,6 +31,7 @@ type loop struct {
 	head     session    // sentinel of the list of live sessions
 	count    int
 	scratch  []byte // read buffer shared by all sessions of the loop
+	out      []byte // TLS records sealed for one write, shared likewise
 	iov      [][]byte
 	iovec    [maxIOV]unix.Iovec
 	now      int64 // coarse clock, unix nanoseconds, updated per wake
@@ -64,7 +65,13 @@ func newLoop(g *Gateway) (*loop, error) {
 	}
 	l := &loop{g: g, epfd: epfd, evfd: evfd, done: make(chan struct{})}
 	l.head.prev, l.head.next = &l.head, &l.head
-	l.scratch = make([]byte, maxServerHeader+max(g.chunk, 65536))
+	// Room for a carried partial TLS record ahead of a full read chunk,
+	// and for a whole datagram behind a frame header.
+	l.scratch = make([]byte, maxTLSRecord+maxServerHeader+max(g.chunk, 65536))
+	if g.tlsConf != nil {
+		recs := len(l.scratch)/maxTLSPlain + 2
+		l.out = make([]byte, 0, len(l.scratch)+recs*64)
+	}
 	l.iov = make([][]byte, 0, maxIOV)
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &unix.EpollEvent{Events: evIn, Fd: int32(evfd)}); err != nil {
 		unix.Close(epfd)

@@ -15,10 +15,11 @@ const (
 	RejectCapacity                 // MaxSessions or MaxHandshakes reached
 	RejectUpstream                 // the upstream could not be dialled
 	RejectShutdown                 // the gateway is draining
+	RejectTLS                      // the TLS handshake failed
 	NumRejects
 )
 
-var rejectNames = [NumRejects]string{"malformed", "not_upgrade", "path", "secret", "too_large", "timeout", "capacity", "upstream", "shutdown"}
+var rejectNames = [NumRejects]string{"malformed", "not_upgrade", "path", "secret", "too_large", "timeout", "capacity", "upstream", "shutdown", "tls"}
 
 func (r Reject) String() string {
 	if r < NumRejects {
@@ -81,6 +82,9 @@ type Metrics interface {
 	UpstreamDialError(p PathKind)
 	Dropped(d Drop, n int)
 	Buffered(delta int) // change in bytes held in session buffers
+	// TLSHandshake counts a completed TLS handshake by version and suite
+	// (crypto/tls constants); see TLSVersions and TLSSuites for the set.
+	TLSHandshake(version, suite uint16)
 }
 
 type nopMetrics struct{}
@@ -94,3 +98,4 @@ func (nopMetrics) BytesDown(int)              {}
 func (nopMetrics) UpstreamDialError(PathKind) {}
 func (nopMetrics) Dropped(Drop, int)          {}
 func (nopMetrics) Buffered(int)               {}
+func (nopMetrics) TLSHandshake(uint16, uint16) {}

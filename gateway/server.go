@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +38,10 @@ type Gateway struct {
 
 	loops []*loop
 	next  atomic.Uint32
+
+	tlsConf *tls.Config   // nil: plaintext listener
+	keylog  *keyLog       // TLS secrets on their way to the relay
+	hsCPU   chan struct{} // slots for handshakes doing crypto
 
 	active     atomic.Int64 // sessions + handshakes
 	handshakes atomic.Int64
@@ -104,6 +109,19 @@ func New(cfg Config) (*Gateway, error) {
 	g.decoy = buildDecoy(cfg)
 	g.limits = codec.Limits{MaxFrame: cfg.MaxFrameSize, MaxMessage: cfg.MaxMessageSize, RejectText: true}
 	g.udpLimits = codec.Limits{MaxFrame: min(cfg.MaxFrameSize, maxUDPPayload), MaxMessage: min(cfg.MaxMessageSize, maxUDPPayload), RejectText: true}
+	if cfg.TLS != nil {
+		g.keylog = &keyLog{m: make(map[[32]byte]*secrets)}
+		tc, err := buildTLS(cfg.TLS, g.keylog)
+		if err != nil {
+			return nil, err
+		}
+		g.tlsConf = tc
+		n := cfg.TLS.HandshakeCPU
+		if n <= 0 {
+			n = max(1, runtime.GOMAXPROCS(0)/2)
+		}
+		g.hsCPU = make(chan struct{}, n)
+	}
 	netpollOnce.Do(func() {
 		netpoll.SetLoggerOutput(io.Discard)
 		// Handshake-phase connections are short and read at most

@@ -31,6 +31,7 @@ type session struct {
 	cev, uev uint32 // registered epoll interest
 
 	rd   codec.Reader
+	tls  *tlsSession // nil on a plaintext listener
 	up   outq // bytes for the upstream (tcp)
 	down outq // framed bytes for the client
 
@@ -132,18 +133,14 @@ func (s *session) setInterest() {
 
 // readClient reads one chunk from the client and relays the frames in it.
 func (s *session) readClient() {
+	if s.tls != nil {
+		s.readClientTLS()
+		return
+	}
 	l := s.l
-	buf := l.scratch[:l.g.chunk]
-	n, err := sysRead(s.cfd, buf)
+	n, err := sysRead(s.cfd, l.scratch[:l.g.chunk])
 	if n <= 0 {
-		if err == unix.EAGAIN || err == unix.EINTR {
-			return
-		}
-		if s.discard || s.closeSent {
-			s.finish(s.end)
-			return
-		}
-		s.finish(EndClientGone)
+		s.clientEOF(err)
 		return
 	}
 	s.last = l.now
@@ -151,21 +148,41 @@ func (s *session) readClient() {
 		return
 	}
 	l.g.m.BytesUp(n)
-	p := buf[:n]
-	iov := l.iov[:0]
+	if iov, ok := s.consume(l.scratch[:n], l.iov[:0]); ok {
+		s.flushPieces(iov)
+	}
+}
+
+// clientEOF handles a read that returned no bytes: EOF (or close_notify),
+// an error, or nothing to read yet.
+func (s *session) clientEOF(err error) {
+	if err == unix.EAGAIN || err == unix.EINTR {
+		return
+	}
+	if s.discard || s.closeSent {
+		s.finish(s.end)
+		return
+	}
+	s.finish(EndClientGone)
+}
+
+// consume parses client frames from plaintext p (unmasking in place) and
+// handles them; stream payload pieces are gathered in iov for one writev.
+// It reports false if the session ended or failed (iov is then spent).
+func (s *session) consume(p []byte, iov [][]byte) ([][]byte, bool) {
 	for len(p) > 0 && !s.cliClosed {
 		ev, k, err := s.rd.Next(p)
 		p = p[k:]
 		if err != nil {
 			s.flushPieces(iov)
 			s.fail(codec.CloseCode(err), EndProtocol)
-			return
+			return nil, false
 		}
 		switch ev.Kind {
 		case codec.EventData:
 			if s.kind == PathUDP {
 				if !s.udpPiece(ev) {
-					return
+					return nil, false
 				}
 				continue
 			}
@@ -175,7 +192,7 @@ func (s *session) readClient() {
 			iov = append(iov, ev.Payload)
 			if len(iov) == maxIOV {
 				if !s.flushPieces(iov) {
-					return
+					return nil, false
 				}
 				iov = iov[:0]
 			}
@@ -185,14 +202,17 @@ func (s *session) readClient() {
 				s.sendFrame(ws.OpPong, ev.Payload)
 			case ws.OpClose:
 				if !s.flushPieces(iov) {
-					return
+					return nil, false
 				}
 				iov = iov[:0]
 				s.onClientClose(ev.Payload)
 			}
 		}
+		if s.dead {
+			return nil, false
+		}
 	}
-	s.flushPieces(iov)
+	return iov, true
 }
 
 // flushPieces sends payload pieces to the upstream, queueing what the socket
@@ -253,7 +273,7 @@ func (s *session) sendDatagram(p []byte) {
 	if err != nil {
 		// A full socket buffer or an ICMP error from an earlier datagram:
 		// UDP has no backpressure, so the datagram is dropped and counted.
-		s.l.g.m.Dropped(DropUDPToUpstream, 1)
+		s.l.g.m.Dropped(DropUDPToUpstream, len(p))
 	}
 }
 
@@ -293,9 +313,24 @@ func (s *session) readUpstream() {
 	s.writeDown(l.scratch[start : maxServerHeader+n])
 }
 
-// writeDown sends raw bytes to the client, queueing what the socket does not
-// take (which pauses the upstream until the queue drains).
+// writeDown sends WebSocket bytes to the client (sealed into TLS records
+// on a TLS session), queueing what the socket does not take, which pauses
+// the upstream until the queue drains.
 func (s *session) writeDown(p []byte) {
+	if s.tls != nil {
+		out, err := s.tls.seal(s.l, p)
+		if err != nil {
+			s.l.g.log.Error("tls seal", "err", err)
+			s.finish(EndProtocol)
+			return
+		}
+		p = out
+	}
+	s.writeRaw(p)
+}
+
+// writeRaw sends bytes as they are to the client socket.
+func (s *session) writeRaw(p []byte) {
 	if !s.down.empty() {
 		s.l.g.m.Buffered(s.down.push(p))
 		return
@@ -527,6 +562,16 @@ func (s *session) finish(end End) {
 	}
 	s.dead = true
 	l := s.l
+	if s.tls != nil {
+		if end == EndNormal && s.down.empty() {
+			// Best effort: a clean TLS end for a clean session.
+			if out, err := s.tls.alert(l, alertCloseNotify); err == nil {
+				sysWrite(s.cfd, out)
+			}
+		}
+		l.g.m.Buffered(-s.tls.release())
+		s.tls.clear()
+	}
 	l.g.m.Buffered(-s.up.release() - s.down.release())
 	if s.msg != nil {
 		bufpool.Put(s.msg)

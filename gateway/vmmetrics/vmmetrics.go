@@ -6,6 +6,7 @@
 package vmmetrics
 
 import (
+	"crypto/tls"
 	"fmt"
 	"sync/atomic"
 
@@ -29,6 +30,7 @@ type Metrics struct {
 	droppedBytes [gateway.NumDrops]*metrics.Counter
 	live         [len(paths)]atomic.Int64
 	buffered     atomic.Int64
+	tlsOK        map[[2]uint16]*metrics.Counter // read-only after New
 }
 
 var _ gateway.Metrics = (*Metrics)(nil)
@@ -60,6 +62,11 @@ func New(set *metrics.Set) *Metrics {
 	for d := gateway.Drop(0); d < gateway.NumDrops; d++ {
 		m.drops[d] = set.NewCounter(fmt.Sprintf(`httvps_gateway_drops_total{what=%q}`, d))
 		m.droppedBytes[d] = set.NewCounter(fmt.Sprintf(`httvps_gateway_dropped_bytes_total{what=%q}`, d))
+	}
+	m.tlsOK = make(map[[2]uint16]*metrics.Counter, len(gateway.TLSSuites))
+	for _, vs := range gateway.TLSSuites {
+		m.tlsOK[vs] = set.NewCounter(fmt.Sprintf(`httvps_gateway_tls_handshakes_total{version=%q,suite=%q}`,
+			gateway.TLSVersionName(vs[0]), tls.CipherSuiteName(vs[1])))
 	}
 	m.bytesUp = set.NewCounter(`httvps_gateway_bytes_total{dir="up"}`)
 	m.bytesDown = set.NewCounter(`httvps_gateway_bytes_total{dir="down"}`)
@@ -120,3 +127,10 @@ func (m *Metrics) Dropped(d gateway.Drop, n int) {
 
 // Buffered implements gateway.Metrics.
 func (m *Metrics) Buffered(delta int) { m.buffered.Add(int64(delta)) }
+
+// TLSHandshake implements gateway.Metrics.
+func (m *Metrics) TLSHandshake(version, suite uint16) {
+	if c := m.tlsOK[[2]uint16{version, suite}]; c != nil {
+		c.Inc()
+	}
+}

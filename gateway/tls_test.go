@@ -1,0 +1,139 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+)
+
+// testCert makes a self-signed ECDSA certificate for 127.0.0.1/localhost.
+func testCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
+
+func startTLSGateway(t *testing.T, up string, mod func(*Config)) (*Gateway, *x509.CertPool) {
+	cert, pool := testCert(t)
+	g := startGateway(t, up, func(c *Config) {
+		c.TLS = &TLSConfig{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil }}
+		if mod != nil {
+			mod(c)
+		}
+	})
+	return g, pool
+}
+
+func dialWSS(t *testing.T, g *Gateway, pool *x509.CertPool, path string, maxV uint16) net.Conn {
+	t.Helper()
+	d := ws.Dialer{Timeout: 5 * time.Second, TLSConfig: &tls.Config{RootCAs: pool, ServerName: "localhost", MaxVersion: maxV}}
+	c, _, _, err := d.Dial(context.Background(), "wss://"+g.Addr().String()+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// echoThrough sends n random bytes as binary messages, closes with 1000 and
+// checks the echo comes back intact followed by close 1000.
+func echoThrough(t *testing.T, c net.Conn, n int) {
+	t.Helper()
+	data := make([]byte, n)
+	rand.Read(data)
+	want := sha256.Sum256(data)
+	go func() {
+		for p := data; len(p) > 0; {
+			k := min(len(p), 1+len(p)%40000)
+			if err := wsutil.WriteClientBinary(c, p[:k]); err != nil {
+				return
+			}
+			p = p[k:]
+		}
+		ws.WriteFrame(c, ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))))
+	}()
+	h := sha256.New()
+	total := 0
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		hdr, err := ws.ReadHeader(c)
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", total, err)
+		}
+		if hdr.OpCode == ws.OpClose {
+			body := make([]byte, hdr.Length)
+			io.ReadFull(c, body)
+			if code, _ := ws.ParseCloseFrameData(body); code != ws.StatusNormalClosure {
+				t.Fatalf("close %d", code)
+			}
+			break
+		}
+		k, err := io.CopyN(h, c, hdr.Length)
+		total += int(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if total != n || !bytes.Equal(h.Sum(nil), want[:]) {
+		t.Fatalf("got %d of %d bytes, hash ok=%v", total, n, bytes.Equal(h.Sum(nil), want[:]))
+	}
+}
+
+func TestTLS13EchoHashes(t *testing.T) {
+	g, pool := startTLSGateway(t, echoServer(t), nil)
+	c := dialWSS(t, g, pool, "/s3cret/tcp", tls.VersionTLS13)
+	defer c.Close()
+	echoThrough(t, c, 16<<20)
+}
+
+func TestTLSDecoyIsSealed(t *testing.T) {
+	g, pool := startTLSGateway(t, echoServer(t), nil)
+	get := func(path string) []byte {
+		c, err := tls.Dial("tcp", g.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "localhost"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		b, _ := io.ReadAll(c)
+		return b
+	}
+	a, b := get("/"), get("/s3cret/tcp")
+	if !bytes.HasPrefix(a, []byte("HTTP/1.1 404 Not Found\r\n")) || !bytes.Equal(a, b) {
+		t.Fatalf("decoys: %q / %q", a, b)
+	}
+}

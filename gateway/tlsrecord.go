@@ -1,0 +1,291 @@
+package gateway
+
+import (
+	"crypto/tls"
+	"errors"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/httvps/httvps/bufpool"
+	"github.com/httvps/httvps/codec/tls13"
+)
+
+// After the handshake the gateway runs the TLS record layer itself, on the
+// relay loop (docs/04-gateway-design.md, "TLS"): records from the client are
+// decrypted in place in the loop's scratch buffer and fed to the frame
+// parser; frames for the client are sealed straight into the loop's output
+// buffer. A session holds only its keys; a record split across reads is the
+// one thing kept between reads, in a pooled buffer released when completed.
+
+const (
+	alertCloseNotify = 0
+
+	contentAlert     = 21
+	contentHandshake = 22
+	contentAppData   = 23
+
+	// maxTLSRecord bounds a record a client may send (TLS 1.2 allows 2048
+	// bytes of expansion, TLS 1.3 256).
+	maxTLSRecord = 5 + 1<<14 + 2048
+	// maxTLSPlain is the largest plaintext we put in one record.
+	maxTLSPlain = 1 << 14
+	// keyUpdateAfter is our write sequence number at which we move to the
+	// next traffic secret ourselves (TLS 1.3), far inside the AES-GCM limit
+	// of RFC 8446 §5.5.
+	keyUpdateAfter = 1 << 24
+)
+
+// recordLayer is one TLS version's record protection for a server.
+type recordLayer interface {
+	recordLen(hdr []byte) (int, error)
+	open(rec []byte) (plain []byte, ct uint8, err error)
+	// post is given every opened record in order; it handles what is not
+	// application data. It returns errCloseNotify for a clean end, and
+	// reports whether a KeyUpdate must be sent in reply.
+	post(ct uint8, content []byte) (reply bool, err error)
+	seal(dst []byte, ct uint8, payload []byte) ([]byte, error)
+	// sealKeyUpdate appends a KeyUpdate and switches our key (TLS 1.3).
+	sealKeyUpdate(dst []byte) ([]byte, error)
+	needKeyUpdate() bool
+	overhead() int
+	alertFor(err error) (uint8, bool)
+	clear()
+}
+
+var errCloseNotify = errors.New("gateway: tls close_notify")
+
+// tlsSession is the TLS state of one session. Owned by its loop.
+type tlsSession struct {
+	rl      recordLayer
+	rin     *[]byte // partial record carried to the next read
+	rinLen  int
+	replyKU bool // a KeyUpdate reply is due before the next record
+}
+
+// release drops a carried partial record; it returns the bytes dropped.
+func (t *tlsSession) release() int {
+	if t.rin == nil {
+		return 0
+	}
+	n := t.rinLen
+	bufpool.Put(t.rin)
+	t.rin, t.rinLen = nil, 0
+	return n
+}
+
+func (t *tlsSession) clear() { t.rl.clear() }
+
+// seal protects p into application data records in the loop's output buffer.
+// The result is valid until the next seal on this loop.
+func (t *tlsSession) seal(l *loop, p []byte) ([]byte, error) {
+	out := l.out[:0]
+	var err error
+	if t.replyKU || t.rl.needKeyUpdate() {
+		t.replyKU = false
+		if out, err = t.rl.sealKeyUpdate(out); err != nil {
+			return nil, err
+		}
+	}
+	for len(p) > 0 {
+		k := min(len(p), maxTLSPlain)
+		if out, err = t.rl.seal(out, contentAppData, p[:k]); err != nil {
+			return nil, err
+		}
+		p = p[k:]
+	}
+	return out, nil
+}
+
+// alert seals one alert record into the loop's output buffer.
+func (t *tlsSession) alert(l *loop, desc uint8) ([]byte, error) {
+	level := byte(2)
+	if desc == alertCloseNotify {
+		level = 1
+	}
+	return t.rl.seal(l.out[:0], contentAlert, []byte{level, desc})
+}
+
+// readClientTLS reads ciphertext, opens every complete record in place and
+// relays the plaintext frames; a trailing partial record is kept.
+func (s *session) readClientTLS() {
+	l, t := s.l, s.tls
+	off := 0
+	if t.rin != nil {
+		off = copy(l.scratch, (*t.rin)[:t.rinLen])
+		l.g.m.Buffered(-t.release())
+	}
+	n, err := sysRead(s.cfd, l.scratch[off:off+l.g.chunk])
+	if n <= 0 {
+		if (err == unix.EAGAIN || err == unix.EINTR) && off > 0 {
+			s.keepPartial(l.scratch[:off])
+		}
+		s.clientEOF(err)
+		return
+	}
+	s.last = l.now
+	if s.discard {
+		return
+	}
+	l.g.m.BytesUp(n)
+	data := l.scratch[:off+n]
+	iov := l.iov[:0]
+	for len(data) >= 5 {
+		rlen, err := t.rl.recordLen(data)
+		if err != nil {
+			s.flushPieces(iov)
+			s.tlsFail(err)
+			return
+		}
+		if len(data) < rlen {
+			break
+		}
+		plain, ct, err := t.rl.open(data[:rlen])
+		data = data[rlen:]
+		if err == nil {
+			var reply bool
+			reply, err = t.rl.post(ct, plain)
+			if reply {
+				t.replyKU = true
+			}
+		}
+		if err != nil {
+			if !s.flushPieces(iov) {
+				return
+			}
+			if errors.Is(err, errCloseNotify) {
+				// The client's TLS stream ended: like TCP EOF.
+				s.clientEOF(nil)
+				return
+			}
+			s.tlsFail(err)
+			return
+		}
+		if ct != contentAppData || s.cliClosed || len(plain) == 0 {
+			continue
+		}
+		var ok bool
+		if iov, ok = s.consume(plain, iov); !ok {
+			return
+		}
+	}
+	if !s.flushPieces(iov) {
+		return
+	}
+	if len(data) > 0 {
+		s.keepPartial(data)
+	}
+}
+
+func (s *session) keepPartial(p []byte) {
+	t := s.tls
+	t.rin = bufpool.Get(len(p))
+	t.rinLen = copy(*t.rin, p)
+	s.l.g.m.Buffered(t.rinLen)
+}
+
+// tlsFail ends a session whose record layer failed: send the alert RFC 8446
+// §6 names for the error (none after the peer's own error alert), then close.
+func (s *session) tlsFail(err error) {
+	s.l.g.log.Debug("tls record layer", "err", err)
+	if desc, send := s.tls.rl.alertFor(err); send && !s.closeSent {
+		if out, aerr := s.tls.alert(s.l, desc); aerr == nil {
+			s.writeRaw(out)
+		}
+	}
+	if s.dead {
+		return
+	}
+	s.closeSent = true
+	s.end = EndProtocol
+	s.cliClosed = true
+	s.discard = true
+	s.deadline = s.l.now + closeWait
+	s.closeUpstream()
+	s.maybeDone()
+}
+
+// tls13Layer is the TLS 1.3 record layer (RFC 8446 §5).
+type tls13Layer struct {
+	in  *tls13.Opener
+	out *tls13.Sealer
+	hs  tls13.HandshakeReader
+}
+
+func newTLS13(suite uint16, clientSecret, serverSecret []byte) (*tls13Layer, error) {
+	in, err := tls13.NewOpener(suite, clientSecret)
+	if err != nil {
+		return nil, err
+	}
+	out, err := tls13.NewSealer(suite, serverSecret)
+	if err != nil {
+		in.Clear()
+		return nil, err
+	}
+	return &tls13Layer{in: in, out: out}, nil
+}
+
+func (t *tls13Layer) recordLen(hdr []byte) (int, error) { return tls13.RecordLen(hdr) }
+
+func (t *tls13Layer) open(rec []byte) ([]byte, uint8, error) { return t.in.Open(rec) }
+
+func (t *tls13Layer) post(ct uint8, content []byte) (bool, error) {
+	ku, err := t.hs.Record(ct, content)
+	if err != nil {
+		return false, err
+	}
+	switch ku {
+	case tls13.KeyUpdateNotRequested:
+		return false, t.in.Update()
+	case tls13.KeyUpdateRequested:
+		return true, t.in.Update()
+	}
+	if ct == contentAlert {
+		if err := tls13.ParseAlert(content); err != nil {
+			if errors.Is(err, tls13.ErrCloseNotify) {
+				return false, errCloseNotify
+			}
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+func (t *tls13Layer) seal(dst []byte, ct uint8, p []byte) ([]byte, error) {
+	return t.out.Seal(dst, ct, p)
+}
+
+func (t *tls13Layer) sealKeyUpdate(dst []byte) ([]byte, error) {
+	return t.out.SealKeyUpdate(dst, false)
+}
+
+func (t *tls13Layer) needKeyUpdate() bool { return t.out.Seq() >= keyUpdateAfter }
+
+func (t *tls13Layer) overhead() int { return t.out.Overhead() }
+
+func (t *tls13Layer) alertFor(err error) (uint8, bool) {
+	if errors.Is(err, tls13.ErrAlert) {
+		return 0, false
+	}
+	return tls13.AlertFor(err), true
+}
+
+func (t *tls13Layer) clear() {
+	t.in.Clear()
+	t.out.Clear()
+}
+
+// tlsVersionName is the label of the TLS version metric.
+func tlsVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS12:
+		return "1.2"
+	case tls.VersionTLS13:
+		return "1.3"
+	}
+	return "other"
+}
+
+// newTLS12 builds the TLS 1.2 record layer (codec/tls12).
+func newTLS12(suite uint16, master, clientRandom, serverRandom []byte) (recordLayer, error) {
+	return nil, errors.New("gateway: TLS 1.2 record layer not built yet")
+}
