@@ -45,11 +45,11 @@ type handshake struct {
 	route  Route
 	ufd    int
 
-	in   bytes.Reader
-	out  fixedWriter
+	in    bytes.Reader
+	out   fixedWriter
 	tls   *tlsSession // set by a completed TLS handshake
 	plain []byte      // TLS: the request's plaintext so far
-	scan int // bytes of the request already searched for its end
+	scan  int         // bytes of the request already searched for its end
 }
 
 type hsKey struct{}

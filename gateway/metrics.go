@@ -89,13 +89,13 @@ type Metrics interface {
 
 type nopMetrics struct{}
 
-func (nopMetrics) HandshakeOK(PathKind)       {}
-func (nopMetrics) HandshakeRejected(Reject)   {}
-func (nopMetrics) SessionStart(PathKind)      {}
-func (nopMetrics) SessionEnd(PathKind, End)   {}
-func (nopMetrics) BytesUp(int)                {}
-func (nopMetrics) BytesDown(int)              {}
-func (nopMetrics) UpstreamDialError(PathKind) {}
-func (nopMetrics) Dropped(Drop, int)          {}
-func (nopMetrics) Buffered(int)               {}
+func (nopMetrics) HandshakeOK(PathKind)        {}
+func (nopMetrics) HandshakeRejected(Reject)    {}
+func (nopMetrics) SessionStart(PathKind)       {}
+func (nopMetrics) SessionEnd(PathKind, End)    {}
+func (nopMetrics) BytesUp(int)                 {}
+func (nopMetrics) BytesDown(int)               {}
+func (nopMetrics) UpstreamDialError(PathKind)  {}
+func (nopMetrics) Dropped(Drop, int)           {}
+func (nopMetrics) Buffered(int)                {}
 func (nopMetrics) TLSHandshake(uint16, uint16) {}

@@ -32,8 +32,8 @@ type session struct {
 
 	rd   codec.Reader
 	tls  *tlsSession // nil on a plaintext listener
-	up   outq // bytes for the upstream (tcp)
-	down outq // framed bytes for the client
+	up   outq        // bytes for the upstream (tcp)
+	down outq        // framed bytes for the client
 
 	msg    *[]byte // udp: message being assembled across frames
 	msgLen int

@@ -137,8 +137,8 @@ func (s *secrets) wipe() {
 // It also notes the client and server randoms, and gives up the handshake
 // CPU slot while it waits for the network.
 type hsConn struct {
-	h       *handshake
-	c       netpoll.Connection
+	h        *handshake
+	c        netpoll.Connection
 	deadline time.Time
 
 	hdr    [5]byte

@@ -2,6 +2,7 @@ package vmmetrics
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"strings"
 	"testing"
@@ -49,6 +50,10 @@ func expected() []string {
 		want = append(want,
 			fmt.Sprintf(`httvps_gateway_drops_total{what="%s"}`, d),
 			fmt.Sprintf(`httvps_gateway_dropped_bytes_total{what="%s"}`, d))
+	}
+	for _, vs := range gateway.TLSSuites {
+		want = append(want, fmt.Sprintf(`httvps_gateway_tls_handshakes_total{version="%s",suite="%s"}`,
+			gateway.TLSVersionName(vs[0]), tls.CipherSuiteName(vs[1])))
 	}
 	return append(want,
 		`httvps_gateway_bytes_total{dir="up"}`,
