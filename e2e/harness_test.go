@@ -103,6 +103,7 @@ type countMetrics struct {
 	dropped      atomic.Int64
 	buffered     atomic.Int64
 	maxBuffered  atomic.Int64
+	tlsOK        atomic.Int64
 }
 
 func (m *countMetrics) HandshakeOK(gateway.PathKind)                 { m.handshakeOK.Add(1) }
@@ -113,6 +114,7 @@ func (m *countMetrics) BytesUp(n int)                                { m.up.Add(
 func (m *countMetrics) BytesDown(n int)                              { m.down.Add(int64(n)) }
 func (m *countMetrics) UpstreamDialError(gateway.PathKind)           { m.dialErrors.Add(1) }
 func (m *countMetrics) Dropped(_ gateway.Drop, n int)                { m.dropped.Add(int64(n)) }
+func (m *countMetrics) TLSHandshake(uint16, uint16)                  { m.tlsOK.Add(1) }
 func (m *countMetrics) Buffered(delta int) {
 	v := m.buffered.Add(int64(delta))
 	for {

@@ -49,6 +49,7 @@ type handshake struct {
 	out   fixedWriter
 	tls   *tlsSession // set by a completed TLS handshake
 	plain []byte      // TLS: the request's plaintext so far
+	extra []byte      // TLS: plaintext that followed the request
 	scan  int         // bytes of the request already searched for its end
 }
 
@@ -116,18 +117,39 @@ func (h *handshake) closed(c netpoll.Connection) error {
 		}
 		return nil
 	}
-	if n := c.Reader().Len(); n > 0 {
-		// RFC 6455 §4.1: a client must wait for the 101 before sending.
-		g.m.Dropped(DropEarlyData, n)
+	// RFC 6455 §4.1 has a client wait for the 101 before it sends, but bytes
+	// that came early (raw, and for TLS plaintext past the request) are
+	// carried over rather than lost: losing a TLS record would desynchronise
+	// the record sequence numbers.
+	a := &adoption{cfd: c.(netpoll.Conn).Fd(), ufd: h.ufd, kind: h.kind, tls: h.tls}
+	a.resp = append([]byte(nil), h.out.buf[:h.out.n]...)
+	r := c.Reader()
+	if n := r.Len(); n > 0 {
+		if n > maxEarly {
+			g.m.Dropped(DropEarlyData, n)
+		} else if b, err := r.Next(n); err == nil {
+			a.early = append([]byte(nil), b...)
+		}
 	}
-	cfd := c.(netpoll.Conn).Fd()
-	kind, ufd := h.kind, h.ufd
-	resp := make([]byte, h.out.n)
-	copy(resp, h.out.buf[:h.out.n])
+	if len(h.extra) > 0 {
+		a.earlyPlain = append([]byte(nil), h.extra...)
+	}
 	l := g.pickLoop()
-	t := h.tls
-	l.post(func() { l.adopt(cfd, ufd, kind, resp, t) })
+	l.post(func() { l.adopt(a) })
 	return nil
+}
+
+// maxEarly bounds the early bytes carried into a session.
+const maxEarly = 64 << 10
+
+// adoption is what a finished handshake hands to a relay loop.
+type adoption struct {
+	cfd, ufd   int
+	kind       PathKind
+	resp       []byte // the 101, plaintext
+	tls        *tlsSession
+	early      []byte // bytes read from the socket after the request
+	earlyPlain []byte // TLS: plaintext after the request in its record
 }
 
 // onRequest runs on a netpoll worker goroutine whenever the connection has
@@ -400,9 +422,10 @@ func (h *handshake) beforeUpgrade() (ws.HandshakeHeader, error) {
 
 // adopt registers an upgraded connection and its upstream on the loop and
 // sends the 101.
-func (l *loop) adopt(cfd, ufd int, kind PathKind, resp []byte, t *tlsSession) {
+func (l *loop) adopt(a *adoption) {
 	g := l.g
-	s := &session{l: l, kind: kind, cfd: cfd, ufd: ufd, last: l.now, tls: t}
+	cfd, ufd, kind := a.cfd, a.ufd, a.kind
+	s := &session{l: l, kind: kind, cfd: cfd, ufd: ufd, last: l.now, tls: a.tls}
 	if s.last == 0 {
 		s.last = time.Now().UnixNano()
 	}
@@ -433,7 +456,19 @@ func (l *loop) adopt(cfd, ufd int, kind PathKind, resp []byte, t *tlsSession) {
 	}
 	l.link(s)
 	g.m.SessionStart(kind)
-	s.writeDown(resp)
+	s.writeDown(a.resp)
+	if len(a.earlyPlain) > 0 && !s.dead {
+		if iov, ok := s.consume(a.earlyPlain, l.iov[:0]); ok {
+			s.flushPieces(iov)
+		}
+	}
+	if len(a.early) > 0 && !s.dead {
+		if s.tls != nil {
+			s.openRecords(a.early)
+		} else if iov, ok := s.consume(a.early, l.iov[:0]); ok {
+			s.flushPieces(iov)
+		}
+	}
 	if !s.dead {
 		s.setInterest()
 	}

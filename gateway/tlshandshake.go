@@ -330,9 +330,7 @@ func (h *handshake) readTLSRequest() ([]byte, Reject, error) {
 	deadline := h.start.Add(g.cfg.HandshakeTimeout)
 	for {
 		if i := bytes.Index(h.plain, crlfcrlf); i >= 0 {
-			if extra := len(h.plain) - (i + 4); extra > 0 {
-				g.m.Dropped(DropEarlyData, extra)
-			}
+			h.extra = h.plain[i+4:]
 			return h.plain[:i+4], 0, nil
 		}
 		if len(h.plain) >= g.cfg.MaxRequestSize {
@@ -369,7 +367,11 @@ func (h *handshake) readTLSRequest() ([]byte, Reject, error) {
 			return nil, RejectMalformed, err
 		}
 		if ct == contentAppData {
-			h.plain = append(h.plain, plain[:min(len(plain), g.cfg.MaxRequestSize+4-len(h.plain))]...)
+			if len(h.plain)+len(plain) > g.cfg.MaxRequestSize+maxEarly {
+				r.Release()
+				return nil, RejectTooLarge, nil
+			}
+			h.plain = append(h.plain, plain...)
 		}
 		r.Release()
 	}

@@ -127,7 +127,13 @@ func (s *session) readClientTLS() {
 		return
 	}
 	l.g.m.BytesUp(n)
-	data := l.scratch[:off+n]
+	s.openRecords(l.scratch[:off+n])
+}
+
+// openRecords opens every complete record in data (in place), relays the
+// application data and keeps a trailing partial record.
+func (s *session) openRecords(data []byte) {
+	l, t := s.l, s.tls
 	iov := l.iov[:0]
 	for len(data) >= 5 {
 		rlen, err := t.rl.recordLen(data)
