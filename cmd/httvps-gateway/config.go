@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/httvps/httvps/gateway"
+	"github.com/httvps/httvps/internal/certs"
 )
 
 const (
@@ -54,7 +56,13 @@ type options struct {
 	LogLevel  string
 	LogFormat string
 
-	routeArgs routeList // -route values, before parsing
+	TLSPairs      []certs.Pair // empty means plaintext
+	TLSMinVersion tlsVersion
+	TLSWatch      time.Duration // 0 disables polling the files
+
+	routeArgs   routeList // -route values, before parsing
+	tlsCertArgs fileList  // -tls-cert values, paired with tlsKeyArgs in order
+	tlsKeyArgs  fileList
 }
 
 // sources are the outside inputs, injected so tests need no process state.
@@ -78,9 +86,13 @@ func envName(flagName string) string {
 func newFlagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("httvps-gateway", flag.ContinueOnError)
 	fs.StringVar(&o.ConfigFile, "config", "", "YAML `file` whose keys are flag names (routes: {SECRET: IP:PORT}); flags and environment override it")
-	fs.StringVar(&o.Listen, "listen", ":8080", "`address` for client connections (plaintext HTTP/1.1 + WebSocket)")
+	fs.StringVar(&o.Listen, "listen", ":8080", "`address` for client connections (HTTP/1.1 + WebSocket; TLS-only when -tls-cert is given)")
 	fs.StringVar(&o.AdminListen, "admin-listen", "127.0.0.1:9090", "`address` for /metrics, /healthz and /readyz; empty disables")
 	fs.Var(&o.routeArgs, "route", "`SECRET=IP:PORT` route for /SECRET/tcp and /SECRET/udp (repeatable; HTTVPS_ROUTE takes a comma-separated list)")
+	fs.Var(&o.tlsCertArgs, "tls-cert", "PEM certificate chain `file` (leaf first) served on -listen; repeatable, paired in order with -tls-key; the first pair is the default (HTTVPS_TLS_CERT takes a comma-separated list)")
+	fs.Var(&o.tlsKeyArgs, "tls-key", "PEM private key `file` for the -tls-cert at the same position; repeatable (HTTVPS_TLS_KEY takes a comma-separated list)")
+	fs.Var(&o.TLSMinVersion, "tls-min-version", "lowest TLS `version` accepted: 1.2 or 1.3")
+	fs.DurationVar(&o.TLSWatch, "tls-watch", 10*time.Second, "poll the certificate and key files this often and reload on change (0 disables; SIGHUP always reloads)")
 	fs.IntVar(&o.MaxSessions, "max-sessions", 0, "cap on sessions plus handshakes in progress (0 = 100000)")
 	fs.IntVar(&o.MaxHandshakes, "max-handshakes", 0, "cap on handshakes in progress (0 = 4096)")
 	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", 0, "time from accept to a complete upgrade request (0 = 10s)")
@@ -143,7 +155,7 @@ func loadOptions(src sources) (*options, error) {
 
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
-		if onCommandLine[f.Name] || f.Name == "config" || f.Name == "route" {
+		if onCommandLine[f.Name] || f.Name == "config" || isListFlag(f.Name) {
 			return
 		}
 		if v, ok := src.lookupEnv(envName(f.Name)); ok {
@@ -168,16 +180,15 @@ func loadOptions(src sources) (*options, error) {
 	case onCommandLine["route"]:
 		routes, routesFrom = o.routeArgs, "-route"
 	case strings.TrimSpace(v) != "":
-		for _, r := range strings.Split(v, ",") {
-			if r = strings.TrimSpace(r); r != "" {
-				routes = append(routes, r)
-			}
-		}
-		routesFrom = envName("route")
+		routes, routesFrom = splitList(v), envName("route")
 	default:
 		routes, routesFrom = file.routes, o.ConfigFile
 	}
 	if o.Routes, err = parseRoutes(routes, routesFrom); err != nil {
+		return nil, err
+	}
+
+	if o.TLSPairs, err = tlsPairs(onCommandLine, src.lookupEnv, o, file); err != nil {
 		return nil, err
 	}
 
@@ -195,11 +206,59 @@ func loadOptions(src sources) (*options, error) {
 	return o, nil
 }
 
+// isListFlag names the repeatable flags, which take their whole list from
+// one source instead of a value per flag.
+func isListFlag(name string) bool {
+	return name == "route" || name == "tls-cert" || name == "tls-key"
+}
+
+// tlsPairs takes certificate and key files from one source, the first of
+// command line, environment and config file that names either, so a
+// certificate never pairs with a key from elsewhere. The files themselves
+// are loaded by certs.New in run.
+func tlsPairs(onCommandLine map[string]bool, lookupEnv func(string) (string, bool), o *options, file fileConfig) ([]certs.Pair, error) {
+	crts, keys := []string(o.tlsCertArgs), []string(o.tlsKeyArgs)
+	from := "-tls-cert/-tls-key"
+	envCert, _ := lookupEnv(envName("tls-cert"))
+	envKey, _ := lookupEnv(envName("tls-key"))
+	switch {
+	case onCommandLine["tls-cert"] || onCommandLine["tls-key"]:
+	case strings.TrimSpace(envCert) != "" || strings.TrimSpace(envKey) != "":
+		crts, keys = splitList(envCert), splitList(envKey)
+		from = envName("tls-cert") + "/" + envName("tls-key")
+	default:
+		crts, keys = file.tlsCerts, file.tlsKeys
+		from = o.ConfigFile + ": tls-cert/tls-key"
+	}
+	if len(crts) != len(keys) {
+		return nil, fmt.Errorf("%s: %d certificate files but %d key files; they pair in order", from, len(crts), len(keys))
+	}
+	pairs := make([]certs.Pair, len(crts))
+	for i := range crts {
+		if crts[i] == "" || keys[i] == "" {
+			return nil, fmt.Errorf("%s: pair #%d has an empty file name", from, i+1)
+		}
+		pairs[i] = certs.Pair{CertFile: crts[i], KeyFile: keys[i]}
+	}
+	return pairs, nil
+}
+
+func splitList(v string) []string {
+	var l []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			l = append(l, s)
+		}
+	}
+	return l
+}
+
 // fileConfig is a config file flattened to flag values, plus its routes
-// as SECRET=UPSTREAM strings.
+// as SECRET=UPSTREAM strings and its TLS file lists.
 type fileConfig struct {
-	values map[string]string
-	routes []string
+	values            map[string]string
+	routes            []string
+	tlsCerts, tlsKeys []string
 }
 
 func readConfigFile(path string, readFile func(string) ([]byte, error), fs *flag.FlagSet) (fileConfig, error) {
@@ -239,6 +298,19 @@ func readConfigFile(path string, readFile func(string) ([]byte, error), fs *flag
 				return fc, fmt.Errorf("config file %s: route must be a list of SECRET=IP:PORT: %w", path, err)
 			}
 			fc.routes = append(fc.routes, l...)
+		case key == "tls-cert" || key == "tls-key":
+			// A single file name or a list of them.
+			var l []string
+			if node.Kind == yaml.ScalarNode {
+				l = []string{node.Value}
+			} else if err := node.Decode(&l); err != nil {
+				return fc, fmt.Errorf("config file %s: line %d: %s must be a file name or a list of them", path, node.Line, key)
+			}
+			if key == "tls-cert" {
+				fc.tlsCerts = l
+			} else {
+				fc.tlsKeys = l
+			}
 		case key == "config" || fs.Lookup(key) == nil:
 			return fc, fmt.Errorf("config file %s: line %d: unknown key %q", path, node.Line, key)
 		case node.Kind != yaml.ScalarNode:
@@ -360,6 +432,14 @@ func (o *options) validate() error {
 	if o.LogFormat != "text" && o.LogFormat != "json" {
 		bad("-log-format: %q is not text or json", o.LogFormat)
 	}
+	if len(o.TLSPairs) == 0 && o.TLSMinVersion.set {
+		// Most likely the certificate flags were lost, and the gateway
+		// would silently serve plaintext.
+		bad("-tls-min-version given without -tls-cert and -tls-key")
+	}
+	if o.TLSWatch < 0 {
+		bad("-tls-watch: %v is negative", o.TLSWatch)
+	}
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)
 }
@@ -427,6 +507,50 @@ func (r *routeList) String() string { return "" } // never print secrets
 func (r *routeList) Set(v string) error {
 	*r = append(*r, v)
 	return nil
+}
+
+// fileList is a repeatable file-name flag.
+type fileList []string
+
+func (l *fileList) String() string { return strings.Join(*l, ",") }
+
+func (l *fileList) Set(v string) error {
+	*l = append(*l, v)
+	return nil
+}
+
+// tlsVersion is -tls-min-version; its zero value is TLS 1.2.
+type tlsVersion struct {
+	v   uint16
+	set bool // given anywhere, even as the default value
+}
+
+func (t *tlsVersion) String() string {
+	if t.v == tls.VersionTLS13 {
+		return "1.3"
+	}
+	return "1.2"
+}
+
+func (t *tlsVersion) Set(s string) error {
+	switch strings.TrimSpace(s) {
+	case "1.2":
+		t.v = tls.VersionTLS12
+	case "1.3":
+		t.v = tls.VersionTLS13
+	default:
+		return fmt.Errorf("%q is not 1.2 or 1.3", s)
+	}
+	t.set = true
+	return nil
+}
+
+// version is the crypto/tls constant.
+func (t tlsVersion) version() uint16 {
+	if t.v == 0 {
+		return tls.VersionTLS12
+	}
+	return t.v
 }
 
 // byteSize is a size flag: a plain byte count or a number with a K/KiB,

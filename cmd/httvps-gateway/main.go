@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/httvps/httvps/gateway"
 	"github.com/httvps/httvps/gateway/vmmetrics"
 	"github.com/httvps/httvps/internal/admin"
+	"github.com/httvps/httvps/internal/certs"
 )
 
 const (
@@ -30,6 +32,10 @@ const (
 	// shutdownSlack is extra time past the drain for force-closing sessions.
 	shutdownSlack = 5 * time.Second
 )
+
+// defaultMetrics registers the gateway's series in the process-wide set,
+// which takes each name once, so tests can call run more than once.
+var defaultMetrics = sync.OnceValue(func() gateway.Metrics { return vmmetrics.New(nil) })
 
 func main() {
 	os.Exit(run(osSources(os.Args[1:]), os.Stderr))
@@ -53,10 +59,20 @@ func run(src sources, logOut io.Writer) int {
 		log.Error("invalid routes", "err", err)
 		return 2
 	}
+	var store *certs.Store
+	if len(o.TLSPairs) > 0 {
+		if store, err = certs.New(o.TLSPairs, log); err != nil {
+			log.Error("tls certificates do not load", "err", err)
+			return 2
+		}
+	}
 	cfg := o.gatewayConfig()
 	cfg.Auth = auth
-	cfg.Metrics = vmmetrics.New(nil)
+	cfg.Metrics = defaultMetrics()
 	cfg.Logger = log
+	if store != nil {
+		cfg.TLS = tlsConfig(store, o.TLSMinVersion.version())
+	}
 	gw, err := gateway.New(cfg)
 	if err != nil {
 		log.Error("invalid gateway configuration", "err", err)
@@ -68,6 +84,17 @@ func run(src sources, logOut io.Writer) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+	// SIGHUP is always caught: its default action would end the process
+	// and every session with it.
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
+	background, stopBackground := context.WithCancel(context.Background())
+	defer stopBackground()
+	go reloadOnHUP(background, hups, store, log)
+	if store != nil {
+		go store.Watch(background, o.TLSWatch)
+	}
 
 	var adminDone <-chan error
 	var adm *admin.Server
@@ -85,6 +112,7 @@ func run(src sources, logOut io.Writer) int {
 	go func() { served <- gw.ListenAndServe(o.Listen) }()
 	log.Info("gateway starting",
 		"listen", o.Listen,
+		"tls", store != nil,
 		"routes", len(o.Routes), // the secrets themselves are never logged
 		"decoy_file", o.DecoyFile,
 	)
@@ -135,4 +163,30 @@ func run(src sources, logOut io.Writer) int {
 	}
 	log.Info("stopped", slog.Int("exit", code))
 	return code
+}
+
+// tlsConfig is the gateway's view of the certificate store.
+func tlsConfig(store *certs.Store, minVersion uint16) *gateway.TLSConfig {
+	return &gateway.TLSConfig{GetCertificate: store.GetCertificate, MinVersion: minVersion}
+}
+
+// reloadOnHUP re-reads the certificate files on each SIGHUP until ctx is
+// done. Only later handshakes see new certificates; sessions are untouched.
+func reloadOnHUP(ctx context.Context, hups <-chan os.Signal, store *certs.Store, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hups:
+		}
+		if store == nil {
+			log.Info("SIGHUP: nothing to reload without -tls-cert")
+			continue
+		}
+		if err := store.Reload(); err != nil {
+			log.Error("SIGHUP: tls certificates do not load; keeping the previous ones", "err", err)
+			continue
+		}
+		log.Info("SIGHUP: tls certificates reloaded")
+	}
 }
