@@ -32,14 +32,37 @@ type Route struct {
 	// gateway does not resolve names on the hot path). TCP sessions dial its
 	// TCP port, UDP sessions send to its UDP port.
 	Upstream string
+	// Fallbacks are tried in order when Upstream cannot be dialled (the same
+	// key placed on other members), so a dead member costs the client
+	// nothing but the dial timeout.
+	Fallbacks []string
+	// Account is charged for the session; nil means no accounting.
+	Account Account
 }
 
 // Authenticator decides, before the 101, whether a secret may open a session
 // of the given kind and where it goes. It is called from the handshake
 // goroutine and must be safe for concurrent use. secret is only valid during
 // the call. A false result gets the decoy answer; the caller never learns why.
+// An Authenticator that returns a Route with an Account has admitted one
+// session for it: the gateway calls Account.Release exactly once when that
+// session ends, or at once if the session is not established after all.
 type Authenticator interface {
 	Authenticate(secret []byte, kind PathKind) (Route, bool)
+}
+
+// Account is who a session is charged to (a token of the control plane).
+// Its methods are called from relay loops and must be cheap and safe for
+// concurrent use.
+type Account interface {
+	// Key identifies the account for Gateway.CloseAccount.
+	Key() string
+	// AddUsage receives payload bytes relayed (up: client to upstream,
+	// down: upstream to client), in batches: at most every 0.5 s per loop
+	// and when a session ends.
+	AddUsage(up, down int64)
+	// Release is called once per admitted session, when it ends.
+	Release()
 }
 
 // StaticAuth is an Authenticator over a fixed table of secrets. Secrets are

@@ -109,6 +109,7 @@ func (h *handshake) closed(c netpoll.Connection) error {
 	g.handshakes.Add(-1)
 	if !h.handoff {
 		g.active.Add(-1)
+		h.releaseAccount()
 		if h.ufd >= 0 {
 			unix.Close(h.ufd)
 		}
@@ -121,7 +122,7 @@ func (h *handshake) closed(c netpoll.Connection) error {
 	// that came early (raw, and for TLS plaintext past the request) are
 	// carried over rather than lost: losing a TLS record would desynchronise
 	// the record sequence numbers.
-	a := &adoption{cfd: c.(netpoll.Conn).Fd(), ufd: h.ufd, kind: h.kind, tls: h.tls}
+	a := &adoption{cfd: c.(netpoll.Conn).Fd(), ufd: h.ufd, kind: h.kind, tls: h.tls, acct: h.route.Account}
 	a.resp = append([]byte(nil), h.out.buf[:h.out.n]...)
 	r := c.Reader()
 	if n := r.Len(); n > 0 {
@@ -148,6 +149,7 @@ type adoption struct {
 	kind       PathKind
 	resp       []byte // the 101, plaintext
 	tls        *tlsSession
+	acct       Account
 	early      []byte // bytes read from the socket after the request
 	earlyPlain []byte // TLS: plaintext after the request in its record
 }
@@ -399,20 +401,15 @@ func (h *handshake) beforeUpgrade() (ws.HandshakeHeader, error) {
 		return nil, errReject
 	}
 	h.route = route
-	var fd int
-	var err error
-	if h.kind == PathTCP {
-		var c net.Conn
-		c, err = net.DialTimeout("tcp", route.Upstream, g.cfg.DialTimeout)
-		if err == nil {
-			fd, err = takeFD(c.(*net.TCPConn))
+	fd, err := -1, error(nil)
+	for i, up := range append([]string{route.Upstream}, route.Fallbacks...) {
+		if fd, err = dialUpstream(h.kind, up, g.cfg.DialTimeout); err == nil {
+			break
 		}
-	} else {
-		fd, err = dialUDP(route.Upstream)
+		g.m.UpstreamDialError(h.kind)
+		g.log.Debug("upstream dial failed", "path", h.kind.String(), "upstream", up, "try", i+1, "err", err)
 	}
 	if err != nil {
-		g.m.UpstreamDialError(h.kind)
-		g.log.Debug("upstream dial failed", "path", h.kind.String(), "upstream", route.Upstream, "err", err)
 		h.reject = RejectUpstream
 		return nil, errReject
 	}
@@ -420,12 +417,34 @@ func (h *handshake) beforeUpgrade() (ws.HandshakeHeader, error) {
 	return nil, nil
 }
 
+// dialUpstream connects to an Outline member and returns the socket's fd,
+// owned by the caller.
+func dialUpstream(kind PathKind, addr string, timeout time.Duration) (int, error) {
+	if kind == PathUDP {
+		return dialUDP(addr)
+	}
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return -1, err
+	}
+	return takeFD(c.(*net.TCPConn))
+}
+
+// releaseAccount gives back the session slot Authenticate granted, for a
+// handshake that did not become a session.
+func (h *handshake) releaseAccount() {
+	if a := h.route.Account; a != nil {
+		h.route.Account = nil
+		a.Release()
+	}
+}
+
 // adopt registers an upgraded connection and its upstream on the loop and
 // sends the 101.
 func (l *loop) adopt(a *adoption) {
 	g := l.g
 	cfd, ufd, kind := a.cfd, a.ufd, a.kind
-	s := &session{l: l, kind: kind, cfd: cfd, ufd: ufd, last: l.now, tls: a.tls}
+	s := &session{l: l, kind: kind, cfd: cfd, ufd: ufd, last: l.now, tls: a.tls, acct: a.acct}
 	if s.last == 0 {
 		s.last = time.Now().UnixNano()
 	}
@@ -435,23 +454,32 @@ func (l *loop) adopt(a *adoption) {
 	}
 	s.rd.Init(lim)
 	s.cev, s.uev = evIn|evRDHUP, evIn|evRDHUP
+	fail := func() {
+		g.active.Add(-1)
+		if a.acct != nil {
+			a.acct.Release()
+		}
+		if a.tls != nil {
+			a.tls.clear()
+		}
+	}
 	if l.draining || l.epfd < 0 {
 		unix.Close(cfd)
 		unix.Close(ufd)
-		g.active.Add(-1)
 		g.m.HandshakeRejected(RejectShutdown)
+		fail()
 		return
 	}
 	if err := l.register(cfd, s, s.cev); err != nil {
 		unix.Close(cfd)
 		unix.Close(ufd)
-		g.active.Add(-1)
+		fail()
 		return
 	}
 	if err := l.register(ufd, s, s.uev); err != nil {
 		l.forget(cfd)
 		unix.Close(ufd)
-		g.active.Add(-1)
+		fail()
 		return
 	}
 	l.link(s)

@@ -39,10 +39,11 @@ const (
 	EndProtocol              // client broke RFC 6455 (bad frame, text on a data path, too large)
 	EndShutdown              // gateway drain
 	EndSlowClient            // a close handshake or write did not complete in time
+	EndRevoked               // the account was closed (revoked, over quota, expired)
 	NumEnds
 )
 
-var endNames = [NumEnds]string{"normal", "client_gone", "upstream", "idle", "protocol", "shutdown", "slow_client"}
+var endNames = [NumEnds]string{"normal", "client_gone", "upstream", "idle", "protocol", "shutdown", "slow_client", "revoked"}
 
 func (e End) String() string {
 	if e < NumEnds {

@@ -314,3 +314,20 @@ func (g *Gateway) upChunk(k PathKind) int {
 	}
 	return g.chunk
 }
+
+// CloseAccount ends every live session charged to the account with this key
+// (close 1008), on every loop. It returns at once; the sessions end within
+// one loop iteration.
+func (g *Gateway) CloseAccount(key string) {
+	for _, l := range g.loops {
+		l.post(func() {
+			for s := l.head.next; s != &l.head; {
+				next := s.next
+				if s.acct != nil && s.acct.Key() == key {
+					s.revoke()
+				}
+				s = next
+			}
+		})
+	}
+}

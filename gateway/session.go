@@ -32,6 +32,9 @@ type session struct {
 
 	rd   codec.Reader
 	tls  *tlsSession // nil on a plaintext listener
+	acct Account     // nil when unaccounted
+	// Payload bytes not yet reported to acct.
+	usedUp, usedDown int64
 	up   outq        // bytes for the upstream (tcp)
 	down outq        // framed bytes for the client
 
@@ -221,6 +224,11 @@ func (s *session) flushPieces(iov [][]byte) bool {
 	if len(iov) == 0 || s.dead {
 		return !s.dead
 	}
+	if s.acct != nil {
+		for _, p := range iov {
+			s.usedUp += int64(len(p))
+		}
+	}
 	if !s.up.empty() {
 		s.l.g.m.Buffered(s.up.push(iov...))
 		return true
@@ -269,6 +277,7 @@ func (s *session) udpPiece(ev codec.Event) bool {
 }
 
 func (s *session) sendDatagram(p []byte) {
+	s.usedUp += int64(len(p))
 	_, err := sysWrite(s.ufd, p)
 	if err != nil {
 		// A full socket buffer or an ICMP error from an earlier datagram:
@@ -307,6 +316,7 @@ func (s *session) readUpstream() {
 	}
 	s.last = l.now
 	l.g.m.BytesDown(n)
+	s.usedDown += int64(n)
 	h := codec.ServerHeaderLen(n)
 	start := maxServerHeader - h
 	codec.PutServerHeader(l.scratch[start:], ws.OpBinary, n)
@@ -540,8 +550,35 @@ func (s *session) goAway(end End) {
 	}
 }
 
+// reportUsage hands the bytes counted since the last report to the account.
+func (s *session) reportUsage() {
+	if s.usedUp != 0 || s.usedDown != 0 {
+		s.acct.AddUsage(s.usedUp, s.usedDown)
+		s.usedUp, s.usedDown = 0, 0
+	}
+}
+
+// revoke ends the session because its account was closed: close 1008
+// (policy violation), then the usual close handshake under a deadline.
+func (s *session) revoke() {
+	if s.dead || s.closeSent {
+		return
+	}
+	s.sendClose(ws.StatusPolicyViolation, EndRevoked)
+	s.deadline = s.l.now + closeWait
+	s.closeUpstream()
+	if s.cliClosed {
+		s.maybeDone()
+	} else {
+		s.setInterest()
+	}
+}
+
 // tick runs from the loop's sweep.
 func (s *session) tick(now int64) {
+	if s.acct != nil {
+		s.reportUsage()
+	}
 	if s.deadline != 0 && now > s.deadline {
 		if s.end == EndNormal {
 			s.end = EndSlowClient
@@ -581,6 +618,11 @@ func (s *session) finish(end End) {
 	l.forget(s.cfd)
 	s.cfd = -1
 	l.unlink(s)
+	if s.acct != nil {
+		s.reportUsage()
+		s.acct.Release()
+		s.acct = nil
+	}
 	l.g.m.SessionEnd(s.kind, end)
 	l.g.active.Add(-1)
 }
