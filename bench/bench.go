@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -15,7 +17,24 @@ const (
 	ScenarioThroughput = "throughput"
 	ScenarioIdle       = "idle"
 	ScenarioSlowReader = "slowreader"
+
+	// The TLS scenarios run on the TLS peers only, the others on the
+	// plaintext peers only.
+	ScenarioTLSIdle       = "tls-idle"
+	ScenarioTLSThroughput = "tls-throughput"
+	ScenarioTLSConnect    = "tls-connect"
 )
+
+var (
+	allScenarios = []string{ScenarioThroughput, ScenarioIdle, ScenarioSlowReader,
+		ScenarioTLSThroughput, ScenarioTLSIdle, ScenarioTLSConnect}
+	allPeers = []string{PeerHTTVPS, PeerGoCopy, PeerGoBuf, PeerV2Ray,
+		PeerHTTVPSTLS, PeerV2RayTLS, PeerNginxTLS}
+)
+
+func tlsScenario(s string) bool {
+	return s == ScenarioTLSIdle || s == ScenarioTLSThroughput || s == ScenarioTLSConnect
+}
 
 // Config selects what Run measures. Zero values mean the documented defaults.
 type Config struct {
@@ -28,11 +47,26 @@ type Config struct {
 	GatewayArgs []string
 	// V2RayBin is the v2ray-plugin binary. "" means ss-v2ray-plugin.
 	V2RayBin string
-	// Peers to measure, in order. nil means httvps, gocopy, gobuf, v2ray; a
-	// peer whose binary is missing is skipped with a note.
+	// NginxBin is the nginx binary of the nginx-tls peer. "" means
+	// /usr/sbin/nginx.
+	NginxBin string
+	// Peers to measure, in order. nil means all: httvps, gocopy, gobuf,
+	// v2ray (plaintext scenarios) and httvps-tls, v2ray-tls, nginx-tls (TLS
+	// scenarios); a peer whose binary is missing is skipped with a note.
 	Peers []string
-	// Scenarios to run. nil means throughput, idle, slowreader.
+	// Scenarios to run. nil means all: throughput, idle, slowreader,
+	// tls-throughput, tls-idle, tls-connect.
 	Scenarios []string
+
+	// CertType is the certificate every TLS peer serves, generated for the
+	// run: "ecdsa" (P-256, the default) or "rsa" (2048 bits).
+	CertType string
+	// TLSBytes is the bytes per tls-throughput cell; 0 means 512 MiB.
+	TLSBytes int64
+	// ConnectCount is the tls-connect connections per peer, 0 means 2000;
+	// ConnectWorkers how many run at once, 0 means 4.
+	ConnectCount   int
+	ConnectWorkers int
 
 	// Throughput: Bytes per (peer, direction, streams) cell, 0 means 1 GiB;
 	// Streams nil means 1 and 16; Message is the client's piece size, 0 means
@@ -73,11 +107,26 @@ func (c *Config) setDefaults() {
 	if c.V2RayBin == "" {
 		c.V2RayBin = "ss-v2ray-plugin"
 	}
+	if c.NginxBin == "" {
+		c.NginxBin = "/usr/sbin/nginx"
+	}
 	if c.Peers == nil {
-		c.Peers = []string{PeerHTTVPS, PeerGoCopy, PeerGoBuf, PeerV2Ray}
+		c.Peers = allPeers
 	}
 	if c.Scenarios == nil {
-		c.Scenarios = []string{ScenarioThroughput, ScenarioIdle, ScenarioSlowReader}
+		c.Scenarios = allScenarios
+	}
+	if c.CertType == "" {
+		c.CertType = CertECDSA
+	}
+	if c.TLSBytes == 0 {
+		c.TLSBytes = 512 << 20
+	}
+	if c.ConnectCount == 0 {
+		c.ConnectCount = 2000
+	}
+	if c.ConnectWorkers == 0 {
+		c.ConnectWorkers = 4
 	}
 	if c.Bytes == 0 {
 		c.Bytes = 1 << 30
@@ -126,19 +175,25 @@ func (c *Config) validate() error {
 		return errors.New("bench: Config.Self is required")
 	}
 	for _, s := range c.Scenarios {
-		if !slices.Contains([]string{ScenarioThroughput, ScenarioIdle, ScenarioSlowReader}, s) {
+		if !slices.Contains(allScenarios, s) {
 			return fmt.Errorf("bench: unknown scenario %q", s)
 		}
 	}
 	for _, p := range c.Peers {
-		if !slices.Contains([]string{PeerHTTVPS, PeerGoCopy, PeerGoBuf, PeerV2Ray}, p) {
+		if !slices.Contains(allPeers, p) {
 			return fmt.Errorf("bench: unknown peer %q", p)
 		}
 	}
 	for _, n := range c.Streams {
-		if n < 1 || int64(n) > c.Bytes {
+		if n < 1 || int64(n) > min(c.Bytes, c.TLSBytes) {
 			return fmt.Errorf("bench: bad stream count %d", n)
 		}
+	}
+	if c.CertType != CertECDSA && c.CertType != CertRSA {
+		return fmt.Errorf("bench: certificate type %q: want %s or %s", c.CertType, CertECDSA, CertRSA)
+	}
+	if c.ConnectCount < 1 || c.ConnectWorkers < 1 || c.ConnectWorkers > 64 {
+		return errors.New("bench: tls-connect needs >= 1 connection and 1..64 workers")
 	}
 	if c.Sessions < 1 || c.Sessions > maxIdleSessions {
 		return fmt.Errorf("bench: idle sessions must be 1..%d (fd limit)", maxIdleSessions)
@@ -165,12 +220,26 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer ps.stopAll()
 
 	rep := newReport(cfg)
+	var cert *benchCert
+	if slices.ContainsFunc(cfg.Scenarios, tlsScenario) && slices.ContainsFunc(cfg.Peers, tlsPeer) {
+		dir, err := os.MkdirTemp("", "httvps-bench-tls-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		if cert, err = writeBenchCert(dir, cfg.CertType); err != nil {
+			return nil, err
+		}
+	}
 	var peers []*peer
 	for _, name := range cfg.Peers {
 		var (
 			pe  *peer
 			err error
 		)
+		if tlsPeer(name) && cert == nil {
+			continue // no TLS scenario selected
+		}
 		switch name {
 		case PeerHTTVPS:
 			pe, err = newHTTVPSPeer(cfg.GatewayBin, cfg.GatewayArgs)
@@ -180,6 +249,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			pe = newGoCopyPeer(cfg.Self, true)
 		case PeerV2Ray:
 			pe, err = newV2RayPeer(cfg.V2RayBin)
+		case PeerHTTVPSTLS:
+			pe, err = newHTTVPSTLSPeer(cfg.GatewayBin, cfg.GatewayArgs, cert)
+		case PeerV2RayTLS:
+			pe, err = newV2RayTLSPeer(cfg.V2RayBin, cert)
+		case PeerNginxTLS:
+			pe, err = newNginxTLSPeer(cfg.NginxBin, filepath.Dir(cert.CertFile), cert)
 		}
 		if err != nil {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("%s skipped: %v", name, err))
@@ -202,14 +277,23 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			if ctx.Err() != nil {
 				break
 			}
+			if tlsScenario(sc) != tlsPeer(pe.info.Name) {
+				continue
+			}
 			var err error
 			switch sc {
 			case ScenarioThroughput:
-				err = runThroughput(ctx, &cfg, ps, pe, rep)
+				err = runThroughput(ctx, &cfg, ps, pe, cfg.Bytes, &rep.Throughput)
 			case ScenarioIdle:
-				err = runIdle(ctx, &cfg, ps, pe, rep)
+				err = runIdle(ctx, &cfg, ps, pe, &rep.Idle)
 			case ScenarioSlowReader:
 				err = runSlowReader(ctx, &cfg, ps, pe, rep)
+			case ScenarioTLSThroughput:
+				err = runThroughput(ctx, &cfg, ps, pe, cfg.TLSBytes, &rep.TLSThroughput)
+			case ScenarioTLSIdle:
+				err = runIdle(ctx, &cfg, ps, pe, &rep.TLSIdle)
+			case ScenarioTLSConnect:
+				err = runConnect(ctx, &cfg, ps, pe, rep)
 			}
 			if err != nil {
 				fail(sc, pe.info.Name, err)

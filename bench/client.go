@@ -3,10 +3,12 @@ package bench
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -25,8 +27,12 @@ type Stream interface {
 // Transport says how a client reaches a relay.
 type Transport struct {
 	Addr string // relay address, host:port
-	// Path is the WebSocket path; "" means raw TCP.
+	// Path is the WebSocket path; "" means a raw byte stream (TCP, or TLS
+	// when TLS is set).
 	Path string
+	// TLS, when set, wraps the connection in TLS before anything else
+	// (wss:// for a WebSocket path).
+	TLS *tls.Config
 	// LocalIP, when set, is the client's source address (127.0.0.x), so many
 	// sessions do not exhaust one address's ephemeral ports.
 	LocalIP net.IP
@@ -34,30 +40,68 @@ type Transport struct {
 	ReadBuffer int
 }
 
+// dialTimes are the moments a dial reached each stage, from its start.
+type dialTimes struct {
+	TCP     time.Duration // TCP connected
+	TLS     time.Duration // TLS handshake complete (= TCP without TLS)
+	Upgrade time.Duration // WebSocket 101 received (= TLS without WebSocket)
+}
+
 // Dial opens a stream.
 func (t Transport) Dial(ctx context.Context) (Stream, error) {
-	d := net.Dialer{Timeout: 10 * time.Second}
+	s, _, err := t.dial(ctx)
+	return s, err
+}
+
+// dial opens a stream and reports when each stage completed.
+func (t Transport) dial(ctx context.Context) (Stream, dialTimes, error) {
+	var dt dialTimes
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	d := net.Dialer{}
 	if t.LocalIP != nil {
 		d.LocalAddr = &net.TCPAddr{IP: t.LocalIP}
 	}
-	if t.Path == "" {
-		c, err := d.DialContext(ctx, "tcp", t.Addr)
-		if err != nil {
-			return nil, err
-		}
-		return c.(*net.TCPConn), nil
-	}
-	wd := ws.Dialer{
-		Timeout: 10 * time.Second,
-		NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return d.DialContext(ctx, network, addr)
-		},
-	}
-	c, br, _, err := wd.Dial(ctx, "ws://"+t.Addr+t.Path)
+	nc, err := d.DialContext(ctx, "tcp", t.Addr)
 	if err != nil {
-		return nil, err
+		return nil, dt, err
 	}
-	return newWSStream(c, br, t.ReadBuffer), nil
+	dt.TCP = time.Since(start)
+	var c net.Conn = nc
+	var s Stream = nc.(*net.TCPConn)
+	if t.TLS != nil {
+		tc := tls.Client(nc, t.TLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, dt, fmt.Errorf("tls handshake: %w", err)
+		}
+		c, s = tc, tc
+	}
+	dt.TLS = time.Since(start)
+	if t.Path != "" {
+		scheme := "ws://"
+		if t.TLS != nil {
+			scheme = "wss://"
+		}
+		u, err := url.Parse(scheme + t.Addr + t.Path)
+		if err != nil {
+			c.Close()
+			return nil, dt, err
+		}
+		if dl, ok := ctx.Deadline(); ok {
+			c.SetDeadline(dl)
+		}
+		br, _, err := (ws.Dialer{}).Upgrade(c, u)
+		if err != nil {
+			c.Close()
+			return nil, dt, fmt.Errorf("websocket upgrade: %w", err)
+		}
+		c.SetDeadline(time.Time{})
+		s = newWSStream(c, br, t.ReadBuffer)
+	}
+	dt.Upgrade = time.Since(start)
+	return s, dt, nil
 }
 
 // wsStream is a client WebSocket whose binary messages carry a byte stream.
@@ -181,4 +225,19 @@ type sliceWriter struct{ b []byte }
 func (w *sliceWriter) Write(p []byte) (int, error) {
 	w.b = append(w.b, p...)
 	return len(p), nil
+}
+
+// streamSuite names the TLS version and cipher suite of a stream, "" for a
+// plaintext one.
+func streamSuite(s Stream) string {
+	var c any = s
+	if w, ok := s.(*wsStream); ok {
+		c = w.c
+	}
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return ""
+	}
+	st := tc.ConnectionState()
+	return tls.VersionName(st.Version) + " " + tls.CipherSuiteName(st.CipherSuite)
 }

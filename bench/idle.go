@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +30,7 @@ const idleDialers = 32
 // address never runs short of ephemeral ports.
 const idleSourceIPs = 8
 
-func runIdle(ctx context.Context, cfg *Config, ps *procSet, pe *peer, rep *Report) error {
+func runIdle(ctx context.Context, cfg *Config, ps *procSet, pe *peer, dst *[]IdleResult) error {
 	r, err := startPair(ctx, cfg, ps, pe)
 	if err != nil {
 		return err
@@ -113,11 +112,9 @@ func runIdle(ctx context.Context, cfg *Config, ps *procSet, pe *peer, rep *Repor
 	res.RSSKiB = x.RSSKiB
 	res.CPUSetupSecond = (x.CPU - base.CPU).Seconds()
 	res.PerSessionKiB = float64(x.RSSKiB-base.RSSKiB) / float64(n)
-	if ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", r.proc.Pid())); err == nil {
-		res.RelayFDs = len(ents)
-	}
-	rep.Idle = append(rep.Idle, res)
-	fmt.Fprintf(cfg.Log, "idle       %-7s %d sessions (%d relay fds) in %.1fs: RSS %d -> %d KiB, %.1f KiB/session\n",
+	res.RelayFDs = r.proc.FDs()
+	*dst = append(*dst, res)
+	fmt.Fprintf(cfg.Log, "idle       %-10s %d sessions (%d relay fds) in %.1fs: RSS %d -> %d KiB, %.1f KiB/session\n",
 		res.Peer, n, res.RelayFDs, res.SetupSeconds, res.BaseRSSKiB, res.RSSKiB, res.PerSessionKiB)
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"debug/buildinfo"
 	"encoding/hex"
 	"fmt"
@@ -38,7 +39,15 @@ type peer struct {
 	// self subcommands that choose their own), sink the upstream address.
 	argv func(listen int, sink string) []string
 	self bool   // prints "listening ADDR"
-	path string // WebSocket path, "" for raw TCP
+	path string // WebSocket path, "" for a raw byte stream
+	// tls, when set, is the client configuration: the peer terminates TLS.
+	tls *tls.Config
+	// group: the peer forks (nginx); its CPU and RSS are summed over its
+	// process group.
+	group bool
+	// prestart, when set, runs before each start (nginx writes its
+	// configuration for this port and sink).
+	prestart func(listen int, sink string) error
 }
 
 // running is a started relay.
@@ -59,16 +68,22 @@ func (pe *peer) start(ctx context.Context, ps *procSet, sink string) (*running, 
 	if err != nil {
 		return nil, err
 	}
+	if pe.prestart != nil {
+		if err := pe.prestart(port, sink); err != nil {
+			return nil, err
+		}
+	}
 	p, err := ps.start(pe.info.Name, pe.argv(port, sink), nil)
 	if err != nil {
 		return nil, err
 	}
+	p.group = pe.group
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	if err := waitListening(ctx, p, addr); err != nil {
 		p.Stop()
 		return nil, err
 	}
-	return &running{proc: p, transport: Transport{Addr: addr, Path: pe.path}}, nil
+	return &running{proc: p, transport: Transport{Addr: addr, Path: pe.path, TLS: pe.tls}}, nil
 }
 
 // newGoCopyPeer runs GoCopyRelay as its own process; buffered selects the

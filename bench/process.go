@@ -22,6 +22,9 @@ type Process struct {
 	done chan struct{} // closed when the process has exited
 	err  error         // exit status, valid after done
 	tail *tailBuffer   // last bytes of stderr, for error messages
+	// group makes Sample sum over the process group (nginx master and
+	// workers) instead of reading the started process alone.
+	group bool
 }
 
 // Pid is the child's process id.
@@ -42,7 +45,23 @@ func (p *Process) Sample() (ProcSample, error) {
 	if p.Exited() {
 		return ProcSample{}, fmt.Errorf("bench: %s exited: %v: %s", p.Name, p.err, p.tail)
 	}
+	if p.group {
+		s, _, err := ReadGroup(p.Pid())
+		return s, err
+	}
 	return ReadProc(p.Pid())
+}
+
+// FDs counts the process's open fds (summed over the group for a group).
+func (p *Process) FDs() int {
+	if p.group {
+		return groupFDs(p.Pid())
+	}
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.Pid()))
+	if err != nil {
+		return 0
+	}
+	return len(ents)
 }
 
 // Stop kills the process group and waits (bounded) for it to exit.

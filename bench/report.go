@@ -24,8 +24,14 @@ type Report struct {
 	Ratios     []Ratio          `json:"ratios,omitempty"`
 	Idle       []IdleResult     `json:"idle,omitempty"`
 	Slow       []SlowResult     `json:"slowreader,omitempty"`
-	Notes      []string         `json:"notes,omitempty"`
-	Errors     []string         `json:"errors,omitempty"`
+
+	TLSThroughput []ThroughputCell `json:"tls_throughput,omitempty"`
+	TLSRatios     []Ratio          `json:"tls_ratios,omitempty"`
+	TLSIdle       []IdleResult     `json:"tls_idle,omitempty"`
+	Connect       []ConnectResult  `json:"tls_connect,omitempty"`
+	ConnectRatios []ConnectRatio   `json:"tls_connect_ratios,omitempty"`
+	Notes         []string         `json:"notes,omitempty"`
+	Errors        []string         `json:"errors,omitempty"`
 }
 
 // Machine describes where the figures were taken.
@@ -50,6 +56,26 @@ type Settings struct {
 	SlowSeconds   float64  `json:"slow_seconds"`
 	SlowRate      int64    `json:"slow_rate_bytes_per_s"`
 	SlowBytes     int64    `json:"slow_offered_bytes"`
+
+	CertType       string `json:"tls_cert_type"`
+	TLSClient      string `json:"tls_client"`
+	TLSBytes       int64  `json:"tls_bytes_per_cell"`
+	ConnectCount   int    `json:"tls_connect_count"`
+	ConnectWorkers int    `json:"tls_connect_workers"`
+}
+
+// tlsClientDesc describes the client side of every TLS peer (clientTLS).
+const tlsClientDesc = "Go crypto/tls client: TLS 1.3 only, X25519, certificate verified, no session resumption"
+
+// certDesc names a certificate type for people.
+func certDesc(t string) string {
+	switch t {
+	case CertECDSA:
+		return "ECDSA P-256"
+	case CertRSA:
+		return "RSA-2048"
+	}
+	return t
 }
 
 // Ratio compares httvps with a reference peer in one throughput cell.
@@ -87,6 +113,8 @@ func newReport(cfg Config) *Report {
 			Scenarios: cfg.Scenarios, BytesPerCell: cfg.Bytes, Streams: cfg.Streams,
 			MessageBytes: cfg.Message, IdleSessions: cfg.Sessions, IdleSettleSec: cfg.Settle.Seconds(),
 			SlowSeconds: cfg.SlowDuration.Seconds(), SlowRate: cfg.SlowRate, SlowBytes: cfg.SlowBytes,
+			CertType: cfg.CertType, TLSClient: tlsClientDesc, TLSBytes: cfg.TLSBytes,
+			ConnectCount: cfg.ConnectCount, ConnectWorkers: cfg.ConnectWorkers,
 		},
 	}
 }
@@ -98,48 +126,75 @@ func readTrim(p string) string {
 
 func (r *Report) finish() {
 	r.Seconds = time.Since(r.Started).Seconds()
-	r.Ratios = nil
-	for _, c := range r.Throughput {
-		if c.Peer != PeerHTTVPS {
+	r.Ratios = ratios(r.Throughput, PeerHTTVPS)
+	r.TLSRatios = ratios(r.TLSThroughput, PeerHTTVPSTLS)
+	r.ConnectRatios = nil
+	for _, c := range r.Connect {
+		if c.Peer != PeerHTTVPSTLS {
 			continue
 		}
-		for _, o := range r.Throughput {
-			if o.Peer == PeerHTTVPS || o.Direction != c.Direction || o.Streams != c.Streams {
+		for _, o := range r.Connect {
+			if o.Peer != c.Peer {
+				r.ConnectRatios = append(r.ConnectRatios, ConnectRatio{Versus: o.Peer,
+					CPU: c.CPUmsPerConn / o.CPUmsPerConn, Rate: c.PerSecond / o.PerSecond})
+			}
+		}
+	}
+}
+
+// ratios compares peer ours with every other peer in the same cell.
+func ratios(cells []ThroughputCell, ours string) []Ratio {
+	var out []Ratio
+	for _, c := range cells {
+		if c.Peer != ours {
+			continue
+		}
+		for _, o := range cells {
+			if o.Peer == ours || o.Direction != c.Direction || o.Streams != c.Streams {
 				continue
 			}
-			r.Ratios = append(r.Ratios, Ratio{Direction: c.Direction, Streams: c.Streams, Versus: o.Peer,
+			out = append(out, Ratio{Direction: c.Direction, Streams: c.Streams, Versus: o.Peer,
 				CPU: c.CPUPerGiB / o.CPUPerGiB, MBps: c.MBps / o.MBps})
 		}
 	}
+	return out
 }
 
 // WriteText writes the human tables.
 func (r *Report) WriteText(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	if len(r.Throughput) > 0 {
-		fmt.Fprintf(w, "\nthroughput (%s per cell, %d-byte client messages)\n", humanBytes(r.Settings.BytesPerCell), r.Settings.MessageBytes)
+	textThroughput := func(title string, cells []ThroughputCell, rs []Ratio, bytes int64, ours string) {
+		if len(cells) == 0 {
+			return
+		}
+		fmt.Fprintf(w, "\n%s (%s per cell, %d-byte client messages)\n", title, humanBytes(bytes), r.Settings.MessageBytes)
 		fmt.Fprintln(tw, "peer\tdirection\tstreams\tMB/s\tCPU s/GiB\tseconds\t")
-		for _, c := range r.Throughput {
+		for _, c := range cells {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.2f\t%.2f\t\n", c.Peer, c.Direction, c.Streams, c.MBps, c.CPUPerGiB, c.Seconds)
 		}
 		tw.Flush()
-	}
-	if len(r.Ratios) > 0 {
-		fmt.Fprintln(w, "\nhttvps vs peers (ratio of CPU s/GiB; ratio of MB/s)")
-		fmt.Fprintln(tw, "direction\tstreams\tversus\tCPU ratio\tMB/s ratio\t")
-		for _, x := range r.Ratios {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%.2f\t%.2f\t\n", x.Direction, x.Streams, x.Versus, x.CPU, x.MBps)
+		if len(rs) > 0 {
+			fmt.Fprintf(w, "\n%s vs peers (ratio of CPU s/GiB; ratio of MB/s)\n", ours)
+			fmt.Fprintln(tw, "direction\tstreams\tversus\tCPU ratio\tMB/s ratio\t")
+			for _, x := range rs {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%.2f\t%.2f\t\n", x.Direction, x.Streams, x.Versus, x.CPU, x.MBps)
+			}
+			tw.Flush()
 		}
-		tw.Flush()
 	}
-	if len(r.Idle) > 0 {
-		fmt.Fprintf(w, "\nidle sessions (upstream connected, %.0fs settle)\n", r.Settings.IdleSettleSec)
+	textIdle := func(title string, rs []IdleResult) {
+		if len(rs) == 0 {
+			return
+		}
+		fmt.Fprintf(w, "\n%s (upstream connected, %.0fs settle)\n", title, r.Settings.IdleSettleSec)
 		fmt.Fprintln(tw, "peer\tsessions\trelay fds\tbase RSS KiB\tRSS KiB\tKiB/session\tsetup s\t")
-		for _, x := range r.Idle {
+		for _, x := range rs {
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.2f\t%.1f\t\n", x.Peer, x.Sessions, x.RelayFDs, x.BaseRSSKiB, x.RSSKiB, x.PerSessionKiB, x.SetupSeconds)
 		}
 		tw.Flush()
 	}
+	textThroughput("throughput", r.Throughput, r.Ratios, r.Settings.BytesPerCell, PeerHTTVPS)
+	textIdle("idle sessions", r.Idle)
 	if len(r.Slow) > 0 {
 		fmt.Fprintf(w, "\nslow reader (upstream offers %s, client reads %.1f MiB/s for %.0fs)\n",
 			humanBytes(r.Settings.SlowBytes), float64(r.Settings.SlowRate)/(1<<20), r.Settings.SlowSeconds)
@@ -149,12 +204,38 @@ func (r *Report) WriteText(w io.Writer) {
 		}
 		tw.Flush()
 	}
+	if r.hasTLS() {
+		fmt.Fprintf(w, "\nTLS peers: %s certificate; %s\n", certDesc(r.Settings.CertType), r.Settings.TLSClient)
+	}
+	textThroughput("tls-throughput", r.TLSThroughput, r.TLSRatios, r.Settings.TLSBytes, PeerHTTVPSTLS)
+	textIdle("tls-idle sessions", r.TLSIdle)
+	if len(r.Connect) > 0 {
+		fmt.Fprintf(w, "\ntls-connect (%d connections, %d workers; handshake + upgrade + upstream dial + 1 byte echoed + close)\n",
+			r.Settings.ConnectCount, r.Settings.ConnectWorkers)
+		fmt.Fprintln(tw, "peer\tconn/s\tCPU ms/conn\thandshake p50 ms\thandshake p99 ms\tsetup p50 ms\tsetup p99 ms\tsuite\t")
+		for _, x := range r.Connect {
+			fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t\n", x.Peer, x.PerSecond, x.CPUmsPerConn,
+				x.HandshakeP50, x.HandshakeP99, x.SetupP50, x.SetupP99, x.Suite)
+		}
+		tw.Flush()
+		if len(r.ConnectRatios) > 0 {
+			fmt.Fprintln(tw, "httvps-tls vs\tCPU ratio\tconn/s ratio\t")
+			for _, x := range r.ConnectRatios {
+				fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t\n", x.Versus, x.CPU, x.Rate)
+			}
+			tw.Flush()
+		}
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "note:", n)
 	}
 	for _, e := range r.Errors {
 		fmt.Fprintln(w, "ERROR:", e)
 	}
+}
+
+func (r *Report) hasTLS() bool {
+	return len(r.TLSThroughput) > 0 || len(r.TLSIdle) > 0 || len(r.Connect) > 0
 }
 
 // WriteMarkdown writes the report as Markdown.
@@ -167,33 +248,68 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	for _, p := range r.Peers {
 		fmt.Fprintf(w, "| %s | %s | `%s` |\n", p.Name, p.Version, p.Command)
 	}
-	if len(r.Throughput) > 0 {
-		fmt.Fprintf(w, "\n## Throughput\n\n%s per cell, client messages/writes of %d bytes; CPU is the relay process's utime+stime.\n\n",
-			humanBytes(r.Settings.BytesPerCell), r.Settings.MessageBytes)
+	mdThroughput := func(title string, cells []ThroughputCell, rs []Ratio, bytes int64, ours, extra string) {
+		if len(cells) == 0 {
+			return
+		}
+		fmt.Fprintf(w, "\n## %s\n\n%s per cell, client messages/writes of %d bytes; CPU is the relay process's utime+stime%s.\n\n",
+			title, humanBytes(bytes), r.Settings.MessageBytes, extra)
 		fmt.Fprintln(w, "| peer | direction | streams | MB/s | CPU s/GiB | seconds |\n| --- | --- | ---: | ---: | ---: | ---: |")
-		for _, c := range r.Throughput {
+		for _, c := range cells {
 			fmt.Fprintf(w, "| %s | %s | %d | %.1f | %.2f | %.2f |\n", c.Peer, c.Direction, c.Streams, c.MBps, c.CPUPerGiB, c.Seconds)
 		}
-	}
-	if len(r.Ratios) > 0 {
-		fmt.Fprintln(w, "\n| direction | streams | httvps vs | CPU ratio | MB/s ratio |\n| --- | ---: | --- | ---: | ---: |")
-		for _, x := range r.Ratios {
-			fmt.Fprintf(w, "| %s | %d | %s | %.2f | %.2f |\n", x.Direction, x.Streams, x.Versus, x.CPU, x.MBps)
+		if len(rs) > 0 {
+			fmt.Fprintf(w, "\n| direction | streams | %s vs | CPU ratio | MB/s ratio |\n| --- | ---: | --- | ---: | ---: |\n", ours)
+			for _, x := range rs {
+				fmt.Fprintf(w, "| %s | %d | %s | %.2f | %.2f |\n", x.Direction, x.Streams, x.Versus, x.CPU, x.MBps)
+			}
 		}
 	}
-	if len(r.Idle) > 0 {
-		fmt.Fprintf(w, "\n## Idle sessions\n\nEach session reaches the sink (one byte answered end to end), then %.0f s settle; KiB/session = (RSS − RSS before connecting) / sessions.\n\n", r.Settings.IdleSettleSec)
+	mdIdle := func(title string, rs []IdleResult, extra string) {
+		if len(rs) == 0 {
+			return
+		}
+		fmt.Fprintf(w, "\n## %s\n\nEach session reaches the sink (one byte answered end to end), then %.0f s settle; KiB/session = (RSS − RSS before connecting) / sessions%s.\n\n",
+			title, r.Settings.IdleSettleSec, extra)
 		fmt.Fprintln(w, "| peer | sessions | relay fds | base RSS KiB | RSS KiB | KiB/session | setup s |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-		for _, x := range r.Idle {
+		for _, x := range rs {
 			fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %.2f | %.1f |\n", x.Peer, x.Sessions, x.RelayFDs, x.BaseRSSKiB, x.RSSKiB, x.PerSessionKiB, x.SetupSeconds)
 		}
 	}
+	mdThroughput("Throughput", r.Throughput, r.Ratios, r.Settings.BytesPerCell, PeerHTTVPS, "")
+	mdIdle("Idle sessions", r.Idle, "")
 	if len(r.Slow) > 0 {
 		fmt.Fprintf(w, "\n## Slow reader\n\nThe upstream offers %s as fast as it can; the client reads %.1f MiB/s for %.0f s; relay RSS sampled every 100 ms.\n\n",
 			humanBytes(r.Settings.SlowBytes), float64(r.Settings.SlowRate)/(1<<20), r.Settings.SlowSeconds)
 		fmt.Fprintln(w, "| peer | read MiB | base RSS MiB | peak growth MiB | end growth MiB |\n| --- | ---: | ---: | ---: | ---: |")
 		for _, x := range r.Slow {
 			fmt.Fprintf(w, "| %s | %.1f | %.1f | %.1f | %.1f |\n", x.Peer, float64(x.BytesRead)/(1<<20), float64(x.BaseRSSKiB)/1024, x.PeakGrowthMiB, x.EndGrowthMiB)
+		}
+	}
+	if r.hasTLS() {
+		fmt.Fprintf(w, "\n## TLS peers\n\nEvery TLS peer serves the same self-signed %s certificate generated for the run. Client: %s. "+
+			"httvps-tls and v2ray-tls carry WebSocket over TLS (wss://); nginx-tls is nginx's stream module, a TLS-terminating TCP proxy, "+
+			"and its client speaks raw TLS (no WebSocket framing), so nginx does less work per byte than a WebSocket relay. "+
+			"nginx figures are summed over its master and worker processes.\n", certDesc(r.Settings.CertType), r.Settings.TLSClient)
+	}
+	mdThroughput("TLS throughput", r.TLSThroughput, r.TLSRatios, r.Settings.TLSBytes, PeerHTTVPSTLS,
+		" (nginx: summed over master and workers). Target: httvps-tls ≤ 0.5× v2ray-tls CPU s/GiB")
+	mdIdle("TLS idle sessions", r.TLSIdle, " (nginx: RSS summed over master and workers). Target: httvps-tls ≤ 10 KiB/session")
+	if len(r.Connect) > 0 {
+		fmt.Fprintf(w, "\n## TLS new sessions\n\n%d connections per peer, %d at a time (after %d warm-up): TCP connect, full TLS handshake, WebSocket upgrade "+
+			"(not on nginx-tls), the relay's upstream dial, one byte echoed by the sink, close. CPU is the relay's; latencies are from the start of the TCP dial "+
+			"to the finished handshake and to the echoed byte. Target: httvps-tls ≤ 0.8× nginx-tls CPU per session.\n\n",
+			r.Settings.ConnectCount, r.Settings.ConnectWorkers, connectWarmup)
+		fmt.Fprintln(w, "| peer | cert | suite | conn/s | CPU ms/conn | handshake p50 ms | handshake p99 ms | setup p50 ms | setup p99 ms |\n| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+		for _, x := range r.Connect {
+			fmt.Fprintf(w, "| %s | %s | %s | %.0f | %.3f | %.2f | %.2f | %.2f | %.2f |\n", x.Peer, certDesc(x.CertType), x.Suite,
+				x.PerSecond, x.CPUmsPerConn, x.HandshakeP50, x.HandshakeP99, x.SetupP50, x.SetupP99)
+		}
+		if len(r.ConnectRatios) > 0 {
+			fmt.Fprintln(w, "\n| httvps-tls vs | CPU ratio | conn/s ratio |\n| --- | ---: | ---: |")
+			for _, x := range r.ConnectRatios {
+				fmt.Fprintf(w, "| %s | %.2f | %.2f |\n", x.Versus, x.CPU, x.Rate)
+			}
 		}
 	}
 	if len(r.Notes) > 0 || len(r.Errors) > 0 {

@@ -19,7 +19,7 @@ type ThroughputCell struct {
 	RSSKiB     int64   `json:"rss_kib_after"`
 }
 
-func runThroughput(ctx context.Context, cfg *Config, ps *procSet, pe *peer, rep *Report) error {
+func runThroughput(ctx context.Context, cfg *Config, ps *procSet, pe *peer, bytes int64, dst *[]ThroughputCell) error {
 	r, err := startPair(ctx, cfg, ps, pe)
 	if err != nil {
 		return err
@@ -37,7 +37,7 @@ func runThroughput(ctx context.Context, cfg *Config, ps *procSet, pe *peer, rep 
 			if err != nil {
 				return err
 			}
-			res, err := transfer(ctx, r.transport, dir, n, cfg.Bytes, cfg.Message, cfg.CellTimeout)
+			res, err := transfer(ctx, r.transport, dir, n, bytes, cfg.Message, cfg.CellTimeout)
 			if err != nil {
 				return fmt.Errorf("%s x%d: %w", dir, n, err)
 			}
@@ -54,8 +54,8 @@ func runThroughput(ctx context.Context, cfg *Config, ps *procSet, pe *peer, rep 
 				CPUPerGiB:  cpu / (float64(res.Bytes) / (1 << 30)),
 				RSSKiB:     after.RSSKiB,
 			}
-			rep.Throughput = append(rep.Throughput, c)
-			fmt.Fprintf(cfg.Log, "throughput %-7s %-8s x%-2d %8.1f MB/s  %5.2f CPU s/GiB  (%.2fs)\n",
+			*dst = append(*dst, c)
+			fmt.Fprintf(cfg.Log, "throughput %-10s %-8s x%-2d %8.1f MB/s  %5.2f CPU s/GiB  (%.2fs)\n",
 				c.Peer, c.Direction, c.Streams, c.MBps, c.CPUPerGiB, c.Seconds)
 		}
 	}

@@ -35,8 +35,8 @@ type session struct {
 	acct Account     // nil when unaccounted
 	// Payload bytes not yet reported to acct.
 	usedUp, usedDown int64
-	up   outq        // bytes for the upstream (tcp)
-	down outq        // framed bytes for the client
+	up               outq // bytes for the upstream (tcp)
+	down             outq // framed bytes for the client
 
 	msg    *[]byte // udp: message being assembled across frames
 	msgLen int

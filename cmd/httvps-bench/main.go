@@ -1,6 +1,7 @@
-// Command httvps-bench measures the HTTVPS gateway against a plain Go relay
-// and v2ray-plugin: bulk throughput and CPU, memory per idle session, and
-// memory under a slow reader. See bench/ for what each scenario does.
+// Command httvps-bench measures the HTTVPS gateway against a plain Go relay,
+// v2ray-plugin and (over TLS) nginx: bulk throughput and CPU, memory per idle
+// session, memory under a slow reader, and the cost of a new TLS session.
+// See bench/ for what each scenario does.
 package main
 
 import (
@@ -32,6 +33,12 @@ Examples:
   go run ./cmd/httvps-bench
   go run ./cmd/httvps-bench -scenarios throughput -peers gocopy,v2ray -bytes 256M
   go run ./cmd/httvps-bench -scenarios idle -sessions 5000
+  go run ./cmd/httvps-bench -scenarios tls-connect -cert-type rsa
+
+Plaintext scenarios (throughput, idle, slowreader) run on the plaintext
+peers; TLS scenarios (tls-throughput, tls-idle, tls-connect) on the TLS peers
+(httvps-tls, v2ray-tls, nginx-tls), which all serve one certificate generated
+for the run. nginx-tls needs nginx's stream module (Debian libnginx-mod-stream).
 
 flags:
 `
@@ -55,11 +62,16 @@ func run(args []string) int {
 		fs.PrintDefaults()
 	}
 	var (
-		scenarios = fs.String("scenarios", "throughput,idle,slowreader", "scenarios to run: throughput, idle, slowreader")
-		peers     = fs.String("peers", "httvps,gocopy,gobuf,v2ray", "relays to measure: httvps (bin/httvps-gateway), gocopy (Go io.Copy, splice), gobuf (Go io.Copy, 32 KiB buffer), v2ray (ss-v2ray-plugin); a missing binary is skipped with a note")
+		scenarios = fs.String("scenarios", "throughput,idle,slowreader,tls-throughput,tls-idle,tls-connect", "scenarios to run: throughput, idle, slowreader, tls-throughput, tls-idle, tls-connect")
+		peers     = fs.String("peers", "httvps,gocopy,gobuf,v2ray,httvps-tls,v2ray-tls,nginx-tls", "relays to measure: httvps (bin/httvps-gateway), gocopy (Go io.Copy, splice), gobuf (Go io.Copy, 32 KiB buffer), v2ray (ss-v2ray-plugin); over TLS: httvps-tls, v2ray-tls, nginx-tls (nginx stream TLS proxy, raw TLS client); a missing binary is skipped with a note")
 		gateway   = fs.String("gateway", "bin/httvps-gateway", "our gateway binary (go build -o bin/httvps-gateway ./cmd/httvps-gateway)")
 		gwArgs    = fs.String("gateway-args", "", "extra gateway flags, space separated (e.g. \"-buffer-cap 262144\")")
 		v2ray     = fs.String("v2ray", "ss-v2ray-plugin", "v2ray-plugin binary")
+		nginx     = fs.String("nginx", "/usr/sbin/nginx", "nginx binary (nginx-tls peer)")
+		certType  = fs.String("cert-type", "ecdsa", "TLS peers' certificate: ecdsa (P-256) or rsa (2048)")
+		tlsBytes  = fs.String("tls-bytes", "512M", "tls-throughput: bytes per (peer, direction, streams) cell")
+		connN     = fs.Int("connect", 2000, "tls-connect: connections per peer")
+		connW     = fs.Int("connect-workers", 4, "tls-connect: connections opened at once")
 		bytesFlag = fs.String("bytes", "1G", "throughput: bytes per (peer, direction, streams) cell; K/M/G suffixes are binary")
 		streams   = fs.String("streams", "1,16", "throughput: parallel stream counts")
 		msg       = fs.String("msg", "16K", "throughput: client message (write) size")
@@ -80,7 +92,8 @@ func run(args []string) int {
 		return 2
 	}
 	cfg := bench.Config{
-		GatewayBin: *gateway, V2RayBin: *v2ray,
+		GatewayBin: *gateway, V2RayBin: *v2ray, NginxBin: *nginx, CertType: *certType,
+		ConnectCount: *connN, ConnectWorkers: *connW,
 		Peers: splitList(*peers), Scenarios: splitList(*scenarios),
 		GatewayArgs: strings.Fields(*gwArgs),
 		CellTimeout: *cellTO, Sessions: *sessions, GoCopySessions: min(*gcSess, *sessions), Settle: *settle,
@@ -97,7 +110,7 @@ func run(args []string) int {
 	for _, f := range []struct {
 		s   string
 		dst *int64
-	}{{*bytesFlag, &cfg.Bytes}, {*slowRate, &cfg.SlowRate}, {*slowBytes, &cfg.SlowBytes}} {
+	}{{*bytesFlag, &cfg.Bytes}, {*tlsBytes, &cfg.TLSBytes}, {*slowRate, &cfg.SlowRate}, {*slowBytes, &cfg.SlowBytes}} {
 		if *f.dst, err = parseSize(f.s); err != nil {
 			fmt.Fprintln(os.Stderr, "httvps-bench:", err)
 			return 2
