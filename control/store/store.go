@@ -1,0 +1,301 @@
+// Package store defines the shared state of HTTVPS: tokens, usage counters,
+// session leases, pool members, gateway registrations and the event bus.
+// Gateways keep no state of their own; everything they must agree on lives
+// behind Store. Two implementations exist: redisstore (a fleet sharing one
+// Redis) and embedded (a single node with an on-disk file). Both pass the
+// conformance suite in storetest.
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Implementations wrap them with %w and never put token
+// hashes, token secrets or Shadowsocks passwords in error text.
+var (
+	// ErrNotFound: no such token, member or gateway.
+	ErrNotFound = errors.New("store: not found")
+	// ErrExists: a token with that ID or hash already exists.
+	ErrExists = errors.New("store: already exists")
+	// ErrUnavailable: the backend is down, timed out or the Store is closed.
+	// Callers fail closed (deny the session, answer 503).
+	ErrUnavailable = errors.New("store: unavailable")
+	// ErrInvalid: the argument cannot be stored (empty ID, bad field).
+	ErrInvalid = errors.New("store: invalid argument")
+)
+
+// Defaults and bounds shared by the implementations.
+const (
+	// DefaultPageSize is used by ListTokens when limit <= 0.
+	DefaultPageSize = 100
+	// MaxPageSize caps ListTokens' limit.
+	MaxPageSize = 1000
+	// DeadGatewayRetention is how long a gateway whose heartbeat expired is
+	// still returned by ListGateways (with Live false) before it is dropped.
+	DeadGatewayRetention = 10 * time.Minute
+)
+
+// Token is an access key. The token string itself is shown to the user once
+// and never stored: the store keeps Hash = SHA-256(token) (see HashToken).
+type Token struct {
+	// ID is public and URL-safe (see NewID); it names the token in the
+	// admin API, in usage counters and in leases.
+	ID    string
+	Hash  [sha256.Size]byte
+	Label string
+	// CreatedAt orders ListTokens. The store sets it when zero on create.
+	CreatedAt time.Time
+	// ExpiresAt zero means the token never expires.
+	ExpiresAt time.Time
+	// QuotaBytes limits Usage.Total(); 0 means unlimited.
+	QuotaBytes int64
+	// MaxSessions limits concurrent sessions across the fleet; 0 means
+	// unlimited.
+	MaxSessions int
+	Revoked     bool
+	RevokedAt   time.Time
+	// Cipher is the Shadowsocks AEAD method ("chacha20-ietf-poly1305",
+	// "aes-256-gcm", ...).
+	Cipher string
+	// SSPassword is the per-key Shadowsocks secret that the client encrypts
+	// with end to end to the Outline member. It is not the token: the client
+	// API must hand it to the client, so it is stored as is.
+	SSPassword string
+	// Assignments are the members holding this key, in failover order.
+	Assignments []Assignment
+}
+
+// Limits are the mutable limits of a token (UpdateLimits).
+type Limits struct {
+	ExpiresAt   time.Time
+	QuotaBytes  int64
+	MaxSessions int
+}
+
+// Assignment places a token's Shadowsocks key on one pool member.
+type Assignment struct {
+	MemberID string
+	// Upstream is "ip:port" of the Shadowsocks listener on that member for
+	// this key (a per-key port with ss-manager, the shared port with
+	// Outline).
+	Upstream string
+	// BackendKeyID is the member's own id for the key (Outline access key
+	// id, ss-manager port), used to remove it again.
+	BackendKeyID string
+}
+
+// Usage is payload bytes relayed for a token: Up is client to upstream,
+// Down upstream to client.
+type Usage struct {
+	Up   int64
+	Down int64
+}
+
+// Total is what QuotaBytes is compared with.
+func (u Usage) Total() int64 { return u.Up + u.Down }
+
+// Backend kinds of a pool member.
+const (
+	BackendOutlineAPI = "outline-api"
+	BackendSSManager  = "ss-manager"
+	BackendStatic     = "static"
+)
+
+// Member is a pool member (an Outline / Shadowsocks server).
+type Member struct {
+	ID   string
+	Name string
+	// Backend is one of BackendOutlineAPI, BackendSSManager, BackendStatic;
+	// the matching config field below is the one that is set.
+	Backend string
+	// Host is the IP literal gateways dial.
+	Host      string
+	Outline   *OutlineConfig   `json:",omitempty"`
+	SSManager *SSManagerConfig `json:",omitempty"`
+	Static    *StaticConfig    `json:",omitempty"`
+	// Draining members get no new keys; existing ones keep working.
+	Draining bool
+	// Health is written only by SetMemberHealth; PutMember keeps the
+	// stored value, so the admin API and the health checker never undo
+	// each other's writes.
+	Health Health
+	// CreatedAt is set by the store when zero on the first PutMember.
+	CreatedAt time.Time
+}
+
+// OutlineConfig reaches an Outline server's Management API.
+type OutlineConfig struct {
+	// APIURL includes the secret path prefix.
+	APIURL string
+	// CertSHA256 is the hex SHA-256 of the server's self-signed DER
+	// certificate, pinned instead of a CA.
+	CertSHA256 string
+}
+
+// SSManagerConfig reaches a shadowsocks-libev ss-manager.
+type SSManagerConfig struct {
+	// ManagerAddr is the UDP "host:port" of ss-manager.
+	ManagerAddr string
+	// PortMin..PortMax (inclusive) is where per-key ports are allocated.
+	PortMin, PortMax int
+}
+
+// StaticConfig is a fixed Shadowsocks listener shared by every key placed
+// on the member.
+type StaticConfig struct {
+	Port     int
+	Cipher   string
+	Password string
+}
+
+// Health is the last health check of a member.
+type Health struct {
+	Up        bool
+	CheckedAt time.Time
+	LastError string
+	// Keys is the number of access keys on the member.
+	Keys int
+	// Load is a backend-specific load figure (higher is busier).
+	Load float64
+}
+
+// Gateway is a gateway's registration.
+type Gateway struct {
+	// ID must be unique per gateway process start (see NewID): a restarted
+	// gateway reusing an ID would inherit its predecessor's leases.
+	ID        string
+	PublicURL string
+	Sessions  int
+	Started   time.Time
+	// The fields below are set by the store and ignored by Heartbeat.
+	LastHeartbeat time.Time
+	ExpiresAt     time.Time
+	// Live is true while the last heartbeat's ttl has not run out.
+	Live bool
+}
+
+// EventKind says what an Event is about.
+type EventKind string
+
+const (
+	// EventTokenRevoked: close the token's sessions and forget it (TokenID, Hash).
+	EventTokenRevoked EventKind = "token-revoked"
+	// EventTokenChanged: assignments or limits changed; drop cached copies (TokenID).
+	EventTokenChanged EventKind = "token-changed"
+	// EventQuotaExceeded: the token used its quota; close its sessions (TokenID).
+	EventQuotaExceeded EventKind = "quota-exceeded"
+	// EventMemberChanged: a member was added, changed, drained or removed (MemberID).
+	EventMemberChanged EventKind = "member-changed"
+	// EventResync is generated locally by Subscribe, never published: events
+	// may have been lost (the subscriber fell behind, or the connection to
+	// the backend was re-established), so every cache must be dropped.
+	EventResync EventKind = "resync"
+)
+
+// Event is a message on the bus. Fields that do not apply to Kind are zero.
+type Event struct {
+	Kind     EventKind
+	TokenID  string
+	Hash     [sha256.Size]byte
+	MemberID string
+}
+
+// Store is the shared state. All methods are safe for concurrent use and
+// honour ctx's deadline; backend failures are reported as ErrUnavailable.
+// Mutations never publish events themselves: the caller publishes after a
+// mutation succeeds (revocation → EventTokenRevoked, and so on).
+type Store interface {
+	// CreateToken stores t. ErrExists if its ID or Hash is taken; ErrInvalid
+	// if ID is empty or Hash is zero. CreatedAt is set when zero.
+	CreateToken(ctx context.Context, t Token) error
+	// GetToken returns the token with that ID, or ErrNotFound.
+	GetToken(ctx context.Context, id string) (Token, error)
+	// GetTokenByHash is the gateways' lookup (on a cache miss).
+	GetTokenByHash(ctx context.Context, hash [sha256.Size]byte) (Token, error)
+	// ListTokens returns up to limit tokens (DefaultPageSize when <= 0,
+	// at most MaxPageSize) in creation order, starting after cursor ("" for
+	// the first page), and the cursor of the next page ("" when there are no
+	// more). Cursors are opaque and stay valid when tokens are added or
+	// deleted.
+	ListTokens(ctx context.Context, cursor string, limit int) ([]Token, string, error)
+	// RevokeToken marks the token revoked and returns it. Revoking twice
+	// keeps the first RevokedAt. ErrNotFound if there is no such token.
+	RevokeToken(ctx context.Context, id string) (Token, error)
+	// UpdateAssignments replaces the token's assignments.
+	UpdateAssignments(ctx context.Context, id string, a []Assignment) error
+	// UpdateLimits replaces the token's expiry, quota and session limit.
+	UpdateLimits(ctx context.Context, id string, l Limits) error
+	// DeleteToken removes the token, its usage and its leases.
+	DeleteToken(ctx context.Context, id string) error
+
+	// AddUsage atomically adds each delta to its token's counters. Deltas
+	// for tokens that do not exist (deleted meanwhile) are dropped silently.
+	AddUsage(ctx context.Context, deltas map[string]Usage) error
+	// GetUsage returns the token's counters; ErrNotFound if no such token.
+	GetUsage(ctx context.Context, id string) (Usage, error)
+	// GetUsages returns counters of the given tokens that exist.
+	GetUsages(ctx context.Context, ids []string) (map[string]Usage, error)
+
+	// AcquireSession atomically counts the token's sessions on live
+	// gateways (plus gatewayID's own, live or not yet) and, if the count is
+	// below max (max <= 0: unlimited), takes one lease for gatewayID and
+	// returns true. Leases of gateways whose heartbeat expired do not count
+	// and are purged lazily.
+	AcquireSession(ctx context.Context, tokenID, gatewayID string, max int) (bool, error)
+	// ReleaseSession gives back one lease of gatewayID (never below zero).
+	ReleaseSession(ctx context.Context, tokenID, gatewayID string) error
+	// SessionCount is the token's leases on live gateways.
+	SessionCount(ctx context.Context, tokenID string) (int, error)
+
+	// PutMember creates or replaces a member, keeping its stored Health and
+	// CreatedAt. ErrInvalid if ID is empty.
+	PutMember(ctx context.Context, m Member) error
+	// GetMember returns a member or ErrNotFound.
+	GetMember(ctx context.Context, id string) (Member, error)
+	// ListMembers returns every member ordered by ID.
+	ListMembers(ctx context.Context) ([]Member, error)
+	// DeleteMember removes a member (ErrNotFound if absent).
+	DeleteMember(ctx context.Context, id string) error
+	// SetMemberHealth records a health check (ErrNotFound if absent).
+	SetMemberHealth(ctx context.Context, id string, h Health) error
+
+	// Heartbeat registers or refreshes a gateway; it stays live for ttl.
+	Heartbeat(ctx context.Context, g Gateway, ttl time.Duration) error
+	// RemoveGateway deregisters a gateway at clean shutdown; its leases stop
+	// counting at once. ErrNotFound if it is not registered.
+	RemoveGateway(ctx context.Context, id string) error
+	// ListGateways returns live gateways and, flagged Live false, those
+	// dead for less than DeadGatewayRetention, ordered by ID.
+	ListGateways(ctx context.Context) ([]Gateway, error)
+
+	// Publish sends e to every subscriber of every process sharing the store.
+	Publish(ctx context.Context, e Event) error
+	// Subscribe delivers published events until ctx ends, then closes the
+	// channel. A subscriber that falls behind loses events and later
+	// receives EventResync; so does one whose backend connection was
+	// re-established. Delivery never blocks publishers.
+	Subscribe(ctx context.Context) (<-chan Event, error)
+
+	// Ping checks that the backend answers (readiness probes).
+	Ping(ctx context.Context) error
+	// Close releases the store. Subscriptions end and later calls return
+	// ErrUnavailable.
+	Close() error
+}
+
+// HashToken is the Hash stored for a token string.
+func HashToken(token string) [sha256.Size]byte {
+	return sha256.Sum256([]byte(token))
+}
+
+// NewID returns a random public, URL-safe identifier (128 bits).
+func NewID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand panics instead)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
