@@ -119,6 +119,13 @@ func TestTLS13EchoHashes(t *testing.T) {
 	echoThrough(t, c, 16<<20)
 }
 
+func TestTLS12EchoHashes(t *testing.T) {
+	g, pool := startTLSGateway(t, echoServer(t), nil)
+	c := dialWSS(t, g, pool, "/s3cret/tcp", tls.VersionTLS12)
+	defer c.Close()
+	echoThrough(t, c, 8<<20)
+}
+
 func TestTLSDecoyIsSealed(t *testing.T) {
 	g, pool := startTLSGateway(t, echoServer(t), nil)
 	get := func(path string) []byte {

@@ -390,7 +390,7 @@ func (h *handshake) sealDecoy() ([]byte, error) {
 		}
 		p = p[k:]
 	}
-	return rl.seal(out, contentAlert, []byte{1, alertCloseNotify})
+	return rl.sealAlert(out, alertCloseNotify)
 }
 
 // TLSSuites lists every (version, suite) a handshake can end with, so a

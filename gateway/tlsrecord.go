@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/httvps/httvps/bufpool"
+	"github.com/httvps/httvps/codec/tls12"
 	"github.com/httvps/httvps/codec/tls13"
 )
 
@@ -44,6 +45,8 @@ type recordLayer interface {
 	// reports whether a KeyUpdate must be sent in reply.
 	post(ct uint8, content []byte) (reply bool, err error)
 	seal(dst []byte, ct uint8, payload []byte) ([]byte, error)
+	// sealAlert appends an alert record at the level its version uses.
+	sealAlert(dst []byte, desc uint8) ([]byte, error)
 	// sealKeyUpdate appends a KeyUpdate and switches our key (TLS 1.3).
 	sealKeyUpdate(dst []byte) ([]byte, error)
 	needKeyUpdate() bool
@@ -98,11 +101,7 @@ func (t *tlsSession) seal(l *loop, p []byte) ([]byte, error) {
 
 // alert seals one alert record into the loop's output buffer.
 func (t *tlsSession) alert(l *loop, desc uint8) ([]byte, error) {
-	level := byte(2)
-	if desc == alertCloseNotify {
-		level = 1
-	}
-	return t.rl.seal(l.out[:0], contentAlert, []byte{level, desc})
+	return t.rl.sealAlert(l.out[:0], desc)
 }
 
 // readClientTLS reads ciphertext, opens every complete record in place and
@@ -260,6 +259,10 @@ func (t *tls13Layer) seal(dst []byte, ct uint8, p []byte) ([]byte, error) {
 	return t.out.Seal(dst, ct, p)
 }
 
+func (t *tls13Layer) sealAlert(dst []byte, desc uint8) ([]byte, error) {
+	return t.out.SealAlert(dst, desc)
+}
+
 func (t *tls13Layer) sealKeyUpdate(dst []byte) ([]byte, error) {
 	return t.out.SealKeyUpdate(dst, false)
 }
@@ -291,7 +294,72 @@ func tlsVersionName(v uint16) string {
 	return "other"
 }
 
-// newTLS12 builds the TLS 1.2 record layer (codec/tls12).
+// tls12Layer is the TLS 1.2 AEAD record layer (RFC 5246, 5288, 7905). It
+// has no KeyUpdate; a post-handshake handshake message is renegotiation or
+// worse, and Open refuses it.
+type tls12Layer struct {
+	in  *tls12.Opener
+	out *tls12.Sealer
+}
+
+// newTLS12 derives the TLS 1.2 keys; records after the handshake start at
+// sequence number 1 (each side's Finished used 0).
 func newTLS12(suite uint16, master, clientRandom, serverRandom []byte) (recordLayer, error) {
-	return nil, errors.New("gateway: TLS 1.2 record layer not built yet")
+	ck, civ, sk, siv, err := tls12.Keys(suite, master, clientRandom, serverRandom)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { clear(ck); clear(civ); clear(sk); clear(siv) }()
+	in, err := tls12.NewOpener(suite, ck, civ, 1)
+	if err != nil {
+		return nil, err
+	}
+	out, err := tls12.NewSealer(suite, sk, siv, 1)
+	if err != nil {
+		in.Clear()
+		return nil, err
+	}
+	return &tls12Layer{in: in, out: out}, nil
+}
+
+func (t *tls12Layer) recordLen(hdr []byte) (int, error) { return tls12.RecordLen(hdr) }
+
+func (t *tls12Layer) open(rec []byte) ([]byte, uint8, error) { return t.in.Open(rec) }
+
+func (t *tls12Layer) post(ct uint8, content []byte) (bool, error) {
+	if ct == contentAlert {
+		if err := tls12.ParseAlert(content); err != nil {
+			if errors.Is(err, tls12.ErrCloseNotify) {
+				return false, errCloseNotify
+			}
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+func (t *tls12Layer) seal(dst []byte, ct uint8, p []byte) ([]byte, error) {
+	return t.out.Seal(dst, ct, p)
+}
+
+func (t *tls12Layer) sealAlert(dst []byte, desc uint8) ([]byte, error) {
+	return t.out.SealAlert(dst, desc)
+}
+
+func (t *tls12Layer) sealKeyUpdate(dst []byte) ([]byte, error) { return dst, nil }
+
+func (t *tls12Layer) needKeyUpdate() bool { return false }
+
+func (t *tls12Layer) overhead() int { return t.out.Overhead() }
+
+func (t *tls12Layer) alertFor(err error) (uint8, bool) {
+	if errors.Is(err, tls12.ErrAlert) {
+		return 0, false
+	}
+	return tls12.AlertFor(err), true
+}
+
+func (t *tls12Layer) clear() {
+	t.in.Clear()
+	t.out.Clear()
 }
