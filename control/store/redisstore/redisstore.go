@@ -1,0 +1,160 @@
+// Package redisstore is the store.Store that a fleet of gateways and control
+// planes share through one Redis (go-redis v9). Multi-key updates run as Lua
+// scripts (EVALSHA, falling back to EVAL after a Redis restart), so every
+// operation is atomic; clocks that decide gateway liveness are Redis's own
+// (TIME), so gateways with skewed clocks still agree.
+//
+// Key layout (P is the prefix, "httvps:" by default):
+//
+//	P tok:<id>         hash   one token: id, hash (hex), label, created,
+//	                          expires, quota, maxsess, revoked, revoked_at,
+//	                          cipher, sspw, assign (JSON), cur (order member)
+//	P tok-hash         hash   hex(SHA-256 of token) → id (gateway lookups)
+//	P tok-order        zset   all scores 0; member "<created>:<id>", created
+//	                          as 24 hex digits, so ZRANGEBYLEX pages in
+//	                          creation order; the member is the list cursor
+//	P usage:<id>       hash   up, down: HINCRBY counters
+//	P lease:<id>       hash   gatewayID → sessions held on that gateway
+//	P gw-live          zset   gatewayID → heartbeat expiry (Redis ms); dead
+//	                          entries are trimmed after the retention period
+//	P gw:<id>          hash   url, sessions, started, hb, exp; expires with
+//	                          the registration plus the retention period
+//	P members          hash   memberID → member JSON (no health, no created)
+//	P member-created   hash   memberID → creation time (HSETNX)
+//	P member-health    hash   memberID → health JSON
+//	P events           pub/sub channel of JSON events
+//
+// Times are stored as "<unix seconds>.<nanoseconds>", zero as "".
+package redisstore
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/httvps/httvps/control/store"
+)
+
+// DefaultPrefix starts every key.
+const DefaultPrefix = "httvps:"
+
+// DefaultTimeout bounds dialling, each read and each write, so that a dead
+// Redis is reported as store.ErrUnavailable within about a second or two.
+const DefaultTimeout = time.Second
+
+type config struct {
+	prefix  string
+	timeout time.Duration
+	tls     *tls.Config
+}
+
+// Option adjusts New.
+type Option func(*config)
+
+// WithPrefix sets the key prefix (DefaultPrefix when empty), so that several
+// installations can share one Redis.
+func WithPrefix(p string) Option { return func(c *config) { c.prefix = p } }
+
+// WithTimeout sets the dial, read and write timeouts (DefaultTimeout when
+// <= 0).
+func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
+
+// WithTLS replaces the TLS configuration of a rediss:// URL (for a private
+// CA or client certificates).
+func WithTLS(cfg *tls.Config) Option { return func(c *config) { c.tls = cfg } }
+
+// Store is a store.Store on Redis.
+type Store struct {
+	rdb    *redis.Client
+	prefix string
+
+	// closed ends subscriptions when Close is called.
+	closed    context.Context
+	closeOnce sync.Once
+	cancel    context.CancelFunc
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New connects to url (redis://[:password@]host:port/db or rediss:// for
+// TLS) and checks that Redis answers. The client reconnects by itself when
+// Redis comes back after an outage.
+func New(ctx context.Context, url string, opts ...Option) (*Store, error) {
+	c := config{prefix: DefaultPrefix, timeout: DefaultTimeout}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.prefix == "" {
+		c.prefix = DefaultPrefix
+	}
+	if c.timeout <= 0 {
+		c.timeout = DefaultTimeout
+	}
+	ro, err := redis.ParseURL(url)
+	if err != nil {
+		// ParseURL's message may quote the URL, and with it the password.
+		return nil, fmt.Errorf("redisstore: bad URL: %w", store.ErrInvalid)
+	}
+	ro.DialTimeout = c.timeout
+	ro.ReadTimeout = c.timeout
+	ro.WriteTimeout = c.timeout
+	ro.PoolTimeout = c.timeout
+	ro.ContextTimeoutEnabled = true
+	// One retry replaces a pooled connection that died with a Redis restart.
+	ro.MaxRetries = 1
+	if c.tls != nil && ro.TLSConfig != nil {
+		ro.TLSConfig = c.tls
+	}
+	s := &Store{rdb: redis.NewClient(ro), prefix: c.prefix}
+	s.closed, s.cancel = context.WithCancel(context.Background())
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.wrap("ping", s.rdb.Ping(ctx).Err())
+}
+
+// Close closes the client and ends subscriptions. It is safe to call twice.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		s.rdb.Close()
+	})
+	return nil
+}
+
+func (s *Store) key(parts ...string) string {
+	k := s.prefix
+	for _, p := range parts {
+		k += p
+	}
+	return k
+}
+
+// wrap reports a backend failure as store.ErrUnavailable. Redis error
+// replies never echo command arguments, so no secret can leak through err.
+func (s *Store) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if s.closed.Err() != nil {
+		return fmt.Errorf("redisstore: %s: %w (closed)", op, store.ErrUnavailable)
+	}
+	return fmt.Errorf("redisstore: %s: %w: %w", op, store.ErrUnavailable, err)
+}
+
+func notFound(op string) error {
+	return fmt.Errorf("redisstore: %s: %w", op, store.ErrNotFound)
+}
+
+func isNil(err error) bool { return errors.Is(err, redis.Nil) }

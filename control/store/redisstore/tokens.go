@@ -1,0 +1,255 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/httvps/httvps/control/store"
+)
+
+// KEYS: tok, tok-hash, tok-order, usage, lease.
+// ARGV: id, hash hex, order member, then field/value pairs.
+// Returns 0 on success, 1 if the ID is taken, 2 if the hash is.
+var createScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 2 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], 0, ARGV[3])
+redis.call('DEL', KEYS[4], KEYS[5])
+return 0
+`)
+
+// KEYS: tok. ARGV: field/value pairs. Returns 0 if there is no such token.
+var updateScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+`)
+
+// KEYS: tok. ARGV: revocation time. Keeps the first revocation time.
+var revokeScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HGET', KEYS[1], 'revoked') ~= '1' then
+  redis.call('HSET', KEYS[1], 'revoked', '1', 'revoked_at', ARGV[1])
+end
+return 1
+`)
+
+// KEYS: tok, tok-hash, tok-order, usage, lease. ARGV: id.
+var deleteScript = redis.NewScript(`
+local v = redis.call('HMGET', KEYS[1], 'hash', 'cur')
+if not v[1] then return 0 end
+if redis.call('HGET', KEYS[2], v[1]) == ARGV[1] then redis.call('HDEL', KEYS[2], v[1]) end
+redis.call('ZREM', KEYS[3], v[2])
+redis.call('DEL', KEYS[1], KEYS[4], KEYS[5])
+return 1
+`)
+
+func (s *Store) tokKeys(id string) []string {
+	return []string{
+		s.key("tok:", id), s.key("tok-hash"), s.key("tok-order"),
+		s.key("usage:", id), s.key("lease:", id),
+	}
+}
+
+func encodeAssignments(a []store.Assignment) string {
+	if len(a) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(a) // plain strings: cannot fail
+	return string(b)
+}
+
+func limitFields(l store.Limits) []any {
+	return []any{
+		"expires", fmtTime(l.ExpiresAt),
+		"quota", strconv.FormatInt(l.QuotaBytes, 10),
+		"maxsess", strconv.Itoa(l.MaxSessions),
+	}
+}
+
+// CreateToken implements store.Store.
+func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
+	if t.ID == "" || t.Hash == ([32]byte{}) {
+		return fmt.Errorf("redisstore: create token: %w", store.ErrInvalid)
+	}
+	if t.CreatedAt.IsZero() {
+		t.CreatedAt = time.Now().UTC()
+	}
+	hh := hex.EncodeToString(t.Hash[:])
+	cur := orderMember(t.CreatedAt, t.ID)
+	revoked := "0"
+	if t.Revoked {
+		revoked = "1"
+	}
+	args := []any{t.ID, hh, cur,
+		"id", t.ID, "hash", hh, "label", t.Label, "created", fmtTime(t.CreatedAt),
+		"revoked", revoked, "revoked_at", fmtTime(t.RevokedAt),
+		"cipher", t.Cipher, "sspw", t.SSPassword,
+		"assign", encodeAssignments(t.Assignments), "cur", cur,
+	}
+	args = append(args, limitFields(store.Limits{ExpiresAt: t.ExpiresAt, QuotaBytes: t.QuotaBytes, MaxSessions: t.MaxSessions})...)
+	n, err := createScript.Run(ctx, s.rdb, s.tokKeys(t.ID), args...).Int()
+	if err != nil {
+		return s.wrap("create token", err)
+	}
+	switch n {
+	case 1:
+		return fmt.Errorf("redisstore: create token: ID %w", store.ErrExists)
+	case 2:
+		return fmt.Errorf("redisstore: create token: hash %w", store.ErrExists)
+	}
+	return nil
+}
+
+func decodeToken(m map[string]string) (store.Token, bool) {
+	if m["id"] == "" {
+		return store.Token{}, false
+	}
+	t := store.Token{
+		ID:          m["id"],
+		Label:       m["label"],
+		CreatedAt:   parseTime(m["created"]),
+		ExpiresAt:   parseTime(m["expires"]),
+		QuotaBytes:  atoi(m["quota"]),
+		MaxSessions: int(atoi(m["maxsess"])),
+		Revoked:     m["revoked"] == "1",
+		RevokedAt:   parseTime(m["revoked_at"]),
+		Cipher:      m["cipher"],
+		SSPassword:  m["sspw"],
+	}
+	hex.Decode(t.Hash[:], []byte(m["hash"]))
+	if a := m["assign"]; a != "" {
+		if json.Unmarshal([]byte(a), &t.Assignments) != nil {
+			return store.Token{}, false
+		}
+	}
+	return t, true
+}
+
+// GetToken implements store.Store.
+func (s *Store) GetToken(ctx context.Context, id string) (store.Token, error) {
+	m, err := s.rdb.HGetAll(ctx, s.key("tok:", id)).Result()
+	if err != nil {
+		return store.Token{}, s.wrap("get token", err)
+	}
+	t, ok := decodeToken(m)
+	if !ok {
+		return store.Token{}, notFound("get token")
+	}
+	return t, nil
+}
+
+// GetTokenByHash implements store.Store.
+func (s *Store) GetTokenByHash(ctx context.Context, hash [32]byte) (store.Token, error) {
+	id, err := s.rdb.HGet(ctx, s.key("tok-hash"), hex.EncodeToString(hash[:])).Result()
+	if isNil(err) {
+		return store.Token{}, notFound("get token by hash")
+	}
+	if err != nil {
+		return store.Token{}, s.wrap("get token by hash", err)
+	}
+	t, err := s.GetToken(ctx, id)
+	if err == nil && t.Hash != hash {
+		// Deleted and re-created with another hash between the two reads.
+		return store.Token{}, notFound("get token by hash")
+	}
+	return t, err
+}
+
+// ListTokens implements store.Store.
+func (s *Store) ListTokens(ctx context.Context, cursor string, limit int) ([]store.Token, string, error) {
+	if limit <= 0 {
+		limit = store.DefaultPageSize
+	}
+	limit = min(limit, store.MaxPageSize)
+	lo := "-"
+	if cursor != "" {
+		if !validCursor(cursor) {
+			return nil, "", fmt.Errorf("redisstore: list tokens: cursor: %w", store.ErrInvalid)
+		}
+		lo = "(" + cursor
+	}
+	members, err := s.rdb.ZRangeByLex(ctx, s.key("tok-order"), &redis.ZRangeBy{
+		Min: lo, Max: "+", Count: int64(limit) + 1,
+	}).Result()
+	if err != nil {
+		return nil, "", s.wrap("list tokens", err)
+	}
+	next := ""
+	if len(members) > limit {
+		members = members[:limit]
+		next = members[limit-1]
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(members))
+	for i, m := range members {
+		_, id, _ := strings.Cut(m, ":")
+		cmds[i] = pipe.HGetAll(ctx, s.key("tok:", id))
+	}
+	if len(members) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, "", s.wrap("list tokens", err)
+		}
+	}
+	out := make([]store.Token, 0, len(members))
+	for _, c := range cmds {
+		if t, ok := decodeToken(c.Val()); ok { // skip tokens deleted meanwhile
+			out = append(out, t)
+		}
+	}
+	return out, next, nil
+}
+
+// RevokeToken implements store.Store.
+func (s *Store) RevokeToken(ctx context.Context, id string) (store.Token, error) {
+	n, err := revokeScript.Run(ctx, s.rdb, []string{s.key("tok:", id)}, fmtTime(time.Now())).Int()
+	if err != nil {
+		return store.Token{}, s.wrap("revoke token", err)
+	}
+	if n == 0 {
+		return store.Token{}, notFound("revoke token")
+	}
+	return s.GetToken(ctx, id)
+}
+
+func (s *Store) update(ctx context.Context, op, id string, fields ...any) error {
+	n, err := updateScript.Run(ctx, s.rdb, []string{s.key("tok:", id)}, fields...).Int()
+	if err != nil {
+		return s.wrap(op, err)
+	}
+	if n == 0 {
+		return notFound(op)
+	}
+	return nil
+}
+
+// UpdateAssignments implements store.Store.
+func (s *Store) UpdateAssignments(ctx context.Context, id string, a []store.Assignment) error {
+	return s.update(ctx, "update assignments", id, "assign", encodeAssignments(a))
+}
+
+// UpdateLimits implements store.Store.
+func (s *Store) UpdateLimits(ctx context.Context, id string, l store.Limits) error {
+	return s.update(ctx, "update limits", id, limitFields(l)...)
+}
+
+// DeleteToken implements store.Store.
+func (s *Store) DeleteToken(ctx context.Context, id string) error {
+	n, err := deleteScript.Run(ctx, s.rdb, s.tokKeys(id), id).Int()
+	if err != nil {
+		return s.wrap("delete token", err)
+	}
+	if n == 0 {
+		return notFound("delete token")
+	}
+	return nil
+}

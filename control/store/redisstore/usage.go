@@ -1,0 +1,99 @@
+package redisstore
+
+import (
+	"context"
+	"slices"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/httvps/httvps/control/store"
+)
+
+// KEYS: pairs of tok, usage. ARGV: pairs of up, down. Counters of tokens
+// that no longer exist are not created.
+var addUsageScript = redis.NewScript(`
+for i = 1, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    if ARGV[i] ~= '0' then redis.call('HINCRBY', KEYS[i+1], 'up', ARGV[i]) end
+    if ARGV[i+1] ~= '0' then redis.call('HINCRBY', KEYS[i+1], 'down', ARGV[i+1]) end
+  end
+end
+return 0
+`)
+
+// usageBatch bounds one script call so Redis is never blocked for long.
+const usageBatch = 256
+
+// AddUsage implements store.Store.
+func (s *Store) AddUsage(ctx context.Context, deltas map[string]store.Usage) error {
+	ids := make([]string, 0, len(deltas))
+	for id, u := range deltas {
+		if u != (store.Usage{}) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for len(ids) > 0 {
+		n := min(len(ids), usageBatch)
+		keys := make([]string, 0, 2*n)
+		args := make([]any, 0, 2*n)
+		for _, id := range ids[:n] {
+			u := deltas[id]
+			keys = append(keys, s.key("tok:", id), s.key("usage:", id))
+			args = append(args, strconv.FormatInt(u.Up, 10), strconv.FormatInt(u.Down, 10))
+		}
+		if err := addUsageScript.Run(ctx, s.rdb, keys, args...).Err(); err != nil && !isNil(err) {
+			return s.wrap("add usage", err)
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+// GetUsage implements store.Store.
+func (s *Store) GetUsage(ctx context.Context, id string) (store.Usage, error) {
+	m, err := s.GetUsages(ctx, []string{id})
+	if err != nil {
+		return store.Usage{}, err
+	}
+	u, ok := m[id]
+	if !ok {
+		return store.Usage{}, notFound("get usage")
+	}
+	return u, nil
+}
+
+// GetUsages implements store.Store.
+func (s *Store) GetUsages(ctx context.Context, ids []string) (map[string]store.Usage, error) {
+	out := make(map[string]store.Usage, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	pipe := s.rdb.Pipeline()
+	exists := make([]*redis.IntCmd, len(ids))
+	vals := make([]*redis.SliceCmd, len(ids))
+	for i, id := range ids {
+		exists[i] = pipe.Exists(ctx, s.key("tok:", id))
+		vals[i] = pipe.HMGet(ctx, s.key("usage:", id), "up", "down")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, s.wrap("get usage", err)
+	}
+	for i, id := range ids {
+		if exists[i].Val() == 0 {
+			continue
+		}
+		v := vals[i].Val()
+		out[id] = store.Usage{Up: anyInt(v, 0), Down: anyInt(v, 1)}
+	}
+	return out, nil
+}
+
+func anyInt(v []any, i int) int64 {
+	if i >= len(v) {
+		return 0
+	}
+	s, _ := v[i].(string)
+	return atoi(s)
+}
