@@ -29,6 +29,8 @@ const pingEvery = 15 * time.Second
 
 // Publish implements store.Store.
 func (s *Store) Publish(ctx context.Context, e store.Event) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if e.Kind == "" || e.Kind == store.EventResync {
 		return fmt.Errorf("redisstore: publish: kind: %w", store.ErrInvalid)
 	}
@@ -50,7 +52,7 @@ func (s *Store) Subscribe(ctx context.Context) (<-chan store.Event, error) {
 		return nil, fmt.Errorf("redisstore: subscribe: %w (closed)", store.ErrUnavailable)
 	}
 	ps := s.rdb.Subscribe(ctx, s.key("events"))
-	if _, err := ps.ReceiveTimeout(ctx, 2*DefaultTimeout); err != nil {
+	if _, err := ps.ReceiveTimeout(ctx, s.opTimeout); err != nil {
 		ps.Close()
 		return nil, s.wrap("subscribe", err)
 	}

@@ -78,6 +78,8 @@ return redis.call('ZREM', KEYS[1], ARGV[1]) + redis.call('DEL', KEYS[2])
 
 // AcquireSession implements store.Store.
 func (s *Store) AcquireSession(ctx context.Context, tokenID, gatewayID string, max int) (bool, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if gatewayID == "" {
 		return false, fmt.Errorf("redisstore: acquire session: gateway ID: %w", store.ErrInvalid)
 	}
@@ -90,12 +92,16 @@ func (s *Store) AcquireSession(ctx context.Context, tokenID, gatewayID string, m
 
 // ReleaseSession implements store.Store.
 func (s *Store) ReleaseSession(ctx context.Context, tokenID, gatewayID string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	err := releaseScript.Run(ctx, s.rdb, []string{s.key("lease:", tokenID)}, gatewayID).Err()
 	return s.wrap("release session", err)
 }
 
 // SessionCount implements store.Store.
 func (s *Store) SessionCount(ctx context.Context, tokenID string) (int, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	n, err := countScript.Run(ctx, s.rdb, []string{s.key("lease:", tokenID), s.key("gw-live")}, "").Int()
 	if err != nil {
 		return 0, s.wrap("session count", err)
@@ -105,6 +111,8 @@ func (s *Store) SessionCount(ctx context.Context, tokenID string) (int, error) {
 
 // Heartbeat implements store.Store.
 func (s *Store) Heartbeat(ctx context.Context, g store.Gateway, ttl time.Duration) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if g.ID == "" || ttl < time.Millisecond {
 		return fmt.Errorf("redisstore: heartbeat: %w", store.ErrInvalid)
 	}
@@ -116,6 +124,8 @@ func (s *Store) Heartbeat(ctx context.Context, g store.Gateway, ttl time.Duratio
 
 // RemoveGateway implements store.Store.
 func (s *Store) RemoveGateway(ctx context.Context, id string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	n, err := removeGatewayScript.Run(ctx, s.rdb, []string{s.key("gw-live"), s.key("gw:", id)}, id).Int()
 	if err != nil {
 		return s.wrap("remove gateway", err)
@@ -128,6 +138,8 @@ func (s *Store) RemoveGateway(ctx context.Context, id string) error {
 
 // ListGateways implements store.Store.
 func (s *Store) ListGateways(ctx context.Context) ([]store.Gateway, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	pipe := s.rdb.Pipeline()
 	now := pipe.Time(ctx)
 	live := pipe.ZRangeWithScores(ctx, s.key("gw-live"), 0, -1)

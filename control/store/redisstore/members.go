@@ -41,6 +41,8 @@ func (s *Store) memberKeys() []string {
 
 // PutMember implements store.Store.
 func (s *Store) PutMember(ctx context.Context, m store.Member) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if m.ID == "" {
 		return fmt.Errorf("redisstore: put member: %w", store.ErrInvalid)
 	}
@@ -71,6 +73,8 @@ func decodeMember(js, created, health string) (store.Member, bool) {
 
 // GetMember implements store.Store.
 func (s *Store) GetMember(ctx context.Context, id string) (store.Member, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	k := s.memberKeys()
 	pipe := s.rdb.Pipeline()
 	js, cr, h := pipe.HGet(ctx, k[0], id), pipe.HGet(ctx, k[1], id), pipe.HGet(ctx, k[2], id)
@@ -89,6 +93,8 @@ func (s *Store) GetMember(ctx context.Context, id string) (store.Member, error) 
 
 // ListMembers implements store.Store.
 func (s *Store) ListMembers(ctx context.Context) ([]store.Member, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	k := s.memberKeys()
 	pipe := s.rdb.Pipeline()
 	js, cr, h := pipe.HGetAll(ctx, k[0]), pipe.HGetAll(ctx, k[1]), pipe.HGetAll(ctx, k[2])
@@ -107,6 +113,8 @@ func (s *Store) ListMembers(ctx context.Context) ([]store.Member, error) {
 
 // DeleteMember implements store.Store.
 func (s *Store) DeleteMember(ctx context.Context, id string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	n, err := deleteMemberScript.Run(ctx, s.rdb, s.memberKeys(), id).Int()
 	if err != nil {
 		return s.wrap("delete member", err)
@@ -119,6 +127,8 @@ func (s *Store) DeleteMember(ctx context.Context, id string) error {
 
 // SetMemberHealth implements store.Store.
 func (s *Store) SetMemberHealth(ctx context.Context, id string, h store.Health) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	b, err := json.Marshal(h)
 	if err != nil {
 		return fmt.Errorf("redisstore: set member health: %w", store.ErrInvalid)

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/httvps/httvps/control/store"
 	"github.com/httvps/httvps/control/store/storetest"
@@ -104,4 +107,15 @@ func TestConformance(t *testing.T) {
 		return open(t, srv.url(), WithPrefix(prefix))
 	}
 	storetest.Run(t, newStore, reopen)
+}
+
+// quietLogger drops go-redis's reconnect chatter, which outage tests cause
+// on purpose.
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
+func TestMain(m *testing.M) {
+	redis.SetLogger(quietLogger{})
+	os.Exit(m.Run())
 }

@@ -43,8 +43,9 @@ import (
 // DefaultPrefix starts every key.
 const DefaultPrefix = "httvps:"
 
-// DefaultTimeout bounds dialling, each read and each write, so that a dead
-// Redis is reported as store.ErrUnavailable within about a second or two.
+// DefaultTimeout bounds dialling, each read and each write; a whole call
+// (with its one retry) is bounded by twice the timeout, so a dead or frozen
+// Redis is reported as store.ErrUnavailable within about two seconds.
 const DefaultTimeout = time.Second
 
 type config struct {
@@ -70,8 +71,9 @@ func WithTLS(cfg *tls.Config) Option { return func(c *config) { c.tls = cfg } }
 
 // Store is a store.Store on Redis.
 type Store struct {
-	rdb    *redis.Client
-	prefix string
+	rdb       *redis.Client
+	prefix    string
+	opTimeout time.Duration // bound of one call
 
 	// closed ends subscriptions when Close is called.
 	closed    context.Context
@@ -107,10 +109,13 @@ func New(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	ro.ContextTimeoutEnabled = true
 	// One retry replaces a pooled connection that died with a Redis restart.
 	ro.MaxRetries = 1
+	// Dial once per attempt: a refused dial is retried by MaxRetries, and
+	// go-redis's default of five dials would hold a call for half a second.
+	ro.DialerRetries = 1
 	if c.tls != nil && ro.TLSConfig != nil {
 		ro.TLSConfig = c.tls
 	}
-	s := &Store{rdb: redis.NewClient(ro), prefix: c.prefix}
+	s := &Store{rdb: redis.NewClient(ro), prefix: c.prefix, opTimeout: 2 * c.timeout}
 	s.closed, s.cancel = context.WithCancel(context.Background())
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
@@ -121,6 +126,8 @@ func New(ctx context.Context, url string, opts ...Option) (*Store, error) {
 
 // Ping checks that Redis answers.
 func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	return s.wrap("ping", s.rdb.Ping(ctx).Err())
 }
 
@@ -131,6 +138,11 @@ func (s *Store) Close() error {
 		s.rdb.Close()
 	})
 	return nil
+}
+
+// bound limits one call to opTimeout (or the caller's earlier deadline).
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.opTimeout)
 }
 
 func (s *Store) key(parts ...string) string {

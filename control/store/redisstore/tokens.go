@@ -78,6 +78,8 @@ func limitFields(l store.Limits) []any {
 
 // CreateToken implements store.Store.
 func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if t.ID == "" || t.Hash == ([32]byte{}) {
 		return fmt.Errorf("redisstore: create token: %w", store.ErrInvalid)
 	}
@@ -137,6 +139,8 @@ func decodeToken(m map[string]string) (store.Token, bool) {
 
 // GetToken implements store.Store.
 func (s *Store) GetToken(ctx context.Context, id string) (store.Token, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	m, err := s.rdb.HGetAll(ctx, s.key("tok:", id)).Result()
 	if err != nil {
 		return store.Token{}, s.wrap("get token", err)
@@ -150,6 +154,8 @@ func (s *Store) GetToken(ctx context.Context, id string) (store.Token, error) {
 
 // GetTokenByHash implements store.Store.
 func (s *Store) GetTokenByHash(ctx context.Context, hash [32]byte) (store.Token, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	id, err := s.rdb.HGet(ctx, s.key("tok-hash"), hex.EncodeToString(hash[:])).Result()
 	if isNil(err) {
 		return store.Token{}, notFound("get token by hash")
@@ -167,6 +173,8 @@ func (s *Store) GetTokenByHash(ctx context.Context, hash [32]byte) (store.Token,
 
 // ListTokens implements store.Store.
 func (s *Store) ListTokens(ctx context.Context, cursor string, limit int) ([]store.Token, string, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if limit <= 0 {
 		limit = store.DefaultPageSize
 	}
@@ -211,6 +219,8 @@ func (s *Store) ListTokens(ctx context.Context, cursor string, limit int) ([]sto
 
 // RevokeToken implements store.Store.
 func (s *Store) RevokeToken(ctx context.Context, id string) (store.Token, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	n, err := revokeScript.Run(ctx, s.rdb, []string{s.key("tok:", id)}, fmtTime(time.Now())).Int()
 	if err != nil {
 		return store.Token{}, s.wrap("revoke token", err)
@@ -234,16 +244,22 @@ func (s *Store) update(ctx context.Context, op, id string, fields ...any) error 
 
 // UpdateAssignments implements store.Store.
 func (s *Store) UpdateAssignments(ctx context.Context, id string, a []store.Assignment) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	return s.update(ctx, "update assignments", id, "assign", encodeAssignments(a))
 }
 
 // UpdateLimits implements store.Store.
 func (s *Store) UpdateLimits(ctx context.Context, id string, l store.Limits) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	return s.update(ctx, "update limits", id, limitFields(l)...)
 }
 
 // DeleteToken implements store.Store.
 func (s *Store) DeleteToken(ctx context.Context, id string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	n, err := deleteScript.Run(ctx, s.rdb, s.tokKeys(id), id).Int()
 	if err != nil {
 		return s.wrap("delete token", err)

@@ -27,6 +27,8 @@ const usageBatch = 256
 
 // AddUsage implements store.Store.
 func (s *Store) AddUsage(ctx context.Context, deltas map[string]store.Usage) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	ids := make([]string, 0, len(deltas))
 	for id, u := range deltas {
 		if u != (store.Usage{}) {
@@ -53,6 +55,8 @@ func (s *Store) AddUsage(ctx context.Context, deltas map[string]store.Usage) err
 
 // GetUsage implements store.Store.
 func (s *Store) GetUsage(ctx context.Context, id string) (store.Usage, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	m, err := s.GetUsages(ctx, []string{id})
 	if err != nil {
 		return store.Usage{}, err
@@ -66,6 +70,8 @@ func (s *Store) GetUsage(ctx context.Context, id string) (store.Usage, error) {
 
 // GetUsages implements store.Store.
 func (s *Store) GetUsages(ctx context.Context, ids []string) (map[string]store.Usage, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	out := make(map[string]store.Usage, len(ids))
 	if len(ids) == 0 {
 		return out, nil
