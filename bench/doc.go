@@ -15,4 +15,11 @@
 // end of stream before closing, so no relay needs to pass half-close for a
 // run to succeed; length-delimited modes also keep v2ray-plugin, which does
 // not propagate half-close, measurable.
+//
+// TLS scenarios (tls-throughput, tls-idle, tls-connect) run the same sink
+// protocol through the TLS peers, which all serve one certificate generated
+// for the run (ECDSA P-256 or RSA-2048): our gateway and v2ray-plugin as
+// wss:// servers, and nginx's stream module as a TLS-terminating TCP proxy
+// that its client reaches with raw TLS (nginx has no WebSocket-to-TCP
+// bridge). nginx forks, so its CPU and RSS are summed over its process group.
 package bench
