@@ -9,8 +9,11 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
+	"sync"
 	"time"
 
 	"github.com/httvps/httvps/control/store"
@@ -37,61 +40,150 @@ type Config struct {
 	DialTimeout time.Duration
 	// Logger receives operational logs (nil → slog.Default()).
 	Logger *slog.Logger
-	// HTTPTransport, if set, is the base transport for Outline API calls;
-	// its TLSClientConfig is replaced by the member's certificate pin.
-	// nil → a fresh transport per member.
+	// HTTPTransport, if set, is cloned as the base transport for Outline
+	// API calls; its TLSClientConfig is replaced by the member's
+	// certificate pin. nil → a transport per member with DialTimeout.
 	HTTPTransport *http.Transport
 }
 
-// Manager runs the pool. Its methods are safe for concurrent use.
+func (c Config) withDefaults() Config {
+	if c.Replicas <= 0 {
+		c.Replicas = DefaultReplicas
+	}
+	if c.HealthEvery <= 0 {
+		c.HealthEvery = DefaultHealthEvery
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Manager runs the pool over the shared store. Its methods are safe for
+// concurrent use. Several control-plane processes may run Managers over the
+// same store; each checks health (writes are idempotent).
 type Manager struct {
 	st  store.Store
 	cfg Config
 	log *slog.Logger
+
+	mu sync.Mutex
+	// backends caches one Backend per member, rebuilt when the member's
+	// configuration changes. Guarded by mu.
+	backends map[string]*memberBackend
+	// placed counts keys placed per member since its last health check,
+	// so a burst of PlaceKey calls spreads out. Guarded by mu.
+	placed map[string]int
+	// orphans are backend key ids whose deletion failed, retried on each
+	// health round while the member is up. Guarded by mu.
+	orphans map[string]map[string]struct{}
+	// transfer is the last polled byte total per member. Guarded by mu.
+	transfer map[string]int64
+}
+
+type memberBackend struct {
+	conf store.Member // the fields that built b (Health, Draining zeroed)
+	b    Backend
 }
 
 // New returns a Manager over st. Call Run to start health checks.
 func New(st store.Store, cfg Config) *Manager {
-	if cfg.Replicas <= 0 {
-		cfg.Replicas = DefaultReplicas
+	cfg = cfg.withDefaults()
+	return &Manager{
+		st:       st,
+		cfg:      cfg,
+		log:      cfg.Logger,
+		backends: map[string]*memberBackend{},
+		placed:   map[string]int{},
+		orphans:  map[string]map[string]struct{}{},
+		transfer: map[string]int64{},
 	}
-	if cfg.HealthEvery <= 0 {
-		cfg.HealthEvery = DefaultHealthEvery
-	}
-	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = DefaultDialTimeout
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	return &Manager{st: st, cfg: cfg, log: cfg.Logger}
 }
 
-var errTODO = errors.New("pool: not implemented yet")
+// backend returns the cached Backend of mem, building it on first use or
+// when its configuration changed.
+func (m *Manager) backend(mem store.Member) (Backend, error) {
+	conf := mem
+	conf.Health, conf.Draining, conf.Name, conf.CreatedAt = store.Health{}, false, "", time.Time{}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if mb, ok := m.backends[mem.ID]; ok && reflect.DeepEqual(mb.conf, conf) {
+		return mb.b, nil
+	}
+	b, err := NewBackend(conf, m.cfg)
+	if err != nil {
+		return nil, err
+	}
+	m.backends[mem.ID] = &memberBackend{conf: conf, b: b}
+	return b, nil
+}
 
-// Run checks every member's health and polls transfer counters every
-// HealthEvery until ctx ends.
-func (m *Manager) Run(ctx context.Context) { <-ctx.Done() }
+// forget drops everything held for a removed member.
+func (m *Manager) forget(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.backends, id)
+	delete(m.placed, id)
+	delete(m.orphans, id)
+	delete(m.transfer, id)
+}
 
-// AddMember validates mem, assigns an ID when empty, checks it once, stores
-// it and publishes store.EventMemberChanged.
+func (m *Manager) publish(ctx context.Context, e store.Event) {
+	if err := m.st.Publish(ctx, e); err != nil {
+		m.log.Warn("pool: publish", "kind", e.Kind, "member", e.MemberID, "token", e.TokenID, "err", err)
+	}
+}
+
+// AddMember validates mem (errors wrap store.ErrInvalid), assigns an ID when
+// empty (store.ErrExists if the given ID is taken), checks the backend once,
+// stores the member with that health and publishes EventMemberChanged. An
+// unreachable member is still added, marked down with the reason in
+// Health.LastError, so an operator can add a server before it is up; the
+// health loop brings it up later.
 func (m *Manager) AddMember(ctx context.Context, mem store.Member) (store.Member, error) {
-	return store.Member{}, errTODO
+	mem, err := ValidateMember(mem)
+	if err != nil {
+		return store.Member{}, err
+	}
+	if mem.ID == "" {
+		mem.ID = store.NewID()
+	} else if _, err := m.st.GetMember(ctx, mem.ID); err == nil {
+		return store.Member{}, fmt.Errorf("%w: member %q", store.ErrExists, mem.ID)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return store.Member{}, err
+	}
+	if mem.Name == "" {
+		mem.Name = mem.ID
+	}
+	b, err := m.backend(mem)
+	if err != nil {
+		return store.Member{}, err
+	}
+	h := m.check(ctx, b)
+	if err := m.st.PutMember(ctx, mem); err != nil {
+		m.forget(mem.ID)
+		return store.Member{}, err
+	}
+	if err := m.st.SetMemberHealth(ctx, mem.ID, h); err != nil {
+		return store.Member{}, err
+	}
+	m.publish(ctx, store.Event{Kind: store.EventMemberChanged, MemberID: mem.ID})
+	m.log.Info("pool: member added", "member", mem.ID, "backend", mem.Backend, "up", h.Up, "err", h.LastError)
+	return m.st.GetMember(ctx, mem.ID)
 }
 
-// DrainMember marks the member draining and moves its keys to other members.
-func (m *Manager) DrainMember(ctx context.Context, id string) error { return errTODO }
-
-// RemoveMember drains the member, then deletes it.
-func (m *Manager) RemoveMember(ctx context.Context, id string) error { return errTODO }
-
-// PlaceKey creates t's key on Replicas members and returns the assignments.
-func (m *Manager) PlaceKey(ctx context.Context, t store.Token) ([]store.Assignment, error) {
-	return nil, errTODO
+// Transfer returns the last polled byte totals per member ID (the sum over
+// the member's keys as its backend counts them; static members report 0).
+// It is informational: gateways account usage.
+func (m *Manager) Transfer() map[string]int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]int64, len(m.transfer))
+	for k, v := range m.transfer {
+		out[k] = v
+	}
+	return out
 }
-
-// RemoveKey deletes t's key from every assigned member (best effort).
-func (m *Manager) RemoveKey(ctx context.Context, t store.Token) error { return errTODO }
-
-// Transfer returns the last polled bytes per member ID.
-func (m *Manager) Transfer() map[string]int64 { return nil }

@@ -1,0 +1,290 @@
+package pool
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/httvps/httvps/control/store"
+)
+
+// candidates returns the members that can take t's key now, best first:
+// up, not draining, not already holding the key, and (for static members)
+// serving t's own cipher and password. Lower load, then fewer keys, wins;
+// keys placed since the member's last health check count as load.
+func (m *Manager) candidates(ctx context.Context, t store.Token) ([]store.Member, error) {
+	all, err := m.st.ListMembers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	type scored struct {
+		mem  store.Member
+		load float64
+		keys int
+	}
+	var out []scored
+	for _, mem := range all {
+		if !mem.Health.Up || mem.Draining {
+			continue
+		}
+		if slices.ContainsFunc(t.Assignments, func(a store.Assignment) bool { return a.MemberID == mem.ID }) {
+			continue
+		}
+		if mem.Backend == store.BackendStatic && (mem.Static == nil || !newStatic(mem.Host, *mem.Static).accepts(t.Cipher, t.SSPassword)) {
+			continue
+		}
+		m.mu.Lock()
+		p := m.placed[mem.ID]
+		m.mu.Unlock()
+		out = append(out, scored{mem, mem.Health.Load + float64(p), mem.Health.Keys + p})
+	}
+	slices.SortStableFunc(out, func(a, b scored) int {
+		return cmp.Or(cmp.Compare(a.load, b.load), cmp.Compare(a.keys, b.keys), cmp.Compare(a.mem.ID, b.mem.ID))
+	})
+	mems := make([]store.Member, len(out))
+	for i, s := range out {
+		mems[i] = s.mem
+	}
+	return mems, nil
+}
+
+// placeOn creates t's key on one member.
+func (m *Manager) placeOn(ctx context.Context, mem store.Member, t store.Token) (store.Assignment, error) {
+	b, err := m.backend(mem)
+	if err != nil {
+		return store.Assignment{}, err
+	}
+	// ss-manager waits for the spawned ss-server: two timeouts' worth.
+	cctx, cancel := context.WithTimeout(ctx, 2*m.cfg.DialTimeout)
+	defer cancel()
+	upstream, keyID, err := b.CreateKey(cctx, t.ID, t.Cipher, t.SSPassword)
+	if err != nil {
+		return store.Assignment{}, fmt.Errorf("member %s: %w", mem.ID, err)
+	}
+	m.mu.Lock()
+	m.placed[mem.ID]++
+	// A key id reused on this member (an ss-manager port handed out
+	// again) must not be deleted by a stale pending deletion.
+	delete(m.orphans[mem.ID], keyID)
+	m.mu.Unlock()
+	return store.Assignment{MemberID: mem.ID, Upstream: upstream, BackendKeyID: keyID}, nil
+}
+
+// place creates t's key on up to n candidate members, trying the next
+// candidate when one fails.
+func (m *Manager) place(ctx context.Context, t store.Token, n int) ([]store.Assignment, error) {
+	cands, err := m.candidates(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	if len(cands) == 0 {
+		return nil, ErrNoMembers
+	}
+	var (
+		out  []store.Assignment
+		errs []error
+	)
+	for _, mem := range cands {
+		if len(out) == n {
+			break
+		}
+		a, err := m.placeOn(ctx, mem, t)
+		if err != nil {
+			m.log.Warn("pool: placing key failed", "token", t.ID, "member", mem.ID, "err", err)
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		out = append(out, a)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: every candidate failed: %w", ErrNoMembers, errors.Join(errs...))
+	}
+	return out, nil
+}
+
+func validKey(t store.Token) error {
+	switch {
+	case t.ID == "":
+		return fmt.Errorf("%w: token has no ID", store.ErrInvalid)
+	case !ValidCipher(t.Cipher):
+		return fmt.Errorf("%w: token cipher %q is not supported", store.ErrInvalid, t.Cipher)
+	case t.SSPassword == "":
+		return fmt.Errorf("%w: token has no Shadowsocks password", store.ErrInvalid)
+	}
+	return nil
+}
+
+// PlaceKey creates t's Shadowsocks key (t.ID as the key's id and name,
+// t.Cipher, t.SSPassword) on Replicas members, skipping members already in
+// t.Assignments, and returns the new assignments best first; the caller
+// stores them with UpdateAssignments. If fewer than Replicas members took
+// the key but at least one did, those are returned without error. With no
+// eligible member the error is ErrNoMembers; when every eligible member
+// failed it wraps ErrNoMembers and the members' errors.
+func (m *Manager) PlaceKey(ctx context.Context, t store.Token) ([]store.Assignment, error) {
+	if err := validKey(t); err != nil {
+		return nil, err
+	}
+	out, err := m.place(ctx, t, m.cfg.Replicas)
+	if err == nil && len(out) < m.cfg.Replicas {
+		m.log.Warn("pool: key placed on fewer members than configured", "token", t.ID, "placed", len(out), "replicas", m.cfg.Replicas)
+	}
+	return out, err
+}
+
+// deleteKey removes one assignment's key; a failure is remembered and
+// retried by the health loop while the member is up.
+func (m *Manager) deleteKey(ctx context.Context, a store.Assignment) {
+	mem, err := m.st.GetMember(ctx, a.MemberID)
+	if errors.Is(err, store.ErrNotFound) {
+		return
+	}
+	if err == nil {
+		var b Backend
+		if b, err = m.backend(mem); err == nil {
+			cctx, cancel := context.WithTimeout(ctx, m.cfg.DialTimeout)
+			err = b.DeleteKey(cctx, a.BackendKeyID)
+			cancel()
+		}
+	}
+	if err != nil {
+		m.log.Warn("pool: deleting key failed; retried when the member is up", "member", a.MemberID, "key", a.BackendKeyID, "err", err)
+		m.mu.Lock()
+		if m.orphans[a.MemberID] == nil {
+			m.orphans[a.MemberID] = map[string]struct{}{}
+		}
+		m.orphans[a.MemberID][a.BackendKeyID] = struct{}{}
+		m.mu.Unlock()
+	}
+}
+
+// RemoveKey deletes t's key from every assigned member, best effort: a
+// member that cannot be reached is logged and its key is deleted by the
+// health loop once the member answers again (a pending deletion is held in
+// this process only; see docs/05-outline-pool.md). It returns an error only
+// for an invalid token or an ended ctx.
+func (m *Manager) RemoveKey(ctx context.Context, t store.Token) error {
+	if t.ID == "" {
+		return fmt.Errorf("%w: token has no ID", store.ErrInvalid)
+	}
+	for _, a := range t.Assignments {
+		m.deleteKey(ctx, a)
+	}
+	return ctx.Err()
+}
+
+// DrainMember marks the member draining (it gets no new keys, and
+// EventMemberChanged is published), then moves every key it holds: the key
+// is placed on another eligible member, the token's assignment to the
+// drained member is replaced by the new one in place (failover order is
+// kept), EventTokenChanged is published, and only then is the key deleted
+// from the drained member. A key with no other member to go to stays where
+// it is unless the token has other assignments (then the drained one is just
+// dropped); such keys make DrainMember return an error wrapping
+// ErrNoMembers, and calling it again retries them. Keys of revoked tokens
+// are deleted, not moved.
+func (m *Manager) DrainMember(ctx context.Context, id string) error {
+	mem, err := m.st.GetMember(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !mem.Draining {
+		mem.Draining = true
+		if err := m.st.PutMember(ctx, mem); err != nil {
+			return err
+		}
+		m.publish(ctx, store.Event{Kind: store.EventMemberChanged, MemberID: id})
+		m.log.Info("pool: draining member", "member", id)
+	}
+	var errs []error
+	moved := 0
+	for cursor := ""; ; {
+		page, next, err := m.st.ListTokens(ctx, cursor, store.MaxPageSize)
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		for _, t := range page {
+			if !slices.ContainsFunc(t.Assignments, func(a store.Assignment) bool { return a.MemberID == id }) {
+				continue
+			}
+			if err := m.moveKey(ctx, t.ID, id); err != nil {
+				errs = append(errs, err)
+				if ctx.Err() != nil {
+					return errors.Join(errs...)
+				}
+				continue
+			}
+			moved++
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	m.log.Info("pool: member drained", "member", id, "moved", moved, "failed", len(errs))
+	return errors.Join(errs...)
+}
+
+// moveKey moves token tokenID's key off member from.
+func (m *Manager) moveKey(ctx context.Context, tokenID, from string) error {
+	t, err := m.st.GetToken(ctx, tokenID) // fresh: the page may be stale
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(t.Assignments, func(a store.Assignment) bool { return a.MemberID == from })
+	if i < 0 {
+		return nil
+	}
+	old := t.Assignments[i]
+	next := slices.Clone(t.Assignments)
+	if t.Revoked {
+		next = slices.Delete(next, i, i+1)
+	} else {
+		placed, err := m.place(ctx, t, 1)
+		switch {
+		case err == nil:
+			next[i] = placed[0]
+		case len(t.Assignments) > 1 && errors.Is(err, ErrNoMembers):
+			m.log.Warn("pool: no member to move key to; dropping the drained replica", "token", t.ID, "member", from, "err", err)
+			next = slices.Delete(next, i, i+1)
+		default:
+			return fmt.Errorf("pool: token %s stays on member %s: %w", t.ID, from, err)
+		}
+	}
+	if err := m.st.UpdateAssignments(ctx, t.ID, next); err != nil {
+		// Do not leave the new key behind if the store refused.
+		for _, a := range next {
+			if !slices.Contains(t.Assignments, a) {
+				m.deleteKey(context.WithoutCancel(ctx), a)
+			}
+		}
+		return err
+	}
+	m.publish(ctx, store.Event{Kind: store.EventTokenChanged, TokenID: t.ID})
+	m.deleteKey(ctx, old)
+	return nil
+}
+
+// RemoveMember drains the member and, once no key is left on it, deletes it
+// and publishes EventMemberChanged. If draining fails the member stays (still
+// draining) and the error is returned.
+func (m *Manager) RemoveMember(ctx context.Context, id string) error {
+	if err := m.DrainMember(ctx, id); err != nil {
+		return fmt.Errorf("pool: member %s not removed: %w", id, err)
+	}
+	if err := m.st.DeleteMember(ctx, id); err != nil {
+		return err
+	}
+	m.forget(id)
+	m.publish(ctx, store.Event{Kind: store.EventMemberChanged, MemberID: id})
+	m.log.Info("pool: member removed", "member", id)
+	return nil
+}
