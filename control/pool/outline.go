@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/httvps/httvps/control/store"
@@ -43,9 +44,10 @@ func (e *APIError) Unwrap() error { return ErrBackend }
 // apiURL is the credential; the self-signed certificate is pinned by its
 // SHA-256 instead of being checked against a CA.
 type outline struct {
-	host   string
-	apiURL string
-	client *http.Client
+	host       string
+	apiURL     string
+	secretPath string // apiURL's path, kept out of error text
+	client     *http.Client
 }
 
 // outlineKey is the API's AccessKey object.
@@ -89,9 +91,14 @@ func newOutline(host string, oc store.OutlineConfig, cfg Config) (*outline, erro
 			return nil
 		},
 	}
+	u, err := url.Parse(oc.APIURL)
+	if err != nil || u.EscapedPath() == "" {
+		return nil, fmt.Errorf("%w: outline apiUrl is not a URL with a path", store.ErrInvalid)
+	}
 	return &outline{
-		host:   host,
-		apiURL: oc.APIURL,
+		host:       host,
+		apiURL:     oc.APIURL,
+		secretPath: u.EscapedPath(),
 		client: &http.Client{
 			Transport: tr,
 			// A redirect would leave the secret prefix; the API never
@@ -141,7 +148,8 @@ func (o *outline) call(ctx context.Context, op, method, path string, body, out a
 		ae := &APIError{Op: op, Status: resp.StatusCode}
 		var eb struct{ Code, Message string }
 		if json.Unmarshal(data, &eb) == nil {
-			ae.Code, ae.Message = eb.Code, eb.Message
+			// restify echoes the request path, which holds the secret.
+			ae.Code, ae.Message = eb.Code, strings.ReplaceAll(eb.Message, o.secretPath, "/<secret>")
 		}
 		return resp.StatusCode, ae
 	}

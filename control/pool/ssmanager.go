@@ -59,9 +59,11 @@ func (s *ssManager) request(ctx context.Context, cmd []byte) ([]byte, error) {
 		return nil, fmt.Errorf("pool: ss-manager %s: %w", s.cfg.ManagerAddr, err)
 	}
 	defer c.Close()
-	dl, ok := ctx.Deadline()
-	if !ok {
-		dl = time.Now().Add(s.timeout)
+	// A lost datagram (or a dead ss-manager whose ss-servers still hold
+	// its inherited socket) gives no error: never wait longer than timeout.
+	dl := time.Now().Add(s.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
 	}
 	c.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })

@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -128,6 +129,8 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.srv.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}}
+	// Pin-mismatch tests make clients abort handshakes; keep that quiet.
+	s.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	s.srv.StartTLS()
 	s.APIURL = s.srv.URL + s.prefix
 	t.Cleanup(s.Close)

@@ -1,0 +1,203 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/control/store/embedded"
+	"github.com/httvps/httvps/internal/testpeer"
+)
+
+const testMethod = "chacha20-ietf-poly1305"
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// ssManagerPeer is a real ss-manager on loopback.
+type ssManagerPeer struct {
+	Addr string // UDP manager address
+	Dir  string // its working directory (pid and conf files)
+	Proc *testpeer.Proc
+}
+
+// startSSManager runs `ss-manager --manager-address 127.0.0.1:P -s
+// 127.0.0.1 -u -D dir` and waits until it answers ping.
+func startSSManager(t *testing.T) *ssManagerPeer {
+	t.Helper()
+	dir := t.TempDir()
+	p := &ssManagerPeer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(testpeer.FreePort(t))), Dir: dir}
+	// ss-server children daemonize out of ss-manager's process group;
+	// ss-manager stops them on SIGTERM, and this catches the rest. Run
+	// after StartProc's own cleanup (cleanups run last-in first-out).
+	t.Cleanup(func() { killPidFiles(dir) })
+	p.Proc = testpeer.StartProc(t, "ss-manager", "--manager-address", p.Addr, "-s", "127.0.0.1", "-u", "-D", dir)
+	b := &ssManager{cfg: store.SSManagerConfig{ManagerAddr: p.Addr}, timeout: 200 * time.Millisecond}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		_, err := b.stat(ctx)
+		cancel()
+		if err == nil {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ss-manager not answering: %v\n%s", err, p.Proc.Output())
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+}
+
+// Stop ends ss-manager, which stops its ss-servers, and waits until they
+// are gone too: they inherit ss-manager's UDP socket, so a survivor would
+// swallow pings instead of letting them be refused.
+func (p *ssManagerPeer) Stop(t *testing.T) {
+	t.Helper()
+	pids := pidFiles(p.Dir)
+	_ = syscall.Kill(p.Proc.Cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.Proc.Exited():
+	case <-time.After(5 * time.Second):
+		t.Fatal("ss-manager did not stop")
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for _, pid := range pids {
+		for alive(pid) {
+			if time.Now().After(deadline) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// alive reports whether pid runs (a zombie has released its sockets).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+}
+
+func pidFiles(dir string) []int {
+	files, _ := filepath.Glob(filepath.Join(dir, ".shadowsocks_*.pid"))
+	var pids []int
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func killPidFiles(dir string) {
+	for _, pid := range pidFiles(dir) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// portRange returns a small range starting at a port that was free.
+func portRange(t *testing.T, n int) (int, int) {
+	base := testpeer.FreePort(t)
+	if base+n > 65535 {
+		base = 65535 - n
+	}
+	return base, base + n - 1
+}
+
+func newStore(t *testing.T) store.Store {
+	t.Helper()
+	s, err := embedded.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// fetchThrough downloads bytes from origin through the Shadowsocks server
+// at upstream and checks their hash.
+func fetchThrough(upstream, method, password string, origin *testpeer.Origin, size int64, seed uint64) error {
+	c, err := testpeer.NewCipher(method, password)
+	if err != nil {
+		return err
+	}
+	tcp, err := net.DialTimeout("tcp", upstream, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer tcp.Close()
+	tcp.SetDeadline(time.Now().Add(15 * time.Second))
+	sc, err := c.NewSSConn(tcp.(*net.TCPConn), origin.Addr)
+	if err != nil {
+		return err
+	}
+	sum, n, err := testpeer.HTTPGetSHA256(sc, origin.Addr, fmt.Sprintf("/bytes/%d?seed=%d", size, seed))
+	if err != nil {
+		return fmt.Errorf("through %s: %w", upstream, err)
+	}
+	if want := testpeer.PseudoRandomSHA256(size, seed); n != size || sum != want {
+		return fmt.Errorf("through %s: %d bytes sha %s, want %d %s", upstream, n, sum, size, want)
+	}
+	return nil
+}
+
+// waitClosed waits until nothing accepts TCP at addr.
+func waitClosed(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return nil
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s still accepting after %v", addr, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func newPassword() string { return "pw-" + store.NewID() }
+
+func splitPort(t *testing.T, addr string) (string, int) {
+	t.Helper()
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, n
+}
