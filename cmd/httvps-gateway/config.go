@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -35,6 +36,12 @@ type options struct {
 	Listen      string
 	AdminListen string
 	Routes      map[string]string // secret → upstream "ip:port"
+
+	// Redis, when set, is the shared store's URL: tokens are looked up
+	// there (after the static Routes). PublicURL is then required.
+	Redis     string
+	PublicURL string
+	GatewayID string // "" means a random ID per start
 
 	MaxSessions      int
 	MaxHandshakes    int
@@ -89,6 +96,9 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.Listen, "listen", ":8080", "`address` for client connections (HTTP/1.1 + WebSocket; TLS-only when -tls-cert is given)")
 	fs.StringVar(&o.AdminListen, "admin-listen", "127.0.0.1:9090", "`address` for /metrics, /healthz and /readyz; empty disables")
 	fs.Var(&o.routeArgs, "route", "`SECRET=IP:PORT` route for /SECRET/tcp and /SECRET/udp (repeatable; HTTVPS_ROUTE takes a comma-separated list)")
+	fs.Var((*redisURL)(&o.Redis), "redis", "Redis `URL` (redis://[:password@]host:port/db or rediss:// for TLS) of the shared store: tokens, usage, session limits and revocations come from it; -route entries are still checked first")
+	fs.StringVar(&o.PublicURL, "public-url", "", "wss://host:port `URL` clients reach this gateway at, registered in the store (required with -redis)")
+	fs.StringVar(&o.GatewayID, "gateway-id", "", "this gateway's `ID` in the store (default: a random ID per start; never share one between running gateways)")
 	fs.Var(&o.tlsCertArgs, "tls-cert", "PEM certificate chain `file` (leaf first) served on -listen; repeatable, paired in order with -tls-key; the first pair is the default (HTTVPS_TLS_CERT takes a comma-separated list)")
 	fs.Var(&o.tlsKeyArgs, "tls-key", "PEM private key `file` for the -tls-cert at the same position; repeatable (HTTVPS_TLS_KEY takes a comma-separated list)")
 	fs.Var(&o.TLSMinVersion, "tls-min-version", "lowest TLS `version` accepted: 1.2 or 1.3")
@@ -398,8 +408,25 @@ func (o *options) validate() error {
 			bad("-admin-listen: same address as -listen")
 		}
 	}
-	if len(o.Routes) == 0 {
-		bad("no routes: give -route SECRET=IP:PORT, %s or routes: in -config", envName("route"))
+	if len(o.Routes) == 0 && o.Redis == "" {
+		bad("no routes: give -route SECRET=IP:PORT, %s or routes: in -config, or -redis", envName("route"))
+	}
+	if o.Redis != "" {
+		if err := checkRedisURL(o.Redis); err != nil {
+			bad("-redis: %v", err)
+		}
+		if o.PublicURL == "" {
+			bad("-public-url is required with -redis (the URL clients are given for this gateway)")
+		} else if err := checkPublicURL(o.PublicURL); err != nil {
+			bad("-public-url: %v", err)
+		}
+	} else if o.PublicURL != "" || o.GatewayID != "" {
+		// Most likely -redis was lost, and the gateway would silently
+		// run on static routes alone.
+		bad("-public-url and -gateway-id need -redis")
+	}
+	if len(o.GatewayID) > 128 {
+		bad("-gateway-id: longer than 128 bytes")
 	}
 	for name, v := range map[string]int{"max-sessions": o.MaxSessions, "max-handshakes": o.MaxHandshakes, "loops": o.Loops} {
 		if v < 0 {
@@ -442,6 +469,33 @@ func (o *options) validate() error {
 	}
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)
+}
+
+// checkRedisURL checks the scheme and host. Errors never quote the URL,
+// which may hold a password.
+func checkRedisURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("not a URL like redis://host:6379/0")
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return fmt.Errorf("scheme %q is not redis or rediss", u.Scheme)
+	}
+	if u.Host == "" {
+		return errors.New("no host: want redis://host:6379/0")
+	}
+	return nil
+}
+
+func checkPublicURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL", s)
+	}
+	if (u.Scheme != "wss" && u.Scheme != "ws") || u.Host == "" {
+		return fmt.Errorf("%q is not a wss://host:port URL", s)
+	}
+	return nil
 }
 
 func checkListen(addr string) error {
@@ -497,6 +551,17 @@ func newLogger(o *options, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, hopts))
 	}
 	return slog.New(slog.NewTextHandler(w, hopts))
+}
+
+// redisURL is the -redis flag; it never prints its value, which may hold
+// a password.
+type redisURL string
+
+func (r *redisURL) String() string { return "" }
+
+func (r *redisURL) Set(v string) error {
+	*r = redisURL(strings.TrimSpace(v))
+	return nil
 }
 
 // routeList is the repeatable -route flag.

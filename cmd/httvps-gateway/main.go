@@ -1,6 +1,7 @@
 // Command httvps-gateway is the HTTVPS edge gateway: it accepts WebSocket
 // sessions on the Outline-compatible paths /SECRET/tcp and /SECRET/udp and
-// relays them to the Outline (Shadowsocks) server its static routes name.
+// relays them to the Outline (Shadowsocks) server its static routes name,
+// or, with -redis, the one the shared store assigns to the token.
 // It is the only place that reads flags, environment and files; see
 // -h for the flags and README.md for examples.
 package main
@@ -54,10 +55,23 @@ func run(src sources, logOut io.Writer) int {
 	}
 	log := newLogger(o, logOut)
 
-	auth, err := gateway.NewStaticAuth(o.Routes)
+	static, err := gateway.NewStaticAuth(o.Routes)
 	if err != nil {
 		log.Error("invalid routes", "err", err)
 		return 2
+	}
+	var auth gateway.Authenticator = static
+	var fl *fleet
+	if o.Redis != "" {
+		if fl, err = openFleet(o, log); err != nil {
+			log.Error("shared store unavailable", "err", err)
+			return 1
+		}
+		defer fl.close(log)
+		if static.Len() == 0 {
+			static = nil
+		}
+		auth = chainAuth{static: static, store: fl.auth}
 	}
 	var store *certs.Store
 	if len(o.TLSPairs) > 0 {
@@ -77,6 +91,11 @@ func run(src sources, logOut io.Writer) int {
 	if err != nil {
 		log.Error("invalid gateway configuration", "err", err)
 		return 2
+	}
+	if fl != nil {
+		// Registers the gateway, follows revocations, flushes usage; it
+		// stops (final flush, deregistration) after the drain below.
+		fl.start(gw)
 	}
 
 	// Signals are caught before anything listens, so an early SIGTERM
@@ -110,12 +129,16 @@ func run(src sources, logOut io.Writer) int {
 
 	served := make(chan error, 1)
 	go func() { served <- gw.ListenAndServe(o.Listen) }()
-	log.Info("gateway starting",
+	attrs := []any{
 		"listen", o.Listen,
 		"tls", store != nil,
 		"routes", len(o.Routes), // the secrets themselves are never logged
 		"decoy_file", o.DecoyFile,
-	)
+	}
+	if fl != nil {
+		attrs = append(attrs, "gateway_id", fl.auth.GatewayID(), "public_url", o.PublicURL)
+	}
+	log.Info("gateway starting", attrs...)
 
 	code := 0
 	select {
@@ -145,6 +168,11 @@ func run(src sources, logOut io.Writer) int {
 		case <-ctx.Done():
 		}
 	}()
+	if fl != nil {
+		// Sessions are being drained anyway, and the gateway must not be
+		// called into once Shutdown has stopped its loops.
+		fl.detach()
+	}
 	if err := gw.Shutdown(ctx); err != nil {
 		log.Warn("drain incomplete", "err", err)
 	}
