@@ -70,6 +70,14 @@ type Config struct {
 	// Loops is the number of relay event loops. 0 means GOMAXPROCS.
 	Loops int
 
+	// EOFGrace is how long, after the upstream's FIN, the gateway waits for
+	// the client to close first before it sends close 1000 (end of stream).
+	// v2ray-plugin clients drop data they still buffer when the server's
+	// close arrives first; clients that read to the end close by themselves
+	// well within it. 0 means 1s; negative sends the close at once (as
+	// outline-ss-server does).
+	EOFGrace time.Duration
+
 	// DrainTimeout bounds Shutdown: after sending close 1001 it waits this
 	// long for sessions to end, then closes the rest. 0 means 30s.
 	DrainTimeout time.Duration
@@ -96,6 +104,7 @@ const (
 	defaultBufferCap        = 256 << 10
 	defaultReadChunk        = 64 << 10
 	defaultDrainTimeout     = 30 * time.Second
+	defaultEOFGrace         = time.Second
 	maxUDPPayload           = 65507
 )
 

@@ -463,7 +463,7 @@ func (l *loop) adopt(a *adoption) {
 			a.tls.clear()
 		}
 	}
-	if l.draining || l.epfd < 0 {
+	if l.draining || l.stopping {
 		unix.Close(cfd)
 		unix.Close(ufd)
 		g.m.HandshakeRejected(RejectShutdown)

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -22,21 +23,24 @@ type loop struct {
 	epfd int
 	evfd int // eventfd that wakes the loop for posted tasks
 
-	mu    sync.Mutex
-	tasks []func()
-	woken atomic.Bool
+	mu     sync.Mutex
+	tasks  []func()
+	closed bool // guarded by mu: the loop has stopped
+	woken  atomic.Bool
 
 	// Owned by the loop goroutine.
-	fds      []*session // fd → session (client and upstream fds both map)
-	head     session    // sentinel of the list of live sessions
-	count    int
-	scratch  []byte // read buffer shared by all sessions of the loop
-	out      []byte // TLS records sealed for one write, shared likewise
-	iov      [][]byte
-	iovec    [maxIOV]unix.Iovec
-	now      int64 // coarse clock, unix nanoseconds, updated per wake
-	draining bool
-	reported bool // drained() was called
+	fds       []*session // fd → session (client and upstream fds both map)
+	head      session    // sentinel of the list of live sessions
+	count     int
+	scratch   []byte // read buffer shared by all sessions of the loop
+	out       []byte // TLS records sealed for one write, shared likewise
+	iov       [][]byte
+	iovec     [maxIOV]unix.Iovec
+	now       int64 // coarse clock, unix nanoseconds, updated per wake
+	draining  bool
+	reported  bool // drained() was called
+	stopping  bool // stop was posted
+	lingering int  // sessions in their lingering close (done for drain)
 
 	live atomic.Int64 // sessions on this loop, readable from any goroutine
 	done chan struct{}
@@ -82,10 +86,14 @@ func newLoop(g *Gateway) (*loop, error) {
 }
 
 // post runs f on the loop goroutine.
+// After the loop stopped, post drops f.
 func (l *loop) post(f func()) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return
+	}
 	l.tasks = append(l.tasks, f)
-	l.mu.Unlock()
 	if !l.woken.Swap(true) {
 		var one = [8]byte{1}
 		unix.Write(l.evfd, one[:])
@@ -107,55 +115,87 @@ func (l *loop) runTasks() {
 }
 
 // run is the loop goroutine. It returns when stop has been posted.
+//
+// The loop does not block in epoll_wait itself: its epoll fd is registered
+// with the Go runtime's poller, so an idle loop is a parked goroutine and a
+// wake-up is an ordinary goroutine wake-up, not an OS thread hand-off. Each
+// turn drains the ready list with non-blocking epoll_wait calls.
 func (l *loop) run() {
 	defer close(l.done)
 	events := make([]unix.EpollEvent, 256)
+	unix.SetNonblock(l.epfd, true)
+	f := os.NewFile(uintptr(l.epfd), "relay-epoll")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		l.g.log.Error("relay loop: epoll fd", "err", err)
+		return
+	}
 	lastSweep := time.Now().UnixNano()
-	msec := 0
-	for {
-		// While busy, poll without blocking (a raw syscall: no scheduler
-		// hand-off); block only after a poll found nothing.
-		n, err := epollWait(l.epfd, events, msec)
-		if err != nil && err != unix.EINTR {
-			l.g.log.Error("relay loop: epoll_wait", "err", err)
-			return
+	var busy bool
+	turn := func(fd uintptr) bool {
+		for range 16 {
+			n, err := epollWait(int(fd), events, 0)
+			if err != nil && err != unix.EINTR {
+				l.g.log.Error("relay loop: epoll_wait", "err", err)
+				l.stopping = true
+				return true
+			}
+			if n <= 0 {
+				return false // park until the runtime poller sees events
+			}
+			l.handleEvents(events[:n])
+			if l.stopping {
+				return true
+			}
+			if l.now-lastSweep >= int64(sweepEvery*time.Millisecond) {
+				lastSweep = l.now
+				l.sweep()
+			}
 		}
-		if n <= 0 && msec == 0 {
-			msec = sweepEvery
+		busy = true
+		return true // let other goroutines run, then come back
+	}
+	for !l.stopping {
+		busy = false
+		f.SetReadDeadline(time.Now().Add(sweepEvery * time.Millisecond))
+		rc.Read(turn)
+		if busy {
 			runtime.Gosched()
-			continue
 		}
-		msec = 0
-		l.now = time.Now().UnixNano()
-		for i := 0; i < n; i++ {
-			fd := int(events[i].Fd)
-			if fd == l.evfd {
-				l.runTasks()
-				continue
-			}
-			if fd < len(l.fds) {
-				if s := l.fds[fd]; s != nil {
-					s.handle(fd, events[i].Events)
-				}
-			}
-		}
-		if l.now-lastSweep >= int64(sweepEvery*time.Millisecond) {
-			lastSweep = l.now
+		if now := time.Now().UnixNano(); now-lastSweep >= int64(sweepEvery*time.Millisecond) {
+			l.now = now
+			lastSweep = now
 			l.sweep()
 		}
-		if l.epfd < 0 {
-			return
+	}
+	f.Close() // closes epfd
+	l.mu.Lock()
+	l.closed = true
+	unix.Close(l.evfd)
+	l.tasks = nil
+	l.mu.Unlock()
+}
+
+func (l *loop) handleEvents(events []unix.EpollEvent) {
+	l.now = time.Now().UnixNano()
+	for i := range events {
+		fd := int(events[i].Fd)
+		if fd == l.evfd {
+			l.runTasks()
+			continue
+		}
+		if fd < len(l.fds) {
+			if s := l.fds[fd]; s != nil {
+				s.handle(fd, events[i].Events)
+			}
 		}
 	}
 }
 
-// stop closes the epoll instance; only called after every session ended.
+// stop ends the loop goroutine, which closes the epoll instance; only
+// called after every session ended.
 func (l *loop) stop() {
-	l.post(func() {
-		unix.Close(l.epfd)
-		unix.Close(l.evfd)
-		l.epfd = -1
-	})
+	l.post(func() { l.stopping = true })
 }
 
 func (l *loop) register(fd int, s *session, events uint32) error {
@@ -212,7 +252,7 @@ func (l *loop) unlink(s *session) {
 }
 
 func (l *loop) reportDrained() {
-	if l.draining && l.count == 0 && !l.reported {
+	if l.draining && l.count == l.lingering && !l.reported {
 		l.reported = true
 		l.g.drained(l)
 	}

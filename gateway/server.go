@@ -26,12 +26,13 @@ import (
 // socket leaves netpoll and joins one of the gateway's relay loops (see
 // loop.go and docs/04-gateway-design.md).
 type Gateway struct {
-	cfg   Config
-	log   *slog.Logger
-	m     Metrics
-	decoy []byte // the full HTTP answer to every failed request
-	chunk int    // bytes read from a socket per call
-	idle  [numPaths]int64
+	cfg      Config
+	log      *slog.Logger
+	m        Metrics
+	decoy    []byte // the full HTTP answer to every failed request
+	chunk    int    // bytes read from a socket per call
+	eofGrace int64  // ns; see Config.EOFGrace
+	idle     [numPaths]int64
 
 	limits    codec.Limits // client frames on the tcp path
 	udpLimits codec.Limits // client frames on the udp path
@@ -104,6 +105,12 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, m: cfg.Metrics}
 	g.chunk = min(cfg.ReadChunk, cfg.BufferCap)
+	switch {
+	case cfg.EOFGrace == 0:
+		g.eofGrace = int64(defaultEOFGrace)
+	case cfg.EOFGrace > 0:
+		g.eofGrace = int64(cfg.EOFGrace)
+	}
 	g.idle[PathTCP] = int64(cfg.IdleTimeout)
 	g.idle[PathUDP] = int64(cfg.UDPIdleTimeout)
 	g.decoy = buildDecoy(cfg)

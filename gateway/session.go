@@ -41,17 +41,20 @@ type session struct {
 	msg    *[]byte // udp: message being assembled across frames
 	msgLen int
 
-	cliClosed bool  // the client's close frame arrived or its input is ignored
-	discard   bool  // read and drop client input (after a failure close)
-	closeSent bool  // our close frame is queued
-	upEOF     bool  // the upstream sent FIN (tcp)
-	upShut    bool  // we sent FIN to the upstream (tcp)
-	upParked  bool  // upstream fd removed from epoll while paused after HUP
-	cliShut   bool  // we sent FIN to the client after a failure close
-	dead      bool  // finished
-	end       End   // why the session is ending (set with the close frame)
-	last      int64 // last activity, loop clock
-	deadline  int64 // when a pending close must have completed; 0 = none
+	cliClosed  bool  // the client's close frame arrived or its input is ignored
+	discard    bool  // read and drop client input (after a failure close)
+	closeSent  bool  // our close frame is queued
+	upEOF      bool  // the upstream sent FIN (tcp)
+	upShut     bool  // we sent FIN to the upstream (tcp)
+	upParked   bool  // upstream fd removed from epoll while paused after HUP
+	cliShut    bool  // we sent FIN to the client after a failure close
+	cliEOF     bool  // the client's EOF or close_notify came after its close frame
+	lingering  bool  // both ends done; waiting for the client to close
+	dead       bool  // finished
+	end        End   // why the session is ending (set with the close frame)
+	last       int64 // last activity, loop clock
+	deadline   int64 // when a pending close must have completed; 0 = none
+	eofCloseAt int64 // upstream EOF: send close 1000 from then on
 
 	prev, next *session // loop's live list
 }
@@ -104,12 +107,18 @@ func (s *session) handle(fd int, ev uint32) {
 func (s *session) setInterest() {
 	l := s.l
 	var c uint32
-	if s.discard || !s.cliClosed && s.up.empty() && s.down.len() < l.g.cfg.BufferCap {
+	switch {
+	case s.discard:
 		c |= evIn | evRDHUP
-	} else if s.cliClosed {
-		// After its close frame the client sends nothing more, but a
-		// client that then closes its socket must end the session.
-		c |= evRDHUP
+	case !s.cliClosed:
+		if s.up.empty() && s.down.len() < l.g.cfg.BufferCap {
+			c |= evIn | evRDHUP
+		}
+	case !s.cliEOF:
+		// After its close frame the client's input is read and dropped
+		// (unread input would turn our close into a reset), and its EOF
+		// is noticed.
+		c |= evIn | evRDHUP
 	}
 	if !s.down.empty() {
 		c |= evOut
@@ -164,6 +173,16 @@ func (s *session) clientEOF(err error) {
 	}
 	if s.discard || s.closeSent {
 		s.finish(s.end)
+		return
+	}
+	if s.cliClosed {
+		// EOF (or close_notify) after the client's close frame: either it
+		// only half-closed and still reads what the upstream sends, or it
+		// closed its socket. Stop reading and send a ping: a closed socket
+		// answers it with a reset, which ends the session; a half-closed one
+		// keeps receiving.
+		s.cliEOF = true
+		s.sendFrame(ws.OpPing, nil)
 		return
 	}
 	s.finish(EndClientGone)
@@ -305,12 +324,11 @@ func (s *session) readUpstream() {
 	}
 	if n == 0 && s.kind == PathTCP {
 		s.upEOF = true
+		s.eofCloseAt = l.now + l.g.eofGrace
 		if s.upParked || s.upShut {
 			s.closeUpstream()
 		}
-		if s.down.empty() {
-			s.sendClose(ws.StatusNormalClosure, EndNormal)
-		}
+		s.eofClose()
 		s.maybeDone()
 		return
 	}
@@ -355,6 +373,20 @@ func (s *session) writeRaw(p []byte) {
 	}
 	if n < len(p) {
 		s.l.g.m.Buffered(s.down.push(p[n:]))
+	}
+}
+
+// eofClose passes the upstream's end of stream on as close 1000 once every
+// byte before it is out. Unless the client has closed already, it waits up
+// to EOFGrace for the client to close first: v2ray-plugin clients drop data
+// they still buffer when the server's close arrives first, and a client that
+// reads to the end closes by itself.
+func (s *session) eofClose() {
+	if !s.upEOF || s.closeSent || s.dead || !s.down.empty() {
+		return
+	}
+	if s.cliClosed || s.l.now >= s.eofCloseAt {
+		s.sendClose(ws.StatusNormalClosure, EndNormal)
 	}
 }
 
@@ -406,6 +438,7 @@ func (s *session) onClientClose(payload []byte) {
 		return
 	}
 	s.cliClosed = true
+	s.eofClose()
 	normal := code == ws.StatusNormalClosure || code == ws.StatusNoStatusRcvd
 	if s.kind == PathUDP || !normal {
 		if !normal && s.end == EndNormal {
@@ -479,9 +512,7 @@ func (s *session) flushDown() {
 	if !s.down.empty() {
 		return
 	}
-	if s.upEOF && !s.closeSent {
-		s.sendClose(ws.StatusNormalClosure, EndNormal)
-	}
+	s.eofClose()
 	if s.upParked && !s.dead {
 		// The upstream hung up while paused; drain it without epoll
 		// (a hung-up socket never blocks: it has data or returns EOF).
@@ -526,7 +557,32 @@ func (s *session) maybeDone() {
 	if !s.up.empty() {
 		return
 	}
-	s.finish(s.end)
+	s.linger()
+}
+
+// lingerWait bounds the lingering close.
+const lingerWait = 2e9 // ns
+
+// linger ends a session whose both directions are done. Closing a socket
+// with unread input makes the kernel send a reset and drop what is still
+// queued for the client, so: close_notify (TLS), FIN after our last bytes,
+// then read and drop until the client closes, or lingerWait.
+func (s *session) linger() {
+	if s.tls != nil {
+		if out, err := s.tls.alert(s.l, alertCloseNotify); err == nil {
+			s.writeRaw(out)
+		}
+		if s.dead {
+			return
+		}
+	}
+	s.closeUpstream()
+	s.lingering = true
+	s.l.lingering++
+	s.l.reportDrained()
+	s.discard = true
+	s.deadline = s.l.now + lingerWait
+	s.maybeDone()
 }
 
 // goAway asks the client to leave (close 1001) for drain or idle timeout.
@@ -579,8 +635,15 @@ func (s *session) tick(now int64) {
 	if s.acct != nil {
 		s.reportUsage()
 	}
+	if s.upEOF && !s.closeSent {
+		s.eofClose()
+		s.maybeDone()
+		if s.dead {
+			return
+		}
+	}
 	if s.deadline != 0 && now > s.deadline {
-		if s.end == EndNormal {
+		if s.end == EndNormal && !s.lingering {
 			s.end = EndSlowClient
 		}
 		s.finish(s.end)
@@ -600,12 +663,6 @@ func (s *session) finish(end End) {
 	s.dead = true
 	l := s.l
 	if s.tls != nil {
-		if end == EndNormal && s.down.empty() {
-			// Best effort: a clean TLS end for a clean session.
-			if out, err := s.tls.alert(l, alertCloseNotify); err == nil {
-				sysWrite(s.cfd, out)
-			}
-		}
 		l.g.m.Buffered(-s.tls.release())
 		s.tls.clear()
 	}
@@ -617,6 +674,9 @@ func (s *session) finish(end End) {
 	s.closeUpstream()
 	l.forget(s.cfd)
 	s.cfd = -1
+	if s.lingering {
+		l.lingering--
+	}
 	l.unlink(s)
 	if s.acct != nil {
 		s.reportUsage()

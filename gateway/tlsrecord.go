@@ -160,6 +160,9 @@ func (s *session) openRecords(data []byte) {
 			if errors.Is(err, errCloseNotify) {
 				// The client's TLS stream ended: like TCP EOF.
 				s.clientEOF(nil)
+				if !s.dead {
+					s.setInterest()
+				}
 				return
 			}
 			s.tlsFail(err)
