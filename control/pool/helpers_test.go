@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -113,13 +114,37 @@ func killPidFiles(dir string) {
 	}
 }
 
-// portRange returns a small range starting at a port that was free.
+// portRange returns n consecutive ports that were all free for TCP and UDP
+// a moment ago. They are picked below the usual ephemeral range
+// (32768..60999), where other tests' outgoing connections do not land.
 func portRange(t *testing.T, n int) (int, int) {
-	base := testpeer.FreePort(t)
-	if base+n > 65535 {
-		base = 65535 - n
+	t.Helper()
+	free := func(port int) bool {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return false
+		}
+		ln.Close()
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return false
+		}
+		pc.Close()
+		return true
 	}
-	return base, base + n - 1
+next:
+	for range 100 {
+		base := 20000 + rand.IntN(12000-n)
+		for p := base; p < base+n; p++ {
+			if !free(p) {
+				continue next
+			}
+		}
+		return base, base + n - 1
+	}
+	t.Fatalf("no %d consecutive free ports", n)
+	return 0, 0
 }
 
 func newStore(t *testing.T) store.Store {
