@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -43,7 +43,8 @@ type handshake struct {
 	secLen int
 	reject Reject
 	route  Route
-	ufd    int
+	ufd    int              // upstream socket (a TCP connect may be in progress)
+	ups    []netip.AddrPort // candidates left after ufd's
 
 	in    bytes.Reader
 	out   fixedWriter
@@ -122,7 +123,7 @@ func (h *handshake) closed(c netpoll.Connection) error {
 	// that came early (raw, and for TLS plaintext past the request) are
 	// carried over rather than lost: losing a TLS record would desynchronise
 	// the record sequence numbers.
-	a := &adoption{cfd: c.(netpoll.Conn).Fd(), ufd: h.ufd, kind: h.kind, tls: h.tls, acct: h.route.Account}
+	a := &adoption{cfd: c.(netpoll.Conn).Fd(), ufd: h.ufd, kind: h.kind, tls: h.tls, acct: h.route.Account, ups: h.ups}
 	a.resp = append([]byte(nil), h.out.buf[:h.out.n]...)
 	r := c.Reader()
 	if n := r.Len(); n > 0 {
@@ -150,6 +151,7 @@ type adoption struct {
 	resp       []byte // the 101, plaintext
 	tls        *tlsSession
 	acct       Account
+	ups        []netip.AddrPort // further upstreams if the connect fails
 	early      []byte // bytes read from the socket after the request
 	earlyPlain []byte // TLS: plaintext after the request in its record
 }
@@ -292,7 +294,6 @@ var errDecoySent = errors.New("gateway: decoy sent")
 
 // detach hands the connection to a relay loop (see closed).
 func (h *handshake) detach() error {
-	h.g.m.HandshakeOK(h.kind)
 	h.handoff = true
 	return h.c.(interface{ Detach() error }).Detach()
 }
@@ -401,33 +402,37 @@ func (h *handshake) beforeUpgrade() (ws.HandshakeHeader, error) {
 		return nil, errReject
 	}
 	h.route = route
-	fd, err := -1, error(nil)
-	for i, up := range append([]string{route.Upstream}, route.Fallbacks...) {
-		if fd, err = dialUpstream(h.kind, up, g.cfg.DialTimeout); err == nil {
-			break
+	// Resolve every candidate here (a name would block the relay loop),
+	// then start the first connect; the relay loop completes it and moves
+	// on to the next candidate if it fails.
+	for _, up := range append([]string{route.Upstream}, route.Fallbacks...) {
+		ap, err := resolveUpstream(up)
+		if err != nil {
+			g.m.UpstreamDialError(h.kind)
+			g.log.Debug("upstream address", "upstream", up, "err", err)
+			continue
+		}
+		h.ups = append(h.ups, ap)
+	}
+	for len(h.ups) > 0 {
+		ap := h.ups[0]
+		h.ups = h.ups[1:]
+		var fd int
+		var err error
+		if h.kind == PathUDP {
+			fd, err = dialUDP(ap)
+		} else {
+			fd, err = connectTCP(ap)
+		}
+		if err == nil {
+			h.ufd = fd
+			return nil, nil
 		}
 		g.m.UpstreamDialError(h.kind)
-		g.log.Debug("upstream dial failed", "path", h.kind.String(), "upstream", up, "try", i+1, "err", err)
+		g.log.Debug("upstream dial failed", "path", h.kind.String(), "upstream", ap.String(), "err", err)
 	}
-	if err != nil {
-		h.reject = RejectUpstream
-		return nil, errReject
-	}
-	h.ufd = fd
-	return nil, nil
-}
-
-// dialUpstream connects to an Outline member and returns the socket's fd,
-// owned by the caller.
-func dialUpstream(kind PathKind, addr string, timeout time.Duration) (int, error) {
-	if kind == PathUDP {
-		return dialUDP(addr)
-	}
-	c, err := net.DialTimeout("tcp", addr, timeout)
-	if err != nil {
-		return -1, err
-	}
-	return takeFD(c.(*net.TCPConn))
+	h.reject = RejectUpstream
+	return nil, errReject
 }
 
 // releaseAccount gives back the session slot Authenticate granted, for a
@@ -454,6 +459,11 @@ func (l *loop) adopt(a *adoption) {
 	}
 	s.rd.Init(lim)
 	s.cev, s.uev = evIn|evRDHUP, evIn|evRDHUP
+	if kind == PathTCP {
+		// Until the upstream connect completes only errors from the
+		// client matter.
+		s.cev, s.uev = 0, evOut
+	}
 	fail := func() {
 		g.active.Add(-1)
 		if a.acct != nil {
@@ -483,21 +493,10 @@ func (l *loop) adopt(a *adoption) {
 		return
 	}
 	l.link(s)
-	g.m.SessionStart(kind)
-	s.writeDown(a.resp)
-	if len(a.earlyPlain) > 0 && !s.dead {
-		if iov, ok := s.consume(a.earlyPlain, l.iov[:0]); ok {
-			s.flushPieces(iov)
-		}
+	s.pend = &pending{resp: a.resp, early: a.early, earlyPlain: a.earlyPlain, ups: a.ups}
+	if kind == PathUDP {
+		s.connected()
+		return
 	}
-	if len(a.early) > 0 && !s.dead {
-		if s.tls != nil {
-			s.openRecords(a.early)
-		} else if iov, ok := s.consume(a.early, l.iov[:0]); ok {
-			s.flushPieces(iov)
-		}
-	}
-	if !s.dead {
-		s.setInterest()
-	}
+	s.deadline = l.now + int64(g.cfg.DialTimeout)
 }

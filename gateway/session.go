@@ -56,6 +56,9 @@ type session struct {
 	deadline   int64 // when a pending close must have completed; 0 = none
 	eofCloseAt int64 // upstream EOF: send close 1000 from then on
 
+	pend    *pending // until the upstream is connected
+	started bool     // the 101 was sent (counted as a session)
+
 	prev, next *session // loop's live list
 }
 
@@ -63,6 +66,10 @@ func (s *session) alive() bool { return !s.dead }
 
 // handle processes the epoll events of one of the session's fds.
 func (s *session) handle(fd int, ev uint32) {
+	if s.pend != nil {
+		s.handleConnect(fd, ev)
+		return
+	}
 	if fd == s.cfd {
 		if ev&evERR != 0 || (ev&evHUP != 0 && ev&evIn == 0) {
 			s.finish(EndClientGone)
@@ -106,6 +113,9 @@ func (s *session) handle(fd int, ev uint32) {
 // direction is read only while that direction's queue is empty.
 func (s *session) setInterest() {
 	l := s.l
+	if s.pend != nil {
+		return
+	}
 	var c uint32
 	switch {
 	case s.discard:
@@ -590,6 +600,10 @@ func (s *session) goAway(end End) {
 	if s.dead {
 		return
 	}
+	if s.pend != nil {
+		s.finish(end)
+		return
+	}
 	if s.closeSent {
 		if s.deadline == 0 {
 			s.deadline = s.l.now + closeWait
@@ -620,6 +634,10 @@ func (s *session) revoke() {
 	if s.dead || s.closeSent {
 		return
 	}
+	if s.pend != nil {
+		s.finish(EndRevoked)
+		return
+	}
 	s.sendClose(ws.StatusPolicyViolation, EndRevoked)
 	s.deadline = s.l.now + closeWait
 	s.closeUpstream()
@@ -641,6 +659,12 @@ func (s *session) tick(now int64) {
 		if s.dead {
 			return
 		}
+	}
+	if s.pend != nil {
+		if now > s.deadline {
+			s.connectFailed() // connect timeout
+		}
+		return
 	}
 	if s.deadline != 0 && now > s.deadline {
 		if s.end == EndNormal && !s.lingering {
@@ -683,6 +707,8 @@ func (s *session) finish(end End) {
 		s.acct.Release()
 		s.acct = nil
 	}
-	l.g.m.SessionEnd(s.kind, end)
+	if s.started {
+		l.g.m.SessionEnd(s.kind, end)
+	}
 	l.g.active.Add(-1)
 }

@@ -10,50 +10,60 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// takeFD moves a dialled Go connection's socket out of the Go runtime: it
-// duplicates the descriptor (the copy shares the non-blocking file status)
-// and closes the original, so the relay loop owns the only reference.
-func takeFD(c interface {
-	SyscallConn() (syscall.RawConn, error)
-	Close() error
-}) (int, error) {
-	rc, err := c.SyscallConn()
+// resolveUpstream turns "ip:port" (or, off the hot path, "name:port") into
+// an address.
+func resolveUpstream(addr string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		return ap, nil
+	}
+	ta, err := net.ResolveTCPAddr("tcp", addr)
 	if err != nil {
-		c.Close()
-		return -1, err
+		return netip.AddrPort{}, err
 	}
-	nfd, derr := -1, error(nil)
-	if err := rc.Control(func(fd uintptr) {
-		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		derr = err
-	}
-	c.Close()
-	if derr != nil {
-		return -1, derr
-	}
-	return nfd, nil
+	return ta.AddrPort(), nil
 }
 
-// dialUDP opens a connected, non-blocking UDP socket to addr ("ip:port").
-func dialUDP(addr string) (int, error) {
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil {
-		ua, rerr := net.ResolveUDPAddr("udp", addr)
-		if rerr != nil {
-			return -1, rerr
-		}
-		ap = ua.AddrPort()
-	}
+func sockaddr(ap netip.AddrPort) (int, unix.Sockaddr) {
 	ip := ap.Addr().Unmap()
-	var sa unix.Sockaddr
-	family := unix.AF_INET
 	if ip.Is4() {
-		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ip.As4()}
-	} else {
-		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ip.As16()}
+		return unix.AF_INET, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ip.As4()}
 	}
+	return unix.AF_INET6, &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ip.As16()}
+}
+
+// connectTCP starts a non-blocking connect and returns the socket; the
+// relay loop learns the outcome from EPOLLOUT and connectResult. No
+// goroutine waits and the Go runtime never sees the socket.
+func connectTCP(ap netip.AddrPort) (int, error) {
+	family, sa := sockaddr(ap)
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
+		unix.Close(fd)
+		return -1, fmt.Errorf("connect: %w", err)
+	}
+	return fd, nil
+}
+
+// connectResult is the outcome of a non-blocking connect once the socket
+// reported writable or an error.
+func connectResult(fd int) error {
+	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return err
+	}
+	if v != 0 {
+		return syscall.Errno(v)
+	}
+	return nil
+}
+
+// dialUDP opens a connected, non-blocking UDP socket to ap.
+func dialUDP(ap netip.AddrPort) (int, error) {
+	family, sa := sockaddr(ap)
 	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, err
