@@ -152,8 +152,8 @@ type adoption struct {
 	tls        *tlsSession
 	acct       Account
 	ups        []netip.AddrPort // further upstreams if the connect fails
-	early      []byte // bytes read from the socket after the request
-	earlyPlain []byte // TLS: plaintext after the request in its record
+	early      []byte           // bytes read from the socket after the request
+	earlyPlain []byte           // TLS: plaintext after the request in its record
 }
 
 // onRequest runs on a netpoll worker goroutine whenever the connection has
