@@ -1,6 +1,6 @@
 // Package eventq is the bounded per-subscriber queue both stores deliver
 // events through: offering never blocks the publisher, and a subscriber that
-// lost events is told so with store.EventResync.
+// lost events is told so with store.EventResync as soon as it reads again.
 package eventq
 
 import (
@@ -10,67 +10,118 @@ import (
 	"github.com/httvps/httvps/control/store"
 )
 
-// Size is the capacity of a subscriber's channel.
+// Size is how many events wait for one subscriber before new ones are
+// dropped.
 const Size = 1024
 
-// Queue feeds one subscriber's channel.
+// Queue feeds one subscriber's channel from its own goroutine.
 type Queue struct {
-	ch chan store.Event
+	out  chan store.Event
+	wake chan struct{} // cap 1: something was queued
+	done chan struct{} // closed by Close
 
-	mu     sync.Mutex // guards closed, lost and sends on ch
-	closed bool
+	mu     sync.Mutex // guards buf, lost, closed
+	buf    []store.Event
 	lost   bool // an event was dropped; EventResync is owed
+	closed bool
 
 	dropped atomic.Uint64
 }
 
-// New returns an open Queue.
+// New starts a Queue; Close stops it.
 func New() *Queue {
-	return &Queue{ch: make(chan store.Event, Size)}
+	q := &Queue{
+		out:  make(chan store.Event),
+		wake: make(chan struct{}, 1),
+		done: make(chan struct{}),
+	}
+	go q.run()
+	return q
 }
 
-// C is the subscriber's side.
-func (q *Queue) C() <-chan store.Event { return q.ch }
+// C is the subscriber's side; it is closed after Close.
+func (q *Queue) C() <-chan store.Event { return q.out }
 
 // Dropped counts events that did not fit.
 func (q *Queue) Dropped() uint64 { return q.dropped.Load() }
 
-// Offer queues e without blocking. When the queue is full e is dropped and
-// EventResync is queued ahead of the next event that fits.
+// Offer queues e without blocking; when Size events wait already, e is
+// dropped and EventResync is owed.
 func (q *Queue) Offer(e store.Event) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if q.closed {
+		q.mu.Unlock()
 		return
 	}
-	if q.lost {
-		select {
-		case q.ch <- store.Event{Kind: store.EventResync}:
-			q.lost = false
-		default:
-			q.dropped.Add(1)
-			return
-		}
-	}
-	select {
-	case q.ch <- e:
-	default:
+	if len(q.buf) >= Size {
 		q.lost = true
 		q.dropped.Add(1)
+	} else {
+		q.buf = append(q.buf, e)
+	}
+	q.mu.Unlock()
+	q.signal()
+}
+
+// Resync tells the subscriber that events may have been missed (ahead of
+// whatever is still queued).
+func (q *Queue) Resync() {
+	q.mu.Lock()
+	q.lost = true
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *Queue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
 	}
 }
 
-// Resync tells the subscriber that events may have been missed.
-func (q *Queue) Resync() {
-	q.Offer(store.Event{Kind: store.EventResync})
-}
-
-// Close closes the channel once; later offers are ignored.
+// Close stops delivery and closes C; queued events are discarded. Safe to
+// call more than once.
 func (q *Queue) Close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if !q.closed {
 		q.closed = true
-		close(q.ch)
+		close(q.done)
+	}
+}
+
+// run delivers queued events. Owned by the Queue's goroutine.
+func (q *Queue) run() {
+	defer close(q.out)
+	for {
+		q.mu.Lock()
+		e, have := store.Event{}, true
+		switch {
+		case q.lost:
+			e, q.lost = store.Event{Kind: store.EventResync}, false
+		case len(q.buf) > 0:
+			e = q.buf[0]
+			q.buf[0] = store.Event{}
+			q.buf = q.buf[1:]
+			if len(q.buf) == 0 {
+				q.buf = nil
+			}
+		default:
+			have = false
+		}
+		q.mu.Unlock()
+		if !have {
+			select {
+			case <-q.wake:
+				continue
+			case <-q.done:
+				return
+			}
+		}
+		select {
+		case q.out <- e:
+		case <-q.done:
+			return
+		}
 	}
 }

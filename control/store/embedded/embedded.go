@@ -1,0 +1,137 @@
+// Package embedded is the single-node store.Store: tokens, usage and pool
+// members live in one bbolt file, so they survive a restart; leases,
+// gateway registrations and the event bus live in memory, as they only
+// describe the running process (a restarted node has no sessions left).
+// It lets `httvps up` run with nothing else installed.
+//
+// Layout of the file (bbolt buckets):
+//
+//	tokens     id → token JSON
+//	tok-hash   SHA-256 of the token (32 bytes) → id
+//	tok-order  "<created>:<id>" (24 hex digits of creation time) → id;
+//	           the key is the list cursor, so byte order is creation order
+//	usage      id → up, down (two big-endian int64)
+//	members    id → member JSON (with health and creation time)
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/control/store/internal/eventq"
+)
+
+var (
+	bucketTokens  = []byte("tokens")
+	bucketTokHash = []byte("tok-hash")
+	bucketOrder   = []byte("tok-order")
+	bucketUsage   = []byte("usage")
+	bucketMembers = []byte("members")
+)
+
+// lockTimeout is how long Open waits for another process holding the file.
+const lockTimeout = time.Second
+
+// Store is a store.Store in one file.
+type Store struct {
+	db     *bolt.DB
+	closed atomic.Bool
+
+	mu       sync.Mutex                // guards leases, gateways, subs
+	leases   map[string]map[string]int // token → gateway → sessions
+	gateways map[string]*gateway
+	subs     map[*eventq.Queue]struct{}
+}
+
+type gateway struct {
+	info    store.Gateway
+	expires time.Time // by the process clock (monotonic)
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens or creates the store file at path (mode 0600). A file held by
+// another process is reported as store.ErrUnavailable after a second.
+func Open(path string) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("embedded: open: %w: %w", store.ErrUnavailable, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketTokens, bucketTokHash, bucketOrder, bucketUsage, bucketMembers} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("embedded: open: %w: %w", store.ErrUnavailable, err)
+	}
+	return &Store{
+		db:       db,
+		leases:   make(map[string]map[string]int),
+		gateways: make(map[string]*gateway),
+		subs:     make(map[*eventq.Queue]struct{}),
+	}, nil
+}
+
+// Close ends subscriptions and closes the file; safe to call twice.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.mu.Lock()
+	for q := range s.subs {
+		q.Close()
+		delete(s.subs, q)
+	}
+	s.mu.Unlock()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("embedded: close: %w", err)
+	}
+	return nil
+}
+
+// Ping reports whether the store is open.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.check(ctx, "ping")
+}
+
+// check refuses calls on a closed store or with a finished ctx.
+func (s *Store) check(ctx context.Context, op string) error {
+	if s.closed.Load() {
+		return fmt.Errorf("embedded: %s: %w (closed)", op, store.ErrUnavailable)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("embedded: %s: %w: %w", op, store.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// errNotFound and errExists travel out of bolt transactions; wrap adds the
+// operation and turns anything unexpected (I/O, closed file) into
+// store.ErrUnavailable.
+var (
+	errNotFound = store.ErrNotFound
+	errExists   = store.ErrExists
+	errInvalid  = store.ErrInvalid
+)
+
+func wrap(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errNotFound), errors.Is(err, errExists), errors.Is(err, errInvalid):
+		return fmt.Errorf("embedded: %s: %w", op, err)
+	}
+	return fmt.Errorf("embedded: %s: %w: %w", op, store.ErrUnavailable, err)
+}
