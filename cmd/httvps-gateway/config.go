@@ -50,6 +50,8 @@ type options struct {
 	UDPIdleTimeout   time.Duration
 	DialTimeout      time.Duration
 	DrainTimeout     time.Duration
+	EOFGrace         time.Duration
+	HandshakeCPU     int
 	MaxFrameSize     byteSize
 	MaxMessageSize   byteSize
 	BufferCap        byteSize
@@ -115,6 +117,8 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Var(&o.BufferCap, "buffer-cap", "`size` a session may hold per direction before reads pause (0 = 256KiB)")
 	fs.Var(&o.ReadChunk, "read-chunk", "most bytes (`size`) read from a socket at once (0 = 64KiB)")
 	fs.IntVar(&o.Loops, "loops", 0, "relay event loops (0 = GOMAXPROCS)")
+	fs.DurationVar(&o.EOFGrace, "eof-grace", 0, "after the upstream's FIN, wait this long for the client to close first before close 1000 (0 = 1s, negative = at once)")
+	fs.IntVar(&o.HandshakeCPU, "handshake-cpu", 0, "TLS handshakes doing cryptography at once (0 = max(1, GOMAXPROCS/2))")
 	fs.StringVar(&o.DecoyFile, "decoy-file", "", "HTML `file` served to every request that does not become a session (default: an nginx-like 404 page)")
 	fs.IntVar(&o.DecoyStatus, "decoy-status", 0, "HTTP status of the decoy answer (0 = 404)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -428,7 +432,7 @@ func (o *options) validate() error {
 	if len(o.GatewayID) > 128 {
 		bad("-gateway-id: longer than 128 bytes")
 	}
-	for name, v := range map[string]int{"max-sessions": o.MaxSessions, "max-handshakes": o.MaxHandshakes, "loops": o.Loops} {
+	for name, v := range map[string]int{"max-sessions": o.MaxSessions, "max-handshakes": o.MaxHandshakes, "loops": o.Loops, "handshake-cpu": o.HandshakeCPU} {
 		if v < 0 {
 			bad("-%s: %d is negative", name, v)
 		}
@@ -525,6 +529,7 @@ func (o *options) gatewayConfig() gateway.Config {
 		ReadChunk:        int(o.ReadChunk),
 		Loops:            o.Loops,
 		DrainTimeout:     o.DrainTimeout,
+		EOFGrace:         o.EOFGrace,
 		DecoyStatus:      o.DecoyStatus,
 		DecoyBody:        o.DecoyBody,
 	}

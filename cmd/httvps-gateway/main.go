@@ -86,6 +86,7 @@ func run(src sources, logOut io.Writer) int {
 	cfg.Logger = log
 	if store != nil {
 		cfg.TLS = tlsConfig(store, o.TLSMinVersion.version())
+		cfg.TLS.HandshakeCPU = o.HandshakeCPU
 	}
 	gw, err := gateway.New(cfg)
 	if err != nil {
