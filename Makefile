@@ -14,15 +14,18 @@ BENCH_ARGS ?=
 all: build
 
 help:
-	@echo "make build   build bin/httvps-gateway and bin/httvps-bench"
+	@echo "make build   build bin/httvps, bin/httvps-gateway, bin/httvps-control and bin/httvps-bench"
 	@echo "make test    install missing deps, go vet, go test -race"
-	@echo "make run     local ss-server behind the gateway; prints the ss-local command (RUN_SELFTEST=1 checks it)"
+	@echo "make run     httvps up with a local ss-server as its pool member; prints a client key and the ss-local command (RUN_SELFTEST=1 checks it)"
 	@echo "make bench   run the bench harness with its default scenarios into $(BENCH_OUT)/"
 	@echo "make fuzz    run every fuzz target in $(FUZZ_PKGS) for FUZZTIME=$(FUZZTIME)"
 	@echo "make deps    install the Debian packages tests, bench and run use (only missing ones)"
 
+# Commands that exist in this tree (httvps-control may not yet).
+CMDS := $(wildcard cmd/httvps cmd/httvps-gateway cmd/httvps-control cmd/httvps-bench)
+
 build:
-	$(GO) build -o $(BIN)/ ./cmd/httvps-gateway ./cmd/httvps-bench
+	$(GO) build -o $(BIN)/ $(addprefix ./,$(CMDS))
 
 vet:
 	$(GO) vet ./...

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Starts a working local setup: an ss-server (standing in for the Outline
-# server) with a random password, and bin/httvps-gateway in front of it with a
-# random secret. Prints the ss-local + v2ray-plugin command that connects
-# through the gateway, then waits until Ctrl-C.
+# Starts a working local single-node setup: an ss-server (standing in for the
+# Outline server) with a random password, and `bin/httvps up` on the embedded
+# store with that ss-server as its static pool member. httvps up prints the
+# admin key, a first client token, its ssconf:// and ss:// keys and the exact
+# ss-local + v2ray-plugin command that connects through the gateway (TLS,
+# self-signed certificate kept in the data directory); then this waits until
+# Ctrl-C.
 #
-# RUN_SELFTEST=1 instead runs that ss-local itself, fetches the gateway's
-# /healthz through it with curl --socks5-hostname, prints OK or FAIL and exits
-# (0 or 1).
+# RUN_SELFTEST=1 instead starts everything on free ports, runs that printed
+# ss-local command itself, fetches the control plane's /healthz through it
+# with curl --socks5-hostname (ss-local -> v2ray-plugin -> TLS -> gateway ->
+# ss-server -> origin), prints OK or FAIL and exits (0 or 1).
 #
-# Overrides: GW_LISTEN (127.0.0.1:8080), ADMIN_LISTEN (127.0.0.1:9090),
-# SOCKS_PORT (1080), SS_PORT (random), CIPHER (chacha20-ietf-poly1305).
+# Overrides: GW_LISTEN (127.0.0.1:8443), CONTROL_LISTEN (127.0.0.1:9443),
+# SOCKS_PORT (1080), SS_PORT (random), CIPHER (chacha20-ietf-poly1305),
+# DATA_DIR (a temporary directory; set it to keep tokens across runs).
 set -euo pipefail
 export PATH="/usr/local/go/bin:$PATH"
 cd "$(dirname "$0")/.."
@@ -41,22 +46,20 @@ random_token() { head -c 18 /dev/urandom | base64 | tr '+/' '-_'; }
 if [[ $selftest == 1 ]]; then
 	# Random ports so a selftest never collides with a running `make run`.
 	gw_listen=${GW_LISTEN:-127.0.0.1:$(free_port)}
-	admin_listen=${ADMIN_LISTEN:-127.0.0.1:$(free_port)}
+	control_listen=${CONTROL_LISTEN:-127.0.0.1:$(free_port)}
 	socks_port=${SOCKS_PORT:-$(free_port)}
 else
-	gw_listen=${GW_LISTEN:-127.0.0.1:8080}
-	admin_listen=${ADMIN_LISTEN:-127.0.0.1:9090}
+	gw_listen=${GW_LISTEN:-127.0.0.1:8443}
+	control_listen=${CONTROL_LISTEN:-127.0.0.1:9443}
 	socks_port=${SOCKS_PORT:-1080}
 fi
 ss_port=${SS_PORT:-$(free_port)}
-gw_host=${gw_listen%:*}
-gw_port=${gw_listen##*:}
 password=$(random_token)
-secret=$(random_token)
 
-go build -o bin/ ./cmd/httvps-gateway
+go build -o bin/ ./cmd/httvps
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/httvps-run.XXXXXX")
+data_dir=${DATA_DIR:-$work/data}
 pids=()
 cleanup() {
 	local pid
@@ -80,15 +83,6 @@ show_logs() {
 	done >&2
 }
 
-# wait_for URL_OR_PORT waits up to 10s for an HTTP 200 or a listening port.
-wait_http() {
-	local i
-	for i in $(seq 1 100); do
-		curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
 wait_port() {
 	local i
 	for i in $(seq 1 100); do
@@ -98,48 +92,85 @@ wait_port() {
 	return 1
 }
 
+# wait_banner waits up to 20s for httvps up's banner.
+wait_banner() {
+	local i
+	for i in $(seq 1 200); do
+		grep -q '^Stop with Ctrl-C' "$work/up.out" 2>/dev/null && return 0
+		kill -0 "${pids[1]}" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
 ss-server -s 127.0.0.1 -p "$ss_port" -k "$password" -m "$cipher" -u >"$work/ss-server.log" 2>&1 &
 pids+=($!)
+if ! wait_port "$ss_port"; then
+	echo "run: ss-server did not come up" >&2
+	show_logs
+	exit 1
+fi
 
-bin/httvps-gateway -listen "$gw_listen" -admin-listen "$admin_listen" \
-	-drain-timeout 5s -route "$secret=127.0.0.1:$ss_port" >"$work/gateway.log" 2>&1 &
+bin/httvps up -data-dir "$data_dir" -listen "$gw_listen" -control-listen "$control_listen" \
+	-public-host 127.0.0.1 -drain-timeout 5s \
+	-member "static:127.0.0.1:$ss_port:$cipher:$password" >"$work/up.out" 2>"$work/httvps-up.log" &
 pids+=($!)
 
-if ! wait_port "$ss_port" || ! wait_http "http://$admin_listen/readyz"; then
-	echo "run: ss-server or gateway did not come up" >&2
+if ! wait_banner; then
+	echo "run: httvps up did not come up" >&2
+	cat "$work/up.out" >&2 2>/dev/null || true
 	show_logs
 	exit 1
 fi
 
-plugin_opts="mode=websocket;mux=0;path=/$secret/tcp;host=$gw_host"
-ss_local=(ss-local -s "$gw_host" -p "$gw_port" -l "$socks_port" -k "$password" -m "$cipher"
-	--plugin ss-v2ray-plugin --plugin-opts "$plugin_opts")
+# The printed stock-client command, with our SOCKS port. It is httvps up's
+# own output, shell-quoted by it.
+stock=$(grep -m1 '^  ss-local ' "$work/up.out" || true)
+stock=${stock/ -l 1080 / -l $socks_port }
+stock=${stock#  }
+ctl_port=${control_listen##*:}
+healthz="https://127.0.0.1:$ctl_port/healthz"
 
 if [[ $selftest == 1 ]]; then
-	"${ss_local[@]}" >"$work/ss-local.log" 2>&1 &
+	if [[ -z $stock ]]; then
+		echo "FAIL: httvps up printed no client command" >&2
+		cat "$work/up.out" >&2
+		show_logs
+		exit 1
+	fi
+	eval "$stock -b 127.0.0.1" >"$work/ss-local.log" 2>&1 &
 	pids+=($!)
-	if wait_port "$socks_port" &&
-		body=$(curl -fsS --max-time 10 --socks5-hostname "127.0.0.1:$socks_port" "http://$admin_listen/healthz") &&
-		[[ $body == ok* ]]; then
-		echo "OK: fetched http://$admin_listen/healthz through ss-local -> v2ray-plugin -> httvps-gateway -> ss-server"
+	body=
+	if wait_port "$socks_port"; then
+		# v2ray-plugin starts after ss-local listens; retry briefly.
+		for _ in $(seq 1 30); do
+			body=$(curl -fsS --max-time 5 --socks5-hostname "127.0.0.1:$socks_port" \
+				--cacert "$data_dir/cert.pem" "$healthz" 2>/dev/null) && break
+			sleep 0.2
+		done
+	fi
+	if [[ $body == *'"ok"'* ]]; then
+		echo "OK: fetched $healthz through ss-local -> v2ray-plugin -> TLS -> httvps up gateway -> ss-server"
 		exit 0
 	fi
-	echo "FAIL: could not fetch http://$admin_listen/healthz through the gateway" >&2
+	echo "FAIL: could not fetch $healthz through the gateway" >&2
+	cat "$work/up.out" >&2
 	show_logs
 	exit 1
 fi
 
+cat "$work/up.out"
 cat <<EOM
-HTTVPS local setup is running (logs in $work):
-  ss-server       127.0.0.1:$ss_port  ($cipher, password $password)
-  httvps-gateway  $gw_listen  (route /$secret/tcp and /udp -> 127.0.0.1:$ss_port)
-  admin           http://$admin_listen/metrics  /healthz  /readyz
+
+Local setup (logs in $work):
+  ss-server   127.0.0.1:$ss_port  ($cipher, the pool member)
+  httvps up   gateway $gw_listen, control API $control_listen, data in $data_dir
 
 Connect through the gateway (in another terminal):
-  ss-local -s $gw_host -p $gw_port -l $socks_port -k '$password' -m $cipher --plugin ss-v2ray-plugin --plugin-opts "$plugin_opts"
+  $stock
 
 Then fetch a page through it:
-  curl --socks5-hostname 127.0.0.1:$socks_port http://$admin_listen/healthz
+  curl --socks5-hostname 127.0.0.1:$socks_port --cacert $data_dir/cert.pem $healthz
 
 Press Ctrl-C to stop.
 EOM

@@ -1,0 +1,554 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const defaultControlURL = "https://127.0.0.1:9443"
+
+// adminOpts are the flags every `httvps admin` command takes, before or
+// after the command words.
+type adminOpts struct {
+	control      string
+	adminKey     string
+	adminKeyFile string
+	cacert       string
+	insecure     bool
+	json         bool
+	dataDir      string
+}
+
+// register adds the common flags to fs, keeping values already parsed
+// (from flags given before the command words) as defaults.
+func (o *adminOpts) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.control, "control", o.control, "control plane `URL` ["+envPrefix+"CONTROL] (default "+defaultControlURL+")")
+	fs.StringVar(&o.adminKey, "admin-key", o.adminKey, "admin `key` ["+envPrefix+"ADMIN_KEY]; prefer -admin-key-file, command lines are visible to other users")
+	fs.StringVar(&o.adminKeyFile, "admin-key-file", o.adminKeyFile, "`file` holding the admin key ["+envPrefix+"ADMIN_KEY_FILE] (default DATA-DIR/admin.key when it exists)")
+	fs.StringVar(&o.cacert, "cacert", o.cacert, "PEM `file` of the CA or self-signed certificate to trust ["+envPrefix+"CACERT] (default DATA-DIR/cert.pem when it exists)")
+	fs.BoolVar(&o.insecure, "insecure", o.insecure, "do not verify the control plane's certificate")
+	fs.BoolVar(&o.json, "json", o.json, "print the API's JSON answer instead of a table")
+	fs.StringVar(&o.dataDir, "data-dir", o.dataDir, "`directory` of a local `httvps up`, for the default key and certificate ["+envPrefix+"DATA_DIR]")
+}
+
+// adminCmd is one leaf command: its words, flags and action.
+type adminCmd struct {
+	words string // "tokens create"
+	args  string // positional arguments, for usage
+	help  string
+	flags func(fs *flag.FlagSet, v *adminVals)
+	nArgs int
+	do    func(a *adminRun) error
+}
+
+// adminVals hold command-specific flag values.
+type adminVals struct {
+	label, ttl, expiresAt, cipher, cursor string
+	quota                                 byteSize
+	maxSessions, limit                    int
+	member                                memberFlags
+}
+
+// adminRun is one command invocation.
+type adminRun struct {
+	ctx  context.Context
+	e    env
+	opts *adminOpts
+	vals *adminVals
+	args []string
+	c    *apiClient
+}
+
+var adminCmds = []adminCmd{
+	{words: "tokens create", help: "issue a token; prints the token and its access keys once",
+		flags: func(fs *flag.FlagSet, v *adminVals) {
+			fs.StringVar(&v.label, "label", "", "a `label` for people")
+			fs.StringVar(&v.ttl, "ttl", "", "expire after this `duration` (720h, 90m)")
+			fs.StringVar(&v.expiresAt, "expires-at", "", "expire at this RFC 3339 `time`")
+			fs.Var(&v.quota, "quota", "data quota, a `size` like 10GiB (0: unlimited)")
+			fs.IntVar(&v.maxSessions, "max-sessions", 0, "concurrent sessions across the fleet (0: unlimited)")
+			fs.StringVar(&v.cipher, "cipher", "", "Shadowsocks `method`: chacha20-ietf-poly1305 (default), aes-128-gcm, aes-192-gcm, aes-256-gcm")
+		}, do: tokensCreate},
+	{words: "tokens list", help: "list tokens, oldest first",
+		flags: func(fs *flag.FlagSet, v *adminVals) {
+			fs.IntVar(&v.limit, "limit", 0, "tokens per page, 1 to 1000 (default 100)")
+			fs.StringVar(&v.cursor, "cursor", "", "`cursor` of the page to show, as printed after the previous one")
+		}, do: tokensList},
+	{words: "tokens show", args: "ID", nArgs: 1, help: "show a token with its usage and live sessions", do: tokensShow},
+	{words: "tokens revoke", args: "ID", nArgs: 1, help: "revoke a token; its live sessions are closed on every gateway", do: tokensRevoke},
+	{words: "pool add", help: "add a pool member",
+		flags: func(fs *flag.FlagSet, v *adminVals) { v.member.register(fs) }, do: poolAdd},
+	{words: "pool list", help: "list pool members with their health", do: poolList},
+	{words: "pool drain", args: "ID", nArgs: 1, help: "stop placing keys on a member and move its keys away", do: poolDrain},
+	{words: "pool remove", args: "ID", nArgs: 1, help: "drain a member, then delete it", do: poolRemove},
+	{words: "gateways list", help: "list registered gateways with their load", do: gatewaysList},
+}
+
+func adminUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, "Usage: httvps admin [flags] <command> [flags] [args]\n\nCommands:\n")
+	for _, c := range adminCmds {
+		fmt.Fprintf(w, "  %-22s %s\n", strings.TrimSpace(c.words+" "+c.args), c.help)
+	}
+	fmt.Fprint(w, "\nFlags (before or after the command):\n")
+	fs.PrintDefaults()
+	fmt.Fprint(w, "\nAPI errors print \"error: <code>: <message>\" and exit 1; usage errors exit 2.\n")
+}
+
+func runAdmin(ctx context.Context, args []string, e env) int {
+	opts := &adminOpts{}
+	fs := flag.NewFlagSet("httvps admin", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	opts.register(fs)
+	fs.Usage = func() { adminUsage(e.stderr, fs) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	rest := fs.Args()
+	if len(rest) < 2 {
+		fmt.Fprintln(e.stderr, "httvps admin: give a command, e.g. `httvps admin tokens list`")
+		fs.Usage()
+		return exitUsage
+	}
+	var cmd *adminCmd
+	for i := range adminCmds {
+		if adminCmds[i].words == rest[0]+" "+rest[1] {
+			cmd = &adminCmds[i]
+		}
+	}
+	if cmd == nil {
+		fmt.Fprintf(e.stderr, "httvps admin: unknown command %q\n", rest[0]+" "+rest[1])
+		fs.Usage()
+		return exitUsage
+	}
+
+	vals := &adminVals{}
+	cfs := flag.NewFlagSet("httvps admin "+cmd.words, flag.ContinueOnError)
+	cfs.SetOutput(e.stderr)
+	if cmd.flags != nil {
+		cmd.flags(cfs, vals)
+	}
+	opts.register(cfs)
+	cfs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: httvps admin %s [flags] %s\n\n%s\n\nFlags:\n", cmd.words, cmd.args, cmd.help)
+		// A fresh set, so defaults show as documented rather than as
+		// the values parsed so far.
+		show := flag.NewFlagSet("", flag.ContinueOnError)
+		show.SetOutput(e.stderr)
+		if cmd.flags != nil {
+			cmd.flags(show, &adminVals{})
+		}
+		(&adminOpts{}).register(show)
+		show.PrintDefaults()
+	}
+	pos, err := parseInterspersed(cfs, rest[2:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if len(pos) != cmd.nArgs {
+		if cmd.nArgs == 0 {
+			fmt.Fprintf(e.stderr, "httvps admin %s: unexpected argument %q\n", cmd.words, pos[0])
+		} else {
+			fmt.Fprintf(e.stderr, "httvps admin %s: give exactly %s\n", cmd.words, cmd.args)
+		}
+		cfs.Usage()
+		return exitUsage
+	}
+	if cmd.words == "pool add" {
+		if err := vals.member.check(); err != nil {
+			fmt.Fprintf(e.stderr, "httvps admin pool add: %v\n", err)
+			return exitUsage
+		}
+	}
+	c, err := opts.client(e)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "httvps admin: %v\n", err)
+		return exitUsage
+	}
+	defer c.close()
+	a := &adminRun{ctx: ctx, e: e, opts: opts, vals: vals, args: pos, c: c}
+	if err := cmd.do(a); err != nil {
+		fmt.Fprintf(e.stderr, "error: %v\n", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+// parseInterspersed parses flags that may come after positional
+// arguments ("tokens show ID --json") and returns the positional ones.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// client resolves the connection settings: flag, then environment, then
+// the files of a local `httvps up` data directory.
+func (o *adminOpts) client(e env) (*apiClient, error) {
+	dataDir := firstNonEmpty(o.dataDir, e.getenv(envPrefix+"DATA_DIR"), defaultDataDir(e))
+	control := firstNonEmpty(o.control, e.getenv(envPrefix+"CONTROL"), defaultControlURL)
+	key := firstNonEmpty(o.adminKey, e.getenv(envPrefix+"ADMIN_KEY"))
+	if key == "" {
+		file := firstNonEmpty(o.adminKeyFile, e.getenv(envPrefix+"ADMIN_KEY_FILE"))
+		if file == "" {
+			if def := filepath.Join(dataDir, adminKeyName); fileExists(def) {
+				file = def
+			}
+		}
+		if file == "" {
+			return nil, fmt.Errorf("no admin key: give -admin-key-file, %sADMIN_KEY or -data-dir of a local `httvps up`", envPrefix)
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("admin key: %w", err)
+		}
+		key = strings.TrimSpace(string(b))
+		if key == "" {
+			return nil, fmt.Errorf("admin key file %s is empty", file)
+		}
+	}
+	cacert := firstNonEmpty(o.cacert, e.getenv(envPrefix+"CACERT"))
+	if cacert == "" && !o.insecure && strings.HasPrefix(control, "https://") {
+		if def := filepath.Join(dataDir, certName); fileExists(def) {
+			cacert = def
+		}
+	}
+	tlsConf, err := tlsForCA(cacert, o.insecure)
+	if err != nil {
+		return nil, fmt.Errorf("-cacert: %w", err)
+	}
+	return newAPIClient(control, key, tlsConf, "")
+}
+
+func firstNonEmpty(v ...string) string {
+	for _, s := range v {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func fileExists(name string) bool {
+	_, err := os.Stat(name)
+	return err == nil
+}
+
+// printJSON prints an answer as indented JSON.
+func (a *adminRun) printJSON(raw []byte) error {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, bytes.TrimSpace(raw), "", "  "); err != nil {
+		_, err = a.e.stdout.Write(raw)
+		return err
+	}
+	buf.WriteByte('\n')
+	_, err := a.e.stdout.Write(buf.Bytes())
+	return err
+}
+
+func (a *adminRun) timeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(a.ctx, d)
+}
+
+func tokensCreate(a *adminRun) error {
+	v := a.vals
+	req := map[string]any{}
+	if v.label != "" {
+		req["label"] = v.label
+	}
+	if v.ttl != "" {
+		req["ttl"] = v.ttl
+	}
+	if v.expiresAt != "" {
+		req["expires_at"] = v.expiresAt
+	}
+	if v.quota > 0 {
+		req["quota_bytes"] = int64(v.quota)
+	}
+	if v.maxSessions != 0 {
+		req["max_sessions"] = v.maxSessions
+	}
+	if v.cipher != "" {
+		req["cipher"] = v.cipher
+	}
+	ctx, cancel := a.timeout(requestTimeout)
+	defer cancel()
+	var t tokenJSON
+	raw, err := a.c.getJSON(ctx, http.MethodPost, "/v1/tokens", nil, req, &t)
+	if err != nil {
+		return err
+	}
+	raw = a.c.authoritativeKeys(ctx, raw, &t)
+	if a.opts.json {
+		return a.printJSON(raw)
+	}
+	w := a.e.stdout
+	fmt.Fprintln(w, "Token created. The token and its keys are shown only now; keep them.")
+	kv := newTable(w, "FIELD", "VALUE")
+	tokenFields(kv, t)
+	kv.row("token", t.Token)
+	if t.AccessKeys != nil {
+		kv.row("ssconf", t.AccessKeys.SSConf)
+		kv.row("ss", t.AccessKeys.SS)
+		kv.row("httvps", t.AccessKeys.HTTVPS)
+	}
+	kv.flush()
+	return nil
+}
+
+// authoritativeKeys replaces the cipher and access keys of a creation
+// answer with those the client API serves for the new token, which are
+// built from the stored token. They differ when the node gave the token
+// a static member's secret (see secretStore). Any failure keeps the
+// answer as it was.
+func (c *apiClient) authoritativeKeys(ctx context.Context, raw []byte, t *tokenJSON) []byte {
+	if t.Token == "" {
+		return raw
+	}
+	cfgRaw, err := c.callAs(ctx, t.Token, http.MethodGet, "/v1/client/config", nil, nil)
+	if err != nil {
+		return raw
+	}
+	var cc clientConfigJSON
+	if json.Unmarshal(cfgRaw, &cc) != nil || cc.TokenID != t.ID {
+		return raw
+	}
+	if cc.Cipher == t.Cipher && t.AccessKeys != nil && *t.AccessKeys == cc.AccessKeys {
+		return raw
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return raw
+	}
+	m["cipher"], _ = json.Marshal(cc.Cipher)
+	m["access_keys"], _ = json.Marshal(cc.AccessKeys)
+	out, err := json.Marshal(m)
+	if err != nil {
+		return raw
+	}
+	t.Cipher = cc.Cipher
+	keys := cc.AccessKeys
+	t.AccessKeys = &keys
+	return out
+}
+
+// tokenFields writes a token's fields as rows of a two-column table.
+func tokenFields(kv *table, t tokenJSON) {
+	kv.row("id", t.ID)
+	kv.row("label", t.Label)
+	kv.row("status", t.Status)
+	kv.row("cipher", t.Cipher)
+	kv.row("created", humanTime(&t.CreatedAt))
+	kv.row("expires", orNever(t.ExpiresAt))
+	if t.RevokedAt != nil {
+		kv.row("revoked", humanTime(t.RevokedAt))
+	}
+	kv.row("quota", limitOrUnlimited(t.QuotaBytes, humanBytes))
+	if t.Usage != nil {
+		kv.row("used", fmt.Sprintf("%s (up %s, down %s)", humanBytes(t.Usage.Total), humanBytes(t.Usage.Up), humanBytes(t.Usage.Down)))
+	}
+	sessions := limitOrUnlimited(t.MaxSessions, strconv.Itoa)
+	if t.Sessions != nil {
+		sessions = fmt.Sprintf("%d of %s", *t.Sessions, sessions)
+	}
+	kv.row("sessions", sessions)
+	var ms []string
+	for _, as := range t.Assignments {
+		ms = append(ms, as.MemberID+" ("+as.Upstream+")")
+	}
+	kv.row("members", strings.Join(ms, ", "))
+}
+
+func orNever(t *time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	return humanTime(t)
+}
+
+func tokensList(a *adminRun) error {
+	q := url.Values{}
+	if a.vals.limit != 0 {
+		q.Set("limit", strconv.Itoa(a.vals.limit))
+	}
+	if a.vals.cursor != "" {
+		q.Set("cursor", a.vals.cursor)
+	}
+	ctx, cancel := a.timeout(requestTimeout)
+	defer cancel()
+	var l tokenListJSON
+	raw, err := a.c.getJSON(ctx, http.MethodGet, "/v1/tokens", q, nil, &l)
+	if err != nil {
+		return err
+	}
+	if a.opts.json {
+		return a.printJSON(raw)
+	}
+	tb := newTable(a.e.stdout, "ID", "LABEL", "STATUS", "CIPHER", "USED", "QUOTA", "MAX-SESSIONS", "EXPIRES", "CREATED")
+	for _, t := range l.Tokens {
+		used := "-"
+		if t.Usage != nil {
+			used = humanBytes(t.Usage.Total)
+		}
+		tb.row(t.ID, t.Label, t.Status, t.Cipher, used,
+			limitOrUnlimited(t.QuotaBytes, humanBytes), limitOrUnlimited(t.MaxSessions, strconv.Itoa),
+			orNever(t.ExpiresAt), humanTime(&t.CreatedAt))
+	}
+	tb.flush()
+	if l.NextCursor != "" {
+		fmt.Fprintf(a.e.stdout, "more: --cursor %s\n", l.NextCursor)
+	}
+	return nil
+}
+
+func tokensShow(a *adminRun) error {
+	ctx, cancel := a.timeout(requestTimeout)
+	defer cancel()
+	var t tokenJSON
+	raw, err := a.c.getJSON(ctx, http.MethodGet, "/v1/tokens/"+url.PathEscape(a.args[0]), nil, nil, &t)
+	if err != nil {
+		return err
+	}
+	if a.opts.json {
+		return a.printJSON(raw)
+	}
+	kv := newTable(a.e.stdout, "FIELD", "VALUE")
+	tokenFields(kv, t)
+	kv.flush()
+	return nil
+}
+
+func tokensRevoke(a *adminRun) error {
+	ctx, cancel := a.timeout(requestTimeout)
+	defer cancel()
+	if _, err := a.c.call(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(a.args[0]), nil, nil); err != nil {
+		return err
+	}
+	if a.opts.json {
+		return a.printJSON([]byte(`{"id":` + strconv.Quote(a.args[0]) + `,"revoked":true}`))
+	}
+	fmt.Fprintf(a.e.stdout, "token %s revoked; its sessions are being closed on every gateway\n", a.args[0])
+	return nil
+}
+
+func poolAdd(a *adminRun) error {
+	ctx, cancel := a.timeout(requestTimeout)
+	defer cancel()
+	var m memberJSON
+	raw, err := a.c.getJSON(ctx, http.MethodPost, "/v1/pool/members", nil, a.vals.member.request(), &m)
+	if err != nil {
+		return err
+	}
+	if a.opts.json {
+		return a.printJSON(raw)
+	}
+	printMembers(a.e.stdout, []memberJSON{m})
+	return nil
+}
+
+func printMembers(w io.Writer, ms []memberJSON) {
+	now := time.Now()
+	tb := newTable(w, "ID", "NAME", "BACKEND", "ENDPOINT", "STATE", "KEYS", "LOAD", "CHECKED", "ERROR")
+	for _, m := range ms {
+		checked := "-"
+		if m.Health.CheckedAt != nil {
+			checked = ago(*m.Health.CheckedAt, now)
+		}
+		tb.row(m.ID, m.Name, m.Backend, m.endpoint(), m.state(), strconv.Itoa(m.Health.Keys),
+			strconv.FormatFloat(m.Health.Load, 'f', -1, 64), checked, m.Health.LastError)
+	}
+	tb.flush()
+}
+
+func poolList(a *adminRun) error {
+	ctx, cancel := a.timeout(requestTimeout)
+	defer cancel()
+	var l memberListJSON
+	raw, err := a.c.getJSON(ctx, http.MethodGet, "/v1/pool/members", nil, nil, &l)
+	if err != nil {
+		return err
+	}
+	if a.opts.json {
+		return a.printJSON(raw)
+	}
+	printMembers(a.e.stdout, l.Members)
+	return nil
+}
+
+func poolDrain(a *adminRun) error {
+	ctx, cancel := a.timeout(longRequestTimeout)
+	defer cancel()
+	var m memberJSON
+	raw, err := a.c.getJSON(ctx, http.MethodPost, "/v1/pool/members/"+url.PathEscape(a.args[0])+"/drain", nil, nil, &m)
+	if err != nil {
+		return err
+	}
+	if a.opts.json {
+		return a.printJSON(raw)
+	}
+	printMembers(a.e.stdout, []memberJSON{m})
+	return nil
+}
+
+func poolRemove(a *adminRun) error {
+	ctx, cancel := a.timeout(longRequestTimeout)
+	defer cancel()
+	if _, err := a.c.call(ctx, http.MethodDelete, "/v1/pool/members/"+url.PathEscape(a.args[0]), nil, nil); err != nil {
+		return err
+	}
+	if a.opts.json {
+		return a.printJSON([]byte(`{"id":` + strconv.Quote(a.args[0]) + `,"removed":true}`))
+	}
+	fmt.Fprintf(a.e.stdout, "member %s drained and removed\n", a.args[0])
+	return nil
+}
+
+func gatewaysList(a *adminRun) error {
+	ctx, cancel := a.timeout(requestTimeout)
+	defer cancel()
+	var l gatewayListJSON
+	raw, err := a.c.getJSON(ctx, http.MethodGet, "/v1/gateways", nil, nil, &l)
+	if err != nil {
+		return err
+	}
+	if a.opts.json {
+		return a.printJSON(raw)
+	}
+	now := time.Now()
+	tb := newTable(a.e.stdout, "ID", "PUBLIC-URL", "LIVE", "SESSIONS", "STARTED", "HEARTBEAT")
+	for _, g := range l.Gateways {
+		live := "no"
+		if g.Live {
+			live = "yes"
+		}
+		tb.row(g.ID, g.PublicURL, live, strconv.Itoa(g.Sessions), humanTime(&g.Started), ago(g.LastHeartbeat, now))
+	}
+	tb.flush()
+	return nil
+}

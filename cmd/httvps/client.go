@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+const (
+	// requestTimeout bounds one admin API call; drain and remove move every
+	// key of a member and may take minutes.
+	requestTimeout     = 30 * time.Second
+	longRequestTimeout = 3 * time.Minute
+	maxAnswerBytes     = 16 << 20
+)
+
+// apiError is an error answer of the control plane: the code is stable,
+// the message is for people.
+type apiError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *apiError) Error() string { return e.Code + ": " + e.Message }
+
+// apiClient calls one control plane's JSON API.
+type apiClient struct {
+	base *url.URL // scheme://host[:port][/path], no trailing slash
+	key  string   // admin key, sent as a bearer token
+	hc   *http.Client
+}
+
+// newAPIClient builds a client for base (https://host:port) with tlsConf
+// for https (nil: system roots). dialAddr, if set, is dialled instead of
+// the URL's host, so `up` can reach itself on loopback under its public
+// name.
+func newAPIClient(base, key string, tlsConf *tls.Config, dialAddr string) (*apiClient, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" {
+		return nil, fmt.Errorf("control URL %q: want https://host:port", base)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	tr := &http.Transport{
+		TLSClientConfig:     tlsConf,
+		TLSHandshakeTimeout: 10 * time.Second,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     30 * time.Second,
+		// The admin key must not travel through whatever proxy the
+		// environment names.
+		Proxy: nil,
+	}
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	if dialAddr != "" {
+		tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, dialAddr)
+		}
+	} else {
+		tr.DialContext = d.DialContext
+	}
+	return &apiClient{base: u, key: key, hc: &http.Client{
+		Transport: tr,
+		// Redirects would carry the bearer token elsewhere.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}, nil
+}
+
+func (c *apiClient) close() { c.hc.CloseIdleConnections() }
+
+// call sends a request with the admin key and returns the answer body; a
+// non-2xx answer is an *apiError. in, when not nil, is sent as JSON.
+func (c *apiClient) call(ctx context.Context, method, path string, query url.Values, in any) ([]byte, error) {
+	return c.callAs(ctx, c.key, method, path, query, in)
+}
+
+// callAs is call with another bearer token (a client token for the client
+// API).
+func (c *apiClient) callAs(ctx context.Context, bearer, method, path string, query url.Values, in any) ([]byte, error) {
+	u := *c.base
+	u.Path += path
+	u.RawQuery = query.Encode()
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		// url.Error quotes the URL, which never holds a secret here: token
+		// paths go through callAs only for /v1/client/config.
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return raw, nil
+	}
+	var eb struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(raw, &eb) == nil && eb.Error.Code != "" {
+		return nil, &apiError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+	}
+	return nil, &apiError{Status: resp.StatusCode, Code: fmt.Sprintf("http_%d", resp.StatusCode),
+		Message: fmt.Sprintf("%s %s answered %s (not the HTTVPS control API?)", method, path, resp.Status)}
+}
+
+// getJSON calls and decodes a JSON answer into out.
+func (c *apiClient) getJSON(ctx context.Context, method, path string, query url.Values, in, out any) ([]byte, error) {
+	raw, err := c.call(ctx, method, path, query, in)
+	if err != nil {
+		return nil, err
+	}
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return raw, fmt.Errorf("%s %s: answer is not the expected JSON: %w", method, path, err)
+		}
+	}
+	return raw, nil
+}
+
+// tlsForCA trusts the PEM certificates in file (a self-signed server
+// certificate is its own root), or nothing but the system roots when file
+// is empty.
+func tlsForCA(file string, insecure bool) (*tls.Config, error) {
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if insecure {
+		conf.InsecureSkipVerify = true
+		return conf, nil
+	}
+	if file == "" {
+		return conf, nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("%s: no PEM certificate in it", file)
+	}
+	conf.RootCAs = pool
+	return conf, nil
+}
+
+// tlsPinned accepts exactly the certificate der: `up` calling its own API
+// over loopback, whatever names the certificate carries.
+func tlsPinned(der []byte) *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // replaced by the pin below
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, der) {
+				return errors.New("control API presented another certificate than the one loaded")
+			}
+			return nil
+		},
+	}
+}
+
+// firstCertDER returns the first certificate of a PEM file.
+func firstCertDER(file string) ([]byte, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			return nil, fmt.Errorf("%s: no PEM certificate in it", file)
+		}
+		if b.Type == "CERTIFICATE" {
+			return b.Bytes, nil
+		}
+	}
+}
+
+func jsonUnmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }

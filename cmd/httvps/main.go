@@ -1,0 +1,78 @@
+// Command httvps is the HTTVPS all-in-one tool: `httvps up` runs a whole
+// single-node installation (control plane, gateway, pool manager) on the
+// embedded store, and `httvps admin` drives a control plane's admin API.
+// It is the only place that reads flags, environment and files; see
+// `httvps help` and docs/06-httvps-cli.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitFail  = 1 // the command ran and failed (API error, serving failed)
+	exitUsage = 2 // bad flags, arguments or configuration
+)
+
+// env is the process's outside world, injected so tests need no process
+// state.
+type env struct {
+	stdout, stderr io.Writer
+	lookupEnv      func(string) (string, bool)
+}
+
+func (e env) getenv(name string) string {
+	v, _ := e.lookupEnv(name)
+	return v
+}
+
+func main() {
+	// The first SIGTERM/SIGINT starts a graceful stop; once the context is
+	// done the default action is back, so a second one ends the process.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	code := run(ctx, os.Args[1:], env{stdout: os.Stdout, stderr: os.Stderr, lookupEnv: os.LookupEnv})
+	stop()
+	os.Exit(code)
+}
+
+const usageText = `Usage: httvps <command> [flags]
+
+Commands:
+  up       run a single-node installation: control plane, gateway and pool
+           on the embedded store (httvps up -h)
+  admin    drive a control plane's admin API: tokens, pool, gateways
+           (httvps admin -h)
+  help     show this text
+
+See docs/06-httvps-cli.md for every flag and examples.
+`
+
+// run returns the exit status.
+func run(ctx context.Context, args []string, e env) int {
+	if len(args) == 0 {
+		fmt.Fprint(e.stderr, usageText)
+		return exitUsage
+	}
+	switch args[0] {
+	case "up":
+		return runUp(ctx, args[1:], e)
+	case "admin":
+		return runAdmin(ctx, args[1:], e)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(e.stdout, usageText)
+		return exitOK
+	}
+	fmt.Fprintf(e.stderr, "httvps: unknown command %q\n\n%s", args[0], usageText)
+	return exitUsage
+}

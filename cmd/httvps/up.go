@@ -1,0 +1,493 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/httvps/httvps/control/api"
+	"github.com/httvps/httvps/control/pool"
+	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/control/store/embedded"
+	"github.com/httvps/httvps/gateway"
+	"github.com/httvps/httvps/gateway/storeauth"
+	"github.com/httvps/httvps/gateway/vmmetrics"
+	"github.com/httvps/httvps/internal/certs"
+)
+
+const (
+	defaultDrainTimeout = 30 * time.Second // gateway.Config's default
+	shutdownSlack       = 5 * time.Second  // past the drain, for force-closing
+	apiShutdownTimeout  = 5 * time.Second
+	setupTimeout        = 30 * time.Second // members, first token
+	registerWait        = 5 * time.Second  // for the gateway's first heartbeat
+)
+
+// defaultMetrics registers the gateway's series in the process-wide set,
+// which takes each name once, so tests can start `up` more than once.
+var defaultMetrics = sync.OnceValue(func() gateway.Metrics { return vmmetrics.New(nil) })
+
+// node is a running single-node installation.
+type node struct {
+	o   *upOptions
+	log *slog.Logger
+
+	dataDir      string // absolute
+	adminKey     string
+	adminKeyFile string
+	keyCreated   bool
+	certFile     string
+	certWhy      string // why a certificate was generated now; "" if kept or given
+
+	st    *embedded.Store
+	mgr   *pool.Manager
+	auth  *storeauth.Auth
+	gw    *gateway.Gateway
+	srv   *api.Server
+	local *apiClient // the API over loopback, pinned to our certificate
+
+	gatewayURL string // wss://public-host:port
+	controlURL string // https://public-host:port
+	adminURL   string // what `httvps admin -control` should use on this host
+	gwPort     string
+
+	stopPool, stopAuth context.CancelFunc
+	poolDone, authDone chan error
+	gwDone, apiDone    chan error
+}
+
+func runUp(ctx context.Context, args []string, e env) int {
+	o, err := loadUpOptions(args, e)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "httvps up: invalid configuration:\n%v\n", err)
+		return exitUsage
+	}
+	log := newLogger(o, e.stderr)
+	n := &node{o: o, log: log}
+	if code, err := n.start(); err != nil {
+		log.Error("httvps up: cannot start", "err", err)
+		n.stop()
+		return code
+	}
+	code := exitOK
+	if err := n.setup(ctx, e.stdout); err != nil {
+		log.Error("httvps up: setup failed", "err", err)
+		code = exitFail
+	} else {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping", "reason", context.Cause(ctx))
+		case err := <-n.gwDone:
+			log.Error("gateway stopped serving", "err", err)
+			code = exitFail
+		case err := <-n.apiDone:
+			log.Error("control API stopped serving", "err", err)
+			code = exitFail
+		}
+	}
+	n.stop()
+	log.Info("stopped", "exit", code)
+	return code
+}
+
+func newLogger(o *upOptions, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(o.LogLevel) // validated
+	hopts := &slog.HandlerOptions{Level: level}
+	if o.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, hopts))
+	}
+	return slog.New(slog.NewTextHandler(w, hopts))
+}
+
+// start brings every part up; on error it returns the exit status, and
+// stop releases what was started.
+func (n *node) start() (int, error) {
+	o := n.o
+	dir, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return exitUsage, err
+	}
+	n.dataDir = dir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return exitFail, fmt.Errorf("data directory: %w", err)
+	}
+	n.adminKeyFile = firstNonEmpty(o.AdminKeyFile, filepath.Join(dir, adminKeyName))
+	if n.adminKey, n.keyCreated, err = loadOrCreateAdminKey(n.adminKeyFile); err != nil {
+		return exitUsage, err
+	}
+
+	pair := certs.Pair{CertFile: o.TLSCert, KeyFile: o.TLSKey}
+	if o.TLSCert == "" {
+		if pair.CertFile, pair.KeyFile, n.certWhy, err = ensureCert(dir, o.PublicHost, time.Now()); err != nil {
+			return exitFail, fmt.Errorf("generating the TLS certificate: %w", err)
+		}
+		if n.certWhy != "" {
+			n.log.Info("generated a self-signed TLS certificate", "file", pair.CertFile, "why", n.certWhy)
+		}
+	}
+	n.certFile = pair.CertFile
+	cs, err := certs.New([]certs.Pair{pair}, n.log)
+	if err != nil {
+		return exitUsage, fmt.Errorf("tls certificate: %w", err)
+	}
+	pin, err := firstCertDER(pair.CertFile)
+	if err != nil {
+		return exitUsage, err
+	}
+
+	if n.st, err = embedded.Open(filepath.Join(dir, storeName)); err != nil {
+		return exitFail, fmt.Errorf("store %s (is another `httvps up` using this -data-dir?): %w", filepath.Join(dir, storeName), err)
+	}
+
+	gwLn, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return exitFail, fmt.Errorf("gateway listener: %w", err)
+	}
+	ctlLn, err := net.Listen("tcp", o.ControlListen)
+	if err != nil {
+		gwLn.Close()
+		return exitFail, fmt.Errorf("control listener: %w", err)
+	}
+	_, n.gwPort, _ = net.SplitHostPort(gwLn.Addr().String())
+	ctlHost, ctlPort, _ := net.SplitHostPort(ctlLn.Addr().String())
+	n.gatewayURL = "wss://" + net.JoinHostPort(o.PublicHost, n.gwPort)
+	n.controlURL = "https://" + net.JoinHostPort(o.PublicHost, ctlPort)
+	n.adminURL = n.controlURL
+	if ip := net.ParseIP(ctlHost); ip != nil && ip.IsLoopback() {
+		n.adminURL = "https://" + net.JoinHostPort(ctlHost, ctlPort)
+		if pub := net.ParseIP(o.PublicHost); pub == nil || !pub.IsLoopback() {
+			n.log.Warn("the control API listens on loopback only, but ssconf:// keys point at -public-host; remote clients cannot fetch them",
+				"control_listen", o.ControlListen, "public_host", o.PublicHost)
+		}
+	}
+
+	n.mgr = pool.New(n.st, pool.Config{Replicas: o.Replicas, Logger: n.log})
+	var pctx context.Context
+	pctx, n.stopPool = context.WithCancel(context.Background())
+	n.poolDone = make(chan error, 1)
+	go func() { n.mgr.Run(pctx); n.poolDone <- nil }()
+
+	n.auth = storeauth.New(n.st, storeauth.Config{PublicURL: n.gatewayURL, Logger: n.log})
+	n.gw, err = gateway.New(gateway.Config{
+		Auth:         n.auth,
+		Metrics:      defaultMetrics(),
+		Logger:       n.log,
+		TLS:          &gateway.TLSConfig{GetCertificate: cs.GetCertificate, MinVersion: tls.VersionTLS12},
+		DrainTimeout: o.DrainTimeout,
+	})
+	if err != nil {
+		gwLn.Close()
+		ctlLn.Close()
+		return exitUsage, fmt.Errorf("gateway: %w", err)
+	}
+	n.auth.Attach(n.gw)
+	var actx context.Context
+	actx, n.stopAuth = context.WithCancel(context.Background())
+	n.authDone = make(chan error, 1)
+	go func() { n.authDone <- n.auth.Run(actx) }()
+	n.gwDone = make(chan error, 1)
+	go func() { n.gwDone <- n.gw.Serve(gwLn) }()
+
+	n.srv, err = api.New(api.Config{
+		Store:     secretStore{n.st},
+		Pool:      staticPool{Manager: n.mgr, st: n.st},
+		AdminKey:  n.adminKey,
+		PublicURL: n.controlURL,
+		Logger:    n.log,
+	})
+	if err != nil {
+		ctlLn.Close()
+		return exitUsage, fmt.Errorf("control API: %w", err)
+	}
+	tlsLn := tls.NewListener(ctlLn, &tls.Config{
+		GetCertificate: cs.GetCertificate,
+		MinVersion:     tls.VersionTLS12,
+		NextProtos:     []string{"http/1.1"},
+	})
+	n.apiDone = make(chan error, 1)
+	go func() { n.apiDone <- n.srv.Serve(tlsLn) }()
+
+	dial := ctlLn.Addr().String()
+	if ip := net.ParseIP(ctlHost); ip != nil && ip.IsUnspecified() {
+		dial = net.JoinHostPort("127.0.0.1", ctlPort)
+		if ip.To4() == nil {
+			dial = net.JoinHostPort("::1", ctlPort)
+		}
+	}
+	if n.local, err = newAPIClient(n.controlURL, n.adminKey, tlsPinned(pin), dial); err != nil {
+		return exitUsage, err
+	}
+	n.log.Info("httvps up serving", "data_dir", dir, "gateway", gwLn.Addr().String(), "control", ctlLn.Addr().String(),
+		"gateway_url", n.gatewayURL, "control_url", n.controlURL)
+	return exitOK, nil
+}
+
+// stop shuts down in dependency order: the gateway drains (close 1001)
+// while its authenticator still accounts usage, then the authenticator
+// writes its last usage and deregisters, then the API and the pool stop,
+// and the store is closed last.
+func (n *node) stop() {
+	if n.gw != nil {
+		drain := n.o.DrainTimeout
+		if drain <= 0 {
+			drain = defaultDrainTimeout
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), drain+shutdownSlack)
+		// Once Shutdown has stopped its loops the gateway must not be
+		// called into; sessions are ending anyway.
+		n.auth.Attach(nil)
+		if err := n.gw.Shutdown(ctx); err != nil {
+			n.log.Warn("drain incomplete", "err", err)
+		}
+		cancel()
+	}
+	if n.stopAuth != nil {
+		n.stopAuth()
+		if err := <-n.authDone; err != nil {
+			n.log.Error("gateway: last usage flush", "err", err)
+		}
+	}
+	if n.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), apiShutdownTimeout)
+		if err := n.srv.Shutdown(ctx); err != nil {
+			n.log.Warn("control API shutdown", "err", err)
+		}
+		cancel()
+	}
+	if n.local != nil {
+		n.local.close()
+	}
+	if n.stopPool != nil {
+		n.stopPool()
+		<-n.poolDone
+	}
+	if n.st != nil {
+		if err := n.st.Close(); err != nil {
+			n.log.Warn("closing the store", "err", err)
+		}
+	}
+}
+
+// setup adds the -member members that are not in the store yet and, when
+// the store holds no token but a member, issues a first token; then it
+// prints how to use the node.
+func (n *node) setup(parent context.Context, out io.Writer) error {
+	ctx, cancel := context.WithTimeout(parent, setupTimeout)
+	defer cancel()
+	if err := n.waitRegistered(ctx); err != nil {
+		return err
+	}
+	if err := n.addMembers(ctx); err != nil {
+		return err
+	}
+	members, err := n.st.ListMembers(ctx)
+	if err != nil {
+		return err
+	}
+	toks, _, err := n.st.ListTokens(ctx, "", 1)
+	if err != nil {
+		return err
+	}
+	var first *firstToken
+	var firstErr error
+	if len(toks) == 0 && len(members) > 0 {
+		first, firstErr = n.issueFirstToken(ctx)
+		if firstErr != nil {
+			n.log.Error("issuing the first token failed; create one with `httvps admin tokens create`", "err", firstErr)
+		}
+	}
+	n.printBanner(out, len(members), len(toks) > 0, first)
+	return nil
+}
+
+// waitRegistered waits until the gateway's first heartbeat is in the
+// store, so the first token's keys name it.
+func (n *node) waitRegistered(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, registerWait)
+	defer cancel()
+	for {
+		gws, err := n.st.ListGateways(ctx)
+		if err == nil {
+			for _, g := range gws {
+				if g.ID == n.auth.GatewayID() && g.Live {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("the gateway did not register in the store")
+		case err := <-n.gwDone:
+			n.gwDone <- err // for runUp's select
+			return fmt.Errorf("gateway: %w", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// addMembers adds each -member through the admin API (the same checks as
+// `httvps admin pool add`), unless the store already has it.
+func (n *node) addMembers(ctx context.Context) error {
+	existing, err := n.st.ListMembers(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range n.o.Members {
+		var found *store.Member
+		for i := range existing {
+			if sameMember(&m, existing[i]) {
+				found = &existing[i]
+			}
+		}
+		if found != nil {
+			if found.Static != nil && (found.Static.Cipher != m.cipher || found.Static.Password != m.password) {
+				n.log.Warn("-member is in the pool with another cipher or password; the stored one is kept (remove it with `httvps admin pool remove` to replace it)",
+					"member_id", found.ID, "name", found.Name)
+			}
+			continue
+		}
+		var added memberJSON
+		if _, err := n.local.getJSON(ctx, http.MethodPost, "/v1/pool/members", nil, m.request(), &added); err != nil {
+			return fmt.Errorf("adding -member %s: %w", m.name, err)
+		}
+		n.log.Info("pool member added", "member_id", added.ID, "name", added.Name, "up", added.Health.Up, "err", added.Health.LastError)
+	}
+	return nil
+}
+
+func sameMember(m *memberFlags, x store.Member) bool {
+	v := memberJSON{Backend: x.Backend, Host: x.Host}
+	switch {
+	case x.Static != nil:
+		v.Static = &struct {
+			Port   int    `json:"port"`
+			Cipher string `json:"cipher"`
+		}{Port: x.Static.Port}
+	case x.SSManager != nil:
+		v.SSManager = &struct {
+			ManagerAddr string `json:"manager_addr"`
+			PortMin     int    `json:"port_min"`
+			PortMax     int    `json:"port_max"`
+		}{ManagerAddr: x.SSManager.ManagerAddr}
+	case x.Outline != nil:
+		v.Outline = &struct {
+			APIURL     string `json:"api_url"`
+			CertSHA256 string `json:"cert_sha256"`
+		}{CertSHA256: x.Outline.CertSHA256}
+	}
+	return m.sameAs(v)
+}
+
+// firstToken is what is printed about the first token.
+type firstToken struct {
+	id, token string
+	cfg       clientConfigJSON
+}
+
+// issueFirstToken goes through POST /v1/tokens like any admin would, then
+// reads the keys back from the client API as a client would.
+func (n *node) issueFirstToken(ctx context.Context) (*firstToken, error) {
+	var t tokenJSON
+	if _, err := n.local.getJSON(ctx, http.MethodPost, "/v1/tokens", nil, map[string]any{"label": "first"}, &t); err != nil {
+		return nil, err
+	}
+	raw, err := n.local.callAs(ctx, t.Token, http.MethodGet, "/v1/client/config", nil, nil)
+	ft := &firstToken{id: t.ID, token: t.Token}
+	if err == nil {
+		err = jsonUnmarshal(raw, &ft.cfg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("token %s issued, but its client config did not load: %w", t.ID, err)
+	}
+	n.log.Info("first token issued", "token_id", t.ID)
+	return ft, nil
+}
+
+// pluginHost is the v2ray-plugin host= (SNI and Host header).
+func (n *node) pluginHost() string { return n.o.PublicHost }
+
+// stockCommand is the ss-local + v2ray-plugin command line for a token.
+func (n *node) stockCommand(ft *firstToken, socksPort int) string {
+	opts := "tls;host=" + n.pluginHost() + ";path=/" + ft.token + "/tcp;mux=0"
+	if n.o.TLSCert == "" {
+		opts += ";cert=" + n.certFile
+	}
+	return strings.Join([]string{
+		"ss-local", "-s", shellQuote(n.o.PublicHost), "-p", n.gwPort, "-l", strconv.Itoa(socksPort),
+		"-k", shellQuote(ft.cfg.Secret), "-m", ft.cfg.Cipher,
+		"--plugin", "ss-v2ray-plugin", "--plugin-opts", shellQuote(opts),
+	}, " ")
+}
+
+func (n *node) printBanner(w io.Writer, members int, hadTokens bool, ft *firstToken) {
+	admin := "httvps admin -control " + n.adminURL + " -data-dir " + shellQuote(n.dataDir)
+	if n.adminKeyFile != filepath.Join(n.dataDir, adminKeyName) {
+		admin += " -admin-key-file " + shellQuote(n.adminKeyFile)
+	}
+	if n.o.TLSCert != "" {
+		admin += " -cacert " + shellQuote(n.o.TLSCert)
+	}
+	fmt.Fprintf(w, "HTTVPS is up (data in %s)\n", n.dataDir)
+	fmt.Fprintf(w, "  gateway       %s\n", n.gatewayURL)
+	fmt.Fprintf(w, "  control API   %s\n", n.controlURL)
+	if n.o.TLSCert == "" {
+		fmt.Fprintf(w, "  certificate   %s (self-signed; clients trust this file)\n", n.certFile)
+	}
+	if n.keyCreated {
+		fmt.Fprintf(w, "  admin key     %s (new; saved in %s)\n", n.adminKey, n.adminKeyFile)
+	} else {
+		fmt.Fprintf(w, "  admin key     in %s\n", n.adminKeyFile)
+	}
+	fmt.Fprintf(w, "  pool members  %d\n", members)
+	switch {
+	case ft != nil:
+		fmt.Fprintf(w, "\nFirst client token (shown only now; keep it):\n")
+		fmt.Fprintf(w, "  token id  %s\n", ft.id)
+		fmt.Fprintf(w, "  token     %s\n", ft.token)
+		fmt.Fprintf(w, "  ssconf    %s\n", ft.cfg.AccessKeys.SSConf)
+		if ft.cfg.AccessKeys.SS != "" {
+			fmt.Fprintf(w, "  ss        %s\n", ft.cfg.AccessKeys.SS)
+		}
+		fmt.Fprintf(w, "  httvps    %s\n", ft.cfg.AccessKeys.HTTVPS)
+		fmt.Fprintf(w, "\nConnect with the stock client (shadowsocks-libev ss-local + v2ray-plugin):\n")
+		fmt.Fprintf(w, "  %s\n", n.stockCommand(ft, 1080))
+		fmt.Fprintf(w, "  curl --socks5-hostname 127.0.0.1:1080 https://example.com/\n")
+	case members == 0:
+		fmt.Fprintf(w, "\nNo pool member yet, so no client token. Add your Shadowsocks server, then issue a token:\n")
+		fmt.Fprintf(w, "  %s pool add -backend static -host IP -port PORT -cipher chacha20-ietf-poly1305 -password PASSWORD\n", admin)
+		fmt.Fprintf(w, "  %s tokens create -label NAME\n", admin)
+	case hadTokens:
+		fmt.Fprintf(w, "\nTokens issued before are kept. Issue another with:\n")
+		fmt.Fprintf(w, "  %s tokens create -label NAME\n", admin)
+	default:
+		fmt.Fprintf(w, "\nNo token could be issued (see the log). Retry with:\n")
+		fmt.Fprintf(w, "  %s tokens create -label NAME\n", admin)
+	}
+	fmt.Fprintf(w, "\nManage it:\n  %s tokens list\n", admin)
+	fmt.Fprintf(w, "Stop with Ctrl-C (sessions are drained).\n")
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@,+%", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -1,0 +1,282 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+const (
+	envPrefix    = "HTTVPS_"
+	adminKeyName = "admin.key"
+	certName     = "cert.pem"
+	keyName      = "key.pem"
+	storeName    = "httvps.db"
+)
+
+// upOptions is everything `httvps up` can be told, after merging flags,
+// environment and the config file.
+type upOptions struct {
+	ConfigFile    string
+	DataDir       string
+	Listen        string // gateway
+	ControlListen string // control plane API
+	PublicHost    string
+	Members       []memberFlags
+	AdminKeyFile  string // "" means DataDir/admin.key
+	TLSCert       string // "" with TLSKey "": a generated certificate in DataDir
+	TLSKey        string
+	Replicas      int
+	DrainTimeout  time.Duration
+	LogLevel      string
+	LogFormat     string
+
+	memberArgs memberList
+}
+
+// envName maps a flag name to its environment variable: data-dir →
+// HTTVPS_DATA_DIR.
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// defaultDataDir is $XDG_STATE_HOME/httvps when XDG_STATE_HOME is set,
+// else ./httvps-data.
+func defaultDataDir(e env) string {
+	if x := e.getenv("XDG_STATE_HOME"); x != "" {
+		return filepath.Join(x, "httvps")
+	}
+	return "httvps-data"
+}
+
+func newUpFlagSet(o *upOptions, e env) *flag.FlagSet {
+	fs := flag.NewFlagSet("httvps up", flag.ContinueOnError)
+	fs.StringVar(&o.ConfigFile, "config", "", "YAML `file` whose keys are flag names (member: a list); flags and environment override it")
+	fs.StringVar(&o.DataDir, "data-dir", defaultDataDir(e), "`directory` for the store, the admin key and the generated certificate")
+	fs.StringVar(&o.Listen, "listen", ":8443", "gateway `address` (TLS + WebSocket) clients connect to")
+	fs.StringVar(&o.ControlListen, "control-listen", ":9443", "control plane API `address` (HTTPS): admin API, client config, ssconf:// keys")
+	fs.StringVar(&o.PublicHost, "public-host", "127.0.0.1", "`host` name or IP clients reach this node at; used in keys and in the generated certificate")
+	fs.Var(&o.memberArgs, "member", "add a pool member at start unless it exists: static:HOST:PORT:CIPHER:PASSWORD, ss-manager:HOST:PORT:MIN-MAX or outline-api:CERTSHA256:APIURL (repeatable; "+envName("member")+" takes a comma-separated list)")
+	fs.StringVar(&o.AdminKeyFile, "admin-key-file", "", "`file` holding the admin key; created (0600) with a random key when absent (default DATA-DIR/admin.key)")
+	fs.StringVar(&o.TLSCert, "tls-cert", "", "PEM certificate chain `file` for both listeners (default: a self-signed ECDSA certificate generated in DATA-DIR/cert.pem)")
+	fs.StringVar(&o.TLSKey, "tls-key", "", "PEM private key `file` for -tls-cert")
+	fs.IntVar(&o.Replicas, "replicas", 1, "pool members each key is placed on (2 or more for failover with several members)")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 0, "on SIGTERM, wait this long for sessions to end after close 1001 (0 = 30s)")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprint(w, "Usage: httvps up [flags]\n\n")
+		fmt.Fprint(w, "Runs a single-node HTTVPS installation in one process on the embedded store:\n")
+		fmt.Fprint(w, "control plane API, gateway and pool manager. On first start it creates the admin\n")
+		fmt.Fprint(w, "key and, with a pool member, a first client token, and prints how to connect.\n")
+		fmt.Fprint(w, "Every flag is also read from the environment variable shown, then from -config.\n\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			name, help := flag.UnquoteUsage(f)
+			fmt.Fprintf(w, "  -%s %s\t[%s]\n    \t%s", f.Name, name, envName(f.Name), help)
+			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" {
+				fmt.Fprintf(w, " (default %q)", f.DefValue)
+			}
+			fmt.Fprintln(w)
+		})
+	}
+	return fs
+}
+
+// loadUpOptions merges flag > environment > config file > default and
+// validates. flag.ErrHelp means -h was asked for.
+func loadUpOptions(args []string, e env) (*upOptions, error) {
+	o := &upOptions{}
+	fs := newUpFlagSet(o, e)
+	fs.SetOutput(e.stderr)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags only)", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if !given["config"] {
+		if v, ok := e.lookupEnv(envName("config")); ok {
+			o.ConfigFile = v
+		}
+	}
+	values, fileMembers, err := readUpConfig(o.ConfigFile, fs)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || f.Name == "config" || f.Name == "member" {
+			return
+		}
+		if v, ok := e.lookupEnv(envName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
+			}
+			return
+		}
+		if v, ok := values[f.Name]; ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %s: %q: %w", o.ConfigFile, f.Name, v, err))
+			}
+		}
+	})
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	specs, from := []string(o.memberArgs), "-member"
+	if !given["member"] {
+		if v := e.getenv(envName("member")); strings.TrimSpace(v) != "" {
+			specs, from = nil, envName("member")
+			for _, s := range strings.Split(v, ",") {
+				if s = strings.TrimSpace(s); s != "" {
+					specs = append(specs, s)
+				}
+			}
+		} else {
+			specs, from = fileMembers, o.ConfigFile+": member"
+		}
+	}
+	for i, s := range specs {
+		m, err := parseMemberSpec(strings.TrimSpace(s))
+		if err != nil {
+			// The spec may hold a password; it is not echoed.
+			errs = append(errs, fmt.Errorf("%s #%d: %w", from, i+1, err))
+			continue
+		}
+		o.Members = append(o.Members, m)
+	}
+	if err := o.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return o, errors.Join(errs...)
+}
+
+func readUpConfig(path string, fs *flag.FlagSet) (map[string]string, []string, error) {
+	values := map[string]string{}
+	if path == "" {
+		return values, nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config file: %w", err)
+	}
+	var raw map[string]yaml.Node
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return nil, nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var members []string
+	for _, k := range keys {
+		node := raw[k]
+		switch {
+		case k == "member" || k == "members":
+			if node.Kind == yaml.ScalarNode {
+				members = append(members, node.Value)
+			} else if err := node.Decode(&members); err != nil {
+				return nil, nil, fmt.Errorf("config file %s: line %d: %s must be a spec or a list of them", path, node.Line, k)
+			}
+		case k == "config" || fs.Lookup(k) == nil:
+			return nil, nil, fmt.Errorf("config file %s: line %d: unknown key %q", path, node.Line, k)
+		case node.Kind != yaml.ScalarNode:
+			return nil, nil, fmt.Errorf("config file %s: line %d: %s must be a single value", path, node.Line, k)
+		default:
+			values[k] = node.Value
+		}
+	}
+	return values, members, nil
+}
+
+func (o *upOptions) validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	for name, addr := range map[string]string{"listen": o.Listen, "control-listen": o.ControlListen} {
+		if _, port, err := net.SplitHostPort(addr); err != nil {
+			bad("-%s: %v", name, err)
+		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			bad("-%s: port %q is not a number from 0 to 65535", name, port)
+		}
+	}
+	if _, port, _ := net.SplitHostPort(o.Listen); o.Listen == o.ControlListen && port != "0" {
+		bad("-listen and -control-listen are the same address")
+	}
+	if o.DataDir == "" {
+		bad("-data-dir is empty")
+	}
+	if h := o.PublicHost; h == "" || strings.ContainsAny(h, "/:@?#[] ") && net.ParseIP(h) == nil {
+		bad("-public-host %q is not a host name or IP address", h)
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		bad("-tls-cert and -tls-key go together")
+	}
+	if o.Replicas < 1 {
+		bad("-replicas must be at least 1")
+	}
+	if o.DrainTimeout < 0 {
+		bad("-drain-timeout is negative")
+	}
+	if _, err := parseLevel(o.LogLevel); err != nil {
+		bad("-log-level: %v", err)
+	}
+	if o.LogFormat != "text" && o.LogFormat != "json" {
+		bad("-log-format: %q is not text or json", o.LogFormat)
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+}
+
+// byteSize is a size flag: a plain byte count or a number with a K/KiB,
+// M/MiB, G/GiB or T/TiB suffix (powers of 1024).
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(s string) error {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40}, {"B", 1}} {
+		if len(t) > len(u.suffix) && strings.EqualFold(t[len(t)-len(u.suffix):], u.suffix) {
+			t, mult = strings.TrimSpace(t[:len(t)-len(u.suffix)]), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return fmt.Errorf("%q is not a size like 1048576, 500MiB or 10GiB", s)
+	}
+	*b = byteSize(n * mult)
+	return nil
+}
