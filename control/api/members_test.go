@@ -65,6 +65,23 @@ func TestMembers(t *testing.T) {
 			t.Fatalf("members: %s", r.body)
 		}
 
+		// A static-only pool: tokens take the member's shared secret.
+		c := h.createToken(`{"label":"on-static"}`)
+		if c.Cipher != "aes-256-gcm" || len(c.Assignments) != 1 || c.Assignments[0].MemberID != m.ID ||
+			c.Assignments[0].Upstream != "127.0.0.1:"+strconv.Itoa(port) {
+			t.Fatalf("token on the static member: %+v", c)
+		}
+		cc := decode[clientConfigJSON](t, h.do("GET", "/v1/client/config", c.Token, ""))
+		if cc.Secret != "static-member-password" || cc.Cipher != "aes-256-gcm" {
+			t.Errorf("client config on a static member: %+v", cc)
+		}
+		// Its key has nowhere to go: draining reports it and keeps it.
+		wantError(t, h.admin("POST", "/v1/pool/members/"+m.ID+"/drain", ""), 503, "no_members")
+		wantError(t, h.admin("DELETE", "/v1/pool/members/"+m.ID, ""), 503, "no_members")
+		if r := h.admin("DELETE", "/v1/tokens/"+c.ID, ""); r.StatusCode != http.StatusNoContent {
+			t.Fatalf("revoke: %d %s", r.StatusCode, r.body)
+		}
+
 		r = h.admin("POST", "/v1/pool/members/"+m.ID+"/drain", "")
 		if r.StatusCode != http.StatusOK || !decode[memberJSON](t, r).Draining {
 			t.Fatalf("drain: %d %s", r.StatusCode, r.body)

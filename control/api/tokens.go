@@ -201,6 +201,9 @@ func (s *Server) createToken(ctx *fasthttp.RequestCtx) {
 
 	rctx, cancel := s.reqCtx()
 	defer cancel()
+	if ms, err := s.st.ListMembers(rctx); err == nil {
+		adoptStaticSecret(ms, &t)
+	}
 	if err := s.st.CreateToken(rctx, t); err != nil {
 		s.writeError(ctx, fromStoreErr(err, "token"))
 		return
@@ -236,6 +239,32 @@ func (s *Server) createToken(ctx *fasthttp.RequestCtx) {
 	s.log.Info("token created", "token_id", t.ID, "members", len(asg))
 	ctx.Response.Header.Set("Location", "/v1/tokens/"+t.ID)
 	writeJSON(ctx, fasthttp.StatusCreated, out)
+}
+
+// adoptStaticSecret gives t the shared cipher and password of a static
+// member when static members are all the pool can place it on: a static
+// member is one Shadowsocks listener with one secret, and takes only keys
+// with that secret. A usable member of another backend takes any secret,
+// so then t keeps its own. Among static members, one with t's cipher wins.
+func adoptStaticSecret(ms []store.Member, t *store.Token) {
+	var pick *store.StaticConfig
+	for _, m := range ms {
+		if m.Draining || !m.Health.Up {
+			continue
+		}
+		if m.Backend != store.BackendStatic {
+			return
+		}
+		if m.Static == nil {
+			continue
+		}
+		if pick == nil || (pick.Cipher != t.Cipher && m.Static.Cipher == t.Cipher) {
+			pick = m.Static
+		}
+	}
+	if pick != nil {
+		t.Cipher, t.SSPassword = pick.Cipher, pick.Password
+	}
 }
 
 // undoCreate removes a half-created token with a context of its own (the

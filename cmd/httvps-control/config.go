@@ -1,0 +1,352 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/httvps/httvps/control/api"
+)
+
+const (
+	envPrefix = "HTTVPS_"
+	// maxBodyCeiling keeps -max-body to what a JSON API could need.
+	maxBodyCeiling = 16 << 20
+)
+
+// options is everything the control plane binary can be told, after
+// merging flags, environment and the config file. Zero durations and
+// counts mean the package default (documented on api.Config and
+// pool.Config).
+type options struct {
+	ConfigFile   string
+	Listen       string
+	AdminListen  string
+	AdminKey     string
+	AdminKeyFile string
+	RedisURL     string
+	DataDir      string
+	PublicURL    string
+	Replicas     int
+	HealthEvery  time.Duration
+	TLSCert      string
+	TLSKey       string
+	MaxBody      byteSize
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
+	OpenMetrics  bool
+	LogLevel     string
+	LogFormat    string
+}
+
+// sources are the outside inputs, injected so tests need no process state.
+type sources struct {
+	args      []string
+	lookupEnv func(string) (string, bool)
+	readFile  func(string) ([]byte, error)
+	usage     io.Writer // -h output and flag errors
+}
+
+func osSources(args []string) sources {
+	return sources{args: args, lookupEnv: os.LookupEnv, readFile: os.ReadFile, usage: os.Stderr}
+}
+
+// envName maps a flag name to its environment variable: admin-key →
+// HTTVPS_ADMIN_KEY.
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// secretFlags never have their values printed (defaults, errors).
+var secretFlags = map[string]bool{"admin-key": true, "redis": true}
+
+func newFlagSet(o *options) *flag.FlagSet {
+	fs := flag.NewFlagSet("httvps-control", flag.ContinueOnError)
+	o.MaxBody = api.DefaultMaxBodyBytes
+	fs.StringVar(&o.ConfigFile, "config", "", "YAML `file` whose keys are flag names; flags and environment override it")
+	fs.StringVar(&o.Listen, "listen", ":8443", "`address` of the API (HTTPS when -tls-cert is given)")
+	fs.StringVar(&o.AdminListen, "admin-listen", "127.0.0.1:9091", "`address` for /metrics, /healthz and /readyz without the admin key; empty disables")
+	fs.StringVar(&o.AdminKey, "admin-key", "", "admin bearer `key` (at least 32 bytes); prefer -admin-key-file, which keeps it out of ps")
+	fs.StringVar(&o.AdminKeyFile, "admin-key-file", "", "`file` holding the admin key (surrounding whitespace is ignored)")
+	fs.StringVar(&o.RedisURL, "redis", "", "redis:// or rediss:// `URL` of the shared store; empty uses the embedded store in -data-dir")
+	fs.StringVar(&o.DataDir, "data-dir", "httvps-data", "`directory` of the embedded store (control.db), used when -redis is empty")
+	fs.StringVar(&o.PublicURL, "public-url", "", "`URL` clients reach the API at (https://host[:port][/prefix]), used in ssconf:// and httvps:// keys; empty: the request's Host")
+	fs.IntVar(&o.Replicas, "replicas", 0, "pool members each key is placed on (0 = 2)")
+	fs.DurationVar(&o.HealthEvery, "health-every", 0, "pool member health check period (0 = 10s)")
+	fs.StringVar(&o.TLSCert, "tls-cert", "", "PEM certificate chain `file` (leaf first); with -tls-key the API serves HTTPS")
+	fs.StringVar(&o.TLSKey, "tls-key", "", "PEM private key `file` for -tls-cert")
+	fs.Var(&o.MaxBody, "max-body", "largest request body, a `size` in bytes or with a KiB/MiB suffix")
+	fs.DurationVar(&o.ReadTimeout, "read-timeout", 0, "time to read one request (0 = 10s)")
+	fs.DurationVar(&o.WriteTimeout, "write-timeout", 0, "time to write one response (0 = 10s)")
+	fs.DurationVar(&o.IdleTimeout, "idle-timeout", 0, "close keep-alive connections idle this long (0 = 60s)")
+	fs.BoolVar(&o.OpenMetrics, "open-metrics", false, "serve /metrics on -listen without the admin key")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: httvps-control [flags]\n\n")
+		fmt.Fprintf(w, "Serves the HTTVPS control plane API (tokens, Outline pool, gateways, client\n")
+		fmt.Fprintf(w, "configuration, Outline dynamic access keys) and runs the pool manager.\n")
+		fmt.Fprintf(w, "Every flag is also read from the environment variable shown, then from\n")
+		fmt.Fprintf(w, "-config; a flag wins over both.\n\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			name, help := flag.UnquoteUsage(f)
+			fmt.Fprintf(w, "  -%s %s\t[%s]\n    \t%s", f.Name, name, envName(f.Name), help)
+			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && !secretFlags[f.Name] {
+				fmt.Fprintf(w, " (default %q)", f.DefValue)
+			}
+			fmt.Fprintln(w)
+		})
+	}
+	return fs
+}
+
+// loadOptions merges the sources with precedence flag > environment >
+// config file > default, then validates. A returned error is meant for the
+// operator as is (it never quotes the admin key or the Redis URL);
+// flag.ErrHelp means -h was asked for.
+func loadOptions(src sources) (*options, error) {
+	o := &options{}
+	fs := newFlagSet(o)
+	fs.SetOutput(src.usage)
+	if err := fs.Parse(src.args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags only)", fs.Arg(0))
+	}
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+
+	if !onCommandLine["config"] {
+		if v, ok := src.lookupEnv(envName("config")); ok {
+			o.ConfigFile = v
+		}
+	}
+	file, err := readConfigFile(o.ConfigFile, src.readFile, fs)
+	if err != nil {
+		return nil, err
+	}
+
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if onCommandLine[f.Name] || f.Name == "config" {
+			return
+		}
+		shown := func(v string) string {
+			if secretFlags[f.Name] {
+				return "(hidden)"
+			}
+			return strconv.Quote(v)
+		}
+		if v, ok := src.lookupEnv(envName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%s: %w", envName(f.Name), shown(v), err))
+			}
+			return
+		}
+		if v, ok := file[f.Name]; ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %s: %s: %w", o.ConfigFile, f.Name, shown(v), err))
+			}
+		}
+	})
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+
+	if o.AdminKeyFile != "" {
+		if o.AdminKey != "" {
+			return nil, errors.New("give -admin-key or -admin-key-file, not both")
+		}
+		data, err := src.readFile(o.AdminKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("-admin-key-file: %w", err)
+		}
+		o.AdminKey = strings.TrimSpace(string(data))
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// readConfigFile flattens a YAML file of flag-name keys to flag values.
+func readConfigFile(path string, readFile func(string) ([]byte, error), fs *flag.FlagSet) (map[string]string, error) {
+	values := map[string]string{}
+	if path == "" {
+		return values, nil
+	}
+	data, err := readFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	var raw map[string]yaml.Node
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		node := raw[key]
+		switch {
+		case key == "config" || fs.Lookup(key) == nil:
+			return nil, fmt.Errorf("config file %s: line %d: unknown key %q", path, node.Line, key)
+		case node.Kind != yaml.ScalarNode:
+			return nil, fmt.Errorf("config file %s: line %d: %s must be a single value", path, node.Line, key)
+		default:
+			values[key] = node.Value
+		}
+	}
+	return values, nil
+}
+
+func (o *options) validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	if err := checkListen(o.Listen); err != nil {
+		bad("-listen: %v", err)
+	}
+	if o.AdminListen != "" {
+		if err := checkListen(o.AdminListen); err != nil {
+			bad("-admin-listen: %v", err)
+		} else if o.AdminListen == o.Listen && !strings.HasSuffix(o.Listen, ":0") {
+			bad("-admin-listen: same address as -listen")
+		}
+	}
+	switch {
+	case o.AdminKey == "":
+		bad("no admin key: give -admin-key-file, -admin-key or %s", envName("admin-key"))
+	case len(o.AdminKey) < api.MinAdminKeyLen:
+		bad("admin key: %d bytes, fewer than %d (try: openssl rand -base64 33)", len(o.AdminKey), api.MinAdminKeyLen)
+	}
+	if o.RedisURL != "" {
+		u, err := url.Parse(o.RedisURL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+			bad("-redis: not a redis://, rediss:// or unix:// URL")
+		}
+	} else if o.DataDir == "" {
+		bad("-data-dir: empty, and no -redis given")
+	}
+	if o.PublicURL != "" {
+		u, err := url.Parse(o.PublicURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			bad("-public-url %q: want https://host[:port][/prefix]", o.PublicURL)
+		}
+	}
+	if o.Replicas < 0 {
+		bad("-replicas: %d is negative", o.Replicas)
+	}
+	for name, d := range map[string]time.Duration{
+		"health-every": o.HealthEvery, "read-timeout": o.ReadTimeout,
+		"write-timeout": o.WriteTimeout, "idle-timeout": o.IdleTimeout,
+	} {
+		if d < 0 {
+			bad("-%s: %v is negative", name, d)
+		}
+	}
+	if o.MaxBody < 1024 || o.MaxBody > maxBodyCeiling {
+		bad("-max-body: %d is not between 1KiB and 16MiB", o.MaxBody)
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		bad("-tls-cert and -tls-key go together")
+	}
+	if _, err := parseLevel(o.LogLevel); err != nil {
+		bad("-log-level: %v", err)
+	}
+	if o.LogFormat != "text" && o.LogFormat != "json" {
+		bad("-log-format: %q is not text or json", o.LogFormat)
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	return errors.Join(errs...)
+}
+
+func checkListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
+}
+
+// apiConfig maps the options onto api.Config; Store, Pool and Logger are
+// the caller's to fill.
+func (o *options) apiConfig() api.Config {
+	return api.Config{
+		AdminKey:     o.AdminKey,
+		PublicURL:    o.PublicURL,
+		MaxBodyBytes: int(o.MaxBody),
+		ReadTimeout:  o.ReadTimeout,
+		WriteTimeout: o.WriteTimeout,
+		IdleTimeout:  o.IdleTimeout,
+		OpenMetrics:  o.OpenMetrics,
+	}
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+}
+
+func newLogger(o *options, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(o.LogLevel) // validated
+	hopts := &slog.HandlerOptions{Level: level}
+	if o.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, hopts))
+	}
+	return slog.New(slog.NewTextHandler(w, hopts))
+}
+
+// byteSize is a size flag: a plain byte count or a number with a K/KiB,
+// M/MiB or G/GiB suffix (powers of 1024).
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(s string) error {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if len(t) > len(u.suffix) && strings.EqualFold(t[len(t)-len(u.suffix):], u.suffix) {
+			t, mult = strings.TrimSpace(t[:len(t)-len(u.suffix)]), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<40)/mult {
+		return fmt.Errorf("%q is not a size like 65536, 64KiB or 1MiB", s)
+	}
+	*b = byteSize(n * mult)
+	return nil
+}

@@ -1,0 +1,283 @@
+package main
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// process is run() in a goroutine, stopped like a signal would.
+type process struct {
+	t         *testing.T
+	stop      chan os.Signal
+	done      chan int
+	apiAddr   string
+	adminAddr string
+}
+
+func start(t *testing.T, args []string) *process {
+	t.Helper()
+	p := &process{t: t, stop: make(chan os.Signal, 2), done: make(chan int, 1)}
+	ready := make(chan struct{})
+	e := env{
+		logOut: io.Discard,
+		stop:   p.stop,
+		hup:    make(chan os.Signal),
+		listening: func(api, admin net.Addr) {
+			p.apiAddr = api.String()
+			if admin != nil {
+				p.adminAddr = admin.String()
+			}
+			close(ready)
+		},
+	}
+	go func() { p.done <- run(fakeSources(args, nil, nil), e) }()
+	select {
+	case <-ready:
+	case code := <-p.done:
+		t.Fatalf("run exited with %d before listening", code)
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not start listening")
+	}
+	return p
+}
+
+// terminate sends SIGTERM and returns the exit code.
+func (p *process) terminate() int {
+	p.t.Helper()
+	p.stop <- syscall.SIGTERM
+	select {
+	case code := <-p.done:
+		return code
+	case <-time.After(20 * time.Second):
+		p.t.Fatal("run did not stop after SIGTERM")
+		return -1
+	}
+}
+
+type client struct {
+	t    *testing.T
+	base string
+	hc   *http.Client
+}
+
+func (c *client) do(method, path, auth, body string) (int, []byte) {
+	c.t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, c.base+path, r)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", "Bearer "+auth)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// exercise drives the API of a freshly started control plane: no member
+// yet, then a static member on a live loopback port, a token on it, and
+// the admin listener.
+func exercise(t *testing.T, c *client, adminBase string) (tokenID string) {
+	if code, body := c.do("GET", "/healthz", "", ""); code != 200 {
+		t.Fatalf("healthz: %d %s", code, body)
+	}
+	if code, body := c.do("POST", "/v1/tokens", testKey, `{}`); code != 503 || !strings.Contains(string(body), `"no_members"`) {
+		t.Fatalf("token without members: %d %s", code, body)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	port := ln.Addr().(*net.TCPAddr).Port
+	code, body := c.do("POST", "/v1/pool/members", testKey,
+		`{"name":"local","backend":"static","host":"127.0.0.1","static":{"port":`+strconv.Itoa(port)+`,"cipher":"chacha20-ietf-poly1305","password":"shared-static-secret"}}`)
+	if code != 201 {
+		t.Fatalf("add member: %d %s", code, body)
+	}
+	code, body = c.do("POST", "/v1/tokens", testKey, `{"label":"e2e"}`)
+	if code != 201 {
+		t.Fatalf("create token: %d %s", code, body)
+	}
+	var tok struct {
+		ID, Token string
+	}
+	if err := json.Unmarshal(body, &tok); err != nil {
+		t.Fatal(err)
+	}
+	code, body = c.do("GET", "/v1/client/config", tok.Token, "")
+	if code != 200 || !strings.Contains(string(body), `"secret":"shared-static-secret"`) {
+		t.Fatalf("client config: %d %s", code, body)
+	}
+	if code, _ := c.do("GET", "/metrics", "", ""); code != 401 {
+		t.Errorf("/metrics on the API without the key: %d", code)
+	}
+	admin := &client{t: t, base: adminBase, hc: http.DefaultClient}
+	code, body = admin.do("GET", "/metrics", "", "")
+	if code != 200 || !strings.Contains(string(body), `httvps_control_requests_total{route="POST /v1/tokens",status="201"} 1`) {
+		t.Errorf("admin /metrics: %d\n%s", code, body)
+	}
+	if code, _ := admin.do("GET", "/readyz", "", ""); code != 200 {
+		t.Errorf("admin /readyz: %d", code)
+	}
+	return tok.ID
+}
+
+func TestRunEmbeddedTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := writeSelfSigned(t, dir)
+	args := []string{
+		"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-admin-key", testKey,
+		"-data-dir", filepath.Join(dir, "data"), "-tls-cert", certFile, "-tls-key", keyFile,
+		"-public-url", "https://ctl.test", "-health-every", "1h", "-log-level", "error",
+	}
+	p := start(t, args)
+	c := &client{t: t, base: "https://" + p.apiAddr, hc: &http.Client{
+		Timeout:   10 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+	}}
+	id := exercise(t, c, "http://"+p.adminAddr)
+	if code := p.terminate(); code != 0 {
+		t.Fatalf("exit %d after SIGTERM", code)
+	}
+
+	// The embedded store keeps the token across a restart.
+	p = start(t, args)
+	c.base = "https://" + p.apiAddr
+	c.hc.CloseIdleConnections()
+	if code, body := c.do("GET", "/v1/tokens/"+id, testKey, ""); code != 200 {
+		t.Errorf("token after restart: %d %s", code, body)
+	}
+	if code := p.terminate(); code != 0 {
+		t.Fatalf("exit %d after SIGTERM", code)
+	}
+}
+
+func TestRunRedis(t *testing.T) {
+	addr := startRedis(t)
+	p := start(t, []string{
+		"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-admin-key", testKey,
+		"-redis", "redis://" + addr + "/0", "-health-every", "1h", "-log-level", "error",
+	})
+	c := &client{t: t, base: "http://" + p.apiAddr, hc: &http.Client{Timeout: 10 * time.Second}}
+	exercise(t, c, "http://"+p.adminAddr)
+	if code := p.terminate(); code != 0 {
+		t.Fatalf("exit %d after SIGTERM", code)
+	}
+}
+
+func TestRunBadConfig(t *testing.T) {
+	var out strings.Builder
+	src := fakeSources([]string{"-admin-key", "short"}, nil, nil)
+	src.usage = &out
+	if code := run(src, env{logOut: io.Discard}); code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+	if !strings.Contains(out.String(), "admin key") {
+		t.Errorf("message %q", out.String())
+	}
+}
+
+// startRedis runs a redis-server of the test's own on a free port.
+func startRedis(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server not installed")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--dir", t.TempDir(), "--save", "", "--appendonly", "no", "--logfile", "")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+			c.SetDeadline(time.Now().Add(time.Second))
+			fmt.Fprintf(c, "PING\r\n")
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if line == "+PONG\r\n" {
+				return addr
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("redis-server on %s did not come up", addr)
+	return ""
+}
+
+func writeSelfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "ctl.test"},
+		DNSNames:     []string{"ctl.test"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
