@@ -314,9 +314,11 @@ func (s *Server) reqCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), s.cfg.StoreTimeout)
 }
 
-// fasthttpLogger sends fasthttp's own messages to slog.
+// fasthttpLogger sends fasthttp's own messages to slog at debug level:
+// they are about single connections (timeouts, malformed requests), which
+// any client or prober can cause at will.
 type fasthttpLogger struct{ log *slog.Logger }
 
 func (l fasthttpLogger) Printf(format string, args ...any) {
-	l.log.Warn("fasthttp: " + fmt.Sprintf(format, args...))
+	l.log.Debug("fasthttp: " + fmt.Sprintf(format, args...))
 }
