@@ -62,8 +62,6 @@ type session struct {
 	prev, next *session // loop's live list
 }
 
-func (s *session) alive() bool { return !s.dead }
-
 // handle processes the epoll events of one of the session's fds.
 func (s *session) handle(fd int, ev uint32) {
 	if s.pend != nil {
@@ -72,7 +70,11 @@ func (s *session) handle(fd int, ev uint32) {
 	}
 	if fd == s.cfd {
 		if ev&evERR != 0 || (ev&evHUP != 0 && ev&evIn == 0) {
-			s.finish(EndClientGone)
+			if s.lingering {
+				s.finish(s.end) // the client closed first; nothing was lost
+			} else {
+				s.finish(EndClientGone)
+			}
 			return
 		}
 		if ev&evOut != 0 {
