@@ -497,12 +497,14 @@ type Stats struct {
 	Accounts      int   // tokens with local state (sessions or unflushed usage)
 	PendingUsage  int64 // bytes counted locally but not yet in the store
 	StoreDown     bool  // the last store call failed
+	Subscribed    bool  // the event subscription is up (revocations arrive)
 }
 
 type counters struct {
 	hits, misses, negHits, staleHits atomic.Uint64
 	localAdmits, storeErrors         atomic.Uint64
 	flushErrors, published           atomic.Uint64
+	subscribed                       atomic.Bool
 	denied                           [numDeny]atomic.Uint64
 }
 
@@ -527,6 +529,7 @@ func (a *Auth) Stats() Stats {
 		CachedTokens:      a.tokens.len(),
 		NegativeCache:     a.neg.len(),
 		StoreDown:         a.storeDown.Load(),
+		Subscribed:        a.stats.subscribed.Load(),
 	}
 	for _, acc := range a.snapshotAccounts() {
 		s.Accounts++

@@ -267,6 +267,13 @@ func startNode(t *testing.T, r *redisServer, cfg Config) *node {
 	n.stop = cancel
 	go func() { n.done <- n.auth.Run(ctx) }()
 	t.Cleanup(n.shutdown)
+	// Events published before the subscription is up would be missed.
+	for deadline := time.Now().Add(5 * time.Second); !n.auth.Stats().Subscribed; {
+		if time.Now().After(deadline) {
+			t.Fatal("event subscription not up after 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	return n
 }
 

@@ -126,9 +126,11 @@ func (a *Auth) eventLoop(ctx context.Context) {
 		if lost {
 			a.resync()
 		}
+		a.stats.subscribed.Store(true)
 		for e := range ch {
 			a.handle(ctx, e)
 		}
+		a.stats.subscribed.Store(false)
 		lost = true
 	}
 }
