@@ -67,4 +67,5 @@ func (s *Server) serveMetrics(ctx *fasthttp.RequestCtx) {
 func (s *Server) WriteMetrics(w io.Writer) {
 	s.met.set.WritePrometheus(w)
 	metrics.WritePrometheus(w, true)
+	metrics.WriteFDMetrics(w)
 }

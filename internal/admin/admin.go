@@ -39,7 +39,10 @@ type Config struct {
 func Handler(cfg Config) http.Handler {
 	write := cfg.WriteMetrics
 	if write == nil {
-		write = func(w io.Writer) { metrics.WritePrometheus(w, true) }
+		write = func(w io.Writer) {
+			metrics.WritePrometheus(w, true)
+			metrics.WriteFDMetrics(w)
+		}
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
