@@ -304,7 +304,6 @@ func tokensCreate(a *adminRun) error {
 	if err != nil {
 		return err
 	}
-	raw = a.c.authoritativeKeys(ctx, raw, &t)
 	if a.opts.json {
 		return a.printJSON(raw)
 	}
@@ -320,42 +319,6 @@ func tokensCreate(a *adminRun) error {
 	}
 	kv.flush()
 	return nil
-}
-
-// authoritativeKeys replaces the cipher and access keys of a creation
-// answer with those the client API serves for the new token, which are
-// built from the stored token. They differ when the node gave the token
-// a static member's secret (see secretStore). Any failure keeps the
-// answer as it was.
-func (c *apiClient) authoritativeKeys(ctx context.Context, raw []byte, t *tokenJSON) []byte {
-	if t.Token == "" {
-		return raw
-	}
-	cfgRaw, err := c.callAs(ctx, t.Token, http.MethodGet, "/v1/client/config", nil, nil)
-	if err != nil {
-		return raw
-	}
-	var cc clientConfigJSON
-	if json.Unmarshal(cfgRaw, &cc) != nil || cc.TokenID != t.ID {
-		return raw
-	}
-	if cc.Cipher == t.Cipher && t.AccessKeys != nil && *t.AccessKeys == cc.AccessKeys {
-		return raw
-	}
-	var m map[string]json.RawMessage
-	if json.Unmarshal(raw, &m) != nil {
-		return raw
-	}
-	m["cipher"], _ = json.Marshal(cc.Cipher)
-	m["access_keys"], _ = json.Marshal(cc.AccessKeys)
-	out, err := json.Marshal(m)
-	if err != nil {
-		return raw
-	}
-	t.Cipher = cc.Cipher
-	keys := cc.AccessKeys
-	t.AccessKeys = &keys
-	return out
 }
 
 // tokenFields writes a token's fields as rows of a two-column table.

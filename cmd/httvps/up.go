@@ -204,8 +204,8 @@ func (n *node) start() (int, error) {
 	go func() { n.gwDone <- n.gw.Serve(gwLn) }()
 
 	n.srv, err = api.New(api.Config{
-		Store:     secretStore{n.st},
-		Pool:      staticPool{Manager: n.mgr, st: n.st},
+		Store:     n.st,
+		Pool:      n.mgr,
 		AdminKey:  n.adminKey,
 		PublicURL: n.controlURL,
 		Logger:    n.log,
