@@ -23,11 +23,15 @@ const (
 	ScenarioTLSIdle       = "tls-idle"
 	ScenarioTLSThroughput = "tls-throughput"
 	ScenarioTLSConnect    = "tls-connect"
+
+	// ScenarioControl runs once, on no peer: token checks, the control
+	// API and Redis itself (control.go).
+	ScenarioControl = "control"
 )
 
 var (
 	allScenarios = []string{ScenarioThroughput, ScenarioIdle, ScenarioSlowReader,
-		ScenarioTLSThroughput, ScenarioTLSIdle, ScenarioTLSConnect}
+		ScenarioTLSThroughput, ScenarioTLSIdle, ScenarioTLSConnect, ScenarioControl}
 	allPeers = []string{PeerHTTVPS, PeerGoCopy, PeerGoBuf, PeerV2Ray,
 		PeerHTTVPSTLS, PeerV2RayTLS, PeerNginxTLS}
 )
@@ -55,8 +59,20 @@ type Config struct {
 	// scenarios); a peer whose binary is missing is skipped with a note.
 	Peers []string
 	// Scenarios to run. nil means all: throughput, idle, slowreader,
-	// tls-throughput, tls-idle, tls-connect.
+	// tls-throughput, tls-idle, tls-connect, control.
 	Scenarios []string
+
+	// Control: ControlBin is the httvps-control binary ("" means
+	// bin/httvps-control); RedisBin and RedisBenchBin default to
+	// redis-server and redis-benchmark. TokenCheckTime is each token-check
+	// run (0 means 3s); ConfigLoadTime the GET /v1/client/config load (0
+	// means 5s) over ConfigConns keep-alive connections (0 means 8).
+	ControlBin     string
+	RedisBin       string
+	RedisBenchBin  string
+	TokenCheckTime time.Duration
+	ConfigLoadTime time.Duration
+	ConfigConns    int
 
 	// CertType is the certificate every TLS peer serves, generated for the
 	// run: "ecdsa" (P-256, the default) or "rsa" (2048 bits).
@@ -109,6 +125,24 @@ func (c *Config) setDefaults() {
 	}
 	if c.NginxBin == "" {
 		c.NginxBin = "/usr/sbin/nginx"
+	}
+	if c.ControlBin == "" {
+		c.ControlBin = "bin/httvps-control"
+	}
+	if c.RedisBin == "" {
+		c.RedisBin = "redis-server"
+	}
+	if c.RedisBenchBin == "" {
+		c.RedisBenchBin = "redis-benchmark"
+	}
+	if c.TokenCheckTime == 0 {
+		c.TokenCheckTime = 3 * time.Second
+	}
+	if c.ConfigLoadTime == 0 {
+		c.ConfigLoadTime = 5 * time.Second
+	}
+	if c.ConfigConns == 0 {
+		c.ConfigConns = 8
 	}
 	if c.Peers == nil {
 		c.Peers = allPeers
@@ -201,6 +235,9 @@ func (c *Config) validate() error {
 	if c.GoCopySessions < 1 || c.GoCopySessions*6 > 19900 {
 		return errors.New("bench: gocopy idle sessions must be 1..3316 (6 fds each)")
 	}
+	if c.TokenCheckTime < 0 || c.ConfigLoadTime < 0 || c.ConfigConns < 1 || c.ConfigConns > 512 {
+		return errors.New("bench: control needs positive durations and 1..512 connections")
+	}
 	if c.Message < 1 || c.Message > 1<<20 {
 		return errors.New("bench: message size must be 1..1 MiB")
 	}
@@ -273,6 +310,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		fmt.Fprintf(cfg.Log, "ERROR %v\n", err)
 	}
 	for _, sc := range cfg.Scenarios {
+		if sc == ScenarioControl {
+			if ctx.Err() == nil {
+				if err := runControl(ctx, &cfg, ps, rep); err != nil {
+					fail(sc, "run", err)
+				}
+				ps.stopAll()
+			}
+			continue
+		}
 		for _, pe := range peers {
 			if ctx.Err() != nil {
 				break

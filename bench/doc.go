@@ -22,4 +22,10 @@
 // wss:// servers, and nginx's stream module as a TLS-terminating TCP proxy
 // that its client reaches with raw TLS (nginx has no WebSocket-to-TCP
 // bridge). nginx forks, so its CPU and RSS are summed over its process group.
+//
+// The control scenario runs once, on no relay, against a redis-server the
+// harness starts: storeauth.Authenticate in this process on a cache hit and
+// on a cache miss (a Redis round trip per check), GET /v1/client/config
+// against the httvps-control binary over keep-alive loopback HTTP, and
+// redis-benchmark GET/SET on the same Redis for scale.
 package bench

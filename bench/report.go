@@ -30,6 +30,7 @@ type Report struct {
 	TLSIdle       []IdleResult     `json:"tls_idle,omitempty"`
 	Connect       []ConnectResult  `json:"tls_connect,omitempty"`
 	ConnectRatios []ConnectRatio   `json:"tls_connect_ratios,omitempty"`
+	Control       *ControlResult   `json:"control,omitempty"`
 	Notes         []string         `json:"notes,omitempty"`
 	Errors        []string         `json:"errors,omitempty"`
 }
@@ -226,6 +227,7 @@ func (r *Report) WriteText(w io.Writer) {
 			tw.Flush()
 		}
 	}
+	r.writeControlText(w)
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "note:", n)
 	}
@@ -312,6 +314,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 			}
 		}
 	}
+	r.writeControlMarkdown(w)
 	if len(r.Notes) > 0 || len(r.Errors) > 0 {
 		fmt.Fprintln(w, "\n## Notes and errors")
 		for _, n := range r.Notes {

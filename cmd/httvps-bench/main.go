@@ -1,7 +1,8 @@
 // Command httvps-bench measures the HTTVPS gateway against a plain Go relay,
 // v2ray-plugin and (over TLS) nginx: bulk throughput and CPU, memory per idle
-// session, memory under a slow reader, and the cost of a new TLS session.
-// See bench/ for what each scenario does.
+// session, memory under a slow reader, and the cost of a new TLS session;
+// and the control side (token checks, the client API, Redis) against a real
+// redis-server. See bench/ for what each scenario does.
 package main
 
 import (
@@ -34,11 +35,15 @@ Examples:
   go run ./cmd/httvps-bench -scenarios throughput -peers gocopy,v2ray -bytes 256M
   go run ./cmd/httvps-bench -scenarios idle -sessions 5000
   go run ./cmd/httvps-bench -scenarios tls-connect -cert-type rsa
+  go run ./cmd/httvps-bench -scenarios control
 
 Plaintext scenarios (throughput, idle, slowreader) run on the plaintext
 peers; TLS scenarios (tls-throughput, tls-idle, tls-connect) on the TLS peers
 (httvps-tls, v2ray-tls, nginx-tls), which all serve one certificate generated
 for the run. nginx-tls needs nginx's stream module (Debian libnginx-mod-stream).
+The control scenario runs once, on no relay: it starts redis-server and
+measures storeauth token checks (cache hit and miss, in this process),
+GET /v1/client/config against bin/httvps-control, and redis-benchmark.
 
 flags:
 `
@@ -62,7 +67,7 @@ func run(args []string) int {
 		fs.PrintDefaults()
 	}
 	var (
-		scenarios = fs.String("scenarios", "throughput,idle,slowreader,tls-throughput,tls-idle,tls-connect", "scenarios to run: throughput, idle, slowreader, tls-throughput, tls-idle, tls-connect")
+		scenarios = fs.String("scenarios", "throughput,idle,slowreader,tls-throughput,tls-idle,tls-connect,control", "scenarios to run: throughput, idle, slowreader, tls-throughput, tls-idle, tls-connect, control")
 		peers     = fs.String("peers", "httvps,gocopy,gobuf,v2ray,httvps-tls,v2ray-tls,nginx-tls", "relays to measure: httvps (bin/httvps-gateway), gocopy (Go io.Copy, splice), gobuf (Go io.Copy, 32 KiB buffer), v2ray (ss-v2ray-plugin); over TLS: httvps-tls, v2ray-tls, nginx-tls (nginx stream TLS proxy, raw TLS client); a missing binary is skipped with a note")
 		gateway   = fs.String("gateway", "bin/httvps-gateway", "our gateway binary (go build -o bin/httvps-gateway ./cmd/httvps-gateway)")
 		gwArgs    = fs.String("gateway-args", "", "extra gateway flags, space separated (e.g. \"-buffer-cap 262144\")")
@@ -82,6 +87,12 @@ func run(args []string) int {
 		slowDur   = fs.Duration("slow-duration", 20*time.Second, "slowreader: how long the client reads")
 		slowRate  = fs.String("slow-rate", "2M", "slowreader: client read rate, bytes per second")
 		slowBytes = fs.String("slow-bytes", "256M", "slowreader: bytes the upstream offers")
+		control   = fs.String("control", "bin/httvps-control", "control: the control plane binary (go build -o bin/httvps-control ./cmd/httvps-control)")
+		redisBin  = fs.String("redis-server", "redis-server", "control: redis-server binary")
+		redisB    = fs.String("redis-benchmark", "redis-benchmark", "control: redis-benchmark binary")
+		checkTime = fs.Duration("token-check-time", 3*time.Second, "control: duration of each token-check run")
+		loadTime  = fs.Duration("config-load-time", 5*time.Second, "control: duration of the GET /v1/client/config load")
+		loadConns = fs.Int("config-conns", 8, "control: keep-alive connections of the client config load")
 		out       = fs.String("out", "bench/results", "report directory (\"\" for none)")
 		quiet     = fs.Bool("q", false, "no progress lines on stderr")
 	)
@@ -98,6 +109,8 @@ func run(args []string) int {
 		GatewayArgs: strings.Fields(*gwArgs),
 		CellTimeout: *cellTO, Sessions: *sessions, GoCopySessions: min(*gcSess, *sessions), Settle: *settle,
 		SlowDuration: *slowDur, OutDir: *out, Out: os.Stdout, Log: os.Stderr,
+		ControlBin: *control, RedisBin: *redisBin, RedisBenchBin: *redisB,
+		TokenCheckTime: *checkTime, ConfigLoadTime: *loadTime, ConfigConns: *loadConns,
 	}
 	if *quiet {
 		cfg.Log = nil
