@@ -38,7 +38,7 @@ test: deps vet
 run: build
 	scripts/run.sh
 
-bench: build
+bench: deps build
 	$(BIN)/httvps-bench -out $(BENCH_OUT) $(BENCH_ARGS)
 
 fuzz:

@@ -15,6 +15,7 @@ declare -A want=(
 	[curl]=curl
 	[openssl]=openssl
 	[nginx]=nginx-light
+	[redis-benchmark]=redis-tools
 )
 
 missing=()
@@ -24,6 +25,12 @@ for cmd in "${!want[@]}"; do
 		[[ " ${missing[*]-} " == *" $pkg "* ]] || missing+=("$pkg")
 	fi
 done
+
+# The bench's nginx-tls peer proxies with nginx's stream module, which
+# nginx-light does not build in.
+if [[ ! -e /usr/lib/nginx/modules/ngx_stream_module.so ]]; then
+	missing+=(libnginx-mod-stream)
+fi
 
 if ((${#missing[@]})); then
 	if [[ $(id -u) -eq 0 ]]; then
