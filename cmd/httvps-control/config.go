@@ -14,13 +14,11 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/httvps/httvps/control/api"
+	"github.com/httvps/httvps/internal/cliconf"
 )
 
 const (
-	envPrefix = "HTTVPS_"
 	// maxBodyCeiling keeps -max-body to what a JSON API could need.
 	maxBodyCeiling = 16 << 20
 )
@@ -63,14 +61,9 @@ func osSources(args []string) sources {
 	return sources{args: args, lookupEnv: os.LookupEnv, readFile: os.ReadFile, usage: os.Stderr}
 }
 
-// envName maps a flag name to its environment variable: admin-key →
-// HTTVPS_ADMIN_KEY.
-func envName(flagName string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
-// secretFlags never have their values printed (defaults, errors).
-var secretFlags = map[string]bool{"admin-key": true, "redis": true}
+// flagSpec: admin-key and redis never have their values printed
+// (defaults, errors).
+var flagSpec = cliconf.Spec{Secrets: []string{"admin-key", "redis"}, QuietDefaults: []string{"0", "false"}}
 
 func newFlagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("httvps-control", flag.ContinueOnError)
@@ -94,22 +87,11 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&o.OpenMetrics, "open-metrics", false, "serve /metrics on -listen without the admin key")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
-	fs.Usage = func() {
-		w := fs.Output()
-		fmt.Fprintf(w, "Usage: httvps-control [flags]\n\n")
-		fmt.Fprintf(w, "Serves the HTTVPS control plane API (tokens, Outline pool, gateways, client\n")
-		fmt.Fprintf(w, "configuration, Outline dynamic access keys) and runs the pool manager.\n")
-		fmt.Fprintf(w, "Every flag is also read from the environment variable shown, then from\n")
-		fmt.Fprintf(w, "-config; a flag wins over both.\n\n")
-		fs.VisitAll(func(f *flag.Flag) {
-			name, help := flag.UnquoteUsage(f)
-			fmt.Fprintf(w, "  -%s %s\t[%s]\n    \t%s", f.Name, name, envName(f.Name), help)
-			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && !secretFlags[f.Name] {
-				fmt.Fprintf(w, " (default %q)", f.DefValue)
-			}
-			fmt.Fprintln(w)
-		})
-	}
+	flagSpec.SetUsage(fs, "Usage: httvps-control [flags]\n\n"+
+		"Serves the HTTVPS control plane API (tokens, Outline pool, gateways, client\n"+
+		"configuration, Outline dynamic access keys) and runs the pool manager.\n"+
+		"Every flag is also read from the environment variable shown, then from\n"+
+		"-config; a flag wins over both.\n\n")
 	return fs
 }
 
@@ -121,50 +103,8 @@ func loadOptions(src sources) (*options, error) {
 	o := &options{}
 	fs := newFlagSet(o)
 	fs.SetOutput(src.usage)
-	if err := fs.Parse(src.args); err != nil {
+	if _, err := flagSpec.Load(fs, src.args, src.lookupEnv, src.readFile, nil); err != nil {
 		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (flags only)", fs.Arg(0))
-	}
-	onCommandLine := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
-
-	if !onCommandLine["config"] {
-		if v, ok := src.lookupEnv(envName("config")); ok {
-			o.ConfigFile = v
-		}
-	}
-	file, err := readConfigFile(o.ConfigFile, src.readFile, fs)
-	if err != nil {
-		return nil, err
-	}
-
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if onCommandLine[f.Name] || f.Name == "config" {
-			return
-		}
-		shown := func(v string) string {
-			if secretFlags[f.Name] {
-				return "(hidden)"
-			}
-			return strconv.Quote(v)
-		}
-		if v, ok := src.lookupEnv(envName(f.Name)); ok {
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%s: %w", envName(f.Name), shown(v), err))
-			}
-			return
-		}
-		if v, ok := file[f.Name]; ok {
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %s: %s: %w", o.ConfigFile, f.Name, shown(v), err))
-			}
-		}
-	})
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
 	}
 
 	if o.AdminKeyFile != "" {
@@ -183,39 +123,6 @@ func loadOptions(src sources) (*options, error) {
 	return o, nil
 }
 
-// readConfigFile flattens a YAML file of flag-name keys to flag values.
-func readConfigFile(path string, readFile func(string) ([]byte, error), fs *flag.FlagSet) (map[string]string, error) {
-	values := map[string]string{}
-	if path == "" {
-		return values, nil
-	}
-	data, err := readFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config file: %w", err)
-	}
-	var raw map[string]yaml.Node
-	if err := yaml.Unmarshal(data, &raw); err != nil {
-		return nil, fmt.Errorf("config file %s: %w", path, err)
-	}
-	keys := make([]string, 0, len(raw))
-	for k := range raw {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, key := range keys {
-		node := raw[key]
-		switch {
-		case key == "config" || fs.Lookup(key) == nil:
-			return nil, fmt.Errorf("config file %s: line %d: unknown key %q", path, node.Line, key)
-		case node.Kind != yaml.ScalarNode:
-			return nil, fmt.Errorf("config file %s: line %d: %s must be a single value", path, node.Line, key)
-		default:
-			values[key] = node.Value
-		}
-	}
-	return values, nil
-}
-
 func (o *options) validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
@@ -232,7 +139,7 @@ func (o *options) validate() error {
 	}
 	switch {
 	case o.AdminKey == "":
-		bad("no admin key: give -admin-key-file, -admin-key or %s", envName("admin-key"))
+		bad("no admin key: give -admin-key-file, -admin-key or %s", cliconf.EnvName("admin-key"))
 	case len(o.AdminKey) < api.MinAdminKeyLen:
 		bad("admin key: %d bytes, fewer than %d (try: openssl rand -base64 33)", len(o.AdminKey), api.MinAdminKeyLen)
 	}

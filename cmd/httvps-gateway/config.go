@@ -20,10 +20,10 @@ import (
 
 	"github.com/httvps/httvps/gateway"
 	"github.com/httvps/httvps/internal/certs"
+	"github.com/httvps/httvps/internal/cliconf"
 )
 
 const (
-	envPrefix    = "HTTVPS_"
 	maxDecoySize = 1 << 20
 	maxSecretLen = 512
 )
@@ -86,11 +86,9 @@ func osSources(args []string) sources {
 	return sources{args: args, lookupEnv: os.LookupEnv, readFile: os.ReadFile, usage: os.Stderr}
 }
 
-// envName maps a flag name to its environment variable: admin-listen →
-// HTTVPS_ADMIN_LISTEN.
-func envName(flagName string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
+// flagSpec: the repeatable flags take their whole list from one source
+// instead of a value per flag; duration defaults ("0s") are shown.
+var flagSpec = cliconf.Spec{Lists: []string{"route", "tls-cert", "tls-key"}, QuietDefaults: []string{"0"}}
 
 func newFlagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("httvps-gateway", flag.ContinueOnError)
@@ -123,21 +121,10 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.IntVar(&o.DecoyStatus, "decoy-status", 0, "HTTP status of the decoy answer (0 = 404)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
-	fs.Usage = func() {
-		w := fs.Output()
-		fmt.Fprintf(w, "Usage: httvps-gateway [flags]\n\n")
-		fmt.Fprintf(w, "Accepts WebSocket sessions on /SECRET/tcp and /SECRET/udp and relays them to\n")
-		fmt.Fprintf(w, "the route's Outline (Shadowsocks) server. Every flag is also read from the\n")
-		fmt.Fprintf(w, "environment variable shown, then from -config; a flag wins over both.\n\n")
-		fs.VisitAll(func(f *flag.Flag) {
-			name, help := flag.UnquoteUsage(f)
-			fmt.Fprintf(w, "  -%s %s\t[%s]\n    \t%s", f.Name, name, envName(f.Name), help)
-			if f.DefValue != "" && f.DefValue != "0" {
-				fmt.Fprintf(w, " (default %q)", f.DefValue)
-			}
-			fmt.Fprintln(w)
-		})
-	}
+	flagSpec.SetUsage(fs, "Usage: httvps-gateway [flags]\n\n"+
+		"Accepts WebSocket sessions on /SECRET/tcp and /SECRET/udp and relays them to\n"+
+		"the route's Outline (Shadowsocks) server. Every flag is also read from the\n"+
+		"environment variable shown, then from -config; a flag wins over both.\n\n")
 	return fs
 }
 
@@ -148,61 +135,25 @@ func loadOptions(src sources) (*options, error) {
 	o := &options{}
 	fs := newFlagSet(o)
 	fs.SetOutput(src.usage)
-	if err := fs.Parse(src.args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (flags only)", fs.Arg(0))
-	}
-	onCommandLine := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
-
-	if !onCommandLine["config"] {
-		if v, ok := src.lookupEnv(envName("config")); ok {
-			o.ConfigFile = v
-		}
-	}
-	file, err := readConfigFile(o.ConfigFile, src.readFile, fs)
+	var file fileConfig
+	ld, err := flagSpec.Load(fs, src.args, src.lookupEnv, src.readFile, file.key)
 	if err != nil {
 		return nil, err
 	}
+	sort.Strings(file.routes)
 
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if onCommandLine[f.Name] || f.Name == "config" || isListFlag(f.Name) {
-			return
-		}
-		if v, ok := src.lookupEnv(envName(f.Name)); ok {
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
-			}
-			return
-		}
-		if v, ok := file.values[f.Name]; ok {
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %s: %q: %w", o.ConfigFile, f.Name, v, err))
-			}
-		}
-	})
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-
-	var routes []string
-	var routesFrom string
-	switch v, _ := src.lookupEnv(envName("route")); {
-	case onCommandLine["route"]:
-		routes, routesFrom = o.routeArgs, "-route"
-	case strings.TrimSpace(v) != "":
-		routes, routesFrom = splitList(v), envName("route")
-	default:
+	routes, routesFrom := []string(o.routeArgs), "-route"
+	switch ld.ListSource("route") {
+	case cliconf.Environment:
+		routes, routesFrom = ld.EnvList("route"), cliconf.EnvName("route")
+	case cliconf.ConfigFile:
 		routes, routesFrom = file.routes, o.ConfigFile
 	}
 	if o.Routes, err = parseRoutes(routes, routesFrom); err != nil {
 		return nil, err
 	}
 
-	if o.TLSPairs, err = tlsPairs(onCommandLine, src.lookupEnv, o, file); err != nil {
+	if o.TLSPairs, err = tlsPairs(ld, o, file); err != nil {
 		return nil, err
 	}
 
@@ -220,27 +171,18 @@ func loadOptions(src sources) (*options, error) {
 	return o, nil
 }
 
-// isListFlag names the repeatable flags, which take their whole list from
-// one source instead of a value per flag.
-func isListFlag(name string) bool {
-	return name == "route" || name == "tls-cert" || name == "tls-key"
-}
-
 // tlsPairs takes certificate and key files from one source, the first of
 // command line, environment and config file that names either, so a
 // certificate never pairs with a key from elsewhere. The files themselves
 // are loaded by certs.New in run.
-func tlsPairs(onCommandLine map[string]bool, lookupEnv func(string) (string, bool), o *options, file fileConfig) ([]certs.Pair, error) {
+func tlsPairs(ld *cliconf.Loaded, o *options, file fileConfig) ([]certs.Pair, error) {
 	crts, keys := []string(o.tlsCertArgs), []string(o.tlsKeyArgs)
 	from := "-tls-cert/-tls-key"
-	envCert, _ := lookupEnv(envName("tls-cert"))
-	envKey, _ := lookupEnv(envName("tls-key"))
-	switch {
-	case onCommandLine["tls-cert"] || onCommandLine["tls-key"]:
-	case strings.TrimSpace(envCert) != "" || strings.TrimSpace(envKey) != "":
-		crts, keys = splitList(envCert), splitList(envKey)
-		from = envName("tls-cert") + "/" + envName("tls-key")
-	default:
+	switch ld.ListSource("tls-cert", "tls-key") {
+	case cliconf.Environment:
+		crts, keys = ld.EnvList("tls-cert"), ld.EnvList("tls-key")
+		from = cliconf.EnvName("tls-cert") + "/" + cliconf.EnvName("tls-key")
+	case cliconf.ConfigFile:
 		crts, keys = file.tlsCerts, file.tlsKeys
 		from = o.ConfigFile + ": tls-cert/tls-key"
 	}
@@ -257,84 +199,49 @@ func tlsPairs(onCommandLine map[string]bool, lookupEnv func(string) (string, boo
 	return pairs, nil
 }
 
-func splitList(v string) []string {
-	var l []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			l = append(l, s)
-		}
-	}
-	return l
-}
-
-// fileConfig is a config file flattened to flag values, plus its routes
+// fileConfig is what a config file holds beyond flag values: its routes
 // as SECRET=UPSTREAM strings and its TLS file lists.
 type fileConfig struct {
-	values            map[string]string
 	routes            []string
 	tlsCerts, tlsKeys []string
 }
 
-func readConfigFile(path string, readFile func(string) ([]byte, error), fs *flag.FlagSet) (fileConfig, error) {
-	fc := fileConfig{values: map[string]string{}}
-	if path == "" {
-		return fc, nil
-	}
-	data, err := readFile(path)
-	if err != nil {
-		return fc, fmt.Errorf("config file: %w", err)
-	}
-	var raw map[string]yaml.Node
-	if err := yaml.Unmarshal(data, &raw); err != nil {
-		return fc, fmt.Errorf("config file %s: %w", path, err)
-	}
-	keys := make([]string, 0, len(raw))
-	for k := range raw {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, key := range keys {
-		node := raw[key]
-		switch {
-		case key == "routes":
-			// routes: {SECRET: IP:PORT, ...}
-			var m map[string]string
-			if err := node.Decode(&m); err != nil {
-				return fc, fmt.Errorf("config file %s: routes must map secret to ip:port: %w", path, err)
-			}
-			for s, up := range m {
-				fc.routes = append(fc.routes, s+"="+up)
-			}
-		case key == "route":
-			// route: [SECRET=IP:PORT, ...], the flag's own form.
-			var l []string
-			if err := node.Decode(&l); err != nil {
-				return fc, fmt.Errorf("config file %s: route must be a list of SECRET=IP:PORT: %w", path, err)
-			}
-			fc.routes = append(fc.routes, l...)
-		case key == "tls-cert" || key == "tls-key":
-			// A single file name or a list of them.
-			var l []string
-			if node.Kind == yaml.ScalarNode {
-				l = []string{node.Value}
-			} else if err := node.Decode(&l); err != nil {
-				return fc, fmt.Errorf("config file %s: line %d: %s must be a file name or a list of them", path, node.Line, key)
-			}
-			if key == "tls-cert" {
-				fc.tlsCerts = l
-			} else {
-				fc.tlsKeys = l
-			}
-		case key == "config" || fs.Lookup(key) == nil:
-			return fc, fmt.Errorf("config file %s: line %d: unknown key %q", path, node.Line, key)
-		case node.Kind != yaml.ScalarNode:
-			return fc, fmt.Errorf("config file %s: line %d: %s must be a single value", path, node.Line, key)
-		default:
-			fc.values[key] = node.Value
+// key takes the config file keys that are not single flag values.
+func (fc *fileConfig) key(key string, node *yaml.Node) (bool, error) {
+	switch key {
+	case "routes":
+		// routes: {SECRET: IP:PORT, ...}
+		var m map[string]string
+		if err := node.Decode(&m); err != nil {
+			return true, fmt.Errorf("routes must map secret to ip:port: %w", err)
 		}
+		for s, up := range m {
+			fc.routes = append(fc.routes, s+"="+up)
+		}
+	case "route":
+		// route: [SECRET=IP:PORT, ...], the flag's own form.
+		var l []string
+		if err := node.Decode(&l); err != nil {
+			return true, fmt.Errorf("route must be a list of SECRET=IP:PORT: %w", err)
+		}
+		fc.routes = append(fc.routes, l...)
+	case "tls-cert", "tls-key":
+		// A single file name or a list of them.
+		var l []string
+		if node.Kind == yaml.ScalarNode {
+			l = []string{node.Value}
+		} else if err := node.Decode(&l); err != nil {
+			return true, fmt.Errorf("line %d: %s must be a file name or a list of them", node.Line, key)
+		}
+		if key == "tls-cert" {
+			fc.tlsCerts = l
+		} else {
+			fc.tlsKeys = l
+		}
+	default:
+		return false, nil
 	}
-	sort.Strings(fc.routes)
-	return fc, nil
+	return true, nil
 }
 
 // parseRoutes turns SECRET=IP:PORT strings into a table. The last '='
@@ -413,7 +320,7 @@ func (o *options) validate() error {
 		}
 	}
 	if len(o.Routes) == 0 && o.Redis == "" {
-		bad("no routes: give -route SECRET=IP:PORT, %s or routes: in -config, or -redis", envName("route"))
+		bad("no routes: give -route SECRET=IP:PORT, %s or routes: in -config, or -redis", cliconf.EnvName("route"))
 	}
 	if o.Redis != "" {
 		if err := checkRedisURL(o.Redis); err != nil {

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/httvps/httvps/internal/cliconf"
 )
 
 const defaultControlURL = "https://127.0.0.1:9443"
@@ -34,13 +36,13 @@ type adminOpts struct {
 // register adds the common flags to fs, keeping values already parsed
 // (from flags given before the command words) as defaults.
 func (o *adminOpts) register(fs *flag.FlagSet) {
-	fs.StringVar(&o.control, "control", o.control, "control plane `URL` ["+envPrefix+"CONTROL] (default "+defaultControlURL+")")
-	fs.StringVar(&o.adminKey, "admin-key", o.adminKey, "admin `key` ["+envPrefix+"ADMIN_KEY]; prefer -admin-key-file, command lines are visible to other users")
-	fs.StringVar(&o.adminKeyFile, "admin-key-file", o.adminKeyFile, "`file` holding the admin key ["+envPrefix+"ADMIN_KEY_FILE] (default DATA-DIR/admin.key when it exists)")
-	fs.StringVar(&o.cacert, "cacert", o.cacert, "PEM `file` of the CA or self-signed certificate to trust ["+envPrefix+"CACERT] (default DATA-DIR/cert.pem when it exists)")
+	fs.StringVar(&o.control, "control", o.control, "control plane `URL` ["+cliconf.EnvName("control")+"] (default "+defaultControlURL+")")
+	fs.StringVar(&o.adminKey, "admin-key", o.adminKey, "admin `key` ["+cliconf.EnvName("admin-key")+"]; prefer -admin-key-file, command lines are visible to other users")
+	fs.StringVar(&o.adminKeyFile, "admin-key-file", o.adminKeyFile, "`file` holding the admin key ["+cliconf.EnvName("admin-key-file")+"] (default DATA-DIR/admin.key when it exists)")
+	fs.StringVar(&o.cacert, "cacert", o.cacert, "PEM `file` of the CA or self-signed certificate to trust ["+cliconf.EnvName("cacert")+"] (default DATA-DIR/cert.pem when it exists)")
 	fs.BoolVar(&o.insecure, "insecure", o.insecure, "do not verify the control plane's certificate")
 	fs.BoolVar(&o.json, "json", o.json, "print the API's JSON answer instead of a table")
-	fs.StringVar(&o.dataDir, "data-dir", o.dataDir, "`directory` of a local `httvps up`, for the default key and certificate ["+envPrefix+"DATA_DIR]")
+	fs.StringVar(&o.dataDir, "data-dir", o.dataDir, "`directory` of a local `httvps up`, for the default key and certificate ["+cliconf.EnvName("data-dir")+"]")
 }
 
 // adminCmd is one leaf command: its words, flags and action.
@@ -211,18 +213,18 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 // client resolves the connection settings: flag, then environment, then
 // the files of a local `httvps up` data directory.
 func (o *adminOpts) client(e env) (*apiClient, error) {
-	dataDir := firstNonEmpty(o.dataDir, e.getenv(envPrefix+"DATA_DIR"), defaultDataDir(e))
-	control := firstNonEmpty(o.control, e.getenv(envPrefix+"CONTROL"), defaultControlURL)
-	key := firstNonEmpty(o.adminKey, e.getenv(envPrefix+"ADMIN_KEY"))
+	dataDir := firstNonEmpty(o.dataDir, e.getenv(cliconf.EnvName("data-dir")), defaultDataDir(e))
+	control := firstNonEmpty(o.control, e.getenv(cliconf.EnvName("control")), defaultControlURL)
+	key := firstNonEmpty(o.adminKey, e.getenv(cliconf.EnvName("admin-key")))
 	if key == "" {
-		file := firstNonEmpty(o.adminKeyFile, e.getenv(envPrefix+"ADMIN_KEY_FILE"))
+		file := firstNonEmpty(o.adminKeyFile, e.getenv(cliconf.EnvName("admin-key-file")))
 		if file == "" {
 			if def := filepath.Join(dataDir, adminKeyName); fileExists(def) {
 				file = def
 			}
 		}
 		if file == "" {
-			return nil, fmt.Errorf("no admin key: give -admin-key-file, %sADMIN_KEY or -data-dir of a local `httvps up`", envPrefix)
+			return nil, fmt.Errorf("no admin key: give -admin-key-file, %s or -data-dir of a local `httvps up`", cliconf.EnvName("admin-key"))
 		}
 		b, err := os.ReadFile(file)
 		if err != nil {
@@ -233,7 +235,7 @@ func (o *adminOpts) client(e env) (*apiClient, error) {
 			return nil, fmt.Errorf("admin key file %s is empty", file)
 		}
 	}
-	cacert := firstNonEmpty(o.cacert, e.getenv(envPrefix+"CACERT"))
+	cacert := firstNonEmpty(o.cacert, e.getenv(cliconf.EnvName("cacert")))
 	if cacert == "" && !o.insecure && strings.HasPrefix(control, "https://") {
 		if def := filepath.Join(dataDir, certName); fileExists(def) {
 			cacert = def

@@ -14,10 +14,11 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/httvps/httvps/internal/cliconf"
 )
 
 const (
-	envPrefix    = "HTTVPS_"
 	adminKeyName = "admin.key"
 	certName     = "cert.pem"
 	keyName      = "key.pem"
@@ -44,11 +45,8 @@ type upOptions struct {
 	memberArgs memberList
 }
 
-// envName maps a flag name to its environment variable: data-dir →
-// HTTVPS_DATA_DIR.
-func envName(flagName string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
+// upFlagSpec: member is a list taken whole from one source.
+var upFlagSpec = cliconf.Spec{Lists: []string{"member"}, QuietDefaults: []string{"0", "0s"}}
 
 // defaultDataDir is $XDG_STATE_HOME/httvps when XDG_STATE_HOME is set,
 // else ./httvps-data.
@@ -66,7 +64,7 @@ func newUpFlagSet(o *upOptions, e env) *flag.FlagSet {
 	fs.StringVar(&o.Listen, "listen", ":8443", "gateway `address` (TLS + WebSocket) clients connect to")
 	fs.StringVar(&o.ControlListen, "control-listen", ":9443", "control plane API `address` (HTTPS): admin API, client config, ssconf:// keys")
 	fs.StringVar(&o.PublicHost, "public-host", "127.0.0.1", "`host` name or IP clients reach this node at; used in keys and in the generated certificate")
-	fs.Var(&o.memberArgs, "member", "add a pool member at start unless it exists: static:HOST:PORT:CIPHER:PASSWORD, ss-manager:HOST:PORT:MIN-MAX or outline-api:CERTSHA256:APIURL (repeatable; "+envName("member")+" takes a comma-separated list)")
+	fs.Var(&o.memberArgs, "member", "add a pool member at start unless it exists: static:HOST:PORT:CIPHER:PASSWORD, ss-manager:HOST:PORT:MIN-MAX or outline-api:CERTSHA256:APIURL (repeatable; "+cliconf.EnvName("member")+" takes a comma-separated list)")
 	fs.StringVar(&o.AdminKeyFile, "admin-key-file", "", "`file` holding the admin key; created (0600) with a random key when absent (default DATA-DIR/admin.key)")
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "PEM certificate chain `file` for both listeners (default: a self-signed ECDSA certificate generated in DATA-DIR/cert.pem)")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "PEM private key `file` for -tls-cert")
@@ -74,22 +72,11 @@ func newUpFlagSet(o *upOptions, e env) *flag.FlagSet {
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 0, "on SIGTERM, wait this long for sessions to end after close 1001 (0 = 30s)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
-	fs.Usage = func() {
-		w := fs.Output()
-		fmt.Fprint(w, "Usage: httvps up [flags]\n\n")
-		fmt.Fprint(w, "Runs a single-node HTTVPS installation in one process on the embedded store:\n")
-		fmt.Fprint(w, "control plane API, gateway and pool manager. On first start it creates the admin\n")
-		fmt.Fprint(w, "key and, with a pool member, a first client token, and prints how to connect.\n")
-		fmt.Fprint(w, "Every flag is also read from the environment variable shown, then from -config.\n\n")
-		fs.VisitAll(func(f *flag.Flag) {
-			name, help := flag.UnquoteUsage(f)
-			fmt.Fprintf(w, "  -%s %s\t[%s]\n    \t%s", f.Name, name, envName(f.Name), help)
-			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" {
-				fmt.Fprintf(w, " (default %q)", f.DefValue)
-			}
-			fmt.Fprintln(w)
-		})
-	}
+	upFlagSpec.SetUsage(fs, "Usage: httvps up [flags]\n\n"+
+		"Runs a single-node HTTVPS installation in one process on the embedded store:\n"+
+		"control plane API, gateway and pool manager. On first start it creates the admin\n"+
+		"key and, with a pool member, a first client token, and prints how to connect.\n"+
+		"Every flag is also read from the environment variable shown, then from -config.\n\n")
 	return fs
 }
 
@@ -99,56 +86,29 @@ func loadUpOptions(args []string, e env) (*upOptions, error) {
 	o := &upOptions{}
 	fs := newUpFlagSet(o, e)
 	fs.SetOutput(e.stderr)
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (flags only)", fs.Arg(0))
-	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	if !given["config"] {
-		if v, ok := e.lookupEnv(envName("config")); ok {
-			o.ConfigFile = v
+	var fileMembers []string
+	ld, err := upFlagSpec.Load(fs, args, e.lookupEnv, os.ReadFile, func(k string, node *yaml.Node) (bool, error) {
+		if k != "member" && k != "members" {
+			return false, nil
 		}
-	}
-	values, fileMembers, err := readUpConfig(o.ConfigFile, fs)
+		if node.Kind == yaml.ScalarNode {
+			fileMembers = append(fileMembers, node.Value)
+		} else if err := node.Decode(&fileMembers); err != nil {
+			return true, fmt.Errorf("line %d: %s must be a spec or a list of them", node.Line, k)
+		}
+		return true, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || f.Name == "config" || f.Name == "member" {
-			return
-		}
-		if v, ok := e.lookupEnv(envName(f.Name)); ok {
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
-			}
-			return
-		}
-		if v, ok := values[f.Name]; ok {
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %s: %q: %w", o.ConfigFile, f.Name, v, err))
-			}
-		}
-	})
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
 	specs, from := []string(o.memberArgs), "-member"
-	if !given["member"] {
-		if v := e.getenv(envName("member")); strings.TrimSpace(v) != "" {
-			specs, from = nil, envName("member")
-			for _, s := range strings.Split(v, ",") {
-				if s = strings.TrimSpace(s); s != "" {
-					specs = append(specs, s)
-				}
-			}
-		} else {
-			specs, from = fileMembers, o.ConfigFile+": member"
-		}
+	switch ld.ListSource("member") {
+	case cliconf.Environment:
+		specs, from = ld.EnvList("member"), cliconf.EnvName("member")
+	case cliconf.ConfigFile:
+		specs, from = fileMembers, o.ConfigFile+": member"
 	}
+	var errs []error
 	for i, s := range specs {
 		m, err := parseMemberSpec(strings.TrimSpace(s))
 		if err != nil {
@@ -162,45 +122,6 @@ func loadUpOptions(args []string, e env) (*upOptions, error) {
 		errs = append(errs, err)
 	}
 	return o, errors.Join(errs...)
-}
-
-func readUpConfig(path string, fs *flag.FlagSet) (map[string]string, []string, error) {
-	values := map[string]string{}
-	if path == "" {
-		return values, nil, nil
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("config file: %w", err)
-	}
-	var raw map[string]yaml.Node
-	if err := yaml.Unmarshal(data, &raw); err != nil {
-		return nil, nil, fmt.Errorf("config file %s: %w", path, err)
-	}
-	keys := make([]string, 0, len(raw))
-	for k := range raw {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var members []string
-	for _, k := range keys {
-		node := raw[k]
-		switch {
-		case k == "member" || k == "members":
-			if node.Kind == yaml.ScalarNode {
-				members = append(members, node.Value)
-			} else if err := node.Decode(&members); err != nil {
-				return nil, nil, fmt.Errorf("config file %s: line %d: %s must be a spec or a list of them", path, node.Line, k)
-			}
-		case k == "config" || fs.Lookup(k) == nil:
-			return nil, nil, fmt.Errorf("config file %s: line %d: unknown key %q", path, node.Line, k)
-		case node.Kind != yaml.ScalarNode:
-			return nil, nil, fmt.Errorf("config file %s: line %d: %s must be a single value", path, node.Line, k)
-		default:
-			values[k] = node.Value
-		}
-	}
-	return values, members, nil
 }
 
 func (o *upOptions) validate() error {

@@ -55,6 +55,7 @@ func TestImportGraph(t *testing.T) {
 			"github.com/valyala/fasthttp",
 		}},
 		{pkg: module + "/control", forbidden: []string{module + "/gateway"}},
+		{pkg: module + "/internal/cliconf", ownOK: []string{}},
 	}
 	for _, p := range packages(t) {
 		for _, r := range rules {
@@ -87,6 +88,14 @@ func TestOnlyCmdReadsFlagsAndEnv(t *testing.T) {
 		if under(p.ImportPath, module+"/cmd") || strings.HasSuffix(p.ImportPath, "_test") {
 			continue
 		}
+		// internal/cliconf is the flag > environment > config file merge
+		// that cmd/* shares; it works on the binaries' *flag.FlagSet, so
+		// it must import flag. It reads no process state itself (the
+		// environment and files come in as functions) and only cmd/* may
+		// use it (TestCliconfOnlyForCmd).
+		if p.ImportPath == module+"/internal/cliconf" {
+			continue
+		}
 		out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, p.ImportPath).Output()
 		if err != nil {
 			t.Fatal(err)
@@ -94,6 +103,21 @@ func TestOnlyCmdReadsFlagsAndEnv(t *testing.T) {
 		for _, imp := range strings.Fields(string(out)) {
 			if imp == "flag" {
 				t.Errorf("%s imports flag; only cmd/* may", p.ImportPath)
+			}
+		}
+	}
+}
+
+// internal/cliconf carries flag handling, so only cmd/* may use it.
+func TestCliconfOnlyForCmd(t *testing.T) {
+	const cliconf = module + "/internal/cliconf"
+	for _, p := range packages(t) {
+		if under(p.ImportPath, module+"/cmd") || p.ImportPath == cliconf {
+			continue
+		}
+		for _, d := range p.Deps {
+			if d == cliconf {
+				t.Errorf("%s depends on %s; only cmd/* may", p.ImportPath, d)
 			}
 		}
 	}
