@@ -152,23 +152,36 @@ func (s *Store) GetToken(ctx context.Context, id string) (store.Token, error) {
 	return t, nil
 }
 
+// tokenByHashScript looks the id up in the hash index and returns the
+// token's fields, in one round trip (the gateways' cache-miss path). The
+// token key is derived from the id inside the script (KEYS[2] is its
+// prefix), so the store is for a single Redis, not a cluster.
+var tokenByHashScript = redis.NewScript(`
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+if not id then return false end
+return redis.call('HGETALL', KEYS[2] .. id)
+`)
+
 // GetTokenByHash implements store.Store.
 func (s *Store) GetTokenByHash(ctx context.Context, hash [32]byte) (store.Token, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	id, err := s.rdb.HGet(ctx, s.key("tok-hash"), hex.EncodeToString(hash[:])).Result()
+	res, err := tokenByHashScript.Run(ctx, s.rdb, []string{s.key("tok-hash"), s.key("tok:")}, hex.EncodeToString(hash[:])).StringSlice()
 	if isNil(err) {
 		return store.Token{}, notFound("get token by hash")
 	}
 	if err != nil {
 		return store.Token{}, s.wrap("get token by hash", err)
 	}
-	t, err := s.GetToken(ctx, id)
-	if err == nil && t.Hash != hash {
-		// Deleted and re-created with another hash between the two reads.
+	m := make(map[string]string, len(res)/2)
+	for i := 0; i+1 < len(res); i += 2 {
+		m[res[i]] = res[i+1]
+	}
+	t, ok := decodeToken(m)
+	if !ok || t.Hash != hash {
 		return store.Token{}, notFound("get token by hash")
 	}
-	return t, err
+	return t, nil
 }
 
 // ListTokens implements store.Store.
