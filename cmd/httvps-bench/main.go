@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/bench"
+	"github.com/httvps/httvps/internal/cliconf"
 )
 
 const usage = `usage: httvps-bench [flags]            run the benchmark
@@ -105,7 +106,7 @@ func run(args []string) int {
 	cfg := bench.Config{
 		GatewayBin: *gateway, V2RayBin: *v2ray, NginxBin: *nginx, CertType: *certType,
 		ConnectCount: *connN, ConnectWorkers: *connW,
-		Peers: splitList(*peers), Scenarios: splitList(*scenarios),
+		Peers: cliconf.SplitList(*peers), Scenarios: cliconf.SplitList(*scenarios),
 		GatewayArgs: strings.Fields(*gwArgs),
 		CellTimeout: *cellTO, Sessions: *sessions, GoCopySessions: min(*gcSess, *sessions), Settle: *settle,
 		SlowDuration: *slowDur, OutDir: *out, Out: os.Stdout, Log: os.Stderr,
@@ -135,7 +136,7 @@ func run(args []string) int {
 		return 2
 	}
 	cfg.Message = int(m)
-	for _, s := range splitList(*streams) {
+	for _, s := range cliconf.SplitList(*streams) {
 		n, err := strconv.Atoi(s)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "httvps-bench: -streams:", err)
@@ -183,16 +184,6 @@ func serveSub(args []string, relay bool) int {
 		return 1
 	}
 	return 0
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 // parseSize parses "1G", "256M", "16K" (binary units) or a plain byte count.
