@@ -12,8 +12,9 @@ import (
 // maxParallelChecks bounds concurrent member checks in one round.
 const maxParallelChecks = 16
 
-// Run checks every member and polls transfer counters every HealthEvery
-// (the first round at once) until ctx ends.
+// Run checks every member, re-creates keys that up members lost and polls
+// transfer counters every HealthEvery (the first round at once) until ctx
+// ends.
 func (m *Manager) Run(ctx context.Context) {
 	t := time.NewTicker(m.cfg.HealthEvery)
 	defer t.Stop()
@@ -52,13 +53,14 @@ func (m *Manager) round(ctx context.Context) {
 		m.forget(id)
 	}
 
+	ak := &assignedKeys{} // the store's side of key repair, listed once if needed
 	sem := make(chan struct{}, maxParallelChecks)
 	var wg sync.WaitGroup
 	for _, mem := range mems {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			m.checkMember(ctx, mem)
+			m.checkMember(ctx, mem, ak)
 		})
 	}
 	wg.Wait()
@@ -76,7 +78,7 @@ func (m *Manager) check(ctx context.Context, b Backend) store.Health {
 	return h
 }
 
-func (m *Manager) checkMember(ctx context.Context, mem store.Member) {
+func (m *Manager) checkMember(ctx context.Context, mem store.Member, ak *assignedKeys) {
 	var h store.Health
 	b, err := m.backend(mem)
 	if err != nil {
@@ -108,6 +110,7 @@ func (m *Manager) checkMember(ctx context.Context, mem store.Member) {
 		return
 	}
 	m.retryOrphans(ctx, mem.ID, b)
+	m.repairKeys(ctx, mem, b, ak)
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.DialTimeout)
 	defer cancel()
 	tr, err := b.Transfer(cctx)

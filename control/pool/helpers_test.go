@@ -37,8 +37,15 @@ type ssManagerPeer struct {
 // 127.0.0.1 -u -D dir` and waits until it answers ping.
 func startSSManager(t *testing.T) *ssManagerPeer {
 	t.Helper()
+	return startSSManagerAt(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(testpeer.FreePort(t))))
+}
+
+// startSSManagerAt is startSSManager on a given manager address (a
+// restart of a member).
+func startSSManagerAt(t *testing.T, addr string) *ssManagerPeer {
+	t.Helper()
 	dir := t.TempDir()
-	p := &ssManagerPeer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(testpeer.FreePort(t))), Dir: dir}
+	p := &ssManagerPeer{Addr: addr, Dir: dir}
 	// ss-server children daemonize out of ss-manager's process group;
 	// ss-manager stops them on SIGTERM, and this catches the rest. Run
 	// after StartProc's own cleanup (cleanups run last-in first-out).
@@ -77,6 +84,30 @@ func (p *ssManagerPeer) Stop(t *testing.T) {
 		for alive(pid) {
 			if time.Now().After(deadline) {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// Kill crashes ss-manager (SIGKILL to its process group, so it cannot
+// stop its ss-servers), then kills the ss-servers that survive it, as a
+// supervisor restarting the member would, and waits until all are gone.
+func (p *ssManagerPeer) Kill(t *testing.T) {
+	t.Helper()
+	pids := pidFiles(p.Dir)
+	_ = syscall.Kill(-p.Proc.Cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-p.Proc.Exited():
+	case <-time.After(5 * time.Second):
+		t.Fatal("ss-manager did not die")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		for alive(pid) {
+			if time.Now().After(deadline) {
+				t.Fatalf("ss-server %d survives SIGKILL", pid)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}

@@ -259,3 +259,16 @@ func (o *outline) Transfer(ctx context.Context) (map[string]int64, error) {
 	}
 	return t.Bytes, nil
 }
+
+// Keys lists the access key ids (GET /access-keys), for key repair.
+func (o *outline) Keys(ctx context.Context) (map[string]bool, error) {
+	keys, err := o.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		out[k.ID] = true
+	}
+	return out, nil
+}

@@ -167,7 +167,9 @@ func (m *Manager) deleteKey(ctx context.Context, a store.Assignment) {
 // member that cannot be reached is logged and its key is deleted by the
 // health loop once the member answers again (a pending deletion is held in
 // this process only; see docs/05-outline-pool.md). It returns an error only
-// for an invalid token or an ended ctx.
+// for an invalid token or an ended ctx. Call it once t is revoked or its
+// assignments are no longer stored: the health round re-creates the keys of
+// stored, unrevoked assignments that a member lacks.
 func (m *Manager) RemoveKey(ctx context.Context, t store.Token) error {
 	if t.ID == "" {
 		return fmt.Errorf("%w: token has no ID", store.ErrInvalid)

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/httvps/httvps/control/store"
@@ -82,6 +83,8 @@ type Manager struct {
 	orphans map[string]map[string]struct{}
 	// transfer is the last polled byte total per member. Guarded by mu.
 	transfer map[string]int64
+	// repairs counts keys re-created by health rounds.
+	repairs atomic.Uint64
 }
 
 type memberBackend struct {

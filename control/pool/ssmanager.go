@@ -208,3 +208,16 @@ func (s *ssManager) Health(ctx context.Context) (int, float64, error) {
 func (s *ssManager) Transfer(ctx context.Context) (map[string]int64, error) {
 	return s.stat(ctx)
 }
+
+// Keys lists the ports ss-manager serves (ping's stat), for key repair.
+func (s *ssManager) Keys(ctx context.Context) (map[string]bool, error) {
+	st, err := s.stat(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(st))
+	for p := range st {
+		out[p] = true
+	}
+	return out, nil
+}

@@ -181,6 +181,18 @@ func (s *Server) Keys() []Key {
 	return out
 }
 
+// DropKey removes a key behind the API's back, as a reinstalled or reset
+// server loses its keys: its ss-server stops, and no request is recorded.
+// It reports whether the key existed.
+func (s *Server) DropKey(id string) bool {
+	k := s.drop(id)
+	if k == nil {
+		return false
+	}
+	stopProc(k.proc)
+	return true
+}
+
 // Requests returns "METHOD /path" of every request that passed the prefix
 // check, the prefix removed.
 func (s *Server) Requests() []string {
