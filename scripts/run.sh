@@ -138,7 +138,9 @@ if [[ $selftest == 1 ]]; then
 		show_logs
 		exit 1
 	fi
-	eval "$stock -b 127.0.0.1" >"$work/ss-local.log" 2>&1 &
+	# exec: the background job is ss-local itself, so cleanup can stop it
+	# (ss-local stops its plugin on SIGTERM).
+	eval "exec $stock -b 127.0.0.1" >"$work/ss-local.log" 2>&1 &
 	pids+=($!)
 	body=
 	if wait_port "$socks_port"; then
