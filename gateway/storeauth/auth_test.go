@@ -200,7 +200,11 @@ func TestQuotaClosesSession(t *testing.T) {
 		u, err := n.st.GetUsage(ctxT(t), tok.ID)
 		return err == nil && u.Total() >= quota
 	})
-	if s := n.auth.Stats(); s.Published == 0 || s.DeniedQuota == 0 {
+	// The flush that stored the usage publishes the event just after.
+	eventually(t, 3*time.Second, "quota event published", func() bool {
+		return n.auth.Stats().Published > 0
+	})
+	if s := n.auth.Stats(); s.DeniedQuota == 0 {
 		t.Fatalf("stats %+v", s)
 	}
 }
