@@ -235,3 +235,30 @@ func readConfigFile(path string, readFile func(string) ([]byte, error), fs *flag
 	}
 	return values, nil
 }
+
+// sizeUnits are the suffixes ParseSize accepts (powers of 1024); longer
+// suffixes first so "KiB" is not read as "B".
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40}, {"B", 1}}
+
+// ParseSize reads a size flag: a plain byte count or a number with a K/KiB,
+// M/MiB, G/GiB or T/TiB suffix, at most max bytes. The error shows example
+// ("65536, 64KiB or 1MiB") as what a size looks like.
+func ParseSize(s string, max int64, example string) (int64, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if len(t) > len(u.suffix) && strings.EqualFold(t[len(t)-len(u.suffix):], u.suffix) {
+			t, mult = strings.TrimSpace(t[:len(t)-len(u.suffix)]), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > max/mult {
+		return 0, fmt.Errorf("%q is not a size like %s", s, example)
+	}
+	return n * mult, nil
+}
