@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -174,7 +173,7 @@ func (o *options) validate() error {
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		bad("-tls-cert and -tls-key go together")
 	}
-	if _, err := parseLevel(o.LogLevel); err != nil {
+	if _, err := cliconf.ParseLevel(o.LogLevel); err != nil {
 		bad("-log-level: %v", err)
 	}
 	if o.LogFormat != "text" && o.LogFormat != "json" {
@@ -207,29 +206,6 @@ func (o *options) apiConfig() api.Config {
 		IdleTimeout:  o.IdleTimeout,
 		OpenMetrics:  o.OpenMetrics,
 	}
-}
-
-func parseLevel(s string) (slog.Level, error) {
-	switch strings.ToLower(s) {
-	case "debug":
-		return slog.LevelDebug, nil
-	case "info":
-		return slog.LevelInfo, nil
-	case "warn", "warning":
-		return slog.LevelWarn, nil
-	case "error":
-		return slog.LevelError, nil
-	}
-	return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
-}
-
-func newLogger(o *options, w io.Writer) *slog.Logger {
-	level, _ := parseLevel(o.LogLevel) // validated
-	hopts := &slog.HandlerOptions{Level: level}
-	if o.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, hopts))
-	}
-	return slog.New(slog.NewTextHandler(w, hopts))
 }
 
 // byteSize is a size flag (see cliconf.ParseSize).

@@ -27,6 +27,7 @@ import (
 	"github.com/httvps/httvps/control/store/redisstore"
 	"github.com/httvps/httvps/internal/admin"
 	"github.com/httvps/httvps/internal/certs"
+	"github.com/httvps/httvps/internal/cliconf"
 )
 
 const (
@@ -71,7 +72,7 @@ func run(src sources, e env) int {
 		fmt.Fprintf(src.usage, "httvps-control: invalid configuration:\n%v\n", err)
 		return 2
 	}
-	log := newLogger(o, e.logOut)
+	log := cliconf.NewLogger(o.LogLevel, o.LogFormat, e.logOut)
 
 	var cs *certs.Store
 	if o.TLSCert != "" {

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
@@ -364,7 +363,7 @@ func (o *options) validate() error {
 	if o.DecoyStatus != 0 && (o.DecoyStatus < 200 || o.DecoyStatus > 599) {
 		bad("-decoy-status: %d is not an HTTP status from 200 to 599", o.DecoyStatus)
 	}
-	if _, err := parseLevel(o.LogLevel); err != nil {
+	if _, err := cliconf.ParseLevel(o.LogLevel); err != nil {
 		bad("-log-level: %v", err)
 	}
 	if o.LogFormat != "text" && o.LogFormat != "json" {
@@ -440,29 +439,6 @@ func (o *options) gatewayConfig() gateway.Config {
 		DecoyStatus:      o.DecoyStatus,
 		DecoyBody:        o.DecoyBody,
 	}
-}
-
-func parseLevel(s string) (slog.Level, error) {
-	switch strings.ToLower(s) {
-	case "debug":
-		return slog.LevelDebug, nil
-	case "info":
-		return slog.LevelInfo, nil
-	case "warn", "warning":
-		return slog.LevelWarn, nil
-	case "error":
-		return slog.LevelError, nil
-	}
-	return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
-}
-
-func newLogger(o *options, w io.Writer) *slog.Logger {
-	level, _ := parseLevel(o.LogLevel) // validated
-	hopts := &slog.HandlerOptions{Level: level}
-	if o.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, hopts))
-	}
-	return slog.New(slog.NewTextHandler(w, hopts))
 }
 
 // redisURL is the -redis flag; it never prints its value, which may hold

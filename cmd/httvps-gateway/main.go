@@ -24,6 +24,7 @@ import (
 	"github.com/httvps/httvps/gateway/vmmetrics"
 	"github.com/httvps/httvps/internal/admin"
 	"github.com/httvps/httvps/internal/certs"
+	"github.com/httvps/httvps/internal/cliconf"
 )
 
 const (
@@ -53,7 +54,7 @@ func run(src sources, logOut io.Writer) int {
 		fmt.Fprintf(src.usage, "httvps-gateway: invalid configuration:\n%v\n", err)
 		return 2
 	}
-	log := newLogger(o, logOut)
+	log := cliconf.NewLogger(o.LogLevel, o.LogFormat, logOut)
 
 	static, err := gateway.NewStaticAuth(o.Routes)
 	if err != nil {

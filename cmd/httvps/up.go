@@ -25,6 +25,7 @@ import (
 	"github.com/httvps/httvps/gateway/storeauth"
 	"github.com/httvps/httvps/gateway/vmmetrics"
 	"github.com/httvps/httvps/internal/certs"
+	"github.com/httvps/httvps/internal/cliconf"
 )
 
 const (
@@ -77,7 +78,7 @@ func runUp(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "httvps up: invalid configuration:\n%v\n", err)
 		return exitUsage
 	}
-	log := newLogger(o, e.stderr)
+	log := cliconf.NewLogger(o.LogLevel, o.LogFormat, e.stderr)
 	n := &node{o: o, log: log}
 	if code, err := n.start(); err != nil {
 		log.Error("httvps up: cannot start", "err", err)
@@ -103,15 +104,6 @@ func runUp(ctx context.Context, args []string, e env) int {
 	n.stop()
 	log.Info("stopped", "exit", code)
 	return code
-}
-
-func newLogger(o *upOptions, w io.Writer) *slog.Logger {
-	level, _ := parseLevel(o.LogLevel) // validated
-	hopts := &slog.HandlerOptions{Level: level}
-	if o.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, hopts))
-	}
-	return slog.New(slog.NewTextHandler(w, hopts))
 }
 
 // start brings every part up; on error it returns the exit status, and

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -152,7 +151,7 @@ func (o *upOptions) validate() error {
 	if o.DrainTimeout < 0 {
 		bad("-drain-timeout is negative")
 	}
-	if _, err := parseLevel(o.LogLevel); err != nil {
+	if _, err := cliconf.ParseLevel(o.LogLevel); err != nil {
 		bad("-log-level: %v", err)
 	}
 	if o.LogFormat != "text" && o.LogFormat != "json" {
@@ -160,20 +159,6 @@ func (o *upOptions) validate() error {
 	}
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)
-}
-
-func parseLevel(s string) (slog.Level, error) {
-	switch strings.ToLower(s) {
-	case "debug":
-		return slog.LevelDebug, nil
-	case "info":
-		return slog.LevelInfo, nil
-	case "warn", "warning":
-		return slog.LevelWarn, nil
-	case "error":
-		return slog.LevelError, nil
-	}
-	return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
 }
 
 // byteSize is a size flag (see cliconf.ParseSize).

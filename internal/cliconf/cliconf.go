@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"sort"
 	"strconv"
@@ -261,4 +262,30 @@ func ParseSize(s string, max int64, example string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a size like %s", s, example)
 	}
 	return n * mult, nil
+}
+
+// ParseLevel reads a -log-level value.
+func ParseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+}
+
+// NewLogger is the binaries' log/slog logger for validated -log-level and
+// -log-format ("text" or "json") values.
+func NewLogger(level, format string, w io.Writer) *slog.Logger {
+	l, _ := ParseLevel(level)
+	hopts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, hopts))
+	}
+	return slog.New(slog.NewTextHandler(w, hopts))
 }
