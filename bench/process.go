@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/httvps/httvps/internal/freeport"
 )
 
 // Process is a child process the harness started: a relay or the sink.
@@ -179,14 +181,8 @@ func waitListening(ctx context.Context, p *Process, addr string) error {
 }
 
 // freePort returns a loopback port that was free a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+// It comes from below the kernel's ephemeral range (see internal/freeport).
+func freePort() (int, error) { return freeport.TCP() }
 
 // tailBuffer keeps the last max bytes written to it.
 type tailBuffer struct {

@@ -26,11 +26,17 @@ for cmd in ss-server ss-local ss-v2ray-plugin curl go; do
 	command -v "$cmd" >/dev/null 2>&1 || { echo "run: $cmd not found; run 'make deps'" >&2; exit 1; }
 done
 
-# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
+# free_port prints a TCP port on 127.0.0.1 that nothing listens on. It is
+# drawn from below the kernel's ephemeral range, which outgoing connections
+# use: a port from inside it can be taken by any connect() before the
+# process it is meant for binds it (seen once in CI: ss-local's
+# "bind: Address already in use").
 free_port() {
-	local p i
+	local p i lo
+	lo=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+	[[ $lo =~ ^[0-9]+$ && $lo -gt 11000 ]] || lo=32768
 	for i in $(seq 1 100); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((10000 + RANDOM % (lo - 10000)))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return 0
@@ -140,8 +146,17 @@ if [[ $selftest == 1 ]]; then
 	fi
 	# exec: the background job is ss-local itself, so cleanup can stop it
 	# (ss-local stops its plugin on SIGTERM).
-	eval "exec $stock -b 127.0.0.1" >"$work/ss-local.log" 2>&1 &
-	pids+=($!)
+	# A port another process took in the meantime is retried on a new one.
+	for _ in 1 2 3; do
+		eval "exec $stock -b 127.0.0.1" >"$work/ss-local.log" 2>&1 &
+		pids+=($!)
+		sleep 0.3
+		grep -q 'bind() error' "$work/ss-local.log" || break
+		kill "${pids[-1]}" 2>/dev/null || true
+		old_port=$socks_port
+		socks_port=$(free_port)
+		stock=${stock/ -l $old_port / -l $socks_port }
+	done
 	body=
 	if wait_port "$socks_port"; then
 		# v2ray-plugin starts after ss-local listens; retry briefly.

@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/internal/certs"
+	"github.com/httvps/httvps/internal/testpeer"
 )
 
 func TestTLSOptions(t *testing.T) {
@@ -284,12 +286,7 @@ func writeSelfSigned(t *testing.T, dir, name, dnsName string, expiresIn time.Dur
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(testpeer.FreePort(t)))
 }
 
 func waitLog(t *testing.T, b *syncBuffer, want string) {

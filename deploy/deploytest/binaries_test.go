@@ -27,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/httvps/httvps/internal/testpeer"
 )
 
 // flagDef is one flag of a binary as its -h output shows it.
@@ -260,12 +262,7 @@ func isDockerFlag(f string) bool {
 // freePort returns a loopback port that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testpeer.FreePort(t)
 }
 
 // testCert writes a self-signed certificate for the example names.

@@ -12,33 +12,25 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
-	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/httvps/httvps/internal/freeport"
 )
 
 // FreePort returns a loopback port that was free for both TCP and UDP a
 // moment ago.
+// It comes from below the kernel's ephemeral range (see internal/freeport),
+// so no outgoing connection can take it before the peer binds it.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("testpeer: listen: %v", err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		ln.Close()
-		if err != nil {
-			continue
-		}
-		pc.Close()
-		return port
+	p, err := freeport.TCPUDP()
+	if err != nil {
+		t.Fatalf("testpeer: %v", err)
 	}
-	t.Fatal("testpeer: no free tcp+udp port")
-	return 0
+	return p
 }
 
 // WaitListening dials addr until a TCP connect succeeds or timeout passes.

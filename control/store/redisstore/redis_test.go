@@ -14,6 +14,7 @@ import (
 
 	"github.com/httvps/httvps/control/store"
 	"github.com/httvps/httvps/control/store/storetest"
+	"github.com/httvps/httvps/internal/testpeer"
 )
 
 // redisServer is a redis-server of our own on a loopback port.
@@ -25,12 +26,7 @@ type redisServer struct {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return testpeer.FreePort(t)
 }
 
 // startRedis starts redis-server on port (a free one when 0) and stops it
