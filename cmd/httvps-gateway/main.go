@@ -112,7 +112,7 @@ func run(src sources, logOut io.Writer) int {
 	defer signal.Stop(hups)
 	background, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
-	go reloadOnHUP(background, hups, store, log)
+	go certs.ReloadOnHUP(background, hups, store, log, "nothing to reload without -tls-cert")
 	if store != nil {
 		go store.Watch(background, o.TLSWatch)
 	}
@@ -198,25 +198,4 @@ func run(src sources, logOut io.Writer) int {
 // tlsConfig is the gateway's view of the certificate store.
 func tlsConfig(store *certs.Store, minVersion uint16) *gateway.TLSConfig {
 	return &gateway.TLSConfig{GetCertificate: store.GetCertificate, MinVersion: minVersion}
-}
-
-// reloadOnHUP re-reads the certificate files on each SIGHUP until ctx is
-// done. Only later handshakes see new certificates; sessions are untouched.
-func reloadOnHUP(ctx context.Context, hups <-chan os.Signal, store *certs.Store, log *slog.Logger) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hups:
-		}
-		if store == nil {
-			log.Info("SIGHUP: nothing to reload without -tls-cert")
-			continue
-		}
-		if err := store.Reload(); err != nil {
-			log.Error("SIGHUP: tls certificates do not load; keeping the previous ones", "err", err)
-			continue
-		}
-		log.Info("SIGHUP: tls certificates reloaded")
-	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -11,7 +10,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -23,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/httvps/httvps/internal/certs"
 	"github.com/httvps/httvps/internal/testpeer"
 )
 
@@ -131,44 +128,6 @@ func TestRunRejectsBadCertificates(t *testing.T) {
 			code := run(osSources([]string{"-route", oneRoute, "-listen", "127.0.0.1:0", "-admin-listen", "", "-tls-cert", tc.crt, "-tls-key", tc.key}), &log)
 			if code != 2 || !strings.Contains(log.String(), tc.want) {
 				t.Fatalf("exit %d, log:\n%s\nwant exit 2 and %q", code, log.String(), tc.want)
-			}
-		})
-	}
-}
-
-func TestReloadOnHUP(t *testing.T) {
-	dir := t.TempDir()
-	crt, key := writeSelfSigned(t, dir, "site", "site.example", 0)
-	store, err := certs.New([]certs.Pair{{CertFile: crt, KeyFile: key}}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		name   string
-		store  *certs.Store
-		before func()
-		want   string
-	}{
-		{"no tls", nil, func() {}, "nothing to reload"},
-		{"reloaded", store, func() {}, "SIGHUP: tls certificates reloaded"},
-		{"broken file", store, func() { os.WriteFile(crt, []byte("junk"), 0o600) }, "keeping the previous ones"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var out syncBuffer
-			ctx, cancel := context.WithCancel(context.Background())
-			hups := make(chan os.Signal)
-			done := make(chan struct{})
-			go func() {
-				reloadOnHUP(ctx, hups, tc.store, slog.New(slog.NewTextHandler(&out, nil)))
-				close(done)
-			}()
-			tc.before()
-			hups <- syscall.SIGHUP
-			hups <- syscall.SIGHUP // the first is handled once this is taken
-			cancel()
-			<-done
-			if !strings.Contains(out.String(), tc.want) {
-				t.Errorf("log lacks %q:\n%s", tc.want, out.String())
 			}
 		})
 	}
