@@ -18,6 +18,7 @@ import (
 	"github.com/httvps/httvps/control/store"
 	"github.com/httvps/httvps/control/store/redisstore"
 	"github.com/httvps/httvps/gateway/storeauth"
+	"github.com/httvps/httvps/internal/storemetrics"
 )
 
 func TestStoreOptions(t *testing.T) {
@@ -175,7 +176,7 @@ func TestRunWithRedis(t *testing.T) {
 	}
 
 	var metrics strings.Builder
-	writeStoreMetrics(&metrics, storeauth.Stats{CacheMisses: 1})
+	storemetrics.Write(&metrics, storeauth.Stats{CacheMisses: 1})
 	if !strings.Contains(metrics.String(), `httvps_gateway_store_token_cache_total{result="miss"} 1`) ||
 		!strings.Contains(metrics.String(), `httvps_gateway_store_denied_total{reason="quota"} 0`) {
 		t.Errorf("metrics:\n%s", metrics.String())
