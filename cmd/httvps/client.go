@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -175,36 +174,19 @@ func tlsForCA(file string, insecure bool) (*tls.Config, error) {
 	return conf, nil
 }
 
-// tlsPinned accepts exactly the certificate der: `up` calling its own API
-// over loopback, whatever names the certificate carries.
-func tlsPinned(der []byte) *tls.Config {
+// tlsPinned accepts exactly the certificate current returns (its DER):
+// `up` calling its own API over loopback, whatever names the certificate
+// carries, and still after a reload swapped it.
+func tlsPinned(current func() []byte) *tls.Config {
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		InsecureSkipVerify: true, // replaced by the pin below
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, der) {
+			if len(cs.PeerCertificates) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, current()) {
 				return errors.New("control API presented another certificate than the one loaded")
 			}
 			return nil
 		},
-	}
-}
-
-// firstCertDER returns the first certificate of a PEM file.
-func firstCertDER(file string) ([]byte, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			return nil, fmt.Errorf("%s: no PEM certificate in it", file)
-		}
-		if b.Type == "CERTIFICATE" {
-			return b.Bytes, nil
-		}
 	}
 }
 

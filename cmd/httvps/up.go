@@ -11,10 +11,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/httvps/httvps/control/api"
@@ -24,14 +26,17 @@ import (
 	"github.com/httvps/httvps/gateway"
 	"github.com/httvps/httvps/gateway/storeauth"
 	"github.com/httvps/httvps/gateway/vmmetrics"
+	opsadmin "github.com/httvps/httvps/internal/admin"
 	"github.com/httvps/httvps/internal/certs"
 	"github.com/httvps/httvps/internal/cliconf"
+	"github.com/httvps/httvps/internal/storemetrics"
 )
 
 const (
 	defaultDrainTimeout = 30 * time.Second // gateway.Config's default
 	shutdownSlack       = 5 * time.Second  // past the drain, for force-closing
 	apiShutdownTimeout  = 5 * time.Second
+	adminShutdown       = time.Second
 	setupTimeout        = 30 * time.Second // members, first token
 	registerWait        = 5 * time.Second  // for the gateway's first heartbeat
 )
@@ -52,12 +57,14 @@ type node struct {
 	certFile     string
 	certWhy      string // why a certificate was generated now; "" if kept or given
 
+	certs *certs.Store // both listeners' certificate
 	st    *embedded.Store
 	mgr   *pool.Manager
 	auth  *storeauth.Auth
 	gw    *gateway.Gateway
 	srv   *api.Server
-	local *apiClient // the API over loopback, pinned to our certificate
+	adm   *opsadmin.Server // nil without -admin-listen
+	local *apiClient       // the API over loopback, pinned to our certificate
 
 	gatewayURL string // wss://public-host:port
 	controlURL string // https://public-host:port
@@ -67,6 +74,9 @@ type node struct {
 	stopPool, stopAuth context.CancelFunc
 	poolDone, authDone chan error
 	gwDone, apiDone    chan error
+	admDone            <-chan error // nil without -admin-listen
+	unexport           func()       // the httvps_gateway_store_* series
+	stopReload         func()
 }
 
 func runUp(ctx context.Context, args []string, e env) int {
@@ -79,12 +89,18 @@ func runUp(ctx context.Context, args []string, e env) int {
 		return exitUsage
 	}
 	log := cliconf.NewLogger(o.LogLevel, o.LogFormat, e.stderr)
+	// SIGHUP is caught before anything listens: its default action would
+	// end the process and every session with it.
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
 	n := &node{o: o, log: log}
 	if code, err := n.start(); err != nil {
 		log.Error("httvps up: cannot start", "err", err)
 		n.stop()
 		return code
 	}
+	n.reloadCerts(hups)
 	code := exitOK
 	if err := n.setup(ctx, e.stdout); err != nil {
 		log.Error("httvps up: setup failed", "err", err)
@@ -98,6 +114,9 @@ func runUp(ctx context.Context, args []string, e env) int {
 			code = exitFail
 		case err := <-n.apiDone:
 			log.Error("control API stopped serving", "err", err)
+			code = exitFail
+		case err := <-n.admDone:
+			log.Error("admin listener stopped serving", "err", err)
 			code = exitFail
 		}
 	}
@@ -137,10 +156,7 @@ func (n *node) start() (int, error) {
 	if err != nil {
 		return exitUsage, fmt.Errorf("tls certificate: %w", err)
 	}
-	pin, err := firstCertDER(pair.CertFile)
-	if err != nil {
-		return exitUsage, err
-	}
+	n.certs = cs
 
 	if n.st, err = embedded.Open(filepath.Join(dir, storeName)); err != nil {
 		return exitFail, fmt.Errorf("store %s (is another `httvps up` using this -data-dir?): %w", filepath.Join(dir, storeName), err)
@@ -175,6 +191,7 @@ func (n *node) start() (int, error) {
 	go func() { n.mgr.Run(pctx); n.poolDone <- nil }()
 
 	n.auth = storeauth.New(n.st, storeauth.Config{PublicURL: n.gatewayURL, Logger: n.log})
+	n.unexport = storemetrics.Export(n.auth)
 	n.gw, err = gateway.New(gateway.Config{
 		Auth:         n.auth,
 		Metrics:      defaultMetrics(),
@@ -214,6 +231,16 @@ func (n *node) start() (int, error) {
 	n.apiDone = make(chan error, 1)
 	go func() { n.apiDone <- n.srv.Serve(tlsLn) }()
 
+	if o.AdminListen != "" {
+		// The same body as the API's /metrics: its series, the gateway's
+		// and the authenticator's (default set), go_* and process_*.
+		n.adm, err = opsadmin.Start(o.AdminListen, opsadmin.Config{Ready: n.gw.Ready, WriteMetrics: n.srv.WriteMetrics})
+		if err != nil {
+			return exitFail, fmt.Errorf("admin listener: %w", err)
+		}
+		n.admDone = n.adm.Done()
+	}
+
 	dial := ctlLn.Addr().String()
 	if ip := net.ParseIP(ctlHost); ip != nil && ip.IsUnspecified() {
 		dial = net.JoinHostPort("127.0.0.1", ctlPort)
@@ -221,18 +248,48 @@ func (n *node) start() (int, error) {
 			dial = net.JoinHostPort("::1", ctlPort)
 		}
 	}
-	if n.local, err = newAPIClient(n.controlURL, n.adminKey, tlsPinned(pin), dial); err != nil {
+	if n.local, err = newAPIClient(n.controlURL, n.adminKey, tlsPinned(n.servedCert), dial); err != nil {
 		return exitUsage, err
 	}
-	n.log.Info("httvps up serving", "data_dir", dir, "gateway", gwLn.Addr().String(), "control", ctlLn.Addr().String(),
-		"gateway_url", n.gatewayURL, "control_url", n.controlURL)
+	attrs := []any{"data_dir", dir, "gateway", gwLn.Addr().String(), "control", ctlLn.Addr().String(),
+		"gateway_url", n.gatewayURL, "control_url", n.controlURL}
+	if n.adm != nil {
+		attrs = append(attrs, "admin", n.adm.Addr().String())
+	}
+	n.log.Info("httvps up serving", attrs...)
 	return exitOK, nil
+}
+
+// servedCert is the DER of the certificate both listeners serve now.
+func (n *node) servedCert() []byte {
+	c, _ := n.certs.GetCertificate(&tls.ClientHelloInfo{})
+	return c.Certificate[0]
+}
+
+// reloadCerts follows SIGHUP and, every -tls-watch, the -tls-cert and
+// -tls-key files, as httvps-gateway does: new handshakes on both listeners
+// get the new certificate, live sessions keep theirs, and files that do not
+// load are logged and the previous certificate kept. A certificate `up`
+// generated itself is not reloaded; SIGHUP only logs so.
+func (n *node) reloadCerts(hups <-chan os.Signal) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	if n.o.TLSCert == "" {
+		wg.Go(func() {
+			certs.ReloadOnHUP(ctx, hups, nil, n.log, "the certificate is the one httvps up generated ("+n.certFile+
+				"); nothing to reload (give -tls-cert and -tls-key to serve your own)")
+		})
+	} else {
+		wg.Go(func() { certs.ReloadOnHUP(ctx, hups, n.certs, n.log, "") })
+		wg.Go(func() { n.certs.Watch(ctx, n.o.TLSWatch) })
+	}
+	n.stopReload = func() { cancel(); wg.Wait() }
 }
 
 // stop shuts down in dependency order: the gateway drains (close 1001)
 // while its authenticator still accounts usage, then the authenticator
-// writes its last usage and deregisters, then the API and the pool stop,
-// and the store is closed last.
+// writes its last usage and deregisters, then the API, the admin listener
+// and the pool stop, and the store is closed last.
 func (n *node) stop() {
 	if n.gw != nil {
 		drain := n.o.DrainTimeout
@@ -260,6 +317,17 @@ func (n *node) stop() {
 			n.log.Warn("control API shutdown", "err", err)
 		}
 		cancel()
+	}
+	if n.adm != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), adminShutdown)
+		n.adm.Shutdown(ctx)
+		cancel()
+	}
+	if n.stopReload != nil {
+		n.stopReload()
+	}
+	if n.unexport != nil {
+		n.unexport()
 	}
 	if n.local != nil {
 		n.local.close()

@@ -6,6 +6,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -15,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -493,10 +496,20 @@ func TestUpNoMember(t *testing.T) {
 	dir := t.TempDir()
 	gwAddr := "127.0.0.1:" + strconv.Itoa(testpeer.FreePort(t))
 	ctlAddr := "127.0.0.1:" + strconv.Itoa(testpeer.FreePort(t))
-	u := startUp(t, "-data-dir", dir, "-listen", gwAddr, "-control-listen", ctlAddr, "-log-level", "warn", "-drain-timeout", "1s")
+	u := startUp(t, "-data-dir", dir, "-listen", gwAddr, "-control-listen", ctlAddr, "-log-level", "info", "-drain-timeout", "1s")
 	out := u.out.String()
 	if !strings.Contains(out, "No pool member yet") || strings.Contains(out, "token id") {
 		t.Errorf("banner without members:\n%s", out)
+	}
+	// SIGHUP with the generated certificate: logged, the process and the
+	// certificate stay.
+	served := servedCert(t, gwAddr)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLogLine(t, u.errs, "SIGHUP: the certificate is the one httvps up generated")
+	if again := servedCert(t, gwAddr); !bytes.Equal(served, again) {
+		t.Error("the generated certificate changed on SIGHUP")
 	}
 	// A second node on the same data directory is refused (the store is
 	// locked), with status 1.
@@ -517,8 +530,12 @@ func TestUpOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Listen != "127.0.0.1:1" || o.DataDir != "/state/httvps" || len(o.Members) != 2 {
+	if o.Listen != "127.0.0.1:1" || o.DataDir != "/state/httvps" || len(o.Members) != 2 || o.TLSWatch != 10*time.Second || o.AdminListen != "" {
 		t.Fatalf("options: %+v", o)
+	}
+	if o, err := loadUpOptions(nil, e(map[string]string{"HTTVPS_TLS_WATCH": "1m", "HTTVPS_ADMIN_LISTEN": "127.0.0.1:9090"})); err != nil ||
+		o.TLSWatch != time.Minute || o.AdminListen != "127.0.0.1:9090" {
+		t.Errorf("-tls-watch, -admin-listen from the environment: %+v %v", o, err)
 	}
 	if m := o.Members[0]; m.host != "::1" || m.port != 8388 || m.cipher != "aes-256-gcm" || m.password != "a:b:c" || m.name != "static-::1-8388" {
 		t.Errorf("static member: %+v", m)
@@ -532,6 +549,10 @@ func TestUpOptions(t *testing.T) {
 		{"-member", "carrier-pigeon:1"},
 		{"-listen", ":1", "-control-listen", ":1"},
 		{"-tls-cert", "x.pem"},
+		{"-tls-watch", "-1s"},
+		{"-admin-listen", "nonsense"},
+		{"-listen", "127.0.0.1:1", "-admin-listen", "127.0.0.1:1"},
+		{"-control-listen", "127.0.0.1:1", "-admin-listen", "127.0.0.1:1"},
 		{"stray"},
 	} {
 		if _, err := loadUpOptions(bad, e(nil)); err == nil {
@@ -559,6 +580,24 @@ func TestShellQuote(t *testing.T) {
 	for in, want := range map[string]string{"abc": "abc", "a b": "'a b'", "it's": `'it'\''s'`, "": "''", "x;y": "'x;y'"} {
 		if got := shellQuote(in); got != want {
 			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// firstCertDER returns the first certificate of a PEM file.
+func firstCertDER(file string) ([]byte, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			return nil, fmt.Errorf("%s: no PEM certificate in it", file)
+		}
+		if b.Type == "CERTIFICATE" {
+			return b.Bytes, nil
 		}
 	}
 }

@@ -36,6 +36,8 @@ type upOptions struct {
 	AdminKeyFile  string // "" means DataDir/admin.key
 	TLSCert       string // "" with TLSKey "": a generated certificate in DataDir
 	TLSKey        string
+	TLSWatch      time.Duration // poll -tls-cert/-tls-key this often; 0: SIGHUP only
+	AdminListen   string        // /metrics, /healthz, /readyz; "" disables
 	Replicas      int
 	DrainTimeout  time.Duration
 	LogLevel      string
@@ -67,6 +69,8 @@ func newUpFlagSet(o *upOptions, e env) *flag.FlagSet {
 	fs.StringVar(&o.AdminKeyFile, "admin-key-file", "", "`file` holding the admin key; created (0600) with a random key when absent (default DATA-DIR/admin.key)")
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "PEM certificate chain `file` for both listeners (default: a self-signed ECDSA certificate generated in DATA-DIR/cert.pem)")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "PEM private key `file` for -tls-cert")
+	fs.DurationVar(&o.TLSWatch, "tls-watch", 10*time.Second, "poll -tls-cert and -tls-key this often and reload on change (0 disables; SIGHUP always reloads)")
+	fs.StringVar(&o.AdminListen, "admin-listen", "", "`address` for /metrics, /healthz and /readyz without the admin key (e.g. 127.0.0.1:9090); empty disables")
 	fs.IntVar(&o.Replicas, "replicas", 1, "pool members each key is placed on (2 or more for failover with several members)")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 0, "on SIGTERM, wait this long for sessions to end after close 1001 (0 = 30s)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -126,15 +130,21 @@ func loadUpOptions(args []string, e env) (*upOptions, error) {
 func (o *upOptions) validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	for name, addr := range map[string]string{"listen": o.Listen, "control-listen": o.ControlListen} {
+	addrs := map[string]string{"listen": o.Listen, "control-listen": o.ControlListen}
+	if o.AdminListen != "" {
+		addrs["admin-listen"] = o.AdminListen
+	}
+	for name, addr := range addrs {
 		if _, port, err := net.SplitHostPort(addr); err != nil {
 			bad("-%s: %v", name, err)
 		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 			bad("-%s: port %q is not a number from 0 to 65535", name, port)
 		}
 	}
-	if _, port, _ := net.SplitHostPort(o.Listen); o.Listen == o.ControlListen && port != "0" {
-		bad("-listen and -control-listen are the same address")
+	for _, p := range [][2]string{{"listen", "control-listen"}, {"listen", "admin-listen"}, {"control-listen", "admin-listen"}} {
+		if a := addrs[p[0]]; a != "" && a == addrs[p[1]] && !strings.HasSuffix(a, ":0") {
+			bad("-%s and -%s are the same address", p[0], p[1])
+		}
 	}
 	if o.DataDir == "" {
 		bad("-data-dir is empty")
@@ -147,6 +157,9 @@ func (o *upOptions) validate() error {
 	}
 	if o.Replicas < 1 {
 		bad("-replicas must be at least 1")
+	}
+	if o.TLSWatch < 0 {
+		bad("-tls-watch is negative")
 	}
 	if o.DrainTimeout < 0 {
 		bad("-drain-timeout is negative")
