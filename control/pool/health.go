@@ -12,8 +12,8 @@ import (
 // maxParallelChecks bounds concurrent member checks in one round.
 const maxParallelChecks = 16
 
-// Run checks every member, re-creates keys that up members lost and polls
-// transfer counters every HealthEvery (the first round at once) until ctx
+// Run checks every member, re-creates keys that up members lost, deletes
+// their stray keys and polls transfer counters every HealthEvery (the first round at once) until ctx
 // ends.
 func (m *Manager) Run(ctx context.Context) {
 	t := time.NewTicker(m.cfg.HealthEvery)
@@ -53,14 +53,14 @@ func (m *Manager) round(ctx context.Context) {
 		m.forget(id)
 	}
 
-	ak := &assignedKeys{} // the store's side of key repair, listed once if needed
+	rs := newRoundState(mems)
 	sem := make(chan struct{}, maxParallelChecks)
 	var wg sync.WaitGroup
 	for _, mem := range mems {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			m.checkMember(ctx, mem, ak)
+			m.checkMember(ctx, mem, rs)
 		})
 	}
 	wg.Wait()
@@ -78,7 +78,7 @@ func (m *Manager) check(ctx context.Context, b Backend) store.Health {
 	return h
 }
 
-func (m *Manager) checkMember(ctx context.Context, mem store.Member, ak *assignedKeys) {
+func (m *Manager) checkMember(ctx context.Context, mem store.Member, rs *roundState) {
 	var h store.Health
 	b, err := m.backend(mem)
 	if err != nil {
@@ -109,8 +109,8 @@ func (m *Manager) checkMember(ctx context.Context, mem store.Member, ak *assigne
 	if !h.Up {
 		return
 	}
-	m.retryOrphans(ctx, mem.ID, b)
-	m.repairKeys(ctx, mem, b, ak)
+	m.retryOrphans(ctx, mem.ID, b, rs)
+	m.reconcileKeys(ctx, mem, b, rs)
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.DialTimeout)
 	defer cancel()
 	tr, err := b.Transfer(cctx)
@@ -129,15 +129,40 @@ func (m *Manager) checkMember(ctx context.Context, mem store.Member, ak *assigne
 	m.mu.Unlock()
 }
 
-// retryOrphans deletes keys whose earlier deletion failed.
-func (m *Manager) retryOrphans(ctx context.Context, id string, b Backend) {
+// retryOrphans deletes keys whose earlier deletion failed. A key id the
+// store assigns to the member again (an ss-manager port handed out anew)
+// is forgotten instead; if the store cannot be listed, nothing is retried.
+func (m *Manager) retryOrphans(ctx context.Context, id string, b Backend, rs *roundState) {
 	m.mu.Lock()
 	var keys []string
 	for k := range m.orphans[id] {
 		keys = append(keys, k)
 	}
 	m.mu.Unlock()
+	if len(keys) == 0 {
+		return
+	}
+	assigned, err := rs.assigned.get(ctx, m.st)
+	if err != nil {
+		if ctx.Err() == nil {
+			m.log.Warn("pool: listing tokens for pending deletions", "member", id, "err", err)
+		}
+		return
+	}
+	forget := func(k string) {
+		m.mu.Lock()
+		delete(m.orphans[id], k)
+		if len(m.orphans[id]) == 0 {
+			delete(m.orphans, id)
+		}
+		m.mu.Unlock()
+	}
 	for _, k := range keys {
+		if rs.assignedOn(assigned, id, k) {
+			m.log.Info("pool: pending deletion dropped; the key is assigned again", "member", id, "key", k)
+			forget(k)
+			continue
+		}
 		cctx, cancel := context.WithTimeout(ctx, m.cfg.DialTimeout)
 		err := b.DeleteKey(cctx, k)
 		cancel()
@@ -146,11 +171,6 @@ func (m *Manager) retryOrphans(ctx context.Context, id string, b Backend) {
 			continue
 		}
 		m.log.Info("pool: pending key deleted", "member", id, "key", k)
-		m.mu.Lock()
-		delete(m.orphans[id], k)
-		if len(m.orphans[id]) == 0 {
-			delete(m.orphans, id)
-		}
-		m.mu.Unlock()
+		forget(k)
 	}
 }

@@ -260,15 +260,20 @@ func (o *outline) Transfer(ctx context.Context) (map[string]int64, error) {
 	return t.Bytes, nil
 }
 
-// Keys lists the access key ids (GET /access-keys), for key repair.
-func (o *outline) Keys(ctx context.Context) (map[string]bool, error) {
+// Keys lists the access keys (GET /access-keys), for key repair and the
+// stray-key sweep. A key is httvps's own when its id has the form of a
+// token ID (store.NewID: 22 URL-safe base64 characters) and its name equals
+// its id, as CreateKey makes it: keys made in the Outline Manager get
+// numeric ids from POST /access-keys, and a key an operator renamed is
+// left alone.
+func (o *outline) Keys(ctx context.Context) (map[string]listedKey, error) {
 	keys, err := o.list(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]bool, len(keys))
+	out := make(map[string]listedKey, len(keys))
 	for _, k := range keys {
-		out[k.ID] = true
+		out[k.ID] = listedKey{ours: k.Name == k.ID && isTokenID(k.ID), fp: secretFP(k.Method, k.Password)}
 	}
 	return out, nil
 }

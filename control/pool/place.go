@@ -59,16 +59,16 @@ func (m *Manager) placeOn(ctx context.Context, mem store.Member, t store.Token) 
 	// ss-manager waits for the spawned ss-server: two timeouts' worth.
 	cctx, cancel := context.WithTimeout(ctx, 2*m.cfg.DialTimeout)
 	defer cancel()
+	done := m.beginCreate(mem.ID)
 	upstream, keyID, err := b.CreateKey(cctx, t.ID, t.Cipher, t.SSPassword)
+	done()
 	if err != nil {
 		return store.Assignment{}, fmt.Errorf("member %s: %w", mem.ID, err)
 	}
 	m.mu.Lock()
 	m.placed[mem.ID]++
-	// A key id reused on this member (an ss-manager port handed out
-	// again) must not be deleted by a stale pending deletion.
-	delete(m.orphans[mem.ID], keyID)
 	m.mu.Unlock()
+	m.created(mem.ID, keyID)
 	return store.Assignment{MemberID: mem.ID, Upstream: upstream, BackendKeyID: keyID}, nil
 }
 
@@ -165,8 +165,9 @@ func (m *Manager) deleteKey(ctx context.Context, a store.Assignment) {
 
 // RemoveKey deletes t's key from every assigned member, best effort: a
 // member that cannot be reached is logged and its key is deleted by the
-// health loop once the member answers again (a pending deletion is held in
-// this process only; see docs/05-outline-pool.md). It returns an error only
+// health loop once the member answers again (a pending deletion held by
+// this process, or, after a restart or by another process, the stray-key
+// sweep; see docs/05-outline-pool.md). It returns an error only
 // for an invalid token or an ended ctx. Call it once t is revoked or its
 // assignments are no longer stored: the health round re-creates the keys of
 // stored, unrevoked assignments that a member lacks.
@@ -277,13 +278,26 @@ func (m *Manager) moveKey(ctx context.Context, tokenID, from string) error {
 
 // RemoveMember drains the member and, once no key is left on it, deletes it
 // and publishes EventMemberChanged. If draining fails the member stays (still
-// draining) and the error is returned.
+// draining) and the error is returned. Keys whose deletion from the member
+// failed (it was unreachable) are logged and left on the server: no health
+// round reaches a removed member.
 func (m *Manager) RemoveMember(ctx context.Context, id string) error {
 	if err := m.DrainMember(ctx, id); err != nil {
 		return fmt.Errorf("pool: member %s not removed: %w", id, err)
 	}
 	if err := m.st.DeleteMember(ctx, id); err != nil {
 		return err
+	}
+	m.mu.Lock()
+	var left []string
+	for k := range m.orphans[id] {
+		left = append(left, k)
+	}
+	m.mu.Unlock()
+	if len(left) > 0 {
+		// No round reaches a removed member: these stay on the server.
+		slices.Sort(left)
+		m.log.Warn("pool: member removed with keys it could not delete; they stay on the server", "member", id, "keys", left)
 	}
 	m.forget(id)
 	m.publish(ctx, store.Event{Kind: store.EventMemberChanged, MemberID: id})

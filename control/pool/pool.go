@@ -28,6 +28,7 @@ const (
 	DefaultReplicas    = 2
 	DefaultHealthEvery = 10 * time.Second
 	DefaultDialTimeout = 3 * time.Second
+	DefaultStrayGrace  = 2 * time.Minute
 )
 
 // Config tunes a Manager. Zero values pick the defaults.
@@ -39,6 +40,13 @@ type Config struct {
 	HealthEvery time.Duration
 	// DialTimeout bounds each backend call and TCP probe (0 → DefaultDialTimeout).
 	DialTimeout time.Duration
+	// StrayGrace is how long a key httvps created must be seen, by the
+	// health rounds, on a member with no stored assignment naming it
+	// before a round deletes it (0 → DefaultStrayGrace; negative: stray
+	// keys are never deleted). Keep it well above the time between
+	// creating a key and storing its assignment (the control API's
+	// StoreTimeout) and above HealthEvery.
+	StrayGrace time.Duration
 	// Logger receives operational logs (nil → slog.Default()).
 	Logger *slog.Logger
 	// HTTPTransport, if set, is cloned as the base transport for Outline
@@ -56,6 +64,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.StrayGrace == 0 {
+		c.StrayGrace = DefaultStrayGrace
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -81,10 +92,17 @@ type Manager struct {
 	// orphans are backend key ids whose deletion failed, retried on each
 	// health round while the member is up. Guarded by mu.
 	orphans map[string]map[string]struct{}
+	// strays are the member's own keys that health rounds found with no
+	// stored assignment, by member ID and backend key id. Guarded by mu.
+	strays map[string]map[string]sighting
+	// creating counts CreateKey calls in flight per member. Guarded by mu.
+	creating map[string]int
 	// transfer is the last polled byte total per member. Guarded by mu.
 	transfer map[string]int64
 	// repairs counts keys re-created by health rounds.
 	repairs atomic.Uint64
+	// swept counts stray keys deleted by health rounds.
+	swept atomic.Uint64
 }
 
 type memberBackend struct {
@@ -102,6 +120,8 @@ func New(st store.Store, cfg Config) *Manager {
 		backends: map[string]*memberBackend{},
 		placed:   map[string]int{},
 		orphans:  map[string]map[string]struct{}{},
+		strays:   map[string]map[string]sighting{},
+		creating: map[string]int{},
 		transfer: map[string]int64{},
 	}
 }
@@ -131,6 +151,7 @@ func (m *Manager) forget(id string) {
 	delete(m.backends, id)
 	delete(m.placed, id)
 	delete(m.orphans, id)
+	delete(m.strays, id)
 	delete(m.transfer, id)
 }
 

@@ -2,6 +2,9 @@ package pool
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,11 +19,36 @@ const maxRepairsPerRound = 100
 
 // keyLister is implemented by backends that can list the keys they serve
 // (ss-manager, Outline). The health round compares that list with the
-// store's assignments and re-creates the keys a member lost. Static members
-// have no per-key state and do not implement it.
+// store's assignments: it re-creates the keys a member lost (repairKeys)
+// and deletes httvps's own keys that nothing assigns (sweepKeys). Static
+// members have no per-key state and do not implement it.
 type keyLister interface {
-	// Keys returns the backend key ids the member serves now.
-	Keys(ctx context.Context) (map[string]bool, error)
+	// Keys returns the keys the member serves now, by backend key id.
+	Keys(ctx context.Context) (map[string]listedKey, error)
+}
+
+// listedKey is what a member says about one of its keys.
+type listedKey struct {
+	// ours: httvps created the key (each backend's Keys says how it
+	// tells); only such keys are ever swept.
+	ours bool
+	// fp fingerprints the key's secret (secretFP), so that a key id handed
+	// out again with another secret (an ss-manager port) is told apart
+	// from the key seen before; "" when unknown, and then never swept.
+	fp string
+}
+
+// secretFP is a short hash of a key's method and password: it tells keys
+// apart in memory without keeping their secret.
+func secretFP(method, password string) string {
+	sum := sha256.Sum256([]byte(method + "\x00" + password))
+	return hex.EncodeToString(sum[:8])
+}
+
+// isTokenID reports whether id has the form store.NewID gives token IDs.
+func isTokenID(id string) bool {
+	b, err := base64.RawURLEncoding.DecodeString(id)
+	return err == nil && len(b) == 16 && len(id) == 22
 }
 
 // assignedKeys is what the store says the members hold: member ID →
@@ -68,15 +96,11 @@ func (ak *assignedKeys) get(ctx context.Context, st store.Store) (map[string]map
 func (m *Manager) Repairs() uint64 { return m.repairs.Load() }
 
 // repairKeys re-creates, on an up member, the keys that the store assigns
-// to it but that its backend no longer serves (an ss-manager restarted and
-// forgot its ports, an Outline server was reinstalled), at most
-// maxRepairsPerRound of them. The first failure ends the member's repairs
-// for this round.
-func (m *Manager) repairKeys(ctx context.Context, mem store.Member, b Backend, ak *assignedKeys) {
-	kl, ok := b.(keyLister)
-	if !ok {
-		return
-	}
+// to it but that its backend no longer serves (have: an ss-manager
+// restarted and forgot its ports, an Outline server was reinstalled), at
+// most maxRepairsPerRound of them. The first failure ends the member's
+// repairs for this round.
+func (m *Manager) repairKeys(ctx context.Context, mem store.Member, b Backend, have map[string]listedKey, ak *assignedKeys) {
 	assigned, err := ak.get(ctx, m.st)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -88,18 +112,9 @@ func (m *Manager) repairKeys(ctx context.Context, mem store.Member, b Backend, a
 	if len(want) == 0 {
 		return
 	}
-	cctx, cancel := context.WithTimeout(ctx, m.cfg.DialTimeout)
-	have, err := kl.Keys(cctx)
-	cancel()
-	if err != nil {
-		if ctx.Err() == nil {
-			m.log.Warn("pool: listing keys for repair", "member", mem.ID, "err", err)
-		}
-		return
-	}
 	var missing []string
 	for keyID := range want {
-		if !have[keyID] {
+		if _, ok := have[keyID]; !ok {
 			missing = append(missing, keyID)
 		}
 	}
@@ -154,15 +169,14 @@ func (m *Manager) repairKey(ctx context.Context, mem store.Member, b Backend, to
 	old := t.Assignments[i]
 	// ss-manager waits for the spawned ss-server: two timeouts' worth.
 	cctx, cancel := context.WithTimeout(ctx, 2*m.cfg.DialTimeout)
+	done := m.beginCreate(mem.ID)
 	upstream, newID, err := b.CreateKey(cctx, t.ID, t.Cipher, t.SSPassword)
+	done()
 	cancel()
 	if err != nil {
 		return false, fmt.Errorf("member %s: %w", mem.ID, err)
 	}
-	m.mu.Lock()
-	// As in placeOn: a pending deletion of a reused key id is stale.
-	delete(m.orphans[mem.ID], newID)
-	m.mu.Unlock()
+	m.created(mem.ID, newID)
 	a := store.Assignment{MemberID: mem.ID, Upstream: upstream, BackendKeyID: newID}
 	if a == old {
 		m.repairs.Add(1)

@@ -182,11 +182,18 @@ func TestRepairBoundedPerRound(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m.repairKeys(ctx, mem, b, &assignedKeys{})
+	repair := func() {
+		have, err := b.(keyLister).Keys(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.repairKeys(ctx, mem, b, have, &assignedKeys{})
+	}
+	repair()
 	if got := len(fake.Keys()); got != maxRepairsPerRound {
 		t.Fatalf("%d keys after one round, want %d", got, maxRepairsPerRound)
 	}
-	m.repairKeys(ctx, mem, b, &assignedKeys{})
+	repair()
 	if got := len(fake.Keys()); got != n {
 		t.Fatalf("%d keys after two rounds, want %d", got, n)
 	}

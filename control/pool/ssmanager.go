@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 //	add: {"server_port":N,"password":"…","method":"…"}  → "ok" | "port is not available"
 //	remove: {"server_port":N}                           → "ok" (also for unknown ports)
 //	ping                                                → "stat: {"N":bytes,…}"
+//	list                                                → [{"server_port":"N","password":"…","method":"…"},…]
 //
 // Unparsable commands get no answer at all. ss-manager checks that it can
 // bind the port before spawning ss-server for it, so "port is not available"
@@ -209,15 +212,44 @@ func (s *ssManager) Transfer(ctx context.Context) (map[string]int64, error) {
 	return s.stat(ctx)
 }
 
-// Keys lists the ports ss-manager serves (ping's stat), for key repair.
-func (s *ssManager) Keys(ctx context.Context) (map[string]bool, error) {
+// Keys lists the ports ss-manager serves (ping's stat), for key repair and
+// the stray-key sweep. A port is httvps's own when it lies in the member's
+// PortMin..PortMax, the only ports CreateKey allocates: ports outside it
+// are someone else's. Each port's secret comes from list, best effort: a
+// port list does not describe (an answer cut at one datagram on a member
+// with several hundred keys) gets no fingerprint and is never swept.
+func (s *ssManager) Keys(ctx context.Context) (map[string]listedKey, error) {
 	st, err := s.stat(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]bool, len(st))
+	secrets := s.list(ctx)
+	out := make(map[string]listedKey, len(st))
 	for p := range st {
-		out[p] = true
+		port, err := strconv.Atoi(p)
+		out[p] = listedKey{ours: err == nil && port >= s.cfg.PortMin && port <= s.cfg.PortMax, fp: secrets[p]}
 	}
 	return out, nil
+}
+
+// ssmListLine is one entry of list's answer as shadowsocks-libev 3.3
+// writes it, one per line, with the password not escaped.
+var ssmListLine = regexp.MustCompile(`^\s*\{"server_port":"?(\d+)"?,"password":"(.*)","method":"([^"]*)"`)
+
+// list sends list and returns the secret fingerprint of each port it
+// describes; nil when the request fails. The answer is JSON unless a
+// password holds a quote or it was cut at the datagram size, so it is read
+// line by line.
+func (s *ssManager) list(ctx context.Context) map[string]string {
+	r, err := s.request(ctx, []byte("list"))
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for line := range strings.Lines(string(r)) {
+		if m := ssmListLine.FindStringSubmatch(line); m != nil {
+			out[m[1]] = secretFP(m[3], m[2])
+		}
+	}
+	return out
 }
