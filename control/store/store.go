@@ -281,6 +281,15 @@ type Store interface {
 	// re-established. Delivery never blocks publishers.
 	Subscribe(ctx context.Context) (<-chan Event, error)
 
+	// InstallationID returns the installation's ID: a random NewID
+	// created by the first call on an empty store and the same for every
+	// process sharing the store from then on (two processes creating it
+	// at once agree on one). It survives restarts of the store like the
+	// tokens do. The pool marks the Outline keys it creates with it, so
+	// installations with separate stores sharing one server tell their
+	// keys apart.
+	InstallationID(ctx context.Context) (string, error)
+
 	// Ping checks that the backend answers (readiness probes).
 	Ping(ctx context.Context) error
 	// Close releases the store. Subscriptions end and later calls return

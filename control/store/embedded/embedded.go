@@ -12,6 +12,7 @@
 //	           the key is the list cursor, so byte order is creation order
 //	usage      id → up, down (two big-endian int64)
 //	members    id → member JSON (with health and creation time)
+//	meta       "installation-id" → the installation ID
 package embedded
 
 import (
@@ -34,6 +35,9 @@ var (
 	bucketOrder   = []byte("tok-order")
 	bucketUsage   = []byte("usage")
 	bucketMembers = []byte("members")
+	bucketMeta    = []byte("meta")
+
+	keyInstallationID = []byte("installation-id")
 )
 
 // lockTimeout is how long Open waits for another process holding the file.
@@ -65,7 +69,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("embedded: open: %w: %w", store.ErrUnavailable, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTokens, bucketTokHash, bucketOrder, bucketUsage, bucketMembers} {
+		for _, b := range [][]byte{bucketTokens, bucketTokHash, bucketOrder, bucketUsage, bucketMembers, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -104,6 +108,35 @@ func (s *Store) Close() error {
 // Ping reports whether the store is open.
 func (s *Store) Ping(ctx context.Context) error {
 	return s.check(ctx, "ping")
+}
+
+// InstallationID implements store.Store. bbolt runs one write
+// transaction at a time, so the first caller creates the ID and every
+// later one reads it.
+func (s *Store) InstallationID(ctx context.Context) (string, error) {
+	if err := s.check(ctx, "installation id"); err != nil {
+		return "", err
+	}
+	var id string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		id = string(tx.Bucket(bucketMeta).Get(keyInstallationID))
+		return nil
+	})
+	if err == nil && id == "" {
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketMeta)
+			if v := b.Get(keyInstallationID); v != nil {
+				id = string(v)
+				return nil
+			}
+			id = store.NewID()
+			return b.Put(keyInstallationID, []byte(id))
+		})
+	}
+	if err != nil {
+		return "", wrap("installation id", err)
+	}
+	return id, nil
 }
 
 // check refuses calls on a closed store or with a finished ctx.

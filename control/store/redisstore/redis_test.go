@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,4 +115,40 @@ func (quietLogger) Printf(context.Context, string, ...any) {}
 func TestMain(m *testing.M) {
 	redis.SetLogger(quietLogger{})
 	os.Exit(m.Run())
+}
+
+// Control-plane replicas starting at once on an empty Redis, each with its
+// own client, agree on one installation ID (the first SET NX wins).
+func TestInstallationIDReplicasRace(t *testing.T) {
+	srv := startRedis(t, 0)
+	prefix := "t" + store.NewID() + ":"
+	const n = 8
+	clients := make([]*Store, n)
+	for i := range clients {
+		clients[i] = open(t, srv.url(), WithPrefix(prefix))
+	}
+	ids := make([]string, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		wg.Go(func() {
+			<-start
+			ids[i], errs[i] = c.InstallationID(context.Background())
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("replica %d: %v", i, errs[i])
+		}
+		if ids[i] != ids[0] {
+			t.Fatalf("replicas disagree: %q and %q", ids[0], ids[i])
+		}
+	}
+	other, err := open(t, srv.url(), WithPrefix("u"+prefix)).InstallationID(context.Background())
+	if err != nil || other == ids[0] {
+		t.Fatalf("another prefix's ID = %q, %v; want another than %q", other, err, ids[0])
+	}
 }

@@ -22,6 +22,7 @@
 //	P members          hash   memberID → member JSON (no health, no created)
 //	P member-created   hash   memberID → creation time (HSETNX)
 //	P member-health    hash   memberID → health JSON
+//	P install-id       string the installation ID (SET NX: the first wins)
 //	P events           pub/sub channel of JSON events
 //
 // Times are stored as "<unix seconds>.<nanoseconds>", zero as "".
@@ -129,6 +130,24 @@ func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	return s.wrap("ping", s.rdb.Ping(ctx).Err())
+}
+
+// KEYS: install-id. ARGV: a new ID. Stores it unless one is there and
+// returns the stored one, so replicas racing on an empty Redis agree.
+var installationIDScript = redis.NewScript(`
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+`)
+
+// InstallationID implements store.Store.
+func (s *Store) InstallationID(ctx context.Context) (string, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	id, err := installationIDScript.Run(ctx, s.rdb, []string{s.key("install-id")}, store.NewID()).Text()
+	if err != nil {
+		return "", s.wrap("installation id", err)
+	}
+	return id, nil
 }
 
 // Close closes the client and ends subscriptions. It is safe to call twice.

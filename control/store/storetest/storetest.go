@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore NewFunc, reopen ReopenFunc) {
 		{"LeaseFreedWhenGatewayRemoved", testLeaseGatewayRemoved},
 		{"Gateways", testGateways},
 		{"Members", testMembers},
+		{"InstallationID", testInstallationID},
 		{"EventsTwoSubscribers", testEvents},
 		{"SubscribeClosesOnCancel", testSubscribeCancel},
 		{"ClosedStoreUnavailable", testClosed},
@@ -51,6 +52,16 @@ func Run(t *testing.T, newStore NewFunc, reopen ReopenFunc) {
 			tc.fn(t, newStore(t))
 		})
 	}
+	t.Run("InstallationIDPerStore", func(t *testing.T) {
+		t.Parallel()
+		a, err := newStore(t).InstallationID(ctxT(t))
+		must(t, err, "InstallationID")
+		b, err := newStore(t).InstallationID(ctxT(t))
+		must(t, err, "InstallationID")
+		if a == b {
+			t.Fatalf("two stores share installation ID %q", a)
+		}
+	})
 	t.Run("PersistsAcrossReopen", func(t *testing.T) {
 		t.Parallel()
 		testReopen(t, newStore(t), reopen)
@@ -673,6 +684,39 @@ func testMembers(t *testing.T, s store.Store) {
 }
 
 // receive waits for the next non-resync event.
+// InstallationID: created once, the same for every caller, however many
+// ask at once.
+func testInstallationID(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	const n = 16
+	got := make([]string, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			got[i], errs[i] = s.InstallationID(ctx)
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i := range n {
+		must(t, errs[i], "InstallationID")
+		if got[i] != got[0] {
+			t.Fatalf("concurrent InstallationID calls disagree: %q and %q", got[0], got[i])
+		}
+	}
+	if len(got[0]) != len(store.NewID()) {
+		t.Fatalf("InstallationID = %q, want a store.NewID", got[0])
+	}
+	again, err := s.InstallationID(ctx)
+	must(t, err, "InstallationID again")
+	if again != got[0] {
+		t.Fatalf("InstallationID changed: %q, then %q", got[0], again)
+	}
+}
+
 func receive(t *testing.T, ch <-chan store.Event, within time.Duration) store.Event {
 	t.Helper()
 	timer := time.NewTimer(within)
@@ -764,6 +808,8 @@ func testClosed(t *testing.T, s store.Store) {
 	mustErr(t, s.CreateToken(ctx, newToken("x")), store.ErrUnavailable, "CreateToken after Close")
 	_, err = s.Subscribe(ctx)
 	mustErr(t, err, store.ErrUnavailable, "Subscribe after Close")
+	_, err = s.InstallationID(ctx)
+	mustErr(t, err, store.ErrUnavailable, "InstallationID after Close")
 }
 
 func waitClosed(ch <-chan store.Event) <-chan struct{} {
@@ -789,8 +835,14 @@ func testReopen(t *testing.T, s store.Store, reopen ReopenFunc) {
 		Static: &store.StaticConfig{Port: 1, Cipher: "aes-128-gcm", Password: "p"}}
 	must(t, s.PutMember(ctx, m), "PutMember")
 	must(t, s.SetMemberHealth(ctx, "m1", store.Health{Up: true, Keys: 2}), "SetMemberHealth")
+	inst, err := s.InstallationID(ctx)
+	must(t, err, "InstallationID")
 
 	s = reopen(t, s)
+
+	if got, err := s.InstallationID(ctx); err != nil || got != inst {
+		t.Errorf("InstallationID after reopen = %q, %v; want %q", got, err, inst)
+	}
 
 	got, err := s.GetTokenByHash(ctx, tok.Hash)
 	must(t, err, "GetTokenByHash after reopen")
