@@ -168,7 +168,8 @@ func TestControlOutlineMember(t *testing.T) {
 	}
 	tok := f.ctl.issue(map[string]any{"label": "outline", "cipher": "chacha20-ietf-poly1305"})
 	keys := fake.Keys()
-	if len(keys) != 1 || keys[0].Name != tok.ID || keys[0].Password != tok.Secret || keys[0].Method != tok.Cipher {
+	// Named "httvps <installation mark> <token ID>" (docs/05).
+	if len(keys) != 1 || keys[0].ID != tok.ID || !strings.HasPrefix(keys[0].Name, "httvps ") || !strings.HasSuffix(keys[0].Name, " "+tok.ID) || keys[0].Password != tok.Secret || keys[0].Method != tok.Cipher {
 		t.Fatalf("Outline keys %+v for token %s", keys, tok.ID)
 	}
 	if want := net.JoinHostPort(fake.Host, strconv.Itoa(keys[0].Port)); len(tok.Assignments) != 1 || tok.Assignments[0].Upstream != want {

@@ -70,12 +70,19 @@ func probeTCP(ctx context.Context, addrs []string) error {
 }
 
 // NewBackend returns the Backend for m (already validated) using cfg's
-// timeouts and transport.
+// timeouts and transport. Outline keys it creates carry no installation
+// mark (their name is their id); the Manager's backends mark theirs.
 func NewBackend(m store.Member, cfg Config) (Backend, error) {
+	return newBackend(m, cfg, "")
+}
+
+// newBackend is NewBackend with the installation's mark for Outline key
+// names (see installMark).
+func newBackend(m store.Member, cfg Config, mark string) (Backend, error) {
 	cfg = cfg.withDefaults()
 	switch m.Backend {
 	case store.BackendOutlineAPI:
-		return newOutline(m.Host, *m.Outline, cfg)
+		return newOutline(m.Host, *m.Outline, cfg, mark)
 	case store.BackendSSManager:
 		return newSSManager(m.Host, *m.SSManager, cfg), nil
 	case store.BackendStatic:

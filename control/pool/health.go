@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -53,6 +54,17 @@ func (m *Manager) round(ctx context.Context) {
 		m.forget(id)
 	}
 
+	// Outline members' backends need the installation's mark; without it
+	// (the store failing) the round would only mark them down wrongly.
+	if slices.ContainsFunc(mems, func(mem store.Member) bool { return mem.Backend == store.BackendOutlineAPI }) {
+		if _, err := m.installMark(ctx); err != nil {
+			if ctx.Err() == nil {
+				m.log.Warn("pool: health round skipped", "err", err)
+			}
+			return
+		}
+	}
+
 	rs := newRoundState(mems)
 	sem := make(chan struct{}, maxParallelChecks)
 	var wg sync.WaitGroup
@@ -80,7 +92,7 @@ func (m *Manager) check(ctx context.Context, b Backend) store.Health {
 
 func (m *Manager) checkMember(ctx context.Context, mem store.Member, rs *roundState) {
 	var h store.Health
-	b, err := m.backend(mem)
+	b, err := m.backend(ctx, mem)
 	if err != nil {
 		h = store.Health{CheckedAt: time.Now(), LastError: err.Error()}
 	} else {

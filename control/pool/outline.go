@@ -44,6 +44,10 @@ func (e *APIError) Unwrap() error { return ErrBackend }
 // apiURL is the credential; the self-signed certificate is pinned by its
 // SHA-256 instead of being checked against a CA.
 type outline struct {
+	// mark is the installation's mark put in the names of the keys it
+	// creates (installMark); "" makes keys named by their id alone and
+	// claims none as its own.
+	mark       string
 	host       string
 	apiURL     string
 	secretPath string // apiURL's path, kept out of error text
@@ -59,7 +63,7 @@ type outlineKey struct {
 	Method   string `json:"method"`
 }
 
-func newOutline(host string, oc store.OutlineConfig, cfg Config) (*outline, error) {
+func newOutline(host string, oc store.OutlineConfig, cfg Config, mark string) (*outline, error) {
 	pin, err := hex.DecodeString(oc.CertSHA256)
 	if err != nil || len(pin) != sha256.Size {
 		return nil, fmt.Errorf("%w: outline certSha256 is not a hex SHA-256", store.ErrInvalid)
@@ -96,6 +100,7 @@ func newOutline(host string, oc store.OutlineConfig, cfg Config) (*outline, erro
 		return nil, fmt.Errorf("%w: outline apiUrl is not a URL with a path", store.ErrInvalid)
 	}
 	return &outline{
+		mark:       mark,
 		host:       host,
 		apiURL:     oc.APIURL,
 		secretPath: u.EscapedPath(),
@@ -163,11 +168,23 @@ func (o *outline) call(ctx context.Context, op, method, path string, body, out a
 
 func keyPath(id string) string { return "/access-keys/" + url.PathEscape(id) }
 
+// keyName is the name CreateKey gives key id: "httvps <mark> <id>", which
+// the Outline Manager shows and which tells this installation's keys from
+// those of another installation sharing the server; the bare id without a
+// mark (as keys were named before marks existed).
+func keyName(mark, id string) string {
+	if mark == "" {
+		return id
+	}
+	return "httvps " + mark + " " + id
+}
+
 // CreateKey uses PUT /access-keys/{id}, which creates the key with the
-// chosen id. If the id exists already (409) with the same secret — a retry
-// after a lost answer — the existing key is used.
+// chosen id, named keyName(o.mark, id). If the id exists already (409)
+// with the same secret — a retry after a lost answer — the existing key is
+// used.
 func (o *outline) CreateKey(ctx context.Context, id, cipher, password string) (string, string, error) {
-	body := map[string]any{"name": id, "method": cipher, "password": password}
+	body := map[string]any{"name": keyName(o.mark, id), "method": cipher, "password": password}
 	var k outlineKey
 	status, err := o.call(ctx, "PUT /access-keys/{id}", http.MethodPut, keyPath(id), body, &k, http.StatusCreated)
 	if status == http.StatusConflict {
@@ -261,11 +278,13 @@ func (o *outline) Transfer(ctx context.Context) (map[string]int64, error) {
 }
 
 // Keys lists the access keys (GET /access-keys), for key repair and the
-// stray-key sweep. A key is httvps's own when its id has the form of a
-// token ID (store.NewID: 22 URL-safe base64 characters) and its name equals
-// its id, as CreateKey makes it: keys made in the Outline Manager get
-// numeric ids from POST /access-keys, and a key an operator renamed is
-// left alone.
+// stray-key sweep. A key is this installation's own when its id has the
+// form of a token ID (store.NewID: 22 URL-safe base64 characters) and its
+// name is keyName(o.mark, id), as CreateKey makes it: keys made in the
+// Outline Manager get numeric ids from POST /access-keys, a key an
+// operator renamed is left alone, and so are keys of another installation
+// (another mark) and keys made before marks existed (name = id). Without
+// a mark no key is claimed.
 func (o *outline) Keys(ctx context.Context) (map[string]listedKey, error) {
 	keys, err := o.list(ctx)
 	if err != nil {
@@ -273,7 +292,8 @@ func (o *outline) Keys(ctx context.Context) (map[string]listedKey, error) {
 	}
 	out := make(map[string]listedKey, len(keys))
 	for _, k := range keys {
-		out[k.ID] = listedKey{ours: k.Name == k.ID && isTokenID(k.ID), fp: secretFP(k.Method, k.Password)}
+		ours := o.mark != "" && isTokenID(k.ID) && k.Name == keyName(o.mark, k.ID)
+		out[k.ID] = listedKey{ours: ours, fp: secretFP(k.Method, k.Password)}
 	}
 	return out, nil
 }

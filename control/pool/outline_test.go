@@ -19,7 +19,7 @@ import (
 
 func outlineBackend(t *testing.T, apiURL, pin string) *outline {
 	t.Helper()
-	o, err := newOutline("127.0.0.1", store.OutlineConfig{APIURL: apiURL, CertSHA256: pin}, Config{}.withDefaults())
+	o, err := newOutline("127.0.0.1", store.OutlineConfig{APIURL: apiURL, CertSHA256: pin}, Config{}.withDefaults(), "")
 	if err != nil {
 		t.Fatal(err)
 	}

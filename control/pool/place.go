@@ -52,7 +52,7 @@ func (m *Manager) candidates(ctx context.Context, t store.Token) ([]store.Member
 
 // placeOn creates t's key on one member.
 func (m *Manager) placeOn(ctx context.Context, mem store.Member, t store.Token) (store.Assignment, error) {
-	b, err := m.backend(mem)
+	b, err := m.backend(ctx, mem)
 	if err != nil {
 		return store.Assignment{}, err
 	}
@@ -146,7 +146,7 @@ func (m *Manager) deleteKey(ctx context.Context, a store.Assignment) {
 	}
 	if err == nil {
 		var b Backend
-		if b, err = m.backend(mem); err == nil {
+		if b, err = m.backend(ctx, mem); err == nil {
 			cctx, cancel := context.WithTimeout(ctx, m.cfg.DialTimeout)
 			err = b.DeleteKey(cctx, a.BackendKeyID)
 			cancel()

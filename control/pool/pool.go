@@ -99,6 +99,9 @@ type Manager struct {
 	creating map[string]int
 	// transfer is the last polled byte total per member. Guarded by mu.
 	transfer map[string]int64
+	// mark is the installation's mark for Outline key names, read from
+	// the store on first need (installMark); "" until then. Guarded by mu.
+	mark string
 	// repairs counts keys re-created by health rounds.
 	repairs atomic.Uint64
 	// swept counts stray keys deleted by health rounds.
@@ -126,19 +129,68 @@ func New(st store.Store, cfg Config) *Manager {
 	}
 }
 
+// installMarkLen is how much of the installation ID marks key names:
+// 48 bits, enough to tell installations sharing a server apart, short
+// enough to read in the Outline Manager.
+const installMarkLen = 8
+
+// installMark returns the installation's mark for the names of the
+// Outline keys this Manager creates and sweeps: the start of the store's
+// InstallationID, read once and kept (it never changes).
+func (m *Manager) installMark(ctx context.Context) (string, error) {
+	m.mu.Lock()
+	mark := m.mark
+	m.mu.Unlock()
+	if mark != "" {
+		return mark, nil
+	}
+	id, err := m.st.InstallationID(ctx)
+	if err != nil {
+		return "", fmt.Errorf("pool: reading the installation ID: %w", err)
+	}
+	if id == "" {
+		return "", fmt.Errorf("pool: the store's installation ID is empty: %w", store.ErrInvalid)
+	}
+	mark = id[:min(len(id), installMarkLen)]
+	m.mu.Lock()
+	m.mark = mark
+	m.mu.Unlock()
+	return mark, nil
+}
+
 // backend returns the cached Backend of mem, building it on first use or
-// when its configuration changed.
-func (m *Manager) backend(mem store.Member) (Backend, error) {
+// when its configuration changed. Building an Outline backend reads the
+// installation's mark from the store once per Manager.
+func (m *Manager) backend(ctx context.Context, mem store.Member) (Backend, error) {
 	conf := mem
 	conf.Health, conf.Draining, conf.Name, conf.CreatedAt = store.Health{}, false, "", time.Time{}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if mb, ok := m.backends[mem.ID]; ok && reflect.DeepEqual(mb.conf, conf) {
-		return mb.b, nil
+	cached := func() (Backend, bool) {
+		if mb, ok := m.backends[mem.ID]; ok && reflect.DeepEqual(mb.conf, conf) {
+			return mb.b, true
+		}
+		return nil, false
 	}
-	b, err := NewBackend(conf, m.cfg)
+	m.mu.Lock()
+	b, ok := cached()
+	m.mu.Unlock()
+	if ok {
+		return b, nil
+	}
+	var mark string
+	if conf.Backend == store.BackendOutlineAPI {
+		var err error
+		if mark, err = m.installMark(ctx); err != nil {
+			return nil, err
+		}
+	}
+	b, err := newBackend(conf, m.cfg, mark)
 	if err != nil {
 		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cb, ok := cached(); ok { // built by another goroutine meanwhile
+		return cb, nil
 	}
 	m.backends[mem.ID] = &memberBackend{conf: conf, b: b}
 	return b, nil
@@ -182,7 +234,7 @@ func (m *Manager) AddMember(ctx context.Context, mem store.Member) (store.Member
 	if mem.Name == "" {
 		mem.Name = mem.ID
 	}
-	b, err := m.backend(mem)
+	b, err := m.backend(ctx, mem)
 	if err != nil {
 		return store.Member{}, err
 	}

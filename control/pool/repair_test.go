@@ -131,8 +131,12 @@ func TestRepairOutlineKey(t *testing.T) {
 		t.Fatalf("after repair the server has %+v, want only the token's key", keys)
 	}
 	k := keys[0]
-	if k.ID != tok.ID || k.Name != tok.ID || k.Password != tok.SSPassword || k.Method != tok.Cipher {
-		t.Fatalf("re-created key %+v, want id/name %s with the token's secret", k, tok.ID)
+	inst, err := st.InstallationID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.ID != tok.ID || k.Name != keyName(inst[:installMarkLen], tok.ID) || k.Password != tok.SSPassword || k.Method != tok.Cipher {
+		t.Fatalf("re-created key %+v, want id %s, the installation's name and the token's secret", k, tok.ID)
 	}
 	if n := m.Repairs(); n != 1 {
 		t.Fatalf("Repairs() = %d, want 1", n)
@@ -169,7 +173,7 @@ func TestRepairBoundedPerRound(t *testing.T) {
 	if err := st.PutMember(ctxT(t), mem); err != nil {
 		t.Fatal(err)
 	}
-	b, err := m.backend(mem)
+	b, err := m.backend(ctxT(t), mem)
 	if err != nil {
 		t.Fatal(err)
 	}

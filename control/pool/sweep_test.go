@@ -177,12 +177,13 @@ func TestSweepSSManagerKeyRevokedWhileUnreachableAcrossRestart(t *testing.T) {
 	}
 }
 
-// On an Outline server the sweep deletes keys of httvps's form (id a token
-// ID, name = id) that nothing assigns — a token revoked while the server
-// was unavailable, a key left by a process that crashed before storing —
-// only after StrayGrace, and leaves alone keys made in the Outline Manager,
-// keys an operator renamed, and a key placed but not yet stored when first
-// seen.
+// On an Outline server the sweep deletes this installation's keys (id a
+// token ID, name "httvps <mark> <id>") that nothing assigns — a token
+// revoked while the server was unavailable, a key left by a process that
+// crashed before storing — only after StrayGrace, and leaves alone keys
+// made in the Outline Manager, keys an operator renamed, keys made before
+// the mark existed (name = id) and a key placed but not yet stored when
+// first seen.
 func TestSweepOutline(t *testing.T) {
 	st := newStore(t)
 	fake := outlinefake.Start(t, outlinefake.Options{SSServer: true})
@@ -208,9 +209,27 @@ func TestSweepOutline(t *testing.T) {
 	if _, err := api.call(ctx, "PUT", http.MethodPut, keyPath(renamed), map[string]any{"name": "phone", "method": testMethod, "password": newPassword()}, nil, http.StatusCreated); err != nil {
 		t.Fatal(err)
 	}
-	crashed := store.NewID() // created, never stored
-	if _, _, err := api.CreateKey(ctx, crashed, testMethod, newPassword()); err != nil {
+	legacy := store.NewID() // named as before installation marks: name = id
+	if _, _, err := api.CreateKey(ctx, legacy, testMethod, newPassword()); err != nil {
 		t.Fatal(err)
+	}
+	if k := fakeKey(fake, legacy); k.Name != legacy {
+		t.Fatalf("unmarked key named %q, want its id", k.Name)
+	}
+	crashed := store.NewID() // created by a Manager, never stored
+	b1, err := m1.backend(ctx, outlineMember("b", fake))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b1.CreateKey(ctx, crashed, testMethod, newPassword()); err != nil {
+		t.Fatal(err)
+	}
+	mark, err := st.InstallationID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := fakeKey(fake, crashed); k.Name != "httvps "+mark[:installMarkLen]+" "+crashed {
+		t.Fatalf("key named %q, want the installation's mark and the id", k.Name)
 	}
 
 	fake.SetUnavailable(true)
@@ -232,7 +251,7 @@ func TestSweepOutline(t *testing.T) {
 		return out
 	}
 	sorted := func(s ...string) []string { slices.Sort(s); return s }
-	all := sorted(keep.ID, gone.ID, fresh.ID, manual.ID, renamed, crashed)
+	all := sorted(keep.ID, gone.ID, fresh.ID, manual.ID, renamed, legacy, crashed)
 	m2.round(ctx) // first sighting: nothing is deleted yet
 	if got := ids(); !slices.Equal(got, all) {
 		t.Fatalf("keys after the first round %v, want %v", got, all)
@@ -242,7 +261,7 @@ func TestSweepOutline(t *testing.T) {
 	}
 	time.Sleep(grace + 100*time.Millisecond)
 	m2.round(ctx)
-	want := sorted(keep.ID, fresh.ID, manual.ID, renamed)
+	want := sorted(keep.ID, fresh.ID, manual.ID, renamed, legacy)
 	if got := ids(); !slices.Equal(got, want) {
 		t.Fatalf("keys after the sweep %v, want %v", got, want)
 	}
@@ -272,7 +291,7 @@ func TestSweepFreshReadStoreDownSameServer(t *testing.T) {
 	}
 	const grace = 200 * time.Millisecond
 	m := New(st, Config{Logger: quiet, StrayGrace: grace})
-	b, err := m.backend(b1)
+	b, err := m.backend(ctxT(t), b1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +316,7 @@ func TestSweepFreshReadStoreDownSameServer(t *testing.T) {
 	}
 
 	// Assigned through b1: not stray for b2, which reaches the same server.
-	b2b, err := m.backend(b2)
+	b2b, err := m.backend(ctxT(t), b2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +353,7 @@ func TestSweepBoundedPerRound(t *testing.T) {
 	}
 	const grace = 100 * time.Millisecond
 	m := New(st, Config{Logger: quiet, StrayGrace: grace})
-	b, err := m.backend(mem)
+	b, err := m.backend(ctxT(t), mem)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +388,7 @@ func TestSweepSSManagerPortReusedIsANewKey(t *testing.T) {
 	}
 	const grace = 300 * time.Millisecond
 	m := New(st, Config{Logger: quiet, StrayGrace: grace})
-	b, err := m.backend(mem)
+	b, err := m.backend(ctxT(t), mem)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,5 +420,107 @@ func TestSweepSSManagerPortReusedIsANewKey(t *testing.T) {
 	sweepOnce(t, m, mem, b, rs())
 	if _, ok := servedPorts(t, ssm.Addr)[port]; ok || m.StraysDeleted() != 1 {
 		t.Fatalf("stray port not deleted after its grace (StraysDeleted %d)", m.StraysDeleted())
+	}
+}
+
+func fakeKey(f *outlinefake.Server, id string) outlinefake.Key {
+	for _, k := range f.Keys() {
+		if k.ID == id {
+			return k
+		}
+	}
+	return outlinefake.Key{}
+}
+
+// Two installations (staging and production: separate stores) share one
+// Outline server. Each sweeps with a short grace; neither deletes the
+// other's keys, assigned or stray, nor a key made before installation
+// marks existed, and each still deletes its own stray after the grace.
+func TestSweepOutlineTwoInstallationsShareAServer(t *testing.T) {
+	fake := outlinefake.Start(t, outlinefake.Options{SSServer: true})
+	ctx := ctxT(t)
+	const grace = 300 * time.Millisecond
+	type inst struct {
+		st     store.Store
+		m      *Manager
+		kept   store.Token // assigned
+		stray  store.Token // revoked while the server was unavailable
+		marked string
+	}
+	insts := make([]*inst, 2)
+	for i := range insts {
+		st := newStore(t)
+		m := New(st, Config{Logger: quiet, Replicas: 1, DialTimeout: 2 * time.Second, StrayGrace: grace})
+		addMembers(t, m, outlineMember("shared", fake)) // the same member ID in both stores
+		in := &inst{st: st, m: m}
+		in.kept = placeAndStore(t, m, st, newToken(t, st))
+		in.stray = placeAndStore(t, m, st, newToken(t, st))
+		id, err := st.InstallationID(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in.marked = "httvps " + id[:installMarkLen] + " "
+		insts[i] = in
+	}
+	if insts[0].marked == insts[1].marked {
+		t.Fatalf("two stores share the mark %q", insts[0].marked)
+	}
+	for _, in := range insts {
+		for _, tok := range []store.Token{in.kept, in.stray} {
+			if k := fakeKey(fake, tok.ID); k.Name != in.marked+tok.ID {
+				t.Fatalf("key %s named %q, want %q", tok.ID, k.Name, in.marked+tok.ID)
+			}
+		}
+	}
+	legacy := store.NewID()
+	if _, _, err := outlineBackend(t, fake.APIURL, fake.CertSHA256).CreateKey(ctx, legacy, testMethod, newPassword()); err != nil {
+		t.Fatal(err)
+	}
+
+	fake.SetUnavailable(true)
+	for _, in := range insts {
+		if _, err := in.st.RevokeToken(ctx, in.stray.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := in.m.RemoveKey(ctx, in.stray); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fake.SetUnavailable(false)
+	// Restarted control planes: no pending deletions, only the sweep.
+	for _, in := range insts {
+		in.m = New(in.st, Config{Logger: quiet, Replicas: 1, DialTimeout: 2 * time.Second, StrayGrace: grace})
+	}
+	ids := func() []string {
+		var out []string
+		for _, k := range fake.Keys() {
+			out = append(out, k.ID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	sorted := func(s ...string) []string { slices.Sort(s); return s }
+	for _, in := range insts {
+		in.m.round(ctx) // first sighting of its own stray
+	}
+	if got, want := ids(), sorted(insts[0].kept.ID, insts[0].stray.ID, insts[1].kept.ID, insts[1].stray.ID, legacy); !slices.Equal(got, want) {
+		t.Fatalf("keys after the first rounds %v, want %v", got, want)
+	}
+	time.Sleep(grace + 100*time.Millisecond)
+	for range 2 {
+		for _, in := range insts {
+			in.m.round(ctx)
+		}
+	}
+	if got, want := ids(), sorted(insts[0].kept.ID, insts[1].kept.ID, legacy); !slices.Equal(got, want) {
+		t.Fatalf("keys after the sweeps %v, want %v (each installation's kept key and the legacy key)", got, want)
+	}
+	for i, in := range insts {
+		if n := in.m.StraysDeleted(); n != 1 {
+			t.Errorf("installation %d: StraysDeleted() = %d, want 1 (its own stray only)", i, n)
+		}
+		if n := in.m.Repairs(); n != 0 {
+			t.Errorf("installation %d: Repairs() = %d", i, n)
+		}
 	}
 }
