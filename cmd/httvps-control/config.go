@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/control/api"
+	"github.com/httvps/httvps/control/pool"
 	"github.com/httvps/httvps/internal/cliconf"
 )
 
@@ -37,6 +38,7 @@ type options struct {
 	PublicURL    string
 	Replicas     int
 	HealthEvery  time.Duration
+	StrayGrace   time.Duration
 	TLSCert      string
 	TLSKey       string
 	MaxBody      byteSize
@@ -77,6 +79,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.PublicURL, "public-url", "", "`URL` clients reach the API at (https://host[:port][/prefix]), used in ssconf:// and httvps:// keys; empty: the request's Host")
 	fs.IntVar(&o.Replicas, "replicas", 0, "pool members each key is placed on (0 = 2)")
 	fs.DurationVar(&o.HealthEvery, "health-every", 0, "pool member health check period (0 = 10s)")
+	fs.DurationVar(&o.StrayGrace, "stray-grace", 0, "delete a pool key this installation created once health checks have seen it this long with no token assigned (0 = 2m; negative: never)")
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "PEM certificate chain `file` (leaf first); with -tls-key the API serves HTTPS")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "PEM private key `file` for -tls-cert")
 	fs.Var(&o.MaxBody, "max-body", "largest request body, a `size` in bytes or with a KiB/MiB suffix")
@@ -192,6 +195,12 @@ func checkListen(addr string) error {
 		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
 	}
 	return nil
+}
+
+// poolConfig maps the options onto pool.Config; Logger is the caller's
+// to fill.
+func (o *options) poolConfig() pool.Config {
+	return pool.Config{Replicas: o.Replicas, HealthEvery: o.HealthEvery, StrayGrace: o.StrayGrace}
 }
 
 // apiConfig maps the options onto api.Config; Store, Pool and Logger are

@@ -52,6 +52,7 @@ func TestPrecedence(t *testing.T) {
 listen: 127.0.0.1:7001
 replicas: 3
 health-every: 30s
+stray-grace: 10m
 max-body: 128KiB
 public-url: https://file.example.com
 `
@@ -72,6 +73,16 @@ public-url: https://file.example.com
 	}
 	if o.Replicas != 5 {
 		t.Errorf("replicas %d: flag must beat environment and file", o.Replicas)
+	}
+	if pc := o.poolConfig(); o.StrayGrace != 10*time.Minute || pc.StrayGrace != o.StrayGrace || pc.Replicas != 5 || pc.HealthEvery != 30*time.Second {
+		t.Errorf("stray-grace %v from the file, pool config %+v", o.StrayGrace, pc)
+	}
+	env["HTTVPS_STRAY_GRACE"] = "-1s" // negative: the sweep is off
+	if o, err := loadOptions(fakeSources(nil, env, files)); err != nil || o.StrayGrace != -time.Second {
+		t.Errorf("stray-grace from the environment over the file: %v %v", o.StrayGrace, err)
+	}
+	if o, err := loadOptions(fakeSources([]string{"-stray-grace", "3m"}, env, files)); err != nil || o.StrayGrace != 3*time.Minute {
+		t.Errorf("stray-grace flag over environment and file: %v %v", o.StrayGrace, err)
 	}
 	if o.AdminKey != testKey {
 		t.Errorf("admin key from file not trimmed: %q", o.AdminKey)
@@ -137,7 +148,7 @@ func TestHelp(t *testing.T) {
 	if _, err := loadOptions(src); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h: %v", err)
 	}
-	for _, want := range []string{"-admin-key-file", "HTTVPS_REDIS", "-public-url", "-replicas", "-health-every", "-tls-cert", "-data-dir"} {
+	for _, want := range []string{"-admin-key-file", "HTTVPS_REDIS", "-public-url", "-replicas", "-health-every", "-stray-grace", "HTTVPS_STRAY_GRACE", "-tls-cert", "-data-dir"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("usage lacks %s", want)
 		}

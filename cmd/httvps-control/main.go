@@ -91,7 +91,13 @@ func run(src sources, e env) int {
 
 	background, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
-	mgr := pool.New(st, pool.Config{Replicas: o.Replicas, HealthEvery: o.HealthEvery, Logger: log})
+	pcfg := o.poolConfig()
+	pcfg.Logger = log
+	if o.StrayGrace > 0 && o.StrayGrace < api.DefaultStoreTimeout {
+		log.Warn("-stray-grace is shorter than a placement may take; a key being placed may be deleted as a stray",
+			"stray_grace", o.StrayGrace, "store_timeout", api.DefaultStoreTimeout)
+	}
+	mgr := pool.New(st, pcfg)
 	poolDone := make(chan struct{})
 	go func() {
 		defer close(poolDone)

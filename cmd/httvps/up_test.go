@@ -562,9 +562,20 @@ func TestUpOptions(t *testing.T) {
 		}
 	}
 	cfg := filepath.Join(t.TempDir(), "up.yaml")
-	os.WriteFile(cfg, []byte("listen: 127.0.0.1:7\nmember:\n  - static:127.0.0.1:8388:aes-128-gcm:pw\n"), 0o600)
-	if o, err := loadUpOptions([]string{"-config", cfg}, e(nil)); err != nil || o.Listen != "127.0.0.1:7" || len(o.Members) != 1 {
+	os.WriteFile(cfg, []byte("listen: 127.0.0.1:7\nstray-grace: 5m\nmember:\n  - static:127.0.0.1:8388:aes-128-gcm:pw\n"), 0o600)
+	if o, err := loadUpOptions([]string{"-config", cfg}, e(nil)); err != nil || o.Listen != "127.0.0.1:7" || len(o.Members) != 1 || o.StrayGrace != 5*time.Minute {
 		t.Errorf("config file: %+v %v", o, err)
+	}
+	// -stray-grace: flag > environment > file; 0 is the pool's default,
+	// negative turns the sweep off.
+	if o, err := loadUpOptions(nil, e(nil)); err != nil || o.StrayGrace != 0 {
+		t.Errorf("-stray-grace default: %v %v", o.StrayGrace, err)
+	}
+	if o, err := loadUpOptions([]string{"-config", cfg}, e(map[string]string{"HTTVPS_STRAY_GRACE": "-1s"})); err != nil || o.StrayGrace != -time.Second {
+		t.Errorf("-stray-grace from the environment over the file: %v %v", o.StrayGrace, err)
+	}
+	if o, err := loadUpOptions([]string{"-config", cfg, "-stray-grace", "30s"}, e(map[string]string{"HTTVPS_STRAY_GRACE": "-1s"})); err != nil || o.StrayGrace != 30*time.Second {
+		t.Errorf("-stray-grace flag over environment and file: %v %v", o.StrayGrace, err)
 	}
 }
 

@@ -39,6 +39,7 @@ type upOptions struct {
 	TLSWatch      time.Duration // poll -tls-cert/-tls-key this often; 0: SIGHUP only
 	AdminListen   string        // /metrics, /healthz, /readyz; "" disables
 	Replicas      int
+	StrayGrace    time.Duration // pool.Config.StrayGrace: 0 = 2m, negative = never
 	DrainTimeout  time.Duration
 	LogLevel      string
 	LogFormat     string
@@ -72,6 +73,7 @@ func newUpFlagSet(o *upOptions, e env) *flag.FlagSet {
 	fs.DurationVar(&o.TLSWatch, "tls-watch", 10*time.Second, "poll -tls-cert and -tls-key this often and reload on change (0 disables; SIGHUP always reloads)")
 	fs.StringVar(&o.AdminListen, "admin-listen", "", "`address` for /metrics, /healthz and /readyz without the admin key (e.g. 127.0.0.1:9090); empty disables")
 	fs.IntVar(&o.Replicas, "replicas", 1, "pool members each key is placed on (2 or more for failover with several members)")
+	fs.DurationVar(&o.StrayGrace, "stray-grace", 0, "delete a pool key this installation created once health checks have seen it this long with no token assigned (0 = 2m; negative: never)")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 0, "on SIGTERM, wait this long for sessions to end after close 1001 (0 = 30s)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
