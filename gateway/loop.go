@@ -260,11 +260,15 @@ func (l *loop) reportDrained() {
 
 // sweep ends sessions past their idle timeout or close deadline.
 func (l *loop) sweep() {
+	parked := 0
 	for s := l.head.next; s != &l.head; {
 		next := s.next
-		s.tick(l.now)
+		if s.tick(l.now) {
+			parked++
+		}
 		s = next
 	}
+	l.g.reclaim.parked(parked, l.now, l.g.active.Load())
 }
 
 // drain asks every session on the loop to go away (close 1001).

@@ -44,6 +44,7 @@ type Gateway struct {
 	keylog  *keyLog       // TLS secrets on their way to the relay
 	hsCPU   chan struct{} // slots for handshakes doing crypto
 
+	reclaim    reclaimer
 	active     atomic.Int64 // sessions + handshakes
 	handshakes atomic.Int64
 	draining   atomic.Bool
@@ -104,6 +105,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.Logger = slog.Default()
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, m: cfg.Metrics}
+	g.reclaim.log = cfg.Logger
 	g.chunk = min(cfg.ReadChunk, cfg.BufferCap)
 	switch {
 	case cfg.EOFGrace == 0:

@@ -651,7 +651,9 @@ func (s *session) revoke() {
 }
 
 // tick runs from the loop's sweep.
-func (s *session) tick(now int64) {
+// tick runs the session's timers; it reports whether it parked the
+// session's TLS keys (see tlsParkAfter).
+func (s *session) tick(now int64) bool {
 	if s.acct != nil {
 		s.reportUsage()
 	}
@@ -659,26 +661,28 @@ func (s *session) tick(now int64) {
 		s.eofClose()
 		s.maybeDone()
 		if s.dead {
-			return
+			return false
 		}
 	}
 	if s.pend != nil {
 		if now > s.deadline {
 			s.connectFailed() // connect timeout
 		}
-		return
+		return false
 	}
 	if s.deadline != 0 && now > s.deadline {
 		if s.end == EndNormal && !s.lingering {
 			s.end = EndSlowClient
 		}
 		s.finish(s.end)
-		return
+		return false
 	}
 	idle := s.l.g.idle[s.kind]
 	if idle > 0 && now-s.last > idle {
 		s.goAway(EndIdle)
+		return false
 	}
+	return s.tls != nil && now-s.last > int64(tlsParkAfter) && s.tls.rl.park()
 }
 
 // finish closes both sockets and frees everything the session holds.

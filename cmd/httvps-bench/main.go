@@ -84,7 +84,7 @@ func run(args []string) int {
 		cellTO    = fs.Duration("cell-timeout", 120*time.Second, "throughput: time limit per cell")
 		sessions  = fs.Int("sessions", 9000, "idle: sessions per relay (max 9900: the relay holds 2 fds each under a 20000-fd limit)")
 		gcSess    = fs.Int("gocopy-sessions", 3000, "idle: sessions for gocopy (its spliced io.Copy holds 6 fds per idle session; max 3316)")
-		settle    = fs.Duration("settle", 3*time.Second, "idle: wait after the last session before reading RSS")
+		settle    = fs.Duration("settle", 10*time.Second, "idle: wait after the last session before reading RSS (every relay gets the same; long enough for a steady state)")
 		slowDur   = fs.Duration("slow-duration", 20*time.Second, "slowreader: how long the client reads")
 		slowRate  = fs.String("slow-rate", "2M", "slowreader: client read rate, bytes per second")
 		slowBytes = fs.String("slow-bytes", "256M", "slowreader: bytes the upstream offers")

@@ -107,15 +107,52 @@ func Keys(suite uint16, master, clientRandom, serverRandom []byte) (clientKey, c
 }
 
 // keyState is one direction's traffic keys; Opener and Sealer embed it.
+//
+// aead is nil after wipe (closed) and while parked: Park drops the AEAD's
+// expanded state (an AES key schedule and GHASH table, about 700 bytes) of
+// an idle connection, and ready rebuilds it from key before the next record.
 type keyState struct {
-	aead  cipher.AEAD
-	suite *suiteInfo
-	seq   uint64
+	aead   cipher.AEAD
+	suite  *suiteInfo
+	seq    uint64
+	parked bool
 	// nonce holds the fixed IV (GCM: bytes 0..3, ChaCha: all 12) and is
 	// completed per record; kept here, with aad, so neither escapes per record.
 	iv    [nonceLen]byte
 	nonce [nonceLen]byte
 	aad   [aadLen]byte
+	key   [maxKey]byte
+}
+
+// maxKey is the longest AEAD key of the suites (AES-256, ChaCha20).
+const maxKey = 32
+
+// park drops the AEAD until the next record; see keyState. It reports
+// whether there was one to drop.
+func (k *keyState) park() bool {
+	if k.aead == nil {
+		return false
+	}
+	k.aead = nil
+	k.parked = true
+	return true
+}
+
+// ready makes sure the AEAD exists: ErrClosed after wipe, a rebuild after
+// park (one allocation; the key schedule is recomputed).
+func (k *keyState) ready() error {
+	if k.aead != nil {
+		return nil
+	}
+	if !k.parked {
+		return ErrClosed
+	}
+	aead, err := k.suite.aead(k.key[:k.suite.keyLen])
+	if err != nil {
+		return err
+	}
+	k.aead, k.parked = aead, false
+	return nil
 }
 
 // aadLen: seq_num(8) || type(1) || version(2) || length(2) (RFC 5246 §6.2.3.3).
@@ -133,7 +170,8 @@ func (k *keyState) init(suite uint16, key, iv []byte, seq uint64) error {
 	if err != nil {
 		return err
 	}
-	k.aead, k.suite, k.seq = aead, s, seq
+	k.aead, k.suite, k.seq, k.parked = aead, s, seq, false
+	copy(k.key[:], key)
 	copy(k.iv[:], iv)
 	return nil
 }
@@ -144,8 +182,8 @@ func (k *keyState) init(suite uint16, key, iv []byte, seq uint64) error {
 // last 8 bytes of the IV (RFC 7905 §2).
 // The last usable seq is 2^64-2, so seq itself never wraps.
 func (k *keyState) makeNonce(explicit []byte) error {
-	if k.aead == nil {
-		return ErrClosed
+	if err := k.ready(); err != nil {
+		return err
 	}
 	if k.seq == ^uint64(0) {
 		return ErrSeqExhausted
@@ -178,7 +216,8 @@ func (k *keyState) makeAAD(ct uint8, n int) []byte {
 // wipe zeroes what this package holds of the keys. The AEAD's own copy (the
 // AES key schedule or ChaCha20 key) is unreachable and left to the GC.
 func (k *keyState) wipe() {
+	clear(k.key[:])
 	clear(k.iv[:])
 	clear(k.nonce[:])
-	k.aead = nil
+	k.aead, k.parked = nil, false
 }

@@ -118,8 +118,8 @@ func (o *Opener) open(rec []byte) ([]byte, uint8, error) {
 	if n != len(rec) {
 		return nil, 0, ErrRecordLength
 	}
-	if o.aead == nil {
-		return nil, 0, ErrClosed
+	if err := o.ready(); err != nil {
+		return nil, 0, err
 	}
 	ct := rec[0]
 	ex := o.suite.explicitLen
@@ -160,6 +160,13 @@ func (o *Opener) open(rec []byte) ([]byte, uint8, error) {
 
 // Seq is the sequence number of the next record to open.
 func (o *Opener) Seq() uint64 { return o.seq }
+
+// Park lets go of the AEAD's expanded key state (about 700 bytes for
+// AES-GCM) while the connection is idle; the next Open rebuilds it from the
+// kept key, at the cost of one key expansion and one allocation. Sequence
+// numbers, keys and errors are kept. It reports whether anything was
+// dropped (false when already parked or cleared).
+func (o *Opener) Park() bool { return o.park() }
 
 // Clear zeroes the IV and drops the AEAD when the session ends; every later
 // call returns ErrClosed.
@@ -228,6 +235,9 @@ func (s *Sealer) Seal(dst []byte, ct uint8, payload []byte) ([]byte, error) {
 
 // Seq is the sequence number of the next record to seal.
 func (s *Sealer) Seq() uint64 { return s.seq }
+
+// Park is Opener.Park for the sending direction; the next Seal rebuilds.
+func (s *Sealer) Park() bool { return s.park() }
 
 // Clear zeroes the IV and drops the AEAD when the session ends; every later
 // Seal returns ErrClosed.

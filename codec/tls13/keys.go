@@ -64,14 +64,51 @@ func expandLabel(h func() hash.Hash, secret []byte, label string, length int) ([
 }
 
 // keyState is one direction's traffic keys; Opener and Sealer embed it.
+//
+// aead is nil after wipe (closed) and while parked: Park drops the AEAD's
+// expanded state (an AES key schedule and GHASH table, about 700 bytes) of
+// an idle connection, and ready rebuilds it from key before the next record.
 type keyState struct {
 	aead      cipher.AEAD
 	suite     *suiteInfo
 	seq       uint64
 	iv        [ivLen]byte
 	nonce     [ivLen]byte // scratch kept here so the nonce does not escape per record
+	parked    bool
 	secretLen uint8
 	secret    [maxSecret]byte
+	key       [maxKey]byte
+}
+
+// maxKey is the longest AEAD key of the three suites (AES-256, ChaCha20).
+const maxKey = 32
+
+// park drops the AEAD until the next record; see keyState. It reports
+// whether there was one to drop.
+func (k *keyState) park() bool {
+	if k.aead == nil {
+		return false
+	}
+	k.aead = nil
+	k.parked = true
+	return true
+}
+
+// ready makes sure the AEAD exists: ErrClosed after wipe, a rebuild after
+// park (one allocation; the key schedule is recomputed).
+func (k *keyState) ready() error {
+	if k.aead != nil {
+		return nil
+	}
+	if !k.parked {
+		return ErrClosed
+	}
+	aead, err := k.suite.aead(k.key[:k.suite.keyLen])
+	if err != nil {
+		return err
+	}
+	k.aead, k.parked = aead, false
+	return nil
 }
 
 // setSecret installs secret and derives key and iv from it (RFC 8446 §7.3).
@@ -93,7 +130,9 @@ func (k *keyState) setSecret(secret []byte) error {
 	if err != nil {
 		return err
 	}
-	k.aead = aead
+	k.aead, k.parked = aead, false
+	clear(k.key[:])
+	copy(k.key[:], key)
 	copy(k.iv[:], iv)
 	clear(k.secret[:])
 	k.secretLen = uint8(copy(k.secret[:], secret))
@@ -113,7 +152,7 @@ func (k *keyState) init(suite uint16, secret []byte) error {
 // update moves to the next traffic secret (RFC 8446 §7.2):
 // secret' = HKDF-Expand-Label(secret, "traffic upd", "", Hash.length).
 func (k *keyState) update() error {
-	if k.aead == nil {
+	if k.aead == nil && !k.parked {
 		return ErrClosed
 	}
 	next, err := expandLabel(k.suite.hash, k.secret[:k.secretLen], "traffic upd", k.suite.hashLen)
@@ -128,8 +167,8 @@ func (k *keyState) update() error {
 // (RFC 8446 §5.3). The caller advances seq once the record is done. The last
 // usable seq is 2^64-2, so seq itself never wraps.
 func (k *keyState) makeNonce() error {
-	if k.aead == nil {
-		return ErrClosed
+	if err := k.ready(); err != nil {
+		return err
 	}
 	if k.seq == ^uint64(0) {
 		return ErrSeqExhausted
@@ -147,7 +186,8 @@ func (k *keyState) makeNonce() error {
 // AES key schedule or ChaCha20 key) is unreachable and left to the GC.
 func (k *keyState) wipe() {
 	clear(k.secret[:])
+	clear(k.key[:])
 	clear(k.iv[:])
 	clear(k.nonce[:])
-	k.aead = nil
+	k.aead, k.parked = nil, false
 }
