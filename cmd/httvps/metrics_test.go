@@ -108,6 +108,7 @@ func TestUpMetrics(t *testing.T) {
 		`httvps_gateway_store_token_cache_total{result="miss"}`, `httvps_gateway_store_denied_total{reason="unknown"}`,
 		`httvps_gateway_sessions{path="tcp"}`, `httvps_gateway_handshakes_total{result="ok",path="tcp"}`,
 		`httvps_control_requests_total{route="POST /v1/tokens",status="200"}`, `go_goroutines`,
+		`httvps_control_pool_members{state="up"}`, `httvps_control_pool_health_checks_total{result="up"}`,
 	} {
 		if _, ok := before[s]; !ok {
 			t.Errorf("no series %s", s)

@@ -54,8 +54,9 @@ func routeOf(ctx *fasthttp.RequestCtx) string {
 	return r
 }
 
-// serveMetrics writes the API's series, then every other registered set
-// (the pool's, the store's) with the go_* and process_* metrics.
+// serveMetrics writes the API's series, the pool's (when Config.Pool
+// reports them), then every other registered set (the gateway's and the
+// store's in `httvps up`) with the go_* and process_* metrics.
 func (s *Server) serveMetrics(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.SetContentType("text/plain; version=0.0.4; charset=utf-8")
 	ctx.Response.Header.Set("Cache-Control", "no-store")
@@ -66,6 +67,9 @@ func (s *Server) serveMetrics(ctx *fasthttp.RequestCtx) {
 // the binary's own.
 func (s *Server) WriteMetrics(w io.Writer) {
 	s.met.set.WritePrometheus(w)
+	if ps, ok := s.pool.(poolStats); ok {
+		writePoolMetrics(w, ps.Stats())
+	}
 	metrics.WritePrometheus(w, true)
 	metrics.WriteFDMetrics(w)
 }

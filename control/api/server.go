@@ -58,7 +58,9 @@ type Pool interface {
 type Config struct {
 	// Store is the shared state (required).
 	Store store.Store
-	// Pool places keys and manages members (required).
+	// Pool places keys and manages members (required). If it also has
+	// Stats() pool.Stats, as *pool.Manager does, /metrics carries the
+	// httvps_control_pool_* series.
 	Pool Pool
 	// AdminKey authenticates the admin API; at least MinAdminKeyLen bytes.
 	AdminKey string

@@ -49,6 +49,11 @@ func (m *Manager) round(ctx context.Context) {
 			gone = append(gone, id)
 		}
 	}
+	for id := range m.members {
+		if !live[id] {
+			delete(m.members, id)
+		}
+	}
 	m.mu.Unlock()
 	for _, id := range gone { // removed by another process
 		m.forget(id)
@@ -101,12 +106,22 @@ func (m *Manager) checkMember(ctx context.Context, mem store.Member, rs *roundSt
 	if ctx.Err() != nil {
 		return // shutting down: a cancelled check says nothing about the member
 	}
+	if h.Up {
+		m.checksUp.Add(1)
+	} else {
+		m.checksDown.Add(1)
+	}
 	m.mu.Lock()
 	m.placed[mem.ID] = 0
+	m.members[mem.ID] = memberStat{up: h.Up, draining: mem.Draining, keys: h.Keys}
 	m.mu.Unlock()
 	if err := m.st.SetMemberHealth(ctx, mem.ID, h); err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			m.log.Warn("pool: recording health", "member", mem.ID, "err", err)
+		} else {
+			m.mu.Lock()
+			delete(m.members, mem.ID) // removed meanwhile
+			m.mu.Unlock()
 		}
 		return
 	}
@@ -121,7 +136,7 @@ func (m *Manager) checkMember(ctx context.Context, mem store.Member, rs *roundSt
 	if !h.Up {
 		return
 	}
-	m.retryOrphans(ctx, mem.ID, b, rs)
+	m.retryOrphans(ctx, mem, b, rs)
 	m.reconcileKeys(ctx, mem, b, rs)
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.DialTimeout)
 	defer cancel()
@@ -144,7 +159,8 @@ func (m *Manager) checkMember(ctx context.Context, mem store.Member, rs *roundSt
 // retryOrphans deletes keys whose earlier deletion failed. A key id the
 // store assigns to the member again (an ss-manager port handed out anew)
 // is forgotten instead; if the store cannot be listed, nothing is retried.
-func (m *Manager) retryOrphans(ctx context.Context, id string, b Backend, rs *roundState) {
+func (m *Manager) retryOrphans(ctx context.Context, mem store.Member, b Backend, rs *roundState) {
+	id := mem.ID
 	m.mu.Lock()
 	var keys []string
 	for k := range m.orphans[id] {
@@ -179,6 +195,7 @@ func (m *Manager) retryOrphans(ctx context.Context, id string, b Backend, rs *ro
 		err := b.DeleteKey(cctx, k)
 		cancel()
 		if err != nil {
+			m.keyFailed(ctx, mem.Backend, opDelete)
 			m.log.Warn("pool: deleting key still fails", "member", id, "key", k, "err", err)
 			continue
 		}

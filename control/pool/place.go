@@ -63,6 +63,7 @@ func (m *Manager) placeOn(ctx context.Context, mem store.Member, t store.Token) 
 	upstream, keyID, err := b.CreateKey(cctx, t.ID, t.Cipher, t.SSPassword)
 	done()
 	if err != nil {
+		m.keyFailed(ctx, mem.Backend, opCreate)
 		return store.Assignment{}, fmt.Errorf("member %s: %w", mem.ID, err)
 	}
 	m.mu.Lock()
@@ -150,6 +151,9 @@ func (m *Manager) deleteKey(ctx context.Context, a store.Assignment) {
 			cctx, cancel := context.WithTimeout(ctx, m.cfg.DialTimeout)
 			err = b.DeleteKey(cctx, a.BackendKeyID)
 			cancel()
+			if err != nil {
+				m.keyFailed(ctx, mem.Backend, opDelete)
+			}
 		}
 	}
 	if err != nil {

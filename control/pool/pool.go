@@ -106,6 +106,14 @@ type Manager struct {
 	repairs atomic.Uint64
 	// swept counts stray keys deleted by health rounds.
 	swept atomic.Uint64
+	// members is each member as its last check saw it, for Stats.
+	// Guarded by mu.
+	members map[string]memberStat
+	// checksUp and checksDown count member checks by result.
+	checksUp, checksDown atomic.Uint64
+	// keyErrors counts failed CreateKey and DeleteKey calls by backend
+	// kind (index in Backends) and operation (opCreate, opDelete).
+	keyErrors [3][2]atomic.Uint64
 }
 
 type memberBackend struct {
@@ -126,6 +134,7 @@ func New(st store.Store, cfg Config) *Manager {
 		strays:   map[string]map[string]sighting{},
 		creating: map[string]int{},
 		transfer: map[string]int64{},
+		members:  map[string]memberStat{},
 	}
 }
 
@@ -205,6 +214,7 @@ func (m *Manager) forget(id string) {
 	delete(m.orphans, id)
 	delete(m.strays, id)
 	delete(m.transfer, id)
+	delete(m.members, id)
 }
 
 func (m *Manager) publish(ctx context.Context, e store.Event) {

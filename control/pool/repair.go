@@ -174,6 +174,7 @@ func (m *Manager) repairKey(ctx context.Context, mem store.Member, b Backend, to
 	done()
 	cancel()
 	if err != nil {
+		m.keyFailed(ctx, mem.Backend, opCreate)
 		return false, fmt.Errorf("member %s: %w", mem.ID, err)
 	}
 	m.created(mem.ID, newID)

@@ -210,6 +210,7 @@ func (m *Manager) sweepKeys(ctx context.Context, mem store.Member, b Backend, ha
 		err := b.DeleteKey(cctx, id)
 		cancel()
 		if err != nil {
+			m.keyFailed(ctx, mem.Backend, opDelete)
 			if ctx.Err() == nil {
 				m.log.Warn("pool: deleting stray key failed", "member", mem.ID, "key", id, "err", err)
 			}

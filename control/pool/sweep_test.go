@@ -522,5 +522,8 @@ func TestSweepOutlineTwoInstallationsShareAServer(t *testing.T) {
 		if n := in.m.Repairs(); n != 0 {
 			t.Errorf("installation %d: Repairs() = %d", i, n)
 		}
+		if s := in.m.Stats(); s.StraysDeleted != 1 || s.StrayKeys != 0 || s.MembersUp != 1 || s.MemberKeys["shared"] != 3 {
+			t.Errorf("installation %d: Stats() = %+v", i, s)
+		}
 	}
 }
