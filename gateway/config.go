@@ -63,8 +63,10 @@ type Config struct {
 	// sending side, so TCP flow control slows the sender. 0 means 256 KiB.
 	BufferCap int
 
-	// ReadChunk is the most bytes read from a socket in one call. 0 means
-	// 64 KiB.
+	// ReadChunk is the most bytes read from a socket in one call (capped at
+	// BufferCap). 0 means 256 KiB. Reads toward a slow receiver (its last
+	// queue took more than 10 ms to drain) take 64 KiB, so it usually pins
+	// at most that much of a session's queue.
 	ReadChunk int
 
 	// Loops is the number of relay event loops. 0 means GOMAXPROCS.
@@ -102,7 +104,7 @@ const (
 	defaultUDPIdleTimeout   = 60 * time.Second
 	defaultMaxFrame         = 1 << 20
 	defaultBufferCap        = 256 << 10
-	defaultReadChunk        = 64 << 10
+	defaultReadChunk        = 256 << 10
 	defaultDrainTimeout     = 30 * time.Second
 	defaultEOFGrace         = time.Second
 	maxUDPPayload           = 65507

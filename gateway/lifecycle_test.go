@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -179,4 +180,90 @@ func TestSlowClientBoundsBuffer(t *testing.T) {
 		t.Fatalf("upstream pushed %d bytes into a client that never reads", n)
 	}
 	t.Logf("upstream pushed %d KiB, gateway peak buffered %d KiB, heap in use %d KiB", pushed.Load()>>10, m.peak.Load()>>10, ms.HeapInuse>>10)
+}
+
+// A fast upstream and a client that reads slowly, with the default 256 KiB
+// read chunk: once the client has fallen behind, reads toward it follow
+// what it takes (nextRead), so what the session holds is mostly well under
+// a chunk and never over one; and every byte arrives in order.
+func TestSlowClientGetsSmallReads(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 251*256)
+		for i := range buf {
+			buf[i] = byte(i % 251)
+		}
+		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		for {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	m := &countingMetrics{}
+	g := startGateway(t, ln.Addr().String(), func(c *Config) { c.Metrics = m })
+	if g.chunk != 256<<10 {
+		t.Fatalf("default read chunk %d, want 256 KiB", g.chunk)
+	}
+	// Not dialWS: the upstream pushes at once, so the dialer's reader may
+	// hold the first frame's bytes after the 101.
+	conn, br, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(context.Background(), "ws://"+g.Addr().String()+"/s3cret/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var c io.Reader = conn
+	if br != nil {
+		c = io.MultiReader(br, conn)
+	}
+	var got int64
+	var samples []int64
+	read := func(d time.Duration) {
+		end := time.Now().Add(d)
+		buf := make([]byte, 4096)
+		for time.Now().Before(end) {
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			hdr, err := ws.ReadHeader(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for left := hdr.Length; left > 0; {
+				n, err := c.Read(buf[:min(int64(len(buf)), left)])
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, b := range buf[:n] {
+					if b != byte(got%251) {
+						t.Fatalf("byte %d is %d, want %d", got, b, got%251)
+					}
+					got++
+				}
+				left -= int64(n)
+				samples = append(samples, m.buffered.Load())
+				time.Sleep(time.Millisecond) // about 4 MB/s at most
+			}
+		}
+	}
+	read(time.Second)
+	samples = samples[:0]
+	read(2 * time.Second)
+	if p := m.peak.Load(); p > 256<<10+16 {
+		t.Fatalf("session buffered %d bytes, more than a read chunk", p)
+	}
+	slices.Sort(samples)
+	p90 := samples[len(samples)*9/10]
+	if p90 > minRead+16 {
+		t.Fatalf("a known-slow client: 90th percentile of buffered bytes %d, want ≤ %d", p90, minRead+16)
+	}
+	t.Logf("read %d KiB; buffered after the first second: p50 %d KiB, p90 %d KiB, peak overall %d KiB",
+		got>>10, samples[len(samples)/2]>>10, p90>>10, m.peak.Load()>>10)
 }

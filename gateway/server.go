@@ -315,6 +315,25 @@ func (g *Gateway) pickLoop() *loop {
 	return g.loops[int(g.next.Add(1))%len(g.loops)]
 }
 
+// A queue that took longer than slowHeld to drain marks its receiver slow,
+// and reads feeding a slow receiver take minRead bytes instead of the read
+// chunk (session.downSmall/upSmall). A receiver that keeps up drains a queue
+// within a millisecond or so; one that reads a few MB/s (a mobile client)
+// takes tens of milliseconds or more to make room in its socket buffer.
+const (
+	minRead  = 64 << 10
+	slowHeld = int64(10 * time.Millisecond)
+)
+
+// readSize is the size of the next read: chunk, or at most minRead toward a
+// slow receiver.
+func readSize(chunk int, small bool) int {
+	if small {
+		return min(chunk, minRead)
+	}
+	return chunk
+}
+
 // upChunk is how much one read from an upstream may take: a read chunk for a
 // stream, a whole datagram for udp.
 func (g *Gateway) upChunk(k PathKind) int {

@@ -51,6 +51,15 @@ type session struct {
 	cliEOF     bool  // the client's EOF or close_notify came after its close frame
 	lingering  bool  // both ends done; waiting for the client to close
 	dead       bool  // finished
+	// upSince / downSince: when the upstream / client queue last became
+	// non-empty (loop clock). upSmall / downSmall: that queue took longer
+	// than slowHeld to drain last time, so reads feeding that side take
+	// minRead instead of the read chunk: a slow receiver then pins little
+	// in its queue, and a fast one still gets large, cheap reads.
+	upSince   int64
+	downSince int64
+	upSmall   bool
+	downSmall bool
 	end        End   // why the session is ending (set with the close frame)
 	last       int64 // last activity, loop clock
 	deadline   int64 // when a pending close must have completed; 0 = none
@@ -162,7 +171,7 @@ func (s *session) readClient() {
 		return
 	}
 	l := s.l
-	n, err := sysRead(s.cfd, l.scratch[:l.g.chunk])
+	n, err := sysRead(s.cfd, l.scratch[:readSize(l.g.chunk, s.upSmall)])
 	if n <= 0 {
 		s.clientEOF(err)
 		return
@@ -277,6 +286,9 @@ func (s *session) flushPieces(iov [][]byte) bool {
 			n -= len(p)
 			continue
 		}
+		if s.up.empty() {
+			s.upSince = s.l.now
+		}
 		s.l.g.m.Buffered(s.up.push(p[n:]))
 		n = 0
 	}
@@ -321,7 +333,7 @@ func (s *session) sendDatagram(p []byte) {
 // client.
 func (s *session) readUpstream() {
 	l := s.l
-	buf := l.scratch[maxServerHeader : maxServerHeader+l.g.upChunk(s.kind)]
+	buf := l.scratch[maxServerHeader : maxServerHeader+readSize(l.g.upChunk(s.kind), s.downSmall)]
 	n, err := sysRead(s.ufd, buf)
 	if err != nil {
 		if err == unix.EAGAIN || err == unix.EINTR {
@@ -384,6 +396,7 @@ func (s *session) writeRaw(p []byte) {
 		n = 0
 	}
 	if n < len(p) {
+		s.downSince = s.l.now
 		s.l.g.m.Buffered(s.down.push(p[n:]))
 	}
 }
@@ -524,6 +537,7 @@ func (s *session) flushDown() {
 	if !s.down.empty() {
 		return
 	}
+	s.downSmall = s.l.now-s.downSince > slowHeld
 	s.eofClose()
 	if s.upParked && !s.dead {
 		// The upstream hung up while paused; drain it without epoll
@@ -545,8 +559,11 @@ func (s *session) flushUp() {
 		s.upstreamFailed()
 		return
 	}
-	if s.up.empty() && s.cliClosed && !s.discard {
-		s.shutUpstream()
+	if s.up.empty() {
+		s.upSmall = s.l.now-s.upSince > slowHeld
+		if s.cliClosed && !s.discard {
+			s.shutUpstream()
+		}
 	}
 	s.maybeDone()
 }

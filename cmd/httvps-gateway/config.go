@@ -112,7 +112,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Var(&o.MaxFrameSize, "max-frame-size", "largest client WebSocket frame payload, a `size` in bytes or with a KiB/MiB suffix (0 = 1MiB)")
 	fs.Var(&o.MaxMessageSize, "max-message-size", "largest client WebSocket message `size` (0 = 1MiB; 65507 on udp)")
 	fs.Var(&o.BufferCap, "buffer-cap", "`size` a session may hold per direction before reads pause (0 = 256KiB)")
-	fs.Var(&o.ReadChunk, "read-chunk", "most bytes (`size`) read from a socket at once (0 = 64KiB)")
+	fs.Var(&o.ReadChunk, "read-chunk", "most bytes (`size`) read from a socket at once (0 = 256KiB; 64KiB toward a slow receiver)")
 	fs.IntVar(&o.Loops, "loops", 0, "relay event loops (0 = GOMAXPROCS)")
 	fs.DurationVar(&o.EOFGrace, "eof-grace", 0, "after the upstream's FIN, wait this long for the client to close first before close 1000 (0 = 1s, negative = at once)")
 	fs.IntVar(&o.HandshakeCPU, "handshake-cpu", 0, "TLS handshakes doing cryptography at once (0 = max(1, GOMAXPROCS/2))")
