@@ -75,7 +75,7 @@ func run(args []string) int {
 		v2ray     = fs.String("v2ray", "ss-v2ray-plugin", "v2ray-plugin binary")
 		nginx     = fs.String("nginx", "/usr/sbin/nginx", "nginx binary (nginx-tls peer)")
 		certType  = fs.String("cert-type", "ecdsa", "TLS peers' certificate: ecdsa (P-256) or rsa (2048)")
-		tlsBytes  = fs.String("tls-bytes", "512M", "tls-throughput: bytes per (peer, direction, streams) cell")
+		tlsBytes  = fs.String("tls-bytes", "1G", "tls-throughput: bytes per (peer, direction, streams) cell")
 		connN     = fs.Int("connect", 2000, "tls-connect: connections per peer")
 		connW     = fs.Int("connect-workers", 4, "tls-connect: connections opened at once")
 		bytesFlag = fs.String("bytes", "1G", "throughput: bytes per (peer, direction, streams) cell; K/M/G suffixes are binary")
