@@ -77,7 +77,7 @@ type Config struct {
 	// CertType is the certificate every TLS peer serves, generated for the
 	// run: "ecdsa" (P-256, the default) or "rsa" (2048 bits).
 	CertType string
-	// TLSBytes is the bytes per tls-throughput cell; 0 means 512 MiB.
+	// TLSBytes is the bytes per tls-throughput cell; 0 means 1 GiB.
 	TLSBytes int64
 	// ConnectCount is the tls-connect connections per peer, 0 means 2000;
 	// ConnectWorkers how many run at once, 0 means 4.
@@ -154,7 +154,7 @@ func (c *Config) setDefaults() {
 		c.CertType = CertECDSA
 	}
 	if c.TLSBytes == 0 {
-		c.TLSBytes = 512 << 20
+		c.TLSBytes = 1 << 30
 	}
 	if c.ConnectCount == 0 {
 		c.ConnectCount = 2000
