@@ -93,7 +93,7 @@ type Config struct {
 	CellTimeout time.Duration
 
 	// Idle: Sessions 0 means 9000 (the relay holds two fds per session and
-	// may not exceed 20000 fds); Settle 0 means 3s.
+	// may not exceed 20000 fds); Settle 0 means 10s.
 	Sessions int
 	Settle   time.Duration
 	// GoCopySessions is the idle session count for gocopy. Go's io.Copy
@@ -181,7 +181,7 @@ func (c *Config) setDefaults() {
 		c.GoCopySessions = min(c.Sessions, 3000)
 	}
 	if c.Settle == 0 {
-		c.Settle = 3 * time.Second
+		c.Settle = 10 * time.Second
 	}
 	if c.SlowDuration == 0 {
 		c.SlowDuration = 20 * time.Second
