@@ -64,9 +64,9 @@ type Config struct {
 	BufferCap int
 
 	// ReadChunk is the most bytes read from a socket in one call (capped at
-	// BufferCap). 0 means 256 KiB. Reads toward a slow receiver (its last
-	// queue took more than 10 ms to drain) take 64 KiB, so it usually pins
-	// at most that much of a session's queue.
+	// BufferCap). 0 means 256 KiB. Reads toward a receiver measured slower
+	// than 32 MiB/s take 64 KiB, so a slow receiver usually pins at most
+	// that much of a session's queue.
 	ReadChunk int
 
 	// Loops is the number of relay event loops. 0 means GOMAXPROCS.

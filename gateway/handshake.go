@@ -453,6 +453,7 @@ func (l *loop) adopt(a *adoption) {
 	if s.last == 0 {
 		s.last = time.Now().UnixNano()
 	}
+	s.upMark, s.downMark = s.last, s.last
 	lim := g.limits
 	if kind == PathUDP {
 		lim = g.udpLimits

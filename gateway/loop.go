@@ -260,15 +260,12 @@ func (l *loop) reportDrained() {
 
 // sweep ends sessions past their idle timeout or close deadline.
 func (l *loop) sweep() {
-	parked := 0
 	for s := l.head.next; s != &l.head; {
 		next := s.next
-		if s.tick(l.now) {
-			parked++
-		}
+		s.tick(l.now)
 		s = next
 	}
-	l.g.reclaim.parked(parked, l.now, l.g.active.Load())
+	l.g.reclaim.check(l.now, l.g.active.Load())
 }
 
 // drain asks every session on the loop to go away (close 1001).

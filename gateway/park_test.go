@@ -84,17 +84,29 @@ func TestIdleTLSSessionParksAndResumes(t *testing.T) {
 			if n, dropped := parkAll(g); n != 1 || dropped != 0 {
 				t.Fatalf("sessions %d, dropped %d after %v idle; want 1, 0 (the sweep parks)", n, dropped, tlsParkAfter)
 			}
+			if p := g.reclaim.parked.Load(); p != 1 {
+				t.Fatalf("parked count %d, want 1", p)
+			}
 			roundTrip(t, c, 5000)
 			echoThrough(t, c, 1<<20)
+			deadline := time.Now().Add(5 * time.Second)
+			for g.reclaim.parked.Load() != 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("parked count %d after the session woke and ended, want 0", g.reclaim.parked.Load())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
 		})
 	}
 }
 
-// TestReclaimRules: a reclaim starts only after enough parks, at most every
-// reclaimEvery, never two at once.
+// TestReclaimRules: a reclaim starts only when the parked count grew enough
+// over what the last one left, at most every reclaimEvery; sessions that
+// park and wake again and again (keepalives) do not reclaim each time.
 func TestReclaimRules(t *testing.T) {
 	var r reclaimer
 	now := int64(time.Hour)
+	step := int64(sweepEvery * time.Millisecond)
 	wait := func(want int64) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
@@ -105,25 +117,57 @@ func TestReclaimRules(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	r.parked(reclaimMinParks-1, now, 100)
+	check := func(parked int64, sessions int64) {
+		r.parked.Store(parked)
+		r.check(now, sessions)
+		now += step
+	}
+	check(reclaimMinParks-1, 100)
 	wait(0)
-	r.parked(1, now, 100)
+	check(reclaimMinParks, 100)
 	wait(1)
-	// Enough parks again, but too soon.
-	r.parked(reclaimMinParks, now+int64(reclaimEvery)-1, 100)
+	// Keepalives: the count swings between 0 and the mark for a minute.
+	for i := range 120 {
+		check(int64(i%2)*reclaimMinParks, 100)
+	}
 	wait(1)
-	r.parked(0, now+int64(reclaimEvery)-1, 100)
-	wait(1)
-	// A sweep that parks nothing still reclaims what waited out the pause.
-	r.parked(0, now+int64(reclaimEvery), 100)
+	// Real growth reclaims again.
+	check(2*reclaimMinParks, 100)
 	wait(2)
-	// With many sessions the bar is sessions/8.
-	later := now + 3*int64(reclaimEvery)
-	r.parked(reclaimMinParks, later, 80000)
+	// Growth too soon after a reclaim waits for reclaimEvery.
+	check(3*reclaimMinParks, 100)
 	wait(2)
-	r.parked(10000-reclaimMinParks, later, 80000)
+	now += int64(reclaimEvery)
+	check(3*reclaimMinParks, 100)
 	wait(3)
-	if r.parks.Load() != 0 {
-		t.Fatalf("parks not reset: %d", r.parks.Load())
+	// With many sessions the bar is sessions/8.
+	now += int64(reclaimEvery)
+	check(3*reclaimMinParks+reclaimMinParks, 80000)
+	wait(3)
+	check(3*reclaimMinParks+10000, 80000)
+	wait(4)
+	// Once reclaimForget has passed, the mark comes down to the count, and
+	// growth from there counts.
+	now += int64(reclaimForget)
+	check(0, 100)
+	check(reclaimMinParks, 100)
+	wait(5)
+}
+
+func TestSlowReceiverRule(t *testing.T) {
+	ms := int64(time.Millisecond)
+	for _, c := range []struct {
+		bytes, dt int64
+		slow      bool
+	}{
+		{bytes: 1 << 20, dt: 100 * ms, slow: true},  // 10 MB/s
+		{bytes: 4 << 20, dt: 100 * ms, slow: false}, // 40 MB/s
+		{bytes: 256 << 10, dt: 1 * ms, slow: false}, // loopback speed
+		{bytes: 0, dt: 1000 * ms, slow: true},       // nothing went through
+		{bytes: 64 << 10, dt: 0, slow: false},       // no time passed: no verdict
+	} {
+		if got := slowReceiver(c.bytes, 10*ms, 10*ms+c.dt); got != c.slow {
+			t.Errorf("%d bytes in %v: slow %v, want %v", c.bytes, time.Duration(c.dt), got, c.slow)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"log/slog"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -13,39 +14,50 @@ import (
 // schedules (see tlsParkAfter). The freed memory is garbage, and an idle
 // gateway allocates nothing, so no garbage collection would run to free it
 // (the runtime forces one only every two minutes) and the process would
-// keep the pages. So once enough sessions have parked since the last time,
-// the gateway collects and returns free memory to the system in a goroutine
-// of its own: at most every reclaimEvery, and only after
-// max(reclaimMinParks, sessions/8) parks, which bounds the cost (one full
-// collection; about 1 ms per 10 MB of live heap here) to bursts of sessions
-// going idle, as after a wave of new connections.
+// keep the pages. So when the number of parked sessions has grown by
+// max(reclaimMinParks, sessions/8) over what the last reclaim left, the
+// gateway collects and returns free memory to the system, in a goroutine of
+// its own, at most every reclaimEvery: one full collection, about 1 ms per
+// 10 MB of live heap here.
+//
+// Growth is measured against a high-water mark, not by counting parks, so
+// sessions that park and wake again and again (keepalives every few seconds)
+// do not cause a reclaim each time: the mark only comes down to the current
+// count once reclaimForget has passed since the last reclaim.
 const (
 	reclaimEvery    = 5 * time.Second
+	reclaimForget   = 2 * time.Minute
 	reclaimMinParks = 512
 )
 
 type reclaimer struct {
-	parks   atomic.Int64 // sessions parked since the last reclaim
-	last    atomic.Int64 // UnixNano of the last reclaim
+	parked  atomic.Int64 // TLS sessions whose keys are parked now
 	running atomic.Bool
 	count   atomic.Int64 // reclaims done (tests)
 	log     *slog.Logger
+
+	mu   sync.Mutex
+	mark int64 // parked sessions the last reclaim left; see above
+	last int64 // loop clock of the last reclaim
 }
 
-// parked records n sessions parked by a sweep (every sweep calls it, n = 0
-// included, so parks that came too soon after the last reclaim are reclaimed
-// later) and starts a reclaim when the rules above allow one. now is the
-// loop's clock; sessions the live count.
-func (r *reclaimer) parked(n int, now, sessions int64) {
-	p := r.parks.Add(int64(n))
-	if p == 0 || p < max(reclaimMinParks, sessions/8) || now-r.last.Load() < int64(reclaimEvery) {
+// check starts a reclaim when the rules above allow one. The relay loops
+// call it after every sweep; now is the loop's clock, sessions the live
+// count.
+func (r *reclaimer) check(now, sessions int64) {
+	p := r.parked.Load()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now-r.last >= int64(reclaimForget) && p < r.mark {
+		r.mark = p
+	}
+	if p-r.mark < max(reclaimMinParks, sessions/8) || now-r.last < int64(reclaimEvery) {
 		return
 	}
 	if !r.running.CompareAndSwap(false, true) {
 		return
 	}
-	r.parks.Store(0)
-	r.last.Store(now)
+	r.mark, r.last = p, now
 	go func() {
 		start := time.Now()
 		debug.FreeOSMemory()

@@ -315,15 +315,27 @@ func (g *Gateway) pickLoop() *loop {
 	return g.loops[int(g.next.Add(1))%len(g.loops)]
 }
 
-// A queue that took longer than slowHeld to drain marks its receiver slow,
-// and reads feeding a slow receiver take minRead bytes instead of the read
-// chunk (session.downSmall/upSmall). A receiver that keeps up drains a queue
-// within a millisecond or so; one that reads a few MB/s (a mobile client)
-// takes tens of milliseconds or more to make room in its socket buffer.
+// A receiver that took less than slowRate bytes per second between two
+// drains of its queue is slow, and reads feeding it take minRead bytes
+// instead of the read chunk (session.downSmall/upSmall): it gains nothing
+// from large reads (a few per second at most) and would hold each one in
+// its queue for a long time. Faster receivers get the read chunk; there can
+// only be a few of them at once (node bandwidth / slowRate), so what they
+// hold stays small in total.
 const (
 	minRead  = 64 << 10
-	slowHeld = int64(10 * time.Millisecond)
+	slowRate = 32 << 20
 )
+
+// slowReceiver reports whether bytes read for a receiver between its queue
+// draining at mark and draining again at now is under slowRate.
+func slowReceiver(bytes, mark, now int64) bool {
+	dt := now - mark
+	if dt <= 0 {
+		return false
+	}
+	return float64(bytes)*1e9/float64(dt) < slowRate
+}
 
 // readSize is the size of the next read: chunk, or at most minRead toward a
 // slow receiver.

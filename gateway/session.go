@@ -41,25 +41,30 @@ type session struct {
 	msg    *[]byte // udp: message being assembled across frames
 	msgLen int
 
-	cliClosed  bool  // the client's close frame arrived or its input is ignored
-	discard    bool  // read and drop client input (after a failure close)
-	closeSent  bool  // our close frame is queued
-	upEOF      bool  // the upstream sent FIN (tcp)
-	upShut     bool  // we sent FIN to the upstream (tcp)
-	upParked   bool  // upstream fd removed from epoll while paused after HUP
-	cliShut    bool  // we sent FIN to the client after a failure close
-	cliEOF     bool  // the client's EOF or close_notify came after its close frame
-	lingering  bool  // both ends done; waiting for the client to close
-	dead       bool  // finished
-	// upSince / downSince: when the upstream / client queue last became
-	// non-empty (loop clock). upSmall / downSmall: that queue took longer
-	// than slowHeld to drain last time, so reads feeding that side take
-	// minRead instead of the read chunk: a slow receiver then pins little
-	// in its queue, and a fast one still gets large, cheap reads.
-	upSince   int64
-	downSince int64
-	upSmall   bool
-	downSmall bool
+	cliClosed bool // the client's close frame arrived or its input is ignored
+	discard   bool // read and drop client input (after a failure close)
+	closeSent bool // our close frame is queued
+	upEOF     bool // the upstream sent FIN (tcp)
+	upShut    bool // we sent FIN to the upstream (tcp)
+	upParked  bool // upstream fd removed from epoll while paused after HUP
+	cliShut   bool // we sent FIN to the client after a failure close
+	cliEOF    bool // the client's EOF or close_notify came after its close frame
+	lingering bool // both ends done; waiting for the client to close
+	dead      bool // finished
+	// Read sizes follow each receiver's rate (see readSize): upMark /
+	// downMark is when the upstream / client queue last drained (loop
+	// clock), upBytes / downBytes the bytes read for that side since. At
+	// the next drain their ratio is the rate the receiver really took
+	// (its socket buffer is full at both drains), and upSmall / downSmall
+	// say it was under slowRate: reads feeding it then take minRead instead
+	// of the read chunk, so a slow receiver pins little in its queue while
+	// a fast one gets large, cheap reads.
+	upMark     int64
+	downMark   int64
+	upBytes    int64
+	downBytes  int64
+	upSmall    bool
+	downSmall  bool
 	end        End   // why the session is ending (set with the close frame)
 	last       int64 // last activity, loop clock
 	deadline   int64 // when a pending close must have completed; 0 = none
@@ -181,6 +186,7 @@ func (s *session) readClient() {
 		return
 	}
 	l.g.m.BytesUp(n)
+	s.upBytes += int64(n)
 	if iov, ok := s.consume(l.scratch[:n], l.iov[:0]); ok {
 		s.flushPieces(iov)
 	}
@@ -287,7 +293,6 @@ func (s *session) flushPieces(iov [][]byte) bool {
 			continue
 		}
 		if s.up.empty() {
-			s.upSince = s.l.now
 		}
 		s.l.g.m.Buffered(s.up.push(p[n:]))
 		n = 0
@@ -333,7 +338,11 @@ func (s *session) sendDatagram(p []byte) {
 // client.
 func (s *session) readUpstream() {
 	l := s.l
-	buf := l.scratch[maxServerHeader : maxServerHeader+readSize(l.g.upChunk(s.kind), s.downSmall)]
+	size := l.g.upChunk(s.kind)
+	if s.kind == PathTCP {
+		size = readSize(size, s.downSmall)
+	}
+	buf := l.scratch[maxServerHeader : maxServerHeader+size]
 	n, err := sysRead(s.ufd, buf)
 	if err != nil {
 		if err == unix.EAGAIN || err == unix.EINTR {
@@ -359,6 +368,7 @@ func (s *session) readUpstream() {
 	s.last = l.now
 	l.g.m.BytesDown(n)
 	s.usedDown += int64(n)
+	s.downBytes += int64(n)
 	h := codec.ServerHeaderLen(n)
 	start := maxServerHeader - h
 	codec.PutServerHeader(l.scratch[start:], ws.OpBinary, n)
@@ -396,7 +406,6 @@ func (s *session) writeRaw(p []byte) {
 		n = 0
 	}
 	if n < len(p) {
-		s.downSince = s.l.now
 		s.l.g.m.Buffered(s.down.push(p[n:]))
 	}
 }
@@ -537,7 +546,7 @@ func (s *session) flushDown() {
 	if !s.down.empty() {
 		return
 	}
-	s.downSmall = s.l.now-s.downSince > slowHeld
+	s.downSmall, s.downMark, s.downBytes = slowReceiver(s.downBytes, s.downMark, s.l.now), s.l.now, 0
 	s.eofClose()
 	if s.upParked && !s.dead {
 		// The upstream hung up while paused; drain it without epoll
@@ -560,7 +569,7 @@ func (s *session) flushUp() {
 		return
 	}
 	if s.up.empty() {
-		s.upSmall = s.l.now-s.upSince > slowHeld
+		s.upSmall, s.upMark, s.upBytes = slowReceiver(s.upBytes, s.upMark, s.l.now), s.l.now, 0
 		if s.cliClosed && !s.discard {
 			s.shutUpstream()
 		}
@@ -668,9 +677,8 @@ func (s *session) revoke() {
 }
 
 // tick runs from the loop's sweep.
-// tick runs the session's timers; it reports whether it parked the
-// session's TLS keys (see tlsParkAfter).
-func (s *session) tick(now int64) bool {
+// tick runs the session's timers.
+func (s *session) tick(now int64) {
 	if s.acct != nil {
 		s.reportUsage()
 	}
@@ -678,28 +686,30 @@ func (s *session) tick(now int64) bool {
 		s.eofClose()
 		s.maybeDone()
 		if s.dead {
-			return false
+			return
 		}
 	}
 	if s.pend != nil {
 		if now > s.deadline {
 			s.connectFailed() // connect timeout
 		}
-		return false
+		return
 	}
 	if s.deadline != 0 && now > s.deadline {
 		if s.end == EndNormal && !s.lingering {
 			s.end = EndSlowClient
 		}
 		s.finish(s.end)
-		return false
+		return
 	}
 	idle := s.l.g.idle[s.kind]
 	if idle > 0 && now-s.last > idle {
 		s.goAway(EndIdle)
-		return false
+		return
 	}
-	return s.tls != nil && now-s.last > int64(tlsParkAfter) && s.tls.rl.park()
+	if s.tls != nil {
+		s.tls.parkIdle(s.l.g, now, s.last)
+	}
 }
 
 // finish closes both sockets and frees everything the session holds.
@@ -711,6 +721,7 @@ func (s *session) finish(end End) {
 	l := s.l
 	if s.tls != nil {
 		l.g.m.Buffered(-s.tls.release())
+		s.tls.unpark(l.g)
 		s.tls.clear()
 	}
 	l.g.m.Buffered(-s.up.release() - s.down.release())

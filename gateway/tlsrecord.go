@@ -71,10 +71,33 @@ var errCloseNotify = errors.New("gateway: tls close_notify")
 
 // tlsSession is the TLS state of one session. Owned by its loop.
 type tlsSession struct {
-	rl      recordLayer
-	rin     *[]byte // partial record carried to the next read
-	rinLen  int
-	replyKU bool // a KeyUpdate reply is due before the next record
+	rl       recordLayer
+	rin      *[]byte // partial record carried to the next read
+	rinLen   int
+	replyKU  bool  // a KeyUpdate reply is due before the next record
+	parked   bool  // counted in Gateway.reclaim.parked
+	parkedAt int64 // loop clock when parked
+}
+
+// parkIdle parks the keys of a session idle since last for tlsParkAfter,
+// and keeps the gateway's count of parked sessions: a session that had
+// traffic since it was parked (its keys were rebuilt) no longer counts.
+func (t *tlsSession) parkIdle(g *Gateway, now, last int64) {
+	if t.parked && last > t.parkedAt {
+		t.unpark(g)
+	}
+	if !t.parked && now-last > int64(tlsParkAfter) && t.rl.park() {
+		t.parked, t.parkedAt = true, now
+		g.reclaim.parked.Add(1)
+	}
+}
+
+// unpark takes the session out of the parked count.
+func (t *tlsSession) unpark(g *Gateway) {
+	if t.parked {
+		t.parked = false
+		g.reclaim.parked.Add(-1)
+	}
 }
 
 // release drops a carried partial record; it returns the bytes dropped.
@@ -138,6 +161,7 @@ func (s *session) readClientTLS() {
 		return
 	}
 	l.g.m.BytesUp(n)
+	s.upBytes += int64(n)
 	s.openRecords(l.scratch[:off+n])
 }
 

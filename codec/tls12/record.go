@@ -98,7 +98,8 @@ func NewOpener(suite uint16, key, iv []byte, seq uint64) (*Opener, error) {
 //   - an alert record not exactly one 2-byte alert: ErrDecode.
 //
 // Empty application_data records are valid (RFC 5246 §6.2.1) and returned.
-// Open does not allocate.
+// Open does not allocate, except to rebuild the AEAD on the first record
+// after Park.
 func (o *Opener) Open(rec []byte) (content []byte, contentType uint8, err error) {
 	if o.err != nil {
 		return nil, 0, o.err
@@ -197,7 +198,8 @@ func (s *Sealer) Overhead() int { return RecordHeaderLen + s.suite.explicitLen +
 
 // Seal appends to dst one record of type ct carrying payload (at most
 // MaxPlaintext bytes) and returns the extended slice. It does not allocate
-// when cap(dst)-len(dst) >= len(payload)+Overhead(). payload may overlap dst
+// when cap(dst)-len(dst) >= len(payload)+Overhead() and the AEAD is not
+// parked (see Park). payload may overlap dst
 // in any way (it is moved into place before anything is written). ct must be
 // TypeApplicationData (any length, zero included) or TypeAlert (exactly 2
 // bytes), else ErrBadContent. The GCM explicit nonce is the sequence number,

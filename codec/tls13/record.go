@@ -81,7 +81,7 @@ func NewOpener(suite uint16, secret []byte) (*Opener, error) {
 //   - an alert record not exactly one 2-byte alert: ErrDecode.
 //
 // Empty application_data records are valid and returned. Open does not
-// allocate.
+// allocate, except to rebuild the AEAD on the first record after Park.
 func (o *Opener) Open(rec []byte) (content []byte, contentType uint8, err error) {
 	if o.err != nil {
 		return nil, 0, o.err
@@ -189,7 +189,8 @@ func (s *Sealer) Overhead() int { return RecordHeaderLen + 1 + tagLen }
 
 // Seal appends to dst one record of inner content type ct carrying payload
 // (at most MaxPlaintext bytes; no padding is added) and returns the extended
-// slice. It does not allocate when cap(dst)-len(dst) >= len(payload)+Overhead().
+// slice. It does not allocate when cap(dst)-len(dst) >= len(payload)+Overhead()
+// (and the AEAD is not parked: see Park).
 // payload may overlap dst in any way, so the payload can be built in place at
 // dst[len(dst)+RecordHeaderLen:] before the call. ct must be
 // TypeApplicationData (any length, zero included), TypeHandshake (not empty)
