@@ -75,7 +75,7 @@ func rawRecord(s *Sealer, seq uint64, ct uint8, version uint16, content []byte, 
 	rec = append(rec, k.nonce[gcmFixedIVLen:gcmFixedIVLen+ex]...)
 	aad := k.makeAAD(ct, len(content))
 	binary.BigEndian.PutUint16(aad[9:], version)
-	return k.aead.Seal(rec, k.nonce[:], content, aad)
+	return k.aead.Live().Seal(rec, k.nonce[:], content, aad)
 }
 
 func pattern(n int, seed byte) []byte {

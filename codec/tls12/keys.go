@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"hash"
 
+	"github.com/httvps/httvps/codec/internal/lazyaead"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -107,52 +108,29 @@ func Keys(suite uint16, master, clientRandom, serverRandom []byte) (clientKey, c
 }
 
 // keyState is one direction's traffic keys; Opener and Sealer embed it.
-//
-// aead is nil after wipe (closed) and while parked: Park drops the AEAD's
-// expanded state (an AES key schedule and GHASH table, about 700 bytes) of
-// an idle connection, and ready rebuilds it from key before the next record.
+// The AEAD can be parked while the connection is idle (see Opener.Park).
 type keyState struct {
-	aead   cipher.AEAD
-	suite  *suiteInfo
-	seq    uint64
-	parked bool
+	aead  lazyaead.AEAD
+	suite *suiteInfo
+	seq   uint64
 	// nonce holds the fixed IV (GCM: bytes 0..3, ChaCha: all 12) and is
 	// completed per record; kept here, with aad, so neither escapes per record.
 	iv    [nonceLen]byte
 	nonce [nonceLen]byte
 	aad   [aadLen]byte
-	key   [maxKey]byte
 }
 
-// maxKey is the longest AEAD key of the suites (AES-256, ChaCha20).
-const maxKey = 32
+// park drops the AEAD until the next record. It reports whether there was
+// one to drop.
+func (k *keyState) park() bool { return k.aead.Park() }
 
-// park drops the AEAD until the next record; see keyState. It reports
-// whether there was one to drop.
-func (k *keyState) park() bool {
-	if k.aead == nil {
-		return false
-	}
-	k.aead = nil
-	k.parked = true
-	return true
-}
-
-// ready makes sure the AEAD exists: ErrClosed after wipe, a rebuild after
-// park (one allocation; the key schedule is recomputed).
+// ready makes the AEAD live: ErrClosed after wipe, a rebuild after park.
 func (k *keyState) ready() error {
-	if k.aead != nil {
-		return nil
+	ok, err := k.aead.Ready()
+	if err == nil && !ok {
+		err = ErrClosed
 	}
-	if !k.parked {
-		return ErrClosed
-	}
-	aead, err := k.suite.aead(k.key[:k.suite.keyLen])
-	if err != nil {
-		return err
-	}
-	k.aead, k.parked = aead, false
-	return nil
+	return err
 }
 
 // aadLen: seq_num(8) || type(1) || version(2) || length(2) (RFC 5246 §6.2.3.3).
@@ -166,12 +144,10 @@ func (k *keyState) init(suite uint16, key, iv []byte, seq uint64) error {
 	if len(key) != s.keyLen || len(iv) != s.ivLen {
 		return ErrKeyLength
 	}
-	aead, err := s.aead(key)
-	if err != nil {
+	if err := k.aead.Set(s.aead, key); err != nil {
 		return err
 	}
-	k.aead, k.suite, k.seq, k.parked = aead, s, seq, false
-	copy(k.key[:], key)
+	k.suite, k.seq = s, seq
 	copy(k.iv[:], iv)
 	return nil
 }
@@ -216,8 +192,7 @@ func (k *keyState) makeAAD(ct uint8, n int) []byte {
 // wipe zeroes what this package holds of the keys. The AEAD's own copy (the
 // AES key schedule or ChaCha20 key) is unreachable and left to the GC.
 func (k *keyState) wipe() {
-	clear(k.key[:])
 	clear(k.iv[:])
 	clear(k.nonce[:])
-	k.aead, k.parked = nil, false
+	k.aead.Wipe()
 }

@@ -42,11 +42,11 @@ func TestParkFreesAndThenClear(t *testing.T) {
 	if !s.Park() || s.Park() {
 		t.Fatal("Park reports true once, then false")
 	}
-	if s.aead != nil || !s.parked {
+	if s.aead.Live() != nil || !s.aead.Parked() {
 		t.Fatal("Park kept the AEAD")
 	}
 	rec, err := s.Seal(nil, TypeApplicationData, []byte("x"))
-	if err != nil || s.aead == nil {
+	if err != nil || s.aead.Live() == nil {
 		t.Fatalf("Seal after Park: %v", err)
 	}
 	o.Park()
@@ -60,7 +60,7 @@ func TestParkFreesAndThenClear(t *testing.T) {
 	if _, _, err := o.Open(rec); err != ErrClosed {
 		t.Fatalf("Open after Clear: %v", err)
 	}
-	if s.key != [maxKey]byte{} || o.key != [maxKey]byte{} {
+	if !s.aead.Wiped() || !o.aead.Wiped() {
 		t.Fatal("key not zeroed by Clear")
 	}
 }

@@ -136,7 +136,7 @@ func (o *Opener) open(rec []byte) ([]byte, uint8, error) {
 		return nil, 0, err
 	}
 	sealed := body[ex:]
-	content, err := o.aead.Open(sealed[:0], o.nonce[:], sealed, o.makeAAD(ct, plen))
+	content, err := o.aead.Live().Open(sealed[:0], o.nonce[:], sealed, o.makeAAD(ct, plen))
 	if err != nil {
 		return nil, 0, ErrBadRecordMAC
 	}
@@ -230,7 +230,7 @@ func (s *Sealer) Seal(dst []byte, ct uint8, payload []byte) ([]byte, error) {
 	hdr[0], hdr[1], hdr[2] = ct, 3, 3
 	hdr[3], hdr[4] = byte(n>>8), byte(n)
 	plain := body[ex : ex+len(payload)]
-	s.aead.Seal(plain[:0], s.nonce[:], plain, s.makeAAD(ct, len(payload)))
+	s.aead.Live().Seal(plain[:0], s.nonce[:], plain, s.makeAAD(ct, len(payload)))
 	s.seq++
 	return dst, nil
 }

@@ -53,7 +53,7 @@ func rawRecord(s *Sealer, seq uint64, outerType uint8, version uint16, inner []b
 		n = hdrLen
 	}
 	hdr := []byte{outerType, byte(version >> 8), byte(version), byte(n >> 8), byte(n)}
-	var a cipher.AEAD = s.aead
+	var a cipher.AEAD = s.aead.Live()
 	return a.Seal(hdr, nonce[:], inner, hdr)
 }
 

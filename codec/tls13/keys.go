@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"hash"
 
+	"github.com/httvps/httvps/codec/internal/lazyaead"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -64,51 +65,28 @@ func expandLabel(h func() hash.Hash, secret []byte, label string, length int) ([
 }
 
 // keyState is one direction's traffic keys; Opener and Sealer embed it.
-//
-// aead is nil after wipe (closed) and while parked: Park drops the AEAD's
-// expanded state (an AES key schedule and GHASH table, about 700 bytes) of
-// an idle connection, and ready rebuilds it from key before the next record.
+// The AEAD can be parked while the connection is idle (see Opener.Park).
 type keyState struct {
-	aead      cipher.AEAD
+	aead      lazyaead.AEAD
 	suite     *suiteInfo
 	seq       uint64
 	iv        [ivLen]byte
 	nonce     [ivLen]byte // scratch kept here so the nonce does not escape per record
-	parked    bool
 	secretLen uint8
 	secret    [maxSecret]byte
-	key       [maxKey]byte
 }
 
-// maxKey is the longest AEAD key of the three suites (AES-256, ChaCha20).
-const maxKey = 32
+// park drops the AEAD until the next record. It reports whether there was
+// one to drop.
+func (k *keyState) park() bool { return k.aead.Park() }
 
-// park drops the AEAD until the next record; see keyState. It reports
-// whether there was one to drop.
-func (k *keyState) park() bool {
-	if k.aead == nil {
-		return false
-	}
-	k.aead = nil
-	k.parked = true
-	return true
-}
-
-// ready makes sure the AEAD exists: ErrClosed after wipe, a rebuild after
-// park (one allocation; the key schedule is recomputed).
+// ready makes the AEAD live: ErrClosed after wipe, a rebuild after park.
 func (k *keyState) ready() error {
-	if k.aead != nil {
-		return nil
+	ok, err := k.aead.Ready()
+	if err == nil && !ok {
+		err = ErrClosed
 	}
-	if !k.parked {
-		return ErrClosed
-	}
-	aead, err := k.suite.aead(k.key[:k.suite.keyLen])
-	if err != nil {
-		return err
-	}
-	k.aead, k.parked = aead, false
-	return nil
+	return err
 }
 
 // setSecret installs secret and derives key and iv from it (RFC 8446 §7.3).
@@ -126,13 +104,9 @@ func (k *keyState) setSecret(secret []byte) error {
 		return err
 	}
 	defer clear(iv)
-	aead, err := k.suite.aead(key)
-	if err != nil {
+	if err := k.aead.Set(k.suite.aead, key); err != nil {
 		return err
 	}
-	k.aead, k.parked = aead, false
-	clear(k.key[:])
-	copy(k.key[:], key)
 	copy(k.iv[:], iv)
 	clear(k.secret[:])
 	k.secretLen = uint8(copy(k.secret[:], secret))
@@ -152,7 +126,7 @@ func (k *keyState) init(suite uint16, secret []byte) error {
 // update moves to the next traffic secret (RFC 8446 §7.2):
 // secret' = HKDF-Expand-Label(secret, "traffic upd", "", Hash.length).
 func (k *keyState) update() error {
-	if k.aead == nil && !k.parked {
+	if k.aead.Closed() {
 		return ErrClosed
 	}
 	next, err := expandLabel(k.suite.hash, k.secret[:k.secretLen], "traffic upd", k.suite.hashLen)
@@ -186,8 +160,7 @@ func (k *keyState) makeNonce() error {
 // AES key schedule or ChaCha20 key) is unreachable and left to the GC.
 func (k *keyState) wipe() {
 	clear(k.secret[:])
-	clear(k.key[:])
 	clear(k.iv[:])
 	clear(k.nonce[:])
-	k.aead, k.parked = nil, false
+	k.aead.Wipe()
 }

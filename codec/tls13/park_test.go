@@ -58,12 +58,12 @@ func TestParkFreesAndRebuilds(t *testing.T) {
 	if !s.Park() || s.Park() {
 		t.Fatal("Park reports true once, then false")
 	}
-	if s.aead != nil || !s.parked {
+	if s.aead.Live() != nil || !s.aead.Parked() {
 		t.Fatal("Park kept the AEAD")
 	}
 	buf := make([]byte, 0, 4096)
 	rec, err := s.Seal(buf, TypeApplicationData, []byte("x"))
-	if err != nil || s.aead == nil {
+	if err != nil || s.aead.Live() == nil {
 		t.Fatalf("Seal after Park: %v", err)
 	}
 	if _, _, err := o.Open(rec); err != nil {
@@ -98,7 +98,7 @@ func TestParkThenClear(t *testing.T) {
 	if _, _, err := o.Open(rec); err != ErrClosed {
 		t.Fatalf("Open after Clear: %v", err)
 	}
-	if s.key != [maxKey]byte{} || o.key != [maxKey]byte{} {
+	if !s.aead.Wiped() || !o.aead.Wiped() {
 		t.Fatal("key not zeroed by Clear")
 	}
 }

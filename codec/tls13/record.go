@@ -108,7 +108,7 @@ func (o *Opener) open(rec []byte) ([]byte, uint8, error) {
 	if len(body) < tagLen {
 		return nil, 0, ErrBadRecordMAC
 	}
-	inner, err := o.aead.Open(body[:0], o.nonce[:], body, rec[:RecordHeaderLen])
+	inner, err := o.aead.Live().Open(body[:0], o.nonce[:], body, rec[:RecordHeaderLen])
 	if err != nil {
 		return nil, 0, ErrBadRecordMAC
 	}
@@ -220,7 +220,7 @@ func (s *Sealer) Seal(dst []byte, ct uint8, payload []byte) ([]byte, error) {
 	hdr := dst[off : off+RecordHeaderLen]
 	hdr[0], hdr[1], hdr[2] = TypeApplicationData, 3, 3
 	hdr[3], hdr[4] = byte(n>>8), byte(n)
-	s.aead.Seal(body[:0], s.nonce[:], body[:len(payload)+1], hdr)
+	s.aead.Live().Seal(body[:0], s.nonce[:], body[:len(payload)+1], hdr)
 	s.seq++
 	return dst, nil
 }
