@@ -11,13 +11,33 @@ import (
 )
 
 // candidates returns the members that can take t's key now, best first:
-// up, not draining, not already holding the key, and (for static members)
-// serving t's own cipher and password. Lower load, then fewer keys, wins;
-// keys placed since the member's last health check count as load.
-func (m *Manager) candidates(ctx context.Context, t store.Token) ([]store.Member, error) {
+// up, not draining, not already holding the key, not reaching a server
+// (serverKey) that one of t's assignments other than t.Assignments[replacing]
+// reaches already (replacing < 0: none is being replaced), and (for static
+// members) serving t's own cipher and password. Lower load, then fewer
+// keys, wins; keys placed since the member's last health check count as
+// load.
+//
+// Two member entries for one server share its keys: a key placed through
+// one is the key (Outline: the same id, reused after a 409) of the other,
+// so a second replica there would add nothing, and deleting one
+// assignment's key would delete the other's.
+func (m *Manager) candidates(ctx context.Context, t store.Token, replacing int) ([]store.Member, error) {
 	all, err := m.st.ListMembers(ctx)
 	if err != nil {
 		return nil, err
+	}
+	byID := make(map[string]store.Member, len(all))
+	for _, mem := range all {
+		byID[mem.ID] = mem
+	}
+	taken := map[string]bool{}
+	for i, a := range t.Assignments {
+		if mem, ok := byID[a.MemberID]; ok && i != replacing {
+			if k := serverKey(mem); k != "" {
+				taken[k] = true
+			}
+		}
 	}
 	type scored struct {
 		mem  store.Member
@@ -30,6 +50,9 @@ func (m *Manager) candidates(ctx context.Context, t store.Token) ([]store.Member
 			continue
 		}
 		if slices.ContainsFunc(t.Assignments, func(a store.Assignment) bool { return a.MemberID == mem.ID }) {
+			continue
+		}
+		if k := serverKey(mem); k != "" && taken[k] {
 			continue
 		}
 		if mem.Backend == store.BackendStatic && (mem.Static == nil || !newStatic(mem.Host, *mem.Static).accepts(t.Cipher, t.SSPassword)) {
@@ -73,10 +96,11 @@ func (m *Manager) placeOn(ctx context.Context, mem store.Member, t store.Token) 
 	return store.Assignment{MemberID: mem.ID, Upstream: upstream, BackendKeyID: keyID}, nil
 }
 
-// place creates t's key on up to n candidate members, trying the next
-// candidate when one fails.
-func (m *Manager) place(ctx context.Context, t store.Token, n int) ([]store.Assignment, error) {
-	cands, err := m.candidates(ctx, t)
+// place creates t's key on up to n candidate members (candidates with
+// replacing), trying the next candidate when one fails, at most one per
+// server.
+func (m *Manager) place(ctx context.Context, t store.Token, n, replacing int) ([]store.Assignment, error) {
+	cands, err := m.candidates(ctx, t, replacing)
 	if err != nil {
 		return nil, err
 	}
@@ -86,10 +110,15 @@ func (m *Manager) place(ctx context.Context, t store.Token, n int) ([]store.Assi
 	var (
 		out  []store.Assignment
 		errs []error
+		used = map[string]bool{}
 	)
 	for _, mem := range cands {
 		if len(out) == n {
 			break
+		}
+		k := serverKey(mem)
+		if k != "" && used[k] {
+			continue
 		}
 		a, err := m.placeOn(ctx, mem, t)
 		if err != nil {
@@ -99,6 +128,9 @@ func (m *Manager) place(ctx context.Context, t store.Token, n int) ([]store.Assi
 				break
 			}
 			continue
+		}
+		if k != "" {
+			used[k] = true
 		}
 		out = append(out, a)
 	}
@@ -131,7 +163,7 @@ func (m *Manager) PlaceKey(ctx context.Context, t store.Token) ([]store.Assignme
 	if err := validKey(t); err != nil {
 		return nil, err
 	}
-	out, err := m.place(ctx, t, m.cfg.Replicas)
+	out, err := m.place(ctx, t, m.cfg.Replicas, -1)
 	if err == nil && len(out) < m.cfg.Replicas {
 		m.log.Warn("pool: key placed on fewer members than configured", "token", t.ID, "placed", len(out), "replicas", m.cfg.Replicas)
 	}
@@ -179,7 +211,11 @@ func (m *Manager) RemoveKey(ctx context.Context, t store.Token) error {
 	if t.ID == "" {
 		return fmt.Errorf("%w: token has no ID", store.ErrInvalid)
 	}
-	for _, a := range t.Assignments {
+	mems, _ := m.memberMap(ctx) // nil: no two assignments count as one key
+	for i, a := range t.Assignments {
+		if slices.ContainsFunc(t.Assignments[:i], func(x store.Assignment) bool { return sameKey(mems, a, x) }) {
+			continue // the same key through another entry for its server: deleted already
+		}
 		m.deleteKey(ctx, a)
 	}
 	return ctx.Err()
@@ -255,7 +291,7 @@ func (m *Manager) moveKey(ctx context.Context, tokenID, from string) error {
 	if t.Revoked {
 		next = slices.Delete(next, i, i+1)
 	} else {
-		placed, err := m.place(ctx, t, 1)
+		placed, err := m.place(ctx, t, 1, i)
 		switch {
 		case err == nil:
 			next[i] = placed[0]
@@ -267,17 +303,52 @@ func (m *Manager) moveKey(ctx context.Context, tokenID, from string) error {
 		}
 	}
 	if err := m.st.UpdateAssignments(ctx, t.ID, next); err != nil {
-		// Do not leave the new key behind if the store refused.
+		// Do not leave the new key behind if the store refused, unless it
+		// is the key a stored assignment names (a sibling entry for the
+		// drained member's server reused its key).
+		uctx := context.WithoutCancel(ctx)
 		for _, a := range next {
-			if !slices.Contains(t.Assignments, a) {
-				m.deleteKey(context.WithoutCancel(ctx), a)
+			if !slices.Contains(t.Assignments, a) && !m.keyInUse(uctx, a, t.Assignments) {
+				m.deleteKey(uctx, a)
 			}
 		}
 		return err
 	}
 	m.publish(ctx, store.Event{Kind: store.EventTokenChanged, TokenID: t.ID})
+	if m.keyInUse(ctx, old, next) {
+		m.log.Info("pool: drained assignment's key kept; the token's new assignment names it", "token", t.ID, "member", from, "key", old.BackendKeyID)
+		return nil
+	}
 	m.deleteKey(ctx, old)
 	return nil
+}
+
+// memberMap lists the members by ID.
+func (m *Manager) memberMap(ctx context.Context) (map[string]store.Member, error) {
+	all, err := m.st.ListMembers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]store.Member, len(all))
+	for _, mem := range all {
+		out[mem.ID] = mem
+	}
+	return out, nil
+}
+
+// keyInUse reports whether one of others names a's key (sameKey: the same
+// key id on the same server). If the members cannot be listed it says yes:
+// a key left behind is swept later, a key deleted in use is an outage.
+func (m *Manager) keyInUse(ctx context.Context, a store.Assignment, others []store.Assignment) bool {
+	if !slices.ContainsFunc(others, func(x store.Assignment) bool { return x.BackendKeyID == a.BackendKeyID }) {
+		return false
+	}
+	mems, err := m.memberMap(ctx)
+	if err != nil {
+		m.log.Warn("pool: listing members to check a key before deleting it; key left", "member", a.MemberID, "key", a.BackendKeyID, "err", err)
+		return true
+	}
+	return slices.ContainsFunc(others, func(x store.Assignment) bool { return sameKey(mems, a, x) })
 }
 
 // RemoveMember drains the member and, once no key is left on it, deletes it

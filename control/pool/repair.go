@@ -192,9 +192,7 @@ func (m *Manager) repairKey(ctx context.Context, mem store.Member, b Backend, to
 		if t == nil && newID == keyID {
 			return
 		}
-		if t != nil && !t.Revoked && slices.ContainsFunc(t.Assignments, func(x store.Assignment) bool {
-			return x.MemberID == mem.ID && x.BackendKeyID == newID
-		}) {
+		if t != nil && !t.Revoked && m.keyInUse(context.WithoutCancel(ctx), a, t.Assignments) {
 			return
 		}
 		m.log.Info("pool: re-created key not stored; deleting it", "member", mem.ID, "token", tokenID, "key", newID, "why", why)

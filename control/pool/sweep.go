@@ -2,7 +2,10 @@ package pool
 
 import (
 	"context"
+	"net"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/httvps/httvps/control/store"
@@ -50,15 +53,85 @@ func newRoundState(mems []store.Member) *roundState {
 	return rs
 }
 
-// serverKey names the server behind a member's backend ("" for static).
+// serverKey names the server behind a member's backend ("" for static):
+// its Outline certificate, or its ss-manager address with the host
+// resolved (managerAddrKey), so that two member entries for one server —
+// the same certSha256, or 127.0.0.1:p and localhost:p — count as one.
 func serverKey(mem store.Member) string {
 	switch {
 	case mem.Outline != nil:
-		return "outline " + mem.Outline.CertSHA256
+		return "outline " + strings.ToLower(strings.ReplaceAll(mem.Outline.CertSHA256, ":", ""))
 	case mem.SSManager != nil:
-		return "ss-manager " + mem.SSManager.ManagerAddr
+		return "ss-manager " + managerAddrKey(mem.SSManager.ManagerAddr)
 	}
 	return ""
+}
+
+// resolveTTL is how long managerAddrKey keeps a host name's address.
+const resolveTTL = time.Minute
+
+var resolved = struct {
+	sync.Mutex
+	m map[string]resolvedAddr
+}{m: map[string]resolvedAddr{}}
+
+type resolvedAddr struct {
+	key string
+	at  time.Time
+}
+
+// managerAddrKey normalises an ss-manager address for server identity:
+// an IP literal in its canonical form, a host name resolved to the first
+// address the resolver gives (the one a dial tries first), cached for
+// resolveTTL. If the address does not split or the name does not resolve
+// (within a second) the string itself is the key.
+func managerAddrKey(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return net.JoinHostPort(ip.String(), port)
+	}
+	resolved.Lock()
+	r, ok := resolved.m[addr]
+	resolved.Unlock()
+	if ok && time.Since(r.at) < resolveTTL {
+		return r.key
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ips, err := net.DefaultResolver.LookupIP(ctx, "ip", host)
+	cancel()
+	if err != nil || len(ips) == 0 {
+		return addr
+	}
+	key := net.JoinHostPort(ips[0].String(), port)
+	resolved.Lock()
+	if len(resolved.m) > 4096 {
+		clear(resolved.m)
+	}
+	resolved.m[addr] = resolvedAddr{key, time.Now()}
+	resolved.Unlock()
+	return key
+}
+
+// sameKey reports whether assignments a and b name one key: the same key
+// id on the same server (by serverKey of their members in mems; a member
+// missing from mems is compared by ID).
+func sameKey(mems map[string]store.Member, a, b store.Assignment) bool {
+	if a.BackendKeyID != b.BackendKeyID {
+		return false
+	}
+	if a.MemberID == b.MemberID {
+		return true
+	}
+	ma, oka := mems[a.MemberID]
+	mb, okb := mems[b.MemberID]
+	if !oka || !okb {
+		return false
+	}
+	ka := serverKey(ma)
+	return ka != "" && ka == serverKey(mb)
 }
 
 // assignedOn reports whether by (an assignedKeys listing) names keyID on
