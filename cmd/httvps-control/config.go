@@ -79,7 +79,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.PublicURL, "public-url", "", "`URL` clients reach the API at (https://host[:port][/prefix]), used in ssconf:// and httvps:// keys; empty: the request's Host")
 	fs.IntVar(&o.Replicas, "replicas", 0, "pool members each key is placed on (0 = 2)")
 	fs.DurationVar(&o.HealthEvery, "health-every", 0, "pool member health check period (0 = 10s)")
-	fs.DurationVar(&o.StrayGrace, "stray-grace", 0, "delete a pool key this installation created once health checks have seen it this long with no token assigned (0 = 2m; negative: never)")
+	fs.DurationVar(&o.StrayGrace, "stray-grace", 0, "delete a pool key this installation created once health checks have seen it this long with no token assigned (0 = 2m with the embedded store, off with -redis; negative: never)")
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "PEM certificate chain `file` (leaf first); with -tls-key the API serves HTTPS")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "PEM private key `file` for -tls-cert")
 	fs.Var(&o.MaxBody, "max-body", "largest request body, a `size` in bytes or with a KiB/MiB suffix")
@@ -200,7 +200,9 @@ func checkListen(addr string) error {
 // poolConfig maps the options onto pool.Config; Logger is the caller's
 // to fill.
 func (o *options) poolConfig() pool.Config {
-	return pool.Config{Replicas: o.Replicas, HealthEvery: o.HealthEvery, StrayGrace: o.StrayGrace}
+	// Only the embedded store guarantees one control-plane process: with
+	// Redis the sweep runs only with an explicit -stray-grace.
+	return pool.Config{Replicas: o.Replicas, HealthEvery: o.HealthEvery, StrayGrace: o.StrayGrace, SingleProcess: o.RedisURL == ""}
 }
 
 // apiConfig maps the options onto api.Config; Store, Pool and Logger are

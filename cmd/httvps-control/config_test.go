@@ -77,6 +77,12 @@ public-url: https://file.example.com
 	if pc := o.poolConfig(); o.StrayGrace != 10*time.Minute || pc.StrayGrace != o.StrayGrace || pc.Replicas != 5 || pc.HealthEvery != 30*time.Second {
 		t.Errorf("stray-grace %v from the file, pool config %+v", o.StrayGrace, pc)
 	}
+	if pc := o.poolConfig(); pc.SingleProcess {
+		t.Errorf("with -redis the pool config says one process: %+v", pc)
+	}
+	if o, err := loadOptions(fakeSources(nil, map[string]string{"HTTVPS_ADMIN_KEY": testKey}, nil)); err != nil || !o.poolConfig().SingleProcess {
+		t.Errorf("embedded store: the pool config must say one process (sweep on by default): %v %v", o.poolConfig(), err)
+	}
 	env["HTTVPS_STRAY_GRACE"] = "-1s" // negative: the sweep is off
 	if o, err := loadOptions(fakeSources(nil, env, files)); err != nil || o.StrayGrace != -time.Second {
 		t.Errorf("stray-grace from the environment over the file: %v %v", o.StrayGrace, err)

@@ -93,6 +93,13 @@ func run(src sources, e env) int {
 	defer stopBackground()
 	pcfg := o.poolConfig()
 	pcfg.Logger = log
+	switch {
+	case o.RedisURL != "" && o.StrayGrace == 0:
+		log.Info("stray-key sweep off: with a Redis store other control-plane processes may be placing keys; set -stray-grace to turn it on")
+	case o.RedisURL != "" && o.StrayGrace > 0:
+		log.Warn("stray-key sweep on with a Redis store: a key another control-plane process is placing (created, not yet stored) may be deleted as a stray; see docs/05-outline-pool.md",
+			"stray_grace", o.StrayGrace)
+	}
 	if o.StrayGrace > 0 && o.StrayGrace < api.DefaultStoreTimeout {
 		log.Warn("-stray-grace is shorter than a placement may take; a key being placed may be deleted as a stray",
 			"stray_grace", o.StrayGrace, "store_timeout", api.DefaultStoreTimeout)

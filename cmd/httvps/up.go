@@ -184,7 +184,7 @@ func (n *node) start() (int, error) {
 		}
 	}
 
-	n.mgr = pool.New(n.st, pool.Config{Replicas: o.Replicas, StrayGrace: o.StrayGrace, Logger: n.log})
+	n.mgr = pool.New(n.st, pool.Config{Replicas: o.Replicas, StrayGrace: o.StrayGrace, SingleProcess: true, Logger: n.log})
 	var pctx context.Context
 	pctx, n.stopPool = context.WithCancel(context.Background())
 	n.poolDone = make(chan error, 1)

@@ -39,7 +39,7 @@ type upOptions struct {
 	TLSWatch      time.Duration // poll -tls-cert/-tls-key this often; 0: SIGHUP only
 	AdminListen   string        // /metrics, /healthz, /readyz; "" disables
 	Replicas      int
-	StrayGrace    time.Duration // pool.Config.StrayGrace: 0 = 2m, negative = never
+	StrayGrace    time.Duration // pool.Config.StrayGrace: 0 = 2m (up's store is embedded: one process), negative = never
 	DrainTimeout  time.Duration
 	LogLevel      string
 	LogFormat     string

@@ -42,11 +42,20 @@ type Config struct {
 	DialTimeout time.Duration
 	// StrayGrace is how long a key httvps created must be seen, by the
 	// health rounds, on a member with no stored assignment naming it
-	// before a round deletes it (0 → DefaultStrayGrace; negative: stray
-	// keys are never deleted). Keep it well above the time between
-	// creating a key and storing its assignment (the control API's
-	// StoreTimeout) and above HealthEvery.
+	// before a round deletes it (0 → DefaultStrayGrace if SingleProcess,
+	// else the sweep is off; negative: stray keys are never deleted).
+	// Keep it well above the time between creating a key and storing its
+	// assignment (the control API's StoreTimeout) and above HealthEvery.
 	StrayGrace time.Duration
+	// SingleProcess says this Manager is the only one over its store (an
+	// embedded store file, which one process holds at a time): the
+	// in-process guards of the stray-key sweep then cover every placement,
+	// and the sweep is on by default. The zero value (false) is for a
+	// store several control-plane processes may share (Redis): a key
+	// another process has created but not yet stored looks stray to this
+	// one, so the sweep runs only with an explicit StrayGrace > 0
+	// (docs/05-outline-pool.md, stray-key sweep).
+	SingleProcess bool
 	// Logger receives operational logs (nil → slog.Default()).
 	Logger *slog.Logger
 	// HTTPTransport, if set, is cloned as the base transport for Outline
@@ -66,7 +75,10 @@ func (c Config) withDefaults() Config {
 		c.DialTimeout = DefaultDialTimeout
 	}
 	if c.StrayGrace == 0 {
-		c.StrayGrace = DefaultStrayGrace
+		c.StrayGrace = -1
+		if c.SingleProcess {
+			c.StrayGrace = DefaultStrayGrace
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/httvps/httvps/control/pool/outlinefake"
 	"github.com/httvps/httvps/control/store"
@@ -126,3 +127,20 @@ func TestDrainOntoSameServerStoreRefusedKeepsKey(t *testing.T) {
 }
 
 func hasKey(f *outlinefake.Server, id string) bool { return fakeKey(f, id).ID != "" }
+
+// The sweep is on by default only for a Manager that is the only one over
+// its store.
+func TestStrayGraceDefaultBySingleProcess(t *testing.T) {
+	if g := (Config{}).withDefaults().StrayGrace; g >= 0 {
+		t.Errorf("shared store, StrayGrace 0: %v, want the sweep off (negative)", g)
+	}
+	if g := (Config{SingleProcess: true}).withDefaults().StrayGrace; g != DefaultStrayGrace {
+		t.Errorf("single process, StrayGrace 0: %v, want %v", g, DefaultStrayGrace)
+	}
+	if g := (Config{StrayGrace: time.Second}).withDefaults().StrayGrace; g != time.Second {
+		t.Errorf("shared store, explicit StrayGrace: %v", g)
+	}
+	if g := (Config{StrayGrace: -1, SingleProcess: true}).withDefaults().StrayGrace; g >= 0 {
+		t.Errorf("single process, negative StrayGrace: %v", g)
+	}
+}
