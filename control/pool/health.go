@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -71,6 +72,8 @@ func (m *Manager) round(ctx context.Context) {
 	}
 
 	rs := newRoundState(mems)
+	rs.noSweep = m.cfg.StrayGrace < 0 || !m.checkInstallation(ctx)
+	m.pruneStrays(rs)
 	sem := make(chan struct{}, maxParallelChecks)
 	var wg sync.WaitGroup
 	for _, mem := range mems {
@@ -134,6 +137,13 @@ func (m *Manager) checkMember(ctx context.Context, mem store.Member, rs *roundSt
 		m.publish(ctx, store.Event{Kind: store.EventMemberChanged, MemberID: mem.ID})
 	}
 	if !h.Up {
+		// Sightings age only while the member answers: after an outage
+		// its keys need a full grace again.
+		if k := serverKey(mem); k != "" {
+			m.mu.Lock()
+			delete(m.strays, k)
+			m.mu.Unlock()
+		}
 		return
 	}
 	m.retryOrphans(ctx, mem, b, rs)
@@ -156,26 +166,42 @@ func (m *Manager) checkMember(ctx context.Context, mem store.Member, rs *roundSt
 	m.mu.Unlock()
 }
 
-// retryOrphans deletes keys whose earlier deletion failed. A key id the
-// store assigns to the member again (an ss-manager port handed out anew)
-// is forgotten instead; if the store cannot be listed, nothing is retried.
+// retryOrphans deletes keys whose earlier deletion failed, with fresh
+// checks right before: the store is listed again (a key id it assigns on
+// the member's server again is forgotten instead), and, on members that
+// list their keys, so is the member: a key that is gone is forgotten, and
+// so is one served with another secret than the one deleted (an ss-manager
+// port handed out anew, by any process); one served without a secret in
+// the listing (cut off) is kept pending, not deleted. Nothing is retried
+// while a CreateKey on the server is in flight in this process or a
+// listing fails.
 func (m *Manager) retryOrphans(ctx context.Context, mem store.Member, b Backend, rs *roundState) {
 	id := mem.ID
 	m.mu.Lock()
-	var keys []string
-	for k := range m.orphans[id] {
-		keys = append(keys, k)
-	}
+	keys := maps.Clone(m.orphans[id])
 	m.mu.Unlock()
 	if len(keys) == 0 {
 		return
 	}
-	assigned, err := rs.assigned.get(ctx, m.st)
+	var ak assignedKeys
+	assigned, err := ak.get(ctx, m.st)
 	if err != nil {
 		if ctx.Err() == nil {
 			m.log.Warn("pool: listing tokens for pending deletions", "member", id, "err", err)
 		}
 		return
+	}
+	var served map[string]listedKey
+	if kl, ok := b.(keyLister); ok {
+		cctx, cancel := context.WithTimeout(ctx, m.cfg.DialTimeout)
+		served, err = kl.Keys(cctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				m.log.Warn("pool: listing the member's keys for pending deletions", "member", id, "err", err)
+			}
+			return
+		}
 	}
 	forget := func(k string) {
 		m.mu.Lock()
@@ -185,11 +211,38 @@ func (m *Manager) retryOrphans(ctx context.Context, mem store.Member, b Backend,
 		}
 		m.mu.Unlock()
 	}
-	for _, k := range keys {
+	srv := serverOf(mem)
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		fp := keys[k]
 		if rs.assignedOn(assigned, id, k) {
 			m.log.Info("pool: pending deletion dropped; the key is assigned again", "member", id, "key", k)
 			forget(k)
 			continue
+		}
+		if served != nil {
+			lk, ok := served[k]
+			switch {
+			case !ok:
+				m.log.Info("pool: pending deletion dropped; the key is gone", "member", id, "key", k)
+				forget(k)
+				continue
+			case fp != "" && lk.fp != "" && lk.fp != fp:
+				m.log.Info("pool: pending deletion dropped; the key id serves another secret now", "member", id, "key", k)
+				forget(k)
+				continue
+			case fp != "" && lk.fp == "":
+				continue // cannot tell whose key it is now: kept pending
+			}
+		}
+		m.mu.Lock()
+		busy := m.creating[srv] > 0
+		_, still := m.orphans[id][k]
+		m.mu.Unlock()
+		if busy {
+			return
+		}
+		if !still {
+			continue // created again by this process meanwhile
 		}
 		cctx, cancel := context.WithTimeout(ctx, m.cfg.DialTimeout)
 		err := b.DeleteKey(cctx, k)

@@ -82,7 +82,7 @@ func (m *Manager) placeOn(ctx context.Context, mem store.Member, t store.Token) 
 	// ss-manager waits for the spawned ss-server: two timeouts' worth.
 	cctx, cancel := context.WithTimeout(ctx, 2*m.cfg.DialTimeout)
 	defer cancel()
-	done := m.beginCreate(mem.ID)
+	done := m.beginCreate(mem)
 	upstream, keyID, err := b.CreateKey(cctx, t.ID, t.Cipher, t.SSPassword)
 	done()
 	if err != nil {
@@ -92,7 +92,7 @@ func (m *Manager) placeOn(ctx context.Context, mem store.Member, t store.Token) 
 	m.mu.Lock()
 	m.placed[mem.ID]++
 	m.mu.Unlock()
-	m.created(mem.ID, keyID)
+	m.created(mem, keyID)
 	return store.Assignment{MemberID: mem.ID, Upstream: upstream, BackendKeyID: keyID}, nil
 }
 
@@ -170,9 +170,18 @@ func (m *Manager) PlaceKey(ctx context.Context, t store.Token) ([]store.Assignme
 	return out, err
 }
 
-// deleteKey removes one assignment's key; a failure is remembered and
-// retried by the health loop while the member is up.
-func (m *Manager) deleteKey(ctx context.Context, a store.Assignment) {
+// tokenFP is the secret fingerprint of t's key ("" if t carries no secret).
+func tokenFP(t store.Token) string {
+	if t.SSPassword == "" {
+		return ""
+	}
+	return secretFP(t.Cipher, t.SSPassword)
+}
+
+// deleteKey removes one assignment's key, whose secret fingerprint is fp
+// ("" unknown); a failure is remembered and retried by the health loop
+// while the member is up (retryOrphans, which checks fp first).
+func (m *Manager) deleteKey(ctx context.Context, a store.Assignment, fp string) {
 	mem, err := m.st.GetMember(ctx, a.MemberID)
 	if errors.Is(err, store.ErrNotFound) {
 		return
@@ -192,9 +201,9 @@ func (m *Manager) deleteKey(ctx context.Context, a store.Assignment) {
 		m.log.Warn("pool: deleting key failed; retried when the member is up", "member", a.MemberID, "key", a.BackendKeyID, "err", err)
 		m.mu.Lock()
 		if m.orphans[a.MemberID] == nil {
-			m.orphans[a.MemberID] = map[string]struct{}{}
+			m.orphans[a.MemberID] = map[string]string{}
 		}
-		m.orphans[a.MemberID][a.BackendKeyID] = struct{}{}
+		m.orphans[a.MemberID][a.BackendKeyID] = fp
 		m.mu.Unlock()
 	}
 }
@@ -216,7 +225,7 @@ func (m *Manager) RemoveKey(ctx context.Context, t store.Token) error {
 		if slices.ContainsFunc(t.Assignments[:i], func(x store.Assignment) bool { return sameKey(mems, a, x) }) {
 			continue // the same key through another entry for its server: deleted already
 		}
-		m.deleteKey(ctx, a)
+		m.deleteKey(ctx, a, tokenFP(t))
 	}
 	return ctx.Err()
 }
@@ -309,7 +318,7 @@ func (m *Manager) moveKey(ctx context.Context, tokenID, from string) error {
 		uctx := context.WithoutCancel(ctx)
 		for _, a := range next {
 			if !slices.Contains(t.Assignments, a) && !m.keyInUse(uctx, a, t.Assignments) {
-				m.deleteKey(uctx, a)
+				m.deleteKey(uctx, a, tokenFP(t))
 			}
 		}
 		return err
@@ -319,7 +328,7 @@ func (m *Manager) moveKey(ctx context.Context, tokenID, from string) error {
 		m.log.Info("pool: drained assignment's key kept; the token's new assignment names it", "token", t.ID, "member", from, "key", old.BackendKeyID)
 		return nil
 	}
-	m.deleteKey(ctx, old)
+	m.deleteKey(ctx, old, tokenFP(t))
 	return nil
 }
 

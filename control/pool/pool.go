@@ -103,12 +103,21 @@ type Manager struct {
 	placed map[string]int
 	// orphans are backend key ids whose deletion failed, retried on each
 	// health round while the member is up. Guarded by mu.
-	orphans map[string]map[string]struct{}
-	// strays are the member's own keys that health rounds found with no
-	// stored assignment, by member ID and backend key id. Guarded by mu.
+	// By member ID and backend key id, with the key's secret fingerprint
+	// (secretFP; "" unknown). Guarded by mu.
+	orphans map[string]map[string]string
+	// strays are the servers' own keys that health rounds found with no
+	// stored assignment, by server (serverKey: two member entries for one
+	// server share them) and backend key id. Guarded by mu.
 	strays map[string]map[string]sighting
-	// creating counts CreateKey calls in flight per member. Guarded by mu.
+	// creating counts CreateKey calls in flight per server (serverKey).
+	// Guarded by mu.
 	creating map[string]int
+	// installID is the store's installation ID as first read; a round
+	// that reads another one (the store lost its data) sets
+	// installChanged, which stops the sweep for good. Guarded by mu.
+	installID      string
+	installChanged bool
 	// transfer is the last polled byte total per member. Guarded by mu.
 	transfer map[string]int64
 	// mark is the installation's mark for Outline key names, read from
@@ -142,7 +151,7 @@ func New(st store.Store, cfg Config) *Manager {
 		log:      cfg.Logger,
 		backends: map[string]*memberBackend{},
 		placed:   map[string]int{},
-		orphans:  map[string]map[string]struct{}{},
+		orphans:  map[string]map[string]string{},
 		strays:   map[string]map[string]sighting{},
 		creating: map[string]int{},
 		transfer: map[string]int64{},
@@ -174,9 +183,40 @@ func (m *Manager) installMark(ctx context.Context) (string, error) {
 	}
 	mark = id[:min(len(id), installMarkLen)]
 	m.mu.Lock()
-	m.mark = mark
+	if m.mark == "" {
+		m.mark = mark
+	}
+	if m.installID == "" {
+		m.installID = id
+	}
+	mark = m.mark
 	m.mu.Unlock()
 	return mark, nil
+}
+
+// checkInstallation reads the store's installation ID again (each round):
+// if it is not the one this Manager first read, the store has lost its
+// data (Redis restarted without persistence, evicted keys, failed over to
+// an empty replica) and made a new one. Every key this Manager created
+// would then look stray, so the sweep stops for good, with a warning; a
+// restarted Manager uses the new ID. It reports whether the sweep may
+// run this round.
+func (m *Manager) checkInstallation(ctx context.Context) bool {
+	id, err := m.st.InstallationID(ctx)
+	if err != nil || id == "" {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.installID == "" {
+		m.installID = id
+	}
+	if m.installID != id && !m.installChanged {
+		m.installChanged = true
+		m.log.Warn("pool: the store's installation ID changed (the store lost its data?); stray-key sweep stopped until restart",
+			"was", m.installID[:min(len(m.installID), installMarkLen)], "now", id[:min(len(id), installMarkLen)])
+	}
+	return !m.installChanged
 }
 
 // backend returns the cached Backend of mem, building it on first use or
@@ -224,7 +264,6 @@ func (m *Manager) forget(id string) {
 	delete(m.backends, id)
 	delete(m.placed, id)
 	delete(m.orphans, id)
-	delete(m.strays, id)
 	delete(m.transfer, id)
 	delete(m.members, id)
 }

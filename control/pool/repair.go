@@ -169,7 +169,7 @@ func (m *Manager) repairKey(ctx context.Context, mem store.Member, b Backend, to
 	old := t.Assignments[i]
 	// ss-manager waits for the spawned ss-server: two timeouts' worth.
 	cctx, cancel := context.WithTimeout(ctx, 2*m.cfg.DialTimeout)
-	done := m.beginCreate(mem.ID)
+	done := m.beginCreate(mem)
 	upstream, newID, err := b.CreateKey(cctx, t.ID, t.Cipher, t.SSPassword)
 	done()
 	cancel()
@@ -177,7 +177,8 @@ func (m *Manager) repairKey(ctx context.Context, mem store.Member, b Backend, to
 		m.keyFailed(ctx, mem.Backend, opCreate)
 		return false, fmt.Errorf("member %s: %w", mem.ID, err)
 	}
-	m.created(mem.ID, newID)
+	m.created(mem, newID)
+	newFP := tokenFP(t)
 	a := store.Assignment{MemberID: mem.ID, Upstream: upstream, BackendKeyID: newID}
 	if a == old {
 		m.repairs.Add(1)
@@ -196,7 +197,7 @@ func (m *Manager) repairKey(ctx context.Context, mem store.Member, b Backend, to
 			return
 		}
 		m.log.Info("pool: re-created key not stored; deleting it", "member", mem.ID, "token", tokenID, "key", newID, "why", why)
-		m.deleteKey(context.WithoutCancel(ctx), a)
+		m.deleteKey(context.WithoutCancel(ctx), a, newFP)
 	}
 	t, err = m.st.GetToken(ctx, tokenID)
 	if errors.Is(err, store.ErrNotFound) {

@@ -25,32 +25,45 @@ type sighting struct {
 // roundState is what one health round shares between its member checks.
 type roundState struct {
 	// assigned is the store's side of repair and sweep, listed once on
-	// first need.
+	// first need. Deletions never rely on it alone: each batch of them
+	// lists the store again.
 	assigned assignedKeys
-	// fresh is listed once more, on first need, right before stray keys
-	// are deleted: an assignment stored since assigned was listed saves
-	// its key.
-	fresh assignedKeys
 	// servers maps a member ID to the IDs of every member reaching the
-	// same server (same Outline certificate, same ss-manager address),
-	// itself included: a key assigned through one of them is in use.
+	// same server (serverKey), itself included: a key assigned through
+	// one of them is in use.
 	servers map[string][]string
+	// live holds the serverKey of every member of the round.
+	live map[string]bool
+	// noSweep: the sweep is off (StrayGrace negative) or must not run
+	// this round (the installation ID unreadable or changed).
+	noSweep bool
 }
 
 func newRoundState(mems []store.Member) *roundState {
 	by := map[string][]string{}
-	for _, mem := range mems {
-		if k := serverKey(mem); k != "" {
-			by[k] = append(by[k], mem.ID)
+	keys := make([]string, len(mems))
+	for i, mem := range mems {
+		if keys[i] = serverKey(mem); keys[i] != "" {
+			by[keys[i]] = append(by[keys[i]], mem.ID)
 		}
 	}
-	rs := &roundState{servers: map[string][]string{}}
-	for _, mem := range mems {
-		if k := serverKey(mem); k != "" {
+	rs := &roundState{servers: map[string][]string{}, live: map[string]bool{}}
+	for i, mem := range mems {
+		if k := keys[i]; k != "" {
 			rs.servers[mem.ID] = by[k]
+			rs.live[k] = true
 		}
 	}
 	return rs
+}
+
+// serverOf is the key of mem's server in strays and creating: its
+// serverKey, or its member ID for a static member (which has no keys).
+func serverOf(mem store.Member) string {
+	if k := serverKey(mem); k != "" {
+		return k
+	}
+	return "member " + mem.ID
 }
 
 // serverKey names the server behind a member's backend ("" for static):
@@ -153,30 +166,61 @@ func (rs *roundState) assignedOn(by map[string]map[string]string, memberID, keyI
 // Manager have deleted.
 func (m *Manager) StraysDeleted() uint64 { return m.swept.Load() }
 
-// beginCreate marks a CreateKey on the member in flight in this process
-// (the sweep leaves the member alone meanwhile); call the result when it
-// returns.
-func (m *Manager) beginCreate(memberID string) func() {
+// beginCreate marks a CreateKey on mem's server in flight in this process
+// (the sweep and pending deletions leave the server alone meanwhile, through
+// any member entry); call the result when it returns.
+func (m *Manager) beginCreate(mem store.Member) func() {
+	srv := serverOf(mem)
 	m.mu.Lock()
-	m.creating[memberID]++
+	m.creating[srv]++
 	m.mu.Unlock()
 	return func() {
 		m.mu.Lock()
-		if m.creating[memberID]--; m.creating[memberID] <= 0 {
-			delete(m.creating, memberID)
+		if m.creating[srv]--; m.creating[srv] <= 0 {
+			delete(m.creating, srv)
 		}
 		m.mu.Unlock()
 	}
 }
 
-// created notes that this process created key keyID on the member: a
-// pending deletion or a stray sighting of that id is stale (an ss-manager
-// port handed out again, an Outline key reused after a 409).
-func (m *Manager) created(memberID, keyID string) {
+// created notes that this process created key keyID on mem's server: a
+// pending deletion (through any entry for that server) or a stray
+// sighting of that id is stale (an ss-manager port handed out again, an
+// Outline key reused after a 409).
+func (m *Manager) created(mem store.Member, keyID string) {
+	srv := serverOf(mem)
+	m.mu.Lock()
+	confs := make(map[string]store.Member, len(m.backends))
+	for id, mb := range m.backends {
+		confs[id] = mb.conf
+	}
+	m.mu.Unlock()
+	siblings := []string{mem.ID}
+	for id, conf := range confs {
+		if id != mem.ID && serverOf(conf) == srv {
+			siblings = append(siblings, id)
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.orphans[memberID], keyID)
-	delete(m.strays[memberID], keyID)
+	for _, id := range siblings {
+		delete(m.orphans[id], keyID)
+		if len(m.orphans[id]) == 0 {
+			delete(m.orphans, id)
+		}
+	}
+	delete(m.strays[srv], keyID)
+}
+
+// pruneStrays drops the sightings of servers no member reaches any more.
+func (m *Manager) pruneStrays(rs *roundState) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k := range m.strays {
+		if !rs.live[k] {
+			delete(m.strays, k)
+		}
+	}
 }
 
 // reconcileKeys lists the keys an up member serves and brings them in line
@@ -197,8 +241,12 @@ func (m *Manager) reconcileKeys(ctx context.Context, mem store.Member, b Backend
 		return
 	}
 	m.repairKeys(ctx, mem, b, have, &rs.assigned)
-	m.sweepKeys(ctx, mem, b, have, listedAt, rs)
+	m.sweepKeys(ctx, mem, b, kl, have, listedAt, rs)
 }
+
+// sweepBatch is how many stray keys are deleted on one pair of fresh
+// listings (the member's keys and the store's assignments).
+const sweepBatch = 10
 
 // sweepKeys deletes the member's stray keys: keys httvps created (by the
 // backend's ownership rule) that no stored assignment of an unrevoked
@@ -208,26 +256,35 @@ func (m *Manager) reconcileKeys(ctx context.Context, mem store.Member, b Backend
 // listedAt.
 //
 // A key is deleted only when it was found stray, with the same secret, by
-// an earlier round of this process at least StrayGrace before listedAt, is
-// still stray in a fresh listing of the store taken now, and no CreateKey
-// on the member is in flight in this process: a key whose assignment is
-// about to be stored (a token being created, drained or repaired by any
-// process) is left alone. If the store cannot be listed nothing is
-// deleted. At most maxSweepsPerRound keys go per round; the first failure
-// ends the member's sweep for this round.
-func (m *Manager) sweepKeys(ctx context.Context, mem store.Member, b Backend, have map[string]listedKey, listedAt time.Time, rs *roundState) {
-	if m.cfg.StrayGrace < 0 {
+// an earlier round of this process at least StrayGrace before listedAt
+// (through any member entry for its server, while the server answered), and,
+// in listings of the member's keys and of the store taken again right
+// before each batch of at most sweepBatch deletions, it is still served
+// with that secret and still stray, and no CreateKey on its server is in
+// flight in this process. If a listing fails nothing more is deleted. At
+// most maxSweepsPerRound keys go per round; the first failure ends the
+// member's sweep for this round.
+func (m *Manager) sweepKeys(ctx context.Context, mem store.Member, b Backend, kl keyLister, have map[string]listedKey, listedAt time.Time, rs *roundState) {
+	if rs.noSweep || m.cfg.StrayGrace < 0 {
 		return
 	}
 	assigned, err := rs.assigned.get(ctx, m.st)
 	if err != nil {
 		return // logged by repairKeys; sightings are kept for the next round
 	}
+	srv := serverOf(mem)
 	now := time.Now()
 	seen := map[string]sighting{}
 	var due []string
 	m.mu.Lock()
-	prev := m.strays[mem.ID]
+	prev := m.strays[srv]
+	for id, s := range prev {
+		// Another entry for this server (another port range) may own
+		// keys this one does not: keep its sightings.
+		if k, ok := have[id]; ok && !k.ours {
+			seen[id] = s
+		}
+	}
 	for id, k := range have {
 		if !k.ours || k.fp == "" || rs.assignedOn(assigned, mem.ID, id) {
 			continue
@@ -242,9 +299,9 @@ func (m *Manager) sweepKeys(ctx context.Context, mem store.Member, b Backend, ha
 		}
 	}
 	if len(seen) > 0 {
-		m.strays[mem.ID] = seen
+		m.strays[srv] = seen
 	} else {
-		delete(m.strays, mem.ID)
+		delete(m.strays, srv)
 	}
 	m.mu.Unlock()
 	if len(due) == 0 {
@@ -254,48 +311,70 @@ func (m *Manager) sweepKeys(ctx context.Context, mem store.Member, b Backend, ha
 	if len(due) > maxSweepsPerRound {
 		due = due[:maxSweepsPerRound]
 	}
-	fresh, err := rs.fresh.get(ctx, m.st)
-	if err != nil {
-		if ctx.Err() == nil {
-			m.log.Warn("pool: listing tokens before deleting stray keys; none deleted", "member", mem.ID, "err", err)
-		}
-		return
+	drop := func(id string) {
+		m.mu.Lock()
+		delete(m.strays[srv], id)
+		m.mu.Unlock()
 	}
 	deleted := 0
-	for _, id := range due {
-		if rs.assignedOn(fresh, mem.ID, id) {
-			m.mu.Lock()
-			delete(m.strays[mem.ID], id)
-			m.mu.Unlock()
-			continue
-		}
-		m.mu.Lock()
-		s, still := m.strays[mem.ID][id]
-		busy := m.creating[mem.ID] > 0
-		m.mu.Unlock()
-		if busy {
-			break // a key is being created there: next round
-		}
-		if !still || s != seen[id] {
-			continue // created again by this process meanwhile
+	defer func() {
+		m.log.Info("pool: stray keys swept", "member", mem.ID, "deleted", deleted, "due", len(due), "stray", len(seen))
+	}()
+	for i := 0; i < len(due); i += sweepBatch {
+		batch := due[i:min(i+sweepBatch, len(due))]
+		// The store first, then the member: a key created before the
+		// member's listing shows its new secret there, one stored before
+		// the store's listing is named in it.
+		var ak assignedKeys
+		fresh, err := ak.get(ctx, m.st)
+		if err != nil {
+			if ctx.Err() == nil {
+				m.log.Warn("pool: listing tokens before deleting stray keys; none deleted", "member", mem.ID, "err", err)
+			}
+			return
 		}
 		cctx, cancel := context.WithTimeout(ctx, m.cfg.DialTimeout)
-		err := b.DeleteKey(cctx, id)
+		served, err := kl.Keys(cctx)
 		cancel()
 		if err != nil {
-			m.keyFailed(ctx, mem.Backend, opDelete)
 			if ctx.Err() == nil {
-				m.log.Warn("pool: deleting stray key failed", "member", mem.ID, "key", id, "err", err)
+				m.log.Warn("pool: listing the member's keys before deleting stray keys; none deleted", "member", mem.ID, "err", err)
 			}
-			break
+			return
 		}
-		m.mu.Lock()
-		delete(m.strays[mem.ID], id)
-		delete(m.orphans[mem.ID], id)
-		m.mu.Unlock()
-		m.swept.Add(1)
-		deleted++
-		m.log.Info("pool: stray key deleted", "member", mem.ID, "key", id)
+		for _, id := range batch {
+			k, ok := served[id]
+			if !ok || !k.ours || k.fp != seen[id].fp || rs.assignedOn(fresh, mem.ID, id) {
+				drop(id) // gone, handed out again, or assigned meanwhile
+				continue
+			}
+			m.mu.Lock()
+			s, still := m.strays[srv][id]
+			busy := m.creating[srv] > 0
+			m.mu.Unlock()
+			if busy {
+				return // a key is being created there: next round
+			}
+			if !still || s != seen[id] {
+				continue // created again by this process meanwhile
+			}
+			cctx, cancel := context.WithTimeout(ctx, m.cfg.DialTimeout)
+			err := b.DeleteKey(cctx, id)
+			cancel()
+			if err != nil {
+				m.keyFailed(ctx, mem.Backend, opDelete)
+				if ctx.Err() == nil {
+					m.log.Warn("pool: deleting stray key failed", "member", mem.ID, "key", id, "err", err)
+				}
+				return
+			}
+			m.mu.Lock()
+			delete(m.strays[srv], id)
+			delete(m.orphans[mem.ID], id)
+			m.mu.Unlock()
+			m.swept.Add(1)
+			deleted++
+			m.log.Info("pool: stray key deleted", "member", mem.ID, "key", id)
+		}
 	}
-	m.log.Info("pool: stray keys swept", "member", mem.ID, "deleted", deleted, "due", len(due), "stray", len(seen))
 }

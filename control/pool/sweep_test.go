@@ -79,7 +79,7 @@ func sweepOnce(t *testing.T, m *Manager, mem store.Member, b Backend, rs *roundS
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.sweepKeys(ctxT(t), mem, b, have, listedAt, rs)
+	m.sweepKeys(ctxT(t), mem, b, b.(keyLister), have, listedAt, rs)
 }
 
 func servedPorts(t *testing.T, addr string) map[string]int64 {
