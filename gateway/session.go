@@ -292,8 +292,6 @@ func (s *session) flushPieces(iov [][]byte) bool {
 			n -= len(p)
 			continue
 		}
-		if s.up.empty() {
-		}
 		s.l.g.m.Buffered(s.up.push(p[n:]))
 		n = 0
 	}
@@ -676,8 +674,7 @@ func (s *session) revoke() {
 	}
 }
 
-// tick runs from the loop's sweep.
-// tick runs the session's timers.
+// tick runs the session's timers, from the loop's sweep.
 func (s *session) tick(now int64) {
 	if s.acct != nil {
 		s.reportUsage()
