@@ -194,20 +194,54 @@ func runAdmin(ctx context.Context, args []string, e env) int {
 }
 
 // parseInterspersed parses flags that may come after positional
-// arguments ("tokens show ID --json") and returns the positional ones.
+// arguments ("tokens show ID --json") and returns the positional ones. An
+// argument that starts with "-" but names no flag is positional: IDs are
+// URL-safe base64 and may start with "-" ("tokens revoke -VBnG0X…"); "--"
+// also ends the flags.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return append(pos, args[i+1:]...), nil
+		case len(a) > 1 && a[0] == '-' && namesFlag(fs, a):
+			// One flag at a time (with its value), so a "-…" ID after it
+			// is not taken for a flag by fs.Parse.
+			one := []string{a}
+			if !strings.Contains(a, "=") && !isBoolFlag(fs, a) && i+1 < len(args) {
+				i++
+				one = append(one, args[i])
+			}
+			if err := fs.Parse(one); err != nil {
+				return nil, err
+			}
+		default:
+			pos = append(pos, a)
 		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
 	}
+	return pos, nil
+}
+
+// isBoolFlag reports whether arg names a boolean flag of fs (one that takes
+// no separate value).
+func isBoolFlag(fs *flag.FlagSet, arg string) bool {
+	f := fs.Lookup(strings.TrimPrefix(strings.TrimPrefix(arg, "-"), "-"))
+	if f == nil {
+		return true // -h, -help
+	}
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// namesFlag reports whether arg ("-name", "--name" or "-name=value") is a
+// flag of fs, or the -h / -help that flag.Parse answers itself.
+func namesFlag(fs *flag.FlagSet, arg string) bool {
+	name := strings.TrimPrefix(strings.TrimPrefix(arg, "-"), "-")
+	if i := strings.IndexByte(name, '='); i >= 0 {
+		name = name[:i]
+	}
+	return name == "h" || name == "help" || name != "" && fs.Lookup(name) != nil
 }
 
 // client resolves the connection settings: flag, then environment, then
