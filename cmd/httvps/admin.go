@@ -312,6 +312,38 @@ func (a *adminRun) timeout(d time.Duration) (context.Context, context.CancelFunc
 	return context.WithTimeout(a.ctx, d)
 }
 
+// request makes one API call within d and prints its answer: as indented
+// JSON with --json, otherwise through show with the decoded value.
+func request[T any](a *adminRun, d time.Duration, method, path string, query url.Values, in any, show func(T)) error {
+	ctx, cancel := a.timeout(d)
+	defer cancel()
+	var v T
+	raw, err := a.c.getJSON(ctx, method, path, query, in, &v)
+	if err != nil {
+		return err
+	}
+	if a.opts.json {
+		return a.printJSON(raw)
+	}
+	show(v)
+	return nil
+}
+
+// remove makes one DELETE call within d; the answer is {"id": …, field:
+// true} with --json, otherwise done.
+func remove(a *adminRun, d time.Duration, path, field, done string) error {
+	ctx, cancel := a.timeout(d)
+	defer cancel()
+	if _, err := a.c.call(ctx, http.MethodDelete, path, nil, nil); err != nil {
+		return err
+	}
+	if a.opts.json {
+		return a.printJSON([]byte(`{"id":` + strconv.Quote(a.args[0]) + `,"` + field + `":true}`))
+	}
+	fmt.Fprintln(a.e.stdout, done)
+	return nil
+}
+
 func tokensCreate(a *adminRun) error {
 	v := a.vals
 	req := map[string]any{}
@@ -333,28 +365,19 @@ func tokensCreate(a *adminRun) error {
 	if v.cipher != "" {
 		req["cipher"] = v.cipher
 	}
-	ctx, cancel := a.timeout(requestTimeout)
-	defer cancel()
-	var t tokenJSON
-	raw, err := a.c.getJSON(ctx, http.MethodPost, "/v1/tokens", nil, req, &t)
-	if err != nil {
-		return err
-	}
-	if a.opts.json {
-		return a.printJSON(raw)
-	}
-	w := a.e.stdout
-	fmt.Fprintln(w, "Token created. The token and its keys are shown only now; keep them.")
-	kv := newTable(w, "FIELD", "VALUE")
-	tokenFields(kv, t)
-	kv.row("token", t.Token)
-	if t.AccessKeys != nil {
-		kv.row("ssconf", t.AccessKeys.SSConf)
-		kv.row("ss", t.AccessKeys.SS)
-		kv.row("httvps", t.AccessKeys.HTTVPS)
-	}
-	kv.flush()
-	return nil
+	return request(a, requestTimeout, http.MethodPost, "/v1/tokens", nil, req, func(t tokenJSON) {
+		w := a.e.stdout
+		fmt.Fprintln(w, "Token created. The token and its keys are shown only now; keep them.")
+		kv := newTable(w, "FIELD", "VALUE")
+		tokenFields(kv, t)
+		kv.row("token", t.Token)
+		if t.AccessKeys != nil {
+			kv.row("ssconf", t.AccessKeys.SSConf)
+			kv.row("ss", t.AccessKeys.SS)
+			kv.row("httvps", t.AccessKeys.HTTVPS)
+		}
+		kv.flush()
+	})
 }
 
 // tokenFields writes a token's fields as rows of a two-column table.
@@ -399,76 +422,41 @@ func tokensList(a *adminRun) error {
 	if a.vals.cursor != "" {
 		q.Set("cursor", a.vals.cursor)
 	}
-	ctx, cancel := a.timeout(requestTimeout)
-	defer cancel()
-	var l tokenListJSON
-	raw, err := a.c.getJSON(ctx, http.MethodGet, "/v1/tokens", q, nil, &l)
-	if err != nil {
-		return err
-	}
-	if a.opts.json {
-		return a.printJSON(raw)
-	}
-	tb := newTable(a.e.stdout, "ID", "LABEL", "STATUS", "CIPHER", "USED", "QUOTA", "MAX-SESSIONS", "EXPIRES", "CREATED")
-	for _, t := range l.Tokens {
-		used := "-"
-		if t.Usage != nil {
-			used = humanBytes(t.Usage.Total)
+	return request(a, requestTimeout, http.MethodGet, "/v1/tokens", q, nil, func(l tokenListJSON) {
+		tb := newTable(a.e.stdout, "ID", "LABEL", "STATUS", "CIPHER", "USED", "QUOTA", "MAX-SESSIONS", "EXPIRES", "CREATED")
+		for _, t := range l.Tokens {
+			used := "-"
+			if t.Usage != nil {
+				used = humanBytes(t.Usage.Total)
+			}
+			tb.row(t.ID, t.Label, t.Status, t.Cipher, used,
+				limitOrUnlimited(t.QuotaBytes, humanBytes), limitOrUnlimited(t.MaxSessions, strconv.Itoa),
+				orNever(t.ExpiresAt), humanTime(&t.CreatedAt))
 		}
-		tb.row(t.ID, t.Label, t.Status, t.Cipher, used,
-			limitOrUnlimited(t.QuotaBytes, humanBytes), limitOrUnlimited(t.MaxSessions, strconv.Itoa),
-			orNever(t.ExpiresAt), humanTime(&t.CreatedAt))
-	}
-	tb.flush()
-	if l.NextCursor != "" {
-		fmt.Fprintf(a.e.stdout, "more: --cursor %s\n", l.NextCursor)
-	}
-	return nil
+		tb.flush()
+		if l.NextCursor != "" {
+			fmt.Fprintf(a.e.stdout, "more: --cursor %s\n", l.NextCursor)
+		}
+	})
 }
 
 func tokensShow(a *adminRun) error {
-	ctx, cancel := a.timeout(requestTimeout)
-	defer cancel()
-	var t tokenJSON
-	raw, err := a.c.getJSON(ctx, http.MethodGet, "/v1/tokens/"+url.PathEscape(a.args[0]), nil, nil, &t)
-	if err != nil {
-		return err
-	}
-	if a.opts.json {
-		return a.printJSON(raw)
-	}
-	kv := newTable(a.e.stdout, "FIELD", "VALUE")
-	tokenFields(kv, t)
-	kv.flush()
-	return nil
+	return request(a, requestTimeout, http.MethodGet, "/v1/tokens/"+url.PathEscape(a.args[0]), nil, nil, func(t tokenJSON) {
+		kv := newTable(a.e.stdout, "FIELD", "VALUE")
+		tokenFields(kv, t)
+		kv.flush()
+	})
 }
 
 func tokensRevoke(a *adminRun) error {
-	ctx, cancel := a.timeout(requestTimeout)
-	defer cancel()
-	if _, err := a.c.call(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(a.args[0]), nil, nil); err != nil {
-		return err
-	}
-	if a.opts.json {
-		return a.printJSON([]byte(`{"id":` + strconv.Quote(a.args[0]) + `,"revoked":true}`))
-	}
-	fmt.Fprintf(a.e.stdout, "token %s revoked; its sessions are being closed on every gateway\n", a.args[0])
-	return nil
+	return remove(a, requestTimeout, "/v1/tokens/"+url.PathEscape(a.args[0]), "revoked",
+		"token "+a.args[0]+" revoked; its sessions are being closed on every gateway")
 }
 
 func poolAdd(a *adminRun) error {
-	ctx, cancel := a.timeout(requestTimeout)
-	defer cancel()
-	var m memberJSON
-	raw, err := a.c.getJSON(ctx, http.MethodPost, "/v1/pool/members", nil, a.vals.member.request(), &m)
-	if err != nil {
-		return err
-	}
-	if a.opts.json {
-		return a.printJSON(raw)
-	}
-	printMembers(a.e.stdout, []memberJSON{m})
-	return nil
+	return request(a, requestTimeout, http.MethodPost, "/v1/pool/members", nil, a.vals.member.request(), func(m memberJSON) {
+		printMembers(a.e.stdout, []memberJSON{m})
+	})
 }
 
 func printMembers(w io.Writer, ms []memberJSON) {
@@ -486,68 +474,33 @@ func printMembers(w io.Writer, ms []memberJSON) {
 }
 
 func poolList(a *adminRun) error {
-	ctx, cancel := a.timeout(requestTimeout)
-	defer cancel()
-	var l memberListJSON
-	raw, err := a.c.getJSON(ctx, http.MethodGet, "/v1/pool/members", nil, nil, &l)
-	if err != nil {
-		return err
-	}
-	if a.opts.json {
-		return a.printJSON(raw)
-	}
-	printMembers(a.e.stdout, l.Members)
-	return nil
+	return request(a, requestTimeout, http.MethodGet, "/v1/pool/members", nil, nil, func(l memberListJSON) {
+		printMembers(a.e.stdout, l.Members)
+	})
 }
 
 func poolDrain(a *adminRun) error {
-	ctx, cancel := a.timeout(longRequestTimeout)
-	defer cancel()
-	var m memberJSON
-	raw, err := a.c.getJSON(ctx, http.MethodPost, "/v1/pool/members/"+url.PathEscape(a.args[0])+"/drain", nil, nil, &m)
-	if err != nil {
-		return err
-	}
-	if a.opts.json {
-		return a.printJSON(raw)
-	}
-	printMembers(a.e.stdout, []memberJSON{m})
-	return nil
+	return request(a, longRequestTimeout, http.MethodPost, "/v1/pool/members/"+url.PathEscape(a.args[0])+"/drain", nil, nil, func(m memberJSON) {
+		printMembers(a.e.stdout, []memberJSON{m})
+	})
 }
 
 func poolRemove(a *adminRun) error {
-	ctx, cancel := a.timeout(longRequestTimeout)
-	defer cancel()
-	if _, err := a.c.call(ctx, http.MethodDelete, "/v1/pool/members/"+url.PathEscape(a.args[0]), nil, nil); err != nil {
-		return err
-	}
-	if a.opts.json {
-		return a.printJSON([]byte(`{"id":` + strconv.Quote(a.args[0]) + `,"removed":true}`))
-	}
-	fmt.Fprintf(a.e.stdout, "member %s drained and removed\n", a.args[0])
-	return nil
+	return remove(a, longRequestTimeout, "/v1/pool/members/"+url.PathEscape(a.args[0]), "removed",
+		"member "+a.args[0]+" drained and removed")
 }
 
 func gatewaysList(a *adminRun) error {
-	ctx, cancel := a.timeout(requestTimeout)
-	defer cancel()
-	var l gatewayListJSON
-	raw, err := a.c.getJSON(ctx, http.MethodGet, "/v1/gateways", nil, nil, &l)
-	if err != nil {
-		return err
-	}
-	if a.opts.json {
-		return a.printJSON(raw)
-	}
-	now := time.Now()
-	tb := newTable(a.e.stdout, "ID", "PUBLIC-URL", "LIVE", "SESSIONS", "STARTED", "HEARTBEAT")
-	for _, g := range l.Gateways {
-		live := "no"
-		if g.Live {
-			live = "yes"
+	return request(a, requestTimeout, http.MethodGet, "/v1/gateways", nil, nil, func(l gatewayListJSON) {
+		now := time.Now()
+		tb := newTable(a.e.stdout, "ID", "PUBLIC-URL", "LIVE", "SESSIONS", "STARTED", "HEARTBEAT")
+		for _, g := range l.Gateways {
+			live := "no"
+			if g.Live {
+				live = "yes"
+			}
+			tb.row(g.ID, g.PublicURL, live, strconv.Itoa(g.Sessions), humanTime(&g.Started), ago(g.LastHeartbeat, now))
 		}
-		tb.row(g.ID, g.PublicURL, live, strconv.Itoa(g.Sessions), humanTime(&g.Started), ago(g.LastHeartbeat, now))
-	}
-	tb.flush()
-	return nil
+		tb.flush()
+	})
 }
