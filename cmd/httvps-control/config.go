@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"os"
 	"sort"
@@ -87,8 +86,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.DurationVar(&o.WriteTimeout, "write-timeout", 0, "time to write one response (0 = 10s)")
 	fs.DurationVar(&o.IdleTimeout, "idle-timeout", 0, "close keep-alive connections idle this long (0 = 60s)")
 	fs.BoolVar(&o.OpenMetrics, "open-metrics", false, "serve /metrics on -listen without the admin key")
-	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	cliconf.LogFlags(fs, &o.LogLevel, &o.LogFormat)
 	flagSpec.SetUsage(fs, "Usage: httvps-control [flags]\n\n"+
 		"Serves the HTTVPS control plane API (tokens, Outline pool, gateways, client\n"+
 		"configuration, Outline dynamic access keys) and runs the pool manager.\n"+
@@ -129,11 +127,11 @@ func (o *options) validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
-	if err := checkListen(o.Listen); err != nil {
+	if err := cliconf.CheckListen(o.Listen); err != nil {
 		bad("-listen: %v", err)
 	}
 	if o.AdminListen != "" {
-		if err := checkListen(o.AdminListen); err != nil {
+		if err := cliconf.CheckListen(o.AdminListen); err != nil {
 			bad("-admin-listen: %v", err)
 		} else if o.AdminListen == o.Listen && !strings.HasSuffix(o.Listen, ":0") {
 			bad("-admin-listen: same address as -listen")
@@ -176,25 +174,9 @@ func (o *options) validate() error {
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		bad("-tls-cert and -tls-key go together")
 	}
-	if _, err := cliconf.ParseLevel(o.LogLevel); err != nil {
-		bad("-log-level: %v", err)
-	}
-	if o.LogFormat != "text" && o.LogFormat != "json" {
-		bad("-log-format: %q is not text or json", o.LogFormat)
-	}
+	errs = append(errs, cliconf.CheckLog(o.LogLevel, o.LogFormat)...)
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)
-}
-
-func checkListen(addr string) error {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return err
-	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
-	}
-	return nil
 }
 
 // poolConfig maps the options onto pool.Config; Logger is the caller's

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -118,8 +117,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.IntVar(&o.HandshakeCPU, "handshake-cpu", 0, "TLS handshakes doing cryptography at once (0 = max(1, GOMAXPROCS/2))")
 	fs.StringVar(&o.DecoyFile, "decoy-file", "", "HTML `file` served to every request that does not become a session (default: an nginx-like 404 page)")
 	fs.IntVar(&o.DecoyStatus, "decoy-status", 0, "HTTP status of the decoy answer (0 = 404)")
-	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	cliconf.LogFlags(fs, &o.LogLevel, &o.LogFormat)
 	flagSpec.SetUsage(fs, "Usage: httvps-gateway [flags]\n\n"+
 		"Accepts WebSocket sessions on /SECRET/tcp and /SECRET/udp and relays them to\n"+
 		"the route's Outline (Shadowsocks) server. Every flag is also read from the\n"+
@@ -308,11 +306,11 @@ func (o *options) validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
-	if err := checkListen(o.Listen); err != nil {
+	if err := cliconf.CheckListen(o.Listen); err != nil {
 		bad("-listen: %v", err)
 	}
 	if o.AdminListen != "" {
-		if err := checkListen(o.AdminListen); err != nil {
+		if err := cliconf.CheckListen(o.AdminListen); err != nil {
 			bad("-admin-listen: %v", err)
 		} else if o.AdminListen == o.Listen {
 			bad("-admin-listen: same address as -listen")
@@ -363,12 +361,7 @@ func (o *options) validate() error {
 	if o.DecoyStatus != 0 && (o.DecoyStatus < 200 || o.DecoyStatus > 599) {
 		bad("-decoy-status: %d is not an HTTP status from 200 to 599", o.DecoyStatus)
 	}
-	if _, err := cliconf.ParseLevel(o.LogLevel); err != nil {
-		bad("-log-level: %v", err)
-	}
-	if o.LogFormat != "text" && o.LogFormat != "json" {
-		bad("-log-format: %q is not text or json", o.LogFormat)
-	}
+	errs = append(errs, cliconf.CheckLog(o.LogLevel, o.LogFormat)...)
 	if len(o.TLSPairs) == 0 && o.TLSMinVersion.set {
 		// Most likely the certificate flags were lost, and the gateway
 		// would silently serve plaintext.
@@ -404,17 +397,6 @@ func checkPublicURL(s string) error {
 	}
 	if (u.Scheme != "wss" && u.Scheme != "ws") || u.Host == "" {
 		return fmt.Errorf("%q is not a wss://host:port URL", s)
-	}
-	return nil
-}
-
-func checkListen(addr string) error {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return err
-	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
 	}
 	return nil
 }

@@ -75,8 +75,7 @@ func newUpFlagSet(o *upOptions, e env) *flag.FlagSet {
 	fs.IntVar(&o.Replicas, "replicas", 1, "pool members each key is placed on (2 or more for failover with several members)")
 	fs.DurationVar(&o.StrayGrace, "stray-grace", 0, "delete a pool key this installation created once health checks have seen it this long with no token assigned (0 = 2m; negative: never)")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 0, "on SIGTERM, wait this long for sessions to end after close 1001 (0 = 30s)")
-	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	cliconf.LogFlags(fs, &o.LogLevel, &o.LogFormat)
 	upFlagSpec.SetUsage(fs, "Usage: httvps up [flags]\n\n"+
 		"Runs a single-node HTTVPS installation in one process on the embedded store:\n"+
 		"control plane API, gateway and pool manager. On first start it creates the admin\n"+
@@ -166,12 +165,7 @@ func (o *upOptions) validate() error {
 	if o.DrainTimeout < 0 {
 		bad("-drain-timeout is negative")
 	}
-	if _, err := cliconf.ParseLevel(o.LogLevel); err != nil {
-		bad("-log-level: %v", err)
-	}
-	if o.LogFormat != "text" && o.LogFormat != "json" {
-		bad("-log-format: %q is not text or json", o.LogFormat)
-	}
+	errs = append(errs, cliconf.CheckLog(o.LogLevel, o.LogFormat)...)
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"sort"
 	"strconv"
@@ -288,4 +289,35 @@ func NewLogger(level, format string, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, hopts))
 	}
 	return slog.New(slog.NewTextHandler(w, hopts))
+}
+
+// LogFlags registers -log-level and -log-format, which every binary has.
+func LogFlags(fs *flag.FlagSet, level, format *string) {
+	fs.StringVar(level, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(format, "log-format", "text", "log format: text or json")
+}
+
+// CheckLog returns the operator-facing errors of -log-level and -log-format
+// values (none when both are valid).
+func CheckLog(level, format string) []error {
+	var errs []error
+	if _, err := ParseLevel(level); err != nil {
+		errs = append(errs, fmt.Errorf("-log-level: %v", err))
+	}
+	if format != "text" && format != "json" {
+		errs = append(errs, fmt.Errorf("-log-format: %q is not text or json", format))
+	}
+	return errs
+}
+
+// CheckListen checks a listen address: host:port with a numeric port.
+func CheckListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
 }

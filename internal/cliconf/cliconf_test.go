@@ -224,3 +224,18 @@ func TestUsage(t *testing.T) {
 		t.Fatalf("usage:\n%s\nwant:\n%s", out.String(), want)
 	}
 }
+
+func TestCheckLogAndListen(t *testing.T) {
+	if errs := CheckLog("warn", "json"); len(errs) != 0 {
+		t.Fatalf("valid values refused: %v", errs)
+	}
+	errs := CheckLog("loud", "xml")
+	if len(errs) != 2 || !strings.HasPrefix(errs[0].Error(), "-log-level: ") || errs[1].Error() != `-log-format: "xml" is not text or json` {
+		t.Fatalf("CheckLog: %v", errs)
+	}
+	for addr, ok := range map[string]bool{"127.0.0.1:443": true, ":0": true, "[::1]:8443": true, "localhost": false, "h:http": false, "h:70000": false} {
+		if err := CheckListen(addr); (err == nil) != ok {
+			t.Errorf("CheckListen(%q) = %v", addr, err)
+		}
+	}
+}
