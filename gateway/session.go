@@ -181,15 +181,24 @@ func (s *session) readClient() {
 		s.clientEOF(err)
 		return
 	}
-	s.last = l.now
-	if s.discard {
+	if !s.clientBytes(n) {
 		return
 	}
-	l.g.m.BytesUp(n)
-	s.upBytes += int64(n)
 	if iov, ok := s.consume(l.scratch[:n], l.iov[:0]); ok {
 		s.flushPieces(iov)
 	}
+}
+
+// clientBytes books n bytes read from the client; false means they are to
+// be dropped (the session is failing).
+func (s *session) clientBytes(n int) bool {
+	s.last = s.l.now
+	if s.discard {
+		return false
+	}
+	s.l.g.m.BytesUp(n)
+	s.upBytes += int64(n)
+	return true
 }
 
 // clientEOF handles a read that returned no bytes: EOF (or close_notify),
@@ -454,6 +463,13 @@ func (s *session) sendClose(code ws.StatusCode, end End) {
 // stop relaying, and drop whatever the client still sends until it closes.
 func (s *session) fail(code ws.StatusCode, end End) {
 	s.sendClose(code, end)
+	s.stopRelaying()
+}
+
+// stopRelaying ends a session whose close (or alert) is on its way to the
+// client: the upstream is closed, client input is read and dropped, and the
+// session ends when the client closes or closeWait has passed.
+func (s *session) stopRelaying() {
 	s.cliClosed = true
 	s.discard = true
 	s.deadline = s.l.now + closeWait
@@ -522,10 +538,7 @@ func (s *session) upstreamFailed() {
 		return
 	}
 	s.sendClose(ws.StatusInternalServerError, EndUpstream)
-	s.cliClosed = true
-	s.discard = true
-	s.deadline = s.l.now + closeWait
-	s.maybeDone()
+	s.stopRelaying()
 }
 
 func (s *session) flushDown() {

@@ -156,12 +156,9 @@ func (s *session) readClientTLS() {
 		s.clientEOF(err)
 		return
 	}
-	s.last = l.now
-	if s.discard {
+	if !s.clientBytes(n) {
 		return
 	}
-	l.g.m.BytesUp(n)
-	s.upBytes += int64(n)
 	s.openRecords(l.scratch[:off+n])
 }
 
@@ -241,11 +238,7 @@ func (s *session) tlsFail(err error) {
 	}
 	s.closeSent = true
 	s.end = EndProtocol
-	s.cliClosed = true
-	s.discard = true
-	s.deadline = s.l.now + closeWait
-	s.closeUpstream()
-	s.maybeDone()
+	s.stopRelaying()
 }
 
 // tls13Layer is the TLS 1.3 record layer (RFC 8446 §5).
