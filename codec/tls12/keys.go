@@ -125,13 +125,7 @@ type keyState struct {
 func (k *keyState) park() bool { return k.aead.Park() }
 
 // ready makes the AEAD live: ErrClosed after wipe, a rebuild after park.
-func (k *keyState) ready() error {
-	ok, err := k.aead.Ready()
-	if err == nil && !ok {
-		err = ErrClosed
-	}
-	return err
-}
+func (k *keyState) ready() error { return k.aead.Ready(ErrClosed) }
 
 // aadLen: seq_num(8) || type(1) || version(2) || length(2) (RFC 5246 §6.2.3.3).
 const aadLen = 13

@@ -81,13 +81,7 @@ type keyState struct {
 func (k *keyState) park() bool { return k.aead.Park() }
 
 // ready makes the AEAD live: ErrClosed after wipe, a rebuild after park.
-func (k *keyState) ready() error {
-	ok, err := k.aead.Ready()
-	if err == nil && !ok {
-		err = ErrClosed
-	}
-	return err
-}
+func (k *keyState) ready() error { return k.aead.Ready(ErrClosed) }
 
 // setSecret installs secret and derives key and iv from it (RFC 8446 §7.3).
 func (k *keyState) setSecret(secret []byte) error {

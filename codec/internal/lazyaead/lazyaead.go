@@ -54,20 +54,21 @@ func (a *AEAD) Park() bool {
 }
 
 // Ready makes the AEAD live, rebuilding it from the kept key after Park (one
-// key expansion and one allocation). It reports false when closed.
-func (a *AEAD) Ready() (bool, error) {
+// key expansion and one allocation). It returns closed (the caller's
+// sentinel) when the AEAD is closed.
+func (a *AEAD) Ready(closed error) error {
 	if a.live != nil {
-		return true, nil
+		return nil
 	}
 	if !a.parked {
-		return false, nil
+		return closed
 	}
 	live, err := a.newFn(a.key[:a.keyLen])
 	if err != nil {
-		return false, err
+		return err
 	}
 	a.live, a.parked = live, false
-	return true, nil
+	return nil
 }
 
 // Live is the AEAD after a successful Ready; nil while parked or closed.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"errors"
 	"testing"
 )
 
@@ -20,8 +21,9 @@ func TestLifecycle(t *testing.T) {
 	if !a.Closed() || a.Park() {
 		t.Fatal("zero value is not closed")
 	}
-	if ok, err := a.Ready(); ok || err != nil {
-		t.Fatalf("Ready on a closed AEAD: %v %v", ok, err)
+	errClosed := errors.New("closed")
+	if err := a.Ready(errClosed); err != errClosed {
+		t.Fatalf("Ready on a closed AEAD: %v", err)
 	}
 	key := bytes.Repeat([]byte{7}, 16)
 	if err := a.Set(newGCM, key); err != nil {
@@ -32,8 +34,8 @@ func TestLifecycle(t *testing.T) {
 	if !a.Park() || a.Park() || a.Live() != nil || !a.Parked() || a.Closed() {
 		t.Fatal("Park: once true, then false; parked, not closed")
 	}
-	if ok, err := a.Ready(); !ok || err != nil {
-		t.Fatalf("Ready after Park: %v %v", ok, err)
+	if err := a.Ready(errClosed); err != nil {
+		t.Fatalf("Ready after Park: %v", err)
 	}
 	if got := a.Live().Seal(nil, nonce, []byte("record"), nil); !bytes.Equal(got, want) {
 		t.Fatal("rebuilt AEAD seals differently")
@@ -43,7 +45,7 @@ func TestLifecycle(t *testing.T) {
 	if !a.Wiped() || a.Park() {
 		t.Fatal("Wipe did not close and zero the key")
 	}
-	if ok, _ := a.Ready(); ok {
+	if err := a.Ready(errClosed); err != errClosed {
 		t.Fatal("Ready revived a wiped AEAD")
 	}
 	if err := a.Set(newGCM, make([]byte, MaxKey+1)); err == nil {
