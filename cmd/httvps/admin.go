@@ -467,7 +467,7 @@ func printMembers(w io.Writer, ms []memberJSON) {
 		if m.Health.CheckedAt != nil {
 			checked = ago(*m.Health.CheckedAt, now)
 		}
-		tb.row(m.ID, m.Name, m.Backend, m.endpoint(), m.state(), strconv.Itoa(m.Health.Keys),
+		tb.row(m.ID, m.Name, m.Backend, memberEndpoint(m), memberState(m), strconv.Itoa(m.Health.Keys),
 			strconv.FormatFloat(m.Health.Load, 'f', -1, 64), checked, m.Health.LastError)
 	}
 	tb.flush()

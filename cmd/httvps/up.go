@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/control/api"
+	"github.com/httvps/httvps/control/api/wire"
 	"github.com/httvps/httvps/control/pool"
 	"github.com/httvps/httvps/control/store"
 	"github.com/httvps/httvps/control/store/embedded"
@@ -434,21 +435,11 @@ func sameMember(m *memberFlags, x store.Member) bool {
 	v := memberJSON{Backend: x.Backend, Host: x.Host}
 	switch {
 	case x.Static != nil:
-		v.Static = &struct {
-			Port   int    `json:"port"`
-			Cipher string `json:"cipher"`
-		}{Port: x.Static.Port}
+		v.Static = &wire.StaticConfig{Port: x.Static.Port}
 	case x.SSManager != nil:
-		v.SSManager = &struct {
-			ManagerAddr string `json:"manager_addr"`
-			PortMin     int    `json:"port_min"`
-			PortMax     int    `json:"port_max"`
-		}{ManagerAddr: x.SSManager.ManagerAddr}
+		v.SSManager = &wire.SSManagerConfig{ManagerAddr: x.SSManager.ManagerAddr}
 	case x.Outline != nil:
-		v.Outline = &struct {
-			APIURL     string `json:"api_url"`
-			CertSHA256 string `json:"cert_sha256"`
-		}{CertSHA256: x.Outline.CertSHA256}
+		v.Outline = &wire.OutlineConfig{CertSHA256: x.Outline.CertSHA256}
 	}
 	return m.sameAs(v)
 }

@@ -7,106 +7,32 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/httvps/httvps/control/api/wire"
 )
 
 // The JSON shapes of the control API's answers (docs/openapi.yaml), as far
 // as the CLI shows them.
 
-type usageJSON struct {
-	Up    int64 `json:"up"`
-	Down  int64 `json:"down"`
-	Total int64 `json:"total"`
-}
+// The admin API's bodies, as package wire defines them for the server too.
+type (
+	memberJSON       = wire.MemberView
+	memberListJSON   = wire.MemberList
+	gatewayListJSON  = wire.GatewayList
+	clientConfigJSON = wire.ClientConfig
+	tokenListJSON    = wire.TokenList
+)
 
-type accessKeysJSON struct {
-	SS     string `json:"ss,omitempty"`
-	SSConf string `json:"ssconf"`
-	HTTVPS string `json:"httvps"`
-}
-
+// tokenJSON is a token as the admin API shows it, with the fields only the
+// answer to POST /v1/tokens carries.
 type tokenJSON struct {
-	ID          string     `json:"id"`
-	Label       string     `json:"label"`
-	CreatedAt   time.Time  `json:"created_at"`
-	ExpiresAt   *time.Time `json:"expires_at"`
-	QuotaBytes  int64      `json:"quota_bytes"`
-	MaxSessions int        `json:"max_sessions"`
-	Cipher      string     `json:"cipher"`
-	Status      string     `json:"status"`
-	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
-	Assignments []struct {
-		MemberID string `json:"member_id"`
-		Upstream string `json:"upstream"`
-	} `json:"assignments"`
-	Usage    *usageJSON `json:"usage,omitempty"`
-	Sessions *int       `json:"sessions,omitempty"`
-	// Only in the answer to POST /v1/tokens.
-	Token      string          `json:"token,omitempty"`
-	AccessKeys *accessKeysJSON `json:"access_keys,omitempty"`
+	wire.TokenView
+	Token      string           `json:"token,omitempty"`
+	AccessKeys *wire.AccessKeys `json:"access_keys,omitempty"`
 }
 
-type tokenListJSON struct {
-	Tokens     []tokenJSON `json:"tokens"`
-	NextCursor string      `json:"next_cursor"`
-}
-
-type memberJSON struct {
-	ID      string `json:"id"`
-	Name    string `json:"name"`
-	Backend string `json:"backend"`
-	Host    string `json:"host"`
-	Outline *struct {
-		APIURL     string `json:"api_url"`
-		CertSHA256 string `json:"cert_sha256"`
-	} `json:"outline,omitempty"`
-	SSManager *struct {
-		ManagerAddr string `json:"manager_addr"`
-		PortMin     int    `json:"port_min"`
-		PortMax     int    `json:"port_max"`
-	} `json:"ss_manager,omitempty"`
-	Static *struct {
-		Port   int    `json:"port"`
-		Cipher string `json:"cipher"`
-	} `json:"static,omitempty"`
-	Draining bool `json:"draining"`
-	Health   struct {
-		Up        bool       `json:"up"`
-		CheckedAt *time.Time `json:"checked_at"`
-		LastError string     `json:"last_error,omitempty"`
-		Keys      int        `json:"keys"`
-		Load      float64    `json:"load"`
-	} `json:"health"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-type memberListJSON struct {
-	Members []memberJSON `json:"members"`
-}
-
-type gatewayJSON struct {
-	ID            string    `json:"id"`
-	PublicURL     string    `json:"public_url"`
-	Sessions      int       `json:"sessions"`
-	Started       time.Time `json:"started"`
-	LastHeartbeat time.Time `json:"last_heartbeat"`
-	ExpiresAt     time.Time `json:"expires_at"`
-	Live          bool      `json:"live"`
-}
-
-type gatewayListJSON struct {
-	Gateways []gatewayJSON `json:"gateways"`
-}
-
-type clientConfigJSON struct {
-	TokenID    string         `json:"token_id"`
-	Gateways   []string       `json:"gateways"`
-	Cipher     string         `json:"cipher"`
-	Secret     string         `json:"secret"`
-	AccessKeys accessKeysJSON `json:"access_keys"`
-}
-
-// endpoint is where a member's Shadowsocks traffic goes, for tables.
-func (m memberJSON) endpoint() string {
+// memberEndpoint is where a member's Shadowsocks traffic goes, for tables.
+func memberEndpoint(m memberJSON) string {
 	switch {
 	case m.Static != nil:
 		return fmt.Sprintf("%s:%d (%s)", m.Host, m.Static.Port, m.Static.Cipher)
@@ -118,7 +44,8 @@ func (m memberJSON) endpoint() string {
 	return m.Host
 }
 
-func (m memberJSON) state() string {
+// memberState is a member's state, for tables.
+func memberState(m memberJSON) string {
 	switch {
 	case m.Draining:
 		return "draining"

@@ -2,27 +2,12 @@ package api
 
 import (
 	"errors"
-	"time"
 
 	"github.com/valyala/fasthttp"
 	"gopkg.in/yaml.v3"
 
 	"github.com/httvps/httvps/control/store"
 )
-
-// clientConfig is the answer to GET /v1/client/config.
-type clientConfig struct {
-	TokenID string `json:"token_id"`
-	// Gateways are public URLs, best first.
-	Gateways    []string   `json:"gateways"`
-	Cipher      string     `json:"cipher"`
-	Secret      string     `json:"secret"`
-	ExpiresAt   *time.Time `json:"expires_at"`
-	QuotaBytes  int64      `json:"quota_bytes"`
-	MaxSessions int        `json:"max_sessions"`
-	Usage       *usageView `json:"usage"`
-	AccessKeys  accessKeys `json:"access_keys"`
-}
 
 // lookupSecret finds the token a client presents. Unknown, revoked and
 // expired tokens are reported as the state; store failures as an error.

@@ -5,26 +5,11 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/httvps/httvps/control/store"
 )
-
-type gatewayView struct {
-	ID            string    `json:"id"`
-	PublicURL     string    `json:"public_url"`
-	Sessions      int       `json:"sessions"`
-	Started       time.Time `json:"started"`
-	LastHeartbeat time.Time `json:"last_heartbeat"`
-	ExpiresAt     time.Time `json:"expires_at"`
-	Live          bool      `json:"live"`
-}
-
-type gatewayList struct {
-	Gateways []gatewayView `json:"gateways"`
-}
 
 func (s *Server) listGateways(ctx *fasthttp.RequestCtx) {
 	rctx, cancel := s.reqCtx()

@@ -10,18 +10,6 @@ import (
 	"github.com/httvps/httvps/control/store"
 )
 
-// accessKeys are the ways to hand a token to a client application.
-// docs/02-control-plane-api.md ("Access keys") describes each format.
-type accessKeys struct {
-	// SS is a SIP002 ss:// URL for ss-local + v2ray-plugin through the best
-	// gateway; empty when no gateway is registered.
-	SS string `json:"ss,omitempty"`
-	// SSConf is the Outline dynamic access key.
-	SSConf string `json:"ssconf"`
-	// HTTVPS is the reference client's key.
-	HTTVPS string `json:"httvps"`
-}
-
 // controlBase is the control plane's base URL as clients reach it.
 func (s *Server) controlBase(ctx *fasthttp.RequestCtx) *url.URL {
 	if s.public != nil {

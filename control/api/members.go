@@ -33,46 +33,6 @@ type memberRequest struct {
 	Static    *staticConfig    `json:"static"`
 }
 
-type outlineConfig struct {
-	APIURL     string `json:"api_url"`
-	CertSHA256 string `json:"cert_sha256"`
-}
-
-type ssManagerConfig struct {
-	ManagerAddr string `json:"manager_addr"`
-	PortMin     int    `json:"port_min"`
-	PortMax     int    `json:"port_max"`
-}
-
-type staticConfig struct {
-	Port     int    `json:"port"`
-	Cipher   string `json:"cipher"`
-	Password string `json:"password,omitempty"`
-}
-
-type healthView struct {
-	Up        bool       `json:"up"`
-	CheckedAt *time.Time `json:"checked_at"`
-	LastError string     `json:"last_error,omitempty"`
-	Keys      int        `json:"keys"`
-	Load      float64    `json:"load"`
-}
-
-// memberView is a member as the admin API shows it. The Outline API URL's
-// secret path and a static member's password are not shown again.
-type memberView struct {
-	ID        string           `json:"id"`
-	Name      string           `json:"name"`
-	Backend   string           `json:"backend"`
-	Host      string           `json:"host"`
-	Outline   *outlineConfig   `json:"outline,omitempty"`
-	SSManager *ssManagerConfig `json:"ss_manager,omitempty"`
-	Static    *staticConfig    `json:"static,omitempty"`
-	Draining  bool             `json:"draining"`
-	Health    healthView       `json:"health"`
-	CreatedAt time.Time        `json:"created_at"`
-}
-
 func viewMember(m store.Member) memberView {
 	v := memberView{
 		ID: m.ID, Name: m.Name, Backend: m.Backend, Host: m.Host,
@@ -224,10 +184,6 @@ func memberErr(err error) *apiError {
 		return &apiError{Status: fasthttp.StatusBadGateway, Code: codeBackend, Message: "the member's backend did not answer as expected; see the control plane log", Cause: err}
 	}
 	return e
-}
-
-type memberList struct {
-	Members []memberView `json:"members"`
 }
 
 func (s *Server) listMembers(ctx *fasthttp.RequestCtx) {

@@ -44,36 +44,8 @@ type createTokenRequest struct {
 	Cipher      string `json:"cipher"`
 }
 
-type assignmentView struct {
-	MemberID string `json:"member_id"`
-	Upstream string `json:"upstream"`
-}
-
-type usageView struct {
-	Up    int64 `json:"up"`
-	Down  int64 `json:"down"`
-	Total int64 `json:"total"`
-}
-
 func viewUsage(u store.Usage) *usageView {
 	return &usageView{Up: u.Up, Down: u.Down, Total: u.Total()}
-}
-
-// tokenView is a token as the admin API shows it: never the token string,
-// its hash or the Shadowsocks password.
-type tokenView struct {
-	ID          string           `json:"id"`
-	Label       string           `json:"label"`
-	CreatedAt   time.Time        `json:"created_at"`
-	ExpiresAt   *time.Time       `json:"expires_at"`
-	QuotaBytes  int64            `json:"quota_bytes"`
-	MaxSessions int              `json:"max_sessions"`
-	Cipher      string           `json:"cipher"`
-	Status      string           `json:"status"`
-	RevokedAt   *time.Time       `json:"revoked_at,omitempty"`
-	Assignments []assignmentView `json:"assignments"`
-	Usage       *usageView       `json:"usage,omitempty"`
-	Sessions    *int             `json:"sessions,omitempty"`
 }
 
 // Token statuses in tokenView.Status.
@@ -124,14 +96,6 @@ func (s *Server) viewToken(t store.Token, u *store.Usage) tokenView {
 
 func overQuota(t store.Token, u store.Usage) bool {
 	return t.QuotaBytes > 0 && u.Total() >= t.QuotaBytes
-}
-
-// createdToken is the answer to POST /v1/tokens: the only time the token
-// string is ever shown.
-type createdToken struct {
-	tokenView
-	Token      string     `json:"token"`
-	AccessKeys accessKeys `json:"access_keys"`
 }
 
 func (s *Server) parseCreateToken(req *createTokenRequest) (store.Token, *apiError) {
@@ -230,7 +194,7 @@ func (s *Server) createToken(ctx *fasthttp.RequestCtx) {
 		s.log.Warn("token created; gateways not listed, so no ss:// key", "token_id", t.ID, "err", err)
 	}
 	out := createdToken{
-		tokenView:  s.viewToken(t, &store.Usage{}),
+		TokenView:  s.viewToken(t, &store.Usage{}),
 		Token:      secret,
 		AccessKeys: s.accessKeys(ctx, t, secret, orderGateways(gws)),
 	}
@@ -280,11 +244,6 @@ func (s *Server) undoCreate(t store.Token, placed bool) {
 	if err := s.st.DeleteToken(ctx, t.ID); err != nil {
 		s.log.Warn("undo token: delete failed; it is left without assignments", "token_id", t.ID, "err", err)
 	}
-}
-
-type tokenList struct {
-	Tokens     []tokenView `json:"tokens"`
-	NextCursor string      `json:"next_cursor"`
 }
 
 func (s *Server) listTokens(ctx *fasthttp.RequestCtx) {

@@ -1,0 +1,143 @@
+// Package wire holds the JSON bodies of the control plane API
+// (docs/02-control-plane-api.md, docs/openapi.yaml): control/api encodes
+// them and the `httvps admin` client decodes them, so both read one
+// definition. It imports nothing but the standard library.
+package wire
+
+import "time"
+
+// AccessKeys are the ways to hand a token to a client application.
+// docs/02-control-plane-api.md ("Access keys") describes each format.
+type AccessKeys struct {
+	// SS is a SIP002 ss:// URL for ss-local + v2ray-plugin through the best
+	// gateway; empty when no gateway is registered.
+	SS string `json:"ss,omitempty"`
+	// SSConf is the Outline dynamic access key.
+	SSConf string `json:"ssconf"`
+	// HTTVPS is the reference client's key.
+	HTTVPS string `json:"httvps"`
+}
+
+// AssignmentView is one pool member a token's key is placed on.
+type AssignmentView struct {
+	MemberID string `json:"member_id"`
+	Upstream string `json:"upstream"`
+}
+
+// UsageView is a token's relayed bytes.
+type UsageView struct {
+	Up    int64 `json:"up"`
+	Down  int64 `json:"down"`
+	Total int64 `json:"total"`
+}
+
+// TokenView is a token as the admin API shows it: never the token string,
+// its hash or the Shadowsocks password.
+type TokenView struct {
+	ID          string           `json:"id"`
+	Label       string           `json:"label"`
+	CreatedAt   time.Time        `json:"created_at"`
+	ExpiresAt   *time.Time       `json:"expires_at"`
+	QuotaBytes  int64            `json:"quota_bytes"`
+	MaxSessions int              `json:"max_sessions"`
+	Cipher      string           `json:"cipher"`
+	Status      string           `json:"status"`
+	RevokedAt   *time.Time       `json:"revoked_at,omitempty"`
+	Assignments []AssignmentView `json:"assignments"`
+	Usage       *UsageView       `json:"usage,omitempty"`
+	Sessions    *int             `json:"sessions,omitempty"`
+}
+
+// CreatedToken is the answer to POST /v1/tokens: the only time the token
+// string is ever shown.
+type CreatedToken struct {
+	TokenView
+	Token      string     `json:"token"`
+	AccessKeys AccessKeys `json:"access_keys"`
+}
+
+// TokenList is the answer to GET /v1/tokens.
+type TokenList struct {
+	Tokens     []TokenView `json:"tokens"`
+	NextCursor string      `json:"next_cursor"`
+}
+
+// OutlineConfig is an Outline member's Management API.
+type OutlineConfig struct {
+	APIURL     string `json:"api_url"`
+	CertSHA256 string `json:"cert_sha256"`
+}
+
+// SSManagerConfig is an ss-manager member's manager address and port range.
+type SSManagerConfig struct {
+	ManagerAddr string `json:"manager_addr"`
+	PortMin     int    `json:"port_min"`
+	PortMax     int    `json:"port_max"`
+}
+
+// StaticConfig is a static member's Shadowsocks port and key; the password
+// is only ever sent, never shown.
+type StaticConfig struct {
+	Port     int    `json:"port"`
+	Cipher   string `json:"cipher"`
+	Password string `json:"password,omitempty"`
+}
+
+// HealthView is a member's last health check.
+type HealthView struct {
+	Up        bool       `json:"up"`
+	CheckedAt *time.Time `json:"checked_at"`
+	LastError string     `json:"last_error,omitempty"`
+	Keys      int        `json:"keys"`
+	Load      float64    `json:"load"`
+}
+
+// MemberView is a member as the admin API shows it. The Outline API URL's
+// secret path and a static member's password are not shown again.
+type MemberView struct {
+	ID        string           `json:"id"`
+	Name      string           `json:"name"`
+	Backend   string           `json:"backend"`
+	Host      string           `json:"host"`
+	Outline   *OutlineConfig   `json:"outline,omitempty"`
+	SSManager *SSManagerConfig `json:"ss_manager,omitempty"`
+	Static    *StaticConfig    `json:"static,omitempty"`
+	Draining  bool             `json:"draining"`
+	Health    HealthView       `json:"health"`
+	CreatedAt time.Time        `json:"created_at"`
+}
+
+// MemberList is the answer to GET /v1/pool/members.
+type MemberList struct {
+	Members []MemberView `json:"members"`
+}
+
+// GatewayView is a registered gateway.
+type GatewayView struct {
+	ID            string    `json:"id"`
+	PublicURL     string    `json:"public_url"`
+	Sessions      int       `json:"sessions"`
+	Started       time.Time `json:"started"`
+	LastHeartbeat time.Time `json:"last_heartbeat"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	Live          bool      `json:"live"`
+}
+
+// GatewayList is the answer to GET /v1/gateways.
+type GatewayList struct {
+	Gateways []GatewayView `json:"gateways"`
+}
+
+// ClientConfig is the answer to GET /v1/client/config.
+type ClientConfig struct {
+	TokenID string `json:"token_id"`
+	// Gateways are public URLs, best first.
+	Gateways    []string   `json:"gateways"`
+	Cipher      string     `json:"cipher"`
+	Secret      string     `json:"secret"`
+	ExpiresAt   *time.Time `json:"expires_at"`
+	QuotaBytes  int64      `json:"quota_bytes"`
+	MaxSessions int        `json:"max_sessions"`
+	Usage       *UsageView `json:"usage"`
+	AccessKeys  AccessKeys `json:"access_keys"`
+}
