@@ -48,27 +48,7 @@ func V2RayPluginOpts(secret string) string {
 // WaitSOCKSReady before the first real transfer.
 func SSLocal(t testing.TB, gatewayAddr, secret, password, method string) string {
 	t.Helper()
-	gwHost, gwPort, err := net.SplitHostPort(gatewayAddr)
-	if err != nil {
-		t.Fatalf("testpeer: gateway address %q: %v", gatewayAddr, err)
-	}
-	var last error
-	for range 3 {
-		port := FreePort(t)
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		p := StartProc(t, "ss-local",
-			"-s", gwHost, "-p", gwPort,
-			"-b", "127.0.0.1", "-l", strconv.Itoa(port),
-			"-k", password, "-m", method,
-			"-t", "60", "-n", "20000",
-			"--plugin", "ss-v2ray-plugin",
-			"--plugin-opts", V2RayPluginOpts(secret))
-		if last = waitProcListening(p, addr, startTimeout); last == nil {
-			return addr
-		}
-	}
-	t.Fatalf("testpeer: ss-local: %v", last)
-	return ""
+	return SSLocalWithOpts(t, gatewayAddr, password, method, V2RayPluginOpts(secret))
 }
 
 // V2RayPluginServer starts ss-v2ray-plugin in server mode: it accepts
