@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -73,8 +72,8 @@ func checkPort(name string, p int) *apiError {
 
 func parseMember(req *memberRequest) (store.Member, *apiError) {
 	m := store.Member{Name: req.Name, Backend: req.Backend, Host: req.Host}
-	if req.Name == "" || len(req.Name) > maxMemberNameLen || !utf8.ValidString(req.Name) {
-		return m, invalid("name is required: valid UTF-8 of at most %d bytes", maxMemberNameLen)
+	if req.Name == "" || !checkText(req.Name, maxMemberNameLen) {
+		return m, invalid("name is required: valid UTF-8 of at most %d bytes without control characters", maxMemberNameLen)
 	}
 	if _, err := netip.ParseAddr(req.Host); err != nil {
 		return m, invalid("host must be the member's IP address (gateways dial it without resolving names)")

@@ -94,6 +94,8 @@ func TestMembers(t *testing.T) {
 
 		for name, body := range map[string]string{
 			"no backend":      `{"name":"x","host":"127.0.0.1"}`,
+			"newline in name": `{"name":"x\ny","backend":"static","host":"127.0.0.1","static":{"port":1,"cipher":"aes-256-gcm","password":"p"}}`,
+			"escape in name":  `{"name":"\u001b[2Jx","backend":"static","host":"127.0.0.1","static":{"port":1,"cipher":"aes-256-gcm","password":"p"}}`,
 			"unknown backend": `{"name":"x","backend":"wireguard","host":"127.0.0.1"}`,
 			"no config":       `{"name":"x","backend":"static","host":"127.0.0.1"}`,
 			"two configs":     `{"name":"x","backend":"static","host":"127.0.0.1","static":{"port":1,"cipher":"aes-256-gcm","password":"p"},"ss_manager":{"manager_addr":"127.0.0.1:1","port_min":1,"port_max":2}}`,

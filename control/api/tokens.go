@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -100,8 +99,8 @@ func overQuota(t store.Token, u store.Usage) bool {
 
 func (s *Server) parseCreateToken(req *createTokenRequest) (store.Token, *apiError) {
 	t := store.Token{Label: req.Label, QuotaBytes: req.QuotaBytes, MaxSessions: req.MaxSessions, Cipher: req.Cipher}
-	if !utf8.ValidString(req.Label) || len(req.Label) > maxLabelLen {
-		return t, invalid("label must be valid UTF-8 of at most %d bytes", maxLabelLen)
+	if !checkText(req.Label, maxLabelLen) {
+		return t, invalid("label must be valid UTF-8 of at most %d bytes without control characters", maxLabelLen)
 	}
 	switch {
 	case req.ExpiresAt != "" && req.TTL != "":

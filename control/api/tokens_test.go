@@ -206,6 +206,11 @@ func TestCreateTokenBadRequests(t *testing.T) {
 		{"negative quota", `{"quota_bytes":-1}`, 400, "invalid_argument"},
 		{"negative sessions", `{"max_sessions":-2}`, 400, "invalid_argument"},
 		{"long label", `{"label":"` + strings.Repeat("x", maxLabelLen+1) + `"}`, 400, "invalid_argument"},
+		// A label reaches operators' terminals (httvps admin tokens list).
+		{"newline in label", `{"label":"alice\nroot  active"}`, 400, "invalid_argument"},
+		{"ANSI escape in label", `{"label":"\u001b[31mred"}`, 400, "invalid_argument"},
+		{"C1 CSI in label", `{"label":"\u009b2J"}`, 400, "invalid_argument"},
+		{"DEL in label", `{"label":"a\u007f"}`, 400, "invalid_argument"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wantError(t, h.admin("POST", "/v1/tokens", tc.body), tc.status, tc.code)
