@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Starts a working local single-node setup: an ss-server (standing in for the
 # Outline server) with a random password, and `bin/httvps up` on the embedded
-# store with that ss-server as its static pool member. httvps up prints the
-# admin key, a first client token, its ssconf:// and ss:// keys and the exact
-# ss-local + v2ray-plugin command that connects through the gateway (TLS,
-# self-signed certificate kept in the data directory); then this waits until
-# Ctrl-C.
+# store with that ss-server as its static pool member. httvps up's stdout is
+# a file here, not a terminal, so it prints no secret: it writes the admin
+# key to DATA_DIR/admin.key and a first client token, its ssconf:// and ss://
+# keys and the exact ss-local + v2ray-plugin command that connects through
+# the gateway (TLS, self-signed certificate kept in the data directory) to
+# DATA_DIR/first-token.txt, both 0600. This prints its banner, and the
+# token's keys when this script's own stdout is a terminal; then it waits
+# until Ctrl-C.
 #
-# RUN_SELFTEST=1 instead starts everything on free ports, runs that printed
+# RUN_SELFTEST=1 instead starts everything on free ports, runs that saved
 # ss-local command itself, fetches the control plane's /healthz through it
 # with curl --socks5-hostname (ss-local -> v2ray-plugin -> TLS -> gateway ->
 # ss-server -> origin), prints OK or FAIL and exits (0 or 1).
@@ -129,9 +132,14 @@ if ! wait_banner; then
 	exit 1
 fi
 
-# The printed stock-client command, with our SOCKS port. It is httvps up's
-# own output, shell-quoted by it.
-stock=$(grep -m1 '^  ss-local ' "$work/up.out" || true)
+# The stock-client command httvps up saved (shell-quoted by it), with our
+# SOCKS port. Only a file its banner names was written by this run: a kept
+# DATA_DIR may hold an older one.
+token_file=$data_dir/first-token.txt
+stock=
+if grep -qxF "  $token_file" "$work/up.out"; then
+	stock=$(grep -m1 '^  ss-local ' "$token_file" || true)
+fi
 stock=${stock/ -l 1080 / -l $socks_port }
 stock=${stock#  }
 ctl_port=${control_listen##*:}
@@ -139,7 +147,7 @@ healthz="https://127.0.0.1:$ctl_port/healthz"
 
 if [[ $selftest == 1 ]]; then
 	if [[ -z $stock ]]; then
-		echo "FAIL: httvps up printed no client command" >&2
+		echo "FAIL: httvps up saved no client command in $token_file" >&2
 		cat "$work/up.out" >&2
 		show_logs
 		exit 1
@@ -177,6 +185,23 @@ if [[ $selftest == 1 ]]; then
 fi
 
 cat "$work/up.out"
+# httvps up printed no secret (its stdout is a file); a human at a terminal
+# gets them from the 0600 files, anything else only their names.
+if [[ -t 1 ]]; then
+	echo
+	echo "Admin key (from $data_dir/admin.key): $(cat "$data_dir/admin.key")"
+	if [[ -n $stock ]]; then
+		echo "First client token (from $token_file):"
+		grep -E '^  (token id|token|ssconf|ss|httvps) ' "$token_file"
+	fi
+	connect=$stock
+else
+	echo
+	echo "The admin key is in $data_dir/admin.key and the first token's keys in $token_file"
+	echo "(not printed: stdout is not a terminal)."
+	connect="the ss-local command in $token_file, with -l $socks_port"
+fi
+[[ -n $stock ]] || connect="(no first token was issued; see the banner above)"
 cat <<EOM
 
 Local setup (logs in $work):
@@ -184,7 +209,7 @@ Local setup (logs in $work):
   httvps up   gateway $gw_listen, control API $control_listen, data in $data_dir
 
 Connect through the gateway (in another terminal):
-  $stock
+  $connect
 
 Then fetch a page through it:
   curl --socks5-hostname 127.0.0.1:$socks_port --cacert $data_dir/cert.pem $healthz

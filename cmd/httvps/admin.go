@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/httvps/httvps/internal/cliconf"
 )
@@ -187,7 +188,9 @@ func runAdmin(ctx context.Context, args []string, e env) int {
 	defer c.close()
 	a := &adminRun{ctx: ctx, e: e, opts: opts, vals: vals, args: pos, c: c}
 	if err := cmd.do(a); err != nil {
-		fmt.Fprintf(e.stderr, "error: %v\n", err)
+		// API error messages are the control plane's text: escaped as
+		// table cells are.
+		fmt.Fprintf(e.stderr, "error: %s\n", printable(err.Error()))
 		return exitFail
 	}
 	return exitOK
@@ -296,17 +299,44 @@ func fileExists(name string) bool {
 	return err == nil
 }
 
-// printJSON prints an answer as indented JSON.
+// printJSON prints an answer as indented JSON. JSON strings may hold DEL
+// and C1 characters raw (encoding/json escapes only C0); they are written
+// as \u escapes, the same JSON, so no control character from the API
+// reaches the terminal. An answer that is not JSON is not printed.
 func (a *adminRun) printJSON(raw []byte) error {
 	var buf bytes.Buffer
 	if err := json.Indent(&buf, bytes.TrimSpace(raw), "", "  "); err != nil {
-		_, err = a.e.stdout.Write(raw)
-		return err
+		return fmt.Errorf("the answer is not JSON: %w", err)
 	}
 	buf.WriteByte('\n')
-	_, err := a.e.stdout.Write(buf.Bytes())
+	_, err := a.e.stdout.Write(escapeJSONControls(buf.Bytes()))
 	return err
 }
+
+// escapeJSONControls rewrites DEL and C1 characters of valid JSON as \u
+// escapes, and bytes that are not UTF-8 as \ufffd (what a JSON decoder
+// reads them as). Outside strings JSON has only ASCII, and C0 is always
+// escaped inside them, so every such rune is inside a string.
+func escapeJSONControls(js []byte) []byte {
+	if !bytes.ContainsFunc(js, jsonControl) {
+		return js
+	}
+	out := make([]byte, 0, len(js)+16)
+	for i := 0; i < len(js); {
+		r, size := utf8.DecodeRune(js[i:])
+		if jsonControl(r) {
+			out = fmt.Appendf(out, `\u%04x`, r)
+		} else {
+			out = append(out, js[i:i+size]...)
+		}
+		i += size
+	}
+	return out
+}
+
+// jsonControl: DEL, C1, or (as utf8.RuneError) a byte that is not UTF-8;
+// a real U+FFFD is rewritten as its own escape, which changes nothing.
+func jsonControl(r rune) bool { return r == 0x7f || r >= 0x80 && r <= 0x9f || r == utf8.RuneError }
 
 func (a *adminRun) timeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(a.ctx, d)
@@ -435,7 +465,7 @@ func tokensList(a *adminRun) error {
 		}
 		tb.flush()
 		if l.NextCursor != "" {
-			fmt.Fprintf(a.e.stdout, "more: --cursor %s\n", l.NextCursor)
+			fmt.Fprintf(a.e.stdout, "more: --cursor %s\n", printable(l.NextCursor))
 		}
 	})
 }

@@ -75,10 +75,10 @@ func TestUpMetrics(t *testing.T) {
 	gwAddr := "127.0.0.1:" + strconv.Itoa(testpeer.FreePort(t))
 	ctlAddr := "127.0.0.1:" + strconv.Itoa(testpeer.FreePort(t))
 	admAddr := "127.0.0.1:" + strconv.Itoa(testpeer.FreePort(t))
-	u := startUp(t, "-data-dir", dir, "-listen", gwAddr, "-control-listen", ctlAddr, "-admin-listen", admAddr,
+	startUp(t, "-data-dir", dir, "-listen", gwAddr, "-control-listen", ctlAddr, "-admin-listen", admAddr,
 		"-member", "static:"+ss+":"+method+":"+password, "-drain-timeout", "2s", "-log-level", "warn")
-	out := u.out.String()
-	token, adminKey := field(t, out, "token"), field(t, out, "admin key")
+	token := field(t, readSecretFile(t, filepath.Join(dir, "first-token.txt")), "token")
+	adminKey := readSecretFile(t, filepath.Join(dir, "admin.key"))
 	pool := certPool(t, filepath.Join(dir, "cert.pem"))
 	gwURL := "wss://" + gwAddr
 

@@ -127,11 +127,12 @@ func startCertNode(t *testing.T, certFile, keyFile string, extra ...string) *cer
 	n.gwAddr = "127.0.0.1:" + strconv.Itoa(testpeer.FreePort(t))
 	n.ctlAdr = "127.0.0.1:" + strconv.Itoa(testpeer.FreePort(t))
 	n.gwURL = "wss://" + n.gwAddr
-	args := append([]string{"-data-dir", filepath.Join(t.TempDir(), "data"), "-listen", n.gwAddr, "-control-listen", n.ctlAdr,
+	dir := filepath.Join(t.TempDir(), "data")
+	args := append([]string{"-data-dir", dir, "-listen", n.gwAddr, "-control-listen", n.ctlAdr,
 		"-member", "static:" + ss + ":" + reloadMethod + ":" + reloadPassword, "-drain-timeout", "2s", "-log-level", "info",
 		"-tls-cert", certFile, "-tls-key", keyFile}, extra...)
 	n.u = startUp(t, args...)
-	n.token = field(t, n.u.out.String(), "token")
+	n.token = field(t, readSecretFile(t, filepath.Join(dir, "first-token.txt")), "token")
 	return n
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -103,7 +104,7 @@ func runUp(ctx context.Context, args []string, e env) int {
 	}
 	n.reloadCerts(hups)
 	code := exitOK
-	if err := n.setup(ctx, e.stdout); err != nil {
+	if err := n.setup(ctx, e.stdout, isTerminal(e.stdout)); err != nil {
 		log.Error("httvps up: setup failed", "err", err)
 		code = exitFail
 	} else {
@@ -346,8 +347,9 @@ func (n *node) stop() {
 
 // setup adds the -member members that are not in the store yet and, when
 // the store holds no token but a member, issues a first token; then it
-// prints how to use the node.
-func (n *node) setup(parent context.Context, out io.Writer) error {
+// prints how to use the node. Secrets are printed only when terminal says
+// out is one; otherwise the banner names the 0600 files that hold them.
+func (n *node) setup(parent context.Context, out io.Writer, terminal bool) error {
 	ctx, cancel := context.WithTimeout(parent, setupTimeout)
 	defer cancel()
 	if err := n.waitRegistered(ctx); err != nil {
@@ -372,7 +374,13 @@ func (n *node) setup(parent context.Context, out io.Writer) error {
 			n.log.Error("issuing the first token failed; create one with `httvps admin tokens create`", "err", firstErr)
 		}
 	}
-	n.printBanner(out, len(members), len(toks) > 0, first)
+	if first != nil && !terminal {
+		if first.file, first.saveErr = n.saveFirstToken(first); first.saveErr != nil {
+			n.log.Error("saving the first token failed; it is not printed either (stdout is not a terminal)",
+				"token_id", first.id, "err", first.saveErr)
+		}
+	}
+	n.printBanner(out, terminal, len(members), len(toks) > 0, first)
 	return nil
 }
 
@@ -448,6 +456,10 @@ func sameMember(m *memberFlags, x store.Member) bool {
 type firstToken struct {
 	id, token string
 	cfg       clientConfigJSON
+	// file holds the keys when stdout is not a terminal; saveErr is why
+	// it could not be written.
+	file    string
+	saveErr error
 }
 
 // issueFirstToken goes through POST /v1/tokens like any admin would, then
@@ -485,7 +497,10 @@ func (n *node) stockCommand(ft *firstToken, socksPort int) string {
 	}, " ")
 }
 
-func (n *node) printBanner(w io.Writer, members int, hadTokens bool, ft *firstToken) {
+// printBanner says how to use the node. On a terminal it shows a new
+// admin key and the first token's keys; anywhere else (a pipe, a file,
+// journald) it shows no secret and names the files that hold them.
+func (n *node) printBanner(w io.Writer, terminal bool, members int, hadTokens bool, ft *firstToken) {
 	admin := "httvps admin -control " + n.adminURL + " -data-dir " + shellQuote(n.dataDir)
 	if n.adminKeyFile != filepath.Join(n.dataDir, adminKeyName) {
 		admin += " -admin-key-file " + shellQuote(n.adminKeyFile)
@@ -499,25 +514,29 @@ func (n *node) printBanner(w io.Writer, members int, hadTokens bool, ft *firstTo
 	if n.o.TLSCert == "" {
 		fmt.Fprintf(w, "  certificate   %s (self-signed; clients trust this file)\n", n.certFile)
 	}
-	if n.keyCreated {
+	switch {
+	case n.keyCreated && terminal:
 		fmt.Fprintf(w, "  admin key     %s (new; saved in %s)\n", n.adminKey, n.adminKeyFile)
-	} else {
+	case n.keyCreated:
+		fmt.Fprintf(w, "  admin key     in %s (new, mode 0600; not printed: stdout is not a terminal)\n", n.adminKeyFile)
+	default:
 		fmt.Fprintf(w, "  admin key     in %s\n", n.adminKeyFile)
 	}
 	fmt.Fprintf(w, "  pool members  %d\n", members)
 	switch {
-	case ft != nil:
+	case ft != nil && terminal:
 		fmt.Fprintf(w, "\nFirst client token (shown only now; keep it):\n")
-		fmt.Fprintf(w, "  token id  %s\n", ft.id)
-		fmt.Fprintf(w, "  token     %s\n", ft.token)
-		fmt.Fprintf(w, "  ssconf    %s\n", ft.cfg.AccessKeys.SSConf)
-		if ft.cfg.AccessKeys.SS != "" {
-			fmt.Fprintf(w, "  ss        %s\n", ft.cfg.AccessKeys.SS)
-		}
-		fmt.Fprintf(w, "  httvps    %s\n", ft.cfg.AccessKeys.HTTVPS)
-		fmt.Fprintf(w, "\nConnect with the stock client (shadowsocks-libev ss-local + v2ray-plugin):\n")
-		fmt.Fprintf(w, "  %s\n", n.stockCommand(ft, 1080))
-		fmt.Fprintf(w, "  curl --socks5-hostname 127.0.0.1:1080 https://example.com/\n")
+		n.printFirstToken(w, ft)
+	case ft != nil && ft.saveErr == nil:
+		fmt.Fprintf(w, "\nFirst client token issued (token id %s). Stdout is not a terminal, so its token,\n", ft.id)
+		fmt.Fprintf(w, "keys and the ss-local command are not printed; they are in (mode 0600):\n")
+		fmt.Fprintf(w, "  %s\n", ft.file)
+		fmt.Fprintf(w, "Hand them out, then delete the file.\n")
+	case ft != nil:
+		fmt.Fprintf(w, "\nFirst client token issued (token id %s), but it could not be saved (see the log),\n", ft.id)
+		fmt.Fprintf(w, "and stdout is not a terminal, so it is not shown. Revoke it and issue another:\n")
+		fmt.Fprintf(w, "  %s tokens revoke %s\n", admin, ft.id)
+		fmt.Fprintf(w, "  %s tokens create -label NAME\n", admin)
 	case members == 0:
 		fmt.Fprintf(w, "\nNo pool member yet, so no client token. Add your Shadowsocks server, then issue a token:\n")
 		fmt.Fprintf(w, "  %s pool add -backend static -host IP -port PORT -cipher chacha20-ietf-poly1305 -password PASSWORD\n", admin)
@@ -531,6 +550,37 @@ func (n *node) printBanner(w io.Writer, members int, hadTokens bool, ft *firstTo
 	}
 	fmt.Fprintf(w, "\nManage it:\n  %s tokens list\n", admin)
 	fmt.Fprintf(w, "Stop with Ctrl-C (sessions are drained).\n")
+}
+
+// printFirstToken writes the first token's keys and the stock-client
+// command (which holds the Shadowsocks password): to the terminal, or to
+// the first-token file.
+func (n *node) printFirstToken(w io.Writer, ft *firstToken) {
+	fmt.Fprintf(w, "  token id  %s\n", ft.id)
+	fmt.Fprintf(w, "  token     %s\n", ft.token)
+	fmt.Fprintf(w, "  ssconf    %s\n", ft.cfg.AccessKeys.SSConf)
+	if ft.cfg.AccessKeys.SS != "" {
+		fmt.Fprintf(w, "  ss        %s\n", ft.cfg.AccessKeys.SS)
+	}
+	fmt.Fprintf(w, "  httvps    %s\n", ft.cfg.AccessKeys.HTTVPS)
+	fmt.Fprintf(w, "\nConnect with the stock client (shadowsocks-libev ss-local + v2ray-plugin):\n")
+	fmt.Fprintf(w, "  %s\n", n.stockCommand(ft, 1080))
+	fmt.Fprintf(w, "  curl --socks5-hostname 127.0.0.1:1080 https://example.com/\n")
+}
+
+// saveFirstToken writes what printFirstToken prints to
+// DATA-DIR/first-token.txt, mode 0600, and returns its name.
+func (n *node) saveFirstToken(ft *firstToken) (string, error) {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# The first client token of the httvps up in %s, issued %s.\n", n.dataDir, time.Now().UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "# Whoever reads this file can use the token: hand it out, then delete the file.\n\n")
+	fmt.Fprintf(&b, "First client token:\n")
+	n.printFirstToken(&b, ft)
+	file := filepath.Join(n.dataDir, firstTokenName)
+	if err := writeFileAtomic(file, b.Bytes(), 0o600); err != nil {
+		return "", err
+	}
+	return file, nil
 }
 
 // shellQuote quotes s for a POSIX shell when it needs it.

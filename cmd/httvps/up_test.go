@@ -53,13 +53,28 @@ type upProc struct {
 	done      chan int
 }
 
-// startUp runs `httvps up args...` and waits for its banner.
+// startUp runs `httvps up args...` and waits for its banner. Its stdout
+// is a pipe, as under systemd or `| tee`: not a terminal, so the banner
+// holds no secret.
 func startUp(t *testing.T, args ...string) *upProc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	u := &upProc{out: &lockedBuffer{}, errs: &lockedBuffer{}, cancel: cancel, done: make(chan int, 1)}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied := make(chan struct{})
 	go func() {
-		u.done <- run(ctx, append([]string{"up"}, args...), env{stdout: u.out, stderr: u.errs, lookupEnv: noEnv})
+		io.Copy(u.out, pr)
+		pr.Close()
+		close(copied)
+	}()
+	go func() {
+		code := run(ctx, append([]string{"up"}, args...), env{stdout: pw, stderr: u.errs, lookupEnv: noEnv})
+		pw.Close()
+		<-copied
+		u.done <- code
 	}()
 	deadline := time.After(30 * time.Second)
 	for !strings.Contains(u.out.String(), "Stop with Ctrl-C") {
@@ -243,42 +258,57 @@ func TestUp(t *testing.T) {
 	ctlAddr := "127.0.0.1:" + strconv.Itoa(testpeer.FreePort(t))
 	gwURL, ctlURL := "wss://"+gwAddr, "https://"+ctlAddr
 	args := []string{"-data-dir", dir, "-listen", gwAddr, "-control-listen", ctlAddr,
-		"-member", "static:" + ss + ":" + method + ":" + password, "-drain-timeout", "2s", "-log-level", "warn"}
+		"-member", "static:" + ss + ":" + method + ":" + password, "-drain-timeout", "2s", "-log-level", "info"}
 
 	u := startUp(t, args...)
 	out := u.out.String()
 
-	// The admin key: printed once, stored 0600.
-	keyFile := filepath.Join(dir, "admin.key")
-	fi, err := os.Stat(keyFile)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("admin key file: %v, mode %v", err, fi.Mode())
+	// The admin key and the first token: stdout is a pipe, so the banner
+	// names the 0600 files that hold them and neither it nor the log
+	// holds a secret (issue 7, finding 6).
+	key := readSecretFile(t, filepath.Join(dir, "admin.key"))
+	if len(key) < 32 {
+		t.Fatalf("admin key %q", key)
 	}
-	keyBytes, _ := os.ReadFile(keyFile)
-	if key := field(t, out, "admin key"); key != strings.TrimSpace(string(keyBytes)) || len(key) < 32 {
-		t.Fatalf("printed admin key %q, file has %q", key, keyBytes)
+	if got := field(t, out, "admin key"); got != "in" || !strings.Contains(out, "  admin key     in "+filepath.Join(dir, "admin.key")+" (new, mode 0600") {
+		t.Errorf("admin key line:\n%s", out)
+	}
+	tokenFile := filepath.Join(dir, "first-token.txt")
+	keys := readSecretFile(t, tokenFile)
+	if !strings.Contains(out, "\n  "+tokenFile+"\n") {
+		t.Errorf("the banner does not name %s:\n%s", tokenFile, out)
 	}
 	certFile := filepath.Join(dir, "cert.pem")
 	pool := certPool(t, certFile)
 	cert1, _ := os.ReadFile(certFile)
 
 	// The first token and its keys.
-	tokenID, token := field(t, out, "token id"), field(t, out, "token")
-	ssconf := field(t, out, "ssconf")
+	tokenID, token := field(t, keys, "token id"), field(t, keys, "token")
+	if !strings.Contains(out, "(token id "+tokenID+")") {
+		t.Errorf("the banner does not name token %s:\n%s", tokenID, out)
+	}
+	ssconf := field(t, keys, "ssconf")
 	if want := "ssconf://" + ctlAddr + "/v1/outline/" + token + "#first"; ssconf != want {
 		t.Errorf("ssconf %q, want %q", ssconf, want)
 	}
-	if ssKey := field(t, out, "ss"); !strings.HasPrefix(ssKey, "ss://") || !strings.Contains(ssKey, "%2F"+token+"%2Ftcp") {
+	ssKey := field(t, keys, "ss")
+	if !strings.HasPrefix(ssKey, "ss://") || !strings.Contains(ssKey, "%2F"+token+"%2Ftcp") {
 		t.Errorf("ss key %q", ssKey)
 	}
-	stock := regexp.MustCompile(`(?m)^  (ss-local .*)$`).FindStringSubmatch(out)
+	stock := regexp.MustCompile(`(?m)^  (ss-local .*)$`).FindStringSubmatch(keys)
 	wantOpts := "'tls;host=127.0.0.1;path=/" + token + "/tcp;mux=0;cert=" + certFile + "'"
 	if stock == nil || !strings.Contains(stock[1], "--plugin ss-v2ray-plugin --plugin-opts "+wantOpts) ||
 		!strings.Contains(stock[1], "-k 'up-test:pass word' -m "+method) {
-		t.Fatalf("stock client command missing or wrong:\n%s", out)
+		t.Fatalf("stock client command missing or wrong:\n%s", keys)
 	}
-	if !strings.Contains(out, "curl --socks5-hostname 127.0.0.1:1080 ") {
-		t.Errorf("no curl example:\n%s", out)
+	if !strings.Contains(keys, "curl --socks5-hostname 127.0.0.1:1080 ") {
+		t.Errorf("no curl example:\n%s", keys)
+	}
+	for name, secret := range map[string]string{"admin key": key, "token": token, "password": password,
+		"ss:// userinfo": strings.TrimPrefix(ssKey[:strings.Index(ssKey, "@")], "ss://")} {
+		if strings.Contains(out, secret) || strings.Contains(u.errs.String(), secret) {
+			t.Errorf("the %s reached stdout or stderr:\n%s\n%s", name, out, u.errs)
+		}
 	}
 
 	// The Outline dynamic key, over HTTPS from the control API.
@@ -370,6 +400,24 @@ func TestUp(t *testing.T) {
 	if err := json.Unmarshal([]byte(show), &tj); err != nil || tj.Status != "revoked" || tj.RevokedAt == nil {
 		t.Errorf("revoked token: %v %s", err, show)
 	}
+}
+
+// readSecretFile returns the trimmed contents of a file `httvps up` keeps
+// a secret in, checking it is mode 0600.
+func readSecretFile(t *testing.T, file string) string {
+	t.Helper()
+	fi, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s: mode %v, want 0600", file, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // servedCert is the leaf certificate the server at addr presents.

@@ -22,6 +22,9 @@ const (
 	certName     = "cert.pem"
 	keyName      = "key.pem"
 	storeName    = "httvps.db"
+	// firstTokenName holds the first token's keys when stdout is not a
+	// terminal.
+	firstTokenName = "first-token.txt"
 )
 
 // upOptions is everything `httvps up` can be told, after merging flags,

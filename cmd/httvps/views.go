@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/httvps/httvps/control/api/wire"
 )
@@ -70,13 +72,7 @@ func newTable(w io.Writer, header ...string) *table {
 
 func (t *table) row(cols ...string) {
 	for i, c := range cols {
-		// A tab or newline in a label would break the columns.
-		cols[i] = strings.Map(func(r rune) rune {
-			if r == '\t' || r == '\n' || r == '\r' {
-				return ' '
-			}
-			return r
-		}, c)
+		cols[i] = printable(c)
 		if cols[i] == "" {
 			cols[i] = "-"
 		}
@@ -85,6 +81,52 @@ func (t *table) row(cols ...string) {
 }
 
 func (t *table) flush() { t.tw.Flush() }
+
+// printable escapes what must not reach a terminal raw from API data:
+// control characters (C0, DEL, C1) become \n, \t, \r, \xHH or \u00HH,
+// bytes that are not UTF-8 \xHH. A newline would forge table rows and an
+// escape sequence would drive the operator's terminal; the API refuses
+// them in labels and names now, but a store may hold older ones, and a
+// control plane's answers are not trusted that far. A label that holds a
+// literal backslash sequence reads the same: --json is the exact form.
+func printable(s string) string {
+	if !needsEscape(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r < 0x80 && unicode.IsControl(r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case unicode.IsControl(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+func needsEscape(s string) bool {
+	for _, r := range s {
+		// Invalid UTF-8 decodes as RuneError; a real U+FFFD is left alone
+		// by printable.
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return true
+		}
+	}
+	return false
+}
 
 // humanBytes is a size with a binary unit: 0 B, 1023 B, 1.5 KiB, 10 GiB.
 func humanBytes(n int64) string {
