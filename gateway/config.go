@@ -31,6 +31,19 @@ type Config struct {
 	// 0 means 4096.
 	MaxHandshakes int
 
+	// AddrHandshakes caps handshakes in progress from one client address
+	// (an IPv4 address, or an IPv6 /64), so one host cannot hold the
+	// global MaxHandshakes. 0 means 512; negative disables.
+	AddrHandshakes int
+
+	// AddrRate and AddrBurst bound new connections per second from one
+	// client address (a token bucket). Past them connections are closed at
+	// accept. 0 means 100/s with a burst of 1000, which a NATed office
+	// opening pages through Outline-path sessions stays well within;
+	// a negative AddrRate disables.
+	AddrRate  float64
+	AddrBurst int
+
 	// HandshakeTimeout bounds the time from accept to a complete upgrade
 	// request (a slow-header client is cut off at this deadline).
 	// 0 means 10s.
@@ -69,6 +82,16 @@ type Config struct {
 	// that much of a session's queue.
 	ReadChunk int
 
+	// MaxControlRate and MaxControlBurst bound the ping and pong frames a
+	// client may send on one session (a token bucket: MaxControlRate frames
+	// per second sustained, MaxControlBurst at once). Past them the session
+	// is closed with 1008 (end label "flood"). 0 means 10 per second with a
+	// burst of 100, far above clients that ping every few seconds; a
+	// negative MaxControlRate disables the bound. Pongs are coalesced either
+	// way: one read from a client gets at most one pong, for its last ping.
+	MaxControlRate  int
+	MaxControlBurst int
+
 	// Loops is the number of relay event loops. 0 means GOMAXPROCS.
 	Loops int
 
@@ -90,13 +113,43 @@ type Config struct {
 	DecoyBody   []byte
 	// DecoyContentType defaults to "text/html".
 	DecoyContentType string
-	// ServerHeader is the Server header of the decoy answer ("" means "nginx").
+	// ServerHeader is the Server header of the decoy answer, and the
+	// signature on its built-in pages ("" means "nginx", as nginx with
+	// server_tokens off).
 	ServerHeader string
+	// DecoyKeepAlive is how long a connection whose decoy answer kept it
+	// alive (as nginx keeps HTTP/1.1 clients) waits for its next request;
+	// nginx's keepalive_timeout is 75s, but the connection still counts as
+	// a handshake (MaxHandshakes), so the default is shorter. 0 means
+	// HandshakeTimeout; negative closes after every answer, with
+	// "Connection: close" (nginx with keepalive_timeout 0).
+	DecoyKeepAlive time.Duration
+
+	// Fallback is the address (ip:port, or host:port resolved once by New)
+	// of a plain-HTTP web server that gets every connection that would get
+	// the decoy answer: the gateway connects to it, sends every byte the
+	// client sent so far and relays both ways (over TLS the gateway keeps
+	// terminating TLS and relays the plaintext). If it cannot be reached
+	// within DialTimeout the connection gets the decoy answer. "" means no
+	// fallback: the decoy answer (DecoyStatus, DecoyBody, ...) for all.
+	Fallback string
+	// MaxFallbacks caps connections relayed to Fallback at once; they also
+	// count against MaxSessions. Past it a connection gets the decoy
+	// answer. 0 means 1024.
+	MaxFallbacks int
+	// FallbackIdleTimeout closes a fallback connection that moved no byte
+	// either way for this long. 0 means 2m, longer than a web server's own
+	// timeouts (nginx: 60s for a request, 65s keep-alive), so that a client
+	// sees the web server's timing, not ours.
+	FallbackIdleTimeout time.Duration
 }
 
 const (
 	defaultMaxSessions      = 100000
 	defaultMaxHandshakes    = 4096
+	defaultAddrHandshakes   = 512
+	defaultAddrRate         = 100
+	defaultAddrBurst        = 1000
 	defaultHandshakeTimeout = 10 * time.Second
 	defaultMaxRequestSize   = 8192
 	defaultDialTimeout      = 5 * time.Second

@@ -83,10 +83,11 @@ func (s *session) connectFailed() {
 		}
 		g.m.UpstreamDialError(s.kind)
 	}
-	// Like every other failure: the decoy, then a lingering close.
+	// Like every other failure: the decoy, then a lingering close. The
+	// socket has left netpoll, so it is not kept alive as nginx would.
 	s.pend = nil
 	g.m.HandshakeRejected(RejectUpstream)
-	s.writeDown(g.decoy)
+	s.writeDown(g.pages.appendAnswer(nil, answer{}))
 	if s.tls != nil && !s.dead {
 		if out, err := s.tls.alert(l, alertCloseNotify); err == nil {
 			s.writeRaw(out)

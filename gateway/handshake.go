@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"github.com/cloudwego/netpoll"
 	"github.com/gobwas/ws"
 	"golang.org/x/sys/unix"
+
+	"github.com/httvps/httvps/bufpool"
 )
 
 // maxSecret bounds the secret segment of an Outline path.
@@ -37,6 +40,17 @@ type handshake struct {
 	handoff bool // set before Detach: the close callback adopts the socket
 	once    atomic.Bool
 
+	// Admission (admission.go). addr is fixed at accept; prev, next,
+	// linked and booked are guarded by Gateway.adm.mu.
+	addr       addrKey
+	prev, next *handshake
+	linked     bool
+	booked     bool
+	// wait is hsBusy while a goroutine works on the connection, hsIdle
+	// while it only waits for the client's bytes, hsEvicted once admission
+	// closed it to make room (see waitBytes and admission.oldestIdle).
+	wait atomic.Int32
+
 	// Filled by the upgrade hooks.
 	kind   PathKind
 	secret [maxSecret]byte
@@ -51,7 +65,18 @@ type handshake struct {
 	tls   *tlsSession // set by a completed TLS handshake
 	plain []byte      // TLS: the request's plaintext so far
 	extra []byte      // TLS: plaintext that followed the request
-	scan  int         // bytes of the request already searched for its end
+
+	// The nginx emulation (decoy.go): the request being read, the body of
+	// an answered one being dropped, and the requests answered so far.
+	p        reqParser
+	body     bodySkip
+	served   int
+	until    time.Time // deadline of the request being read; zero: start + HandshakeTimeout
+	plainTLS bool      // plain HTTP sent to the TLS listener
+
+	// Fallback hand-off (fallback.go).
+	fb     *net.TCPConn // set by startFallback: closed hands the socket to the fallback relay
+	tlsErr error        // why readTLSRequest stopped short of a request, if it did
 }
 
 type hsKey struct{}
@@ -78,17 +103,72 @@ func (g *Gateway) onPrepare(c netpoll.Connection) context.Context {
 		c.Close()
 		return ctx
 	}
-	if g.active.Load() >= int64(g.cfg.MaxSessions) || g.handshakes.Load() >= int64(g.cfg.MaxHandshakes) {
+	if g.active.Load() >= int64(g.cfg.MaxSessions) {
 		g.m.HandshakeRejected(RejectCapacity)
 		c.Close()
 		return ctx
 	}
+	now := time.Now()
+	h := &handshake{g: g, c: c, start: now, ufd: -1, addr: keyOf(c.RemoteAddr())}
+	h.wait.Store(hsIdle)
+	rej, victim, ok := g.adm.admit(h, now.UnixNano())
+	if !ok {
+		g.m.HandshakeRejected(rej)
+		c.Close()
+		return ctx
+	}
+	if victim != nil {
+		// Its slot is h's now; its close callback finds it unlinked.
+		g.handshakes.Add(-1)
+		g.m.HandshakeRejected(RejectEvicted)
+		victim.c.Close()
+	}
 	g.active.Add(1)
 	g.handshakes.Add(1)
-	h := &handshake{g: g, c: c, start: time.Now(), ufd: -1}
 	h.timer = time.AfterFunc(g.cfg.HandshakeTimeout, h.expire)
 	c.AddCloseCallback(h.closed)
 	return context.WithValue(ctx, hsKey{}, h)
+}
+
+// Values of handshake.wait.
+const (
+	hsBusy int32 = iota
+	hsIdle
+	hsEvicted
+)
+
+var errEvicted = errors.New("gateway: handshake evicted to admit a newer one")
+
+// idle claims h for eviction if it is only waiting for its client.
+// Called with the admission lock held.
+func (h *handshake) idle() bool {
+	return h.wait.CompareAndSwap(hsIdle, hsEvicted)
+}
+
+// wake marks h busy again after a wait; false means it was evicted and the
+// connection is closed or closing.
+func (h *handshake) wake() bool {
+	return h.wait.CompareAndSwap(hsIdle, hsBusy)
+}
+
+// waitBytes blocks until n bytes are buffered or deadline passes. While it
+// waits, the handshake may be evicted (errEvicted).
+func (h *handshake) waitBytes(n int, deadline time.Time) error {
+	r := h.c.Reader()
+	if r.Len() >= n {
+		return nil
+	}
+	left := time.Until(deadline)
+	if left <= 0 {
+		return errHandshakeTimeout
+	}
+	h.c.SetReadTimeout(left)
+	h.wait.Store(hsIdle)
+	_, err := r.Peek(n)
+	if !h.wake() {
+		return errEvicted
+	}
+	return err
 }
 
 // expire cuts off a connection that did not complete its request in time.
@@ -107,7 +187,14 @@ func (h *handshake) closed(c netpoll.Connection) error {
 	}
 	h.timer.Stop()
 	g := h.g
-	g.handshakes.Add(-1)
+	if g.adm.release(h) {
+		g.handshakes.Add(-1)
+	}
+	if h.fb != nil {
+		// Handed to the fallback web server (fallback.go).
+		h.adoptFallback(c)
+		return nil
+	}
 	if !h.handoff {
 		g.active.Add(-1)
 		h.releaseAccount()
@@ -164,6 +251,9 @@ func (g *Gateway) onRequest(ctx context.Context, c netpoll.Connection) error {
 	if h == nil {
 		return c.Close()
 	}
+	if h.wake(); h.wait.Load() == hsEvicted {
+		return nil // admission closed it for a newer connection
+	}
 	switch h.state.Load() {
 	case hsReading:
 	case hsLinger:
@@ -171,89 +261,156 @@ func (g *Gateway) onRequest(ctx context.Context, c netpoll.Connection) error {
 	default:
 		return nil
 	}
-	if g.tlsConf != nil {
+	if g.tlsConf != nil && h.tls == nil && !h.plainTLS {
+		// nginx takes a first byte that cannot start a TLS record (a
+		// handshake record, or SSLv2's high bit) for plain HTTP.
+		if b, err := c.Reader().Peek(1); err == nil && b[0] != contentHandshake && b[0] < 0x80 {
+			h.plainTLS = true
+		}
+	}
+	if g.tlsConf != nil && !h.plainTLS {
 		err := h.serveTLS()
 		if err == errDecoySent {
 			return nil
 		}
 		return err
 	}
-	r := c.Reader()
-	var req []byte
+	return h.serveHTTP()
+}
+
+// serveHTTP reads requests in the clear and answers them: a request that
+// can become a session is upgraded, every other one gets the decoy, and a
+// connection the decoy keeps alive goes on with its next request.
+func (h *handshake) serveHTTP() error {
+	g := h.g
+	r := h.c.Reader()
 	for {
 		n := r.Len()
+		if n == 0 {
+			return r.Release() // kept alive: netpoll calls again on the next bytes
+		}
 		buf, err := r.Peek(n)
 		if err != nil {
 			return nil
 		}
-		from := max(h.scan-3, 0)
-		if i := bytes.Index(buf[from:], crlfcrlf); i >= 0 {
-			req = buf[:from+i+4]
-			break
+		if h.body.active() {
+			k, ok := h.body.drop(buf)
+			r.Skip(k)
+			if !ok || !h.body.active() && h.body.close {
+				return h.lingerClose(true)
+			}
+			continue
 		}
-		h.scan = n
-		if !plausibleRequest(buf) {
-			return h.fail(RejectMalformed)
+		if !h.p.feed(buf, g.cfg.MaxRequestSize) {
+			if err := h.waitBytes(n+1, h.deadline()); err != nil {
+				if !errors.Is(err, errEvicted) {
+					h.expire()
+				}
+				return nil
+			}
+			continue
 		}
-		if n >= g.cfg.MaxRequestSize {
-			return h.fail(RejectTooLarge)
-		}
-		left := time.Until(h.start.Add(g.cfg.HandshakeTimeout))
-		if left <= 0 {
-			h.expire()
+		if !h.state.CompareAndSwap(hsReading, hsOwned) {
 			return nil
 		}
-		c.SetReadTimeout(left)
-		if _, err := r.Peek(n + 1); err != nil {
-			h.expire()
-			return nil
+		h.timer.Stop()
+		req := buf[:h.p.pos]
+		if h.p.Status == 0 && !h.plainTLS {
+			err := h.upgrade(req)
+			if err == nil {
+				r.Skip(len(req))
+				return h.detach()
+			}
+			if err != errDecoySent {
+				return err
+			}
+		} else {
+			h.reject = rejectFor(h.p.Status, h.plainTLS)
+			if err := h.decoy(); err != nil {
+				return err
+			}
+		}
+		if h.state.Load() != hsReading {
+			return nil // closing, or handed to the fallback
 		}
 	}
-	if len(req) > g.cfg.MaxRequestSize {
-		return h.fail(RejectTooLarge)
-	}
-	if !h.state.CompareAndSwap(hsReading, hsOwned) {
-		return nil
-	}
-	h.timer.Stop()
-	if err := h.upgrade(req); err != nil {
-		return err
-	}
-	r.Skip(len(req))
-	return h.detach()
 }
 
-// serveTLS runs the TLS handshake, reads the request through the record
-// layer and answers it. Every read on this path has the handshake deadline.
+// deadline is when the request being read must be complete.
+func (h *handshake) deadline() time.Time {
+	if h.until.IsZero() {
+		return h.start.Add(h.g.cfg.HandshakeTimeout)
+	}
+	return h.until
+}
+
+// serveTLS runs the TLS handshake, reads requests through the record
+// layer and answers them as serveHTTP does. Every read on this path has the
+// request's deadline; between kept-alive requests the connection waits in
+// netpoll.
 func (h *handshake) serveTLS() error {
 	g := h.g
 	if !h.state.CompareAndSwap(hsReading, hsOwned) {
 		return nil
 	}
 	h.timer.Stop()
-	if err := h.tlsHandshake(); err != nil {
-		g.m.HandshakeRejected(RejectTLS)
-		g.log.Debug("tls handshake failed", "remote", h.c.RemoteAddr().String(), "err", err)
-		h.state.Store(hsDead)
-		return h.c.Close()
-	}
-	req, rej, err := h.readTLSRequest()
-	if req == nil {
-		if rej == RejectTimeout {
-			g.m.HandshakeRejected(rej)
+	if h.tls == nil {
+		if err := h.tlsHandshake(); err != nil {
+			g.m.HandshakeRejected(RejectTLS)
+			g.log.Debug("tls handshake failed", "remote", h.c.RemoteAddr().String(), "err", err)
 			h.state.Store(hsDead)
 			return h.c.Close()
 		}
-		if err != nil {
+	}
+	for {
+		rej, err := h.readTLSRequest()
+		switch {
+		case rej == RejectTimeout:
+			if !errors.Is(err, errEvicted) {
+				g.m.HandshakeRejected(rej)
+			}
+			h.state.Store(hsDead)
+			return h.c.Close()
+		case err != nil:
+			// The record layer failed: nginx's OpenSSL would give up; the
+			// decoy answers 400 and closes.
 			g.log.Debug("tls request", "err", err)
+			h.reject = rej
+			h.tlsErr = err // the fallback hand-off needs to know (fallback.go)
+			h.p.Status = 400
+			h.p.state = psDone
+			if err := h.decoy(); err != nil {
+				return err
+			}
+		case h.body.close && !h.body.active():
+			return h.lingerClose(true)
+		case h.p.Status == 0:
+			req := h.plain[:h.p.pos]
+			err := h.upgrade(req)
+			if err == nil {
+				h.extra = h.plain[h.p.pos:]
+				return h.detach()
+			}
+			if err != errDecoySent {
+				return err
+			}
+		default:
+			h.reject = rejectFor(h.p.Status, false)
+			if err := h.decoy(); err != nil {
+				return err
+			}
 		}
-		h.reject = rej
-		return h.decoy()
+		if h.state.Load() != hsReading {
+			return nil // closing, or handed to the fallback
+		}
+		if h.c.Reader().Len() == 0 && len(h.plain) == 0 {
+			return nil // kept alive: netpoll calls again on the next bytes
+		}
+		if !h.state.CompareAndSwap(hsReading, hsOwned) {
+			return nil
+		}
+		h.timer.Stop()
 	}
-	if err := h.upgrade(req); err != nil {
-		return err
-	}
-	return h.detach()
 }
 
 // upgrade answers a complete request: the 101 goes into h.out for the loop
@@ -298,52 +455,122 @@ func (h *handshake) detach() error {
 	return h.c.(interface{ Detach() error }).Detach()
 }
 
-var crlfcrlf = []byte("\r\n\r\n")
-
-// plausibleRequest rejects early what cannot become an HTTP request line, so
-// random bytes get their answer at once instead of at the deadline.
-func plausibleRequest(b []byte) bool {
-	for i, ch := range b {
-		if ch == ' ' {
-			return i > 0
-		}
-		if ch < 'A' || ch > 'Z' || i >= 16 {
-			return false
-		}
+// rejectFor is the metric label of an answer the emulation chose.
+func rejectFor(status int, plainTLS bool) Reject {
+	switch {
+	case status == 414 || status == statusHeaderTooLarge:
+		return RejectTooLarge
+	case status != 0:
+		return RejectMalformed
+	case plainTLS:
+		return RejectTLS
 	}
-	return true
+	return RejectNotUpgrade
 }
 
-// fail answers with the decoy for a request that never got complete.
-func (h *handshake) fail(r Reject) error {
-	if !h.state.CompareAndSwap(hsReading, hsOwned) {
+// decoy answers the request just read the way nginx would (decoy.go): every
+// connection that is not to become a session ends up here. Then, as nginx
+// does, it either keeps the connection for the next request (still a
+// handshake, under DecoyKeepAlive) or closes it: FIN after the answer, then
+// whatever the client still sends is read and dropped for a moment, so the
+// close is never a reset (which would destroy the answer).
+func (h *handshake) decoy() error {
+	if h.g.fallback != nil && h.startFallback() {
 		return nil
 	}
-	h.timer.Stop()
-	h.reject = r
-	return h.decoy()
+	g := h.g
+	g.m.HandshakeRejected(h.reject)
+	if h.p.state != psDone {
+		// Not parsed to a verdict (an upstream that failed, say): the
+		// default answer.
+		h.p = reqParser{state: psDone}
+	}
+	a := answerFor(&h.p, h.served, h.plainTLS)
+	if g.cfg.DecoyKeepAlive < 0 {
+		a.keepAlive = false
+	}
+	h.served++
+	discard := a.status == 0 || a.status == 413 // nginx drops the body of these
+	closing := !a.keepAlive && !(discard && h.p.hasBody())
+	if err := h.writeAnswer(a, closing); err != nil {
+		return h.c.Close()
+	}
+	if closing {
+		return h.lingerClose(false) // the close_notify went with the answer
+	}
+	// Drop the request (its body follows) and wait for the next one.
+	if h.tls != nil {
+		h.plain = h.plain[:copy(h.plain, h.plain[h.p.pos:])]
+	} else {
+		h.c.Reader().Skip(h.p.pos)
+	}
+	if discard {
+		h.body.start(&h.p, !a.keepAlive)
+	}
+	h.p = reqParser{}
+	wait := g.keepAlive
+	if h.body.active() {
+		wait = nginxLinger
+	}
+	h.until = time.Now().Add(wait)
+	h.state.Store(hsReading)
+	h.timer.Reset(wait)
+	return nil
 }
 
-// decoy sends the one answer every failure gets, then closes the way a web
-// server does: FIN after the answer, then whatever the client still sends
-// is read and dropped for a moment, so the close is never a reset (which
-// would both tell failures apart and could destroy the answer).
-func (h *handshake) decoy() error {
-	h.g.m.HandshakeRejected(h.reject)
-	h.state.Store(hsLinger)
+// writeAnswer sends the answer (sealed for TLS, with close_notify when the
+// connection is closing). Its buffers are pooled and given back at once.
+func (h *handshake) writeAnswer(a answer, closing bool) error {
+	d := h.g.pages
 	c := h.c
 	c.SetWriteTimeout(time.Second)
-	w := c.Writer()
-	answer := h.g.decoy
+	pb := bufpool.Get(d.size(a))
+	defer bufpool.Put(pb)
+	out := d.appendAnswer((*pb)[:0], a)
 	if h.tls != nil {
+		rl := h.tls.rl
+		sb := bufpool.Get(len(out) + (len(out)/maxTLSPlain+2)*(rl.overhead()+64))
+		defer bufpool.Put(sb)
+		sealed := (*sb)[:0]
 		var err error
-		if answer, err = h.sealDecoy(); err != nil {
-			return c.Close()
+		for p := out; len(p) > 0; {
+			k := min(len(p), maxTLSPlain)
+			if sealed, err = rl.seal(sealed, contentAppData, p[:k]); err != nil {
+				return err
+			}
+			p = p[k:]
 		}
+		if closing {
+			if sealed, err = rl.sealAlert(sealed, alertCloseNotify); err != nil {
+				return err
+			}
+		}
+		out = sealed
 	}
-	w.WriteBinary(answer)
-	if err := w.Flush(); err != nil {
-		return c.Close()
+	w := c.Writer()
+	m, err := w.Malloc(len(out))
+	if err != nil {
+		return err
+	}
+	copy(m, out)
+	return w.Flush()
+}
+
+// lingerClose closes the way nginx does after its last answer: close_notify
+// (TLS, when notify: it did not go with the answer), FIN, then input is read and dropped
+// until the client closes or decoyLinger passes.
+func (h *handshake) lingerClose(notify bool) error {
+	c := h.c
+	h.state.Store(hsLinger)
+	h.timer.Stop()
+	if h.tls != nil && notify {
+		if b, err := h.tls.rl.sealAlert(nil, alertCloseNotify); err == nil {
+			w := c.Writer()
+			if m, err := w.Malloc(len(b)); err == nil {
+				copy(m, b)
+				w.Flush()
+			}
+		}
 	}
 	if nc, ok := c.(netpoll.Conn); ok {
 		unix.Shutdown(nc.Fd(), unix.SHUT_WR)

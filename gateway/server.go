@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,7 +28,11 @@ type Gateway struct {
 	cfg      Config
 	log      *slog.Logger
 	m        Metrics
-	decoy    []byte // the full HTTP answer to every failed request
+	pages     *decoyPages   // the decoy's answers (decoy.go)
+	keepAlive time.Duration // see Config.DecoyKeepAlive
+	// decoy is the default answer as one request gets it on a connection
+	// that then closes, with the Date of New (tests compare against it).
+	decoy []byte
 	chunk    int    // bytes read from a socket per call
 	eofGrace int64  // ns; see Config.EOFGrace
 	idle     [numPaths]int64
@@ -40,10 +43,13 @@ type Gateway struct {
 	loops []*loop
 	next  atomic.Uint32
 
+	fallback *fallbacks // nil: the decoy answer for every non-session
+
 	tlsConf *tls.Config   // nil: plaintext listener
-	keylog  *keyLog       // TLS secrets on their way to the relay
+	tlsKeys tlsKeys       // session ticket keys
 	hsCPU   chan struct{} // slots for handshakes doing crypto
 
+	adm        admission
 	reclaim    reclaimer
 	active     atomic.Int64 // sessions + handshakes
 	handshakes atomic.Int64
@@ -81,6 +87,13 @@ func New(cfg Config) (*Gateway, error) {
 	def(&cfg.BufferCap, defaultBufferCap)
 	def(&cfg.ReadChunk, defaultReadChunk)
 	def(&cfg.Loops, runtime.GOMAXPROCS(0))
+	if cfg.AddrHandshakes == 0 {
+		cfg.AddrHandshakes = defaultAddrHandshakes
+	}
+	def(&cfg.AddrBurst, defaultAddrBurst)
+	if cfg.AddrRate == 0 {
+		cfg.AddrRate = defaultAddrRate
+	}
 	defDur(&cfg.HandshakeTimeout, defaultHandshakeTimeout)
 	defDur(&cfg.DialTimeout, defaultDialTimeout)
 	defDur(&cfg.IdleTimeout, defaultIdleTimeout)
@@ -106,6 +119,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, m: cfg.Metrics}
 	g.reclaim.log = cfg.Logger
+	g.adm.init(&cfg)
 	g.chunk = min(cfg.ReadChunk, cfg.BufferCap)
 	switch {
 	case cfg.EOFGrace == 0:
@@ -115,12 +129,23 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.idle[PathTCP] = int64(cfg.IdleTimeout)
 	g.idle[PathUDP] = int64(cfg.UDPIdleTimeout)
-	g.decoy = buildDecoy(cfg)
+	g.pages = newDecoyPages(cfg)
+	g.decoy = g.pages.appendAnswer(nil, answer{})
+	g.keepAlive = cfg.DecoyKeepAlive
+	if g.keepAlive <= 0 {
+		g.keepAlive = cfg.HandshakeTimeout
+	}
+	if cfg.Fallback != "" {
+		f, err := newFallbacks(g, &cfg)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: Fallback %q: %w", cfg.Fallback, err)
+		}
+		g.fallback = f
+	}
 	g.limits = codec.Limits{MaxFrame: cfg.MaxFrameSize, MaxMessage: cfg.MaxMessageSize, RejectText: true}
 	g.udpLimits = codec.Limits{MaxFrame: min(cfg.MaxFrameSize, maxUDPPayload), MaxMessage: min(cfg.MaxMessageSize, maxUDPPayload), RejectText: true}
 	if cfg.TLS != nil {
-		g.keylog = &keyLog{m: make(map[[32]byte]*secrets)}
-		tc, err := buildTLS(cfg.TLS, g.keylog)
+		tc, err := buildTLS(cfg.TLS, &g.tlsKeys)
 		if err != nil {
 			return nil, err
 		}
@@ -146,48 +171,6 @@ func New(cfg Config) (*Gateway, error) {
 		go l.run()
 	}
 	return g, nil
-}
-
-func buildDecoy(cfg Config) []byte {
-	status := cfg.DecoyStatus
-	if status == 0 {
-		status = 404
-	}
-	body := cfg.DecoyBody
-	if body == nil {
-		body = []byte(defaultDecoyBody)
-	}
-	ctype := cfg.DecoyContentType
-	if ctype == "" {
-		ctype = "text/html"
-	}
-	server := cfg.ServerHeader
-	if server == "" {
-		server = "nginx"
-	}
-	text := statusText(status)
-	h := "HTTP/1.1 " + strconv.Itoa(status) + " " + text + "\r\n" +
-		"Server: " + server + "\r\n" +
-		"Content-Type: " + ctype + "\r\n" +
-		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n" +
-		"Connection: close\r\n\r\n"
-	return append([]byte(h), body...)
-}
-
-func statusText(code int) string {
-	switch code {
-	case 200:
-		return "OK"
-	case 400:
-		return "Bad Request"
-	case 403:
-		return "Forbidden"
-	case 404:
-		return "Not Found"
-	case 503:
-		return "Service Unavailable"
-	}
-	return "Status"
 }
 
 // ListenAndServe listens on addr (TCP) and serves until Shutdown.
@@ -287,6 +270,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		err = errors.New("gateway: drain timeout, closing remaining sessions")
 	case <-ctx.Done():
 		err = ctx.Err()
+	}
+	if g.fallback != nil {
+		g.fallback.closeAll(time.Now().Add(time.Second))
 	}
 	for _, l := range g.loops {
 		l.post(l.kill)

@@ -3,11 +3,15 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudwego/netpoll"
@@ -40,10 +44,9 @@ var tls12Suites = []uint16{
 }
 
 // buildTLS returns the crypto/tls configuration the handshake runs under.
-// Session tickets are off: resumption would add per-server state, and a
-// ticket sent after the handshake would shift the record sequence numbers
-// the relay takes over at.
-func buildTLS(c *TLSConfig, kl *keyLog) (*tls.Config, error) {
+// Each handshake runs on a clone of it made by GetConfigForClient (see
+// tlsKeys.configFor), which carries that connection's own key-log writer.
+func buildTLS(c *TLSConfig, tk *tlsKeys) (*tls.Config, error) {
 	if c.GetCertificate == nil {
 		return nil, errors.New("gateway: TLSConfig.GetCertificate is required")
 	}
@@ -54,107 +57,248 @@ func buildTLS(c *TLSConfig, kl *keyLog) (*tls.Config, error) {
 	if minV != tls.VersionTLS12 && minV != tls.VersionTLS13 {
 		return nil, errors.New("gateway: TLS MinVersion must be 1.2 or 1.3")
 	}
-	return &tls.Config{
-		GetCertificate:         c.GetCertificate,
-		MinVersion:             minV,
-		MaxVersion:             tls.VersionTLS13,
-		CipherSuites:           tls12Suites,
-		SessionTicketsDisabled: true,
-		NextProtos:             []string{"http/1.1"},
-		// The traffic secrets are handed to the relay through this hook, in
-		// memory only; nothing is ever written out.
-		KeyLogWriter: kl,
-	}, nil
-}
-
-// keyLog receives crypto/tls's key log lines and keeps the secrets the relay
-// needs, by client random, until the handshake goroutine takes them.
-type keyLog struct {
-	mu sync.Mutex
-	m  map[[32]byte]*secrets
-}
-
-type secrets struct {
-	client, server []byte // TLS 1.3 application traffic secrets
-	master         []byte // TLS 1.2 master secret
-}
-
-func (k *keyLog) Write(line []byte) (int, error) {
-	n := len(line)
-	line = bytes.TrimSpace(line)
-	f := bytes.Fields(line)
-	if len(f) != 3 || hex.DecodedLen(len(f[1])) != 32 {
-		return n, nil
+	base := &tls.Config{
+		GetCertificate: c.GetCertificate,
+		MinVersion:     minV,
+		MaxVersion:     tls.VersionTLS13,
+		CipherSuites:   tls12Suites,
+		// Like nginx with its default ALPN: http/1.1 is selected when
+		// offered, and a client whose list lacks it gets alert 120
+		// (no_application_protocol), as nginx ≥ 1.21.4 answers.
+		NextProtos: []string{"http/1.1"},
 	}
-	var cr [32]byte
-	if _, err := hex.Decode(cr[:], f[1]); err != nil {
+	tk.base = base
+	if err := tk.rotate(time.Now()); err != nil {
+		return nil, err
+	}
+	base.GetConfigForClient = tk.configFor
+	return base, nil
+}
+
+// Session tickets (RFC 8446 §4.6.1): TLS 1.3 clients get one, as from any
+// web server, and a client that comes back with it resumes without the
+// certificate signature. The ticket keys are random per process, made anew
+// every ticketKeyPeriod with the previous key kept for decryption, and never
+// leave memory; a ticket from another gateway of a fleet is simply not
+// accepted (a full handshake follows). TLS 1.2 gets no tickets: crypto/tls
+// does not log the master secret of a resumed 1.2 session, which the relay
+// needs.
+const ticketKeyPeriod = 24 * time.Hour
+
+// tlsKeys holds the base configuration and its ticket keys.
+type tlsKeys struct {
+	base     *tls.Config
+	rotateAt atomic.Int64 // unix ns
+	mu       sync.Mutex
+	keys     [][32]byte // newest first
+}
+
+func (tk *tlsKeys) rotate(now time.Time) error {
+	tk.mu.Lock()
+	defer tk.mu.Unlock()
+	if now.UnixNano() < tk.rotateAt.Load() {
+		return nil
+	}
+	var k [32]byte
+	if _, err := rand.Read(k[:]); err != nil {
+		return fmt.Errorf("gateway: session ticket key: %w", err)
+	}
+	keys := [][32]byte{k}
+	if len(tk.keys) > 0 {
+		keys = append(keys, tk.keys[0])
+	}
+	for i := range tk.keys[min(1, len(tk.keys)):] {
+		clear(tk.keys[1+i][:])
+	}
+	tk.keys = keys
+	tk.base.SetSessionTicketKeys(keys)
+	tk.rotateAt.Store(now.Add(ticketKeyPeriod).UnixNano())
+	return nil
+}
+
+// configFor is the base configuration's GetConfigForClient: a clone whose
+// key log goes to this connection's hsConn, so secrets never pass through
+// shared state and are found whatever the shape of the ClientHello.
+func (tk *tlsKeys) configFor(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+	a, ok := hi.Conn.(*hsConn)
+	if !ok {
+		return nil, errors.New("gateway: handshake on an unknown connection")
+	}
+	if time.Now().UnixNano() >= tk.rotateAt.Load() {
+		if err := tk.rotate(time.Now()); err != nil {
+			return nil, err
+		}
+	}
+	c := tk.base.Clone()
+	c.GetConfigForClient = nil
+	c.KeyLogWriter = &a.keys
+	if !slices.Contains(hi.SupportedVersions, tls.VersionTLS13) {
+		c.SessionTicketsDisabled = true
+	} else {
+		c.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+			a.tickets++
+			return c.EncryptTicket(cs, ss)
+		}
+	}
+	return c, nil
+}
+
+// connKeys receives crypto/tls's key log lines for one connection and keeps
+// what the relay needs. Only the handshake goroutine touches it.
+type connKeys struct {
+	client, server []byte   // TLS 1.3 application traffic secrets
+	master         []byte   // TLS 1.2 master secret
+	cr             [32]byte // client random, from the lines themselves
+	gotCR          bool
+}
+
+func (k *connKeys) Write(line []byte) (int, error) {
+	n := len(line)
+	f := bytes.Fields(line)
+	if len(f) != 3 || len(f[1]) != 64 || len(f[2]) > 2*maxSecretLen {
 		return n, nil
 	}
 	var dst *[]byte
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	s := k.m[cr]
-	if s == nil {
-		s = new(secrets)
-		k.m[cr] = s
-	}
 	switch string(f[0]) {
 	case "CLIENT_TRAFFIC_SECRET_0":
-		dst = &s.client
+		dst = &k.client
 	case "SERVER_TRAFFIC_SECRET_0":
-		dst = &s.server
+		dst = &k.server
 	case "CLIENT_RANDOM":
-		dst = &s.master
+		dst = &k.master
 	default:
 		return n, nil
 	}
+	if _, err := hex.Decode(k.cr[:], f[1]); err != nil {
+		return n, nil
+	}
+	k.gotCR = true
+	clear(*dst)
 	*dst = make([]byte, hex.DecodedLen(len(f[2])))
 	hex.Decode(*dst, f[2])
 	clear(f[2])
 	return n, nil
 }
 
-// take removes and returns the secrets logged for a client random.
-func (k *keyLog) take(cr [32]byte) *secrets {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	s := k.m[cr]
-	delete(k.m, cr)
-	return s
-}
+// maxSecretLen bounds a logged secret (SHA-384 is the longest hash).
+const maxSecretLen = 48
 
-func (s *secrets) wipe() {
-	if s != nil {
-		clear(s.client)
-		clear(s.server)
-		clear(s.master)
-	}
+func (k *connKeys) wipe() {
+	clear(k.client)
+	clear(k.server)
+	clear(k.master)
+	k.client, k.server, k.master = nil, nil, nil
 }
 
 // hsConn is the net.Conn crypto/tls handshakes over: the netpoll connection,
 // read one TLS record at a time so that nothing past the client's Finished
 // is consumed (the next record is the relay's first, sequence number 0).
-// It also notes the client and server randoms, and gives up the handshake
-// CPU slot while it waits for the network.
+//
+// The handshake CPU slot (Gateway.hsCPU) is held only while crypto/tls has
+// bytes to work on: it is taken when Read has something to return and given
+// back before any wait for the network, and before Write flushes. The whole
+// ClientHello is buffered (waitHello) before crypto/tls starts, so a client
+// that stalls mid-hello never reaches the CPU.
 type hsConn struct {
 	h        *handshake
 	c        netpoll.Connection
 	deadline time.Time
 
+	hello []byte // the ClientHello's records, read by waitHello, served first
+
 	hdr    [5]byte
 	hn     int
 	remain int
 
-	gotCR, gotSR bool
-	cr, sr       [32]byte
-	slot         bool // holds a handshake CPU slot
+	keys    connKeys
+	gotSR   bool
+	sr      [32]byte
+	tickets int  // session tickets crypto/tls sealed (see tlsKeys.configFor)
+	slot    bool // holds a handshake CPU slot
 }
 
 var errHandshakeInput = errors.New("gateway: handshake input too large")
 
+// maxHello bounds the ClientHello's records (post-quantum key shares make
+// hellos of ~2 KiB; 16 KiB is the most a server must accept in one record).
+const maxHello = 16 << 10
+
+// waitHello reads the ClientHello's records, holding no CPU slot, until the
+// handshake message is complete, however it is split across records (the
+// first byte is already known to be a handshake record). Anything that is
+// not a handshake record ends the wait early; crypto/tls then refuses it.
+func (a *hsConn) waitHello() error {
+	r := a.c.Reader()
+	hsLen := -1 // length of the ClientHello message, once its header is in
+	got := 0    // handshake bytes so far
+	for {
+		if err := a.h.waitBytes(5, a.deadline); err != nil {
+			return err
+		}
+		hdr, err := r.Peek(5)
+		if err != nil {
+			return err
+		}
+		n := int(hdr[3])<<8 | int(hdr[4])
+		if hdr[0] != contentHandshake || n == 0 || n > maxTLSPlain || len(a.hello)+5+n > maxHello {
+			return nil
+		}
+		if err := a.h.waitBytes(5+n, a.deadline); err != nil {
+			return err
+		}
+		rec, err := r.Next(5 + n)
+		if err != nil {
+			return err
+		}
+		a.hello = append(a.hello, rec...)
+		r.Release()
+		if hsLen < 0 {
+			got += n
+			if got >= 4 {
+				// The handshake header: type, then a 24-bit length.
+				b := a.hello[5:]
+				if len(a.hello) > 5+n { // header spans records; collect it
+					b = a.handshakeBytes(4)
+				}
+				hsLen = int(b[1])<<16 | int(b[2])<<8 | int(b[3])
+				if b[0] != 1 || 4+hsLen > maxHello {
+					return nil
+				}
+			}
+		} else {
+			got += n
+		}
+		if hsLen >= 0 && got >= 4+hsLen {
+			return nil
+		}
+	}
+}
+
+// handshakeBytes returns the first n bytes of handshake data in a.hello,
+// skipping record headers.
+func (a *hsConn) handshakeBytes(n int) []byte {
+	out := make([]byte, 0, n)
+	for b := a.hello; len(b) >= 5 && len(out) < n; {
+		l := int(b[3])<<8 | int(b[4])
+		out = append(out, b[5:5+l]...)
+		b = b[5+l:]
+	}
+	return out[:n]
+}
+
 func (a *hsConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if len(a.hello) > 0 {
+		if err := a.acquire(); err != nil {
+			return 0, err
+		}
+		n := copy(p, a.hello)
+		if a.hello = a.hello[n:]; len(a.hello) == 0 {
+			a.hello = nil
+		}
+		return n, nil
 	}
 	r := a.c.Reader()
 	if r.Len() > 1<<16 {
@@ -163,7 +307,7 @@ func (a *hsConn) Read(p []byte) (int, error) {
 	}
 	if r.Len() == 0 {
 		a.release()
-		if err := a.wait(1); err != nil {
+		if err := a.h.waitBytes(1, a.deadline); err != nil {
 			return 0, err
 		}
 	}
@@ -171,19 +315,7 @@ func (a *hsConn) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	if a.remain == 0 {
-		if b, _ := r.Peek(1); !a.gotCR && a.hn == 0 && len(b) == 1 && b[0] == contentHandshake {
-			// The first record is the ClientHello; its random sits at a fixed
-			// offset (record header 5, handshake header 4, version 2).
-			if err := a.wait(43); err == nil {
-				b, _ := r.Peek(43)
-				if b[0] == contentHandshake && b[5] == 1 {
-					copy(a.cr[:], b[11:43])
-					a.gotCR = true
-				}
-			}
-		}
-		want := min(len(p), 5-a.hn)
-		want = min(want, r.Len())
+		want := min(len(p), 5-a.hn, r.Len())
 		b, err := r.Next(want)
 		if err != nil {
 			return 0, err
@@ -207,21 +339,6 @@ func (a *hsConn) Read(p []byte) (int, error) {
 	a.remain -= want
 	r.Release()
 	return want, nil
-}
-
-// wait blocks until n bytes are buffered or the deadline passes.
-func (a *hsConn) wait(n int) error {
-	r := a.c.Reader()
-	if r.Len() >= n {
-		return nil
-	}
-	left := time.Until(a.deadline)
-	if left <= 0 {
-		return errHandshakeTimeout
-	}
-	a.c.SetReadTimeout(left)
-	_, err := r.Peek(n)
-	return err
 }
 
 var errHandshakeTimeout = errors.New("gateway: handshake timeout")
@@ -266,6 +383,8 @@ func (a *hsConn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	copy(buf, p)
+	// A client that does not read could hold the flush: not with a slot.
+	a.release()
 	if err := w.Flush(); err != nil {
 		return 0, err
 	}
@@ -280,37 +399,43 @@ func (a *hsConn) SetReadDeadline(t time.Time) error  { return nil }
 func (a *hsConn) SetWriteDeadline(t time.Time) error { return nil }
 
 // tlsHandshake runs the TLS handshake on the handshake goroutine and sets up
-// the record layer the rest of the connection uses.
+// the record layer the rest of the connection uses. The connection's
+// secrets are wiped on every way out.
 func (h *handshake) tlsHandshake() error {
 	g := h.g
 	a := &hsConn{h: h, c: h.c, deadline: h.start.Add(g.cfg.HandshakeTimeout)}
 	defer a.release()
+	defer a.keys.wipe()
 	h.c.SetWriteTimeout(time.Until(a.deadline))
+	if err := a.waitHello(); err != nil {
+		return err
+	}
 	tc := tls.Server(a, g.tlsConf)
 	ctx, cancel := context.WithDeadline(context.Background(), a.deadline)
 	err := tc.HandshakeContext(ctx)
 	cancel()
-	var sec *secrets
-	if a.gotCR {
-		sec = g.keylog.take(a.cr)
-		defer sec.wipe()
-	}
 	if err != nil {
 		return err
 	}
-	if sec == nil {
-		return errors.New("gateway: no TLS secrets for this handshake")
-	}
+	k := &a.keys
 	st := tc.ConnectionState()
 	var rl recordLayer
 	switch st.Version {
 	case tls.VersionTLS13:
-		rl, err = newTLS13(st.CipherSuite, sec.client, sec.server)
-	case tls.VersionTLS12:
-		if !a.gotSR {
-			return errors.New("gateway: no ServerHello seen")
+		if k.client == nil || k.server == nil {
+			return errors.New("gateway: no TLS secrets for this handshake")
 		}
-		rl, err = newTLS12(st.CipherSuite, sec.master, a.cr[:], a.sr[:])
+		var l *tls13Layer
+		if l, err = newTLS13(st.CipherSuite, k.client, k.server); err == nil {
+			// crypto/tls sealed its NewSessionTicket with our key.
+			l.out.Skip(uint64(a.tickets))
+			rl = l
+		}
+	case tls.VersionTLS12:
+		if k.master == nil || !k.gotCR || !a.gotSR {
+			return errors.New("gateway: no TLS secrets for this handshake")
+		}
+		rl, err = newTLS12(st.CipherSuite, k.master, k.cr[:], a.sr[:])
 	default:
 		err = errors.New("gateway: unexpected TLS version")
 	}
@@ -318,43 +443,45 @@ func (h *handshake) tlsHandshake() error {
 		return err
 	}
 	h.tls = &tlsSession{rl: rl}
-	g.m.TLSHandshake(st.Version, st.CipherSuite)
+	g.m.TLSHandshake(st.Version, st.CipherSuite, st.DidResume)
 	return nil
 }
 
-// readTLSRequest opens records until the HTTP request is complete. It
-// returns the request (plaintext, in h.plain).
-func (h *handshake) readTLSRequest() ([]byte, Reject, error) {
+// readTLSRequest opens records until h.plain holds a request the
+// emulation has a verdict on (h.p), dropping the body of an answered
+// request on the way. A non-zero Reject means it stopped short: a timeout,
+// or a record layer error (err).
+func (h *handshake) readTLSRequest() (Reject, error) {
 	g := h.g
 	r := h.c.Reader()
-	deadline := h.start.Add(g.cfg.HandshakeTimeout)
 	for {
-		if i := bytes.Index(h.plain, crlfcrlf); i >= 0 {
-			h.extra = h.plain[i+4:]
-			return h.plain[:i+4], 0, nil
+		if h.body.active() {
+			k, ok := h.body.drop(h.plain)
+			h.plain = h.plain[:copy(h.plain, h.plain[k:])]
+			if !ok {
+				return RejectMalformed, errBadBody
+			}
+			if !h.body.active() && h.body.close {
+				return 0, nil
+			}
 		}
-		if len(h.plain) >= g.cfg.MaxRequestSize {
-			return nil, RejectTooLarge, nil
+		if !h.body.active() && len(h.plain) > 0 && h.p.feed(h.plain, g.cfg.MaxRequestSize) {
+			return 0, nil
 		}
-		if len(h.plain) > 0 && !plausibleRequest(h.plain) {
-			return nil, RejectMalformed, nil
-		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			return nil, RejectTimeout, errHandshakeTimeout
-		}
-		h.c.SetReadTimeout(left)
-		hdr, err := r.Peek(5)
+		hdr, err := h.waitRecord(5)
 		if err != nil {
-			return nil, RejectTimeout, err
+			return RejectTimeout, err
 		}
 		n, err := h.tls.rl.recordLen(hdr)
 		if err != nil {
-			return nil, RejectMalformed, err
+			return RejectMalformed, err
+		}
+		if _, err := h.waitRecord(n); err != nil {
+			return RejectTimeout, err
 		}
 		rec, err := r.Next(n)
 		if err != nil {
-			return nil, RejectTimeout, err
+			return RejectTimeout, err
 		}
 		plain, ct, err := h.tls.rl.open(rec)
 		if err == nil {
@@ -364,12 +491,21 @@ func (h *handshake) readTLSRequest() ([]byte, Reject, error) {
 		}
 		if err != nil {
 			r.Release()
-			return nil, RejectMalformed, err
+			return RejectMalformed, err
 		}
 		if ct == contentAppData {
-			if len(h.plain)+len(plain) > g.cfg.MaxRequestSize+maxEarly {
-				r.Release()
-				return nil, RejectTooLarge, nil
+			if h.body.active() && len(h.plain) == 0 {
+				k, ok := h.body.drop(plain)
+				if !ok {
+					r.Release()
+					return RejectMalformed, errBadBody
+				}
+				plain = plain[k:]
+			}
+			if room := g.cfg.MaxRequestSize + maxEarly - len(h.plain); len(plain) > room {
+				// The parser has its verdict at MaxRequestSize; past it
+				// only early data is kept, up to maxEarly.
+				plain = plain[:room]
 			}
 			h.plain = append(h.plain, plain...)
 		}
@@ -377,20 +513,14 @@ func (h *handshake) readTLSRequest() ([]byte, Reject, error) {
 	}
 }
 
-// sealDecoy protects the decoy answer and a close_notify for a TLS client.
-func (h *handshake) sealDecoy() ([]byte, error) {
-	rl := h.tls.rl
-	p := h.g.decoy
-	out := make([]byte, 0, len(p)+(len(p)/maxTLSPlain+2)*64)
-	var err error
-	for len(p) > 0 {
-		k := min(len(p), maxTLSPlain)
-		if out, err = rl.seal(out, contentAppData, p[:k]); err != nil {
-			return nil, err
-		}
-		p = p[k:]
+var errBadBody = errors.New("gateway: malformed chunked body")
+
+// waitRecord waits until n bytes are buffered, under the request's deadline.
+func (h *handshake) waitRecord(n int) ([]byte, error) {
+	if err := h.waitBytes(n, h.deadline()); err != nil {
+		return nil, err
 	}
-	return rl.sealAlert(out, alertCloseNotify)
+	return h.c.Reader().Peek(n)
 }
 
 // TLSSuites lists every (version, suite) a handshake can end with, so a
