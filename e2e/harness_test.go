@@ -104,6 +104,7 @@ type countMetrics struct {
 	buffered     atomic.Int64
 	maxBuffered  atomic.Int64
 	tlsOK        atomic.Int64
+	tlsResumed   atomic.Int64
 }
 
 func (m *countMetrics) HandshakeOK(gateway.PathKind)                 { m.handshakeOK.Add(1) }
@@ -114,7 +115,12 @@ func (m *countMetrics) BytesUp(n int)                                { m.up.Add(
 func (m *countMetrics) BytesDown(n int)                              { m.down.Add(int64(n)) }
 func (m *countMetrics) UpstreamDialError(gateway.PathKind)           { m.dialErrors.Add(1) }
 func (m *countMetrics) Dropped(_ gateway.Drop, n int)                { m.dropped.Add(int64(n)) }
-func (m *countMetrics) TLSHandshake(uint16, uint16)                  { m.tlsOK.Add(1) }
+func (m *countMetrics) TLSHandshake(_, _ uint16, resumed bool) {
+	m.tlsOK.Add(1)
+	if resumed {
+		m.tlsResumed.Add(1)
+	}
+}
 func (m *countMetrics) Buffered(delta int) {
 	v := m.buffered.Add(int64(delta))
 	for {

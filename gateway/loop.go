@@ -265,7 +265,7 @@ func (l *loop) sweep() {
 		s.tick(l.now)
 		s = next
 	}
-	l.g.reclaim.check(l.now, l.g.active.Load())
+	l.g.reclaim.check(l.now, l.g.active.Load(), l.g.handshakes.Load())
 }
 
 // drain asks every session on the loop to go away (close 1001).

@@ -16,10 +16,13 @@ const (
 	RejectUpstream                 // the upstream could not be dialled
 	RejectShutdown                 // the gateway is draining
 	RejectTLS                      // the TLS handshake failed
+	RejectAddrLimit                // AddrHandshakes from this client address in progress
+	RejectAddrRate                 // new connections from this address over AddrRate/AddrBurst
+	RejectEvicted                  // an idle handshake closed at MaxHandshakes to admit a new one
 	NumRejects
 )
 
-var rejectNames = [NumRejects]string{"malformed", "not_upgrade", "path", "secret", "too_large", "timeout", "capacity", "upstream", "shutdown", "tls"}
+var rejectNames = [NumRejects]string{"malformed", "not_upgrade", "path", "secret", "too_large", "timeout", "capacity", "upstream", "shutdown", "tls", "addr_limit", "addr_rate", "evicted"}
 
 func (r Reject) String() string {
 	if r < NumRejects {
@@ -40,10 +43,11 @@ const (
 	EndShutdown              // gateway drain
 	EndSlowClient            // a close handshake or write did not complete in time
 	EndRevoked               // the account was closed (revoked, over quota, expired)
+	EndFlood                 // control frames over MaxControlRate/MaxControlBurst (close 1008)
 	NumEnds
 )
 
-var endNames = [NumEnds]string{"normal", "client_gone", "upstream", "idle", "protocol", "shutdown", "slow_client", "revoked"}
+var endNames = [NumEnds]string{"normal", "client_gone", "upstream", "idle", "protocol", "shutdown", "slow_client", "revoked", "flood"}
 
 func (e End) String() string {
 	if e < NumEnds {
@@ -59,10 +63,12 @@ const (
 	DropUDPToUpstream Drop = iota // datagram the upstream socket would not take
 	DropUDPToClient               // reply dropped because the client side was full
 	DropEarlyData                 // bytes a client sent before the 101
+	DropFallbackBusy              // MaxFallbacks reached: the decoy answer instead of the fallback
+	DropFallbackDial              // the fallback could not be dialled: the decoy answer instead
 	NumDrops
 )
 
-var dropNames = [NumDrops]string{"udp_to_upstream", "udp_to_client", "early_data"}
+var dropNames = [NumDrops]string{"udp_to_upstream", "udp_to_client", "early_data", "fallback_busy", "fallback_dial"}
 
 func (d Drop) String() string {
 	if d < NumDrops {
@@ -84,19 +90,20 @@ type Metrics interface {
 	Dropped(d Drop, n int)
 	Buffered(delta int) // change in bytes held in session buffers
 	// TLSHandshake counts a completed TLS handshake by version and suite
-	// (crypto/tls constants); see TLSVersions and TLSSuites for the set.
-	TLSHandshake(version, suite uint16)
+	// (crypto/tls constants; see TLSSuites for the set), and whether it
+	// resumed a session from a ticket.
+	TLSHandshake(version, suite uint16, resumed bool)
 }
 
 type nopMetrics struct{}
 
-func (nopMetrics) HandshakeOK(PathKind)        {}
-func (nopMetrics) HandshakeRejected(Reject)    {}
-func (nopMetrics) SessionStart(PathKind)       {}
-func (nopMetrics) SessionEnd(PathKind, End)    {}
-func (nopMetrics) BytesUp(int)                 {}
-func (nopMetrics) BytesDown(int)               {}
-func (nopMetrics) UpstreamDialError(PathKind)  {}
-func (nopMetrics) Dropped(Drop, int)           {}
-func (nopMetrics) Buffered(int)                {}
-func (nopMetrics) TLSHandshake(uint16, uint16) {}
+func (nopMetrics) HandshakeOK(PathKind)              {}
+func (nopMetrics) HandshakeRejected(Reject)          {}
+func (nopMetrics) SessionStart(PathKind)             {}
+func (nopMetrics) SessionEnd(PathKind, End)          {}
+func (nopMetrics) BytesUp(int)                       {}
+func (nopMetrics) BytesDown(int)                     {}
+func (nopMetrics) UpstreamDialError(PathKind)        {}
+func (nopMetrics) Dropped(Drop, int)                 {}
+func (nopMetrics) Buffered(int)                      {}
+func (nopMetrics) TLSHandshake(uint16, uint16, bool) {}

@@ -119,7 +119,7 @@ func TestReclaimRules(t *testing.T) {
 	}
 	check := func(parked int64, sessions int64) {
 		r.parked.Store(parked)
-		r.check(now, sessions)
+		r.check(now, sessions, 0)
 		now += step
 	}
 	check(reclaimMinParks-1, 100)
@@ -152,6 +152,47 @@ func TestReclaimRules(t *testing.T) {
 	check(0, 100)
 	check(reclaimMinParks, 100)
 	wait(5)
+}
+
+// TestReclaimAfterHandshakeFlood (issue 7, finding 6): when the handshakes
+// in progress fall from a flood's peak to under a quarter of it, free
+// memory is returned (once, within reclaimEvery), not left to the
+// runtime's scavenger for many minutes; small swings do not reclaim.
+func TestReclaimAfterHandshakeFlood(t *testing.T) {
+	var r reclaimer
+	now := int64(time.Hour)
+	step := int64(sweepEvery * time.Millisecond)
+	wait := func(want int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for r.count.Load() != want || r.running.Load() {
+			if time.Now().After(deadline) {
+				t.Fatalf("reclaims %d, want %d", r.count.Load(), want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	check := func(handshakes int64) {
+		r.check(now, 100, handshakes)
+		now += step
+	}
+	// A small swing: no reclaim.
+	check(reclaimMinHandshakes - 1)
+	check(0)
+	wait(0)
+	// A flood of 2,000 stalled handshakes, then they time out.
+	for range 20 {
+		check(2000)
+	}
+	wait(0)
+	check(1000)
+	wait(0)
+	check(400)
+	wait(1)
+	// What is left of it does not reclaim again.
+	now += int64(reclaimEvery)
+	check(0)
+	wait(1)
 }
 
 func TestSlowReceiverRule(t *testing.T) {

@@ -24,10 +24,19 @@ import (
 // sessions that park and wake again and again (keepalives every few seconds)
 // do not cause a reclaim each time: the mark only comes down to the current
 // count once reclaimForget has passed since the last reclaim.
+//
+// Handshake floods leave the same kind of garbage: stalled ClientHellos
+// cost tens of KiB each (a goroutine stack, netpoll and crypto/tls
+// buffers) that the runtime would give back only over many minutes. So
+// when the handshakes in progress fall from a peak of at least
+// reclaimMinHandshakes to under a quarter of it, the gateway reclaims too
+// (same goroutine, same reclaimEvery bound).
 const (
 	reclaimEvery    = 5 * time.Second
 	reclaimForget   = 2 * time.Minute
 	reclaimMinParks = 512
+
+	reclaimMinHandshakes = 512
 )
 
 type reclaimer struct {
@@ -36,35 +45,39 @@ type reclaimer struct {
 	count   atomic.Int64 // reclaims done (tests)
 	log     *slog.Logger
 
-	mu   sync.Mutex
-	mark int64 // parked sessions the last reclaim left; see above
-	last int64 // loop clock of the last reclaim
+	mu     sync.Mutex
+	mark   int64 // parked sessions the last reclaim left; see above
+	last   int64 // loop clock of the last reclaim
+	hsPeak int64 // most handshakes in progress seen since the last reclaim
 }
 
 // check starts a reclaim when the rules above allow one. The relay loops
 // call it after every sweep; now is the loop's clock, sessions the live
 // count.
-func (r *reclaimer) check(now, sessions int64) {
+// count the live sessions and handshakes the handshakes in progress.
+func (r *reclaimer) check(now, sessions, handshakes int64) {
 	p := r.parked.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if now-r.last >= int64(reclaimForget) && p < r.mark {
 		r.mark = p
 	}
-	if p-r.mark < max(reclaimMinParks, sessions/8) || now-r.last < int64(reclaimEvery) {
+	r.hsPeak = max(r.hsPeak, handshakes)
+	flood := r.hsPeak >= reclaimMinHandshakes && handshakes < r.hsPeak/4
+	if (p-r.mark < max(reclaimMinParks, sessions/8) && !flood) || now-r.last < int64(reclaimEvery) {
 		return
 	}
 	if !r.running.CompareAndSwap(false, true) {
 		return
 	}
-	r.mark, r.last = p, now
+	r.mark, r.last, r.hsPeak = p, now, handshakes
 	go func() {
 		start := time.Now()
 		debug.FreeOSMemory()
 		r.count.Add(1)
 		r.running.Store(false)
 		if r.log != nil {
-			r.log.Debug("gateway: memory of idle TLS sessions returned", "parked", p, "took", time.Since(start))
+			r.log.Debug("gateway: free memory returned", "parked", p, "handshakes", handshakes, "took", time.Since(start))
 		}
 	}()
 }

@@ -43,6 +43,9 @@ type options struct {
 
 	MaxSessions      int
 	MaxHandshakes    int
+	AddrHandshakes   int
+	AddrRate         float64
+	AddrBurst        int
 	HandshakeTimeout time.Duration
 	IdleTimeout      time.Duration
 	UDPIdleTimeout   time.Duration
@@ -102,7 +105,10 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Var(&o.TLSMinVersion, "tls-min-version", "lowest TLS `version` accepted: 1.2 or 1.3")
 	fs.DurationVar(&o.TLSWatch, "tls-watch", 10*time.Second, "poll the certificate and key files this often and reload on change (0 disables; SIGHUP always reloads)")
 	fs.IntVar(&o.MaxSessions, "max-sessions", 0, "cap on sessions plus handshakes in progress (0 = 100000)")
-	fs.IntVar(&o.MaxHandshakes, "max-handshakes", 0, "cap on handshakes in progress (0 = 4096)")
+	fs.IntVar(&o.MaxHandshakes, "max-handshakes", 0, "cap on handshakes in progress; at the cap the oldest idle one gives way (0 = 4096)")
+	fs.IntVar(&o.AddrHandshakes, "addr-handshakes", 0, "cap on handshakes in progress from one client address, IPv6 by /64 (0 = 512, negative disables)")
+	fs.Float64Var(&o.AddrRate, "addr-rate", 0, "new connections per second from one client address (0 = 100, negative disables)")
+	fs.IntVar(&o.AddrBurst, "addr-burst", 0, "burst of new connections from one client address above -addr-rate (0 = 1000)")
 	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", 0, "time from accept to a complete upgrade request (0 = 10s)")
 	fs.DurationVar(&o.IdleTimeout, "idle-timeout", 0, "close a TCP session idle this long (0 = 5m, negative disables)")
 	fs.DurationVar(&o.UDPIdleTimeout, "udp-idle-timeout", 0, "close a UDP association idle this long (0 = 60s)")
@@ -336,7 +342,7 @@ func (o *options) validate() error {
 	if len(o.GatewayID) > 128 {
 		bad("-gateway-id: longer than 128 bytes")
 	}
-	for name, v := range map[string]int{"max-sessions": o.MaxSessions, "max-handshakes": o.MaxHandshakes, "loops": o.Loops, "handshake-cpu": o.HandshakeCPU} {
+	for name, v := range map[string]int{"max-sessions": o.MaxSessions, "max-handshakes": o.MaxHandshakes, "loops": o.Loops, "handshake-cpu": o.HandshakeCPU, "addr-burst": o.AddrBurst} {
 		if v < 0 {
 			bad("-%s: %d is negative", name, v)
 		}
@@ -407,6 +413,9 @@ func (o *options) gatewayConfig() gateway.Config {
 	return gateway.Config{
 		MaxSessions:      o.MaxSessions,
 		MaxHandshakes:    o.MaxHandshakes,
+		AddrHandshakes:   o.AddrHandshakes,
+		AddrRate:         o.AddrRate,
+		AddrBurst:        o.AddrBurst,
 		HandshakeTimeout: o.HandshakeTimeout,
 		DialTimeout:      o.DialTimeout,
 		IdleTimeout:      o.IdleTimeout,

@@ -238,3 +238,8 @@ func (s *Sealer) Park() bool { return s.park() }
 // Clear zeroes the secret and iv and drops the AEAD when the session ends;
 // every later Seal or Update returns ErrClosed.
 func (s *Sealer) Clear() { s.wipe() }
+
+// Skip advances the sequence number past n records that another
+// implementation sealed with this key before handing the connection over
+// (crypto/tls's NewSessionTicket after the handshake).
+func (s *Sealer) Skip(n uint64) { s.seq += n }

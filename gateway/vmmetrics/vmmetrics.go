@@ -31,6 +31,7 @@ type Metrics struct {
 	live         [len(paths)]atomic.Int64
 	buffered     atomic.Int64
 	tlsOK        map[[2]uint16]*metrics.Counter // read-only after New
+	tlsResumed   *metrics.Counter
 }
 
 var _ gateway.Metrics = (*Metrics)(nil)
@@ -68,6 +69,7 @@ func New(set *metrics.Set) *Metrics {
 		m.tlsOK[vs] = set.NewCounter(fmt.Sprintf(`httvps_gateway_tls_handshakes_total{version=%q,suite=%q}`,
 			gateway.TLSVersionName(vs[0]), tls.CipherSuiteName(vs[1])))
 	}
+	m.tlsResumed = set.NewCounter(`httvps_gateway_tls_resumed_total`)
 	m.bytesUp = set.NewCounter(`httvps_gateway_bytes_total{dir="up"}`)
 	m.bytesDown = set.NewCounter(`httvps_gateway_bytes_total{dir="down"}`)
 	set.NewGauge(`httvps_gateway_buffered_bytes`, func() float64 {
@@ -129,8 +131,11 @@ func (m *Metrics) Dropped(d gateway.Drop, n int) {
 func (m *Metrics) Buffered(delta int) { m.buffered.Add(int64(delta)) }
 
 // TLSHandshake implements gateway.Metrics.
-func (m *Metrics) TLSHandshake(version, suite uint16) {
+func (m *Metrics) TLSHandshake(version, suite uint16, resumed bool) {
 	if c := m.tlsOK[[2]uint16{version, suite}]; c != nil {
 		c.Inc()
+	}
+	if resumed {
+		m.tlsResumed.Inc()
 	}
 }

@@ -56,6 +56,7 @@ func expected() []string {
 			gateway.TLSVersionName(vs[0]), tls.CipherSuiteName(vs[1])))
 	}
 	return append(want,
+		`httvps_gateway_tls_resumed_total`,
 		`httvps_gateway_bytes_total{dir="up"}`,
 		`httvps_gateway_bytes_total{dir="down"}`,
 		`httvps_gateway_buffered_bytes`)

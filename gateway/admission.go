@@ -1,0 +1,221 @@
+package gateway
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Admission of new connections (docs/04-gateway-design.md, "Hostile
+// clients").
+//
+// Every accepted connection is a handshake until it becomes a session or is
+// closed. Three limits keep one client from holding what others need:
+//
+//   - per client address (IPv4 address, IPv6 /64): at most AddrHandshakes
+//     handshakes at once, and new connections at AddrRate per second with a
+//     burst of AddrBurst (a token bucket);
+//   - globally: at most MaxHandshakes handshakes at once. At the cap a new
+//     connection does not wait or get refused while some handshake sits
+//     idle: the oldest idle handshake (one waiting for the client's bytes,
+//     not one computing or being answered) is closed to make room.
+//
+// A refused connection is closed at once without an answer; the reason is
+// counted (RejectAddrLimit, RejectAddrRate, RejectCapacity, RejectEvicted).
+
+// addrKey is the unit the per-address limits count: an IPv4 address, or the
+// /64 of an IPv6 address (one subscriber usually holds a whole /64).
+type addrKey [16]byte
+
+func keyOf(a net.Addr) addrKey {
+	var k addrKey
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return k
+	}
+	ip, ok := netip.AddrFromSlice(ta.IP)
+	if !ok {
+		return k
+	}
+	ip = ip.Unmap()
+	if ip.Is4() {
+		b := ip.As4()
+		copy(k[12:], b[:])
+		k[10], k[11] = 0xff, 0xff
+		return k
+	}
+	k = ip.As16()
+	clear(k[8:]) // the /64
+	return k
+}
+
+// addrState is what the admission keeps per client address.
+type addrState struct {
+	handshakes int     // in progress now
+	tokens     float64 // token bucket for new connections
+	refill     int64   // unix ns of the last refill
+}
+
+// maxAddrEntries bounds the per-address table. An entry lives while its
+// address has handshakes or an unfilled bucket (at most AddrBurst/AddrRate
+// seconds after its last connection), so reaching this takes that many
+// distinct addresses connecting within seconds; past it new addresses are
+// admitted without per-address accounting until the table shrinks, and
+// the global limits still hold.
+const maxAddrEntries = 1 << 18
+
+// admission holds the handshake registry and the per-address table.
+// Guarded by mu; onPrepare and the close callback of every handshake take
+// it once each.
+type admission struct {
+	mu    sync.Mutex
+	addrs map[addrKey]*addrState
+	head  handshake // sentinel of the list of handshakes, oldest first
+	count int       // handshakes in the list
+
+	maxHS     int     // MaxHandshakes
+	perAddr   int     // AddrHandshakes; 0 = no limit
+	rate      float64 // AddrRate per second; 0 = no limit
+	burst     float64 // AddrBurst
+	lastSweep int64
+}
+
+func (ad *admission) init(cfg *Config) {
+	ad.addrs = make(map[addrKey]*addrState)
+	ad.head.prev, ad.head.next = &ad.head, &ad.head
+	ad.maxHS = cfg.MaxHandshakes
+	if cfg.AddrHandshakes > 0 {
+		ad.perAddr = cfg.AddrHandshakes
+	}
+	if cfg.AddrRate > 0 {
+		ad.rate = cfg.AddrRate
+		ad.burst = float64(max(cfg.AddrBurst, 1))
+	}
+}
+
+// evictScan bounds how many handshakes from the oldest end are looked at for
+// one that is idle, so admission stays O(1) when all are busy.
+const evictScan = 64
+
+// admit decides whether h (not yet linked) may start. On success it links
+// h, books it against its address, and may return an older idle handshake
+// that the caller must close (outside the lock).
+func (ad *admission) admit(h *handshake, now int64) (Reject, *handshake, bool) {
+	ad.mu.Lock()
+	defer ad.mu.Unlock()
+	if now-ad.lastSweep > int64(10*time.Second) {
+		ad.sweep(now)
+	}
+	st := ad.addrs[h.addr]
+	if st == nil && (ad.perAddr > 0 || ad.rate > 0) {
+		if len(ad.addrs) >= maxAddrEntries {
+			ad.sweep(now)
+		}
+		if len(ad.addrs) < maxAddrEntries {
+			st = &addrState{tokens: ad.burst, refill: now}
+			ad.addrs[h.addr] = st
+		}
+	}
+	if st != nil {
+		if ad.perAddr > 0 && st.handshakes >= ad.perAddr {
+			return RejectAddrLimit, nil, false
+		}
+		if ad.rate > 0 {
+			st.refillAt(now, ad.rate, ad.burst)
+			if st.tokens < 1 {
+				return RejectAddrRate, nil, false
+			}
+		}
+	}
+	var victim *handshake
+	if ad.count >= ad.maxHS {
+		victim = ad.oldestIdle()
+		if victim == nil {
+			return RejectCapacity, nil, false
+		}
+		ad.unlinkLocked(victim)
+	}
+	if st != nil {
+		if ad.rate > 0 {
+			st.tokens--
+		}
+		st.handshakes++
+		h.booked = true
+	}
+	h.prev = ad.head.prev
+	h.next = &ad.head
+	ad.head.prev.next = h
+	ad.head.prev = h
+	h.linked = true
+	ad.count++
+	return 0, victim, true
+}
+
+func (st *addrState) refillAt(now int64, rate, burst float64) {
+	if dt := now - st.refill; dt > 0 {
+		st.tokens = min(burst, st.tokens+float64(dt)*rate/1e9)
+		st.refill = now
+	}
+}
+
+// oldestIdle returns the oldest handshake waiting for its client, or nil.
+func (ad *admission) oldestIdle() *handshake {
+	n := 0
+	for h := ad.head.next; h != &ad.head && n < evictScan; h = h.next {
+		if h.idle() {
+			return h
+		}
+		n++
+	}
+	return nil
+}
+
+// release removes h (at its close) unless an eviction already did.
+func (ad *admission) release(h *handshake) bool {
+	ad.mu.Lock()
+	defer ad.mu.Unlock()
+	if !h.linked {
+		return false
+	}
+	ad.unlinkLocked(h)
+	return true
+}
+
+func (ad *admission) unlinkLocked(h *handshake) {
+	h.prev.next = h.next
+	h.next.prev = h.prev
+	h.prev, h.next = nil, nil
+	h.linked = false
+	ad.count--
+	if h.booked {
+		h.booked = false
+		if st := ad.addrs[h.addr]; st != nil {
+			st.handshakes--
+		}
+	}
+}
+
+// sweep drops entries of addresses with no handshake whose bucket is full.
+func (ad *admission) sweep(now int64) {
+	ad.lastSweep = now
+	for k, st := range ad.addrs {
+		if st.handshakes > 0 {
+			continue
+		}
+		if ad.rate > 0 {
+			st.refillAt(now, ad.rate, ad.burst)
+			if st.tokens < ad.burst {
+				continue
+			}
+		}
+		delete(ad.addrs, k)
+	}
+}
+
+// inProgress is the number of handshakes admitted and not yet ended.
+func (ad *admission) inProgress() int {
+	ad.mu.Lock()
+	defer ad.mu.Unlock()
+	return ad.count
+}
