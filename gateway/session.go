@@ -51,6 +51,7 @@ type session struct {
 	cliEOF    bool // the client's EOF or close_notify came after its close frame
 	lingering bool // both ends done; waiting for the client to close
 	dead      bool // finished
+	started   bool // the 101 was sent (counted as a session)
 	// Read sizes follow each receiver's rate (see readSize): upMark /
 	// downMark is when the upstream / client queue last drained (loop
 	// clock), upBytes / downBytes the bytes read for that side since. At
@@ -70,8 +71,11 @@ type session struct {
 	deadline   int64 // when a pending close must have completed; 0 = none
 	eofCloseAt int64 // upstream EOF: send close 1000 from then on
 
-	pend    *pending // until the upstream is connected
-	started bool     // the 101 was sent (counted as a session)
+	pend *pending // until the upstream is connected
+	// ctlAt is the client's control-frame budget as a token bucket kept in
+	// one number (the "theoretical arrival time" of GCRA): the loop-clock
+	// time at which the bucket would be full again. See controlFrame.
+	ctlAt int64
 
 	prev, next *session // loop's live list
 }
@@ -84,8 +88,10 @@ func (s *session) handle(fd int, ev uint32) {
 	}
 	if fd == s.cfd {
 		if ev&evERR != 0 || (ev&evHUP != 0 && ev&evIn == 0) {
-			if s.lingering {
-				s.finish(s.end) // the client closed first; nothing was lost
+			if s.lingering || s.discard && s.end != EndNormal {
+				// The client closed first (nothing was lost), or reset
+				// after our failure close: the failure is the cause.
+				s.finish(s.end)
 			} else {
 				s.finish(EndClientGone)
 			}
@@ -189,6 +195,69 @@ func (s *session) readClient() {
 	}
 }
 
+// pong is the answer due to the pings of one client read. RFC 6455 §5.5.3
+// lets an endpoint answer only the most recent of several pings, so a read
+// that brought many of them costs one frame: one write, one TLS record. It
+// lives on the reading goroutine's stack, not in the session.
+type pong struct {
+	due bool
+	n   uint8
+	b   [codec.MaxControlPayload]byte
+}
+
+// answer sends the pong a read left due, if any.
+func (s *session) answer(pg *pong) {
+	if pg.due && !s.dead {
+		pg.due = false
+		s.sendFrame(ws.OpPong, pg.b[:pg.n])
+	}
+}
+
+// Control-frame budget defaults (Config.MaxControlRate, MaxControlBurst).
+// Clients ping every few seconds at most (or never: browsers do not); a
+// sustained 10 per second with 100 at once is far beyond any of them.
+const (
+	defaultMaxControlRate  = 10
+	defaultMaxControlBurst = 100
+)
+
+// controlBudget is the control-frame token bucket of cfg as GCRA
+// parameters: every is the time one frame's token takes to come back (0:
+// no limit), span the time a full bucket takes to fill.
+func (c *Config) controlBudget() (every, span int64) {
+	rate, burst := c.MaxControlRate, c.MaxControlBurst
+	switch {
+	case rate < 0:
+		return 0, 0
+	case rate == 0:
+		rate = defaultMaxControlRate
+	}
+	if burst <= 0 {
+		burst = defaultMaxControlBurst
+	}
+	every = max(int64(1e9)/int64(rate), 1)
+	return every, every * int64(burst)
+}
+
+// controlFrame books a ping or pong from the client against its budget and
+// reports whether the frame was within it. The bucket is kept as ctlAt, the
+// time at which it would be full again: a frame takes one token (ctlAt moves
+// one period later, from now at the earliest) and is over budget when that
+// would put ctlAt more than a full bucket's time ahead of now.
+func (s *session) controlFrame() bool {
+	every, span := s.l.g.cfg.controlBudget()
+	if every == 0 {
+		return true
+	}
+	now := s.l.now
+	at := max(s.ctlAt, now) + every
+	if at-now > span {
+		return false
+	}
+	s.ctlAt = at
+	return true
+}
+
 // clientBytes books n bytes read from the client; false means they are to
 // be dropped (the session is failing).
 func (s *session) clientBytes(n int) bool {
@@ -224,10 +293,24 @@ func (s *session) clientEOF(err error) {
 	s.finish(EndClientGone)
 }
 
-// consume parses client frames from plaintext p (unmasking in place) and
-// handles them; stream payload pieces are gathered in iov for one writev.
-// It reports false if the session ended or failed (iov is then spent).
+// consume handles the frames of one read's plaintext p (see frames) and
+// answers its last ping. The caller sends the pieces gathered in iov.
 func (s *session) consume(p []byte, iov [][]byte) ([][]byte, bool) {
+	var pg pong
+	iov, ok := s.frames(p, iov, &pg)
+	if ok {
+		s.answer(&pg)
+		ok = !s.dead
+	}
+	return iov, ok
+}
+
+// frames parses client frames from plaintext p (unmasking in place) and
+// handles them; stream payload pieces are gathered in iov for one writev,
+// and the latest ping's answer is left due in pg for the caller to send
+// once the whole read is handled. It reports false if the session ended or
+// failed (iov is then spent).
+func (s *session) frames(p []byte, iov [][]byte, pg *pong) ([][]byte, bool) {
 	for len(p) > 0 && !s.cliClosed {
 		ev, k, err := s.rd.Next(p)
 		p = p[k:]
@@ -256,13 +339,22 @@ func (s *session) consume(p []byte, iov [][]byte) ([][]byte, bool) {
 			}
 		case codec.EventControl:
 			switch ev.Op {
-			case ws.OpPing:
-				s.sendFrame(ws.OpPong, ev.Payload)
+			case ws.OpPing, ws.OpPong:
+				if !s.controlFrame() {
+					s.flushPieces(iov)
+					s.fail(ws.StatusPolicyViolation, EndFlood)
+					return nil, false
+				}
+				if ev.Op == ws.OpPing {
+					pg.due = true
+					pg.n = uint8(copy(pg.b[:], ev.Payload))
+				}
 			case ws.OpClose:
 				if !s.flushPieces(iov) {
 					return nil, false
 				}
 				iov = iov[:0]
+				s.answer(pg)
 				s.onClientClose(ev.Payload)
 			}
 		}
@@ -437,7 +529,24 @@ func (s *session) sendFrame(op ws.OpCode, payload []byte) {
 		return
 	}
 	var b [maxServerHeader + 125]byte
-	s.writeDown(codec.AppendServerFrame(b[:0], op, payload))
+	s.writeControl(codec.AppendServerFrame(b[:0], op, payload))
+}
+
+// writeControl is writeDown for a control frame built on the caller's
+// stack; on TLS it is sealed from a copy, so the frame does not escape to
+// the heap (a ping answered costs no allocation).
+func (s *session) writeControl(frame []byte) {
+	if s.tls == nil {
+		s.writeRaw(frame)
+		return
+	}
+	out, err := s.tls.sealControl(s.l, frame)
+	if err != nil {
+		s.l.g.log.Error("tls seal", "err", err)
+		s.finish(EndProtocol)
+		return
+	}
+	s.writeRaw(out)
 }
 
 // sendClose queues our close frame; after it no data frame may follow.
@@ -446,7 +555,7 @@ func (s *session) sendClose(code ws.StatusCode, end End) {
 		return
 	}
 	var b [16]byte
-	s.writeDown(codec.AppendClose(b[:0], code, ""))
+	s.writeControl(codec.AppendClose(b[:0], code, ""))
 	s.closeSent = true
 	s.end = end
 	if s.deadline == 0 && !s.cliClosed {

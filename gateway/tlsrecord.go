@@ -134,6 +134,16 @@ func (t *tlsSession) seal(l *loop, p []byte) ([]byte, error) {
 	return out, nil
 }
 
+// sealControl is seal for a small frame (a control frame, at most 2+125
+// bytes) that the caller keeps on its stack: the record layer is an
+// interface, so seal's argument escapes; the frame is copied to the far end
+// of the loop's output buffer, which the record sealed from it never reaches.
+func (t *tlsSession) sealControl(l *loop, frame []byte) ([]byte, error) {
+	tail := l.out[cap(l.out)-len(frame) : cap(l.out)]
+	copy(tail, frame)
+	return t.seal(l, tail)
+}
+
 // alert seals one alert record into the loop's output buffer.
 func (t *tlsSession) alert(l *loop, desc uint8) ([]byte, error) {
 	return t.rl.sealAlert(l.out[:0], desc)
@@ -163,10 +173,12 @@ func (s *session) readClientTLS() {
 }
 
 // openRecords opens every complete record in data (in place), relays the
-// application data and keeps a trailing partial record.
+// application data, answers the last ping of all its records at once
+// and keeps a trailing partial record.
 func (s *session) openRecords(data []byte) {
 	l, t := s.l, s.tls
 	iov := l.iov[:0]
+	var pg pong
 	for len(data) >= 5 {
 		rlen, err := t.rl.recordLen(data)
 		if err != nil {
@@ -192,6 +204,7 @@ func (s *session) openRecords(data []byte) {
 			}
 			if errors.Is(err, errCloseNotify) {
 				// The client's TLS stream ended: like TCP EOF.
+				s.answer(&pg)
 				s.clientEOF(nil)
 				if !s.dead {
 					s.setInterest()
@@ -205,14 +218,15 @@ func (s *session) openRecords(data []byte) {
 			continue
 		}
 		var ok bool
-		if iov, ok = s.consume(plain, iov); !ok {
+		if iov, ok = s.frames(plain, iov, &pg); !ok {
 			return
 		}
 	}
 	if !s.flushPieces(iov) {
 		return
 	}
-	if len(data) > 0 {
+	s.answer(&pg)
+	if len(data) > 0 && !s.dead {
 		s.keepPartial(data)
 	}
 }
