@@ -2,8 +2,8 @@
 // WebSocket upgrades on the Outline-compatible paths /<secret>/tcp and
 // /<secret>/udp, authenticates the secret before the 101 (Authenticator),
 // connects to the assigned Outline member and relays bytes both ways without
-// decrypting them. Everything that does not become a session gets one
-// identical decoy answer.
+// decrypting them. Everything that does not become a session gets the decoy:
+// the answer nginx would give it (decoy.go), or the Fallback web server.
 //
 // netpoll accepts connections and runs the handshake; established sessions
 // run on the package's own epoll loops, which give each session real TCP
