@@ -440,13 +440,13 @@ func (p *reqParser) lineDone(b []byte) (int, bool) {
 		}
 		return 0, true
 	}
-	p.state = psHdrStart
+	p.state, p.line = psHdrStart, p.pos
 	return 0, false
 }
 
 // headerDone applies one header line, as nginx does on reading it.
 func (p *reqParser) headerDone(b []byte) (int, bool) {
-	p.state = psHdrStart
+	p.state, p.line = psHdrStart, p.pos
 	if p.badName {
 		return 0, false // ignore_invalid_headers on
 	}

@@ -25,16 +25,16 @@ import (
 // socket leaves netpoll and joins one of the gateway's relay loops (see
 // loop.go and docs/04-gateway-design.md).
 type Gateway struct {
-	cfg      Config
-	log      *slog.Logger
-	m        Metrics
+	cfg       Config
+	log       *slog.Logger
+	m         Metrics
 	pages     *decoyPages   // the decoy's answers (decoy.go)
 	keepAlive time.Duration // see Config.DecoyKeepAlive
 	// decoy is the default answer as one request gets it on a connection
 	// that then closes, with the Date of New (tests compare against it).
-	decoy []byte
-	chunk    int    // bytes read from a socket per call
-	eofGrace int64  // ns; see Config.EOFGrace
+	decoy    []byte
+	chunk    int   // bytes read from a socket per call
+	eofGrace int64 // ns; see Config.EOFGrace
 	idle     [numPaths]int64
 
 	limits    codec.Limits // client frames on the tcp path
