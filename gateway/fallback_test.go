@@ -287,6 +287,15 @@ func TestFallbackCarriesEveryByte(t *testing.T) {
 			})
 		}
 	}
+	// Over TLS an incomplete request followed by close_notify is handed
+	// over with its end of stream (the record layer saw it first).
+	t.Run("incomplete-close-notify/tls", func(t *testing.T) {
+		req := "GET / HTTP/1.1\r\nHost: x\r\n"
+		sum := sha256.Sum256([]byte(req))
+		if got, want := string(probe(t, tg.Addr().String(), pool, req)), fmt.Sprintf("%d %x", len(req), sum); got != want {
+			t.Fatalf("fallback got %q, want %q", got, want)
+		}
+	})
 	waitFallbacks(t, plain, 0)
 	waitFallbacks(t, tg, 0)
 }

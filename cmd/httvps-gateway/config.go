@@ -57,11 +57,16 @@ type options struct {
 	MaxMessageSize   byteSize
 	BufferCap        byteSize
 	ReadChunk        byteSize
+	MaxControlRate   int
+	MaxControlBurst  int
 	Loops            int
 
 	DecoyFile   string
 	DecoyStatus int
 	DecoyBody   []byte
+
+	Fallback     string // web server every non-session is relayed to; "" = the decoy
+	MaxFallbacks int
 
 	LogLevel  string
 	LogFormat string
@@ -118,11 +123,15 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Var(&o.MaxMessageSize, "max-message-size", "largest client WebSocket message `size` (0 = 1MiB; 65507 on udp)")
 	fs.Var(&o.BufferCap, "buffer-cap", "`size` a session may hold per direction before reads pause (0 = 256KiB)")
 	fs.Var(&o.ReadChunk, "read-chunk", "most bytes (`size`) read from a socket at once (0 = 256KiB; 64KiB toward a slow receiver)")
+	fs.IntVar(&o.MaxControlRate, "max-control-rate", 0, "ping and pong frames per second a client may send on one session, sustained; past it close 1008 (0 = 10, negative disables)")
+	fs.IntVar(&o.MaxControlBurst, "max-control-burst", 0, "ping and pong frames a client may send at once above -max-control-rate (0 = 100)")
 	fs.IntVar(&o.Loops, "loops", 0, "relay event loops (0 = GOMAXPROCS)")
 	fs.DurationVar(&o.EOFGrace, "eof-grace", 0, "after the upstream's FIN, wait this long for the client to close first before close 1000 (0 = 1s, negative = at once)")
 	fs.IntVar(&o.HandshakeCPU, "handshake-cpu", 0, "TLS handshakes doing cryptography at once (0 = max(1, GOMAXPROCS/2))")
 	fs.StringVar(&o.DecoyFile, "decoy-file", "", "HTML `file` served to every request that does not become a session (default: an nginx-like 404 page)")
 	fs.IntVar(&o.DecoyStatus, "decoy-status", 0, "HTTP status of the decoy answer (0 = 404)")
+	fs.StringVar(&o.Fallback, "fallback", "", "plain-HTTP web server `IP:PORT` (or HOST:PORT, resolved at start) that gets every connection that is not a session, with the bytes already read, relayed both ways (over TLS the gateway terminates TLS); the decoy answers when it is down or busy (default: the decoy for all)")
+	fs.IntVar(&o.MaxFallbacks, "max-fallbacks", 0, "cap on connections relayed to -fallback at once; past it the decoy answers (0 = 1024)")
 	cliconf.LogFlags(fs, &o.LogLevel, &o.LogFormat)
 	flagSpec.SetUsage(fs, "Usage: httvps-gateway [flags]\n\n"+
 		"Accepts WebSocket sessions on /SECRET/tcp and /SECRET/udp and relays them to\n"+
@@ -342,7 +351,7 @@ func (o *options) validate() error {
 	if len(o.GatewayID) > 128 {
 		bad("-gateway-id: longer than 128 bytes")
 	}
-	for name, v := range map[string]int{"max-sessions": o.MaxSessions, "max-handshakes": o.MaxHandshakes, "loops": o.Loops, "handshake-cpu": o.HandshakeCPU, "addr-burst": o.AddrBurst} {
+	for name, v := range map[string]int{"max-sessions": o.MaxSessions, "max-handshakes": o.MaxHandshakes, "loops": o.Loops, "handshake-cpu": o.HandshakeCPU, "addr-burst": o.AddrBurst, "max-control-burst": o.MaxControlBurst} {
 		if v < 0 {
 			bad("-%s: %d is negative", name, v)
 		}
@@ -363,6 +372,14 @@ func (o *options) validate() error {
 	}
 	if o.BufferCap > 0 && o.ReadChunk > 0 && o.BufferCap < o.ReadChunk {
 		bad("-buffer-cap %d is smaller than -read-chunk %d", o.BufferCap, o.ReadChunk)
+	}
+	if o.Fallback != "" {
+		if err := cliconf.CheckFallback(o.Fallback, o.Listen); err != nil {
+			bad("-fallback: %v", err)
+		}
+	}
+	if o.MaxFallbacks < 0 {
+		bad("-max-fallbacks: %d is negative", o.MaxFallbacks)
 	}
 	if o.DecoyStatus != 0 && (o.DecoyStatus < 200 || o.DecoyStatus > 599) {
 		bad("-decoy-status: %d is not an HTTP status from 200 to 599", o.DecoyStatus)
@@ -424,11 +441,15 @@ func (o *options) gatewayConfig() gateway.Config {
 		MaxMessageSize:   int64(o.MaxMessageSize),
 		BufferCap:        int(o.BufferCap),
 		ReadChunk:        int(o.ReadChunk),
+		MaxControlRate:   o.MaxControlRate,
+		MaxControlBurst:  o.MaxControlBurst,
 		Loops:            o.Loops,
 		DrainTimeout:     o.DrainTimeout,
 		EOFGrace:         o.EOFGrace,
 		DecoyStatus:      o.DecoyStatus,
 		DecoyBody:        o.DecoyBody,
+		Fallback:         o.Fallback,
+		MaxFallbacks:     o.MaxFallbacks,
 	}
 }
 

@@ -200,6 +200,7 @@ func (n *node) start() (int, error) {
 		Logger:       n.log,
 		TLS:          &gateway.TLSConfig{GetCertificate: cs.GetCertificate, MinVersion: tls.VersionTLS12},
 		DrainTimeout: o.DrainTimeout,
+		Fallback:     o.Fallback,
 	})
 	if err != nil {
 		gwLn.Close()

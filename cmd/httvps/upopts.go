@@ -44,6 +44,7 @@ type upOptions struct {
 	Replicas      int
 	StrayGrace    time.Duration // pool.Config.StrayGrace: 0 = 2m (up's store is embedded: one process), negative = never
 	DrainTimeout  time.Duration
+	Fallback      string // gateway.Config.Fallback: "" = the built-in decoy
 	LogLevel      string
 	LogFormat     string
 
@@ -78,6 +79,7 @@ func newUpFlagSet(o *upOptions, e env) *flag.FlagSet {
 	fs.IntVar(&o.Replicas, "replicas", 1, "pool members each key is placed on (2 or more for failover with several members)")
 	fs.DurationVar(&o.StrayGrace, "stray-grace", 0, "delete a pool key this installation created once health checks have seen it this long with no token assigned (0 = 2m; negative: never)")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 0, "on SIGTERM, wait this long for sessions to end after close 1001 (0 = 30s)")
+	fs.StringVar(&o.Fallback, "fallback", "", "plain-HTTP web server `IP:PORT` (or HOST:PORT, resolved at start) that gets every gateway connection that is not a session, relayed with TLS terminated (default: the built-in decoy)")
 	cliconf.LogFlags(fs, &o.LogLevel, &o.LogFormat)
 	upFlagSpec.SetUsage(fs, "Usage: httvps up [flags]\n\n"+
 		"Runs a single-node HTTVPS installation in one process on the embedded store:\n"+
@@ -167,6 +169,11 @@ func (o *upOptions) validate() error {
 	}
 	if o.DrainTimeout < 0 {
 		bad("-drain-timeout is negative")
+	}
+	if o.Fallback != "" {
+		if err := cliconf.CheckFallback(o.Fallback, o.Listen); err != nil {
+			bad("-fallback: %v", err)
+		}
 	}
 	errs = append(errs, cliconf.CheckLog(o.LogLevel, o.LogFormat)...)
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })

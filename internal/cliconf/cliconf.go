@@ -321,3 +321,34 @@ func CheckListen(addr string) error {
 	}
 	return nil
 }
+
+// CheckFallback checks a -fallback address: host:port with a numeric,
+// non-zero port, and not the gateway's own listen address, which would
+// hand every probe back to the gateway until its fallback cap.
+func CheckFallback(addr, listen string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return fmt.Errorf("port %q is not a number from 1 to 65535", port)
+	}
+	if host == "" {
+		return errors.New("no host: want IP:PORT or HOST:PORT of a web server")
+	}
+	lhost, lport, err := net.SplitHostPort(listen)
+	if err != nil || lport != port {
+		return nil
+	}
+	local := func(h string) bool {
+		if h == "" || h == "localhost" {
+			return true
+		}
+		ip := net.ParseIP(h)
+		return ip != nil && (ip.IsLoopback() || ip.IsUnspecified())
+	}
+	if host == lhost || local(host) && local(lhost) {
+		return fmt.Errorf("%s is this gateway's own -listen address %s", addr, listen)
+	}
+	return nil
+}
