@@ -241,31 +241,38 @@ func TestTLSBadRecords(t *testing.T) {
 }
 
 // TestTLSGarbageInsteadOfClientHello: what is not a ClientHello ends the
-// connection quickly, with at most a TLS alert and never the decoy in
-// plaintext; nothing is left behind.
+// connection quickly. As on nginx, bytes that could start a TLS record
+// (0x16, or SSLv2's high bit) get at most a TLS alert; anything else is
+// taken for plain HTTP and gets nginx's 400 in plaintext ("The plain HTTP
+// request was sent to HTTPS port" for a well-formed request). Nothing is
+// left behind.
 func TestTLSGarbageInsteadOfClientHello(t *testing.T) {
 	g, gw, _ := startTLSGateway(t, gateway.Config{HandshakeTimeout: 2 * time.Second},
 		map[string]string{"garbage-secret": echoUpstream(t)})
 	base := goroutineBaseline()
 	hello := clientHelloBytes(t)
+	random := randomBytes(1000)
+	random[0] |= 0x80
+	const toHTTPS, badRequest = "The plain HTTP request was sent to HTTPS port", "<title>400 Bad Request</title>"
 	probes := []struct {
 		name string
 		b    []byte
+		http string // plaintext answer wanted ("": at most an alert)
 	}{
-		{"RandomBytes", randomBytes(1000)},
-		{"HTTPGet", []byte("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")},
-		{"HTTPUpgrade", []byte(upgradeRequest("/garbage-secret/tcp"))},
-		{"HandshakeHeaderGarbageBody", append([]byte{22, 3, 1, 1, 0}, randomBytes(256)...)},
+		{"RandomBytes", random, ""},
+		{"HTTPGet", []byte("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"), toHTTPS},
+		{"HTTPUpgrade", []byte(upgradeRequest("/garbage-secret/tcp")), toHTTPS},
+		{"HandshakeHeaderGarbageBody", append([]byte{22, 3, 1, 1, 0}, randomBytes(256)...), ""},
 		{"ClientHelloCorrupted", func() []byte {
 			b := append([]byte(nil), hello...)
 			for i := 9; i < len(b); i += 7 {
 				b[i] ^= 0x5a
 			}
 			return b
-		}()},
-		{"SSLv2Hello", append([]byte{0x80, 0x2e, 0x01, 0x00, 0x02}, randomBytes(0x2b)...)},
-		{"ApplicationDataFirst", append([]byte{23, 3, 3, 0, 64}, randomBytes(64)...)},
-		{"HugeRecordLength", append([]byte{22, 3, 1, 0xff, 0xff}, randomBytes(70000)...)},
+		}(), ""},
+		{"SSLv2Hello", append([]byte{0x80, 0x2e, 0x01, 0x00, 0x02}, randomBytes(0x2b)...), ""},
+		{"ApplicationDataFirst", append([]byte{23, 3, 3, 0, 64}, randomBytes(64)...), badRequest},
+		{"HugeRecordLength", append([]byte{22, 3, 1, 0xff, 0xff}, randomBytes(70000)...), ""},
 	}
 	var wg sync.WaitGroup
 	for _, p := range probes {
@@ -285,7 +292,12 @@ func TestTLSGarbageInsteadOfClientHello(t *testing.T) {
 				t.Errorf("%s: %v after %d bytes", p.name, err, len(got))
 				return
 			}
-			if bytes.Contains(got, []byte("HTTP/")) || len(got) > 7 {
+			switch {
+			case p.http != "":
+				if !bytes.HasPrefix(got, []byte("HTTP/1.1 400 Bad Request\r\n")) || !bytes.Contains(got, []byte(p.http)) {
+					t.Errorf("%s: answer %q, want nginx's 400 with %q", p.name, got, p.http)
+				}
+			case bytes.Contains(got, []byte("HTTP/")) || len(got) > 7:
 				t.Errorf("%s: answer %q, want at most one TLS alert", p.name, got)
 			}
 			t.Logf("%s: closed after %v with %d bytes % x", p.name, time.Since(start).Round(time.Millisecond), len(got), got)
