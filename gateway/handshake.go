@@ -212,6 +212,11 @@ func (h *handshake) closed(c netpoll.Connection) error {
 	// the record sequence numbers.
 	a := &adoption{cfd: c.(netpoll.Conn).Fd(), ufd: h.ufd, kind: h.kind, tls: h.tls, acct: h.route.Account, ups: h.ups}
 	a.resp = append([]byte(nil), h.out.buf[:h.out.n]...)
+	// Detach does not wait for a read the poller is doing; once quiesce
+	// has stopped it, what the buffer holds is all there is (fallback.go).
+	if !quiesce(c) {
+		g.log.Warn("gateway: netpoll internals not found; early bytes of a session may be lost")
+	}
 	r := c.Reader()
 	if n := r.Len(); n > 0 {
 		if n > maxEarly {
@@ -254,6 +259,17 @@ func (g *Gateway) onRequest(ctx context.Context, c netpoll.Connection) error {
 	if h.wake(); h.wait.Load() == hsEvicted {
 		return nil // admission closed it for a newer connection
 	}
+	err := g.serve(h, c)
+	// A connection kept alive for its next request, or lingering after
+	// the decoy, waits for its client again: admission may evict it.
+	if st := h.state.Load(); st == hsReading || st == hsLinger {
+		h.wait.CompareAndSwap(hsBusy, hsIdle)
+	}
+	return err
+}
+
+// serve is onRequest's work on a connection admission let in.
+func (g *Gateway) serve(h *handshake, c netpoll.Connection) error {
 	switch h.state.Load() {
 	case hsReading:
 	case hsLinger:
@@ -356,7 +372,9 @@ func (h *handshake) serveTLS() error {
 	h.timer.Stop()
 	if h.tls == nil {
 		if err := h.tlsHandshake(); err != nil {
-			g.m.HandshakeRejected(RejectTLS)
+			if !errors.Is(err, errEvicted) { // counted as evicted already
+				g.m.HandshakeRejected(RejectTLS)
+			}
 			g.log.Debug("tls handshake failed", "remote", h.c.RemoteAddr().String(), "err", err)
 			h.state.Store(hsDead)
 			return h.c.Close()
