@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,58 +33,8 @@ func TestDecoyMatchesNginx(t *testing.T) {
 	cfg := gateway.Config{MaxRequestSize: 16 << 10, TLS: &gateway.TLSConfig{GetCertificate: cert.GetCertificate}}
 	_, tlsGW := startGateway(t, cfg, routes)
 
-	type run struct {
-		name       string
-		shape      probeShape
-		ngx, gw    string
-		overTLS    bool
-		want, got  probeAnswer
-		werr, gerr error
-	}
-	var runs []*run
-	for _, s := range probeShapes {
-		if s.tlsPort {
-			runs = append(runs, &run{name: s.name, shape: s, ngx: ngx.TLS, gw: tlsGW})
-			continue
-		}
-		runs = append(runs,
-			&run{name: s.name, shape: s, ngx: ngx.Plain, gw: plain},
-			&run{name: s.name + "/TLS", shape: s, ngx: ngx.TLS, gw: tlsGW, overTLS: true})
-	}
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	for _, r := range runs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			var tc = cert.ClientConfig(0)
-			if !r.overTLS {
-				tc = nil
-			}
-			r.want, r.werr = sendShape(r.ngx, tc, r.shape.req)
-			r.got, r.gerr = sendShape(r.gw, tc, r.shape.req)
-		}()
-	}
-	wg.Wait()
-	match := 0
-	for _, r := range runs {
-		if r.werr != nil {
-			t.Errorf("%s: nginx: %v", r.name, r.werr)
-			continue
-		}
-		if r.gerr != nil {
-			t.Errorf("%s: gateway: %v", r.name, r.gerr)
-			continue
-		}
-		if d := sameAnswer(r.want, r.got); d != "" {
-			t.Errorf("%s: %s", r.name, d)
-			continue
-		}
-		match++
-	}
-	t.Logf("%d of %d probes (%d shapes) answered as nginx does", match, len(runs), len(probeShapes))
+	match, total := compareWithNginx(t, ngx, cert, plain, tlsGW, tlsGW)
+	t.Logf("%d of %d probes (%d shapes) answered as nginx does", match, total, len(probeShapes))
 }
 
 // TestDecoyKeepAliveNextRequest: a kept-alive connection (plaintext and

@@ -3,7 +3,6 @@ package e2e
 import (
 	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,61 +35,8 @@ func TestFallbackMatchesNginx(t *testing.T) {
 	gPort, tlsPortGW := startGateway(t, gateway.Config{Fallback: ngx.Plain, Metrics: m,
 		TLS: &gateway.TLSConfig{GetCertificate: cert.GetCertificate}}, routes)
 
-	type run struct {
-		name       string
-		shape      probeShape
-		ngx, gw    string
-		overTLS    bool
-		want, got  probeAnswer
-		werr, gerr error
-	}
-	var runs []*run
-	for _, s := range probeShapes {
-		if s.tlsPort {
-			runs = append(runs, &run{name: s.name, shape: s, ngx: ngx.TLS, gw: tlsPortGW})
-			continue
-		}
-		runs = append(runs,
-			&run{name: s.name, shape: s, ngx: ngx.Plain, gw: plain},
-			&run{name: s.name + "/TLS", shape: s, ngx: ngx.TLS, gw: tlsGW, overTLS: true})
-	}
-	if len(probeShapes) < 48 {
-		t.Fatalf("only %d probe shapes", len(probeShapes))
-	}
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	for _, r := range runs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			tc := cert.ClientConfig(0)
-			if !r.overTLS {
-				tc = nil
-			}
-			r.want, r.werr = sendShape(r.ngx, tc, r.shape.req)
-			r.got, r.gerr = sendShape(r.gw, tc, r.shape.req)
-		}()
-	}
-	wg.Wait()
-	match := 0
-	for _, r := range runs {
-		if r.werr != nil {
-			t.Errorf("%s: nginx: %v", r.name, r.werr)
-			continue
-		}
-		if r.gerr != nil {
-			t.Errorf("%s: gateway: %v", r.name, r.gerr)
-			continue
-		}
-		if d := sameAnswer(r.want, r.got); d != "" {
-			t.Errorf("%s: %s", r.name, d)
-			continue
-		}
-		match++
-	}
-	t.Logf("%d of %d probes (%d shapes) answered through -fallback as nginx does", match, len(runs), len(probeShapes))
+	match, total := compareWithNginx(t, ngx, cert, plain, tlsGW, tlsPortGW)
+	t.Logf("%d of %d probes (%d shapes) answered through -fallback as nginx does", match, total, len(probeShapes))
 	if n := m.dropped.Load(); n != 0 {
 		t.Errorf("%d bytes dropped (fallback busy or not dialled?)", n)
 	}

@@ -302,24 +302,47 @@ func TestManyHostsEvictIdleHandshakes(t *testing.T) {
 		opened.Load(), m.rejected[gateway.RejectEvicted].Load(), m.rejected[gateway.RejectCapacity].Load(), g.Handshakes())
 }
 
-// TestPerAddressRate: new connections from one address past AddrBurst are
-// refused at accept (addr_rate) while another address connects normally.
+// TestPerAddressRate: under pressure (a quarter of MaxHandshakes in use,
+// here by 16 idle connections from one address), new connections from
+// another address past AddrBurst are refused at accept (addr_rate), while a
+// third address connects normally; without pressure nobody is refused
+// (many users behind one carrier-grade NAT address).
 func TestPerAddressRate(t *testing.T) {
 	m := &countMetrics{}
-	_, gw, cert := startTLSGateway(t, gateway.Config{
-		Metrics:   m,
-		AddrRate:  1,
-		AddrBurst: 5,
+	g, gw, cert := startTLSGateway(t, gateway.Config{
+		Metrics:          m,
+		MaxHandshakes:    64,
+		HandshakeTimeout: 30 * time.Second,
+		AddrRate:         1,
+		AddrBurst:        5,
 	}, map[string]string{"rate-secret": duplexPeer(t)})
-	start := time.Now()
-	for range 40 {
-		c, err := dialFrom("127.0.0.2", gw)
+	burst := func(src string, n int) time.Duration {
+		start := time.Now()
+		for range n {
+			c, err := dialFrom(src, gw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+		}
+		return time.Since(start)
+	}
+	// No pressure: 10 quick connections from one address (twice its
+	// burst; fewer than the 16 that make pressure), none refused.
+	burst("127.0.0.5", 10)
+	waitHandshakes(t, g, 0)
+	if n := m.rejected[gateway.RejectAddrRate].Load(); n != 0 {
+		t.Fatalf("%d connections refused without pressure", n)
+	}
+	for range 16 {
+		c, err := dialFrom("127.0.0.4", gw)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Close()
+		defer c.Close()
 	}
-	el := time.Since(start)
+	ctlEventually(t, 10*time.Second, "16 idle handshakes", func() bool { return g.Handshakes() >= 16 })
+	el := burst("127.0.0.2", 40)
 	// At most the burst plus what refilled meanwhile got through.
 	admitted := int64(5 + el.Seconds() + 1)
 	ctlEventually(t, 10*time.Second, "refusals to be counted", func() bool {
@@ -328,4 +351,10 @@ func TestPerAddressRate(t *testing.T) {
 	if err := honestTLS(gw, "127.0.0.3", "rate-secret", cert, tls.VersionTLS13, 10*time.Second); err != nil {
 		t.Fatalf("another address after the burst: %v", err)
 	}
+}
+
+// waitHandshakes waits until the gateway has n handshakes in progress.
+func waitHandshakes(t *testing.T, g *gateway.Gateway, n int) {
+	t.Helper()
+	ctlEventually(t, 10*time.Second, fmt.Sprintf("%d handshakes in progress", n), func() bool { return g.Handshakes() == n })
 }

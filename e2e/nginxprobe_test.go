@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -322,4 +323,65 @@ func clip(b []byte) []byte {
 		return append(b[:600:600], "…"...)
 	}
 	return b
+}
+
+// compareWithNginx sends every probe shape to nginx and to the gateway
+// listeners (plain: the plaintext shapes; tlsGW: the same shapes inside
+// TLS; tlsPortGW: the shapes sent in the clear to a TLS port), eight at a
+// time, reports each answer that differs from nginx's (Date apart, and
+// closed or kept alive alike), and returns how many probes matched of how
+// many were sent.
+func compareWithNginx(t *testing.T, ngx *nginxServer, cert *testpeer.TestCert, plain, tlsGW, tlsPortGW string) (match, total int) {
+	t.Helper()
+	if len(probeShapes) < 48 {
+		t.Fatalf("only %d probe shapes", len(probeShapes))
+	}
+	type run struct {
+		name       string
+		shape      probeShape
+		ngx, gw    string
+		overTLS    bool
+		want, got  probeAnswer
+		werr, gerr error
+	}
+	var runs []*run
+	for _, s := range probeShapes {
+		if s.tlsPort {
+			runs = append(runs, &run{name: s.name, shape: s, ngx: ngx.TLS, gw: tlsPortGW})
+			continue
+		}
+		runs = append(runs,
+			&run{name: s.name, shape: s, ngx: ngx.Plain, gw: plain},
+			&run{name: s.name + "/TLS", shape: s, ngx: ngx.TLS, gw: tlsGW, overTLS: true})
+	}
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for _, r := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			tc := cert.ClientConfig(0)
+			if !r.overTLS {
+				tc = nil
+			}
+			r.want, r.werr = sendShape(r.ngx, tc, r.shape.req)
+			r.got, r.gerr = sendShape(r.gw, tc, r.shape.req)
+		}()
+	}
+	wg.Wait()
+	for _, r := range runs {
+		switch d := sameAnswer(r.want, r.got); {
+		case r.werr != nil:
+			t.Errorf("%s: nginx: %v", r.name, r.werr)
+		case r.gerr != nil:
+			t.Errorf("%s: gateway: %v", r.name, r.gerr)
+		case d != "":
+			t.Errorf("%s: %s", r.name, d)
+		default:
+			match++
+		}
+	}
+	return match, len(runs)
 }

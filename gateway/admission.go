@@ -15,7 +15,8 @@ import (
 //
 //   - per client address (IPv4 address, IPv6 /64): at most AddrHandshakes
 //     handshakes at once, and new connections at AddrRate per second with a
-//     burst of AddrBurst (a token bucket);
+//     burst of AddrBurst (a token bucket), enforced while a quarter or more
+//     of MaxHandshakes is in use;
 //   - globally: at most MaxHandshakes handshakes at once. At the cap a new
 //     connection does not wait or get refused while some handshake sits
 //     idle: the oldest idle handshake (one waiting for the client's bytes,
@@ -53,12 +54,13 @@ func keyOf(a net.Addr) addrKey {
 // addrState is what the admission keeps per client address.
 type addrState struct {
 	handshakes int     // in progress now
+	fallbacks  int     // connections relayed to Config.Fallback now
 	tokens     float64 // token bucket for new connections
 	refill     int64   // unix ns of the last refill
 }
 
 // maxAddrEntries bounds the per-address table. An entry lives while its
-// address has handshakes or an unfilled bucket (at most AddrBurst/AddrRate
+// address has handshakes, fallback connections or an unfilled bucket (at most AddrBurst/AddrRate
 // seconds after its last connection), so reaching this takes that many
 // distinct addresses connecting within seconds; past it new addresses are
 // admitted without per-address accounting until the table shrinks, and
@@ -96,7 +98,7 @@ func (ad *admission) init(cfg *Config) {
 
 // evictScan bounds how many handshakes from the oldest end are looked at for
 // one that is idle, so admission stays O(1) when all are busy.
-const evictScan = 64
+const evictScan = 1024
 
 // admit decides whether h (not yet linked) may start. On success it links
 // h, books it against its address, and may return an older idle handshake
@@ -109,21 +111,21 @@ func (ad *admission) admit(h *handshake, now int64) (Reject, *handshake, bool) {
 	}
 	st := ad.addrs[h.addr]
 	if st == nil && (ad.perAddr > 0 || ad.rate > 0) {
-		if len(ad.addrs) >= maxAddrEntries {
-			ad.sweep(now)
-		}
-		if len(ad.addrs) < maxAddrEntries {
-			st = &addrState{tokens: ad.burst, refill: now}
-			ad.addrs[h.addr] = st
-		}
+		st = ad.newEntry(h.addr, now)
 	}
+	// The per-address limits refuse only under pressure: while a quarter
+	// of MaxHandshakes is free nobody is short of anything, and many users
+	// behind one carrier-grade NAT address keep connecting however many
+	// they are. The bucket is drawn on all the time, so that under
+	// pressure it reflects the address's real rate.
+	pressure := ad.count >= ad.maxHS/4
 	if st != nil {
-		if ad.perAddr > 0 && st.handshakes >= ad.perAddr {
+		if ad.perAddr > 0 && st.handshakes >= ad.perAddr && pressure {
 			return RejectAddrLimit, nil, false
 		}
 		if ad.rate > 0 {
 			st.refillAt(now, ad.rate, ad.burst)
-			if st.tokens < 1 {
+			if st.tokens < 1 && pressure {
 				return RejectAddrRate, nil, false
 			}
 		}
@@ -138,7 +140,7 @@ func (ad *admission) admit(h *handshake, now int64) (Reject, *handshake, bool) {
 	}
 	if st != nil {
 		if ad.rate > 0 {
-			st.tokens--
+			st.tokens = max(st.tokens-1, 0)
 		}
 		st.handshakes++
 		h.booked = true
@@ -150,6 +152,48 @@ func (ad *admission) admit(h *handshake, now int64) (Reject, *handshake, bool) {
 	h.linked = true
 	ad.count++
 	return 0, victim, true
+}
+
+// newEntry adds a table entry for k, or returns nil when the table is full
+// (a full table is swept at most once a second, so a flood of new
+// addresses cannot make every accept walk it).
+func (ad *admission) newEntry(k addrKey, now int64) *addrState {
+	if len(ad.addrs) >= maxAddrEntries && now-ad.lastSweep > int64(time.Second) {
+		ad.sweep(now)
+	}
+	if len(ad.addrs) >= maxAddrEntries {
+		return nil
+	}
+	st := &addrState{tokens: ad.burst, refill: now}
+	ad.addrs[k] = st
+	return st
+}
+
+// bookFallback counts a fallback connection against its address, at most
+// max at once; false means the address has its share already.
+func (ad *admission) bookFallback(k addrKey, max int) bool {
+	ad.mu.Lock()
+	defer ad.mu.Unlock()
+	st := ad.addrs[k]
+	if st == nil {
+		if st = ad.newEntry(k, time.Now().UnixNano()); st == nil {
+			return true // unaccounted, as in admit
+		}
+	}
+	if st.fallbacks >= max {
+		return false
+	}
+	st.fallbacks++
+	return true
+}
+
+// unbookFallback ends what bookFallback counted.
+func (ad *admission) unbookFallback(k addrKey) {
+	ad.mu.Lock()
+	defer ad.mu.Unlock()
+	if st := ad.addrs[k]; st != nil && st.fallbacks > 0 {
+		st.fallbacks--
+	}
 }
 
 func (st *addrState) refillAt(now int64, rate, burst float64) {
@@ -200,7 +244,7 @@ func (ad *admission) unlinkLocked(h *handshake) {
 func (ad *admission) sweep(now int64) {
 	ad.lastSweep = now
 	for k, st := range ad.addrs {
-		if st.handshakes > 0 {
+		if st.handshakes > 0 || st.fallbacks > 0 {
 			continue
 		}
 		if ad.rate > 0 {

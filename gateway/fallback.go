@@ -41,7 +41,28 @@ const (
 	fallbackDialWarnPeriod = 10 * time.Second
 )
 
-var errFallbackIdle = errors.New("gateway: fallback idle")
+var (
+	errFallbackIdle    = errors.New("gateway: fallback idle")
+	errFallbackRefused = errors.New("gateway: fallback is this listener, or the client sent too much")
+)
+
+// maxFallbackCarry bounds the client bytes buffered at the hand-off that
+// are carried to the fallback (netpoll reads eagerly while the request is
+// read and the fallback dialled, so an upload that follows its request at
+// once can be megabytes in by then); past it the connection is closed. The
+// dial waits at most fallbackDialTimeout, so what a client can make the
+// gateway buffer this way is bounded by its bandwidth over that time.
+const (
+	maxFallbackCarry    = 64 << 20
+	fallbackDialTimeout = time.Second
+)
+
+// sameEndpoint reports whether a and b are the same TCP address.
+func sameEndpoint(a, b net.Addr) bool {
+	x, ok1 := a.(*net.TCPAddr)
+	y, ok2 := b.(*net.TCPAddr)
+	return ok1 && ok2 && x.AddrPort().Addr().Unmap() == y.AddrPort().Addr().Unmap() && x.Port == y.Port
+}
 
 // fallbacks is the gateway's fallback web server and its live connections.
 type fallbacks struct {
@@ -107,10 +128,26 @@ func (h *handshake) startFallback() bool {
 		g.m.Dropped(DropFallbackBusy, h.readSoFar())
 		return false
 	}
-	d := net.Dialer{Timeout: g.cfg.DialTimeout}
+	// One address may hold a sixteenth of the fallback connections (at
+	// least 8), so a single host cannot turn the real site into the decoy
+	// for everyone.
+	if !g.adm.bookFallback(h.addr, max(int(f.max)/16, min(int(f.max), 8))) {
+		f.live.Add(-1)
+		g.m.Dropped(DropFallbackBusy, h.readSoFar())
+		return false
+	}
+	d := net.Dialer{Timeout: min(g.cfg.DialTimeout, fallbackDialTimeout)}
 	c, err := d.Dial("tcp", f.addr.String())
+	if err == nil && (sameEndpoint(c.RemoteAddr(), h.c.LocalAddr()) || h.c.Reader().Len() > maxFallbackCarry) {
+		// A fallback that is this listener would loop; a client that
+		// streamed more than a request's worth during the dial is not
+		// carried.
+		c.Close()
+		err = errFallbackRefused
+	}
 	if err != nil {
 		f.live.Add(-1)
+		g.adm.unbookFallback(h.addr)
 		g.m.Dropped(DropFallbackDial, h.readSoFar())
 		if now := time.Now().UnixNano(); now-f.lastWarn.Load() > int64(fallbackDialWarnPeriod) {
 			f.lastWarn.Store(now)
@@ -147,7 +184,7 @@ func (h *handshake) adoptFallback(c netpoll.Connection) {
 		unix.Close(h.ufd)
 		h.ufd = -1
 	}
-	fc := &fallbackConn{f: f, back: h.fb, tls: h.tls, remote: c.RemoteAddr()}
+	fc := &fallbackConn{f: f, back: h.fb, tls: h.tls, remote: c.RemoteAddr(), addr: h.addr}
 	if h.tls != nil {
 		fc.first = append(fc.first, h.plain...)
 		fc.replyKU.Store(h.tls.replyKU)
@@ -158,7 +195,10 @@ func (h *handshake) adoptFallback(c netpoll.Connection) {
 	}
 	r := c.Reader()
 	var rest []byte
-	if n := r.Len(); n > 0 {
+	tooMuch := false
+	if n := r.Len(); n > maxFallbackCarry {
+		tooMuch = true
+	} else if n > 0 {
 		if b, err := r.Next(n); err == nil {
 			rest = append([]byte(nil), b...)
 		}
@@ -175,7 +215,7 @@ func (h *handshake) adoptFallback(c netpoll.Connection) {
 	file.Close()
 	cc, ok := nc.(*net.TCPConn)
 	f.mu.Lock()
-	if err == nil && ok && !f.closed {
+	if err == nil && ok && !f.closed && !tooMuch {
 		fc.client = cc
 	}
 	if fc.client == nil {
@@ -186,6 +226,7 @@ func (h *handshake) adoptFallback(c netpoll.Connection) {
 		fc.back.Close()
 		fc.clearTLS()
 		f.live.Add(-1)
+		g.adm.unbookFallback(fc.addr)
 		g.active.Add(-1)
 		return
 	}
@@ -225,6 +266,7 @@ type fallbackConn struct {
 	back   *net.TCPConn
 	tls    *tlsSession // nil on a plaintext listener
 	remote net.Addr
+	addr   addrKey // booked with admission.bookFallback
 
 	first    []byte // client bytes for the fallback before any read (plaintext)
 	firstRec []byte // TLS: ciphertext read by netpoll but not yet opened
@@ -275,6 +317,7 @@ func (fc *fallbackConn) run() {
 	delete(f.conns, fc)
 	f.mu.Unlock()
 	f.live.Add(-1)
+	g.adm.unbookFallback(fc.addr)
 	g.active.Add(-1)
 	g.log.Debug("fallback connection ended", "remote", fc.remote.String(), "up", fc.up, "down", fc.down,
 		"up_err", upErr, "down_err", downErr)

@@ -174,7 +174,11 @@ func (h *handshake) waitBytes(n int, deadline time.Time) error {
 // expire cuts off a connection that did not complete its request in time.
 func (h *handshake) expire() {
 	if h.state.CompareAndSwap(hsReading, hsDead) {
-		h.g.m.HandshakeRejected(RejectTimeout)
+		if h.served == 0 {
+			// A kept-alive decoy connection that ends its wait was
+			// counted when it was answered.
+			h.g.m.HandshakeRejected(RejectTimeout)
+		}
 		h.c.Close()
 	}
 }
@@ -438,6 +442,8 @@ func (h *handshake) upgrade(req []byte) error {
 	g := h.g
 	h.reject = RejectNotUpgrade
 	h.in.Reset(req)
+	h.out.n = 0 // a kept-alive connection may try more than once
+	h.ups = h.ups[:0]
 	u := ws.Upgrader{
 		ReadBufferSize:  g.cfg.MaxRequestSize + 64,
 		OnRequest:       h.onURI,
@@ -452,6 +458,9 @@ func (h *handshake) upgrade(req []byte) error {
 			unix.Close(h.ufd)
 			h.ufd = -1
 		}
+		// Authenticated but not upgraded (no upstream could be dialled):
+		// give the session slot back now, not at the connection's end.
+		h.releaseAccount()
 		if !errors.Is(err, errReject) && h.reject == RejectNotUpgrade &&
 			(errors.Is(err, ws.ErrMalformedRequest) || errors.Is(err, ws.ErrHandshakeBadProtocol)) {
 			h.reject = RejectMalformed
@@ -551,6 +560,14 @@ func (h *handshake) writeAnswer(a answer, closing bool) error {
 		defer bufpool.Put(sb)
 		sealed := (*sb)[:0]
 		var err error
+		if h.tls.replyKU {
+			// The client asked for a KeyUpdate (RFC 8446 §4.6.3): ours
+			// goes before our next record.
+			h.tls.replyKU = false
+			if sealed, err = rl.sealKeyUpdate(sealed); err != nil {
+				return err
+			}
+		}
 		for p := out; len(p) > 0; {
 			k := min(len(p), maxTLSPlain)
 			if sealed, err = rl.seal(sealed, contentAppData, p[:k]); err != nil {

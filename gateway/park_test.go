@@ -100,6 +100,18 @@ func TestIdleTLSSessionParksAndResumes(t *testing.T) {
 	}
 }
 
+// waitReclaims waits until r has done want reclaims and none is running.
+func waitReclaims(t *testing.T, r *reclaimer, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.count.Load() != want || r.running.Load() {
+		if time.Now().After(deadline) {
+			t.Fatalf("reclaims %d, want %d", r.count.Load(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestReclaimRules: a reclaim starts only when the parked count grew enough
 // over what the last one left, at most every reclaimEvery; sessions that
 // park and wake again and again (keepalives) do not reclaim each time.
@@ -107,16 +119,7 @@ func TestReclaimRules(t *testing.T) {
 	var r reclaimer
 	now := int64(time.Hour)
 	step := int64(sweepEvery * time.Millisecond)
-	wait := func(want int64) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for r.count.Load() != want || r.running.Load() {
-			if time.Now().After(deadline) {
-				t.Fatalf("reclaims %d, want %d", r.count.Load(), want)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	wait := func(want int64) { t.Helper(); waitReclaims(t, &r, want) }
 	check := func(parked int64, sessions int64) {
 		r.parked.Store(parked)
 		r.check(now, sessions, 0)
@@ -162,16 +165,7 @@ func TestReclaimAfterHandshakeFlood(t *testing.T) {
 	var r reclaimer
 	now := int64(time.Hour)
 	step := int64(sweepEvery * time.Millisecond)
-	wait := func(want int64) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for r.count.Load() != want || r.running.Load() {
-			if time.Now().After(deadline) {
-				t.Fatalf("reclaims %d, want %d", r.count.Load(), want)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	wait := func(want int64) { t.Helper(); waitReclaims(t, &r, want) }
 	check := func(handshakes int64) {
 		r.check(now, 100, handshakes)
 		now += step

@@ -154,6 +154,7 @@ type connKeys struct {
 
 func (k *connKeys) Write(line []byte) (int, error) {
 	n := len(line)
+	defer clear(line) // crypto/tls builds each line afresh; no secret stays in it
 	f := bytes.Fields(line)
 	if len(f) != 3 || len(f[1]) != 64 || len(f[2]) > 2*maxSecretLen {
 		return n, nil
@@ -356,12 +357,21 @@ func (a *hsConn) acquire() error {
 	}
 	t := time.NewTimer(time.Until(a.deadline))
 	defer t.Stop()
-	select {
-	case g.hsCPU <- struct{}{}:
-		a.slot = true
-		return nil
-	case <-t.C:
-		return errHandshakeTimeout
+	// netpoll keeps reading the client while we wait: bound what it holds.
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case g.hsCPU <- struct{}{}:
+			a.slot = true
+			return nil
+		case <-tick.C:
+			if a.c.Reader().Len() > 1<<16 {
+				return errHandshakeInput
+			}
+		case <-t.C:
+			return errHandshakeTimeout
+		}
 	}
 }
 
