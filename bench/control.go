@@ -32,10 +32,10 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/httvps/httvps/control/store"
-	"github.com/httvps/httvps/control/store/redisstore"
 	"github.com/httvps/httvps/gateway"
 	"github.com/httvps/httvps/gateway/storeauth"
+	"github.com/httvps/httvps/store"
+	"github.com/httvps/httvps/store/redisstore"
 )
 
 // ControlResult is what the control scenario measured.

@@ -36,10 +36,10 @@ import (
 
 	"github.com/httvps/httvps/control/api"
 	"github.com/httvps/httvps/control/pool"
-	"github.com/httvps/httvps/control/store/redisstore"
 	"github.com/httvps/httvps/gateway"
 	"github.com/httvps/httvps/gateway/storeauth"
 	"github.com/httvps/httvps/internal/testpeer"
+	"github.com/httvps/httvps/store/redisstore"
 )
 
 // ctlLogger is quiet unless E2E_CONTROL_LOG is set.

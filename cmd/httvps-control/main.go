@@ -22,12 +22,12 @@ import (
 
 	"github.com/httvps/httvps/control/api"
 	"github.com/httvps/httvps/control/pool"
-	"github.com/httvps/httvps/control/store"
-	"github.com/httvps/httvps/control/store/embedded"
-	"github.com/httvps/httvps/control/store/redisstore"
 	"github.com/httvps/httvps/internal/admin"
 	"github.com/httvps/httvps/internal/certs"
 	"github.com/httvps/httvps/internal/cliconf"
+	"github.com/httvps/httvps/store"
+	"github.com/httvps/httvps/store/embedded"
+	"github.com/httvps/httvps/store/redisstore"
 )
 
 const (

@@ -5,10 +5,10 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/httvps/httvps/control/store/redisstore"
 	"github.com/httvps/httvps/gateway"
 	"github.com/httvps/httvps/gateway/storeauth"
-	"github.com/httvps/httvps/internal/storemetrics"
+	"github.com/httvps/httvps/gateway/storemetrics"
+	"github.com/httvps/httvps/store/redisstore"
 )
 
 const (

@@ -15,10 +15,10 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
-	"github.com/httvps/httvps/control/store"
-	"github.com/httvps/httvps/control/store/redisstore"
 	"github.com/httvps/httvps/gateway/storeauth"
-	"github.com/httvps/httvps/internal/storemetrics"
+	"github.com/httvps/httvps/gateway/storemetrics"
+	"github.com/httvps/httvps/store"
+	"github.com/httvps/httvps/store/redisstore"
 )
 
 func TestStoreOptions(t *testing.T) {

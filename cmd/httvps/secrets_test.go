@@ -14,9 +14,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/httvps/httvps/control/api/wire"
-	"github.com/httvps/httvps/control/store"
-	"github.com/httvps/httvps/control/store/embedded"
 	"github.com/httvps/httvps/internal/testpeer"
+	"github.com/httvps/httvps/store"
+	"github.com/httvps/httvps/store/embedded"
 )
 
 // openPTY returns a pseudo-terminal's slave side, a real terminal.

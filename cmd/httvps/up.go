@@ -23,15 +23,15 @@ import (
 	"github.com/httvps/httvps/control/api"
 	"github.com/httvps/httvps/control/api/wire"
 	"github.com/httvps/httvps/control/pool"
-	"github.com/httvps/httvps/control/store"
-	"github.com/httvps/httvps/control/store/embedded"
 	"github.com/httvps/httvps/gateway"
 	"github.com/httvps/httvps/gateway/storeauth"
+	"github.com/httvps/httvps/gateway/storemetrics"
 	"github.com/httvps/httvps/gateway/vmmetrics"
 	opsadmin "github.com/httvps/httvps/internal/admin"
 	"github.com/httvps/httvps/internal/certs"
 	"github.com/httvps/httvps/internal/cliconf"
-	"github.com/httvps/httvps/internal/storemetrics"
+	"github.com/httvps/httvps/store"
+	"github.com/httvps/httvps/store/embedded"
 )
 
 const (

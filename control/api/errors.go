@@ -10,7 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/httvps/httvps/control/pool"
-	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/store"
 )
 
 // Error codes of the JSON error body. docs/02-control-plane-api.md has the

@@ -22,9 +22,9 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/control/pool"
-	"github.com/httvps/httvps/control/store"
-	"github.com/httvps/httvps/control/store/embedded"
-	"github.com/httvps/httvps/control/store/redisstore"
+	"github.com/httvps/httvps/store"
+	"github.com/httvps/httvps/store/embedded"
+	"github.com/httvps/httvps/store/redisstore"
 )
 
 const testAdminKey = "test-admin-key-0123456789abcdef-0123456789"

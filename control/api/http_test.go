@@ -15,7 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
-	"github.com/httvps/httvps/control/store/redisstore"
+	"github.com/httvps/httvps/store/redisstore"
 )
 
 func readResponse(t *testing.T, resp *http.Response) response {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/control/pool"
-	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/store"
 )
 
 type memberJSON struct {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/store"
 )
 
 func TestTokenLifecycle(t *testing.T) {

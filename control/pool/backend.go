@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/store"
 )
 
 // Backend reaches one pool member. The Manager holds one per member and

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/store"
 )
 
 // maxParallelChecks bounds concurrent member checks in one round.

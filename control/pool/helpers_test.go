@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/httvps/httvps/control/store"
-	"github.com/httvps/httvps/control/store/embedded"
 	"github.com/httvps/httvps/internal/testpeer"
+	"github.com/httvps/httvps/store"
+	"github.com/httvps/httvps/store/embedded"
 )
 
 const testMethod = "chacha20-ietf-poly1305"

@@ -18,7 +18,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/store"
 )
 
 // maxAPIBody bounds what is read from an Outline API answer. The key list

@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	"github.com/httvps/httvps/control/pool/outlinefake"
-	"github.com/httvps/httvps/control/store"
 	"github.com/httvps/httvps/internal/testpeer"
+	"github.com/httvps/httvps/store"
 )
 
 func outlineBackend(t *testing.T, apiURL, pin string) *outline {

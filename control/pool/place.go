@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/store"
 )
 
 // candidates returns the members that can take t's key now, best first:

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/control/pool/outlinefake"
-	"github.com/httvps/httvps/control/store"
 	"github.com/httvps/httvps/internal/testpeer"
+	"github.com/httvps/httvps/store"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -10,7 +10,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/store"
 )
 
 // maxRepairsPerRound bounds the keys one health round re-creates on one

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/control/pool/outlinefake"
-	"github.com/httvps/httvps/control/store"
 	"github.com/httvps/httvps/internal/testpeer"
+	"github.com/httvps/httvps/store"
 )
 
 // An ss-manager that crashed and was restarted serves no ports; the health

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/control/pool/outlinefake"
-	"github.com/httvps/httvps/control/store"
 	"github.com/httvps/httvps/internal/testpeer"
+	"github.com/httvps/httvps/store"
 )
 
 // refusingStore refuses every UpdateAssignments.

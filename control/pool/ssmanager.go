@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/store"
 )
 
 // ss-manager protocol (shadowsocks-libev 3.x), one UDP datagram each way:

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/store"
 )
 
 func TestSSManagerAvoidsPortsInUse(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 	"net"
 	"strconv"
 
-	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/store"
 )
 
 // static is a fixed Shadowsocks listener shared by every key placed on it:

@@ -3,7 +3,7 @@ package pool
 import (
 	"context"
 
-	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/store"
 )
 
 // Backends lists the member backend kinds, in the order Stats reports

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/store"
 )
 
 // maxSweepsPerRound bounds the stray keys one health round deletes on one

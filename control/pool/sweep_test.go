@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/control/pool/outlinefake"
-	"github.com/httvps/httvps/control/store"
 	"github.com/httvps/httvps/internal/testpeer"
+	"github.com/httvps/httvps/store"
 )
 
 // udpRelay forwards UDP requests to target and the answers back, or drops

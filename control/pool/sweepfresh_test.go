@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/control/pool/outlinefake"
-	"github.com/httvps/httvps/control/store"
-	"github.com/httvps/httvps/control/store/redisstore"
 	"github.com/httvps/httvps/internal/testpeer"
+	"github.com/httvps/httvps/store"
+	"github.com/httvps/httvps/store/redisstore"
 )
 
 // hookStore calls hooks around some store calls (others pass through).

@@ -46,18 +46,18 @@ func parseScrape(text string) []series {
 }
 
 // storeMetricsFromSource reads the httvps_gateway_store_* series that
-// internal/storemetrics writes (httvps-gateway in fleet mode, httvps up),
+// gateway/storemetrics writes (httvps-gateway in fleet mode, httvps up),
 // for runs without redis-server.
 func storeMetricsFromSource(t *testing.T) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(root(t), "internal", "storemetrics", "storemetrics.go"))
+	b, err := os.ReadFile(filepath.Join(root(t), "gateway", "storemetrics", "storemetrics.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	src := string(b)
 	m := regexp.MustCompile(`const p = "(httvps_gateway_store_)"`).FindStringSubmatch(src)
 	if m == nil {
-		t.Fatal("internal/storemetrics/storemetrics.go: no store metric prefix")
+		t.Fatal("gateway/storemetrics/storemetrics.go: no store metric prefix")
 	}
 	var out strings.Builder
 	for _, s := range regexp.MustCompile("\\{`([a-z_]+(?:\\{[^}`]*\\})?)`,").FindAllStringSubmatch(src, -1) {

@@ -8,15 +8,14 @@ package storeauth
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/httvps/httvps/control/store"
 	"github.com/httvps/httvps/gateway"
+	"github.com/httvps/httvps/store"
 )
 
 // Config configures an Auth. Zero values mean the documented defaults.
@@ -232,7 +231,7 @@ const (
 // Authenticate implements gateway.Authenticator. secret is the token string
 // as presented on the path.
 func (a *Auth) Authenticate(secret []byte, _ gateway.PathKind) (gateway.Route, bool) {
-	h := sha256.Sum256(secret) // == store.HashToken(string(secret)) without the copy
+	h := store.HashTokenBytes(secret)
 	now := time.Now().UnixNano()
 	e, ok := a.entry(&h, now)
 	if !ok {

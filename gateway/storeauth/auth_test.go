@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/httvps/httvps/control/store"
 	"github.com/httvps/httvps/gateway"
+	"github.com/httvps/httvps/store"
 )
 
 var _ gateway.Authenticator = (*Auth)(nil)

@@ -19,9 +19,9 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
-	"github.com/httvps/httvps/control/store"
-	"github.com/httvps/httvps/control/store/redisstore"
 	"github.com/httvps/httvps/gateway"
+	"github.com/httvps/httvps/store"
+	"github.com/httvps/httvps/store/redisstore"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

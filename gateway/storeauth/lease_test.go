@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/httvps/httvps/control/store"
 	"github.com/httvps/httvps/gateway"
+	"github.com/httvps/httvps/store"
 )
 
 // Sessions admitted and ended while the store is down leave the fleet-wide

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/store"
 )
 
 // Redis crashes and comes back on the same port: sessions keep relaying,

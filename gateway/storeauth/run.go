@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/httvps/httvps/control/store"
 	"github.com/httvps/httvps/gateway"
+	"github.com/httvps/httvps/store"
 )
 
 // ErrRunning is returned by a second call to Run.

@@ -4,7 +4,10 @@ package archtest
 import (
 	"bytes"
 	"encoding/json"
+	"io/fs"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -48,12 +51,18 @@ func TestImportGraph(t *testing.T) {
 		forbidden []string // may not depend on these (transitively)
 		ownOK     []string // the only packages of ours it may depend on (nil: any)
 	}{
+		// The wire formats and the buffer pool stand alone.
 		{pkg: module + "/codec", ownOK: []string{module + "/codec"}},
 		{pkg: module + "/bufpool", ownOK: []string{}},
-		{pkg: module + "/gateway", forbidden: []string{
-			module + "/control/api", module + "/control/pool", module + "/client",
-			"github.com/valyala/fasthttp",
-		}},
+		// The shared state is below both the gateway and the control
+		// plane: it knows neither.
+		{pkg: module + "/store", ownOK: []string{module + "/store"}},
+		// The gateway: its own packages, the codecs, the pool, the store
+		// (storeauth) — never the control plane or its HTTP stack.
+		{pkg: module + "/gateway", ownOK: []string{
+			module + "/gateway", module + "/codec", module + "/bufpool", module + "/store",
+		}, forbidden: []string{"github.com/valyala/fasthttp"}},
+		// The control plane never imports the gateway.
 		{pkg: module + "/control", forbidden: []string{module + "/gateway"}},
 		{pkg: module + "/internal/cliconf", ownOK: []string{}},
 	}
@@ -121,4 +130,57 @@ func TestCliconfOnlyForCmd(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Only cmd/* reads the environment: no other non-test source calls
+// os.Getenv, os.LookupEnv, os.Environ or syscall.Getenv (packages get a
+// Config, practice 9). bench/process.go passes the harness's environment
+// on to the peers it starts (minus SS_*), which is not reading it.
+func TestOnlyCmdReadsEnvironment(t *testing.T) {
+	allowed := map[string]bool{"bench/process.go": true}
+	calls := []string{"os.Getenv(", "os.LookupEnv(", "os.Environ(", "syscall.Getenv("}
+	root := moduleRoot(t)
+	checked := 0
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		if d.IsDir() {
+			if rel == "cmd" || strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(rel, ".go") || strings.HasSuffix(rel, "_test.go") || allowed[filepath.ToSlash(rel)] {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		checked++
+		for _, c := range calls {
+			if bytes.Contains(b, []byte(c)) {
+				t.Errorf("%s calls %s…); only cmd/* reads the environment", rel, c)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked < 50 {
+		t.Fatalf("only %d source files checked", checked)
+	}
+}
+
+// moduleRoot is the directory holding go.mod.
+func moduleRoot(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
 }

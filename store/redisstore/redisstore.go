@@ -38,7 +38,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/store"
 )
 
 // DefaultPrefix starts every key.

@@ -9,7 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/store"
 )
 
 func getMember(tx *bolt.Tx, id string) (store.Member, error) {

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/httvps/httvps/control/store"
-	"github.com/httvps/httvps/control/store/internal/eventq"
+	"github.com/httvps/httvps/store"
+	"github.com/httvps/httvps/store/internal/eventq"
 )
 
 // liveCount sums the token's leases on live gateways plus self's, deleting

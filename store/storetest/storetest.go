@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/store"
 )
 
 // NewFunc returns an empty store; it registers its own cleanup.

@@ -11,8 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/httvps/httvps/control/store"
-	"github.com/httvps/httvps/control/store/internal/eventq"
+	"github.com/httvps/httvps/store"
+	"github.com/httvps/httvps/store/internal/eventq"
 )
 
 // wireEvent is an Event as published on the channel.

@@ -13,9 +13,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/httvps/httvps/control/store"
-	"github.com/httvps/httvps/control/store/storetest"
 	"github.com/httvps/httvps/internal/testpeer"
+	"github.com/httvps/httvps/store"
+	"github.com/httvps/httvps/store/storetest"
 )
 
 // redisServer is a redis-server of our own on a loopback port.

@@ -11,7 +11,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/store"
 )
 
 // record is a token as stored.

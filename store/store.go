@@ -299,7 +299,13 @@ type Store interface {
 
 // HashToken is the Hash stored for a token string.
 func HashToken(token string) [sha256.Size]byte {
-	return sha256.Sum256([]byte(token))
+	return HashTokenBytes([]byte(token))
+}
+
+// HashTokenBytes is HashToken for a token held as bytes (a gateway has the
+// path segment), without a copy to a string.
+func HashTokenBytes(token []byte) [sha256.Size]byte {
+	return sha256.Sum256(token)
 }
 
 // NewID returns a random public, URL-safe identifier (128 bits).

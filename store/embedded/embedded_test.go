@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/httvps/httvps/control/store"
-	"github.com/httvps/httvps/control/store/internal/eventq"
-	"github.com/httvps/httvps/control/store/storetest"
+	"github.com/httvps/httvps/store"
+	"github.com/httvps/httvps/store/internal/eventq"
+	"github.com/httvps/httvps/store/storetest"
 )
 
 func open(t *testing.T, path string) *Store {

@@ -25,8 +25,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/httvps/httvps/control/store"
-	"github.com/httvps/httvps/control/store/internal/eventq"
+	"github.com/httvps/httvps/store"
+	"github.com/httvps/httvps/store/internal/eventq"
 )
 
 var (

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/httvps/httvps/control/store"
+	"github.com/httvps/httvps/store"
 )
 
 // TestRedissURL connects through TLS (rediss://) to a redis-server with a
