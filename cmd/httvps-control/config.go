@@ -8,25 +8,20 @@ import (
 	"net/url"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/httvps/httvps/control/api"
 	"github.com/httvps/httvps/control/pool"
 	"github.com/httvps/httvps/internal/cliconf"
-)
-
-const (
-	// maxBodyCeiling keeps -max-body to what a JSON API could need.
-	maxBodyCeiling = 16 << 20
+	"github.com/httvps/httvps/internal/wiring"
 )
 
 // options is everything the control plane binary can be told, after
-// merging flags, environment and the config file. Zero durations and
-// counts mean the package default (documented on api.Config and
-// pool.Config).
+// merging flags, environment and the config file: the control set shared
+// with `httvps up` (internal/wiring) and the flags only this binary has.
 type options struct {
+	wiring.Control
+
 	ConfigFile   string
 	Listen       string
 	AdminListen  string
@@ -35,16 +30,8 @@ type options struct {
 	RedisURL     string
 	DataDir      string
 	PublicURL    string
-	Replicas     int
-	HealthEvery  time.Duration
-	StrayGrace   time.Duration
 	TLSCert      string
 	TLSKey       string
-	MaxBody      byteSize
-	ReadTimeout  time.Duration
-	WriteTimeout time.Duration
-	IdleTimeout  time.Duration
-	OpenMetrics  bool
 	LogLevel     string
 	LogFormat    string
 }
@@ -67,7 +54,7 @@ var flagSpec = cliconf.Spec{Secrets: []string{"admin-key", "redis"}, QuietDefaul
 
 func newFlagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("httvps-control", flag.ContinueOnError)
-	o.MaxBody = api.DefaultMaxBodyBytes
+	o.Control = wiring.NewControl()
 	fs.StringVar(&o.ConfigFile, "config", "", "YAML `file` whose keys are flag names; flags and environment override it")
 	fs.StringVar(&o.Listen, "listen", ":8443", "`address` of the API (HTTPS when -tls-cert is given)")
 	fs.StringVar(&o.AdminListen, "admin-listen", "127.0.0.1:9091", "`address` for /metrics, /healthz and /readyz without the admin key; empty disables")
@@ -76,16 +63,9 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.RedisURL, "redis", "", "redis:// or rediss:// `URL` of the shared store; empty uses the embedded store in -data-dir")
 	fs.StringVar(&o.DataDir, "data-dir", "httvps-data", "`directory` of the embedded store (control.db), used when -redis is empty")
 	fs.StringVar(&o.PublicURL, "public-url", "", "`URL` clients reach the API at (https://host[:port][/prefix]), used in ssconf:// and httvps:// keys; empty: the request's Host")
-	fs.IntVar(&o.Replicas, "replicas", 0, "pool members each key is placed on (0 = 2)")
-	fs.DurationVar(&o.HealthEvery, "health-every", 0, "pool member health check period (0 = 10s)")
-	fs.DurationVar(&o.StrayGrace, "stray-grace", 0, "delete a pool key this installation created once health checks have seen it this long with no token assigned (0 = 2m with the embedded store, off with -redis; negative: never)")
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "PEM certificate chain `file` (leaf first); with -tls-key the API serves HTTPS")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "PEM private key `file` for -tls-cert")
-	fs.Var(&o.MaxBody, "max-body", "largest request body, a `size` in bytes or with a KiB/MiB suffix")
-	fs.DurationVar(&o.ReadTimeout, "read-timeout", 0, "time to read one request (0 = 10s)")
-	fs.DurationVar(&o.WriteTimeout, "write-timeout", 0, "time to write one response (0 = 10s)")
-	fs.DurationVar(&o.IdleTimeout, "idle-timeout", 0, "close keep-alive connections idle this long (0 = 60s)")
-	fs.BoolVar(&o.OpenMetrics, "open-metrics", false, "serve /metrics on -listen without the admin key")
+	o.Control.Register(fs, nil)
 	cliconf.LogFlags(fs, &o.LogLevel, &o.LogFormat)
 	flagSpec.SetUsage(fs, "Usage: httvps-control [flags]\n\n"+
 		"Serves the HTTVPS control plane API (tokens, Outline pool, gateways, client\n"+
@@ -157,20 +137,7 @@ func (o *options) validate() error {
 			bad("-public-url %q: want https://host[:port][/prefix]", o.PublicURL)
 		}
 	}
-	if o.Replicas < 0 {
-		bad("-replicas: %d is negative", o.Replicas)
-	}
-	for name, d := range map[string]time.Duration{
-		"health-every": o.HealthEvery, "read-timeout": o.ReadTimeout,
-		"write-timeout": o.WriteTimeout, "idle-timeout": o.IdleTimeout,
-	} {
-		if d < 0 {
-			bad("-%s: %v is negative", name, d)
-		}
-	}
-	if o.MaxBody < 1024 || o.MaxBody > maxBodyCeiling {
-		bad("-max-body: %d is not between 1KiB and 16MiB", o.MaxBody)
-	}
+	errs = append(errs, o.Check()...)
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		bad("-tls-cert and -tls-key go together")
 	}
@@ -179,38 +146,10 @@ func (o *options) validate() error {
 	return errors.Join(errs...)
 }
 
-// poolConfig maps the options onto pool.Config; Logger is the caller's
-// to fill.
-func (o *options) poolConfig() pool.Config {
-	// Only the embedded store guarantees one control-plane process: with
-	// Redis the sweep runs only with an explicit -stray-grace.
-	return pool.Config{Replicas: o.Replicas, HealthEvery: o.HealthEvery, StrayGrace: o.StrayGrace, SingleProcess: o.RedisURL == ""}
-}
+// poolConfig: only the embedded store guarantees one control-plane
+// process; with Redis the sweep runs only with an explicit -stray-grace.
+func (o *options) poolConfig() pool.Config { return o.PoolConfig(o.RedisURL == "") }
 
 // apiConfig maps the options onto api.Config; Store, Pool and Logger are
 // the caller's to fill.
-func (o *options) apiConfig() api.Config {
-	return api.Config{
-		AdminKey:     o.AdminKey,
-		PublicURL:    o.PublicURL,
-		MaxBodyBytes: int(o.MaxBody),
-		ReadTimeout:  o.ReadTimeout,
-		WriteTimeout: o.WriteTimeout,
-		IdleTimeout:  o.IdleTimeout,
-		OpenMetrics:  o.OpenMetrics,
-	}
-}
-
-// byteSize is a size flag (see cliconf.ParseSize).
-type byteSize int64
-
-func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
-
-func (b *byteSize) Set(s string) error {
-	n, err := cliconf.ParseSize(s, 1<<40-1, "65536, 64KiB or 1MiB")
-	if err != nil {
-		return err
-	}
-	*b = byteSize(n)
-	return nil
-}
+func (o *options) apiConfig() api.Config { return o.APIConfig(o.AdminKey, o.PublicURL) }

@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 	"github.com/httvps/httvps/internal/admin"
 	"github.com/httvps/httvps/internal/certs"
 	"github.com/httvps/httvps/internal/cliconf"
+	"github.com/httvps/httvps/internal/wiring"
 	"github.com/httvps/httvps/store"
 	"github.com/httvps/httvps/store/embedded"
 	"github.com/httvps/httvps/store/redisstore"
@@ -132,11 +132,7 @@ func run(src sources, e env) int {
 	}
 	apiAddr := ln.Addr()
 	if cs != nil {
-		ln = tls.NewListener(ln, &tls.Config{
-			GetCertificate: cs.GetCertificate,
-			MinVersion:     tls.VersionTLS12,
-			NextProtos:     []string{"http/1.1"},
-		})
+		ln = wiring.APIListener(ln, cs.GetCertificate)
 		go reloadOnHUP(background, e.hup, cs, log)
 	}
 

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/httvps/httvps/internal/wiring"
 )
 
 // fakeSources builds sources from a flag list, an environment and files.
@@ -41,7 +43,7 @@ func TestDefaults(t *testing.T) {
 	if got := o.Routes["s3cret"]; got != "127.0.0.1:8388" || len(o.Routes) != 1 {
 		t.Errorf("routes = %v", o.Routes)
 	}
-	cfg := o.gatewayConfig()
+	cfg := o.GatewayConfig()
 	if cfg.MaxSessions != 0 || cfg.IdleTimeout != 0 || cfg.MaxFrameSize != 0 || cfg.DecoyBody != nil {
 		t.Errorf("zero options must map to a zero gateway.Config, got %+v", cfg)
 	}
@@ -148,7 +150,7 @@ func TestValuesMapOntoGatewayConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := o.gatewayConfig()
+	c := o.GatewayConfig()
 	if c.MaxSessions != 1000 || c.MaxHandshakes != 100 || c.HandshakeTimeout != 3*time.Second ||
 		c.IdleTimeout != -time.Second || c.UDPIdleTimeout != 30*time.Second || c.DialTimeout != 2*time.Second ||
 		c.DrainTimeout != 9*time.Second || c.MaxFrameSize != 64<<10 || c.MaxMessageSize != 1<<20 ||
@@ -248,13 +250,13 @@ func TestHelp(t *testing.T) {
 
 func TestByteSize(t *testing.T) {
 	for in, want := range map[string]int64{"0": 0, "4096": 4096, "64KiB": 64 << 10, "64k": 64 << 10, "1MiB": 1 << 20, "2 M": 2 << 20, "1GiB": 1 << 30, "10B": 10} {
-		var b byteSize
+		var b wiring.Size
 		if err := b.Set(in); err != nil || int64(b) != want {
 			t.Errorf("Set(%q) = %d, %v; want %d", in, b, err, want)
 		}
 	}
 	for _, in := range []string{"", "-1", "KiB", "1.5M", "1TiB", "99999999G"} {
-		var b byteSize
+		var b wiring.Size
 		if err := b.Set(in); err == nil {
 			t.Errorf("Set(%q) accepted", in)
 		}

@@ -13,14 +13,14 @@ func TestControlFrameFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := o.gatewayConfig(); c.MaxControlRate != 5 || c.MaxControlBurst != 20 {
+	if c := o.GatewayConfig(); c.MaxControlRate != 5 || c.MaxControlBurst != 20 {
 		t.Errorf("MaxControlRate %d, MaxControlBurst %d; want 5, 20", c.MaxControlRate, c.MaxControlBurst)
 	}
 	o, err = loadOptions(fakeSources([]string{"-route", oneRoute}, map[string]string{"HTTVPS_MAX_CONTROL_RATE": "-1"}, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := o.gatewayConfig(); c.MaxControlRate != -1 || c.MaxControlBurst != 0 {
+	if c := o.GatewayConfig(); c.MaxControlRate != -1 || c.MaxControlBurst != 0 {
 		t.Errorf("from the environment: MaxControlRate %d, MaxControlBurst %d; want -1, 0", c.MaxControlRate, c.MaxControlBurst)
 	}
 	_, err = loadOptions(fakeSources([]string{"-route", oneRoute, "-max-control-burst", "-3"}, nil, nil))

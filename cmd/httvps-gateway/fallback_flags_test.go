@@ -20,13 +20,13 @@ func TestFallbackFlags(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if c := o.gatewayConfig(); c.Fallback != "127.0.0.1:8081" || c.MaxFallbacks != 7 {
+		if c := o.GatewayConfig(); c.Fallback != "127.0.0.1:8081" || c.MaxFallbacks != 7 {
 			t.Errorf("%s: Fallback %q, MaxFallbacks %d", name, c.Fallback, c.MaxFallbacks)
 		}
 	}
 	o, err := loadOptions(fakeSources([]string{"-route", oneRoute}, nil, nil))
-	if err != nil || o.gatewayConfig().Fallback != "" {
-		t.Fatalf("default: %v, fallback %q; want none", err, o.gatewayConfig().Fallback)
+	if err != nil || o.GatewayConfig().Fallback != "" {
+		t.Fatalf("default: %v, fallback %q; want none", err, o.GatewayConfig().Fallback)
 	}
 	for _, tc := range []struct {
 		args []string

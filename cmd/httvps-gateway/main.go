@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/gateway"
+	"github.com/httvps/httvps/gateway/storeauth"
 	"github.com/httvps/httvps/gateway/vmmetrics"
 	"github.com/httvps/httvps/internal/admin"
 	"github.com/httvps/httvps/internal/certs"
@@ -56,12 +57,6 @@ func run(src sources, logOut io.Writer) int {
 	}
 	log := cliconf.NewLogger(o.LogLevel, o.LogFormat, logOut)
 
-	static, err := gateway.NewStaticAuth(o.Routes)
-	if err != nil {
-		log.Error("invalid routes", "err", err)
-		return 2
-	}
-	var auth gateway.Authenticator = static
 	var fl *fleet
 	if o.Redis != "" {
 		if fl, err = openFleet(o, log); err != nil {
@@ -69,10 +64,15 @@ func run(src sources, logOut io.Writer) int {
 			return 1
 		}
 		defer fl.close(log)
-		if static.Len() == 0 {
-			static = nil
-		}
-		auth = chainAuth{static: static, store: fl.auth}
+	}
+	var st *storeauth.Auth
+	if fl != nil {
+		st = fl.auth
+	}
+	auth, err := o.Auth(st)
+	if err != nil {
+		log.Error("invalid routes", "err", err)
+		return 2
 	}
 	var store *certs.Store
 	if len(o.TLSPairs) > 0 {
@@ -81,13 +81,12 @@ func run(src sources, logOut io.Writer) int {
 			return 2
 		}
 	}
-	cfg := o.gatewayConfig()
+	cfg := o.GatewayConfig()
 	cfg.Auth = auth
 	cfg.Metrics = defaultMetrics()
 	cfg.Logger = log
 	if store != nil {
-		cfg.TLS = tlsConfig(store, o.TLSMinVersion.version())
-		cfg.TLS.HandshakeCPU = o.HandshakeCPU
+		cfg.TLS = o.TLSConfig(store)
 	}
 	gw, err := gateway.New(cfg)
 	if err != nil {
@@ -193,9 +192,4 @@ func run(src sources, logOut io.Writer) int {
 	}
 	log.Info("stopped", slog.Int("exit", code))
 	return code
-}
-
-// tlsConfig is the gateway's view of the certificate store.
-func tlsConfig(store *certs.Store, minVersion uint16) *gateway.TLSConfig {
-	return &gateway.TLSConfig{GetCertificate: store.GetCertificate, MinVersion: minVersion}
 }

@@ -18,21 +18,6 @@ const (
 	runStopTimeout = 10 * time.Second
 )
 
-// chainAuth tries the static routes first, then the store.
-type chainAuth struct {
-	static *gateway.StaticAuth
-	store  *storeauth.Auth
-}
-
-func (c chainAuth) Authenticate(secret []byte, kind gateway.PathKind) (gateway.Route, bool) {
-	if c.static != nil {
-		if r, ok := c.static.Authenticate(secret, kind); ok {
-			return r, true
-		}
-	}
-	return c.store.Authenticate(secret, kind)
-}
-
 // fleet is the gateway's membership of a store-backed fleet.
 type fleet struct {
 	st       *redisstore.Store

@@ -60,8 +60,8 @@ func TestTLSOptions(t *testing.T) {
 			for _, p := range o.TLSPairs {
 				got = append(got, p.CertFile+"+"+p.KeyFile)
 			}
-			if strings.Join(got, " ") != tc.pairs || o.TLSMinVersion.version() != tc.minV || o.TLSWatch != tc.watch {
-				t.Errorf("pairs %q min %#x watch %v; want %q %#x %v", got, o.TLSMinVersion.version(), o.TLSWatch, tc.pairs, tc.minV, tc.watch)
+			if strings.Join(got, " ") != tc.pairs || o.TLSMinVersion.Version() != tc.minV || o.TLSWatch != tc.watch {
+				t.Errorf("pairs %q min %#x watch %v; want %q %#x %v", got, o.TLSMinVersion.Version(), o.TLSWatch, tc.pairs, tc.minV, tc.watch)
 			}
 		})
 	}

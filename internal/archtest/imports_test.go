@@ -65,6 +65,9 @@ func TestImportGraph(t *testing.T) {
 		// The control plane never imports the gateway.
 		{pkg: module + "/control", forbidden: []string{module + "/gateway"}},
 		{pkg: module + "/internal/cliconf", ownOK: []string{}},
+		// The shared flag sets map onto the gateway's and the control
+		// plane's Config types; they start nothing and pick no store.
+		{pkg: module + "/internal/wiring", forbidden: []string{module + "/store/redisstore", module + "/store/embedded"}},
 	}
 	for _, p := range packages(t) {
 		for _, r := range rules {
@@ -98,11 +101,13 @@ func TestOnlyCmdReadsFlagsAndEnv(t *testing.T) {
 			continue
 		}
 		// internal/cliconf is the flag > environment > config file merge
-		// that cmd/* shares; it works on the binaries' *flag.FlagSet, so
-		// it must import flag. It reads no process state itself (the
-		// environment and files come in as functions) and only cmd/* may
-		// use it (TestCliconfOnlyForCmd).
-		if p.ImportPath == module+"/internal/cliconf" {
+		// that cmd/* shares, and internal/wiring the gateway's and
+		// control plane's flag sets the binaries register; both work on
+		// the binaries' *flag.FlagSet, so they must import flag. They
+		// read no process state themselves (the environment and files
+		// come in as functions) and only cmd/* may use them
+		// (TestCliconfOnlyForCmd).
+		if flagPackages[p.ImportPath] {
 			continue
 		}
 		out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, p.ImportPath).Output()
@@ -117,15 +122,22 @@ func TestOnlyCmdReadsFlagsAndEnv(t *testing.T) {
 	}
 }
 
-// internal/cliconf carries flag handling, so only cmd/* may use it.
+// flagPackages carry flag handling for cmd/*: the merge (cliconf) and the
+// shared flag sets (wiring).
+var flagPackages = map[string]bool{
+	module + "/internal/cliconf": true,
+	module + "/internal/wiring":  true,
+}
+
+// internal/cliconf and internal/wiring carry flag handling, so only cmd/*
+// may use them (wiring itself uses cliconf).
 func TestCliconfOnlyForCmd(t *testing.T) {
-	const cliconf = module + "/internal/cliconf"
 	for _, p := range packages(t) {
-		if under(p.ImportPath, module+"/cmd") || p.ImportPath == cliconf {
+		if under(p.ImportPath, module+"/cmd") || flagPackages[p.ImportPath] {
 			continue
 		}
 		for _, d := range p.Deps {
-			if d == cliconf {
+			if flagPackages[d] {
 				t.Errorf("%s depends on %s; only cmd/* may", p.ImportPath, d)
 			}
 		}

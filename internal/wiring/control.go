@@ -1,0 +1,108 @@
+package wiring
+
+import (
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/httvps/httvps/control/api"
+	"github.com/httvps/httvps/control/pool"
+)
+
+// maxBodyCeiling keeps -max-body to what a JSON API could need.
+const maxBodyCeiling = 16 << 20
+
+// Control is the control plane's option set: what api.Config and
+// pool.Config take from an operator. Zero durations and counts mean the
+// package default (documented on api.Config and pool.Config).
+type Control struct {
+	Replicas     int
+	HealthEvery  time.Duration
+	StrayGrace   time.Duration
+	MaxBody      Size
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
+	OpenMetrics  bool
+
+	names map[string]string // set name → the binary's flag name
+}
+
+// NewControl is the set with the control plane's defaults.
+func NewControl() Control { return Control{MaxBody: api.DefaultMaxBodyBytes} }
+
+// Register defines the set's flags on fs with the values already in c as
+// defaults. rename maps a flag name of the set to the binary's own where
+// it would collide (httvps up: idle-timeout → control-idle-timeout).
+func (c *Control) Register(fs *flag.FlagSet, rename map[string]string) {
+	c.names = rename
+	fs.IntVar(&c.Replicas, c.name("replicas"), c.Replicas, "pool members each key is placed on (0 = 2)")
+	fs.DurationVar(&c.HealthEvery, c.name("health-every"), c.HealthEvery, "pool member health check period (0 = 10s)")
+	fs.DurationVar(&c.StrayGrace, c.name("stray-grace"), c.StrayGrace, "delete a pool key this installation created once health checks have seen it this long with no token assigned (0 = 2m with the embedded store, off with -redis; negative: never)")
+	fs.Var(&c.MaxBody, c.name("max-body"), "largest request body, a `size` in bytes or with a KiB/MiB suffix")
+	fs.DurationVar(&c.ReadTimeout, c.name("read-timeout"), c.ReadTimeout, "time to read one request (0 = 10s)")
+	fs.DurationVar(&c.WriteTimeout, c.name("write-timeout"), c.WriteTimeout, "time to write one response (0 = 10s)")
+	fs.DurationVar(&c.IdleTimeout, c.name("idle-timeout"), c.IdleTimeout, "close keep-alive connections idle this long (0 = 60s)")
+	fs.BoolVar(&c.OpenMetrics, c.name("open-metrics"), c.OpenMetrics, "serve /metrics on the API's listener without the admin key")
+}
+
+func (c *Control) name(n string) string {
+	if r, ok := c.names[n]; ok {
+		return r
+	}
+	return n
+}
+
+// Check returns the operator-facing errors of the set.
+func (c *Control) Check() []error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.Replicas < 0 {
+		bad("-%s: %d is negative", c.name("replicas"), c.Replicas)
+	}
+	for name, d := range map[string]time.Duration{
+		"health-every": c.HealthEvery, "read-timeout": c.ReadTimeout,
+		"write-timeout": c.WriteTimeout, "idle-timeout": c.IdleTimeout,
+	} {
+		if d < 0 {
+			bad("-%s: %v is negative", c.name(name), d)
+		}
+	}
+	if c.MaxBody < 1024 || c.MaxBody > maxBodyCeiling {
+		bad("-%s: %d is not between 1KiB and 16MiB", c.name("max-body"), c.MaxBody)
+	}
+	return errs
+}
+
+// PoolConfig maps the set onto pool.Config; Logger is the caller's to
+// fill. singleProcess says no other control plane shares the store (the
+// embedded one): only then does the stray-key sweep run by default.
+func (c *Control) PoolConfig(singleProcess bool) pool.Config {
+	return pool.Config{Replicas: c.Replicas, HealthEvery: c.HealthEvery, StrayGrace: c.StrayGrace, SingleProcess: singleProcess}
+}
+
+// APIConfig maps the set onto api.Config; Store, Pool and Logger are the
+// caller's to fill.
+func (c *Control) APIConfig(adminKey, publicURL string) api.Config {
+	return api.Config{
+		AdminKey:     adminKey,
+		PublicURL:    publicURL,
+		MaxBodyBytes: int(c.MaxBody),
+		ReadTimeout:  c.ReadTimeout,
+		WriteTimeout: c.WriteTimeout,
+		IdleTimeout:  c.IdleTimeout,
+		OpenMetrics:  c.OpenMetrics,
+	}
+}
+
+// APIListener is the API's HTTPS listener over ln: TLS 1.2 or later,
+// HTTP/1.1 only.
+func APIListener(ln net.Listener, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) net.Listener {
+	return tls.NewListener(ln, &tls.Config{
+		GetCertificate: getCert,
+		MinVersion:     tls.VersionTLS12,
+		NextProtos:     []string{"http/1.1"},
+	})
+}
