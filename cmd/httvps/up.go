@@ -30,6 +30,7 @@ import (
 	opsadmin "github.com/httvps/httvps/internal/admin"
 	"github.com/httvps/httvps/internal/certs"
 	"github.com/httvps/httvps/internal/cliconf"
+	"github.com/httvps/httvps/internal/wiring"
 	"github.com/httvps/httvps/store"
 	"github.com/httvps/httvps/store/embedded"
 )
@@ -144,17 +145,19 @@ func (n *node) start() (int, error) {
 		return exitUsage, err
 	}
 
-	pair := certs.Pair{CertFile: o.TLSCert, KeyFile: o.TLSKey}
-	if o.TLSCert == "" {
+	pairs := o.TLSPairs
+	if !o.ownCert() {
+		var pair certs.Pair
 		if pair.CertFile, pair.KeyFile, n.certWhy, err = ensureCert(dir, o.PublicHost, time.Now()); err != nil {
 			return exitFail, fmt.Errorf("generating the TLS certificate: %w", err)
 		}
 		if n.certWhy != "" {
 			n.log.Info("generated a self-signed TLS certificate", "file", pair.CertFile, "why", n.certWhy)
 		}
+		pairs = []certs.Pair{pair}
 	}
-	n.certFile = pair.CertFile
-	cs, err := certs.New([]certs.Pair{pair}, n.log)
+	n.certFile = pairs[0].CertFile
+	cs, err := certs.New(pairs, n.log)
 	if err != nil {
 		return exitUsage, fmt.Errorf("tls certificate: %w", err)
 	}
@@ -186,22 +189,23 @@ func (n *node) start() (int, error) {
 		}
 	}
 
-	n.mgr = pool.New(n.st, pool.Config{Replicas: o.Replicas, StrayGrace: o.StrayGrace, SingleProcess: true, Logger: n.log})
+	pcfg := o.PoolConfig(true) // the embedded store: one process
+	pcfg.Logger = n.log
+	n.mgr = pool.New(n.st, pcfg)
 	var pctx context.Context
 	pctx, n.stopPool = context.WithCancel(context.Background())
 	n.poolDone = make(chan error, 1)
 	go func() { n.mgr.Run(pctx); n.poolDone <- nil }()
 
-	n.auth = storeauth.New(n.st, storeauth.Config{PublicURL: n.gatewayURL, Logger: n.log})
+	n.auth = storeauth.New(n.st, storeauth.Config{GatewayID: o.GatewayID, PublicURL: n.gatewayURL, Logger: n.log})
 	n.unexport = storemetrics.Export(n.auth)
-	n.gw, err = gateway.New(gateway.Config{
-		Auth:         n.auth,
-		Metrics:      defaultMetrics(),
-		Logger:       n.log,
-		TLS:          &gateway.TLSConfig{GetCertificate: cs.GetCertificate, MinVersion: tls.VersionTLS12},
-		DrainTimeout: o.DrainTimeout,
-		Fallback:     o.Fallback,
-	})
+	gcfg := o.GatewayConfig()
+	if gcfg.Auth, err = o.Auth(n.auth); err == nil {
+		gcfg.Metrics = defaultMetrics()
+		gcfg.Logger = n.log
+		gcfg.TLS = o.TLSConfig(cs)
+		n.gw, err = gateway.New(gcfg)
+	}
 	if err != nil {
 		gwLn.Close()
 		ctlLn.Close()
@@ -215,22 +219,14 @@ func (n *node) start() (int, error) {
 	n.gwDone = make(chan error, 1)
 	go func() { n.gwDone <- n.gw.Serve(gwLn) }()
 
-	n.srv, err = api.New(api.Config{
-		Store:     n.st,
-		Pool:      n.mgr,
-		AdminKey:  n.adminKey,
-		PublicURL: n.controlURL,
-		Logger:    n.log,
-	})
+	acfg := o.APIConfig(n.adminKey, n.controlURL)
+	acfg.Store, acfg.Pool, acfg.Logger = n.st, n.mgr, n.log
+	n.srv, err = api.New(acfg)
 	if err != nil {
 		ctlLn.Close()
 		return exitUsage, fmt.Errorf("control API: %w", err)
 	}
-	tlsLn := tls.NewListener(ctlLn, &tls.Config{
-		GetCertificate: cs.GetCertificate,
-		MinVersion:     tls.VersionTLS12,
-		NextProtos:     []string{"http/1.1"},
-	})
+	tlsLn := wiring.APIListener(ctlLn, cs.GetCertificate)
 	n.apiDone = make(chan error, 1)
 	go func() { n.apiDone <- n.srv.Serve(tlsLn) }()
 
@@ -277,7 +273,7 @@ func (n *node) servedCert() []byte {
 func (n *node) reloadCerts(hups <-chan os.Signal) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	if n.o.TLSCert == "" {
+	if !n.o.ownCert() {
 		wg.Go(func() {
 			certs.ReloadOnHUP(ctx, hups, nil, n.log, "the certificate is the one httvps up generated ("+n.certFile+
 				"); nothing to reload (give -tls-cert and -tls-key to serve your own)")
@@ -488,7 +484,7 @@ func (n *node) pluginHost() string { return n.o.PublicHost }
 // stockCommand is the ss-local + v2ray-plugin command line for a token.
 func (n *node) stockCommand(ft *firstToken, socksPort int) string {
 	opts := "tls;host=" + n.pluginHost() + ";path=/" + ft.token + "/tcp;mux=0"
-	if n.o.TLSCert == "" {
+	if !n.o.ownCert() {
 		opts += ";cert=" + n.certFile
 	}
 	return strings.Join([]string{
@@ -506,13 +502,13 @@ func (n *node) printBanner(w io.Writer, terminal bool, members int, hadTokens bo
 	if n.adminKeyFile != filepath.Join(n.dataDir, adminKeyName) {
 		admin += " -admin-key-file " + shellQuote(n.adminKeyFile)
 	}
-	if n.o.TLSCert != "" {
-		admin += " -cacert " + shellQuote(n.o.TLSCert)
+	if n.o.ownCert() {
+		admin += " -cacert " + shellQuote(n.certFile)
 	}
 	fmt.Fprintf(w, "HTTVPS is up (data in %s)\n", n.dataDir)
 	fmt.Fprintf(w, "  gateway       %s\n", n.gatewayURL)
 	fmt.Fprintf(w, "  control API   %s\n", n.controlURL)
-	if n.o.TLSCert == "" {
+	if !n.o.ownCert() {
 		fmt.Fprintf(w, "  certificate   %s (self-signed; clients trust this file)\n", n.certFile)
 	}
 	switch {

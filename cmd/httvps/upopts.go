@@ -10,11 +10,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/httvps/httvps/internal/cliconf"
+	"github.com/httvps/httvps/internal/wiring"
 )
 
 const (
@@ -28,8 +28,14 @@ const (
 )
 
 // upOptions is everything `httvps up` can be told, after merging flags,
-// environment and the config file.
+// environment and the config file: the gateway and control sets of
+// httvps-gateway and httvps-control (internal/wiring), and up's own flags.
+// Without -tls-cert a certificate generated in DataDir serves both
+// listeners.
 type upOptions struct {
+	wiring.Gateway
+	wiring.Control
+
 	ConfigFile    string
 	DataDir       string
 	Listen        string // gateway
@@ -37,22 +43,24 @@ type upOptions struct {
 	PublicHost    string
 	Members       []memberFlags
 	AdminKeyFile  string // "" means DataDir/admin.key
-	TLSCert       string // "" with TLSKey "": a generated certificate in DataDir
-	TLSKey        string
-	TLSWatch      time.Duration // poll -tls-cert/-tls-key this often; 0: SIGHUP only
-	AdminListen   string        // /metrics, /healthz, /readyz; "" disables
-	Replicas      int
-	StrayGrace    time.Duration // pool.Config.StrayGrace: 0 = 2m (up's store is embedded: one process), negative = never
-	DrainTimeout  time.Duration
-	Fallback      string // gateway.Config.Fallback: "" = the built-in decoy
+	AdminListen   string // /metrics, /healthz, /readyz; "" disables
 	LogLevel      string
 	LogFormat     string
 
 	memberArgs memberList
 }
 
-// upFlagSpec: member is a list taken whole from one source.
-var upFlagSpec = cliconf.Spec{Lists: []string{"member"}, QuietDefaults: []string{"0", "0s"}}
+// upRenames are the control set's flags that `httvps up` names otherwise,
+// because the gateway set has a flag of that name.
+var upRenames = map[string]string{"idle-timeout": "control-idle-timeout"}
+
+// upFlagSpec: member and the gateway set's lists are taken whole from one
+// source.
+var upFlagSpec = cliconf.Spec{Lists: append([]string{"member"}, wiring.GatewayLists...), QuietDefaults: []string{"0", "0s"}}
+
+// ownCert says -tls-cert/-tls-key name the certificates; otherwise up
+// generates one.
+func (o *upOptions) ownCert() bool { return len(o.TLSPairs) > 0 }
 
 // defaultDataDir is $XDG_STATE_HOME/httvps when XDG_STATE_HOME is set,
 // else ./httvps-data.
@@ -72,14 +80,12 @@ func newUpFlagSet(o *upOptions, e env) *flag.FlagSet {
 	fs.StringVar(&o.PublicHost, "public-host", "127.0.0.1", "`host` name or IP clients reach this node at; used in keys and in the generated certificate")
 	fs.Var(&o.memberArgs, "member", "add a pool member at start unless it exists: static:HOST:PORT:CIPHER:PASSWORD, ss-manager:HOST:PORT:MIN-MAX or outline-api:CERTSHA256:APIURL (repeatable; "+cliconf.EnvName("member")+" takes a comma-separated list)")
 	fs.StringVar(&o.AdminKeyFile, "admin-key-file", "", "`file` holding the admin key; created (0600) with a random key when absent (default DATA-DIR/admin.key)")
-	fs.StringVar(&o.TLSCert, "tls-cert", "", "PEM certificate chain `file` for both listeners (default: a self-signed ECDSA certificate generated in DATA-DIR/cert.pem)")
-	fs.StringVar(&o.TLSKey, "tls-key", "", "PEM private key `file` for -tls-cert")
-	fs.DurationVar(&o.TLSWatch, "tls-watch", 10*time.Second, "poll -tls-cert and -tls-key this often and reload on change (0 disables; SIGHUP always reloads)")
 	fs.StringVar(&o.AdminListen, "admin-listen", "", "`address` for /metrics, /healthz and /readyz without the admin key (e.g. 127.0.0.1:9090); empty disables")
-	fs.IntVar(&o.Replicas, "replicas", 1, "pool members each key is placed on (2 or more for failover with several members)")
-	fs.DurationVar(&o.StrayGrace, "stray-grace", 0, "delete a pool key this installation created once health checks have seen it this long with no token assigned (0 = 2m; negative: never)")
-	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 0, "on SIGTERM, wait this long for sessions to end after close 1001 (0 = 30s)")
-	fs.StringVar(&o.Fallback, "fallback", "", "plain-HTTP web server `IP:PORT` (or HOST:PORT, resolved at start) that gets every gateway connection that is not a session, relayed with TLS terminated (default: the built-in decoy)")
+	o.Gateway.Register(fs)
+	fs.Lookup("tls-cert").Usage = "PEM certificate chain `file` (leaf first) served on -listen and -control-listen; repeatable, paired in order with -tls-key; the first pair is the default (default: a self-signed ECDSA certificate generated in DATA-DIR/cert.pem; HTTVPS_TLS_CERT takes a comma-separated list)"
+	o.Control = wiring.NewControl()
+	o.Replicas = 1
+	o.Control.Register(fs, upRenames)
 	cliconf.LogFlags(fs, &o.LogLevel, &o.LogFormat)
 	upFlagSpec.SetUsage(fs, "Usage: httvps up [flags]\n\n"+
 		"Runs a single-node HTTVPS installation in one process on the embedded store:\n"+
@@ -98,7 +104,7 @@ func loadUpOptions(args []string, e env) (*upOptions, error) {
 	var fileMembers []string
 	ld, err := upFlagSpec.Load(fs, args, e.lookupEnv, os.ReadFile, func(k string, node *yaml.Node) (bool, error) {
 		if k != "member" && k != "members" {
-			return false, nil
+			return o.FileKey(k, node)
 		}
 		if node.Kind == yaml.ScalarNode {
 			fileMembers = append(fileMembers, node.Value)
@@ -108,6 +114,9 @@ func loadUpOptions(args []string, e env) (*upOptions, error) {
 		return true, nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := o.Resolve(ld); err != nil {
 		return nil, err
 	}
 	specs, from := []string(o.memberArgs), "-member"
@@ -128,6 +137,8 @@ func loadUpOptions(args []string, e env) (*upOptions, error) {
 		o.Members = append(o.Members, m)
 	}
 	if err := o.validate(); err != nil {
+		errs = append(errs, err)
+	} else if err := o.ReadDecoy(os.ReadFile); err != nil {
 		errs = append(errs, err)
 	}
 	return o, errors.Join(errs...)
@@ -158,23 +169,8 @@ func (o *upOptions) validate() error {
 	if h := o.PublicHost; h == "" || strings.ContainsAny(h, "/:@?#[] ") && net.ParseIP(h) == nil {
 		bad("-public-host %q is not a host name or IP address", h)
 	}
-	if (o.TLSCert == "") != (o.TLSKey == "") {
-		bad("-tls-cert and -tls-key go together")
-	}
-	if o.Replicas < 1 {
-		bad("-replicas must be at least 1")
-	}
-	if o.TLSWatch < 0 {
-		bad("-tls-watch is negative")
-	}
-	if o.DrainTimeout < 0 {
-		bad("-drain-timeout is negative")
-	}
-	if o.Fallback != "" {
-		if err := cliconf.CheckFallback(o.Fallback, o.Listen); err != nil {
-			bad("-fallback: %v", err)
-		}
-	}
+	errs = append(errs, o.Gateway.Check(o.Listen)...)
+	errs = append(errs, o.Control.Check()...)
 	errs = append(errs, cliconf.CheckLog(o.LogLevel, o.LogFormat)...)
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)
