@@ -127,7 +127,7 @@ func TestPingReadAllocs(t *testing.T) {
 					s.flushPieces(iov)
 				}
 			})
-			if s.dead || s.closeSent {
+			if s.dead() || s.closeSent() {
 				t.Fatal("session failed")
 			}
 			if allocs != 0 {

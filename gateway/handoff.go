@@ -1,26 +1,133 @@
 package gateway
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
+	"time"
 
+	"github.com/cloudwego/netpoll"
 	"golang.org/x/sys/unix"
 )
 
-// pending is a session's state until its upstream is connected: the 101 is
-// held back so that it always means a working session. Dropped once
-// connected, so an established session does not carry it.
-type pending struct {
-	resp       []byte // the 101, plaintext
-	early      []byte // client bytes that came with the request
-	earlyPlain []byte // TLS: plaintext that came with the request
-	ups        []netip.AddrPort
+// The hand-off: netpoll's part of a connection ends when the handshake
+// detaches it (handshake.detach); its close callback (handshake.closed)
+// calls handOff, which builds the one handoff value that carries the
+// connection to a relay loop. The loop adopts it into a session, which keeps
+// it until the upstream connect completes: the 101 is held back so that it
+// always means a working session.
+
+// handoff is what a finished handshake gives a relay loop. It is built on
+// the netpoll goroutine, then owned by the loop goroutine from post on, and
+// dropped once the upstream is connected, so an established session does not
+// carry it.
+type handoff struct {
+	cfd, ufd   int
+	kind       PathKind
+	tls        *tlsSession
+	acct       Account
+	resp       []byte           // the 101, plaintext
+	early      []byte           // client bytes read from the socket after the request
+	earlyPlain []byte           // TLS: plaintext that followed the request in its record
+	ups        []netip.AddrPort // further upstreams if the connect fails
+}
+
+// maxEarly bounds the early bytes carried into a session.
+const maxEarly = 64 << 10
+
+// handOff runs in netpoll's close callback after detach: it takes what the
+// handshake leaves and posts it to a relay loop.
+func (h *handshake) handOff(c netpoll.Connection) {
+	g := h.g
+	// RFC 6455 §4.1 has a client wait for the 101 before it sends, but bytes
+	// that came early (raw, and for TLS plaintext past the request) are
+	// carried over rather than lost: losing a TLS record would desynchronise
+	// the record sequence numbers.
+	a := &handoff{cfd: c.(netpoll.Conn).Fd(), ufd: h.ufd, kind: h.kind, tls: h.tls, acct: h.route.Account, ups: h.ups}
+	a.resp = append([]byte(nil), h.out.buf[:h.out.n]...)
+	// Detach does not wait for a read the poller is doing; once quiesce
+	// has stopped it, what the buffer holds is all there is (fallback.go).
+	if !quiesce(c) {
+		g.log.Warn("gateway: netpoll internals not found; early bytes of a session may be lost")
+	}
+	r := c.Reader()
+	if n := r.Len(); n > 0 {
+		if n > maxEarly {
+			g.m.Dropped(DropEarlyData, n)
+		} else if b, err := r.Next(n); err == nil {
+			a.early = append([]byte(nil), b...)
+		}
+	}
+	if len(h.extra) > 0 {
+		a.earlyPlain = append([]byte(nil), h.extra...)
+	}
+	l := g.pickLoop()
+	l.post(func() { l.adopt(a) })
+}
+
+// adopt registers an upgraded connection and its upstream on the loop and
+// sends the 101.
+func (l *loop) adopt(a *handoff) {
+	g := l.g
+	cfd, ufd, kind := a.cfd, a.ufd, a.kind
+	s := &session{l: l, kind: kind, cfd: cfd, ufd: ufd, last: l.now, tls: a.tls, acct: a.acct}
+	if s.last == 0 {
+		s.last = time.Now().UnixNano()
+	}
+	s.up.mark, s.down.mark = s.last, s.last
+	lim := g.limits
+	if kind == PathUDP {
+		lim = g.udpLimits
+	}
+	s.rd.Init(lim)
+	s.cev, s.uev = evIn|evRDHUP, evIn|evRDHUP
+	if kind == PathTCP {
+		// Until the upstream connect completes only errors from the
+		// client matter.
+		s.cev, s.uev = 0, evOut
+	}
+	fail := func() {
+		g.active.Add(-1)
+		if a.acct != nil {
+			a.acct.Release()
+		}
+		if a.tls != nil {
+			a.tls.clear()
+		}
+	}
+	if l.draining || l.stopping {
+		unix.Close(cfd)
+		unix.Close(ufd)
+		g.m.HandshakeRejected(RejectShutdown)
+		fail()
+		return
+	}
+	if err := l.register(cfd, s, s.cev); err != nil {
+		unix.Close(cfd)
+		unix.Close(ufd)
+		fail()
+		return
+	}
+	if err := l.register(ufd, s, s.uev); err != nil {
+		l.forget(cfd)
+		unix.Close(ufd)
+		fail()
+		return
+	}
+	l.link(s)
+	s.hand = a
+	if kind == PathUDP {
+		s.connected()
+		return
+	}
+	s.deadline = l.now + int64(g.cfg.DialTimeout)
 }
 
 // handleConnect processes events while the upstream connect is in flight.
 func (s *session) handleConnect(fd int, ev uint32) {
 	if fd == s.cfd {
 		if ev&(evERR|evHUP) != 0 {
-			s.finish(EndClientGone)
+			s.finish(EndClientGone, errClientReset)
 		}
 		return
 	}
@@ -28,8 +135,7 @@ func (s *session) handleConnect(fd int, ev uint32) {
 		return
 	}
 	if err := connectResult(fd); err != nil {
-		s.l.g.log.Debug("upstream connect failed", "err", err)
-		s.connectFailed()
+		s.connectFailed(err)
 		return
 	}
 	s.connected()
@@ -38,38 +144,40 @@ func (s *session) handleConnect(fd int, ev uint32) {
 // connected starts relaying: send the 101, then whatever the client sent
 // early.
 func (s *session) connected() {
-	l, g, p := s.l, s.l.g, s.pend
-	s.pend = nil
+	l, g, p := s.l, s.l.g, s.hand
+	s.hand = nil
+	s.step(evConnected)
 	s.deadline = 0
 	s.started = true
 	g.m.HandshakeOK(s.kind)
 	g.m.SessionStart(s.kind)
 	s.writeDown(p.resp)
-	if len(p.earlyPlain) > 0 && !s.dead {
+	if len(p.earlyPlain) > 0 && !s.dead() {
 		if iov, ok := s.consume(p.earlyPlain, l.iov[:0]); ok {
 			s.flushPieces(iov)
 		}
 	}
-	if len(p.early) > 0 && !s.dead {
+	if len(p.early) > 0 && !s.dead() {
 		if s.tls != nil {
 			s.openRecords(p.early)
 		} else if iov, ok := s.consume(p.early, l.iov[:0]); ok {
 			s.flushPieces(iov)
 		}
 	}
-	if !s.dead {
+	if !s.dead() {
 		s.setInterest()
 	}
 }
 
-// connectFailed moves on to the next upstream, or answers with the decoy
-// when none is left.
-func (s *session) connectFailed() {
+// connectFailed moves on to the next upstream after a connect failed with
+// err, or answers with the decoy when none is left.
+func (s *session) connectFailed(err error) {
 	l, g := s.l, s.l.g
+	g.log.Debug("upstream connect failed", "path", s.kind.String(), "err", err)
 	g.m.UpstreamDialError(s.kind)
 	l.forget(s.ufd)
 	s.ufd = -1
-	for p := s.pend; len(p.ups) > 0; {
+	for p := s.hand; len(p.ups) > 0; {
 		ap := p.ups[0]
 		p.ups = p.ups[1:]
 		fd, err := connectTCP(ap)
@@ -83,28 +191,29 @@ func (s *session) connectFailed() {
 		}
 		g.m.UpstreamDialError(s.kind)
 	}
-	// Like every other failure: the decoy, then a lingering close. The
-	// socket has left netpoll, so it is not kept alive as nginx would.
-	s.pend = nil
+	// Like every other failure: the decoy (the one answer every refused
+	// connection gets, handshake.go's sendAnswer), then a lingering close.
+	// The socket has left netpoll, so it is not kept alive as nginx would.
+	s.hand = nil
 	g.m.HandshakeRejected(RejectUpstream)
-	s.writeDown(g.pages.appendAnswer(nil, answer{}))
-	if s.tls != nil && !s.dead {
-		if out, err := s.tls.alert(l, alertCloseNotify); err == nil {
-			s.writeRaw(out)
-		}
-	}
-	if s.dead {
+	aerr := g.sendAnswer(answer{}, s.tls, true, func(b []byte) error {
+		s.writeRaw(b)
+		return nil
+	})
+	if aerr != nil {
+		s.finish(EndUpstream, aerr)
 		return
 	}
-	s.end = EndUpstream
-	s.closeSent = true
-	s.cliClosed = true
-	s.discard = true
-	s.lingering = true
-	l.lingering++
+	if s.dead() {
+		return
+	}
+	s.end, s.cause = EndUpstream, fmt.Errorf("%w: %w", errNoUpstream, err)
+	s.step(evLinger)
 	s.deadline = l.now + int64(decoyLinger)
 	s.maybeDone()
-	if !s.dead {
+	if !s.dead() {
 		s.setInterest()
 	}
 }
+
+var errNoUpstream = errors.New("gateway: no upstream could be connected")

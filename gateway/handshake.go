@@ -210,46 +210,8 @@ func (h *handshake) closed(c netpoll.Connection) error {
 		}
 		return nil
 	}
-	// RFC 6455 §4.1 has a client wait for the 101 before it sends, but bytes
-	// that came early (raw, and for TLS plaintext past the request) are
-	// carried over rather than lost: losing a TLS record would desynchronise
-	// the record sequence numbers.
-	a := &adoption{cfd: c.(netpoll.Conn).Fd(), ufd: h.ufd, kind: h.kind, tls: h.tls, acct: h.route.Account, ups: h.ups}
-	a.resp = append([]byte(nil), h.out.buf[:h.out.n]...)
-	// Detach does not wait for a read the poller is doing; once quiesce
-	// has stopped it, what the buffer holds is all there is (fallback.go).
-	if !quiesce(c) {
-		g.log.Warn("gateway: netpoll internals not found; early bytes of a session may be lost")
-	}
-	r := c.Reader()
-	if n := r.Len(); n > 0 {
-		if n > maxEarly {
-			g.m.Dropped(DropEarlyData, n)
-		} else if b, err := r.Next(n); err == nil {
-			a.early = append([]byte(nil), b...)
-		}
-	}
-	if len(h.extra) > 0 {
-		a.earlyPlain = append([]byte(nil), h.extra...)
-	}
-	l := g.pickLoop()
-	l.post(func() { l.adopt(a) })
+	h.handOff(c)
 	return nil
-}
-
-// maxEarly bounds the early bytes carried into a session.
-const maxEarly = 64 << 10
-
-// adoption is what a finished handshake hands to a relay loop.
-type adoption struct {
-	cfd, ufd   int
-	kind       PathKind
-	resp       []byte // the 101, plaintext
-	tls        *tlsSession
-	acct       Account
-	ups        []netip.AddrPort // further upstreams if the connect fails
-	early      []byte           // bytes read from the socket after the request
-	earlyPlain []byte           // TLS: plaintext after the request in its record
 }
 
 // onRequest runs on a netpoll worker goroutine whenever the connection has
@@ -545,50 +507,45 @@ func (h *handshake) decoy() error {
 	return nil
 }
 
-// writeAnswer sends the answer (sealed for TLS, with close_notify when the
-// connection is closing). Its buffers are pooled and given back at once.
+// writeAnswer sends the answer on the netpoll connection (see sendAnswer).
 func (h *handshake) writeAnswer(a answer, closing bool) error {
-	d := h.g.pages
 	c := h.c
 	c.SetWriteTimeout(time.Second)
+	return h.g.sendAnswer(a, h.tls, closing, func(out []byte) error {
+		w := c.Writer()
+		m, err := w.Malloc(len(out))
+		if err != nil {
+			return err
+		}
+		copy(m, out)
+		return w.Flush()
+	})
+}
+
+// sendAnswer hands write the decoy answer a as it goes on the wire: the page
+// (decoy.go), sealed into records on a TLS connection (t non-nil), with
+// close_notify after it when closing. Both places that refuse a connection
+// use it: the handshake (writeAnswer) and a relay loop whose upstream
+// connect failed (connectFailed). The bytes are in pooled buffers, valid
+// only during write.
+func (g *Gateway) sendAnswer(a answer, t *tlsSession, closing bool, write func([]byte) error) error {
+	d := g.pages
 	pb := bufpool.Get(d.size(a))
 	defer bufpool.Put(pb)
 	out := d.appendAnswer((*pb)[:0], a)
-	if h.tls != nil {
-		rl := h.tls.rl
-		sb := bufpool.Get(len(out) + (len(out)/maxTLSPlain+2)*(rl.overhead()+64))
+	if t != nil {
+		sb := bufpool.Get(sealedLen(len(out)))
 		defer bufpool.Put(sb)
-		sealed := (*sb)[:0]
-		var err error
-		if h.tls.replyKU {
-			// The client asked for a KeyUpdate (RFC 8446 §4.6.3): ours
-			// goes before our next record.
-			h.tls.replyKU = false
-			if sealed, err = rl.sealKeyUpdate(sealed); err != nil {
-				return err
-			}
+		sealed, err := t.sealTo((*sb)[:0], out)
+		if err == nil && closing {
+			sealed, err = t.rl.sealAlert(sealed, alertCloseNotify)
 		}
-		for p := out; len(p) > 0; {
-			k := min(len(p), maxTLSPlain)
-			if sealed, err = rl.seal(sealed, contentAppData, p[:k]); err != nil {
-				return err
-			}
-			p = p[k:]
-		}
-		if closing {
-			if sealed, err = rl.sealAlert(sealed, alertCloseNotify); err != nil {
-				return err
-			}
+		if err != nil {
+			return err
 		}
 		out = sealed
 	}
-	w := c.Writer()
-	m, err := w.Malloc(len(out))
-	if err != nil {
-		return err
-	}
-	copy(m, out)
-	return w.Flush()
+	return write(out)
 }
 
 // lingerClose closes the way nginx does after its last answer: close_notify
@@ -704,62 +661,4 @@ func (h *handshake) releaseAccount() {
 		h.route.Account = nil
 		a.Release()
 	}
-}
-
-// adopt registers an upgraded connection and its upstream on the loop and
-// sends the 101.
-func (l *loop) adopt(a *adoption) {
-	g := l.g
-	cfd, ufd, kind := a.cfd, a.ufd, a.kind
-	s := &session{l: l, kind: kind, cfd: cfd, ufd: ufd, last: l.now, tls: a.tls, acct: a.acct}
-	if s.last == 0 {
-		s.last = time.Now().UnixNano()
-	}
-	s.upMark, s.downMark = s.last, s.last
-	lim := g.limits
-	if kind == PathUDP {
-		lim = g.udpLimits
-	}
-	s.rd.Init(lim)
-	s.cev, s.uev = evIn|evRDHUP, evIn|evRDHUP
-	if kind == PathTCP {
-		// Until the upstream connect completes only errors from the
-		// client matter.
-		s.cev, s.uev = 0, evOut
-	}
-	fail := func() {
-		g.active.Add(-1)
-		if a.acct != nil {
-			a.acct.Release()
-		}
-		if a.tls != nil {
-			a.tls.clear()
-		}
-	}
-	if l.draining || l.stopping {
-		unix.Close(cfd)
-		unix.Close(ufd)
-		g.m.HandshakeRejected(RejectShutdown)
-		fail()
-		return
-	}
-	if err := l.register(cfd, s, s.cev); err != nil {
-		unix.Close(cfd)
-		unix.Close(ufd)
-		fail()
-		return
-	}
-	if err := l.register(ufd, s, s.uev); err != nil {
-		l.forget(cfd)
-		unix.Close(ufd)
-		fail()
-		return
-	}
-	l.link(s)
-	s.pend = &pending{resp: a.resp, early: a.early, earlyPlain: a.earlyPlain, ups: a.ups}
-	if kind == PathUDP {
-		s.connected()
-		return
-	}
-	s.deadline = l.now + int64(g.cfg.DialTimeout)
 }

@@ -73,8 +73,7 @@ func newLoop(g *Gateway) (*loop, error) {
 	// and for a whole datagram behind a frame header.
 	l.scratch = make([]byte, maxTLSRecord+maxServerHeader+max(g.chunk, 65536))
 	if g.tlsConf != nil {
-		recs := len(l.scratch)/maxTLSPlain + 2
-		l.out = make([]byte, 0, len(l.scratch)+recs*64)
+		l.out = make([]byte, 0, sealedLen(len(l.scratch)))
 	}
 	l.iov = make([][]byte, 0, maxIOV)
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &unix.EpollEvent{Events: evIn, Fd: int32(evfd)}); err != nil {
@@ -273,7 +272,7 @@ func (l *loop) drain() {
 	l.draining = true
 	for s := l.head.next; s != &l.head; {
 		next := s.next
-		s.goAway(EndShutdown)
+		s.goAway(EndShutdown, errShutdown)
 		s = next
 	}
 	l.reportDrained()
@@ -283,7 +282,7 @@ func (l *loop) drain() {
 func (l *loop) kill() {
 	for s := l.head.next; s != &l.head; {
 		next := s.next
-		s.finish(EndShutdown)
+		s.finish(EndShutdown, errShutdown)
 		s = next
 	}
 }

@@ -7,7 +7,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"io"
+	"log/slog"
 	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -160,4 +164,138 @@ func dropDate(b []byte) []byte {
 		return b
 	}
 	return append(b[:i:i], b[i+2+j:]...)
+}
+
+// byteMetrics counts relayed bytes.
+type byteMetrics struct {
+	nopMetrics
+	up, down atomic.Int64
+}
+
+func (m *byteMetrics) BytesUp(n int)   { m.up.Add(int64(n)) }
+func (m *byteMetrics) BytesDown(n int) { m.down.Add(int64(n)) }
+
+// TestBytesCountPayload: BytesUp and BytesDown both count payload, not
+// wire bytes (regression: BytesUp counted the client's frame headers, and
+// on TLS its record overhead), on both paths.
+func TestBytesCountPayload(t *testing.T) {
+	for _, path := range []string{"tcp", "udp"} {
+		t.Run(path, func(t *testing.T) {
+			m := &byteMetrics{}
+			up := echoServer(t)
+			if path == "udp" {
+				up = udpEchoServer(t)
+			}
+			g := startGateway(t, up, func(c *Config) { c.Metrics = m })
+			c := dialWS(t, g, "/s3cret/"+path)
+			defer c.Close()
+			const frames, size = 50, 1000
+			msg := bytes.Repeat([]byte{7}, size)
+			got := 0
+			for range frames {
+				if err := wsutil.WriteClientBinary(c, msg); err != nil {
+					t.Fatal(err)
+				}
+				// One at a time: a datagram is one message, and the
+				// echo must not be dropped.
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				b, err := wsutil.ReadServerBinary(c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got += len(b)
+			}
+			if got != frames*size {
+				t.Fatalf("echoed %d bytes, want %d", got, frames*size)
+			}
+			if u, d := m.up.Load(), m.down.Load(); u != frames*size || d != frames*size {
+				t.Fatalf("BytesUp %d, BytesDown %d; want both %d (payload)", u, d, frames*size)
+			}
+		})
+	}
+}
+
+// udpEchoServer echoes every datagram.
+func udpEchoServer(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, a, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:n], a)
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+// endLog collects the "session end" lines of a gateway's logger.
+type endLog struct {
+	mu    sync.Mutex
+	lines []map[string]string
+}
+
+func (e *endLog) Enabled(context.Context, slog.Level) bool { return true }
+func (e *endLog) WithAttrs([]slog.Attr) slog.Handler       { return e }
+func (e *endLog) WithGroup(string) slog.Handler            { return e }
+func (e *endLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "session end" || r.Level != slog.LevelDebug {
+		return nil
+	}
+	m := map[string]string{}
+	r.Attrs(func(a slog.Attr) bool { m[a.Key] = a.Value.String(); return true })
+	e.mu.Lock()
+	e.lines = append(e.lines, m)
+	e.mu.Unlock()
+	return nil
+}
+
+// TestSessionEndLogged: every session end is one debug line with its End
+// label and the error behind it (Config.Logger's promise).
+func TestSessionEndLogged(t *testing.T) {
+	h := &endLog{}
+	g := startGateway(t, echoServer(t), func(c *Config) { c.Logger = slog.New(h) })
+	// A client that goes without a close frame.
+	c := dialWS(t, g, "/s3cret/tcp")
+	wsutil.WriteClientBinary(c, []byte("x"))
+	wsutil.ReadServerBinary(c)
+	c.Close()
+	// A client that sends a frame the gateway refuses (text on a data path).
+	c = dialWS(t, g, "/s3cret/tcp")
+	wsutil.WriteClientText(c, []byte("x"))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, err := wsutil.ReadServerBinary(c); err != nil {
+			break // our close frame
+		}
+	}
+	c.Close()
+	for deadline := time.Now().Add(5 * time.Second); g.Sessions() != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("sessions did not end")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.lines) != 2 {
+		t.Fatalf("%d session end lines, want 2: %v", len(h.lines), h.lines)
+	}
+	got := map[string]string{}
+	for _, l := range h.lines {
+		got[l["end"]] = l["err"]
+	}
+	if e := got["client_gone"]; e == "" || e == "<nil>" {
+		t.Errorf("client_gone end without its cause: %v", h.lines)
+	}
+	if e := got["protocol"]; !strings.Contains(e, "codec") {
+		t.Errorf("protocol end without the codec error: %v", h.lines)
+	}
 }

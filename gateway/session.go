@@ -1,6 +1,11 @@
 package gateway
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
 	"github.com/gobwas/ws"
 	"golang.org/x/sys/unix"
 
@@ -20,58 +25,41 @@ const maxIOV = 64
 // queued close frame to be read) before it drops the connection.
 const closeWait = 5e9 // ns
 
-// session is one established WebSocket session and its upstream socket.
-// Every field is owned by the session's loop goroutine.
+// session is one WebSocket session and its upstream socket, from the
+// hand-off (handoff.go) to the end. Owned by the loop goroutine: every field
+// is read and written only there (other goroutines reach a session through
+// loop.post).
 type session struct {
-	l    *loop
-	kind PathKind
-	cfd  int // client socket
-	ufd  int // upstream socket; -1 once closed
-
-	cev, uev uint32 // registered epoll interest
+	l *loop
+	// The small fields share words: kind, phase, end and the epoll
+	// interest of the client socket; that of the upstream and msgLen.
+	kind    PathKind
+	ph      phase // changed only by step (phase.go)
+	started bool  // the 101 was sent (counted as a session)
+	end     End   // why the session is ending (set with the close frame)
+	cev     uint32
+	uev     uint32
+	msgLen  int32 // udp: bytes of msg so far
+	cfd     int   // client socket
+	ufd     int   // upstream socket; -1 once closed
 
 	rd   codec.Reader
 	tls  *tlsSession // nil on a plaintext listener
 	acct Account     // nil when unaccounted
-	// Payload bytes not yet reported to acct.
-	usedUp, usedDown int64
-	up               outq // bytes for the upstream (tcp)
-	down             outq // framed bytes for the client
+	up   stream      // client → upstream
+	down stream      // upstream → client (framed bytes)
 
-	msg    *[]byte // udp: message being assembled across frames
-	msgLen int
+	msg *[]byte // udp: message being assembled across frames
 
-	cliClosed bool // the client's close frame arrived or its input is ignored
-	discard   bool // read and drop client input (after a failure close)
-	closeSent bool // our close frame is queued
-	upEOF     bool // the upstream sent FIN (tcp)
-	upShut    bool // we sent FIN to the upstream (tcp)
-	upParked  bool // upstream fd removed from epoll while paused after HUP
-	cliShut   bool // we sent FIN to the client after a failure close
-	cliEOF    bool // the client's EOF or close_notify came after its close frame
-	lingering bool // both ends done; waiting for the client to close
-	dead      bool // finished
-	started   bool // the 101 was sent (counted as a session)
-	// Read sizes follow each receiver's rate (see readSize): upMark /
-	// downMark is when the upstream / client queue last drained (loop
-	// clock), upBytes / downBytes the bytes read for that side since. At
-	// the next drain their ratio is the rate the receiver really took
-	// (its socket buffer is full at both drains), and upSmall / downSmall
-	// say it was under slowRate: reads feeding it then take minRead instead
-	// of the read chunk, so a slow receiver pins little in its queue while
-	// a fast one gets large, cheap reads.
-	upMark     int64
-	downMark   int64
-	upBytes    int64
-	downBytes  int64
-	upSmall    bool
-	downSmall  bool
-	end        End   // why the session is ending (set with the close frame)
-	last       int64 // last activity, loop clock
-	deadline   int64 // when a pending close must have completed; 0 = none
-	eofCloseAt int64 // upstream EOF: send close 1000 from then on
+	cause error // the error behind end, logged once when the session ends
+	// last is the last activity, deadline when a pending close must have
+	// completed (0: none), eofCloseAt when an upstream EOF is passed on as
+	// close 1000; all loop clock.
+	last       int64
+	deadline   int64
+	eofCloseAt int64
 
-	pend *pending // until the upstream is connected
+	hand *handoff // until the upstream is connected
 	// ctlAt is the client's control-frame budget as a token bucket kept in
 	// one number (the "theoretical arrival time" of GCRA): the loop-clock
 	// time at which the bucket would be full again. See controlFrame.
@@ -82,36 +70,36 @@ type session struct {
 
 // handle processes the epoll events of one of the session's fds.
 func (s *session) handle(fd int, ev uint32) {
-	if s.pend != nil {
+	if s.hand != nil {
 		s.handleConnect(fd, ev)
 		return
 	}
 	if fd == s.cfd {
 		if ev&evERR != 0 || (ev&evHUP != 0 && ev&evIn == 0) {
-			if s.lingering || s.discard && s.end != EndNormal {
+			if s.lingering() || s.discarding() && s.end != EndNormal {
 				// The client closed first (nothing was lost), or reset
 				// after our failure close: the failure is the cause.
-				s.finish(s.end)
+				s.finish(s.end, nil)
 			} else {
-				s.finish(EndClientGone)
+				s.finish(EndClientGone, errClientReset)
 			}
 			return
 		}
 		if ev&evOut != 0 {
 			s.flushDown()
 		}
-		if ev&(evIn|evRDHUP|evHUP) != 0 && !s.dead {
+		if ev&(evIn|evRDHUP|evHUP) != 0 && !s.dead() {
 			s.readClient()
 		}
 	} else {
 		if ev&evERR != 0 && s.kind == PathTCP {
-			s.upstreamFailed()
+			s.upstreamFailed(socketError(s.ufd))
 			return
 		}
 		if ev&evOut != 0 {
 			s.flushUp()
 		}
-		if s.dead {
+		if s.dead() {
 			return
 		}
 		if ev&(evIn|evRDHUP|evHUP|evERR) != 0 {
@@ -121,12 +109,12 @@ func (s *session) handle(fd int, ev uint32) {
 				// Paused with a hang-up pending: level-triggered HUP
 				// would spin, so leave epoll until the client drains.
 				unix.EpollCtl(s.l.epfd, unix.EPOLL_CTL_DEL, s.ufd, nil)
-				s.upParked = true
+				s.down.parked = true
 				s.uev = 0
 			}
 		}
 	}
-	if !s.dead {
+	if !s.dead() {
 		s.setInterest()
 	}
 }
@@ -135,18 +123,18 @@ func (s *session) handle(fd int, ev uint32) {
 // direction is read only while that direction's queue is empty.
 func (s *session) setInterest() {
 	l := s.l
-	if s.pend != nil {
+	if s.hand != nil {
 		return
 	}
 	var c uint32
 	switch {
-	case s.discard:
+	case s.discarding():
 		c |= evIn | evRDHUP
-	case !s.cliClosed:
+	case !s.clientClosed():
 		if s.up.empty() && s.down.len() < l.g.cfg.BufferCap {
 			c |= evIn | evRDHUP
 		}
-	case !s.cliEOF:
+	case !s.up.eof:
 		// After its close frame the client's input is read and dropped
 		// (unread input would turn our close into a reset), and its EOF
 		// is noticed.
@@ -159,11 +147,11 @@ func (s *session) setInterest() {
 		l.modify(s.cfd, c)
 		s.cev = c
 	}
-	if s.ufd < 0 || s.upParked {
+	if s.ufd < 0 || s.down.parked {
 		return
 	}
 	var u uint32
-	if !s.upEOF && !s.closeSent && s.down.empty() {
+	if !s.down.eof && !s.closeSent() && s.down.empty() {
 		u |= evIn | evRDHUP
 	}
 	if !s.up.empty() {
@@ -182,7 +170,7 @@ func (s *session) readClient() {
 		return
 	}
 	l := s.l
-	n, err := sysRead(s.cfd, l.scratch[:readSize(l.g.chunk, s.upSmall)])
+	n, err := sysRead(s.cfd, l.scratch[:s.up.readSize(l.g.chunk)])
 	if n <= 0 {
 		s.clientEOF(err)
 		return
@@ -207,7 +195,7 @@ type pong struct {
 
 // answer sends the pong a read left due, if any.
 func (s *session) answer(pg *pong) {
-	if pg.due && !s.dead {
+	if pg.due && !s.dead() {
 		pg.due = false
 		s.sendFrame(ws.OpPong, pg.b[:pg.n])
 	}
@@ -262,11 +250,10 @@ func (s *session) controlFrame() bool {
 // be dropped (the session is failing).
 func (s *session) clientBytes(n int) bool {
 	s.last = s.l.now
-	if s.discard {
+	if s.discarding() {
 		return false
 	}
-	s.l.g.m.BytesUp(n)
-	s.upBytes += int64(n)
+	s.up.took(n)
 	return true
 }
 
@@ -276,21 +263,24 @@ func (s *session) clientEOF(err error) {
 	if err == unix.EAGAIN || err == unix.EINTR {
 		return
 	}
-	if s.discard || s.closeSent {
-		s.finish(s.end)
+	if s.discarding() || s.closeSent() {
+		s.finish(s.end, nil)
 		return
 	}
-	if s.cliClosed {
+	if s.clientClosed() {
 		// EOF (or close_notify) after the client's close frame: either it
 		// only half-closed and still reads what the upstream sends, or it
 		// closed its socket. Stop reading and send a ping: a closed socket
 		// answers it with a reset, which ends the session; a half-closed one
 		// keeps receiving.
-		s.cliEOF = true
+		s.up.eof = true
 		s.sendFrame(ws.OpPing, nil)
 		return
 	}
-	s.finish(EndClientGone)
+	if err == nil {
+		err = errClientEOF
+	}
+	s.finish(EndClientGone, err)
 }
 
 // consume handles the frames of one read's plaintext p (see frames) and
@@ -300,7 +290,7 @@ func (s *session) consume(p []byte, iov [][]byte) ([][]byte, bool) {
 	iov, ok := s.frames(p, iov, &pg)
 	if ok {
 		s.answer(&pg)
-		ok = !s.dead
+		ok = !s.dead()
 	}
 	return iov, ok
 }
@@ -311,12 +301,12 @@ func (s *session) consume(p []byte, iov [][]byte) ([][]byte, bool) {
 // once the whole read is handled. It reports false if the session ended or
 // failed (iov is then spent).
 func (s *session) frames(p []byte, iov [][]byte, pg *pong) ([][]byte, bool) {
-	for len(p) > 0 && !s.cliClosed {
+	for len(p) > 0 && !s.clientClosed() {
 		ev, k, err := s.rd.Next(p)
 		p = p[k:]
 		if err != nil {
 			s.flushPieces(iov)
-			s.fail(codec.CloseCode(err), EndProtocol)
+			s.fail(codec.CloseCode(err), EndProtocol, err)
 			return nil, false
 		}
 		switch ev.Kind {
@@ -342,7 +332,7 @@ func (s *session) frames(p []byte, iov [][]byte, pg *pong) ([][]byte, bool) {
 			case ws.OpPing, ws.OpPong:
 				if !s.controlFrame() {
 					s.flushPieces(iov)
-					s.fail(ws.StatusPolicyViolation, EndFlood)
+					s.fail(ws.StatusPolicyViolation, EndFlood, errControlFlood)
 					return nil, false
 				}
 				if ev.Op == ws.OpPing {
@@ -358,7 +348,7 @@ func (s *session) frames(p []byte, iov [][]byte, pg *pong) ([][]byte, bool) {
 				s.onClientClose(ev.Payload)
 			}
 		}
-		if s.dead {
+		if s.dead() {
 			return nil, false
 		}
 	}
@@ -368,14 +358,15 @@ func (s *session) frames(p []byte, iov [][]byte, pg *pong) ([][]byte, bool) {
 // flushPieces sends payload pieces to the upstream, queueing what the socket
 // does not take. It reports false if the session ended.
 func (s *session) flushPieces(iov [][]byte) bool {
-	if len(iov) == 0 || s.dead {
-		return !s.dead
+	if len(iov) == 0 || s.dead() {
+		return !s.dead()
 	}
-	if s.acct != nil {
-		for _, p := range iov {
-			s.usedUp += int64(len(p))
-		}
+	payload := 0
+	for _, p := range iov {
+		payload += len(p)
 	}
+	s.l.g.m.BytesUp(payload)
+	s.up.used += int64(payload)
 	if !s.up.empty() {
 		s.l.g.m.Buffered(s.up.push(iov...))
 		return true
@@ -385,7 +376,7 @@ func (s *session) flushPieces(iov [][]byte) bool {
 		n = 0
 	}
 	if err != nil && err != unix.EAGAIN {
-		s.upstreamFailed()
+		s.upstreamFailed(err)
 		return false
 	}
 	for _, p := range iov {
@@ -410,11 +401,11 @@ func (s *session) udpPiece(ev codec.Event) bool {
 		s.msg = bufpool.Get(maxUDPPayload)
 		s.msgLen = 0
 	}
-	if s.msgLen+len(ev.Payload) > maxUDPPayload {
-		s.fail(ws.StatusMessageTooBig, EndProtocol)
+	if int(s.msgLen)+len(ev.Payload) > maxUDPPayload {
+		s.fail(ws.StatusMessageTooBig, EndProtocol, errDatagramTooBig)
 		return false
 	}
-	s.msgLen += copy((*s.msg)[s.msgLen:], ev.Payload)
+	s.msgLen += int32(copy((*s.msg)[s.msgLen:], ev.Payload))
 	if ev.MessageEnd {
 		s.sendDatagram((*s.msg)[:s.msgLen])
 		bufpool.Put(s.msg)
@@ -424,7 +415,8 @@ func (s *session) udpPiece(ev codec.Event) bool {
 }
 
 func (s *session) sendDatagram(p []byte) {
-	s.usedUp += int64(len(p))
+	s.l.g.m.BytesUp(len(p))
+	s.up.used += int64(len(p))
 	_, err := sysWrite(s.ufd, p)
 	if err != nil {
 		// A full socket buffer or an ICMP error from an earlier datagram:
@@ -439,7 +431,7 @@ func (s *session) readUpstream() {
 	l := s.l
 	size := l.g.upChunk(s.kind)
 	if s.kind == PathTCP {
-		size = readSize(size, s.downSmall)
+		size = s.down.readSize(size)
 	}
 	buf := l.scratch[maxServerHeader : maxServerHeader+size]
 	n, err := sysRead(s.ufd, buf)
@@ -451,13 +443,13 @@ func (s *session) readUpstream() {
 			// ECONNREFUSED and friends from an ICMP error; reading cleared it.
 			return
 		}
-		s.upstreamFailed()
+		s.upstreamFailed(err)
 		return
 	}
 	if n == 0 && s.kind == PathTCP {
-		s.upEOF = true
+		s.down.eof = true
 		s.eofCloseAt = l.now + l.g.eofGrace
-		if s.upParked || s.upShut {
+		if s.down.parked || s.up.shut {
 			s.closeUpstream()
 		}
 		s.eofClose()
@@ -466,8 +458,8 @@ func (s *session) readUpstream() {
 	}
 	s.last = l.now
 	l.g.m.BytesDown(n)
-	s.usedDown += int64(n)
-	s.downBytes += int64(n)
+	s.down.used += int64(n)
+	s.down.took(n)
 	h := codec.ServerHeaderLen(n)
 	start := maxServerHeader - h
 	codec.PutServerHeader(l.scratch[start:], ws.OpBinary, n)
@@ -482,7 +474,7 @@ func (s *session) writeDown(p []byte) {
 		out, err := s.tls.seal(s.l, p)
 		if err != nil {
 			s.l.g.log.Error("tls seal", "err", err)
-			s.finish(EndProtocol)
+			s.finish(EndProtocol, err)
 			return
 		}
 		p = out
@@ -498,7 +490,7 @@ func (s *session) writeRaw(p []byte) {
 	}
 	n, err := sysWrite(s.cfd, p)
 	if err != nil && err != unix.EAGAIN && err != unix.EINTR {
-		s.finish(EndClientGone)
+		s.finish(EndClientGone, err)
 		return
 	}
 	if n < 0 {
@@ -515,17 +507,17 @@ func (s *session) writeRaw(p []byte) {
 // they still buffer when the server's close arrives first, and a client that
 // reads to the end closes by itself.
 func (s *session) eofClose() {
-	if !s.upEOF || s.closeSent || s.dead || !s.down.empty() {
+	if !s.down.eof || s.closeSent() || s.dead() || !s.down.empty() {
 		return
 	}
-	if s.cliClosed || s.l.now >= s.eofCloseAt {
-		s.sendClose(ws.StatusNormalClosure, EndNormal)
+	if s.clientClosed() || s.l.now >= s.eofCloseAt {
+		s.sendClose(ws.StatusNormalClosure, EndNormal, nil)
 	}
 }
 
 // sendFrame sends a small control frame (at most 125 bytes of payload).
 func (s *session) sendFrame(op ws.OpCode, payload []byte) {
-	if s.closeSent {
+	if s.closeSent() {
 		return
 	}
 	var b [maxServerHeader + 125]byte
@@ -543,22 +535,23 @@ func (s *session) writeControl(frame []byte) {
 	out, err := s.tls.sealControl(s.l, frame)
 	if err != nil {
 		s.l.g.log.Error("tls seal", "err", err)
-		s.finish(EndProtocol)
+		s.finish(EndProtocol, err)
 		return
 	}
 	s.writeRaw(out)
 }
 
-// sendClose queues our close frame; after it no data frame may follow.
-func (s *session) sendClose(code ws.StatusCode, end End) {
-	if s.closeSent || s.dead {
+// sendClose queues our close frame; after it no data frame may follow. end
+// and cause are what the session will end with (see finish).
+func (s *session) sendClose(code ws.StatusCode, end End, cause error) {
+	if s.closeSent() || s.dead() {
 		return
 	}
 	var b [16]byte
 	s.writeControl(codec.AppendClose(b[:0], code, ""))
-	s.closeSent = true
-	s.end = end
-	if s.deadline == 0 && !s.cliClosed {
+	s.step(evCloseSent)
+	s.end, s.cause = end, cause
+	if s.deadline == 0 && !s.clientClosed() {
 		// The client's close (or EOF) must follow, but it may still be
 		// sending its last data (end of stream in one direction only), so
 		// only an error close gets a deadline here.
@@ -570,8 +563,8 @@ func (s *session) sendClose(code ws.StatusCode, end End) {
 
 // fail closes the session after a client-side failure: send the close code,
 // stop relaying, and drop whatever the client still sends until it closes.
-func (s *session) fail(code ws.StatusCode, end End) {
-	s.sendClose(code, end)
+func (s *session) fail(code ws.StatusCode, end End, cause error) {
+	s.sendClose(code, end, cause)
 	s.stopRelaying()
 }
 
@@ -579,8 +572,7 @@ func (s *session) fail(code ws.StatusCode, end End) {
 // client: the upstream is closed, client input is read and dropped, and the
 // session ends when the client closes or closeWait has passed.
 func (s *session) stopRelaying() {
-	s.cliClosed = true
-	s.discard = true
+	s.step(evFail)
 	s.deadline = s.l.now + closeWait
 	s.closeUpstream()
 	s.maybeDone()
@@ -591,17 +583,17 @@ func (s *session) stopRelaying() {
 func (s *session) onClientClose(payload []byte) {
 	code, _, err := codec.ParseClose(payload)
 	if err != nil {
-		s.fail(codec.CloseCode(err), EndProtocol)
+		s.fail(codec.CloseCode(err), EndProtocol, err)
 		return
 	}
-	s.cliClosed = true
+	s.step(evClientClose)
 	s.eofClose()
 	normal := code == ws.StatusNormalClosure || code == ws.StatusNoStatusRcvd
 	if s.kind == PathUDP || !normal {
 		if !normal && s.end == EndNormal {
-			s.end = EndClientGone
+			s.end, s.cause = EndClientGone, closeCodeError(code)
 		}
-		s.sendClose(ws.StatusNormalClosure, s.end)
+		s.sendClose(ws.StatusNormalClosure, s.end, s.cause)
 		s.closeUpstream()
 		s.maybeDone()
 		return
@@ -614,12 +606,12 @@ func (s *session) onClientClose(payload []byte) {
 
 // shutUpstream passes the client's end of stream on as a FIN.
 func (s *session) shutUpstream() {
-	if s.upShut || s.ufd < 0 {
+	if s.up.shut || s.ufd < 0 {
 		return
 	}
-	s.upShut = true
+	s.up.shut = true
 	unix.Shutdown(s.ufd, unix.SHUT_WR)
-	if s.upEOF {
+	if s.down.eof {
 		s.closeUpstream()
 	}
 }
@@ -629,24 +621,25 @@ func (s *session) closeUpstream() {
 		return
 	}
 	s.l.g.m.Buffered(-s.up.release())
-	if s.upParked {
+	if s.down.parked {
 		s.l.fds[s.ufd] = nil
 		unix.Close(s.ufd)
 	} else {
 		s.l.forget(s.ufd)
 	}
 	s.ufd = -1
-	s.upParked = false
+	s.down.parked = false
 	s.uev = 0
 }
 
-func (s *session) upstreamFailed() {
+// upstreamFailed ends the session after the upstream socket failed with err.
+func (s *session) upstreamFailed(err error) {
 	s.closeUpstream()
-	if s.closeSent {
-		s.finish(EndUpstream)
+	if s.closeSent() {
+		s.finish(EndUpstream, err)
 		return
 	}
-	s.sendClose(ws.StatusInternalServerError, EndUpstream)
+	s.sendClose(ws.StatusInternalServerError, EndUpstream, err)
 	s.stopRelaying()
 }
 
@@ -657,7 +650,7 @@ func (s *session) flushDown() {
 	n, err := s.down.flush(s.cfd)
 	s.l.g.m.Buffered(-n)
 	if err != nil {
-		s.finish(EndClientGone)
+		s.finish(EndClientGone, err)
 		return
 	}
 	if n > 0 {
@@ -666,12 +659,12 @@ func (s *session) flushDown() {
 	if !s.down.empty() {
 		return
 	}
-	s.downSmall, s.downMark, s.downBytes = slowReceiver(s.downBytes, s.downMark, s.l.now), s.l.now, 0
+	s.down.drained(s.l.now)
 	s.eofClose()
-	if s.upParked && !s.dead {
+	if s.down.parked && !s.dead() {
 		// The upstream hung up while paused; drain it without epoll
 		// (a hung-up socket never blocks: it has data or returns EOF).
-		for i := 0; i < 64 && s.ufd >= 0 && s.down.empty() && !s.dead && !s.closeSent; i++ {
+		for i := 0; i < 64 && s.ufd >= 0 && s.down.empty() && !s.dead() && !s.closeSent(); i++ {
 			s.readUpstream()
 		}
 	}
@@ -685,12 +678,12 @@ func (s *session) flushUp() {
 	n, err := s.up.flush(s.ufd)
 	s.l.g.m.Buffered(-n)
 	if err != nil {
-		s.upstreamFailed()
+		s.upstreamFailed(err)
 		return
 	}
 	if s.up.empty() {
-		s.upSmall, s.upMark, s.upBytes = slowReceiver(s.upBytes, s.upMark, s.l.now), s.l.now, 0
-		if s.cliClosed && !s.discard {
+		s.up.drained(s.l.now)
+		if s.clientClosed() && !s.discarding() {
 			s.shutUpstream()
 		}
 	}
@@ -700,14 +693,14 @@ func (s *session) flushUp() {
 // maybeDone finishes the session once both ends are done and our last bytes
 // reached the client's socket.
 func (s *session) maybeDone() {
-	if s.dead || !s.down.empty() || !s.closeSent || !s.cliClosed {
+	if s.dead() || !s.down.empty() || !s.closeSent() || !s.clientClosed() {
 		return
 	}
-	if s.discard {
+	if s.discarding() {
 		// Our failure close is out; send FIN after it so the client reads
 		// it, and close when the client closes (or at the deadline).
-		if !s.cliShut {
-			s.cliShut = true
+		if !s.down.shut {
+			s.down.shut = true
 			unix.Shutdown(s.cfd, unix.SHUT_WR)
 		}
 		return
@@ -730,37 +723,35 @@ func (s *session) linger() {
 		if out, err := s.tls.alert(s.l, alertCloseNotify); err == nil {
 			s.writeRaw(out)
 		}
-		if s.dead {
+		if s.dead() {
 			return
 		}
 	}
 	s.closeUpstream()
-	s.lingering = true
-	s.l.lingering++
+	s.step(evLinger)
 	s.l.reportDrained()
-	s.discard = true
 	s.deadline = s.l.now + lingerWait
 	s.maybeDone()
 }
 
 // goAway asks the client to leave (close 1001) for drain or idle timeout.
-func (s *session) goAway(end End) {
-	if s.dead {
+func (s *session) goAway(end End, cause error) {
+	if s.dead() {
 		return
 	}
-	if s.pend != nil {
-		s.finish(end)
+	if s.ph == phConnecting {
+		s.finish(end, cause)
 		return
 	}
-	if s.closeSent {
+	if s.closeSent() {
 		if s.deadline == 0 {
 			s.deadline = s.l.now + closeWait
 		}
 		return
 	}
-	s.sendClose(ws.StatusGoingAway, end)
+	s.sendClose(ws.StatusGoingAway, end, cause)
 	s.deadline = s.l.now + closeWait
-	if s.cliClosed {
+	if s.clientClosed() {
 		s.closeUpstream()
 		s.maybeDone()
 	} else {
@@ -770,26 +761,26 @@ func (s *session) goAway(end End) {
 
 // reportUsage hands the bytes counted since the last report to the account.
 func (s *session) reportUsage() {
-	if s.usedUp != 0 || s.usedDown != 0 {
-		s.acct.AddUsage(s.usedUp, s.usedDown)
-		s.usedUp, s.usedDown = 0, 0
+	if s.up.used != 0 || s.down.used != 0 {
+		s.acct.AddUsage(s.up.used, s.down.used)
+		s.up.used, s.down.used = 0, 0
 	}
 }
 
 // revoke ends the session because its account was closed: close 1008
 // (policy violation), then the usual close handshake under a deadline.
 func (s *session) revoke() {
-	if s.dead || s.closeSent {
+	if s.dead() || s.closeSent() {
 		return
 	}
-	if s.pend != nil {
-		s.finish(EndRevoked)
+	if s.ph == phConnecting {
+		s.finish(EndRevoked, errRevoked)
 		return
 	}
-	s.sendClose(ws.StatusPolicyViolation, EndRevoked)
+	s.sendClose(ws.StatusPolicyViolation, EndRevoked, errRevoked)
 	s.deadline = s.l.now + closeWait
 	s.closeUpstream()
-	if s.cliClosed {
+	if s.clientClosed() {
 		s.maybeDone()
 	} else {
 		s.setInterest()
@@ -801,29 +792,29 @@ func (s *session) tick(now int64) {
 	if s.acct != nil {
 		s.reportUsage()
 	}
-	if s.upEOF && !s.closeSent {
+	if s.down.eof && !s.closeSent() {
 		s.eofClose()
 		s.maybeDone()
-		if s.dead {
+		if s.dead() {
 			return
 		}
 	}
-	if s.pend != nil {
+	if s.ph == phConnecting {
 		if now > s.deadline {
-			s.connectFailed() // connect timeout
+			s.connectFailed(errConnectTimeout)
 		}
 		return
 	}
 	if s.deadline != 0 && now > s.deadline {
-		if s.end == EndNormal && !s.lingering {
-			s.end = EndSlowClient
+		if s.end == EndNormal && !s.lingering() {
+			s.end, s.cause = EndSlowClient, errCloseTimeout
 		}
-		s.finish(s.end)
+		s.finish(s.end, nil)
 		return
 	}
 	idle := s.l.g.idle[s.kind]
 	if idle > 0 && now-s.last > idle {
-		s.goAway(EndIdle)
+		s.goAway(EndIdle, errIdle)
 		return
 	}
 	if s.tls != nil {
@@ -831,12 +822,45 @@ func (s *session) tick(now int64) {
 	}
 }
 
-// finish closes both sockets and frees everything the session holds.
-func (s *session) finish(end End) {
-	if s.dead {
+// Causes of session ends that are not errors of a socket or a decoder.
+var (
+	errClientReset    = errors.New("gateway: client connection reset or hung up")
+	errClientEOF      = errors.New("gateway: client connection ended before its close frame")
+	errControlFlood   = errors.New("gateway: control frames over the budget")
+	errDatagramTooBig = errors.New("gateway: udp message larger than a datagram")
+	errCloseTimeout   = errors.New("gateway: close handshake not completed in time")
+	errIdle           = errors.New("gateway: idle timeout")
+	errRevoked        = errors.New("gateway: account closed")
+	errShutdown       = errors.New("gateway: shutting down")
+	errConnectTimeout = errors.New("gateway: upstream connect timed out")
+)
+
+// closeCodeError is the cause of a session the client closed with an error
+// code.
+func closeCodeError(code ws.StatusCode) error {
+	return fmt.Errorf("gateway: client closed with code %d", code)
+}
+
+// socketError is the pending error of a socket epoll reported failed.
+func socketError(fd int) error {
+	if err := connectResult(fd); err != nil {
+		return err
+	}
+	return errUpstreamFailed
+}
+
+var errUpstreamFailed = errors.New("gateway: upstream socket failed")
+
+// finish closes both sockets and frees everything the session holds. It is
+// the one end of every session: end is the label the session-end metric
+// gets, err (or, if nil, the cause recorded with the close frame) the error
+// behind it, logged once here at debug level.
+func (s *session) finish(end End, err error) {
+	if s.dead() {
 		return
 	}
-	s.dead = true
+	from := s.ph
+	s.step(evEnd)
 	l := s.l
 	if s.tls != nil {
 		l.g.m.Buffered(-s.tls.release())
@@ -851,17 +875,21 @@ func (s *session) finish(end End) {
 	s.closeUpstream()
 	l.forget(s.cfd)
 	s.cfd = -1
-	if s.lingering {
-		l.lingering--
-	}
 	l.unlink(s)
 	if s.acct != nil {
 		s.reportUsage()
 		s.acct.Release()
 		s.acct = nil
 	}
+	if err == nil {
+		err = s.cause
+	}
+	s.cause = nil
 	if s.started {
 		l.g.m.SessionEnd(s.kind, end)
+		if log := l.g.log; log.Enabled(context.Background(), slog.LevelDebug) {
+			log.Debug("session end", "path", s.kind.String(), "end", end.String(), "phase", from.String(), "err", err)
+		}
 	}
 	l.g.active.Add(-1)
 }

@@ -31,6 +31,10 @@ const (
 	maxTLSRecord = 5 + 1<<14 + 2048
 	// maxTLSPlain is the largest plaintext we put in one record.
 	maxTLSPlain = 1 << 14
+	// maxRecordOverhead bounds what sealing adds to a record's plaintext:
+	// header 5, explicit nonce 8 (TLS 1.2) or inner type 1 (TLS 1.3), tag
+	// 16, with room to spare.
+	maxRecordOverhead = 64
 	// keyUpdateAfter is our write sequence number at which we move to the
 	// next traffic secret ourselves (TLS 1.3), far inside the AES-GCM limit
 	// of RFC 8446 §5.5.
@@ -51,7 +55,6 @@ type recordLayer interface {
 	// sealKeyUpdate appends a KeyUpdate and switches our key (TLS 1.3).
 	sealKeyUpdate(dst []byte) ([]byte, error)
 	needKeyUpdate() bool
-	overhead() int
 	alertFor(err error) (uint8, bool)
 	// park lets go of both directions' expanded AEAD state while the
 	// session is idle; the next record rebuilds it (see tlsParkAfter). It
@@ -116,23 +119,36 @@ func (t *tlsSession) clear() { t.rl.clear() }
 // seal protects p into application data records in the loop's output buffer.
 // The result is valid until the next seal on this loop.
 func (t *tlsSession) seal(l *loop, p []byte) ([]byte, error) {
-	out := l.out[:0]
+	return t.sealTo(l.out[:0], p)
+}
+
+// sealTo appends p to dst as application data records of at most
+// maxTLSPlain bytes each, after a KeyUpdate when one is due (the client
+// asked for one, RFC 8446 §4.6.3, or our sequence number is at
+// keyUpdateAfter). It is the one record-sealing loop: relay frames (seal) and
+// decoy answers (Gateway.sendAnswer) both go through it. dst needs room for
+// sealedLen(len(p)) bytes or it grows.
+func (t *tlsSession) sealTo(dst, p []byte) ([]byte, error) {
 	var err error
 	if t.replyKU || t.rl.needKeyUpdate() {
 		t.replyKU = false
-		if out, err = t.rl.sealKeyUpdate(out); err != nil {
+		if dst, err = t.rl.sealKeyUpdate(dst); err != nil {
 			return nil, err
 		}
 	}
 	for len(p) > 0 {
 		k := min(len(p), maxTLSPlain)
-		if out, err = t.rl.seal(out, contentAppData, p[:k]); err != nil {
+		if dst, err = t.rl.seal(dst, contentAppData, p[:k]); err != nil {
 			return nil, err
 		}
 		p = p[k:]
 	}
-	return out, nil
+	return dst, nil
 }
+
+// sealedLen bounds the records sealTo makes of n plaintext bytes, with a
+// KeyUpdate and an alert: each record adds at most maxRecordOverhead.
+func sealedLen(n int) int { return n + (n/maxTLSPlain+3)*maxRecordOverhead }
 
 // sealControl is seal for a small frame (a control frame, at most 2+125
 // bytes) that the caller keeps on its stack: the record layer is an
@@ -158,7 +174,7 @@ func (s *session) readClientTLS() {
 		off = copy(l.scratch, (*t.rin)[:t.rinLen])
 		l.g.m.Buffered(-t.release())
 	}
-	n, err := sysRead(s.cfd, l.scratch[off:off+readSize(l.g.chunk, s.upSmall)])
+	n, err := sysRead(s.cfd, l.scratch[off:off+s.up.readSize(l.g.chunk)])
 	if n <= 0 {
 		if (err == unix.EAGAIN || err == unix.EINTR) && off > 0 {
 			s.keepPartial(l.scratch[:off])
@@ -206,7 +222,7 @@ func (s *session) openRecords(data []byte) {
 				// The client's TLS stream ended: like TCP EOF.
 				s.answer(&pg)
 				s.clientEOF(nil)
-				if !s.dead {
+				if !s.dead() {
 					s.setInterest()
 				}
 				return
@@ -214,7 +230,7 @@ func (s *session) openRecords(data []byte) {
 			s.tlsFail(err)
 			return
 		}
-		if ct != contentAppData || s.cliClosed || len(plain) == 0 {
+		if ct != contentAppData || s.clientClosed() || len(plain) == 0 {
 			continue
 		}
 		var ok bool
@@ -226,7 +242,7 @@ func (s *session) openRecords(data []byte) {
 		return
 	}
 	s.answer(&pg)
-	if len(data) > 0 && !s.dead {
+	if len(data) > 0 && !s.dead() {
 		s.keepPartial(data)
 	}
 }
@@ -242,16 +258,15 @@ func (s *session) keepPartial(p []byte) {
 // §6 names for the error (none after the peer's own error alert), then close.
 func (s *session) tlsFail(err error) {
 	s.l.g.log.Debug("tls record layer", "err", err)
-	if desc, send := s.tls.rl.alertFor(err); send && !s.closeSent {
+	if desc, send := s.tls.rl.alertFor(err); send && !s.closeSent() {
 		if out, aerr := s.tls.alert(s.l, desc); aerr == nil {
 			s.writeRaw(out)
 		}
 	}
-	if s.dead {
+	if s.dead() {
 		return
 	}
-	s.closeSent = true
-	s.end = EndProtocol
+	s.end, s.cause = EndProtocol, err
 	s.stopRelaying()
 }
 
@@ -314,8 +329,6 @@ func (t *tls13Layer) sealKeyUpdate(dst []byte) ([]byte, error) {
 }
 
 func (t *tls13Layer) needKeyUpdate() bool { return t.out.Seq() >= keyUpdateAfter }
-
-func (t *tls13Layer) overhead() int { return t.out.Overhead() }
 
 func (t *tls13Layer) alertFor(err error) (uint8, bool) {
 	if errors.Is(err, tls13.ErrAlert) {
@@ -400,8 +413,6 @@ func (t *tls12Layer) sealAlert(dst []byte, desc uint8) ([]byte, error) {
 func (t *tls12Layer) sealKeyUpdate(dst []byte) ([]byte, error) { return dst, nil }
 
 func (t *tls12Layer) needKeyUpdate() bool { return false }
-
-func (t *tls12Layer) overhead() int { return t.out.Overhead() }
 
 func (t *tls12Layer) alertFor(err error) (uint8, bool) {
 	if errors.Is(err, tls12.ErrAlert) {
