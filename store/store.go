@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -59,8 +60,7 @@ type Token struct {
 	MaxSessions int
 	Revoked     bool
 	RevokedAt   time.Time
-	// Cipher is the Shadowsocks AEAD method ("chacha20-ietf-poly1305",
-	// "aes-256-gcm", ...).
+	// Cipher is the Shadowsocks AEAD method, one of Ciphers.
 	Cipher string
 	// SSPassword is the per-key Shadowsocks secret that the client encrypts
 	// with end to end to the Outline member. It is not the token: the client
@@ -314,3 +314,14 @@ func NewID() string {
 	rand.Read(b[:]) // never fails (crypto/rand panics instead)
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
+
+// Ciphers are the Shadowsocks AEAD methods the project supports: the ones
+// Outline accepts, the client and every pool backend speak. The first is
+// the default.
+var Ciphers = []string{"chacha20-ietf-poly1305", "aes-128-gcm", "aes-192-gcm", "aes-256-gcm"}
+
+// DefaultCipher is a token's method when its request names none.
+const DefaultCipher = "chacha20-ietf-poly1305"
+
+// ValidCipher reports whether method is one of Ciphers.
+func ValidCipher(method string) bool { return slices.Contains(Ciphers, method) }

@@ -128,8 +128,8 @@ func parseMember(req *memberRequest) (store.Member, *apiError) {
 		if e := checkPort("static.port", c.Port); e != nil {
 			return m, e
 		}
-		if !ciphers[c.Cipher] {
-			return m, invalid("static.cipher must be one of chacha20-ietf-poly1305, aes-128-gcm, aes-192-gcm, aes-256-gcm")
+		if !store.ValidCipher(c.Cipher) {
+			return m, invalid("static.cipher must be one of %s", strings.Join(store.Ciphers, ", "))
 		}
 		if c.Password == "" {
 			return m, invalid("static.password is required")

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -21,17 +22,7 @@ const (
 	// has to resist guessing, the AEAD key is derived from it.
 	ssPasswordBytes = 24
 	maxLabelLen     = 200
-	// DefaultCipher is the Shadowsocks method when a request names none.
-	DefaultCipher = "chacha20-ietf-poly1305"
 )
-
-// ciphers are the Shadowsocks AEAD methods the client and the pool support.
-var ciphers = map[string]bool{
-	"chacha20-ietf-poly1305": true,
-	"aes-128-gcm":            true,
-	"aes-192-gcm":            true,
-	"aes-256-gcm":            true,
-}
 
 // createTokenRequest is the body of POST /v1/tokens.
 type createTokenRequest struct {
@@ -128,10 +119,10 @@ func (s *Server) parseCreateToken(req *createTokenRequest) (store.Token, *apiErr
 		return t, invalid("max_sessions must be 0 (unlimited) or positive")
 	}
 	if t.Cipher == "" {
-		t.Cipher = DefaultCipher
+		t.Cipher = store.DefaultCipher
 	}
-	if !ciphers[t.Cipher] {
-		return t, invalid("cipher must be one of chacha20-ietf-poly1305, aes-128-gcm, aes-192-gcm, aes-256-gcm")
+	if !store.ValidCipher(t.Cipher) {
+		return t, invalid("cipher must be one of %s", strings.Join(store.Ciphers, ", "))
 	}
 	return t, nil
 }

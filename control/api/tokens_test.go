@@ -127,7 +127,7 @@ func waitEvent(t *testing.T, events <-chan store.Event, match func(store.Event) 
 func TestTokenDefaultsAndExpiresAt(t *testing.T) {
 	h := newHarness(t, embeddedStore(t))
 	c := h.createToken(`{}`)
-	if c.Cipher != DefaultCipher || c.ExpiresAt != nil || c.QuotaBytes != 0 || c.MaxSessions != 0 {
+	if c.Cipher != store.DefaultCipher || c.ExpiresAt != nil || c.QuotaBytes != 0 || c.MaxSessions != 0 {
 		t.Errorf("defaults: %+v", c)
 	}
 	at := h.clock.Now().Add(48 * time.Hour).UTC().Truncate(time.Second)
@@ -253,4 +253,17 @@ func TestUnknownTokenIDs(t *testing.T) {
 		wantError(t, h.admin("GET", "/v1/tokens/nope", ""), 404, "not_found")
 		wantError(t, h.admin("DELETE", "/v1/tokens/nope", ""), 404, "not_found")
 	})
+}
+
+// TestTokenCiphers: a token may name exactly the methods of store.Ciphers.
+func TestTokenCiphers(t *testing.T) {
+	h := newHarness(t, embeddedStore(t))
+	for _, m := range store.Ciphers {
+		if c := h.createToken(`{"cipher":"` + m + `"}`); c.Cipher != m {
+			t.Errorf("%s: created with %q", m, c.Cipher)
+		}
+	}
+	if r := h.admin("POST", "/v1/tokens", `{"cipher":"aes-256-cfb"}`); r.StatusCode != http.StatusBadRequest {
+		t.Errorf("aes-256-cfb: status %d: %s", r.StatusCode, r.body)
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"slices"
 	"strings"
 
 	"github.com/httvps/httvps/store"
@@ -44,13 +43,6 @@ var (
 	// should (unexpected status, malformed reply).
 	ErrBackend = errors.New("pool: unexpected backend reply")
 )
-
-// Ciphers are the Shadowsocks AEAD methods the project supports (and the
-// ones Outline accepts).
-var Ciphers = []string{"chacha20-ietf-poly1305", "aes-128-gcm", "aes-192-gcm", "aes-256-gcm"}
-
-// ValidCipher reports whether method is one of Ciphers.
-func ValidCipher(method string) bool { return slices.Contains(Ciphers, method) }
 
 // maxProbes bounds the Shadowsocks ports a health check dials.
 const maxProbes = 4
@@ -150,8 +142,8 @@ func ValidateMember(m store.Member) (store.Member, error) {
 		if s.Port < 1 || s.Port > 65535 {
 			return bad("static port %d out of range", s.Port)
 		}
-		if !ValidCipher(s.Cipher) {
-			return bad("static cipher %q is not one of %s", s.Cipher, strings.Join(Ciphers, ", "))
+		if !store.ValidCipher(s.Cipher) {
+			return bad("static cipher %q is not one of %s", s.Cipher, strings.Join(store.Ciphers, ", "))
 		}
 		if s.Password == "" {
 			return bad("static password is empty")

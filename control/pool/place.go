@@ -144,7 +144,7 @@ func validKey(t store.Token) error {
 	switch {
 	case t.ID == "":
 		return fmt.Errorf("%w: token has no ID", store.ErrInvalid)
-	case !ValidCipher(t.Cipher):
+	case !store.ValidCipher(t.Cipher):
 		return fmt.Errorf("%w: token cipher %q is not supported", store.ErrInvalid, t.Cipher)
 	case t.SSPassword == "":
 		return fmt.Errorf("%w: token has no Shadowsocks password", store.ErrInvalid)

@@ -38,10 +38,8 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/internal/testpeer"
+	"github.com/httvps/httvps/store"
 )
-
-// Methods are the ciphers the fake (like Outline) accepts.
-var Methods = []string{"chacha20-ietf-poly1305", "aes-128-gcm", "aes-192-gcm", "aes-256-gcm"}
 
 // Options configure a fake.
 type Options struct {
@@ -357,12 +355,12 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, id string) {
 		}
 		p.Limit = raw["limit"]
 	}
-	k := Key{ID: id, Method: "chacha20-ietf-poly1305"}
+	k := Key{ID: id, Method: store.DefaultCipher}
 	if p.Name != nil {
 		k.Name = *p.Name
 	}
 	if p.Method != nil {
-		if !slices.Contains(Methods, *p.Method) {
+		if !store.ValidCipher(*p.Method) {
 			writeErr(w, http.StatusBadRequest, "InvalidArgument", "Unsupported encryption method: %s", *p.Method)
 			return
 		}
