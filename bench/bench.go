@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -23,6 +24,9 @@ const (
 	ScenarioTLSIdle       = "tls-idle"
 	ScenarioTLSThroughput = "tls-throughput"
 	ScenarioTLSConnect    = "tls-connect"
+	// ScenarioTLSConnectBusy is tls-connect with one CPU hog per core (a
+	// spinning child process, the same for every peer) running throughout.
+	ScenarioTLSConnectBusy = "tls-connect-busy"
 
 	// ScenarioControl runs once, on no peer: token checks, the control
 	// API and Redis itself (control.go).
@@ -31,13 +35,13 @@ const (
 
 var (
 	allScenarios = []string{ScenarioThroughput, ScenarioIdle, ScenarioSlowReader,
-		ScenarioTLSThroughput, ScenarioTLSIdle, ScenarioTLSConnect, ScenarioControl}
+		ScenarioTLSThroughput, ScenarioTLSIdle, ScenarioTLSConnect, ScenarioTLSConnectBusy, ScenarioControl}
 	allPeers = []string{PeerHTTVPS, PeerGoCopy, PeerGoBuf, PeerV2Ray,
 		PeerHTTVPSTLS, PeerV2RayTLS, PeerNginxTLS}
 )
 
 func tlsScenario(s string) bool {
-	return s == ScenarioTLSIdle || s == ScenarioTLSThroughput || s == ScenarioTLSConnect
+	return s == ScenarioTLSIdle || s == ScenarioTLSThroughput || s == ScenarioTLSConnect || s == ScenarioTLSConnectBusy
 }
 
 // Config selects what Run measures. Zero values mean the documented defaults.
@@ -59,7 +63,7 @@ type Config struct {
 	// scenarios); a peer whose binary is missing is skipped with a note.
 	Peers []string
 	// Scenarios to run. nil means all: throughput, idle, slowreader,
-	// tls-throughput, tls-idle, tls-connect, control.
+	// tls-throughput, tls-idle, tls-connect, tls-connect-busy, control.
 	Scenarios []string
 
 	// Control: ControlBin is the httvps-control binary ("" means
@@ -80,9 +84,11 @@ type Config struct {
 	// TLSBytes is the bytes per tls-throughput cell; 0 means 1 GiB.
 	TLSBytes int64
 	// ConnectCount is the tls-connect connections per peer, 0 means 2000;
-	// ConnectWorkers how many run at once, 0 means 4.
+	// ConnectWorkers how many run at once, 0 means 4. BusyHogs is the CPU
+	// hogs of tls-connect-busy, 0 means one per core (runtime.NumCPU).
 	ConnectCount   int
 	ConnectWorkers int
+	BusyHogs       int
 
 	// Throughput: Bytes per (peer, direction, streams) cell, 0 means 1 GiB;
 	// Streams nil means 1 and 16; Message is the client's piece size, 0 means
@@ -162,6 +168,9 @@ func (c *Config) setDefaults() {
 	if c.ConnectWorkers == 0 {
 		c.ConnectWorkers = 4
 	}
+	if c.BusyHogs == 0 {
+		c.BusyHogs = runtime.NumCPU()
+	}
 	if c.Bytes == 0 {
 		c.Bytes = 1 << 30
 	}
@@ -228,6 +237,9 @@ func (c *Config) validate() error {
 	}
 	if c.ConnectCount < 1 || c.ConnectWorkers < 1 || c.ConnectWorkers > 64 {
 		return errors.New("bench: tls-connect needs >= 1 connection and 1..64 workers")
+	}
+	if c.BusyHogs < 1 || c.BusyHogs > 64 {
+		return errors.New("bench: tls-connect-busy needs 1..64 CPU hogs")
 	}
 	if c.Sessions < 1 || c.Sessions > maxIdleSessions {
 		return fmt.Errorf("bench: idle sessions must be 1..%d (fd limit)", maxIdleSessions)
@@ -339,7 +351,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			case ScenarioTLSIdle:
 				err = runIdle(ctx, &cfg, ps, pe, &rep.TLSIdle)
 			case ScenarioTLSConnect:
-				err = runConnect(ctx, &cfg, ps, pe, rep)
+				err = runConnect(ctx, &cfg, ps, pe, 0, rep)
+			case ScenarioTLSConnectBusy:
+				err = runConnect(ctx, &cfg, ps, pe, cfg.BusyHogs, rep)
 			}
 			if err != nil {
 				fail(sc, pe.info.Name, err)

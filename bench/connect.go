@@ -33,23 +33,48 @@ type ConnectResult struct {
 	SetupP99      float64 `json:"setup_ms_p99"`
 	HandshakeP999 float64 `json:"handshake_ms_p999"`
 	SetupP999     float64 `json:"setup_ms_p999"`
+	// Hogs is the CPU hogs that ran throughout (tls-connect-busy); 0 is
+	// the quiet tls-connect.
+	Hogs int `json:"cpu_hogs,omitempty"`
+}
+
+// load names the run's load for the report: "quiet" or "busy (N hogs)".
+func (r ConnectResult) load() string {
+	if r.Hogs == 0 {
+		return "quiet"
+	}
+	return fmt.Sprintf("busy (%d hogs)", r.Hogs)
 }
 
 // ConnectRatio compares httvps-tls with another TLS peer on new sessions.
 type ConnectRatio struct {
 	Versus string  `json:"versus"`
-	CPU    float64 `json:"cpu_ratio"`  // httvps-tls CPU ms/connection ÷ versus
-	Rate   float64 `json:"rate_ratio"` // httvps-tls connections/s ÷ versus
+	Hogs   int     `json:"cpu_hogs,omitempty"` // as ConnectResult.Hogs
+	CPU    float64 `json:"cpu_ratio"`          // httvps-tls CPU ms/connection ÷ versus
+	Rate   float64 `json:"rate_ratio"`         // httvps-tls connections/s ÷ versus
+	// Tail is httvps-tls handshake p99.9 ÷ versus.
+	Tail float64 `json:"handshake_p999_ratio"`
 }
+
+func (r ConnectRatio) load() string { return ConnectResult{Hogs: r.Hogs}.load() }
 
 // connectWarmup connections run before the clock starts (lazy
 // initialisation, first worker spawn).
 const connectWarmup = 50
 
-func runConnect(ctx context.Context, cfg *Config, ps *procSet, pe *peer, rep *Report) error {
+// runConnect measures new sessions on pe; with hogs > 0 that many CPU hogs
+// spin from before the warm-up until the CPU sample after the last session.
+func runConnect(ctx context.Context, cfg *Config, ps *procSet, pe *peer, hogs int, rep *Report) error {
 	r, err := startPair(ctx, cfg, ps, pe)
 	if err != nil {
 		return err
+	}
+	if hogs > 0 {
+		stop, err := startHogs(ps, cfg.Self, hogs)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if _, _, err := connectMany(ctx, r.transport, connectWarmup, cfg.ConnectWorkers); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
@@ -86,10 +111,11 @@ func runConnect(ctx context.Context, cfg *Config, ps *procSet, pe *peer, rep *Re
 		HandshakeP50: percentileMs(hs, 50), HandshakeP99: percentileMs(hs, 99),
 		SetupP50: percentileMs(su, 50), SetupP99: percentileMs(su, 99),
 		HandshakeP999: percentileMs(hs, 99.9), SetupP999: percentileMs(su, 99.9),
+		Hogs: hogs,
 	}
 	rep.Connect = append(rep.Connect, res)
-	fmt.Fprintf(cfg.Log, "tls-connect %-10s %d conns: %.0f/s, %.3f CPU ms/conn, handshake p50 %.2f p99 %.2f p99.9 %.2f ms, setup p50 %.2f p99 %.2f p99.9 %.2f ms (%s)\n",
-		res.Peer, res.Connections, res.PerSecond, res.CPUmsPerConn, res.HandshakeP50, res.HandshakeP99, res.HandshakeP999,
+	fmt.Fprintf(cfg.Log, "tls-connect %s %-10s %d conns: %.0f/s, %.3f CPU ms/conn, handshake p50 %.2f p99 %.2f p99.9 %.2f ms, setup p50 %.2f p99 %.2f p99.9 %.2f ms (%s)\n",
+		res.load(), res.Peer, res.Connections, res.PerSecond, res.CPUmsPerConn, res.HandshakeP50, res.HandshakeP99, res.HandshakeP999,
 		res.SetupP50, res.SetupP99, res.SetupP999, res.Suite)
 	return nil
 }

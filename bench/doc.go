@@ -16,12 +16,14 @@
 // run to succeed; length-delimited modes also keep v2ray-plugin, which does
 // not propagate half-close, measurable.
 //
-// TLS scenarios (tls-throughput, tls-idle, tls-connect) run the same sink
+// TLS scenarios (tls-throughput, tls-idle, tls-connect, tls-connect-busy) run the same sink
 // protocol through the TLS peers, which all serve one certificate generated
 // for the run (ECDSA P-256 or RSA-2048): our gateway and v2ray-plugin as
 // wss:// servers, and nginx's stream module as a TLS-terminating TCP proxy
 // that its client reaches with raw TLS (nginx has no WebSocket-to-TCP
 // bridge). nginx forks, so its CPU and RSS are summed over its process group.
+// tls-connect-busy is tls-connect with one spinning "hog" child process per
+// core running beside every peer, as on a machine with other work on it.
 //
 // The control scenario runs once, on no relay, against a redis-server the
 // harness starts: storeauth.Authenticate in this process on a cache hit and

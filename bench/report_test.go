@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -69,6 +70,52 @@ func TestConfigValidate(t *testing.T) {
 		c.setDefaults()
 		if err := c.validate(); err == nil {
 			t.Errorf("%s: validate accepted %+v", name, c)
+		}
+	}
+}
+
+// Quiet and busy tls-connect rows are compared only with their own kind,
+// and both kinds appear in the report, labelled.
+func TestConnectRatiosByLoad(t *testing.T) {
+	cfg := Config{Self: "x"}
+	cfg.setDefaults()
+	r := newReport(cfg)
+	r.Connect = []ConnectResult{
+		{Peer: PeerHTTVPSTLS, PerSecond: 900, CPUmsPerConn: 0.6, HandshakeP999: 6},
+		{Peer: PeerNginxTLS, PerSecond: 1000, CPUmsPerConn: 0.5, HandshakeP999: 4},
+		{Peer: PeerHTTVPSTLS, PerSecond: 400, CPUmsPerConn: 0.6, HandshakeP999: 30, Hogs: 2},
+		{Peer: PeerNginxTLS, PerSecond: 800, CPUmsPerConn: 0.4, HandshakeP999: 10, Hogs: 2},
+	}
+	r.finish()
+	want := []ConnectRatio{
+		{Versus: PeerNginxTLS, CPU: 1.2, Rate: 0.9, Tail: 1.5},
+		{Versus: PeerNginxTLS, Hogs: 2, CPU: 1.5, Rate: 0.5, Tail: 3},
+	}
+	if len(r.ConnectRatios) != len(want) {
+		t.Fatalf("ratios %+v", r.ConnectRatios)
+	}
+	for i, x := range r.ConnectRatios {
+		w := want[i]
+		if x.Versus != w.Versus || x.Hogs != w.Hogs || math.Abs(x.CPU-w.CPU) > 1e-9 || math.Abs(x.Rate-w.Rate) > 1e-9 || math.Abs(x.Tail-w.Tail) > 1e-9 {
+			t.Errorf("ratio %d: got %+v, want %+v", i, x, w)
+		}
+	}
+	var txt, md strings.Builder
+	r.WriteText(&txt)
+	r.WriteMarkdown(&md)
+	// The text table is aligned: compare its lines' fields.
+	var lines []string
+	for _, l := range strings.Split(txt.String(), "\n") {
+		lines = append(lines, strings.Join(strings.Fields(l), " "))
+	}
+	for _, s := range []string{"busy (2 hogs) nginx-tls 1.50 0.50 3.00", "quiet nginx-tls 1.20 0.90 1.50", "busy (2 hogs) httvps-tls 400 0.600"} {
+		if !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, s) }) {
+			t.Errorf("text lacks %q:\n%s", s, txt.String())
+		}
+	}
+	for _, s := range []string{"| busy (2 hogs) | httvps-tls |", "| quiet | nginx-tls |", "| busy (2 hogs) | nginx-tls | 1.50 | 0.50 | 3.00 |"} {
+		if !strings.Contains(md.String(), s) {
+			t.Errorf("markdown lacks %q", s)
 		}
 	}
 }

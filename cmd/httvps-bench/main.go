@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,6 +27,7 @@ const usage = `usage: httvps-bench [flags]            run the benchmark
        httvps-bench sink  -listen ADDR   (internal) the upstream sink
        httvps-bench relay -listen ADDR -target ADDR [-buffered]
                                          (internal) the gocopy / gobuf peer
+       httvps-bench hog                  (internal) spin one CPU (tls-connect-busy)
 
 Each relay runs alone as its own process; the same bytes go through every
 relay and every stream's SHA-256 is checked. Results: a table on stdout and
@@ -39,7 +41,7 @@ Examples:
   go run ./cmd/httvps-bench -scenarios control
 
 Plaintext scenarios (throughput, idle, slowreader) run on the plaintext
-peers; TLS scenarios (tls-throughput, tls-idle, tls-connect) on the TLS peers
+peers; TLS scenarios (tls-throughput, tls-idle, tls-connect, tls-connect-busy) on the TLS peers
 (httvps-tls, v2ray-tls, nginx-tls), which all serve one certificate generated
 for the run. nginx-tls needs nginx's stream module (Debian libnginx-mod-stream).
 The control scenario runs once, on no relay: it starts redis-server and
@@ -56,6 +58,8 @@ func main() {
 			os.Exit(serveSub(os.Args[2:], false))
 		case "relay":
 			os.Exit(serveSub(os.Args[2:], true))
+		case "hog":
+			bench.Hog()
 		}
 	}
 	os.Exit(run(os.Args[1:]))
@@ -68,7 +72,7 @@ func run(args []string) int {
 		fs.PrintDefaults()
 	}
 	var (
-		scenarios = fs.String("scenarios", "throughput,idle,slowreader,tls-throughput,tls-idle,tls-connect,control", "scenarios to run: throughput, idle, slowreader, tls-throughput, tls-idle, tls-connect, control")
+		scenarios = fs.String("scenarios", "throughput,idle,slowreader,tls-throughput,tls-idle,tls-connect,tls-connect-busy,control", "scenarios to run: throughput, idle, slowreader, tls-throughput, tls-idle, tls-connect, tls-connect-busy (tls-connect with one CPU hog per core), control")
 		peers     = fs.String("peers", "httvps,gocopy,gobuf,v2ray,httvps-tls,v2ray-tls,nginx-tls", "relays to measure: httvps (bin/httvps-gateway), gocopy (Go io.Copy, splice), gobuf (Go io.Copy, 32 KiB buffer), v2ray (ss-v2ray-plugin); over TLS: httvps-tls, v2ray-tls, nginx-tls (nginx stream TLS proxy, raw TLS client); a missing binary is skipped with a note")
 		gateway   = fs.String("gateway", "bin/httvps-gateway", "our gateway binary (go build -o bin/httvps-gateway ./cmd/httvps-gateway)")
 		gwArgs    = fs.String("gateway-args", "", "extra gateway flags, space separated (e.g. \"-buffer-cap 262144\")")
@@ -78,6 +82,7 @@ func run(args []string) int {
 		tlsBytes  = fs.String("tls-bytes", "1G", "tls-throughput: bytes per (peer, direction, streams) cell")
 		connN     = fs.Int("connect", 2000, "tls-connect: connections per peer")
 		connW     = fs.Int("connect-workers", 4, "tls-connect: connections opened at once")
+		busyHogs  = fs.Int("busy-hogs", runtime.NumCPU(), "tls-connect-busy: spinning CPU hog processes beside every peer")
 		bytesFlag = fs.String("bytes", "1G", "throughput: bytes per (peer, direction, streams) cell; K/M/G suffixes are binary")
 		streams   = fs.String("streams", "1,16", "throughput: parallel stream counts")
 		msg       = fs.String("msg", "16K", "throughput: client message (write) size")
@@ -105,7 +110,7 @@ func run(args []string) int {
 	}
 	cfg := bench.Config{
 		GatewayBin: *gateway, V2RayBin: *v2ray, NginxBin: *nginx, CertType: *certType,
-		ConnectCount: *connN, ConnectWorkers: *connW,
+		ConnectCount: *connN, ConnectWorkers: *connW, BusyHogs: *busyHogs,
 		Peers: cliconf.SplitList(*peers), Scenarios: cliconf.SplitList(*scenarios),
 		GatewayArgs: strings.Fields(*gwArgs),
 		CellTimeout: *cellTO, Sessions: *sessions, GoCopySessions: min(*gcSess, *sessions), Settle: *settle,
