@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -116,5 +118,40 @@ func exchangeOn(c net.Conn, req []byte) (probeAnswer, error) {
 		default:
 			return a, err
 		}
+	}
+}
+
+// TestDecoyStatusMatchesNginx: with -decoy-status 500 (nginx closes the
+// connection after it) and 503 (kept alive) the decoy answers every probe
+// shape as nginx with "return STATUS;" does, and its status line is
+// nginx's. Broke: "HTTP/1.1 500 Status", a phrase no web server sends, and
+// a kept-alive 500.
+func TestDecoyStatusMatchesNginx(t *testing.T) {
+	cert := testpeer.SelfSignedCert(t)
+	sink := listenTCP(t, func(c *net.TCPConn) { io.Copy(io.Discard, c) })
+	routes := map[string]string{nginxProbeSecret: sink}
+	for _, tc := range []struct {
+		status int
+		line   string
+	}{
+		{500, "HTTP/1.1 500 Internal Server Error\r\n"},
+		{503, "HTTP/1.1 503 Service Temporarily Unavailable\r\n"},
+	} {
+		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
+			ngx := startNginxStatus(t, cert, tc.status)
+			_, plain := startGateway(t, gateway.Config{MaxRequestSize: 16 << 10, DecoyStatus: tc.status}, routes)
+			cfg := gateway.Config{MaxRequestSize: 16 << 10, DecoyStatus: tc.status, TLS: &gateway.TLSConfig{GetCertificate: cert.GetCertificate}}
+			_, tlsGW := startGateway(t, cfg, routes)
+
+			a, err := sendShape(plain, nil, []byte("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.HasPrefix(a.b, []byte(tc.line)) {
+				t.Fatalf("answer %q, want it to start with %q", clip(a.b), tc.line)
+			}
+			match, total := compareWithNginx(t, ngx, cert, plain, tlsGW, tlsGW)
+			t.Logf("%d of %d probes answered as nginx's return %d does", match, total, tc.status)
+		})
 	}
 }

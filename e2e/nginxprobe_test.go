@@ -162,7 +162,7 @@ type nginxServer struct {
 	Dir        string // prefix: config, pid, error log
 }
 
-// nginxConfig answers every request with nginx's own 404 page, with
+// nginxConfig answers every request with nginx's own page for a status, with
 // server_tokens off (the decoy's default Server header is "nginx").
 // Everything nginx writes stays in dir.
 const nginxConfig = `daemon off;
@@ -187,7 +187,7 @@ http {
         ssl_certificate %[4]s;
         ssl_certificate_key %[5]s;
         location / {
-            return 404;
+            return %[6]d;
         }
     }
 }
@@ -197,6 +197,12 @@ http {
 // with its prefix in t.TempDir(), and stops it at test end. It skips the
 // test when nginx is not installed.
 func startNginx(t testing.TB, cert *testpeer.TestCert) *nginxServer {
+	t.Helper()
+	return startNginxStatus(t, cert, 404)
+}
+
+// startNginxStatus is startNginx with nginx answering "return status;".
+func startNginxStatus(t testing.TB, cert *testpeer.TestCert, status int) *nginxServer {
 	t.Helper()
 	bin := "/usr/sbin/nginx"
 	if _, err := os.Stat(bin); err != nil {
@@ -222,7 +228,7 @@ func startNginx(t testing.TB, cert *testpeer.TestCert) *nginxServer {
 		t.Fatal(err)
 	}
 	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConfig, dir, plain, tlsPort, cert.PEMFile, keyFile), 0o600); err != nil {
+	if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConfig, dir, plain, tlsPort, cert.PEMFile, keyFile, status), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	testpeer.StartProc(t, bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf)

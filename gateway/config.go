@@ -109,6 +109,7 @@ type Config struct {
 
 	// DecoyStatus and DecoyBody are the one answer given to every request that
 	// does not become a session. 0/nil mean 404 with a small nginx-like page.
+	// DecoyStatus is 200 or a 4xx/5xx that DecoyStatusValid accepts.
 	DecoyStatus int
 	DecoyBody   []byte
 	// DecoyContentType defaults to "text/html".

@@ -868,6 +868,7 @@ type decoyPages struct {
 	body        []byte // and body
 	ctype       string
 	builtinBody bool // the default body is nginx's page (padded for MSIE/Chrome)
+	closes      bool // the default status ends the connection, as in nginx
 	pages       map[int][]byte
 }
 
@@ -879,45 +880,33 @@ const nginxPadding = "<!-- a padding to disable MSIE and Chrome friendly error p
 	"<!-- a padding to disable MSIE and Chrome friendly error page -->\r\n" +
 	"<!-- a padding to disable MSIE and Chrome friendly error page -->\r\n"
 
-// nginxReason is nginx's reason phrase for a status (its pages use the same).
+// nginxReasons are nginx 1.22's reason phrases (ngx_http_status_lines),
+// which its error pages repeat; nginx has a page for every 4xx and 5xx here.
+var nginxReasons = map[int]string{
+	200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 206: "Partial Content",
+	301: "Moved Permanently", 302: "Moved Temporarily", 303: "See Other", 304: "Not Modified",
+	307: "Temporary Redirect", 308: "Permanent Redirect",
+	400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+	404: "Not Found", 405: "Not Allowed", 406: "Not Acceptable", 408: "Request Time-out",
+	409: "Conflict", 410: "Gone", 411: "Length Required", 412: "Precondition Failed",
+	413: "Request Entity Too Large", 414: "Request-URI Too Large", 415: "Unsupported Media Type",
+	416: "Requested Range Not Satisfiable", 421: "Misdirected Request", 429: "Too Many Requests",
+	500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+	503: "Service Temporarily Unavailable", 504: "Gateway Time-out", 505: "HTTP Version Not Supported",
+	507: "Insufficient Storage",
+}
+
+// nginxReason is nginx's reason phrase for a status the decoy sends.
 func nginxReason(code int) string {
-	switch code {
-	case 200:
-		return "OK"
-	case 400, statusHeaderTooLarge, statusPlainToHTTPS:
-		return "Bad Request"
-	case 401:
-		return "Unauthorized"
-	case 403:
-		return "Forbidden"
-	case 404:
-		return "Not Found"
-	case 405:
-		return "Not Allowed"
-	case 408:
-		return "Request Time-out"
-	case 410:
-		return "Gone"
-	case 413:
-		return "Request Entity Too Large"
-	case 414:
-		return "Request-URI Too Large"
-	case 429:
-		return "Too Many Requests"
-	case 500:
-		return "Internal Server Error"
-	case 501:
-		return "Not Implemented"
-	case 502:
-		return "Bad Gateway"
-	case 503:
-		return "Service Temporarily Unavailable"
-	case 504:
-		return "Gateway Time-out"
-	case 505:
-		return "HTTP Version Not Supported"
-	}
-	return "Status"
+	return nginxReasons[shownStatus(code)]
+}
+
+// DecoyStatusValid reports whether code can be Config.DecoyStatus: 200 (for
+// a custom body) or a 4xx/5xx for which nginx has its own reason phrase and
+// error page. Other codes would need a phrase nginx never sends, or headers
+// (Location, Content-Range) or an empty body the decoy does not give.
+func DecoyStatusValid(code int) bool {
+	return code == 200 || code >= 400 && code <= 599 && nginxReasons[code] != ""
 }
 
 // shownStatus is the status on the wire.
@@ -954,15 +943,29 @@ func newDecoyPages(cfg Config) *decoyPages {
 	if d.status == 0 {
 		d.status = 404
 	}
-	if d.ctype == "" {
-		d.ctype = "text/html"
-	}
-	for _, code := range []int{400, 404, 405, 413, 414, statusHeaderTooLarge, statusPlainToHTTPS, 501, 505, d.status} {
+	for _, code := range []int{400, 404, 405, 413, 414, statusHeaderTooLarge, statusPlainToHTTPS, 501, 505} {
 		d.pages[code] = nginxPage(code, d.server)
 	}
-	if d.body == nil {
+	// ngx_http_special_response_handler turns keep-alive off for these.
+	switch d.status {
+	case 400, 413, 414, 500, 501:
+		d.closes = true
+	}
+	switch {
+	case d.body == nil && d.status == 200:
+		// nginx has no page for 200: "return 200;" sends an empty
+		// text/plain body (its default_type).
+		d.body = []byte{}
+		if d.ctype == "" {
+			d.ctype = "text/plain"
+		}
+	case d.body == nil:
+		d.pages[d.status] = nginxPage(d.status, d.server)
 		d.body = d.pages[d.status]
 		d.builtinBody = true
+	}
+	if d.ctype == "" {
+		d.ctype = "text/html"
 	}
 	return d
 }
@@ -989,6 +992,15 @@ func answerFor(p *reqParser, n int, plainToHTTPS bool) answer {
 		if p.length > nginxMaxBody {
 			a.status, a.keepAlive = 413, false
 		}
+	}
+	return a
+}
+
+// answer is answerFor with the default status's keep-alive rule.
+func (d *decoyPages) answer(p *reqParser, n int, plainToHTTPS bool) answer {
+	a := answerFor(p, n, plainToHTTPS)
+	if a.status == 0 && d.closes {
+		a.keepAlive = false
 	}
 	return a
 }

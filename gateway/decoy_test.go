@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -152,4 +153,59 @@ func FuzzDecoyParser(f *testing.F) {
 			t.Fatalf("chunk skip %d of %d", n, len(b))
 		}
 	})
+}
+
+// decoyStatuses are the statuses DecoyStatus accepts, with nginx 1.22's
+// reason phrase (ngx_http_status_lines) for each.
+var decoyStatuses = []struct {
+	code   int
+	reason string
+}{
+	{200, "OK"},
+	{400, "Bad Request"}, {401, "Unauthorized"}, {402, "Payment Required"}, {403, "Forbidden"},
+	{404, "Not Found"}, {405, "Not Allowed"}, {406, "Not Acceptable"}, {408, "Request Time-out"},
+	{409, "Conflict"}, {410, "Gone"}, {411, "Length Required"}, {412, "Precondition Failed"},
+	{413, "Request Entity Too Large"}, {414, "Request-URI Too Large"}, {415, "Unsupported Media Type"},
+	{416, "Requested Range Not Satisfiable"}, {421, "Misdirected Request"}, {429, "Too Many Requests"},
+	{500, "Internal Server Error"}, {501, "Not Implemented"}, {502, "Bad Gateway"},
+	{503, "Service Temporarily Unavailable"}, {504, "Gateway Time-out"},
+	{505, "HTTP Version Not Supported"}, {507, "Insufficient Storage"},
+}
+
+// TestDecoyStatusReasons: every status DecoyStatus accepts is answered with
+// nginx's reason phrase and, for an error, nginx's page title; no other
+// status is accepted. Broke: -decoy-status 500 sent "HTTP/1.1 500 Status".
+func TestDecoyStatusReasons(t *testing.T) {
+	want := map[int]bool{}
+	for _, tc := range decoyStatuses {
+		want[tc.code] = true
+		d := newDecoyPages(Config{DecoyStatus: tc.code})
+		var p reqParser
+		p.feed([]byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 8192)
+		b := d.appendAnswer(nil, answerFor(&p, 0, false))
+		line := fmt.Sprintf("HTTP/1.1 %d %s\r\n", tc.code, tc.reason)
+		if !bytes.HasPrefix(b, []byte(line)) {
+			t.Errorf("%d: status line %q, want %q", tc.code, b[:bytes.IndexByte(b, '\n')+1], line)
+		}
+		title := fmt.Sprintf("<title>%d %s</title>", tc.code, tc.reason)
+		if tc.code >= 400 && !bytes.Contains(b, []byte(title)) {
+			t.Errorf("%d: page without %q: %q", tc.code, title, b)
+		}
+		// nginx has no page for 200 ("return 200;" is empty).
+		if tc.code == 200 && !bytes.Contains(b, []byte("\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n")) {
+			t.Errorf("200: %q", b)
+		}
+	}
+	for code := 0; code < 1000; code++ {
+		if DecoyStatusValid(code) != want[code] {
+			t.Errorf("DecoyStatusValid(%d) = %v", code, !want[code])
+		}
+	}
+	auth, err := NewStaticAuth(map[string]string{"s": "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{Auth: auth, DecoyStatus: 299}); err == nil {
+		t.Error("New accepted DecoyStatus 299")
+	}
 }

@@ -108,6 +108,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.MaxRequestSize < 256 {
 		return nil, fmt.Errorf("gateway: MaxRequestSize %d is below 256", cfg.MaxRequestSize)
 	}
+	if cfg.DecoyStatus != 0 && !DecoyStatusValid(cfg.DecoyStatus) {
+		return nil, fmt.Errorf("gateway: DecoyStatus %d has no nginx reason phrase and page", cfg.DecoyStatus)
+	}
 	if cfg.ReadChunk < 1024 || cfg.BufferCap < 1024 {
 		return nil, errors.New("gateway: ReadChunk and BufferCap must be at least 1024")
 	}

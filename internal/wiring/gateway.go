@@ -242,7 +242,7 @@ func (g *Gateway) Check(listen string) []error {
 	if g.MaxFallbacks < 0 {
 		bad("-max-fallbacks: %d is negative", g.MaxFallbacks)
 	}
-	if g.DecoyStatus != 0 && (g.DecoyStatus < 200 || g.DecoyStatus > 599) {
+	if g.DecoyStatus != 0 && !gateway.DecoyStatusValid(g.DecoyStatus) {
 		bad("-decoy-status: %d is not 200 or a 4xx/5xx status nginx has a page for", g.DecoyStatus)
 	}
 	if g.TLSWatch < 0 {
