@@ -1,10 +1,14 @@
 package gateway
 
 import (
+	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/cloudwego/netpoll"
 )
 
 // Admission of new connections (docs/04-gateway-design.md, "Hostile
@@ -24,6 +28,62 @@ import (
 //
 // A refused connection is closed at once without an answer; the reason is
 // counted (RejectAddrLimit, RejectAddrRate, RejectCapacity, RejectEvicted).
+
+// onPrepare runs at accept, before any byte is read.
+func (g *Gateway) onPrepare(c netpoll.Connection) context.Context {
+	ctx := context.Background()
+	if g.draining.Load() {
+		g.m.HandshakeRejected(RejectShutdown)
+		c.Close()
+		return ctx
+	}
+	if g.active.Load() >= int64(g.cfg.MaxSessions) {
+		g.m.HandshakeRejected(RejectCapacity)
+		c.Close()
+		return ctx
+	}
+	now := time.Now()
+	h := &handshake{g: g, c: c, start: now, ufd: -1, addr: keyOf(c.RemoteAddr())}
+	h.wait.Store(hsIdle)
+	rej, victim, ok := g.adm.admit(h, now.UnixNano())
+	if !ok {
+		g.m.HandshakeRejected(rej)
+		c.Close()
+		return ctx
+	}
+	if victim != nil {
+		// Its slot is h's now; its close callback finds it unlinked.
+		g.handshakes.Add(-1)
+		g.m.HandshakeRejected(RejectEvicted)
+		victim.c.Close()
+	}
+	g.active.Add(1)
+	g.handshakes.Add(1)
+	h.timer = time.AfterFunc(g.cfg.HandshakeTimeout, h.expire)
+	c.AddCloseCallback(h.closed)
+	return context.WithValue(ctx, hsKey{}, h)
+}
+
+// Values of handshake.wait.
+const (
+	hsBusy int32 = iota
+	hsIdle
+	hsEvicted
+)
+
+var errEvicted = errors.New("gateway: handshake evicted to admit a newer one")
+
+// idle claims h for eviction if it is only waiting for its client.
+// Called with the admission lock held.
+func (h *handshake) idle() bool {
+	return h.wait.CompareAndSwap(hsIdle, hsEvicted)
+}
+
+// wake marks h busy again after a wait; false means it was evicted and the
+// connection is closed or closing.
+func (h *handshake) wake() bool {
+	return h.wait.CompareAndSwap(hsIdle, hsBusy)
+}
 
 // addrKey is the unit the per-address limits count: an IPv4 address, or the
 // /64 of an IPv6 address (one subscriber usually holds a whole /64).
