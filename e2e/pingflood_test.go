@@ -147,9 +147,6 @@ func TestTLSPingBatchOneRecord(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		for _, split := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/records-per-ping=%v", tls.VersionName(v), split), func(t *testing.T) {
-				if v == tls.VersionTLS12 {
-					skipIfNoTLS12(t)
-				}
 				_, gw, cert := startTLSGateway(t, gateway.Config{}, map[string]string{"ping-secret": echoUpstream(t)})
 				raw, _ := dialRawWS(t, gw, cert, "ping-secret", v)
 				batch, lastPing := pingBatch(50)

@@ -203,9 +203,6 @@ func TestTLSBadRecords(t *testing.T) {
 	t.Run("Cases", func(t *testing.T) {
 		for _, bc := range cases {
 			t.Run(bc.name, func(t *testing.T) {
-				if bc.version == tls.VersionTLS12 {
-					skipIfNoTLS12(t)
-				}
 				t.Parallel()
 				raw, c := dialRawWS(t, gw, cert, secret, bc.version)
 				if err := echoPhase(c, [][]byte{[]byte("before")}, nil); err != nil {

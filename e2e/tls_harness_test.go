@@ -8,9 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -129,27 +126,6 @@ func echoCheck(c *testpeer.WSConn, n int64, seed uint64, frame func(i int) int, 
 }
 
 func fixedFrames(size int) func(int) int { return func(int) int { return size } }
-
-// tls12Pending reports whether the gateway's TLS 1.2 record layer is still
-// the "not built yet" stub (gateway.newTLS12); TLS 1.2 sessions then end
-// right after the handshake, and the TLS 1.2 tests skip.
-func tls12Pending(t testing.TB) bool {
-	files, _ := filepath.Glob("../gateway/*.go")
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err == nil && strings.Contains(string(b), "TLS 1.2 record layer not built yet") {
-			return true
-		}
-	}
-	return false
-}
-
-func skipIfNoTLS12(t *testing.T) {
-	t.Helper()
-	if tls12Pending(t) {
-		t.Skip("gateway.newTLS12 still returns \"not built yet\" (codec/tls12 not wired in)")
-	}
-}
 
 // expectAlert reads the server's records until an alert and checks it is
 // want, then that the connection ends.

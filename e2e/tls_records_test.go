@@ -300,7 +300,6 @@ func TestTLSCloseNotify(t *testing.T) {
 // TestTLS12Echo: a TLS 1.2 client (each ECDSA AEAD suite) echoes 4 MiB,
 // hash-checked, and gets close_notify at the end.
 func TestTLS12Echo(t *testing.T) {
-	skipIfNoTLS12(t)
 	const secret = "tls12-echo"
 	_, gw, cert := startTLSGateway(t, gateway.Config{}, map[string]string{secret: echoUpstream(t)})
 	for _, suite := range []uint16{
