@@ -2,6 +2,7 @@ package tls12
 
 import (
 	"runtime"
+	"strings"
 	"testing"
 	"unsafe"
 )
@@ -47,8 +48,11 @@ func TestOpenSealDoNotAllocate(t *testing.T) {
 	}
 }
 
-// TestMemoryPerSession reports what an idle session's Opener+Sealer pair
-// keeps on the heap, per suite.
+// TestMemoryPerSession bounds what an idle session's Opener+Sealer pair
+// keeps on the heap, per suite (heap bytes, so not machine-speed
+// dependent). Measured with go1.26 on amd64: 1808 B for AES-GCM, 336 B for
+// ChaCha20-Poly1305; the bounds leave about a third for other Go versions
+// and architectures.
 func TestMemoryPerSession(t *testing.T) {
 	t.Logf("unsafe.Sizeof: Opener %d B, Sealer %d B", unsafe.Sizeof(Opener{}), unsafe.Sizeof(Sealer{}))
 	for _, ts := range testSuites {
@@ -65,7 +69,15 @@ func TestMemoryPerSession(t *testing.T) {
 			keep = append(keep, s, o)
 		}
 		after := heapAlloc()
-		t.Logf("%s: %.0f B heap per Opener+Sealer pair (%d pairs)", ts.name, float64(after-before)/n, n)
+		per := (float64(after) - float64(before)) / n
+		t.Logf("%s: %.0f B heap per Opener+Sealer pair (%d pairs)", ts.name, per, n)
+		limit := 2500.0
+		if strings.Contains(ts.name, "CHACHA") {
+			limit = 480
+		}
+		if per > limit {
+			t.Errorf("%s: %.0f B heap per Opener+Sealer pair, bound %.0f", ts.name, per, limit)
+		}
 		runtime.KeepAlive(keep)
 	}
 }
