@@ -111,7 +111,8 @@ func keyOf(a net.Addr) addrKey {
 	return k
 }
 
-// addrState is what the admission keeps per client address.
+// addrState is what the admission keeps per client address. Guarded by
+// Gateway.adm.mu.
 type addrState struct {
 	handshakes int     // in progress now
 	fallbacks  int     // connections relayed to Config.Fallback now
@@ -128,8 +129,9 @@ type addrState struct {
 const maxAddrEntries = 1 << 18
 
 // admission holds the handshake registry and the per-address table.
-// Guarded by mu; onPrepare and the close callback of every handshake take
-// it once each.
+// Guarded by mu (every field but mu and the limits, which init sets before
+// the listener starts); onPrepare and the close callback of every handshake
+// take it once each, on netpoll's goroutines.
 type admission struct {
 	mu    sync.Mutex
 	addrs map[addrKey]*addrState

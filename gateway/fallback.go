@@ -65,6 +65,10 @@ func sameEndpoint(a, b net.Addr) bool {
 }
 
 // fallbacks is the gateway's fallback web server and its live connections.
+//
+// Reached from every handshake goroutine and every fallback connection's
+// goroutines: the first fields are fixed at New, the atomics shared, the rest
+// guarded by mu.
 type fallbacks struct {
 	g    *Gateway
 	addr netip.AddrPort
@@ -260,6 +264,9 @@ func (f *fallbacks) closeAll(deadline time.Time) {
 // The up goroutine (client → fallback) owns the record layer's read side,
 // the down goroutine (fallback → client) its write side; wmu orders the
 // writes to the client, which the up goroutine also makes (an alert).
+// Fields are fixed when the connection is handed over (client, back, tls,
+// remote, addr), or owned by the goroutine named on them; the atomics are
+// shared; run reads up and down after both goroutines are done.
 type fallbackConn struct {
 	f      *fallbacks
 	client *net.TCPConn
@@ -268,12 +275,12 @@ type fallbackConn struct {
 	remote net.Addr
 	addr   addrKey // booked with admission.bookFallback
 
-	first    []byte // client bytes for the fallback before any read (plaintext)
-	firstRec []byte // TLS: ciphertext read by netpoll but not yet opened
+	first    []byte // client bytes for the fallback before any read (plaintext); owned by the up goroutine
+	firstRec []byte // TLS: ciphertext read by netpoll but not yet opened; owned by the up goroutine
 	// TLS: the client's close_notify came before the hand-off.
 	clientEnded bool
 
-	wmu      sync.Mutex
+	wmu      sync.Mutex   // held for every write to client
 	replyKU  atomic.Bool  // TLS 1.3: a KeyUpdate is due before our next record
 	last     atomic.Int64 // unix ns of the last byte moved either way
 	backDone atomic.Int64 // unix ns of the fallback's FIN; 0 before

@@ -31,17 +31,35 @@ var errReject = errors.New("gateway: rejected")
 
 // handshake is the per-connection state from accept to the 101. It lives on
 // the netpoll connection's context and is dropped at hand-off.
+//
+// Ownership. netpoll runs onRequest on one goroutine at a time per
+// connection and never runs the close callback (closed) while onRequest
+// runs: its closeCallback takes the connection's processing lock, and an
+// onRequest that finds the connection closed runs the callbacks itself. So
+// the fields not marked otherwise are owned by the handshake goroutine:
+// whichever goroutine runs onPrepare, onRequest or closed for this
+// connection, each handing over to the next through that lock. Other
+// goroutines (the timer's expire, the linger timer, admission on other
+// connections' goroutines) use only the atomics, c.Close, and the fields
+// guarded by g.adm.mu.
 type handshake struct {
-	g       *Gateway
-	c       netpoll.Connection
-	state   atomic.Int32
+	g     *Gateway           // fixed at accept
+	c     netpoll.Connection // fixed at accept; Close from any goroutine
+	start time.Time          // fixed at accept
+	// state is read and changed by any goroutine (atomic); a field the
+	// handshake goroutine writes before a state store is seen by expire
+	// after its CompareAndSwap (served).
+	state atomic.Int32
+	// timer fires expire (the request deadline) or, after the decoy, the
+	// lingering close. Set at accept; replaced (lingerClose) and stopped
+	// (closed) only by the handshake goroutine, so it needs no lock; a
+	// timer goroutine never reads it.
 	timer   *time.Timer
-	start   time.Time
-	handoff bool // set before Detach: the close callback adopts the socket
-	once    atomic.Bool
+	handoff bool        // set before Detach: the close callback adopts the socket
+	once    atomic.Bool // closed runs once
 
 	// Admission (admission.go). addr is fixed at accept; prev, next,
-	// linked and booked are guarded by Gateway.adm.mu.
+	// linked and booked are guarded by g.adm.mu.
 	addr       addrKey
 	prev, next *handshake
 	linked     bool

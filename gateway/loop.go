@@ -19,13 +19,13 @@ import (
 // EPOLLIN is off, so the source's kernel buffer fills and TCP slows the
 // sender (netpoll reads eagerly and cannot do this; see docs/04).
 type loop struct {
-	g    *Gateway
+	g    *Gateway // fixed at newLoop, like epfd and evfd
 	epfd int
 	evfd int // eventfd that wakes the loop for posted tasks
 
 	mu     sync.Mutex
-	tasks  []func()
-	closed bool // guarded by mu: the loop has stopped
+	tasks  []func() // guarded by mu
+	closed bool     // guarded by mu: the loop has stopped
 	woken  atomic.Bool
 
 	// Owned by the loop goroutine.

@@ -40,16 +40,19 @@ const (
 	reclaimMinHandshakes = 512
 )
 
+// reclaimer decides when to give freed memory back to the OS. Every relay
+// loop calls check from its own goroutine: the atomics are
+// changed by any loop, log is fixed at New, and the rest is guarded by mu.
 type reclaimer struct {
 	parked  atomic.Int64 // TLS sessions whose keys are parked now
 	running atomic.Bool
 	count   atomic.Int64 // reclaims done (tests)
 	log     *slog.Logger
 
-	mu     sync.Mutex
-	mark   int64 // parked sessions the last reclaim left; see above
-	last   int64 // loop clock of the last reclaim
-	hsPeak int64 // most handshakes in progress seen since the last reclaim
+	mu     sync.Mutex // guards mark, last and hsPeak
+	mark   int64      // parked sessions the last reclaim left; see above
+	last   int64      // loop clock of the last reclaim
+	hsPeak int64      // most handshakes in progress seen since the last reclaim
 }
 
 // check starts a reclaim when the rules above allow one. The relay loops

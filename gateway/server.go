@@ -24,6 +24,12 @@ import (
 // Accept and the HTTP upgrade run on netpoll; once a session is upgraded its
 // socket leaves netpoll and joins one of the gateway's relay loops (see
 // loop.go and docs/04-gateway-design.md).
+//
+// Every goroutine of the gateway reaches it: netpoll's (handshakes), the
+// relay loops, fallback relays and the caller's (Serve, Shutdown). The
+// fields up to hsCPU are fixed once New returns; adm, reclaim and tlsKeys
+// say how they are guarded; the atomics are shared; the rest is guarded by
+// g.mu.
 type Gateway struct {
 	cfg       Config
 	log       *slog.Logger
@@ -56,7 +62,7 @@ type Gateway struct {
 	draining   atomic.Bool
 	serving    atomic.Bool
 
-	mu       sync.Mutex
+	mu       sync.Mutex // guards evloop, addr, drainCh, drainCnt, stopped
 	evloop   netpoll.EventLoop
 	addr     net.Addr
 	drainCh  chan struct{}

@@ -85,12 +85,15 @@ func buildTLS(c *TLSConfig, tk *tlsKeys) (*tls.Config, error) {
 // needs.
 const ticketKeyPeriod = 24 * time.Hour
 
-// tlsKeys holds the base configuration and its ticket keys.
+// tlsKeys holds the base configuration and its ticket keys. Every
+// handshake goroutine reaches it (configFor): base is fixed at buildTLS (its
+// ticket keys change under crypto/tls's own lock), rotateAt is atomic, keys
+// is guarded by mu.
 type tlsKeys struct {
 	base     *tls.Config
 	rotateAt atomic.Int64 // unix ns
 	mu       sync.Mutex
-	keys     [][32]byte // newest first
+	keys     [][32]byte // newest first; guarded by mu
 }
 
 func (tk *tlsKeys) rotate(now time.Time) error {
@@ -200,6 +203,9 @@ func (k *connKeys) wipe() {
 // back before any wait for the network, and before Write flushes. The whole
 // ClientHello is buffered (waitHello) before crypto/tls starts, so a client
 // that stalls mid-hello never reaches the CPU.
+//
+// Owned by the handshake goroutine running tlsHandshake (crypto/tls calls
+// Read, Write and the key log on it); it does not outlive that call.
 type hsConn struct {
 	h        *handshake
 	c        netpoll.Connection

@@ -72,7 +72,10 @@ const tlsParkAfter = 2 * time.Second
 
 var errCloseNotify = errors.New("gateway: tls close_notify")
 
-// tlsSession is the TLS state of one session. Owned by its loop.
+// tlsSession is the TLS state of one connection: owned by the handshake
+// goroutine until the hand-off, then by the session's loop goroutine (or,
+// for a connection handed to the fallback, split between its two
+// goroutines: fallbackConn says which side each uses).
 type tlsSession struct {
 	rl       recordLayer
 	rin      *[]byte // partial record carried to the next read
