@@ -60,15 +60,17 @@ func (e End) String() string {
 type Drop uint8
 
 const (
+	// No Drop for UDP replies: while the client is slow the upstream
+	// socket is not read, and what overflows its receive buffer is dropped
+	// (and counted) by the kernel, never by the gateway.
 	DropUDPToUpstream Drop = iota // datagram the upstream socket would not take
-	DropUDPToClient               // reply dropped because the client side was full
 	DropEarlyData                 // bytes a client sent before the 101
 	DropFallbackBusy              // MaxFallbacks reached: the decoy answer instead of the fallback
 	DropFallbackDial              // the fallback could not be dialled: the decoy answer instead
 	NumDrops
 )
 
-var dropNames = [NumDrops]string{"udp_to_upstream", "udp_to_client", "early_data", "fallback_busy", "fallback_dial"}
+var dropNames = [NumDrops]string{"udp_to_upstream", "early_data", "fallback_busy", "fallback_dial"}
 
 func (d Drop) String() string {
 	if d < NumDrops {
