@@ -198,7 +198,7 @@ func testHalfCloseUpstreamFirst(t *testing.T) {
 // waitEnd waits for one session to end and checks why.
 func waitEnd(t *testing.T, m *countMetrics, want gateway.End) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(waitFor)
 	for m.ends[want].Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}

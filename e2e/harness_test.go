@@ -68,7 +68,7 @@ func startGateway(t testing.TB, cfg gateway.Config, routes map[string]string) (*
 	if err := testpeer.WaitListening(addr, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(waitFor)
 	for !g.Ready() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -147,11 +147,16 @@ func goroutineBaseline() int {
 	return runtime.NumGoroutine()
 }
 
-// waitGoroutines waits up to 5 s for the goroutine count to come back to
-// within tol of base.
+// waitFor is how long the wait helpers give a condition before failing:
+// generous, since on a busy machine timers and closes run late; a wait
+// that succeeds returns at once.
+const waitFor = 20 * time.Second
+
+// waitGoroutines waits up to waitFor for the goroutine count to come back
+// to within tol of base.
 func waitGoroutines(t testing.TB, base, tol int, what string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(waitFor)
 	for {
 		n := runtime.NumGoroutine()
 		if n <= base+tol {

@@ -130,7 +130,7 @@ func TestProbes(t *testing.T) {
 		// An established, idle session: no goroutine of its own in the
 		// gateway (the sink's handler is the one allowed extra).
 		c := dialWS(t, wsURL(gw, probeSecret, "tcp"))
-		time.Sleep(200 * time.Millisecond)
+		waitSessions(t, g, 1)
 		waitGoroutines(t, base+1, goroutineTolerance, "with one idle session")
 		c.Close()
 		waitSessions(t, g, 0)
@@ -145,7 +145,7 @@ func TestProbes(t *testing.T) {
 
 func waitSessions(t testing.TB, g *gateway.Gateway, want int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(waitFor)
 	for g.Sessions() != want && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -277,7 +277,7 @@ func testOversizedFrame(t *testing.T, gw string, m *countMetrics) {
 		t.Fatal(err)
 	}
 	c.Close() // as a client does once the close handshake is over
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(waitFor)
 	for m.ends[gateway.EndProtocol].Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -377,7 +377,8 @@ func testSlowHeaders(t *testing.T, gw string) {
 				}
 				// A reset is a close too; what arrived before it is checked below.
 			}
-			if el < probeHandshake-200*time.Millisecond || el > probeHandshake+1500*time.Millisecond {
+			// Early is a bug; late only a busy machine's timers (up to 5 s).
+			if el < probeHandshake-200*time.Millisecond || el > probeHandshake+5*time.Second {
 				t.Errorf("cut off after %v, want about %v", el.Round(time.Millisecond), probeHandshake)
 			}
 			if len(b) > 0 {
@@ -454,7 +455,7 @@ func testSlowReader(t *testing.T, g *gateway.Gateway, gw string, m *countMetrics
 		t.Errorf("heap in use grew from %d to %d KiB beside a stalled session", heapBefore>>10, heapDuring>>10)
 	}
 	// Not a benchmark: only a stall or a collapse fails here.
-	if during > 5*alone+2*time.Second {
+	if during > 5*alone+5*time.Second {
 		t.Errorf("transfer took %v beside a stalled session, %v alone", during, alone)
 	}
 }

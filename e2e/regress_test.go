@@ -34,12 +34,12 @@ func TestClientVanishesAfterClose1000(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond)
 	c.Close()
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(waitFor)
 	for g.Sessions() != 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if n := g.Sessions(); n != 0 {
-		t.Fatalf("%d session(s) still live 3 s after the client closed its socket (ends so far:%s)", n, m.endsString())
+		t.Fatalf("%d session(s) still live %v after the client closed its socket (ends so far:%s)", n, waitFor, m.endsString())
 	}
 }
 

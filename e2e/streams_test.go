@@ -91,7 +91,7 @@ func TestConcurrentStreams200(t *testing.T) {
 		t.Fatalf("%d of %d streams failed; session ends:%s", failed, streams, m.endsString())
 	}
 	t.Logf("%d streams × (%d up + %d down) in %v; ends:%s", streams, up, down, time.Since(t0).Round(time.Millisecond), m.endsString())
-	deadlineSessions := time.Now().Add(5 * time.Second)
+	deadlineSessions := time.Now().Add(waitFor)
 	for g.Sessions() != 0 && time.Now().Before(deadlineSessions) {
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -303,7 +303,7 @@ func TestTLSGarbageInsteadOfClientHello(t *testing.T) {
 	wg.Wait()
 	// Plain HTTP answers end with a lingering close, which sees the
 	// client's close a moment later.
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(waitFor)
 	for g.Handshakes() != 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -64,7 +64,7 @@ func TestAccountUsageRevokeAndFailover(t *testing.T) {
 		t.Fatalf("echo via fallback: %d bytes, %v", len(got), err)
 	}
 	// Usage arrives in batches from the sweep.
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for (acct.up.Load() != 1000 || acct.down.Load() != 1000) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -94,7 +94,7 @@ func TestAccountReleasedWhenDialFails(t *testing.T) {
 	if _, _, _, err := (ws.Dialer{Timeout: 3 * time.Second}).Dial(t.Context(), "ws://"+g.Addr().String()+"/acct/tcp"); err == nil {
 		t.Fatal("upgrade succeeded without an upstream")
 	}
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for acct.released.Load() != 1 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}

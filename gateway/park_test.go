@@ -80,7 +80,12 @@ func TestIdleTLSSessionParksAndResumes(t *testing.T) {
 				t.Fatalf("sessions %d, dropped %d right after traffic; want 1, 1", n, dropped)
 			}
 			roundTrip(t, c, 70000) // several records each way after a park
-			time.Sleep(tlsParkAfter + 2*sweepEvery*time.Millisecond)
+			// The sweep parks it after tlsParkAfter idle; wait for that
+			// (a busy machine runs the sweep late) rather than sleep.
+			deadline := time.Now().Add(tlsParkAfter + 20*time.Second)
+			for g.reclaim.parked.Load() != 1 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
 			if n, dropped := parkAll(g); n != 1 || dropped != 0 {
 				t.Fatalf("sessions %d, dropped %d after %v idle; want 1, 0 (the sweep parks)", n, dropped, tlsParkAfter)
 			}
@@ -89,7 +94,7 @@ func TestIdleTLSSessionParksAndResumes(t *testing.T) {
 			}
 			roundTrip(t, c, 5000)
 			echoThrough(t, c, 1<<20)
-			deadline := time.Now().Add(5 * time.Second)
+			deadline = time.Now().Add(20 * time.Second)
 			for g.reclaim.parked.Load() != 0 {
 				if time.Now().After(deadline) {
 					t.Fatalf("parked count %d after the session woke and ended, want 0", g.reclaim.parked.Load())
