@@ -1,5 +1,13 @@
 package gateway
 
+// nameOf is the label of an enum value: names[v], or "unknown" past them.
+func nameOf[T ~uint8](v T, names []string) string {
+	if int(v) < len(names) {
+		return names[v]
+	}
+	return "unknown"
+}
+
 // Reject is why a connection got the decoy answer (or was closed before
 // one). It is the label of the rejected-handshake metric and is never shown
 // to the peer.
@@ -24,12 +32,7 @@ const (
 
 var rejectNames = [NumRejects]string{"malformed", "not_upgrade", "path", "secret", "too_large", "timeout", "capacity", "upstream", "shutdown", "tls", "addr_limit", "addr_rate", "evicted"}
 
-func (r Reject) String() string {
-	if r < NumRejects {
-		return rejectNames[r]
-	}
-	return "unknown"
-}
+func (r Reject) String() string { return nameOf(r, rejectNames[:]) }
 
 // End is why an established session ended; the label of the session-end metric.
 type End uint8
@@ -49,12 +52,7 @@ const (
 
 var endNames = [NumEnds]string{"normal", "client_gone", "upstream", "idle", "protocol", "shutdown", "slow_client", "revoked", "flood"}
 
-func (e End) String() string {
-	if e < NumEnds {
-		return endNames[e]
-	}
-	return "unknown"
-}
+func (e End) String() string { return nameOf(e, endNames[:]) }
 
 // Drop is something the gateway discarded on purpose; the label of the drops metric.
 type Drop uint8
@@ -72,12 +70,7 @@ const (
 
 var dropNames = [NumDrops]string{"udp_to_upstream", "early_data", "fallback_busy", "fallback_dial"}
 
-func (d Drop) String() string {
-	if d < NumDrops {
-		return dropNames[d]
-	}
-	return "unknown"
-}
+func (d Drop) String() string { return nameOf(d, dropNames[:]) }
 
 // Metrics is what the gateway reports. Implementations must be cheap and safe
 // for concurrent use: the relay loops call BytesUp/BytesDown once per read.

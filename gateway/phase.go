@@ -22,12 +22,7 @@ const (
 
 var phaseNames = [numPhases]string{"connecting", "open", "client_done", "server_done", "closing", "failing", "lingering", "dead"}
 
-func (p phase) String() string {
-	if p < numPhases {
-		return phaseNames[p]
-	}
-	return "unknown"
-}
+func (p phase) String() string { return nameOf(p, phaseNames[:]) }
 
 // phaseEvent is what moves a session from one phase to the next.
 type phaseEvent uint8
@@ -44,12 +39,7 @@ const (
 
 var phaseEventNames = [numPhaseEvents]string{"connected", "client_close", "close_sent", "fail", "linger", "end"}
 
-func (e phaseEvent) String() string {
-	if e < numPhaseEvents {
-		return phaseEventNames[e]
-	}
-	return "unknown"
-}
+func (e phaseEvent) String() string { return nameOf(e, phaseEventNames[:]) }
 
 // next is the phase a session in p moves to on e; ok is false when e cannot
 // happen in p (the phase then stays as it is).

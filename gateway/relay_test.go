@@ -17,6 +17,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+
+	"github.com/httvps/httvps/internal/testpeer"
 )
 
 // startGateway runs a gateway on 127.0.0.1:0 routing secret "s3cret" to up.
@@ -184,7 +186,7 @@ func TestBytesCountPayload(t *testing.T) {
 			m := &byteMetrics{}
 			up := echoServer(t)
 			if path == "udp" {
-				up = udpEchoServer(t)
+				up = testpeer.UDPEcho(t)
 			}
 			g := startGateway(t, up, func(c *Config) { c.Metrics = m })
 			c := dialWS(t, g, "/s3cret/"+path)
@@ -213,27 +215,6 @@ func TestBytesCountPayload(t *testing.T) {
 			}
 		})
 	}
-}
-
-// udpEchoServer echoes every datagram.
-func udpEchoServer(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 65536)
-		for {
-			n, a, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(buf[:n], a)
-		}
-	}()
-	return pc.LocalAddr().String()
 }
 
 // endLog collects the "session end" lines of a gateway's logger.
