@@ -51,8 +51,11 @@ type Config struct {
 	Self string
 	// GatewayBin is our gateway binary. "" means bin/httvps-gateway.
 	GatewayBin string
-	// GatewayArgs are extra gateway flags (e.g. -buffer-cap 262144).
+	// GatewayArgs are extra gateway flags (e.g. -buffer-cap 262144);
+	// GatewayEnv extra KEY=VALUE environment of the gateway (e.g.
+	// GOMAXPROCS=4), shown in its peer's command line.
 	GatewayArgs []string
+	GatewayEnv  []string
 	// V2RayBin is the v2ray-plugin binary. "" means ss-v2ray-plugin.
 	V2RayBin string
 	// NginxBin is the nginx binary of the nginx-tls peer. "" means
@@ -222,6 +225,11 @@ func (c *Config) validate() error {
 			return fmt.Errorf("bench: unknown scenario %q", s)
 		}
 	}
+	for _, kv := range c.GatewayEnv {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("bench: gateway environment %q: want KEY=VALUE", kv)
+		}
+	}
 	for _, p := range c.Peers {
 		if !slices.Contains(allPeers, p) {
 			return fmt.Errorf("bench: unknown peer %q", p)
@@ -291,7 +299,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		switch name {
 		case PeerHTTVPS:
-			pe, err = newHTTVPSPeer(cfg.GatewayBin, cfg.GatewayArgs)
+			pe, err = newHTTVPSPeer(cfg.GatewayBin, cfg.GatewayArgs, cfg.GatewayEnv)
 		case PeerGoCopy:
 			pe = newGoCopyPeer(cfg.Self, false)
 		case PeerGoBuf:
@@ -299,7 +307,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		case PeerV2Ray:
 			pe, err = newV2RayPeer(cfg.V2RayBin)
 		case PeerHTTVPSTLS:
-			pe, err = newHTTVPSTLSPeer(cfg.GatewayBin, cfg.GatewayArgs, cert)
+			pe, err = newHTTVPSTLSPeer(cfg.GatewayBin, cfg.GatewayArgs, cfg.GatewayEnv, cert)
 		case PeerV2RayTLS:
 			pe, err = newV2RayTLSPeer(cfg.V2RayBin, cert)
 		case PeerNginxTLS:

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -129,23 +130,29 @@ func newV2RayPeer(bin string) (*peer, error) {
 }
 
 // newHTTVPSPeer runs our gateway on the Outline-compatible tcp path.
-func newHTTVPSPeer(bin string, extra []string) (*peer, error) {
+func newHTTVPSPeer(bin string, extra, env []string) (*peer, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", errPeerUnavailable, bin, err)
+	}
+	// env (e.g. GOMAXPROCS=4) goes through env(1), which execs the
+	// gateway in the same process, so its CPU is still the one measured.
+	var pre []string
+	if len(env) > 0 {
+		pre = append([]string{"/usr/bin/env"}, env...)
 	}
 	var sb [16]byte
 	rand.Read(sb[:])
 	secret := hex.EncodeToString(sb[:])
 	return &peer{
 		info: PeerInfo{Name: PeerHTTVPS, Version: goBinaryVersion(bin),
-			Command: bin + " -listen 127.0.0.1:PORT -admin-listen '' -route SECRET=SINK -log-level warn -idle-timeout 1h -addr-rate -1 -addr-handshakes -1 " + strings.Join(extra, " ")},
+			Command: strings.Join(append(slices.Clone(env), bin), " ") + " -listen 127.0.0.1:PORT -admin-listen '' -route SECRET=SINK -log-level warn -idle-timeout 1h -addr-rate -1 -addr-handshakes -1 " + strings.Join(extra, " ")},
 		argv: func(port int, sink string) []string {
 			// The bench's clients are a handful of loopback addresses
 			// opening thousands of sessions a second: the per-address
 			// limits, meant for hostile hosts, are off.
-			a := []string{bin, "-listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-				"-admin-listen", "", "-route", secret + "=" + sink, "-log-level", "warn",
-				"-idle-timeout", "1h", "-addr-rate", "-1", "-addr-handshakes", "-1"}
+			a := append(slices.Clone(pre), bin, "-listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+				"-admin-listen", "", "-route", secret+"="+sink, "-log-level", "warn",
+				"-idle-timeout", "1h", "-addr-rate", "-1", "-addr-handshakes", "-1")
 			return append(a, extra...)
 		},
 		path: "/" + secret + "/tcp",

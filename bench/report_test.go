@@ -60,6 +60,8 @@ func TestReportRatiosAndFiles(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	for name, mod := range map[string]func(*Config){
 		"no self":           func(c *Config) { c.Self = "" },
+		"bad gateway env":   func(c *Config) { c.GatewayEnv = []string{"GOMAXPROCS"} },
+		"no busy hogs":      func(c *Config) { c.BusyHogs = -1 },
 		"unknown peer":      func(c *Config) { c.Peers = []string{"nginx"} },
 		"unknown scenario":  func(c *Config) { c.Scenarios = []string{"latency"} },
 		"too many sessions": func(c *Config) { c.Sessions = 20000 },

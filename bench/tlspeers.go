@@ -24,8 +24,8 @@ func tlsPeer(name string) bool {
 
 // newHTTVPSTLSPeer runs our gateway with -tls-cert/-tls-key on the
 // Outline-compatible tcp path.
-func newHTTVPSTLSPeer(bin string, extra []string, cert *benchCert) (*peer, error) {
-	pe, err := newHTTVPSPeer(bin, extra)
+func newHTTVPSTLSPeer(bin string, extra, env []string, cert *benchCert) (*peer, error) {
+	pe, err := newHTTVPSPeer(bin, extra, env)
 	if err != nil {
 		return nil, err
 	}

@@ -71,7 +71,7 @@ func TestTLSPeers(t *testing.T) {
 		gw = buildGateway(t)
 	}
 	makers := map[string]func() (*peer, error){
-		PeerHTTVPSTLS: func() (*peer, error) { return newHTTVPSTLSPeer(gw, nil, cert) },
+		PeerHTTVPSTLS: func() (*peer, error) { return newHTTVPSTLSPeer(gw, nil, nil, cert) },
 		PeerV2RayTLS:  func() (*peer, error) { return newV2RayTLSPeer("ss-v2ray-plugin", cert) },
 		PeerNginxTLS:  func() (*peer, error) { return newNginxTLSPeer("/usr/sbin/nginx", dir, cert) },
 	}

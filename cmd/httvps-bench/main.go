@@ -76,6 +76,7 @@ func run(args []string) int {
 		peers     = fs.String("peers", "httvps,gocopy,gobuf,v2ray,httvps-tls,v2ray-tls,nginx-tls", "relays to measure: httvps (bin/httvps-gateway), gocopy (Go io.Copy, splice), gobuf (Go io.Copy, 32 KiB buffer), v2ray (ss-v2ray-plugin); over TLS: httvps-tls, v2ray-tls, nginx-tls (nginx stream TLS proxy, raw TLS client); a missing binary is skipped with a note")
 		gateway   = fs.String("gateway", "bin/httvps-gateway", "our gateway binary (go build -o bin/httvps-gateway ./cmd/httvps-gateway)")
 		gwArgs    = fs.String("gateway-args", "", "extra gateway flags, space separated (e.g. \"-buffer-cap 262144\")")
+		gwEnv     = fs.String("gateway-env", "", "extra gateway environment, space separated KEY=VALUE (e.g. \"GOMAXPROCS=4\")")
 		v2ray     = fs.String("v2ray", "ss-v2ray-plugin", "v2ray-plugin binary")
 		nginx     = fs.String("nginx", "/usr/sbin/nginx", "nginx binary (nginx-tls peer)")
 		certType  = fs.String("cert-type", "ecdsa", "TLS peers' certificate: ecdsa (P-256) or rsa (2048)")
@@ -112,7 +113,7 @@ func run(args []string) int {
 		GatewayBin: *gateway, V2RayBin: *v2ray, NginxBin: *nginx, CertType: *certType,
 		ConnectCount: *connN, ConnectWorkers: *connW, BusyHogs: *busyHogs,
 		Peers: cliconf.SplitList(*peers), Scenarios: cliconf.SplitList(*scenarios),
-		GatewayArgs: strings.Fields(*gwArgs),
+		GatewayArgs: strings.Fields(*gwArgs), GatewayEnv: strings.Fields(*gwEnv),
 		CellTimeout: *cellTO, Sessions: *sessions, GoCopySessions: min(*gcSess, *sessions), Settle: *settle,
 		SlowDuration: *slowDur, OutDir: *out, Out: os.Stdout, Log: os.Stderr,
 		ControlBin: *control, RedisBin: *redisBin, RedisBenchBin: *redisB,
