@@ -161,7 +161,7 @@ func New(cfg Config) (*Gateway, error) {
 		g.tlsConf = tc
 		n := cfg.TLS.HandshakeCPU
 		if n <= 0 {
-			n = max(1, runtime.GOMAXPROCS(0)/2)
+			n = defaultHandshakeCPU()
 		}
 		g.hsCPU = make(chan struct{}, n)
 	}

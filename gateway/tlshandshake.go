@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -27,9 +28,17 @@ type TLSConfig struct {
 	MinVersion uint16
 	// HandshakeCPU bounds handshakes doing cryptographic work at once, so a
 	// handshake flood cannot starve the relay loops of CPU. A handshake
-	// waiting for the network does not hold a slot. 0 means
-	// max(1, GOMAXPROCS/2).
+	// waiting for the network does not hold a slot. 0 means half the
+	// cores the process may run on: max(1, min(GOMAXPROCS, NumCPU)/2).
 	HandshakeCPU int
+}
+
+// defaultHandshakeCPU is HandshakeCPU's default. It counts cores, not Ps:
+// a GOMAXPROCS above the core count (which shortens netpoll's and the
+// handshakes' waits for a P on a busy machine; docs/04, "Cost of a new TLS
+// session") must not hand the whole machine to a handshake flood.
+func defaultHandshakeCPU() int {
+	return max(1, min(runtime.GOMAXPROCS(0), runtime.NumCPU())/2)
 }
 
 // tls12Suites are the only TLS 1.2 suites offered: ECDHE with an AEAD.
