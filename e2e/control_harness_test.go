@@ -591,7 +591,7 @@ func startCtlFleet(t *testing.T, replicas int) *ctlFleet {
 	}
 	f := &ctlFleet{redis: startCtlRedis(t)}
 	f.origin = testpeer.StartOrigin(t)
-	f.echo = echoUpstream(t)
+	f.echo = testpeer.EchoServer(t)
 	f.ctl = startCtlPlane(t, f.redis, replicas)
 	f.a = startCtlGateway(t, f.redis, "A", true)
 	f.b = startCtlGateway(t, f.redis, "B", false)

@@ -144,7 +144,7 @@ func TestControlRevokeClosesSessionsOnBothGateways(t *testing.T) {
 // source keeps every buffer on the way nearly empty, so what the gateway
 // has counted and what the client has read stay within a few KiB.
 func pacedSource(t *testing.T, size int64, seed uint64, rate int64) string {
-	return listenTCP(t, func(c *net.TCPConn) {
+	return testpeer.ListenTCP(t, func(c *net.TCPConn) {
 		c.SetDeadline(time.Now().Add(time.Minute))
 		src := testpeer.PseudoRandom(size, seed)
 		buf := make([]byte, 16<<10)

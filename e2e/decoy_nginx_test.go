@@ -25,7 +25,7 @@ import (
 func TestDecoyMatchesNginx(t *testing.T) {
 	cert := testpeer.SelfSignedCert(t)
 	ngx := startNginx(t, cert)
-	sink := listenTCP(t, func(c *net.TCPConn) { io.Copy(io.Discard, c) })
+	sink := testpeer.ListenTCP(t, func(c *net.TCPConn) { io.Copy(io.Discard, c) })
 	routes := map[string]string{nginxProbeSecret: sink}
 	// MaxRequestSize above nginx's 8 KiB line limit, so that the limit that
 	// decides the long-line shapes is nginx's own; at the default (8 KiB)
@@ -128,7 +128,7 @@ func exchangeOn(c net.Conn, req []byte) (probeAnswer, error) {
 // a kept-alive 500.
 func TestDecoyStatusMatchesNginx(t *testing.T) {
 	cert := testpeer.SelfSignedCert(t)
-	sink := listenTCP(t, func(c *net.TCPConn) { io.Copy(io.Discard, c) })
+	sink := testpeer.ListenTCP(t, func(c *net.TCPConn) { io.Copy(io.Discard, c) })
 	routes := map[string]string{nginxProbeSecret: sink}
 	for _, tc := range []struct {
 		status int

@@ -25,7 +25,7 @@ import (
 func TestFallbackMatchesNginx(t *testing.T) {
 	cert := testpeer.SelfSignedCert(t)
 	ngx := startNginx(t, cert)
-	sink := listenTCP(t, func(c *net.TCPConn) { io.Copy(io.Discard, c) })
+	sink := testpeer.ListenTCP(t, func(c *net.TCPConn) { io.Copy(io.Discard, c) })
 	routes := map[string]string{nginxProbeSecret: sink}
 	m := &countMetrics{}
 	tracer := gateway.Config{Fallback: ngx.Plain, ServerHeader: "decoy-tracer", Metrics: m}

@@ -54,7 +54,7 @@ func testHalfCloseClientFirst(t *testing.T) {
 	down := randomBytes(6<<20 + 5)
 	const early = 1 << 20 // sent before the client's close; the rest after the upstream saw EOF
 	res := make(chan upstreamResult, 1)
-	addr := listenTCP(t, func(c *net.TCPConn) {
+	addr := testpeer.ListenTCP(t, func(c *net.TCPConn) {
 		c.SetDeadline(time.Now().Add(60 * time.Second))
 		got := make(chan upstreamResult, 1)
 		go func() {
@@ -132,7 +132,7 @@ func testHalfCloseUpstreamFirst(t *testing.T) {
 	down := randomBytes(4<<20 + 9)
 	half := len(up) / 2
 	res := make(chan upstreamResult, 1)
-	addr := listenTCP(t, func(c *net.TCPConn) {
+	addr := testpeer.ListenTCP(t, func(c *net.TCPConn) {
 		c.SetDeadline(time.Now().Add(60 * time.Second))
 		h := sha256.New()
 		// Wait for the first half of the client's data, then send

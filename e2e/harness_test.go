@@ -16,7 +16,6 @@ import (
 	"net"
 	"os"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -171,53 +170,6 @@ func waitGoroutines(t testing.TB, base, tol int, what string) {
 	}
 }
 
-// listenTCP starts a loopback listener that hands each connection to handle
-// on its own goroutine, and waits for those at test end.
-func listenTCP(t testing.TB, handle func(c *net.TCPConn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]struct{}{}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = struct{}{}
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() {
-					mu.Lock()
-					delete(conns, c)
-					mu.Unlock()
-					c.Close()
-				}()
-				handle(c.(*net.TCPConn))
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
-}
-
 // duplexPeer is a raw TCP upstream for full-duplex hash checks. The client
 // sends [8-byte seed][8-byte down][8-byte up] and then up bytes; the peer at
 // once sends PseudoRandom(down, seed) while hashing the up bytes it receives,
@@ -227,7 +179,7 @@ func listenTCP(t testing.TB, handle func(c *net.TCPConn)) string {
 // (shadowsocks-libev) has no half-close: a FIN from either side tears down
 // both directions.
 func duplexPeer(t testing.TB) string {
-	return listenTCP(t, func(c *net.TCPConn) {
+	return testpeer.ListenTCP(t, func(c *net.TCPConn) {
 		c.SetDeadline(time.Now().Add(2 * time.Minute))
 		var hdr [24]byte
 		if _, err := io.ReadFull(c, hdr[:]); err != nil {

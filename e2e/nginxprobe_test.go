@@ -8,8 +8,6 @@ package e2e
 import (
 	"bytes"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -211,14 +209,6 @@ func startNginxStatus(t testing.TB, cert *testpeer.TestCert, status int) *nginxS
 		}
 	}
 	dir := t.TempDir()
-	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.Cert.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	plain, err := freeport.TCP()
 	if err != nil {
 		t.Fatal(err)
@@ -228,7 +218,7 @@ func startNginxStatus(t testing.TB, cert *testpeer.TestCert, status int) *nginxS
 		t.Fatal(err)
 	}
 	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConfig, dir, plain, tlsPort, cert.PEMFile, keyFile, status), 0o600); err != nil {
+	if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConfig, dir, plain, tlsPort, cert.PEMFile, cert.KeyFile, status), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	testpeer.StartProc(t, bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf)

@@ -107,7 +107,7 @@ func pongSummary(frames []serverFrame) (pongs int, last string, err error) {
 // TestPingBatchOnePong: 50 pings that arrive in one read get one pong (for
 // the last ping, RFC 6455 §5.5.3), not 50 frames and 50 writes.
 func TestPingBatchOnePong(t *testing.T) {
-	_, gw := startGateway(t, gateway.Config{}, map[string]string{"ping-secret": echoUpstream(t)})
+	_, gw := startGateway(t, gateway.Config{}, map[string]string{"ping-secret": testpeer.EchoServer(t)})
 	c := dialWS(t, wsURL(gw, "ping-secret", "tcp"))
 	batch, lastPing := pingBatch(50)
 	if err := c.WriteRaw(batch); err != nil {
@@ -147,7 +147,7 @@ func TestTLSPingBatchOneRecord(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		for _, split := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/records-per-ping=%v", tls.VersionName(v), split), func(t *testing.T) {
-				_, gw, cert := startTLSGateway(t, gateway.Config{}, map[string]string{"ping-secret": echoUpstream(t)})
+				_, gw, cert := startTLSGateway(t, gateway.Config{}, map[string]string{"ping-secret": testpeer.EchoServer(t)})
 				raw, _ := dialRawWS(t, gw, cert, "ping-secret", v)
 				batch, lastPing := pingBatch(50)
 				var err error
@@ -257,7 +257,7 @@ func TestTLSPingFloodUnreadBounded(t *testing.T) {
 		Metrics:        m,
 		BufferCap:      bufferCap,
 		MaxControlRate: -1,
-	}, map[string]string{"ping-secret": echoUpstream(t)})
+	}, map[string]string{"ping-secret": testpeer.EchoServer(t)})
 	raw := dialRawSmallWindow(t, gw, cert)
 	pings := emptyPings()
 	sent := 0
@@ -299,7 +299,7 @@ func TestControlFloodClosed1008(t *testing.T) {
 		t.Run(fmt.Sprintf("op=%d", op), func(t *testing.T) {
 			m := &countMetrics{}
 			_, gw, cert := startTLSGateway(t, gateway.Config{Metrics: m}, map[string]string{
-				"ping-secret": echoUpstream(t), "duplex-secret": duplexPeer(t),
+				"ping-secret": testpeer.EchoServer(t), "duplex-secret": duplexPeer(t),
 			})
 			other := dialWSS(t, gw, cert, "duplex-secret", tls.VersionTLS13)
 			exchanged := make(chan error, 1)

@@ -56,9 +56,9 @@ func probe(gw string, req []byte) ([]byte, time.Duration, error) {
 // abuse after an upgrade is cut off; slow clients cannot pin memory or slow
 // other sessions; nothing leaves goroutines behind.
 func TestProbes(t *testing.T) {
-	sink := listenTCP(t, func(c *net.TCPConn) { io.Copy(io.Discard, c) })
+	sink := testpeer.ListenTCP(t, func(c *net.TCPConn) { io.Copy(io.Discard, c) })
 	var blasted atomic.Int64
-	blast := listenTCP(t, func(c *net.TCPConn) {
+	blast := testpeer.ListenTCP(t, func(c *net.TCPConn) {
 		chunk := make([]byte, 64<<10)
 		for {
 			n, err := c.Write(chunk)

@@ -67,7 +67,7 @@ func TestTLSBadRecords(t *testing.T) {
 	const secret = "tls-bad-records"
 	m := &countMetrics{}
 	g, gw, cert := startTLSGateway(t, gateway.Config{Metrics: m, HandshakeTimeout: 3 * time.Second},
-		map[string]string{secret: echoUpstream(t), "bystander": duplexPeer(t)})
+		map[string]string{secret: testpeer.EchoServer(t), "bystander": duplexPeer(t)})
 	// A first session warms up lazily started goroutines.
 	_, warm := dialRawWS(t, gw, cert, secret, tls.VersionTLS13)
 	if err := echoPhase(warm, [][]byte{[]byte("warm")}, warm.CloseWrite); err != nil {
@@ -245,7 +245,7 @@ func TestTLSBadRecords(t *testing.T) {
 // left behind.
 func TestTLSGarbageInsteadOfClientHello(t *testing.T) {
 	g, gw, _ := startTLSGateway(t, gateway.Config{HandshakeTimeout: 2 * time.Second},
-		map[string]string{"garbage-secret": echoUpstream(t)})
+		map[string]string{"garbage-secret": testpeer.EchoServer(t)})
 	base := goroutineBaseline()
 	hello := clientHelloBytes(t)
 	random := randomBytes(1000)

@@ -64,16 +64,6 @@ func dialRawWS(t testing.TB, gw string, cert *testpeer.TestCert, secret string, 
 	return raw, c
 }
 
-// echoUpstream echoes every byte and ends its stream (FIN) after the
-// client's.
-func echoUpstream(t testing.TB) string {
-	return listenTCP(t, func(c *net.TCPConn) {
-		c.SetDeadline(time.Now().Add(3 * time.Minute))
-		io.CopyBuffer(c, c, make([]byte, 64<<10))
-		c.CloseWrite()
-	})
-}
-
 // echoCheck sends n bytes of PseudoRandom(n, seed) as binary messages whose
 // sizes frame(i) picks, calling between(i, sent) before message i (may be
 // nil), then close 1000; it reads the echo at the same time and checks its

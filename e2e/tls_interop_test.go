@@ -28,7 +28,7 @@ import (
 func TestTLSGoClientEcho(t *testing.T) {
 	const secret = "tls-go-echo"
 	m := &countMetrics{}
-	_, gw, cert := startTLSGateway(t, gateway.Config{Metrics: m}, map[string]string{secret: echoUpstream(t)})
+	_, gw, cert := startTLSGateway(t, gateway.Config{Metrics: m}, map[string]string{secret: testpeer.EchoServer(t)})
 	c := dialWSS(t, gw, cert, secret, tls.VersionTLS13)
 	sizes := []int{1, 2, 125, 126, 65535, 65536, 16384, 16383, 100000, 7}
 	if err := echoCheck(c, 8<<20+13, 1, func(i int) int { return sizes[i%len(sizes)] }, nil); err != nil {
@@ -44,7 +44,7 @@ func TestTLSCurlDecoy(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("curl not installed")
 	}
-	up := echoUpstream(t)
+	up := testpeer.EchoServer(t)
 	_, plainGW := startGateway(t, gateway.Config{}, map[string]string{"curl-secret": up})
 	ref, err := sendShape(plainGW, nil, []byte("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
 	if err != nil {
@@ -253,7 +253,7 @@ func sClientFrame(n int) (frame, payload []byte) {
 func TestTLSOpenSSLWebSocket(t *testing.T) {
 	const secret = "tls-openssl-ws"
 	m := &countMetrics{}
-	g, gw, _ := startTLSGateway(t, gateway.Config{Metrics: m}, map[string]string{secret: echoUpstream(t)})
+	g, gw, _ := startTLSGateway(t, gateway.Config{Metrics: m}, map[string]string{secret: testpeer.EchoServer(t)})
 	for _, suite := range []uint16{tls.TLS_AES_128_GCM_SHA256, tls.TLS_AES_256_GCM_SHA384, tls.TLS_CHACHA20_POLY1305_SHA256} {
 		t.Run(tls.CipherSuiteName(suite), func(t *testing.T) {
 			testOpenSSLWebSocket(t, gw, secret, suite)

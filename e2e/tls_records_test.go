@@ -76,7 +76,7 @@ func randomMessages(r *rand.Rand, count, minSize, maxSize int) [][]byte {
 func TestTLSRecordBoundaries(t *testing.T) {
 	const secret = "tls-boundaries"
 	m := &countMetrics{}
-	g, gw, cert := startTLSGateway(t, gateway.Config{Metrics: m}, map[string]string{secret: echoUpstream(t)})
+	g, gw, cert := startTLSGateway(t, gateway.Config{Metrics: m}, map[string]string{secret: testpeer.EchoServer(t)})
 	tcp, err := net.DialTimeout("tcp", gw, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +149,7 @@ func TestTLSRecordBoundaries(t *testing.T) {
 // inner plaintext limit (RFC 8446 §5.4), which the gateway must strip.
 func TestTLSPaddedRecords(t *testing.T) {
 	const secret = "tls-padded"
-	_, gw, cert := startTLSGateway(t, gateway.Config{}, map[string]string{secret: echoUpstream(t)})
+	_, gw, cert := startTLSGateway(t, gateway.Config{}, map[string]string{secret: testpeer.EchoServer(t)})
 	raw, c := dialRawWS(t, gw, cert, secret, tls.VersionTLS13)
 	r := rand.New(rand.NewPCG(3, 4))
 	var want []byte
@@ -199,7 +199,7 @@ func TestTLSPaddedRecords(t *testing.T) {
 func TestTLSKeyUpdate(t *testing.T) {
 	const secret = "tls-keyupdate"
 	m := &countMetrics{}
-	g, gw, cert := startTLSGateway(t, gateway.Config{Metrics: m}, map[string]string{secret: echoUpstream(t)})
+	g, gw, cert := startTLSGateway(t, gateway.Config{Metrics: m}, map[string]string{secret: testpeer.EchoServer(t)})
 	raw, c := dialRawWS(t, gw, cert, secret, tls.VersionTLS13)
 	requested := 0
 	err := echoCheck(c, 16<<20, 7, func(i int) int { return 1 + (i*7919)%40000 }, func(i int, _ int64) error {
@@ -233,7 +233,7 @@ func TestTLSKeyUpdate(t *testing.T) {
 // frame and close_notify, and the session ends normally.
 func TestTLSCloseNotify(t *testing.T) {
 	const secret = "tls-close-notify"
-	up := listenTCP(t, func(c *net.TCPConn) {
+	up := testpeer.ListenTCP(t, func(c *net.TCPConn) {
 		// Echo, but answer only after a pause, so the echo is still in
 		// flight when the client's close_notify arrives.
 		c.SetDeadline(time.Now().Add(30 * time.Second))
@@ -301,7 +301,7 @@ func TestTLSCloseNotify(t *testing.T) {
 // hash-checked, and gets close_notify at the end.
 func TestTLS12Echo(t *testing.T) {
 	const secret = "tls12-echo"
-	_, gw, cert := startTLSGateway(t, gateway.Config{}, map[string]string{secret: echoUpstream(t)})
+	_, gw, cert := startTLSGateway(t, gateway.Config{}, map[string]string{secret: testpeer.EchoServer(t)})
 	for _, suite := range []uint16{
 		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
 		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,

@@ -1,13 +1,14 @@
 package gateway
 
 import (
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+
+	"github.com/httvps/httvps/internal/testpeer"
 )
 
 type testAccount struct {
@@ -36,21 +37,10 @@ func (a *accountAuth) Authenticate(secret []byte, _ PathKind) (Route, bool) {
 	return r, true
 }
 
-// deadAddr is a loopback address nothing listens on.
-func deadAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 func TestAccountUsageRevokeAndFailover(t *testing.T) {
 	acct := &testAccount{key: "tok-1"}
 	// The primary is dead: the session must land on the fallback.
-	auth := &accountAuth{route: Route{Upstream: deadAddr(t), Fallbacks: []string{echoServer(t)}}, acct: acct}
+	auth := &accountAuth{route: Route{Upstream: testpeer.DeadAddr(t), Fallbacks: []string{echoServer(t)}}, acct: acct}
 	g := startGateway(t, "127.0.0.1:1", func(c *Config) { c.Auth = auth })
 	c := dialWS(t, g, "/acct/tcp")
 	defer c.Close()
@@ -89,7 +79,7 @@ func TestAccountUsageRevokeAndFailover(t *testing.T) {
 // slot back.
 func TestAccountReleasedWhenDialFails(t *testing.T) {
 	acct := &testAccount{key: "tok-2"}
-	auth := &accountAuth{route: Route{Upstream: deadAddr(t)}, acct: acct}
+	auth := &accountAuth{route: Route{Upstream: testpeer.DeadAddr(t)}, acct: acct}
 	g := startGateway(t, "127.0.0.1:1", func(c *Config) { c.Auth = auth })
 	if _, _, _, err := (ws.Dialer{Timeout: 3 * time.Second}).Dial(t.Context(), "ws://"+g.Addr().String()+"/acct/tcp"); err == nil {
 		t.Fatal("upgrade succeeded without an upstream")

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/cloudwego/netpoll"
+
+	"github.com/httvps/httvps/internal/testpeer"
 )
 
 // fbMetrics counts what the fallback tests look at; the rest is nopMetrics.
@@ -361,7 +363,7 @@ const decoyReq = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 // built-in decoy (what a gateway without Fallback answers), counted.
 func TestFallbackDeadGivesDecoy(t *testing.T) {
 	m := &fbMetrics{}
-	mod := func(c *Config) { c.Fallback = deadAddr(t); c.Metrics = m }
+	mod := func(c *Config) { c.Fallback = testpeer.DeadAddr(t); c.Metrics = m }
 	plain := startGateway(t, echoServer(t), mod)
 	tg, pool := startTLSGateway(t, echoServer(t), mod)
 	refPlain := startGateway(t, echoServer(t), nil)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/gateway"
+	"github.com/httvps/httvps/internal/testpeer"
 	"github.com/httvps/httvps/store"
 )
 
@@ -129,7 +130,7 @@ func TestRandomSecretFloodIsBounded(t *testing.T) {
 // Revocation reaches every gateway's sessions within a second.
 func TestRevokeClosesSessionsOnTwoGateways(t *testing.T) {
 	r := startRedis(t)
-	up := echoServer(t)
+	up := testpeer.EchoServer(t)
 	a, b := startNode(t, r, fastConfig()), startNode(t, r, fastConfig())
 	secret, tok := newToken(t, a.st, []string{up}, nil)
 	ca, cb := mustDial(t, a.addr, secret), mustDial(t, b.addr, secret)
@@ -173,7 +174,7 @@ func TestRevokeClosesSessionsOnTwoGateways(t *testing.T) {
 // Crossing the quota closes the session within a flush and denies new ones.
 func TestQuotaClosesSession(t *testing.T) {
 	r := startRedis(t)
-	up := echoServer(t)
+	up := testpeer.EchoServer(t)
 	cfg := fastConfig()
 	n := startNode(t, r, cfg)
 	const quota = 1 << 20
@@ -213,7 +214,7 @@ func TestQuotaClosesSession(t *testing.T) {
 // once its registration runs out.
 func TestMaxSessionsAcrossGateways(t *testing.T) {
 	r := startRedis(t)
-	up := echoServer(t)
+	up := testpeer.EchoServer(t)
 	a, b := startNode(t, r, fastConfig()), startNode(t, r, fastConfig())
 	secret, tok := newToken(t, a.st, []string{up}, func(tk *store.Token) { tk.MaxSessions = 2 })
 	echo(t, mustDial(t, a.addr, secret), 100)
@@ -242,7 +243,7 @@ func TestMaxSessionsAcrossGateways(t *testing.T) {
 // marked down goes to the end of the route.
 func TestFailover(t *testing.T) {
 	r := startRedis(t)
-	up, dead := echoServer(t), deadAddr(t)
+	up, dead := testpeer.EchoServer(t), testpeer.DeadAddr(t)
 	n := startNode(t, r, fastConfig())
 	secret, tok := newToken(t, n.st, []string{dead, up}, nil)
 	echo(t, mustDial(t, n.addr, secret), 1000)
@@ -273,7 +274,7 @@ func TestFailover(t *testing.T) {
 func TestExpiryClosesSession(t *testing.T) {
 	r := startRedis(t)
 	n := startNode(t, r, fastConfig())
-	secret, _ := newToken(t, n.st, []string{echoServer(t)}, func(tk *store.Token) {
+	secret, _ := newToken(t, n.st, []string{testpeer.EchoServer(t)}, func(tk *store.Token) {
 		tk.ExpiresAt = time.Now().Add(1500 * time.Millisecond)
 	})
 	c := mustDial(t, n.addr, secret)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/gateway"
+	"github.com/httvps/httvps/internal/testpeer"
 	"github.com/httvps/httvps/store"
 )
 
@@ -13,7 +14,7 @@ import (
 func TestLeasesBalanceAcrossOutage(t *testing.T) {
 	r := startRedis(t)
 	n := startNode(t, r, fastConfig())
-	secret, tok := newToken(t, n.st, []string{echoServer(t)}, func(tk *store.Token) { tk.MaxSessions = 3 })
+	secret, tok := newToken(t, n.st, []string{testpeer.EchoServer(t)}, func(tk *store.Token) { tk.MaxSessions = 3 })
 	count := func() int {
 		c, err := n.st.Store.SessionCount(ctxT(t), tok.ID)
 		if err != nil {
@@ -48,7 +49,7 @@ func TestRunCleanExit(t *testing.T) {
 	cfg := fastConfig()
 	cfg.FlushEvery = 5 * time.Second // only the final flush writes
 	n := startNode(t, r, cfg)
-	secret, tok := newToken(t, n.st, []string{echoServer(t)}, nil)
+	secret, tok := newToken(t, n.st, []string{testpeer.EchoServer(t)}, nil)
 	eventually(t, 3*time.Second, "registration", func() bool {
 		gws, err := n.st.ListGateways(ctxT(t))
 		return err == nil && len(gws) == 1 && gws[0].ID == n.auth.GatewayID() && gws[0].Live

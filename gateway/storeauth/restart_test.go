@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/httvps/httvps/internal/testpeer"
 	"github.com/httvps/httvps/store"
 )
 
@@ -13,7 +14,7 @@ import (
 // again once the subscription is back.
 func TestRedisRestart(t *testing.T) {
 	r := startRedis(t)
-	up := echoServer(t)
+	up := testpeer.EchoServer(t)
 	n := startNode(t, r, fastConfig())
 	s1secret, t1 := newToken(t, n.st, []string{up}, nil)
 	s2secret, t2 := newToken(t, n.st, []string{up}, func(tk *store.Token) { tk.MaxSessions = 3 })

@@ -35,11 +35,13 @@ import (
 	"github.com/gobwas/ws"
 )
 
-// TestCert is a self-signed ECDSA certificate for localhost and 127.0.0.1.
+// TestCert is a self-signed ECDSA certificate (by default for localhost and
+// 127.0.0.1), its own root.
 type TestCert struct {
 	Cert    tls.Certificate
 	Pool    *x509.CertPool // trusts Cert
 	PEMFile string         // the certificate in PEM, for curl/openssl/v2ray-plugin
+	KeyFile string         // its private key, PKCS #8 in PEM (nginx, the binaries' -tls-key)
 }
 
 // GetCertificate is a gateway.TLSConfig.GetCertificate that always returns c.
@@ -53,20 +55,62 @@ func (c *TestCert) ClientConfig(maxVersion uint16) *tls.Config {
 	return &tls.Config{RootCAs: c.Pool, ServerName: "localhost", MaxVersion: maxVersion}
 }
 
-// SelfSignedCert makes a TestCert; its PEM file lives in t.TempDir().
+// WriteFiles writes the certificate and its key in PEM to the given paths
+// (for tests that replace a served pair in place).
+func (c *TestCert) WriteFiles(certFile, keyFile string) error {
+	keyDER, err := x509.MarshalPKCS8PrivateKey(c.Cert.PrivateKey)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Cert.Certificate[0]}), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+}
+
+// CertSpec says what a TestCert is for; the zero value is SelfSignedCert's.
+type CertSpec struct {
+	DNSNames []string  // nil: localhost, and the IP address 127.0.0.1
+	NotAfter time.Time // zero: a day ahead; in the past for an expired one
+}
+
+// SelfSignedCert makes a TestCert for localhost and 127.0.0.1; its files
+// live in t.TempDir().
 func SelfSignedCert(t testing.TB) *TestCert {
+	t.Helper()
+	return NewCert(t, CertSpec{})
+}
+
+// NewCert makes a TestCert to spec; its files live in t.TempDir().
+func NewCert(t testing.TB, spec CertSpec) *TestCert {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
+	names, ips := spec.DNSNames, []net.IP(nil)
+	if names == nil {
+		names, ips = []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}
+	}
+	notAfter := spec.NotAfter
+	if notAfter.IsZero() {
+		notAfter = time.Now().Add(24 * time.Hour)
+	}
+	notBefore := time.Now().Add(-time.Hour)
+	if notAfter.Before(notBefore) {
+		notBefore = notAfter.Add(-time.Hour)
+	}
+	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+	if err != nil {
+		t.Fatal(err)
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "localhost"},
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: names[0]},
+		DNSNames:              names,
+		IPAddresses:           ips,
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
@@ -82,15 +126,17 @@ func SelfSignedCert(t testing.TB) *TestCert {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
-	file := filepath.Join(t.TempDir(), "cert.pem")
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &TestCert{
+	dir := t.TempDir()
+	c := &TestCert{
 		Cert:    tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf},
 		Pool:    pool,
-		PEMFile: file,
+		PEMFile: filepath.Join(dir, "cert.pem"),
+		KeyFile: filepath.Join(dir, "key.pem"),
 	}
+	if err := c.WriteFiles(c.PEMFile, c.KeyFile); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // DialWSS opens a WebSocket over crypto/tls to url ("wss://host:port/path").
