@@ -40,7 +40,7 @@ func (a *accountAuth) Authenticate(secret []byte, _ PathKind) (Route, bool) {
 func TestAccountUsageRevokeAndFailover(t *testing.T) {
 	acct := &testAccount{key: "tok-1"}
 	// The primary is dead: the session must land on the fallback.
-	auth := &accountAuth{route: Route{Upstream: testpeer.DeadAddr(t), Fallbacks: []string{echoServer(t)}}, acct: acct}
+	auth := &accountAuth{route: Route{Upstream: testpeer.DeadAddr(t), Fallbacks: []string{testpeer.EchoServer(t)}}, acct: acct}
 	g := startGateway(t, "127.0.0.1:1", func(c *Config) { c.Auth = auth })
 	c := dialWS(t, g, "/acct/tcp")
 	defer c.Close()

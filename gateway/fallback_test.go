@@ -208,8 +208,8 @@ func TestFallbackAnswersLikeTheWebServer(t *testing.T) {
 	web := fallbackWeb(t)
 	m := &fbMetrics{}
 	mod := func(c *Config) { c.Fallback = web; c.Metrics = m }
-	plain := startGateway(t, echoServer(t), mod)
-	tg, pool := startTLSGateway(t, echoServer(t), mod)
+	plain := startGateway(t, testpeer.EchoServer(t), mod)
+	tg, pool := startTLSGateway(t, testpeer.EchoServer(t), mod)
 	for _, p := range fallbackProbes {
 		t.Run(p.name, func(t *testing.T) {
 			want := probe(t, web, nil, p.pieces...)
@@ -262,8 +262,8 @@ func waitFallbacks(t *testing.T, g *Gateway, n int) {
 func TestFallbackCarriesEveryByte(t *testing.T) {
 	rec := recorder(t)
 	mod := func(c *Config) { c.Fallback = rec }
-	plain := startGateway(t, echoServer(t), mod)
-	tg, pool := startTLSGateway(t, echoServer(t), mod)
+	plain := startGateway(t, testpeer.EchoServer(t), mod)
+	tg, pool := startTLSGateway(t, testpeer.EchoServer(t), mod)
 	body := make([]byte, 4<<20+123)
 	rand.NewChaCha8([32]byte{1}).Read(body)
 	head := "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: " + fmt.Sprint(len(body)) + "\r\n\r\n"
@@ -307,8 +307,8 @@ func TestFallbackCarriesEveryByte(t *testing.T) {
 func TestFallbackLargeTransfers(t *testing.T) {
 	web := fallbackWeb(t)
 	mod := func(c *Config) { c.Fallback = web }
-	plain := startGateway(t, echoServer(t), mod)
-	tg, pool := startTLSGateway(t, echoServer(t), mod)
+	plain := startGateway(t, testpeer.EchoServer(t), mod)
+	tg, pool := startTLSGateway(t, testpeer.EchoServer(t), mod)
 	body := make([]byte, 16<<20)
 	rand.NewChaCha8([32]byte{2}).Read(body)
 	sum := sha256.Sum256(body)
@@ -364,10 +364,10 @@ const decoyReq = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 func TestFallbackDeadGivesDecoy(t *testing.T) {
 	m := &fbMetrics{}
 	mod := func(c *Config) { c.Fallback = testpeer.DeadAddr(t); c.Metrics = m }
-	plain := startGateway(t, echoServer(t), mod)
-	tg, pool := startTLSGateway(t, echoServer(t), mod)
-	refPlain := startGateway(t, echoServer(t), nil)
-	refTLS, refPool := startTLSGateway(t, echoServer(t), nil)
+	plain := startGateway(t, testpeer.EchoServer(t), mod)
+	tg, pool := startTLSGateway(t, testpeer.EchoServer(t), mod)
+	refPlain := startGateway(t, testpeer.EchoServer(t), nil)
+	refTLS, refPool := startTLSGateway(t, testpeer.EchoServer(t), nil)
 	want := normDate(probeHC(t, refPlain.Addr().String(), nil, false, decoyReq))
 	if !bytes.Contains(want, []byte(" 404 ")) {
 		t.Fatalf("reference decoy %q", trim(want))
@@ -403,7 +403,7 @@ func holder(t *testing.T) (string, *atomic.Int64) {
 func TestFallbackCapAndSessionBeside(t *testing.T) {
 	addr, accepted := holder(t)
 	m := &fbMetrics{}
-	g := startGateway(t, echoServer(t), func(c *Config) { c.Fallback = addr; c.MaxFallbacks = 2; c.Metrics = m })
+	g := startGateway(t, testpeer.EchoServer(t), func(c *Config) { c.Fallback = addr; c.MaxFallbacks = 2; c.Metrics = m })
 	open := func() net.Conn {
 		c, err := net.Dial("tcp", g.Addr().String())
 		if err != nil {
@@ -416,7 +416,7 @@ func TestFallbackCapAndSessionBeside(t *testing.T) {
 	defer a.Close()
 	defer b.Close()
 	waitFallbacks(t, g, 2)
-	ref := startGateway(t, echoServer(t), nil)
+	ref := startGateway(t, testpeer.EchoServer(t), nil)
 	want := normDate(probeHC(t, ref.Addr().String(), nil, false, decoyReq))
 	if got := normDate(probeHC(t, g.Addr().String(), nil, false, decoyReq)); !bytes.Equal(got, want) {
 		t.Fatalf("past the cap: got %q, want the decoy %q", trim(got), trim(want))
@@ -465,9 +465,9 @@ func TestFallbackIdleTimeout(t *testing.T) {
 			var g *Gateway
 			var pool *x509.CertPool
 			if tlsOn {
-				g, pool = startTLSGateway(t, echoServer(t), mod)
+				g, pool = startTLSGateway(t, testpeer.EchoServer(t), mod)
 			} else {
-				g = startGateway(t, echoServer(t), mod)
+				g = startGateway(t, testpeer.EchoServer(t), mod)
 			}
 			c := dialFB(t, g.Addr().String(), pool)
 			defer c.Close()

@@ -14,6 +14,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/httvps/httvps/codec"
+	"github.com/httvps/httvps/internal/testpeer"
 )
 
 // readClose reads server frames until a close frame and returns its code.
@@ -37,7 +38,7 @@ func readClose(t *testing.T, c net.Conn) ws.StatusCode {
 }
 
 func TestPingGetsPong(t *testing.T) {
-	g := startGateway(t, echoServer(t), nil)
+	g := startGateway(t, testpeer.EchoServer(t), nil)
 	c := dialWS(t, g, "/s3cret/tcp")
 	defer c.Close()
 	c.Write(codec.AppendClientFrame(nil, ws.OpPing, true, [4]byte{1, 2, 3, 4}, []byte("hi")))
@@ -54,7 +55,7 @@ func TestPingGetsPong(t *testing.T) {
 }
 
 func TestTextFrameClosed1003(t *testing.T) {
-	g := startGateway(t, echoServer(t), nil)
+	g := startGateway(t, testpeer.EchoServer(t), nil)
 	c := dialWS(t, g, "/s3cret/tcp")
 	defer c.Close()
 	wsutil.WriteClientText(c, []byte("text is not a stream"))
@@ -64,7 +65,7 @@ func TestTextFrameClosed1003(t *testing.T) {
 }
 
 func TestOversizedFrameClosed1009(t *testing.T) {
-	g := startGateway(t, echoServer(t), func(c *Config) { c.MaxFrameSize = 4096 })
+	g := startGateway(t, testpeer.EchoServer(t), func(c *Config) { c.MaxFrameSize = 4096 })
 	c := dialWS(t, g, "/s3cret/tcp")
 	defer c.Close()
 	// Only the header: the gateway must refuse on the length alone.
@@ -76,7 +77,7 @@ func TestOversizedFrameClosed1009(t *testing.T) {
 }
 
 func TestShutdownSendsGoingAway(t *testing.T) {
-	g := startGateway(t, echoServer(t), nil)
+	g := startGateway(t, testpeer.EchoServer(t), nil)
 	c := dialWS(t, g, "/s3cret/tcp")
 	defer c.Close()
 	wsutil.WriteClientBinary(c, []byte("x"))
@@ -108,7 +109,7 @@ func TestShutdownSendsGoingAway(t *testing.T) {
 }
 
 func TestIdleTimeoutCloses(t *testing.T) {
-	g := startGateway(t, echoServer(t), func(c *Config) { c.IdleTimeout = 700 * time.Millisecond })
+	g := startGateway(t, testpeer.EchoServer(t), func(c *Config) { c.IdleTimeout = 700 * time.Millisecond })
 	c := dialWS(t, g, "/s3cret/tcp")
 	defer c.Close()
 	if code := readClose(t, c); code != ws.StatusGoingAway {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+
+	"github.com/httvps/httvps/internal/testpeer"
 )
 
 // roundTrip sends n random bytes in one message and reads the echo back.
@@ -70,7 +72,7 @@ func parkAll(g *Gateway) (sessions, dropped int) {
 func TestIdleTLSSessionParksAndResumes(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		t.Run(TLSVersionName(v), func(t *testing.T) {
-			g, pool := startTLSGateway(t, echoServer(t), nil)
+			g, pool := startTLSGateway(t, testpeer.EchoServer(t), nil)
 			c := dialWSS(t, g, pool, "/s3cret/tcp", v)
 			defer c.Close()
 			roundTrip(t, c, 1000)

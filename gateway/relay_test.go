@@ -52,29 +52,6 @@ func startGateway(t *testing.T, up string, mod func(*Config)) *Gateway {
 	return g
 }
 
-// echoServer accepts TCP connections and echoes until EOF, then closes.
-func echoServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				io.Copy(c, c)
-				c.Close()
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 func dialWS(t *testing.T, g *Gateway, path string) net.Conn {
 	t.Helper()
 	c, _, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(context.Background(), "ws://"+g.Addr().String()+path)
@@ -85,7 +62,7 @@ func dialWS(t *testing.T, g *Gateway, path string) net.Conn {
 }
 
 func TestRelayEchoHashes(t *testing.T) {
-	g := startGateway(t, echoServer(t), nil)
+	g := startGateway(t, testpeer.EchoServer(t), nil)
 	c := dialWS(t, g, "/s3cret/tcp")
 	defer c.Close()
 	data := make([]byte, 8<<20)
@@ -130,7 +107,7 @@ func TestRelayEchoHashes(t *testing.T) {
 // TestDecoyIdentical: requests that fail in different ways get the same
 // answer (Date apart); bytes that are not HTTP get nginx's 400.
 func TestDecoyIdentical(t *testing.T) {
-	g := startGateway(t, echoServer(t), nil)
+	g := startGateway(t, testpeer.EchoServer(t), nil)
 	get := func(req string) []byte {
 		c, err := net.Dial("tcp", g.Addr().String())
 		if err != nil {
@@ -184,7 +161,7 @@ func TestBytesCountPayload(t *testing.T) {
 	for _, path := range []string{"tcp", "udp"} {
 		t.Run(path, func(t *testing.T) {
 			m := &byteMetrics{}
-			up := echoServer(t)
+			up := testpeer.EchoServer(t)
 			if path == "udp" {
 				up = testpeer.UDPEcho(t)
 			}
@@ -242,7 +219,7 @@ func (e *endLog) Handle(_ context.Context, r slog.Record) error {
 // label and the error behind it (Config.Logger's promise).
 func TestSessionEndLogged(t *testing.T) {
 	h := &endLog{}
-	g := startGateway(t, echoServer(t), func(c *Config) { c.Logger = slog.New(h) })
+	g := startGateway(t, testpeer.EchoServer(t), func(c *Config) { c.Logger = slog.New(h) })
 	// A client that goes without a close frame.
 	c := dialWS(t, g, "/s3cret/tcp")
 	wsutil.WriteClientBinary(c, []byte("x"))

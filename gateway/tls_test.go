@@ -84,21 +84,21 @@ func echoThrough(t *testing.T, c net.Conn, n int) {
 }
 
 func TestTLS13EchoHashes(t *testing.T) {
-	g, pool := startTLSGateway(t, echoServer(t), nil)
+	g, pool := startTLSGateway(t, testpeer.EchoServer(t), nil)
 	c := dialWSS(t, g, pool, "/s3cret/tcp", tls.VersionTLS13)
 	defer c.Close()
 	echoThrough(t, c, 16<<20)
 }
 
 func TestTLS12EchoHashes(t *testing.T) {
-	g, pool := startTLSGateway(t, echoServer(t), nil)
+	g, pool := startTLSGateway(t, testpeer.EchoServer(t), nil)
 	c := dialWSS(t, g, pool, "/s3cret/tcp", tls.VersionTLS12)
 	defer c.Close()
 	echoThrough(t, c, 8<<20)
 }
 
 func TestTLSDecoyIsSealed(t *testing.T) {
-	g, pool := startTLSGateway(t, echoServer(t), nil)
+	g, pool := startTLSGateway(t, testpeer.EchoServer(t), nil)
 	get := func(path string) []byte {
 		c, err := tls.Dial("tcp", g.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "localhost"})
 		if err != nil {
