@@ -231,6 +231,7 @@ type hsConn struct {
 	sr      [32]byte
 	tickets int  // session tickets crypto/tls sealed (see tlsKeys.configFor)
 	slot    bool // holds a handshake CPU slot
+	flushed bool // our first flight is out (see inputLimit)
 }
 
 var errHandshakeInput = errors.New("gateway: handshake input too large")
@@ -317,8 +318,7 @@ func (a *hsConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	r := a.c.Reader()
-	if r.Len() > 1<<16 {
-		// A client flight is a few KiB; netpoll buffers eagerly, so bound it.
+	if r.Len() > a.inputLimit() {
 		return 0, errHandshakeInput
 	}
 	if r.Len() == 0 {
@@ -381,7 +381,7 @@ func (a *hsConn) acquire() error {
 			a.slot = true
 			return nil
 		case <-tick.C:
-			if a.c.Reader().Len() > 1<<16 {
+			if a.c.Reader().Len() > a.inputLimit() {
 				return errHandshakeInput
 			}
 		case <-t.C:
@@ -413,7 +413,27 @@ func (a *hsConn) Write(p []byte) (int, error) {
 	if err := w.Flush(); err != nil {
 		return 0, err
 	}
+	a.flushed = true
 	return len(p), nil
+}
+
+// Bounds on what netpoll, which reads eagerly, may hold during the
+// handshake. Until our flight is out a client has nothing to send but its
+// hello (a few KiB). After it, a TLS 1.3 client may send its Finished and
+// then application data at once (a POST upload for the fallback web
+// server), and all of it lands while the handshake goroutine waits to be
+// scheduled: on a busy machine that is megabytes, so the bound is the
+// fallback's carry bound.
+const (
+	maxHelloFlight = 64 << 10
+	maxAfterFlight = maxFallbackCarry
+)
+
+func (a *hsConn) inputLimit() int {
+	if a.flushed {
+		return maxAfterFlight
+	}
+	return maxHelloFlight
 }
 
 func (a *hsConn) Close() error                       { return nil }
