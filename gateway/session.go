@@ -62,7 +62,7 @@ type session struct {
 
 // handle processes the epoll events of one of the session's fds.
 func (s *session) handle(fd int, ev uint32) {
-	if s.hand != nil {
+	if s.ph == phConnecting {
 		s.handleConnect(fd, ev)
 		return
 	}
@@ -115,7 +115,7 @@ func (s *session) handle(fd int, ev uint32) {
 // direction is read only while that direction's queue is empty.
 func (s *session) setInterest() {
 	l := s.l
-	if s.hand != nil {
+	if s.ph == phConnecting {
 		return
 	}
 	var c uint32
