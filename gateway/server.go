@@ -312,7 +312,7 @@ func (g *Gateway) pickLoop() *loop {
 
 // A receiver that took less than slowRate bytes per second between two
 // drains of its queue is slow, and reads feeding it take minRead bytes
-// instead of the read chunk (session.downSmall/upSmall): it gains nothing
+// instead of the read chunk (stream.small): it gains nothing
 // from large reads (a few per second at most) and would hold each one in
 // its queue for a long time. Faster receivers get the read chunk; there can
 // only be a few of them at once (node bandwidth / slowRate), so what they
