@@ -167,4 +167,3 @@ func (r *redisURL) Set(v string) error {
 	*r = redisURL(strings.TrimSpace(v))
 	return nil
 }
-
