@@ -112,9 +112,9 @@ func (g *Gateway) Register(fs *flag.FlagSet) {
 	fs.IntVar(&g.MaxControlBurst, "max-control-burst", 0, "ping and pong frames a client may send at once above -max-control-rate (0 = 100)")
 	fs.IntVar(&g.Loops, "loops", 0, "relay event loops (0 = GOMAXPROCS)")
 	fs.DurationVar(&g.EOFGrace, "eof-grace", 0, "after the upstream's FIN, wait this long for the client to close first before close 1000 (0 = 1s, negative = at once)")
-	fs.IntVar(&g.HandshakeCPU, "handshake-cpu", 0, "TLS handshakes doing cryptography at once (0 = max(1, GOMAXPROCS/2))")
+	fs.IntVar(&g.HandshakeCPU, "handshake-cpu", 0, "TLS handshakes doing cryptography at once (0 = half the cores: max(1, min(GOMAXPROCS, NumCPU)/2))")
 	fs.StringVar(&g.DecoyFile, "decoy-file", "", "HTML `file` served to every request that does not become a session (default: an nginx-like 404 page)")
-	fs.IntVar(&g.DecoyStatus, "decoy-status", 0, "HTTP status of the decoy answer (0 = 404)")
+	fs.IntVar(&g.DecoyStatus, "decoy-status", 0, "HTTP status of the decoy answer: 200, or a 4xx/5xx that nginx has a reason phrase and page for (0 = 404)")
 	fs.StringVar(&g.Fallback, "fallback", "", "plain-HTTP web server `IP:PORT` (or HOST:PORT, resolved at start) that gets every connection that is not a session, with the bytes already read, relayed both ways (over TLS the gateway terminates TLS); the decoy answers when it is down or busy (default: the decoy for all)")
 	fs.IntVar(&g.MaxFallbacks, "max-fallbacks", 0, "cap on connections relayed to -fallback at once; past it the decoy answers (0 = 1024)")
 }
