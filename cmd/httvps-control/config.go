@@ -107,16 +107,7 @@ func (o *options) validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
-	if err := cliconf.CheckListen(o.Listen); err != nil {
-		bad("-listen: %v", err)
-	}
-	if o.AdminListen != "" {
-		if err := cliconf.CheckListen(o.AdminListen); err != nil {
-			bad("-admin-listen: %v", err)
-		} else if o.AdminListen == o.Listen && !strings.HasSuffix(o.Listen, ":0") {
-			bad("-admin-listen: same address as -listen")
-		}
-	}
+	cliconf.CheckListeners(o.Listen, o.AdminListen, bad)
 	switch {
 	case o.AdminKey == "":
 		bad("no admin key: give -admin-key-file, -admin-key or %s", cliconf.EnvName("admin-key"))

@@ -92,16 +92,7 @@ func (o *options) validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
-	if err := cliconf.CheckListen(o.Listen); err != nil {
-		bad("-listen: %v", err)
-	}
-	if o.AdminListen != "" {
-		if err := cliconf.CheckListen(o.AdminListen); err != nil {
-			bad("-admin-listen: %v", err)
-		} else if o.AdminListen == o.Listen {
-			bad("-admin-listen: same address as -listen")
-		}
-	}
+	cliconf.CheckListeners(o.Listen, o.AdminListen, bad)
 	if len(o.Routes) == 0 && o.Redis == "" {
 		bad("no routes: give -route SECRET=IP:PORT, %s or routes: in -config, or -redis", cliconf.EnvName("route"))
 	}

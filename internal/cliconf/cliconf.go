@@ -322,6 +322,23 @@ func CheckListen(addr string) error {
 	return nil
 }
 
+// CheckListeners checks -listen and an optional -admin-listen ("" is
+// off), each a host:port, and that they differ (unless both ask for a free
+// port, :0), calling bad once per problem.
+func CheckListeners(listen, admin string, bad func(format string, a ...any)) {
+	if err := CheckListen(listen); err != nil {
+		bad("-listen: %v", err)
+	}
+	if admin == "" {
+		return
+	}
+	if err := CheckListen(admin); err != nil {
+		bad("-admin-listen: %v", err)
+	} else if admin == listen && !strings.HasSuffix(listen, ":0") {
+		bad("-admin-listen: same address as -listen")
+	}
+}
+
 // CheckFallback checks a -fallback address: host:port with a numeric,
 // non-zero port, and not the gateway's own listen address, which would
 // hand every probe back to the gateway until its fallback cap.
