@@ -296,7 +296,6 @@ func (s *session) finish(end End, err error) {
 	s.closeUpstream()
 	l.forget(s.cfd)
 	s.cfd = -1
-	l.unlink(s)
 	if s.acct != nil {
 		s.reportUsage()
 		s.acct.Release()
@@ -312,5 +311,7 @@ func (s *session) finish(end End, err error) {
 			log.Debug("session end", "path", s.kind.String(), "end", end.String(), "phase", from.String(), "err", err)
 		}
 	}
+	// Last: whoever waits for Sessions() to drop sees the end counted.
+	l.unlink(s)
 	l.g.active.Add(-1)
 }
