@@ -192,6 +192,17 @@ func TestSessionResumption(t *testing.T) {
 	}
 }
 
+// honestBesideFlood opens n honest TLS sessions from 127.0.0.3, one after
+// the other, each of which must relay intact within 10 s.
+func honestBesideFlood(t *testing.T, g *gateway.Gateway, gw, secret string, cert *testpeer.TestCert, n int) {
+	t.Helper()
+	for i := range n {
+		if err := honestTLS(gw, "127.0.0.3", secret, cert, tls.VersionTLS13, 10*time.Second); err != nil {
+			t.Fatalf("honest session %d of %d beside the flood: %v (handshakes in progress %d)", i+1, n, err, g.Handshakes())
+		}
+	}
+}
+
 // holdIdle keeps opening connections from src that send nothing, reopening
 // each one the gateway closes, n at a time, until stop is closed.
 func holdIdle(t *testing.T, src, gw string, n int, stop <-chan struct{}, wg *sync.WaitGroup, opened *atomic.Int64) {
@@ -256,11 +267,7 @@ func TestOneHostCannotHoldTheHandshakeCap(t *testing.T) {
 	ctlEventually(t, 30*time.Second, "the flood to reach the per-address limit", func() bool {
 		return m.rejected[gateway.RejectAddrLimit].Load() > 0
 	})
-	for i := range 10 {
-		if err := honestTLS(gw, "127.0.0.3", "cap-secret", cert, tls.VersionTLS13, 10*time.Second); err != nil {
-			t.Fatalf("honest session %d of 10 beside the flood: %v (handshakes in progress %d)", i+1, err, g.Handshakes())
-		}
-	}
+	honestBesideFlood(t, g, gw, "cap-secret", cert, 10)
 	t.Logf("flood opened %d connections; rejected addr_limit=%d capacity=%d evicted=%d; handshakes in progress %d",
 		opened.Load(), m.rejected[gateway.RejectAddrLimit].Load(), m.rejected[gateway.RejectCapacity].Load(),
 		m.rejected[gateway.RejectEvicted].Load(), g.Handshakes())
@@ -292,11 +299,7 @@ func TestManyHostsEvictIdleHandshakes(t *testing.T) {
 	ctlEventually(t, 30*time.Second, "the flood to reach the global cap", func() bool {
 		return m.rejected[gateway.RejectEvicted].Load() > 0
 	})
-	for i := range 10 {
-		if err := honestTLS(gw, "127.0.0.3", "evict-secret", cert, tls.VersionTLS13, 10*time.Second); err != nil {
-			t.Fatalf("honest session %d of 10 beside the flood: %v (handshakes in progress %d)", i+1, err, g.Handshakes())
-		}
-	}
+	honestBesideFlood(t, g, gw, "evict-secret", cert, 10)
 	if n := g.Handshakes(); n > 1024 {
 		t.Errorf("%d handshakes in progress, cap 1024", n)
 	}

@@ -34,6 +34,25 @@ type serverFrame struct {
 // frameSplitter cuts a server byte stream (unmasked frames) into frames.
 type frameSplitter struct{ buf []byte }
 
+// next reads one record from raw and returns the frames it completes
+// (none for a record that is not application data); a read error fails
+// the test with what, the thing that was awaited.
+func (s *frameSplitter) next(t *testing.T, raw *testpeer.RawTLS, what string) []serverFrame {
+	t.Helper()
+	ct, content, err := raw.ReadRecord()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if ct != testpeer.RecordAppData {
+		return nil
+	}
+	f, err := s.add(content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 // add appends b and returns the frames now complete.
 func (s *frameSplitter) add(b []byte) ([]serverFrame, error) {
 	s.buf = append(s.buf, b...)
@@ -172,17 +191,7 @@ func TestTLSPingBatchOneRecord(t *testing.T) {
 				var frames []serverFrame
 				pongRecords := 0
 				for !raw.SawCloseNotify() {
-					ct, content, err := raw.ReadRecord()
-					if err != nil {
-						t.Fatalf("read record: %v", err)
-					}
-					if ct != testpeer.RecordAppData {
-						continue
-					}
-					f, err := sp.add(content)
-					if err != nil {
-						t.Fatal(err)
-					}
+					f := sp.next(t, raw, "read record")
 					for _, fr := range f {
 						if fr.op == ws.OpPong {
 							pongRecords++
@@ -333,17 +342,7 @@ func TestControlFloodClosed1008(t *testing.T) {
 			var sp frameSplitter
 			code := ws.StatusCode(0)
 			for code == 0 {
-				ct, content, err := raw.ReadRecord()
-				if err != nil {
-					t.Fatalf("no close frame: %v", err)
-				}
-				if ct != testpeer.RecordAppData {
-					continue
-				}
-				f, err := sp.add(content)
-				if err != nil {
-					t.Fatal(err)
-				}
+				f := sp.next(t, raw, "no close frame")
 				for _, fr := range f {
 					if fr.op == ws.OpClose {
 						code, _ = ws.ParseCloseFrameData(fr.payload)
