@@ -35,7 +35,7 @@ type Transport interface {
 
 // Status is a snapshot of a Transport for the status line and logs.
 type Status struct {
-	Gateway   string        // the gateway in use ("" if none)
+	Gateway   string // the gateway in use ("" if none)
 	Connected bool
 	RTT       time.Duration // last measured (0: unknown)
 	Streams   int           // open streams
