@@ -3,6 +3,9 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
@@ -71,10 +74,17 @@ func buildTLS(c *TLSConfig, tk *tlsKeys) (*tls.Config, error) {
 		MinVersion:     minV,
 		MaxVersion:     tls.VersionTLS13,
 		CipherSuites:   tls12Suites,
-		// Like nginx with its default ALPN: http/1.1 is selected when
-		// offered, and a client whose list lacks it gets alert 120
-		// (no_application_protocol), as nginx ≥ 1.21.4 answers.
-		NextProtos: []string{"http/1.1"},
+		// nginx's list without http2 (NGX_HTTP_ALPN_PROTOS), in its
+		// preference order: a client whose list has none of them gets
+		// alert 120 (no_application_protocol), as nginx ≥ 1.21.4 answers.
+		// e2e/TestALPNMatchesNginx holds it against a real nginx.
+		NextProtos: []string{"http/1.1", "http/1.0", "http/0.9"},
+		// OpenSSL 3.0's default groups in its order (x448 apart, which
+		// crypto/tls lacks), as nginx on Debian 12 uses them: offered
+		// X25519MLKEM768 and X25519, it picks X25519, where crypto/tls's
+		// default would pick the hybrid and send a 1,120-byte key share
+		// (a ServerHello nginx never sends, and more CPU per handshake).
+		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP521, tls.CurveP384},
 	}
 	tk.base = base
 	if err := tk.rotate(time.Now()); err != nil {
@@ -143,6 +153,13 @@ func (tk *tlsKeys) configFor(hi *tls.ClientHelloInfo) (*tls.Config, error) {
 	}
 	c := tk.base.Clone()
 	c.GetConfigForClient = nil
+	if curve, ok := certCurve(c, hi); ok && len(hi.SupportedCurves) > 0 && !slices.Contains(hi.SupportedCurves, curve) {
+		// OpenSSL serves an ECDSA certificate only to a client that lists
+		// its curve among its groups (RFC 8422 §5.1, applied to TLS 1.3
+		// too) and answers anyone else handshake_failure; a group list
+		// with nothing in common gets crypto/tls to send the same alert.
+		c.CurvePreferences = []tls.CurveID{curve}
+	}
 	c.KeyLogWriter = &a.keys
 	if !slices.Contains(hi.SupportedVersions, tls.VersionTLS13) {
 		c.SessionTicketsDisabled = true
@@ -153,6 +170,32 @@ func (tk *tlsKeys) configFor(hi *tls.ClientHelloInfo) (*tls.Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// certCurve is the curve of the ECDSA certificate c would serve hi, if it
+// is one.
+func certCurve(c *tls.Config, hi *tls.ClientHelloInfo) (tls.CurveID, bool) {
+	cert, err := c.GetCertificate(hi)
+	if err != nil || cert == nil {
+		return 0, false
+	}
+	signer, ok := cert.PrivateKey.(crypto.Signer)
+	if !ok {
+		return 0, false
+	}
+	pub, ok := signer.Public().(*ecdsa.PublicKey)
+	if !ok {
+		return 0, false
+	}
+	switch pub.Curve {
+	case elliptic.P256():
+		return tls.CurveP256, true
+	case elliptic.P384():
+		return tls.CurveP384, true
+	case elliptic.P521():
+		return tls.CurveP521, true
+	}
+	return 0, false
 }
 
 // connKeys receives crypto/tls's key log lines for one connection and keeps
