@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,18 +79,22 @@ func groupOutcome(addr string, groups []tls.CurveID, maxVersion uint16) string {
 		return "error: " + err.Error()
 	}
 	defer c.Close()
-	return c.ConnectionState().CurveID.String()
+	st := c.ConnectionState()
+	return tls.VersionName(st.Version) + " " + st.CurveID.String()
 }
 
 // TestKeyExchangeMatchesNginx: the gateway picks the key-exchange group
-// nginx 1.22 on OpenSSL 3.0 picks. Broke before: offered X25519MLKEM768
-// (as Go ≥ 1.24 clients, the Outline apps among them, and current
-// browsers do), the gateway chose it and sent a 1,120-byte key share where
-// nginx chooses X25519 — a difference a passive observer sees in the
-// ServerHello, and more CPU per handshake.
+// nginx 1.22 on OpenSSL 3.0 picks, with TLS 1.3 enabled as operators
+// configure it (nginx 1.22's default is TLS ≤ 1.2). Broke before: offered
+// X25519MLKEM768 (as Go ≥ 1.24 clients, the Outline apps among them, and
+// current browsers do), the gateway chose it and sent a 1,120-byte key
+// share where nginx chooses X25519 — a difference a passive observer sees
+// in the ServerHello, and more CPU per handshake; and in TLS 1.2 it served
+// its P-256 certificate to clients whose groups lack P-256, which OpenSSL
+// refuses (RFC 8422 §5.1).
 func TestKeyExchangeMatchesNginx(t *testing.T) {
 	cert := testpeer.SelfSignedCert(t)
-	ngx := startNginx(t, cert)
+	ngx := startNginxConf(t, cert, 404, "        ssl_protocols TLSv1.2 TLSv1.3;")
 	sink := testpeer.ListenTCP(t, func(c *net.TCPConn) { io.Copy(io.Discard, c) })
 	cfg := gateway.Config{TLS: &gateway.TLSConfig{GetCertificate: cert.GetCertificate}}
 	_, gw := startGateway(t, cfg, map[string]string{nginxProbeSecret: sink})
@@ -102,10 +107,17 @@ func TestKeyExchangeMatchesNginx(t *testing.T) {
 		{tls.CurveP384, tls.CurveP521},
 		{tls.CurveP521},
 		{tls.SecP256r1MLKEM768, tls.X25519},
+		{tls.X25519},
+		{tls.CurveP384},
+		{tls.X25519, tls.CurveP384},
+		{tls.CurveP384, tls.X25519},
 	}
 	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		for _, groups := range offers {
 			want := groupOutcome(ngx.TLS, groups, v)
+			if v == tls.VersionTLS13 && groups == nil && !strings.HasPrefix(want, "TLS 1.3") {
+				t.Fatalf("nginx answered %s with TLS 1.3 offered (is TLS 1.3 enabled?)", want)
+			}
 			got := groupOutcome(gw, groups, v)
 			if got != want {
 				t.Errorf("TLS %x, groups %v: gateway %s, nginx %s", v, groups, got, want)

@@ -184,6 +184,7 @@ http {
         listen 127.0.0.1:%[3]d ssl;
         ssl_certificate %[4]s;
         ssl_certificate_key %[5]s;
+%[7]s
         location / {
             return %[6]d;
         }
@@ -202,6 +203,13 @@ func startNginx(t testing.TB, cert *testpeer.TestCert) *nginxServer {
 // startNginxStatus is startNginx with nginx answering "return status;".
 func startNginxStatus(t testing.TB, cert *testpeer.TestCert, status int) *nginxServer {
 	t.Helper()
+	return startNginxConf(t, cert, status, "")
+}
+
+// startNginxConf is startNginxStatus with extra directives in the server
+// block.
+func startNginxConf(t testing.TB, cert *testpeer.TestCert, status int, extra string) *nginxServer {
+	t.Helper()
 	bin := "/usr/sbin/nginx"
 	if _, err := os.Stat(bin); err != nil {
 		if bin, err = exec.LookPath("nginx"); err != nil {
@@ -218,7 +226,7 @@ func startNginxStatus(t testing.TB, cert *testpeer.TestCert, status int) *nginxS
 		t.Fatal(err)
 	}
 	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConfig, dir, plain, tlsPort, cert.PEMFile, cert.KeyFile, status), 0o600); err != nil {
+	if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConfig, dir, plain, tlsPort, cert.PEMFile, cert.KeyFile, status, extra), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	testpeer.StartProc(t, bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf)

@@ -153,12 +153,15 @@ func (tk *tlsKeys) configFor(hi *tls.ClientHelloInfo) (*tls.Config, error) {
 	}
 	c := tk.base.Clone()
 	c.GetConfigForClient = nil
-	if curve, ok := certCurve(c, hi); ok && len(hi.SupportedCurves) > 0 && !slices.Contains(hi.SupportedCurves, curve) {
-		// OpenSSL serves an ECDSA certificate only to a client that lists
-		// its curve among its groups (RFC 8422 §5.1, applied to TLS 1.3
-		// too) and answers anyone else handshake_failure; a group list
-		// with nothing in common gets crypto/tls to send the same alert.
-		c.CurvePreferences = []tls.CurveID{curve}
+	if !slices.Contains(hi.SupportedVersions, tls.VersionTLS13) && len(hi.SupportedCurves) > 0 {
+		if curve, ok := certCurve(c, hi); ok && !slices.Contains(hi.SupportedCurves, curve) {
+			// In TLS 1.2 OpenSSL serves an ECDSA certificate only to a
+			// client that lists its curve among its groups (RFC 8422
+			// §5.1) and answers anyone else handshake_failure; a group
+			// list with nothing in common gets crypto/tls to send the
+			// same alert.
+			c.CurvePreferences = []tls.CurveID{curve}
+		}
 	}
 	c.KeyLogWriter = &a.keys
 	if !slices.Contains(hi.SupportedVersions, tls.VersionTLS13) {
