@@ -28,6 +28,10 @@ const (
 	// spinning child process, the same for every peer) running throughout.
 	ScenarioTLSConnectBusy = "tls-connect-busy"
 
+	// ScenarioTunnelIdle opens idle native tunnels (no stream) on the
+	// tunnel peers, plaintext and TLS (tunnelidle.go).
+	ScenarioTunnelIdle = "tunnel-idle"
+
 	// ScenarioControl runs once, on no peer: token checks, the control
 	// API and Redis itself (control.go).
 	ScenarioControl = "control"
@@ -35,9 +39,9 @@ const (
 
 var (
 	allScenarios = []string{ScenarioThroughput, ScenarioIdle, ScenarioSlowReader,
-		ScenarioTLSThroughput, ScenarioTLSIdle, ScenarioTLSConnect, ScenarioTLSConnectBusy, ScenarioControl}
-	allPeers = []string{PeerHTTVPS, PeerGoCopy, PeerGoBuf, PeerV2Ray,
-		PeerHTTVPSTLS, PeerV2RayTLS, PeerNginxTLS}
+		ScenarioTLSThroughput, ScenarioTLSIdle, ScenarioTLSConnect, ScenarioTLSConnectBusy, ScenarioTunnelIdle, ScenarioControl}
+	allPeers = []string{PeerHTTVPS, PeerTunnel, PeerGoCopy, PeerGoBuf, PeerV2Ray,
+		PeerHTTVPSTLS, PeerTunnelTLS, PeerV2RayTLS, PeerNginxTLS}
 )
 
 func tlsScenario(s string) bool {
@@ -66,7 +70,7 @@ type Config struct {
 	// scenarios); a peer whose binary is missing is skipped with a note.
 	Peers []string
 	// Scenarios to run. nil means all: throughput, idle, slowreader,
-	// tls-throughput, tls-idle, tls-connect, tls-connect-busy, control.
+	// tls-throughput, tls-idle, tls-connect, tls-connect-busy, tunnel-idle, control.
 	Scenarios []string
 
 	// Control: ControlBin is the httvps-control binary ("" means
@@ -94,12 +98,16 @@ type Config struct {
 	BusyHogs       int
 
 	// Throughput: Bytes per (peer, direction, streams) cell, 0 means 1 GiB;
-	// Streams nil means 1 and 16; Message is the client's piece size, 0 means
+	// Streams nil means 1, 16 and 64; Message is the client's piece size, 0 means
 	// 16 KiB; CellTimeout 0 means 120s.
 	Bytes       int64
 	Streams     []int
 	Message     int
 	CellTimeout time.Duration
+
+	// Tunnel idle: Tunnels 0 means 19000 (one gateway fd each; the
+	// clients are child processes of at most 9600 tunnels each).
+	Tunnels int
 
 	// Idle: Sessions 0 means 9000 (the relay holds two fds per session and
 	// may not exceed 20000 fds); Settle 0 means 10s.
@@ -178,7 +186,7 @@ func (c *Config) setDefaults() {
 		c.Bytes = 1 << 30
 	}
 	if c.Streams == nil {
-		c.Streams = []int{1, 16}
+		c.Streams = []int{1, 16, 64}
 	}
 	if c.Message == 0 {
 		c.Message = 16 << 10
@@ -197,6 +205,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SlowDuration == 0 {
 		c.SlowDuration = 20 * time.Second
+	}
+	if c.Tunnels == 0 {
+		c.Tunnels = 19000
 	}
 	if c.SlowRate == 0 {
 		c.SlowRate = 2 << 20
@@ -249,6 +260,9 @@ func (c *Config) validate() error {
 	if c.BusyHogs < 1 || c.BusyHogs > 64 {
 		return errors.New("bench: tls-connect-busy needs 1..64 CPU hogs")
 	}
+	if c.Tunnels < 1 || c.Tunnels > 19500 {
+		return errors.New("bench: tunnel-idle tunnels must be 1..19500 (the gateway holds one fd each)")
+	}
 	if c.Sessions < 1 || c.Sessions > maxIdleSessions {
 		return fmt.Errorf("bench: idle sessions must be 1..%d (fd limit)", maxIdleSessions)
 	}
@@ -278,7 +292,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	rep := newReport(cfg)
 	var cert *benchCert
-	if slices.ContainsFunc(cfg.Scenarios, tlsScenario) && slices.ContainsFunc(cfg.Peers, tlsPeer) {
+	if slices.ContainsFunc(cfg.Scenarios, func(s string) bool { return tlsScenario(s) || s == ScenarioTunnelIdle }) && slices.ContainsFunc(cfg.Peers, tlsPeer) {
 		dir, err := os.MkdirTemp("", "httvps-bench-tls-")
 		if err != nil {
 			return nil, err
@@ -306,8 +320,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			pe = newGoCopyPeer(cfg.Self, true)
 		case PeerV2Ray:
 			pe, err = newV2RayPeer(cfg.V2RayBin)
+		case PeerTunnel:
+			if pe, err = newHTTVPSPeer(cfg.GatewayBin, cfg.GatewayArgs, cfg.GatewayEnv); err == nil {
+				asTunnel(pe, name)
+			}
 		case PeerHTTVPSTLS:
 			pe, err = newHTTVPSTLSPeer(cfg.GatewayBin, cfg.GatewayArgs, cfg.GatewayEnv, cert)
+		case PeerTunnelTLS:
+			if pe, err = newHTTVPSTLSPeer(cfg.GatewayBin, cfg.GatewayArgs, cfg.GatewayEnv, cert); err == nil {
+				asTunnel(pe, name)
+			}
 		case PeerV2RayTLS:
 			pe, err = newV2RayTLSPeer(cfg.V2RayBin, cert)
 		case PeerNginxTLS:
@@ -343,8 +365,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			if ctx.Err() != nil {
 				break
 			}
+			if sc == ScenarioTunnelIdle {
+				if tunnelPeer(pe.info.Name) {
+					if err := runTunnelIdle(ctx, &cfg, ps, pe, cert, &rep.TunnelIdle); err != nil {
+						fail(sc, pe.info.Name, err)
+					}
+					ps.stopAll()
+				}
+				continue
+			}
 			if tlsScenario(sc) != tlsPeer(pe.info.Name) {
 				continue
+			}
+			if tunnelPeer(pe.info.Name) && (sc == ScenarioIdle || sc == ScenarioTLSIdle) {
+				continue // tunnel-idle measures idle tunnels
 			}
 			var err error
 			switch sc {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"time"
 
@@ -38,6 +39,12 @@ type Transport struct {
 	LocalIP net.IP
 	// ReadBuffer is the client's WebSocket read buffer; 0 means 64 KiB.
 	ReadBuffer int
+	// Protocols and Header go with the WebSocket upgrade request.
+	Protocols []string
+	Header    http.Header
+	// mux, when set, makes Dial open a stream on a shared native tunnel
+	// (mux.go) instead of a connection of its own.
+	mux *muxClient
 }
 
 // dialTimes are the moments a dial reached each stage, from its start.
@@ -56,6 +63,14 @@ func (t Transport) Dial(ctx context.Context) (Stream, error) {
 // dial opens a stream and reports when each stage completed.
 func (t Transport) dial(ctx context.Context) (Stream, dialTimes, error) {
 	var dt dialTimes
+	if t.mux != nil {
+		tun, dt, err := t.mux.tunnel(ctx)
+		if err != nil {
+			return nil, dt, err
+		}
+		s, err := tun.open()
+		return s, dt, err
+	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -92,7 +107,11 @@ func (t Transport) dial(ctx context.Context) (Stream, dialTimes, error) {
 		if dl, ok := ctx.Deadline(); ok {
 			c.SetDeadline(dl)
 		}
-		br, _, err := (ws.Dialer{}).Upgrade(c, u)
+		d := ws.Dialer{Protocols: t.Protocols}
+		if t.Header != nil {
+			d.Header = ws.HandshakeHeaderHTTP(t.Header)
+		}
+		br, _, err := d.Upgrade(c, u)
 		if err != nil {
 			c.Close()
 			return nil, dt, fmt.Errorf("websocket upgrade: %w", err)

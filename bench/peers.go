@@ -24,6 +24,9 @@ const (
 	PeerGoCopy = "gocopy"
 	PeerGoBuf  = "gobuf"
 	PeerV2Ray  = "v2ray"
+	// PeerTunnel is our gateway reached through the native tunnel: each
+	// client stream is a stream on one shared tunnel (bench/mux.go).
+	PeerTunnel = "httvps-tunnel"
 )
 
 // PeerInfo describes a relay for the report.
@@ -41,6 +44,10 @@ type peer struct {
 	argv func(listen int, sink string) []string
 	self bool   // prints "listening ADDR"
 	path string // WebSocket path, "" for a raw byte stream
+	// token, when set, is the native tunnel's token: streams are opened
+	// on a shared tunnel (Transport.mux) instead of paths of their own.
+	token  string
+	tunnel bool
 	// tls, when set, is the client configuration: the peer terminates TLS.
 	tls *tls.Config
 	// group: the peer forks (nginx); its CPU and RSS are summed over its
@@ -84,7 +91,11 @@ func (pe *peer) start(ctx context.Context, ps *procSet, sink string) (*running, 
 		p.Stop()
 		return nil, err
 	}
-	return &running{proc: p, transport: Transport{Addr: addr, Path: pe.path, TLS: pe.tls}}, nil
+	tr := Transport{Addr: addr, Path: pe.path, TLS: pe.tls}
+	if pe.tunnel {
+		tr.mux = newMuxClient(tr, pe.token)
+	}
+	return &running{proc: p, transport: tr}, nil
 }
 
 // newGoCopyPeer runs GoCopyRelay as its own process; buffered selects the
@@ -155,8 +166,16 @@ func newHTTVPSPeer(bin string, extra, env []string) (*peer, error) {
 				"-idle-timeout", "1h", "-addr-rate", "-1", "-addr-handshakes", "-1")
 			return append(a, extra...)
 		},
-		path: "/" + secret + "/tcp",
+		path:  "/" + secret + "/tcp",
+		token: secret,
 	}, nil
+}
+
+// asTunnel makes pe (httvps or httvps-tls) the peer name, the same gateway
+// reached through the native tunnel.
+func asTunnel(pe *peer, name string) {
+	pe.info.Name = name
+	pe.tunnel = true
 }
 
 // goBinaryVersion describes a Go binary from its embedded build info.

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -129,34 +128,7 @@ func (s *procSet) start(name string, argv []string, stdout io.Writer) (*Process,
 // startSelf runs a subcommand of the harness binary that prints
 // "listening ADDR" as its first stdout line, and returns ADDR.
 func (s *procSet) startSelf(name string, argv []string) (*Process, string, error) {
-	pr, pw := io.Pipe()
-	p, err := s.start(name, argv, pw)
-	if err != nil {
-		return nil, "", err
-	}
-	addrc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if a, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
-				select {
-				case addrc <- a:
-				default:
-				}
-			}
-		}
-		io.Copy(io.Discard, pr)
-	}()
-	go func() { <-p.done; pw.Close() }()
-	select {
-	case a := <-addrc:
-		return p, a, nil
-	case <-p.done:
-		return nil, "", fmt.Errorf("bench: %s exited before listening: %v: %s", name, p.err, p.tail)
-	case <-time.After(10 * time.Second):
-		p.Stop()
-		return nil, "", fmt.Errorf("bench: %s did not start listening in 10s", name)
-	}
+	return s.startLine(name, argv, "listening ", 10*time.Second)
 }
 
 // waitListening polls addr until it accepts a TCP connection.

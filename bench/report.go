@@ -30,9 +30,15 @@ type Report struct {
 	TLSIdle       []IdleResult     `json:"tls_idle,omitempty"`
 	Connect       []ConnectResult  `json:"tls_connect,omitempty"`
 	ConnectRatios []ConnectRatio   `json:"tls_connect_ratios,omitempty"`
-	Control       *ControlResult   `json:"control,omitempty"`
-	Notes         []string         `json:"notes,omitempty"`
-	Errors        []string         `json:"errors,omitempty"`
+	// The native tunnel: idle tunnels, its throughput beside separate
+	// Outline-path connections (httvps-tunnel ÷ httvps, and the TLS pair),
+	// and a stream opened on an open tunnel beside a new TLS session.
+	TunnelIdle   []TunnelIdleResult `json:"tunnel_idle,omitempty"`
+	TunnelRatios []Ratio            `json:"tunnel_ratios,omitempty"`
+	StreamOpen   []ConnectRatio     `json:"stream_open_ratios,omitempty"`
+	Control      *ControlResult     `json:"control,omitempty"`
+	Notes        []string           `json:"notes,omitempty"`
+	Errors       []string           `json:"errors,omitempty"`
 }
 
 // Machine describes where the figures were taken.
@@ -129,13 +135,31 @@ func (r *Report) finish() {
 	r.Seconds = time.Since(r.Started).Seconds()
 	r.Ratios = ratios(r.Throughput, PeerHTTVPS)
 	r.TLSRatios = ratios(r.TLSThroughput, PeerHTTVPSTLS)
-	r.ConnectRatios = nil
+	r.TunnelRatios = nil
+	for _, x := range append(ratios(r.Throughput, PeerTunnel), ratios(r.TLSThroughput, PeerTunnelTLS)...) {
+		if x.Versus == PeerHTTVPS || x.Versus == PeerHTTVPSTLS {
+			r.TunnelRatios = append(r.TunnelRatios, x)
+		}
+	}
+	r.ConnectRatios, r.StreamOpen = nil, nil
+	for _, c := range r.Connect {
+		if c.Peer != PeerTunnelTLS {
+			continue
+		}
+		for _, o := range r.Connect {
+			if o.Peer == PeerHTTVPSTLS && o.Hogs == c.Hogs {
+				r.StreamOpen = append(r.StreamOpen, ConnectRatio{Versus: o.Peer, Hogs: c.Hogs,
+					CPU: c.CPUmsPerConn / o.CPUmsPerConn, Rate: c.PerSecond / o.PerSecond,
+					Tail: c.SetupP999 / o.SetupP999})
+			}
+		}
+	}
 	for _, c := range r.Connect {
 		if c.Peer != PeerHTTVPSTLS {
 			continue
 		}
 		for _, o := range r.Connect {
-			if o.Peer != c.Peer && o.Hogs == c.Hogs {
+			if o.Peer != c.Peer && o.Peer != PeerTunnelTLS && o.Hogs == c.Hogs {
 				r.ConnectRatios = append(r.ConnectRatios, ConnectRatio{Versus: o.Peer, Hogs: c.Hogs,
 					CPU: c.CPUmsPerConn / o.CPUmsPerConn, Rate: c.PerSecond / o.PerSecond,
 					Tail: c.HandshakeP999 / o.HandshakeP999})
@@ -228,6 +252,29 @@ func (r *Report) WriteText(w io.Writer) {
 			tw.Flush()
 		}
 	}
+	if len(r.StreamOpen) > 0 {
+		fmt.Fprintln(tw, "\nload\tstream on an open tunnel vs\tCPU ratio\tper-second ratio\tsetup p99.9 ratio\t")
+		for _, x := range r.StreamOpen {
+			fmt.Fprintf(tw, "%s\t%s\t%.3f\t%.2f\t%.2f\t\n", x.load(), x.Versus, x.CPU, x.Rate, x.Tail)
+		}
+		tw.Flush()
+	}
+	if len(r.TunnelRatios) > 0 {
+		fmt.Fprintln(w, "\nnative tunnel vs separate Outline-path connections (ratio of CPU s/GiB; ratio of MB/s)")
+		fmt.Fprintln(tw, "direction\tstreams\tversus\tCPU ratio\tMB/s ratio\t")
+		for _, x := range r.TunnelRatios {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%.2f\t%.2f\t\n", x.Direction, x.Streams, x.Versus, x.CPU, x.MBps)
+		}
+		tw.Flush()
+	}
+	if len(r.TunnelIdle) > 0 {
+		fmt.Fprintln(w, "\ntunnel-idle (native tunnels, no stream open)")
+		fmt.Fprintln(tw, "peer\ttunnels\trelay fds\tclients\tbase RSS KiB\tRSS KiB\tKiB/tunnel\tsetup s\t")
+		for _, x := range r.TunnelIdle {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.2f\t%.1f\t\n", x.Peer, x.Tunnels, x.RelayFDs, x.Clients, x.BaseRSSKiB, x.RSSKiB, x.PerTunnelKiB, x.SetupSeconds)
+		}
+		tw.Flush()
+	}
 	r.writeControlText(w)
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "note:", n)
@@ -316,6 +363,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 			}
 		}
 	}
+	r.writeTunnelMarkdown(w)
 	r.writeControlMarkdown(w)
 	if len(r.Notes) > 0 || len(r.Errors) > 0 {
 		fmt.Fprintln(w, "\n## Notes and errors")
@@ -368,5 +416,40 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
 	default:
 		return fmt.Sprintf("%d bytes", n)
+	}
+}
+
+// writeTunnelMarkdown writes the native tunnel's sections.
+func (r *Report) writeTunnelMarkdown(w io.Writer) {
+	if len(r.TunnelIdle) == 0 && len(r.TunnelRatios) == 0 && len(r.StreamOpen) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n## Native tunnel\n\nhttvps-tunnel and httvps-tunnel-tls are the same gateway as httvps and httvps-tls, reached through "+
+		"/v1/tunnel: every client stream of a scenario is a stream on one shared tunnel (the harness's own client on codec/mux, "+
+		"protocol-default windows), where httvps opens a WebSocket per stream.\n")
+	if len(r.StreamOpen) > 0 {
+		fmt.Fprintln(w, "\nA stream opened on an open tunnel (tls-connect rows of httvps-tunnel-tls: OPEN with the first byte, the member dialled, one byte echoed, "+
+			"RESET) beside a new TLS session of httvps-tls. Target: CPU ratio ≤ 0.1.")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| load | versus | CPU ratio | per-second ratio | setup p99.9 ratio |\n| --- | --- | ---: | ---: | ---: |")
+		for _, x := range r.StreamOpen {
+			fmt.Fprintf(w, "| %s | %s | %.3f | %.2f | %.2f |\n", x.load(), x.Versus, x.CPU, x.Rate, x.Tail)
+		}
+	}
+	if len(r.TunnelRatios) > 0 {
+		fmt.Fprintln(w, "\nStreams on one tunnel beside as many Outline-path connections (throughput cells). Target at 64 streams: MB/s ratio ≥ 0.85, CPU ratio ≤ 1.15.")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| direction | streams | versus | CPU ratio | MB/s ratio |\n| --- | ---: | --- | ---: | ---: |")
+		for _, x := range r.TunnelRatios {
+			fmt.Fprintf(w, "| %s | %d | %s | %.2f | %.2f |\n", x.Direction, x.Streams, x.Versus, x.CPU, x.MBps)
+		}
+	}
+	if len(r.TunnelIdle) > 0 {
+		fmt.Fprintf(w, "\nIdle tunnels: each upgraded with the token and SETTINGS exchanged both ways, no stream open, opened by child client processes; "+
+			"then %.0f s settle. KiB/tunnel = (gateway RSS − RSS before) / tunnels. Target: ≤ 2 KiB at N ≈ 19,000.\n\n", r.Settings.IdleSettleSec)
+		fmt.Fprintln(w, "| peer | tunnels | relay fds | client processes | base RSS KiB | RSS KiB | KiB/tunnel | setup s |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+		for _, x := range r.TunnelIdle {
+			fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %d | %.2f | %.1f |\n", x.Peer, x.Tunnels, x.RelayFDs, x.Clients, x.BaseRSSKiB, x.RSSKiB, x.PerTunnelKiB, x.SetupSeconds)
+		}
 	}
 }

@@ -12,15 +12,19 @@ import (
 
 // TLS peer names. Each terminates TLS with the run's one certificate.
 const (
-	PeerHTTVPSTLS = "httvps-tls" // our gateway, wss://…/SECRET/tcp
-	PeerV2RayTLS  = "v2ray-tls"  // v2ray-plugin -tls, wss://…/
-	PeerNginxTLS  = "nginx-tls"  // nginx stream: TLS-terminating TCP proxy, no WebSocket
+	PeerHTTVPSTLS = "httvps-tls"        // our gateway, wss://…/SECRET/tcp
+	PeerV2RayTLS  = "v2ray-tls"         // v2ray-plugin -tls, wss://…/
+	PeerNginxTLS  = "nginx-tls"         // nginx stream: TLS-terminating TCP proxy, no WebSocket
+	PeerTunnelTLS = "httvps-tunnel-tls" // our gateway, streams on one wss://…/v1/tunnel
 )
 
 // tlsPeer reports whether name is one of the TLS peers.
 func tlsPeer(name string) bool {
-	return name == PeerHTTVPSTLS || name == PeerV2RayTLS || name == PeerNginxTLS
+	return name == PeerHTTVPSTLS || name == PeerV2RayTLS || name == PeerNginxTLS || name == PeerTunnelTLS
 }
+
+// tunnelPeer reports whether name is reached through the native tunnel.
+func tunnelPeer(name string) bool { return name == PeerTunnel || name == PeerTunnelTLS }
 
 // newHTTVPSTLSPeer runs our gateway with -tls-cert/-tls-key on the
 // Outline-compatible tcp path.

@@ -60,6 +60,8 @@ func main() {
 			os.Exit(serveSub(os.Args[2:], true))
 		case "hog":
 			bench.Hog()
+		case "tunnels":
+			os.Exit(bench.ServeTunnels(os.Args[2:]))
 		}
 	}
 	os.Exit(run(os.Args[1:]))
@@ -72,8 +74,8 @@ func run(args []string) int {
 		fs.PrintDefaults()
 	}
 	var (
-		scenarios = fs.String("scenarios", "throughput,idle,slowreader,tls-throughput,tls-idle,tls-connect,tls-connect-busy,control", "scenarios to run: throughput, idle, slowreader, tls-throughput, tls-idle, tls-connect, tls-connect-busy (tls-connect with one CPU hog per core), control")
-		peers     = fs.String("peers", "httvps,gocopy,gobuf,v2ray,httvps-tls,v2ray-tls,nginx-tls", "relays to measure: httvps (bin/httvps-gateway), gocopy (Go io.Copy, splice), gobuf (Go io.Copy, 32 KiB buffer), v2ray (ss-v2ray-plugin); over TLS: httvps-tls, v2ray-tls, nginx-tls (nginx stream TLS proxy, raw TLS client); a missing binary is skipped with a note")
+		scenarios = fs.String("scenarios", "throughput,idle,slowreader,tls-throughput,tls-idle,tls-connect,tls-connect-busy,tunnel-idle,control", "scenarios to run: throughput, idle, slowreader, tls-throughput, tls-idle, tls-connect, tls-connect-busy (tls-connect with one CPU hog per core), tunnel-idle (idle native tunnels), control")
+		peers     = fs.String("peers", "httvps,httvps-tunnel,gocopy,gobuf,v2ray,httvps-tls,httvps-tunnel-tls,v2ray-tls,nginx-tls", "relays to measure: httvps (bin/httvps-gateway, a WebSocket per stream), httvps-tunnel (the same gateway, streams on one native tunnel), gocopy (Go io.Copy, splice), gobuf (Go io.Copy, 32 KiB buffer), v2ray (ss-v2ray-plugin); over TLS: httvps-tls, httvps-tunnel-tls, v2ray-tls, nginx-tls (nginx stream TLS proxy, raw TLS client); a missing binary is skipped with a note")
 		gateway   = fs.String("gateway", "bin/httvps-gateway", "our gateway binary (go build -o bin/httvps-gateway ./cmd/httvps-gateway)")
 		gwArgs    = fs.String("gateway-args", "", "extra gateway flags, space separated (e.g. \"-buffer-cap 262144\")")
 		gwEnv     = fs.String("gateway-env", "", "extra gateway environment, space separated KEY=VALUE (e.g. \"GOMAXPROCS=4\")")
@@ -85,7 +87,8 @@ func run(args []string) int {
 		connW     = fs.Int("connect-workers", 4, "tls-connect: connections opened at once")
 		busyHogs  = fs.Int("busy-hogs", runtime.NumCPU(), "tls-connect-busy: spinning CPU hog processes beside every peer")
 		bytesFlag = fs.String("bytes", "1G", "throughput: bytes per (peer, direction, streams) cell; K/M/G suffixes are binary")
-		streams   = fs.String("streams", "1,16", "throughput: parallel stream counts")
+		streams   = fs.String("streams", "1,16,64", "throughput: parallel stream counts")
+		tunnels   = fs.Int("tunnels", 19000, "tunnel-idle: idle native tunnels per tunnel peer (the gateway holds one fd each; max 19500)")
 		msg       = fs.String("msg", "16K", "throughput: client message (write) size")
 		cellTO    = fs.Duration("cell-timeout", 120*time.Second, "throughput: time limit per cell")
 		sessions  = fs.Int("sessions", 9000, "idle: sessions per relay (max 9900: the relay holds 2 fds each under a 20000-fd limit)")
@@ -114,7 +117,7 @@ func run(args []string) int {
 		ConnectCount: *connN, ConnectWorkers: *connW, BusyHogs: *busyHogs,
 		Peers: cliconf.SplitList(*peers), Scenarios: cliconf.SplitList(*scenarios),
 		GatewayArgs: strings.Fields(*gwArgs), GatewayEnv: strings.Fields(*gwEnv),
-		CellTimeout: *cellTO, Sessions: *sessions, GoCopySessions: min(*gcSess, *sessions), Settle: *settle,
+		CellTimeout: *cellTO, Tunnels: *tunnels, Sessions: *sessions, GoCopySessions: min(*gcSess, *sessions), Settle: *settle,
 		SlowDuration: *slowDur, OutDir: *out, Out: os.Stdout, Log: os.Stderr,
 		ControlBin: *control, RedisBin: *redisBin, RedisBenchBin: *redisB,
 		TokenCheckTime: *checkTime, ConfigLoadTime: *loadTime, ConfigConns: *loadConns,

@@ -1,0 +1,454 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/httvps/httvps/codec/mux"
+)
+
+// muxClient is the harness's client of the HTTVPS native tunnel: Dial opens
+// a stream on one shared tunnel (WebSocket on /v1/tunnel), dialled on first
+// use and again after it failed or was told to go away. It is the
+// harness's own small implementation on codec/mux (goroutine per tunnel,
+// windows honoured both ways), so that peers are measured with clients of
+// the same make; the reference client is measured separately.
+type muxClient struct {
+	tr    Transport // how to reach the gateway; Path is /v1/tunnel
+	token string
+
+	mu  sync.Mutex
+	tun *muxTunnel
+}
+
+// muxPath is the native tunnel's WebSocket path.
+const muxPath = "/v1/tunnel"
+
+func newMuxClient(tr Transport, token string) *muxClient {
+	tr.Path = muxPath
+	tr.Protocols = []string{mux.Subprotocol}
+	tr.Header = http.Header{"Authorization": {"Bearer " + token}}
+	return &muxClient{tr: tr, token: token}
+}
+
+var (
+	errMuxClosed = errors.New("bench: tunnel closed")
+	errMuxReset  = errors.New("bench: stream reset")
+	errTimeout   = errors.New("bench: i/o timeout")
+)
+
+// tunnel returns the live tunnel, dialling one if there is none.
+func (m *muxClient) tunnel(ctx context.Context) (*muxTunnel, dialTimes, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t := m.tun; t != nil && t.usable() {
+		return t, dialTimes{}, nil
+	}
+	tr := m.tr
+	tr.mux = nil
+	s, dt, err := tr.dial(ctx)
+	if err != nil {
+		return nil, dt, err
+	}
+	t := newMuxTunnel(s)
+	if err := t.start(); err != nil {
+		s.Close()
+		return nil, dt, err
+	}
+	m.tun = t
+	return t, dt, nil
+}
+
+// close ends the tunnel in use, if any.
+func (m *muxClient) close() {
+	m.mu.Lock()
+	t := m.tun
+	m.tun = nil
+	m.mu.Unlock()
+	if t != nil {
+		t.fail(errMuxClosed)
+	}
+}
+
+// muxTunnel is one tunnel: a reader goroutine dispatches frames to streams;
+// writers take wmu for one frame at a time.
+type muxTunnel struct {
+	ws Stream // the WebSocket: Write sends one message, Read returns payload bytes
+
+	wmu  sync.Mutex
+	wbuf []byte
+
+	mu       sync.Mutex
+	cond     *sync.Cond // broadcast on any window, data or state change
+	streams  map[uint32]*muxStream
+	next     uint32
+	peer     mux.Settings // the gateway's SETTINGS (defaults until they come)
+	sendWin  int64        // session window for our DATA
+	recvUsed int64        // bytes read by streams, not yet credited to the session
+	goaway   bool
+	err      error
+}
+
+// Receive windows the harness announces: the protocol defaults.
+const (
+	muxStreamWindow  = mux.DefaultStreamWindow
+	muxSessionWindow = mux.DefaultSessionWindow
+)
+
+func newMuxTunnel(ws Stream) *muxTunnel {
+	t := &muxTunnel{ws: ws, streams: make(map[uint32]*muxStream), next: 1, peer: mux.DefaultSettings()}
+	t.cond = sync.NewCond(&t.mu)
+	t.sendWin = int64(t.peer.SessionWindow)
+	return t
+}
+
+func (t *muxTunnel) start() error {
+	s := mux.DefaultSettings()
+	s.MaxStreams = 0
+	if err := t.write(mux.AppendSettings(nil, s)); err != nil {
+		return err
+	}
+	go t.readLoop()
+	return nil
+}
+
+func (t *muxTunnel) usable() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err == nil && !t.goaway && t.next < 1<<30
+}
+
+// write sends one frame as one WebSocket message.
+func (t *muxTunnel) write(frame []byte) error {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	_, err := t.ws.Write(frame)
+	return err
+}
+
+func (t *muxTunnel) fail(err error) {
+	t.mu.Lock()
+	if t.err == nil {
+		t.err = err
+	}
+	t.cond.Broadcast()
+	t.mu.Unlock()
+	t.ws.Close()
+}
+
+func (t *muxTunnel) readLoop() {
+	var p mux.Parser
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := t.ws.Read(buf)
+		in := buf[:n]
+		for len(in) > 0 {
+			ev, k, perr := p.Next(in)
+			in = in[k:]
+			if perr != nil {
+				t.fail(fmt.Errorf("bench: gateway frames: %w", perr))
+				return
+			}
+			if ev.Kind == mux.EventNone {
+				break
+			}
+			if err := t.event(ev); err != nil {
+				t.fail(err)
+				return
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errMuxClosed
+			}
+			t.fail(err)
+			return
+		}
+	}
+}
+
+// event handles one decoded frame (or piece of one) from the gateway.
+func (t *muxTunnel) event(ev mux.Event) error {
+	h := ev.Header
+	switch ev.Kind {
+	case mux.EventOpen:
+		return fmt.Errorf("bench: gateway opened stream %d", h.Stream)
+	case mux.EventData:
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		s := t.streams[h.Stream]
+		if s == nil {
+			// Reset or closed by us: still credit the session.
+			t.recvUsed += int64(len(ev.Payload))
+			return t.creditLocked()
+		}
+		if len(ev.Payload) > 0 {
+			s.in = append(s.in, ev.Payload...)
+		}
+		if ev.Last && h.FIN() {
+			s.eof = true
+		}
+		t.cond.Broadcast()
+		return nil
+	case mux.EventFrame:
+	default:
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch h.Type {
+	case mux.TypeSettings:
+		st, err := mux.ParseSettings(ev.Payload)
+		if err != nil {
+			return err
+		}
+		t.sendWin += int64(st.SessionWindow) - int64(t.peer.SessionWindow)
+		for _, s := range t.streams {
+			s.sendWin += int64(st.StreamWindow) - int64(t.peer.StreamWindow)
+		}
+		t.peer = st
+	case mux.TypeWindow:
+		inc, err := mux.ParseWindow(ev.Payload)
+		if err != nil {
+			return err
+		}
+		if h.Stream == 0 {
+			t.sendWin += int64(inc)
+		} else if s := t.streams[h.Stream]; s != nil {
+			s.sendWin += int64(inc)
+		}
+	case mux.TypeReset:
+		c, err := mux.ParseReset(ev.Payload)
+		if err != nil {
+			return err
+		}
+		if s := t.streams[h.Stream]; s != nil {
+			s.reset = fmt.Errorf("%w: %v", errMuxReset, c)
+			delete(t.streams, h.Stream)
+		}
+	case mux.TypePing:
+		id, err := mux.ParsePing(ev.Payload)
+		if err != nil {
+			return err
+		}
+		if h.Flags&mux.FlagACK == 0 {
+			go t.write(mux.AppendPing(nil, id, true))
+		}
+	case mux.TypeGoAway:
+		t.goaway = true
+	}
+	t.cond.Broadcast()
+	return nil
+}
+
+// creditLocked sends the session credit once half the window was used.
+func (t *muxTunnel) creditLocked() error {
+	if t.recvUsed < muxSessionWindow/4 {
+		return nil
+	}
+	inc := uint32(t.recvUsed)
+	t.recvUsed = 0
+	go t.write(mux.AppendWindow(nil, 0, inc))
+	return nil
+}
+
+// open starts a stream; its OPEN goes out with the first Write (or
+// CloseWrite), so a request and its stream cost one frame.
+func (t *muxTunnel) open() (*muxStream, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.err != nil {
+		return nil, t.err
+	}
+	if t.goaway {
+		return nil, errMuxClosed
+	}
+	s := &muxStream{t: t, id: t.next, sendWin: int64(t.peer.StreamWindow)}
+	t.next++
+	t.streams[s.id] = s
+	return s, nil
+}
+
+// muxStream is one stream of a tunnel; it implements Stream.
+type muxStream struct {
+	t  *muxTunnel
+	id uint32
+
+	// Guarded by t.mu.
+	opened   bool
+	finSent  bool
+	eof      bool
+	reset    error
+	in       []byte // received, not yet read
+	used     int64  // read, not yet credited
+	sendWin  int64
+	deadline time.Time
+	timer    *time.Timer
+}
+
+// wait blocks on the tunnel's condition until the deadline; t.mu held.
+func (s *muxStream) wait() error {
+	if !s.deadline.IsZero() {
+		if !time.Now().Before(s.deadline) {
+			return errTimeout
+		}
+		if s.timer == nil {
+			s.timer = time.AfterFunc(time.Until(s.deadline), func() {
+				s.t.mu.Lock()
+				s.t.cond.Broadcast()
+				s.t.mu.Unlock()
+			})
+		}
+	}
+	s.t.cond.Wait()
+	return nil
+}
+
+func (s *muxStream) Write(p []byte) (int, error) {
+	t := s.t
+	done := 0
+	for len(p) > 0 || !s.opened {
+		t.mu.Lock()
+		for t.err == nil && s.reset == nil && (s.sendWin <= 0 || t.sendWin <= 0) && len(p) > 0 {
+			if err := s.wait(); err != nil {
+				t.mu.Unlock()
+				return done, err
+			}
+		}
+		if err := s.errLocked(); err != nil {
+			t.mu.Unlock()
+			return done, err
+		}
+		n := min(int64(len(p)), s.sendWin, t.sendWin, int64(t.peer.MaxFrame))
+		s.sendWin -= n
+		t.sendWin -= n
+		first := !s.opened
+		s.opened = true
+		t.mu.Unlock()
+		var frame []byte
+		if first {
+			frame = mux.AppendOpen(make([]byte, 0, mux.HeaderLen+1+n), s.id, mux.KindTCP, false, p[:n])
+		} else {
+			frame = mux.AppendData(make([]byte, 0, mux.HeaderLen+n), s.id, false, p[:n])
+		}
+		if err := t.write(frame); err != nil {
+			return done, err
+		}
+		done += int(n)
+		p = p[n:]
+	}
+	return done, nil
+}
+
+func (s *muxStream) errLocked() error {
+	if s.reset != nil {
+		return s.reset
+	}
+	if s.t.err != nil {
+		return s.t.err
+	}
+	if s.finSent {
+		return errMuxClosed
+	}
+	return nil
+}
+
+func (s *muxStream) Read(p []byte) (int, error) {
+	t := s.t
+	t.mu.Lock()
+	for len(s.in) == 0 && !s.eof && s.reset == nil && t.err == nil {
+		if err := s.wait(); err != nil {
+			t.mu.Unlock()
+			return 0, err
+		}
+	}
+	if len(s.in) == 0 {
+		err := io.EOF
+		if s.reset != nil {
+			err = s.reset
+		} else if !s.eof {
+			err = t.err
+		}
+		t.mu.Unlock()
+		return 0, err
+	}
+	n := copy(p, s.in)
+	s.in = s.in[n:]
+	if len(s.in) == 0 {
+		s.in = nil
+	}
+	s.used += int64(n)
+	t.recvUsed += int64(n)
+	var frames []byte
+	if s.used >= muxStreamWindow/4 && !s.eof {
+		frames = mux.AppendWindow(frames, s.id, uint32(s.used))
+		s.used = 0
+	}
+	if t.recvUsed >= muxSessionWindow/4 {
+		frames = mux.AppendWindow(frames, 0, uint32(t.recvUsed))
+		t.recvUsed = 0
+	}
+	t.mu.Unlock()
+	if frames != nil {
+		if err := t.write(frames); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// CloseWrite sends FIN (with the OPEN if nothing was written yet).
+func (s *muxStream) CloseWrite() error {
+	t := s.t
+	t.mu.Lock()
+	if err := s.errLocked(); err != nil {
+		t.mu.Unlock()
+		return err
+	}
+	first := !s.opened
+	s.opened, s.finSent = true, true
+	t.mu.Unlock()
+	if first {
+		return t.write(mux.AppendOpen(nil, s.id, mux.KindTCP, true, nil))
+	}
+	return t.write(mux.AppendData(nil, s.id, true, nil))
+}
+
+// Close resets the stream unless both directions already ended.
+func (s *muxStream) Close() error {
+	t := s.t
+	t.mu.Lock()
+	_, live := t.streams[s.id]
+	delete(t.streams, s.id)
+	done := s.finSent && s.eof
+	opened := s.opened
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	// What was received and not read still counts for the session.
+	t.recvUsed += int64(len(s.in))
+	s.in = nil
+	err := t.err
+	t.mu.Unlock()
+	if !live || done || !opened || err != nil {
+		return nil
+	}
+	return t.write(mux.AppendReset(nil, s.id, mux.ResetCancel))
+}
+
+func (s *muxStream) SetDeadline(d time.Time) error {
+	s.t.mu.Lock()
+	s.deadline = d
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	s.t.cond.Broadcast()
+	s.t.mu.Unlock()
+	return nil
+}
