@@ -132,6 +132,14 @@ func (p *Proxy) httpForward(c net.Conn, req *http.Request) bool {
 	}
 	keep := !req.Close && req.ProtoAtLeast(1, 1)
 	removeHopHeaders(req.Header)
+	if strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+		// Answered here: the body then comes at once, and the origin sees
+		// a plain request (no interim answer to pass through).
+		req.Header.Del("Expect")
+		if _, err := io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+			return false
+		}
+	}
 	req.RequestURI = ""
 	req.Close = true // one stream per request: the origin may close after it
 	up, err := p.dial(addr)
@@ -143,7 +151,11 @@ func (p *Proxy) httpForward(c net.Conn, req *http.Request) bool {
 	defer up.Close()
 	sent := make(chan error, 1)
 	go func() { sent <- req.Write(up) }()
-	resp, err := http.ReadResponse(bufio.NewReaderSize(&limitReader{r: up, n: -1}, 16<<10), req)
+	ubr := bufio.NewReaderSize(up, 16<<10)
+	resp, err := http.ReadResponse(ubr, req)
+	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+		resp, err = http.ReadResponse(ubr, req) // interim answers: skipped
+	}
 	if err != nil {
 		httpError(c, http.StatusBadGateway, "no answer from the origin")
 		return false
