@@ -1,7 +1,9 @@
 package api
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"net/url"
 	"strings"
 
@@ -24,7 +26,7 @@ func (s *Server) accessKeys(ctx *fasthttp.RequestCtx, t store.Token, secret stri
 	base := s.controlBase(ctx)
 	k := accessKeys{
 		SSConf: ssconfURL(base, secret, t.Label),
-		HTTVPS: httvpsURL(base, secret, t.Label),
+		HTTVPS: httvpsURL(base, secret, t, gws, s.cfg.KeyPin),
 	}
 	if len(gws) > 0 {
 		k.SS = ssURL(gws[0], t, secret)
@@ -40,21 +42,63 @@ func ssconfURL(base *url.URL, secret, label string) string {
 	return u.String()
 }
 
-// httvpsURL is the reference client's key:
+// httvpsURL is the reference client's key (docs/03, "The httvps:// key"),
+// self-contained so the client needs nobody to connect:
+//
+//	httvps://<token>@GW1[:PORT]/?cipher=M&secret=S[&gw=GW2[:PORT]]…[&pin=HEX][&tls=0]&control=BASE#label
+//
+// The gateways are the client-config order; those whose scheme differs
+// from the first's (wss or ws) are left out, since tls= is one setting for
+// all. The port is left out when it is the default (443, or 80 with tls=0).
+// control is the control plane's base URL, from which the client refreshes
+// the gateways and learns why they refuse it. With no gateway registered
+// the key names only the control plane (docs/02):
 //
 //	httvps://<token>@HOST[:PORT][/PATH][?scheme=http]#label
-//
-// The client GETs <scheme>://HOST[:PORT][/PATH]/v1/client/config with
-// "Authorization: Bearer <token>" (scheme https unless the key says http)
-// and connects as that answer says.
-func httvpsURL(base *url.URL, secret, label string) string {
-	u := url.URL{Scheme: "httvps", User: url.User(secret), Host: base.Host, Path: base.Path, Fragment: label}
-	if u.Path == "" {
-		u.Path = "/"
+func httvpsURL(base *url.URL, secret string, t store.Token, gws []gatewayAddr, pin []byte) string {
+	if len(gws) == 0 {
+		u := url.URL{Scheme: "httvps", User: url.User(secret), Host: base.Host, Path: base.Path, Fragment: t.Label}
+		if u.Path == "" {
+			u.Path = "/"
+		}
+		if base.Scheme == "http" {
+			u.RawQuery = "scheme=http"
+		}
+		return u.String()
 	}
-	if base.Scheme == "http" {
-		u.RawQuery = "scheme=http"
+	first := gws[0]
+	def := "443"
+	if !first.TLS {
+		def = "80"
 	}
+	short := func(g gatewayAddr) string {
+		if g.Port == def {
+			if strings.Contains(g.Hostname, ":") {
+				return "[" + g.Hostname + "]"
+			}
+			return g.Hostname
+		}
+		return g.Host
+	}
+	// Written in this order by hand (url.Values.Encode sorts): cipher and
+	// secret first, as people read them.
+	var q []string
+	add := func(k, v string) { q = append(q, k+"="+url.QueryEscape(v)) }
+	add("cipher", t.Cipher)
+	add("secret", t.SSPassword)
+	for _, g := range gws[1:] {
+		if g.TLS == first.TLS {
+			add("gw", short(g))
+		}
+	}
+	if len(pin) == sha256.Size {
+		add("pin", hex.EncodeToString(pin))
+	}
+	if !first.TLS {
+		add("tls", "0")
+	}
+	add("control", strings.TrimRight(base.String(), "/"))
+	u := url.URL{Scheme: "httvps", User: url.User(secret), Host: short(first), Path: "/", RawQuery: strings.Join(q, "&"), Fragment: t.Label}
 	return u.String()
 }
 

@@ -1,7 +1,9 @@
 package wiring
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"net"
@@ -26,6 +28,9 @@ type Control struct {
 	WriteTimeout time.Duration
 	IdleTimeout  time.Duration
 	OpenMetrics  bool
+	// KeyPin is the hex SHA-256 of the gateways' leaf certificate, written
+	// as pin= into httvps:// keys (api.Config.KeyPin); empty: none.
+	KeyPin string
 
 	names map[string]string // set name → the binary's flag name
 }
@@ -46,6 +51,7 @@ func (c *Control) Register(fs *flag.FlagSet, rename map[string]string) {
 	fs.DurationVar(&c.WriteTimeout, c.name("write-timeout"), c.WriteTimeout, "time to write one response (0 = 10s)")
 	fs.DurationVar(&c.IdleTimeout, c.name("idle-timeout"), c.IdleTimeout, "close keep-alive connections idle this long (0 = 60s)")
 	fs.BoolVar(&c.OpenMetrics, c.name("open-metrics"), c.OpenMetrics, "serve /metrics on the API's listener without the admin key")
+	fs.StringVar(&c.KeyPin, c.name("key-pin"), c.KeyPin, "`hex` SHA-256 of the gateways' certificate (DER), written as pin= into httvps:// keys so the reference client accepts a self-signed gateway (httvps up: its own certificate's when it generated one)")
 }
 
 func (c *Control) name(n string) string {
@@ -68,6 +74,11 @@ func (c *Control) Check() []error {
 	} {
 		if d < 0 {
 			bad("-%s: %v is negative", c.name(name), d)
+		}
+	}
+	if c.KeyPin != "" {
+		if b, err := hex.DecodeString(c.KeyPin); err != nil || len(b) != sha256.Size {
+			bad("-%s: want 64 hex digits (the SHA-256 of the certificate's DER)", c.name("key-pin"))
 		}
 	}
 	if c.MaxBody < 1024 || c.MaxBody > maxBodyCeiling {
@@ -94,7 +105,17 @@ func (c *Control) APIConfig(adminKey, publicURL string) api.Config {
 		WriteTimeout: c.WriteTimeout,
 		IdleTimeout:  c.IdleTimeout,
 		OpenMetrics:  c.OpenMetrics,
+		KeyPin:       c.keyPin(),
 	}
+}
+
+// keyPin is -key-pin decoded; nil when empty or invalid (Check reports it).
+func (c *Control) keyPin() []byte {
+	b, err := hex.DecodeString(c.KeyPin)
+	if err != nil || len(b) != sha256.Size {
+		return nil
+	}
+	return b
 }
 
 // APIListener is the API's HTTPS listener over ln: TLS 1.2 or later,
