@@ -84,8 +84,8 @@ type muxTunnel struct {
 	wbuf []byte
 
 	mu       sync.Mutex
-	cond     *sync.Cond // broadcast on any window, data or state change
 	streams  map[uint32]*muxStream
+	waiting  map[*muxStream]struct{} // opened, no ID yet: woken by tunnel-wide changes too
 	next     uint32
 	peer     mux.Settings // the gateway's SETTINGS (defaults until they come)
 	sendWin  int64        // session window for our DATA
@@ -94,15 +94,17 @@ type muxTunnel struct {
 	err      error
 }
 
-// Receive windows the harness announces: the protocol defaults.
+// What the harness announces for the gateway's DATA: windows and frames
+// larger than the defaults, as a client built for throughput does (the
+// gateway then reads a member in pieces as large as on the Outline paths).
 const (
-	muxStreamWindow  = mux.DefaultStreamWindow
-	muxSessionWindow = mux.DefaultSessionWindow
+	muxStreamWindow  = 1 << 20
+	muxSessionWindow = 16 << 20
+	muxMaxFrame      = 256 << 10
 )
 
 func newMuxTunnel(ws Stream) *muxTunnel {
-	t := &muxTunnel{ws: ws, streams: make(map[uint32]*muxStream), next: 1, peer: mux.DefaultSettings()}
-	t.cond = sync.NewCond(&t.mu)
+	t := &muxTunnel{ws: ws, streams: make(map[uint32]*muxStream), waiting: make(map[*muxStream]struct{}), next: 1, peer: mux.DefaultSettings()}
 	t.sendWin = int64(t.peer.SessionWindow)
 	return t
 }
@@ -110,6 +112,7 @@ func newMuxTunnel(ws Stream) *muxTunnel {
 func (t *muxTunnel) start() error {
 	s := mux.DefaultSettings()
 	s.MaxStreams = 0
+	s.StreamWindow, s.SessionWindow, s.MaxFrame = muxStreamWindow, muxSessionWindow, muxMaxFrame
 	if err := t.write(mux.AppendSettings(nil, s)); err != nil {
 		return err
 	}
@@ -136,13 +139,13 @@ func (t *muxTunnel) fail(err error) {
 	if t.err == nil {
 		t.err = err
 	}
-	t.cond.Broadcast()
+	t.wakeAllLocked()
 	t.mu.Unlock()
 	t.ws.Close()
 }
 
 func (t *muxTunnel) readLoop() {
-	var p mux.Parser
+	p := mux.Parser{MaxFrame: muxMaxFrame}
 	buf := make([]byte, 256<<10)
 	for {
 		n, err := t.ws.Read(buf)
@@ -188,12 +191,13 @@ func (t *muxTunnel) event(ev mux.Event) error {
 			return t.creditLocked()
 		}
 		if len(ev.Payload) > 0 {
-			s.in = append(s.in, ev.Payload...)
+			s.in = append(s.in, append([]byte(nil), ev.Payload...))
+			s.inLen += len(ev.Payload)
 		}
 		if ev.Last && h.FIN() {
 			s.eof = true
 		}
-		t.cond.Broadcast()
+		s.cond.Broadcast()
 		return nil
 	case mux.EventFrame:
 	default:
@@ -219,9 +223,12 @@ func (t *muxTunnel) event(ev mux.Event) error {
 		}
 		if h.Stream == 0 {
 			t.sendWin += int64(inc)
+			t.wakeAllLocked()
 		} else if s := t.streams[h.Stream]; s != nil {
 			s.sendWin += int64(inc)
+			s.cond.Broadcast()
 		}
+		return nil
 	case mux.TypeReset:
 		c, err := mux.ParseReset(ev.Payload)
 		if err != nil {
@@ -230,7 +237,9 @@ func (t *muxTunnel) event(ev mux.Event) error {
 		if s := t.streams[h.Stream]; s != nil {
 			s.reset = fmt.Errorf("%w: %v", errMuxReset, c)
 			delete(t.streams, h.Stream)
+			s.cond.Broadcast()
 		}
+		return nil
 	case mux.TypePing:
 		id, err := mux.ParsePing(ev.Payload)
 		if err != nil {
@@ -242,8 +251,18 @@ func (t *muxTunnel) event(ev mux.Event) error {
 	case mux.TypeGoAway:
 		t.goaway = true
 	}
-	t.cond.Broadcast()
+	t.wakeAllLocked()
 	return nil
+}
+
+// wakeAllLocked wakes every stream's waiters (a tunnel-wide change).
+func (t *muxTunnel) wakeAllLocked() {
+	for _, s := range t.streams {
+		s.cond.Broadcast()
+	}
+	for s := range t.waiting {
+		s.cond.Broadcast()
+	}
 }
 
 // creditLocked sends the session credit once half the window was used.
@@ -257,8 +276,9 @@ func (t *muxTunnel) creditLocked() error {
 	return nil
 }
 
-// open starts a stream; its OPEN goes out with the first Write (or
-// CloseWrite), so a request and its stream cost one frame.
+// open starts a stream. Its ID is taken, and its OPEN sent, with the first
+// Write (or CloseWrite), so a request and its stream cost one frame and
+// OPENs go out in ID order however streams race.
 func (t *muxTunnel) open() (*muxStream, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -268,23 +288,44 @@ func (t *muxTunnel) open() (*muxStream, error) {
 	if t.goaway {
 		return nil, errMuxClosed
 	}
-	s := &muxStream{t: t, id: t.next, sendWin: int64(t.peer.StreamWindow)}
+	s := &muxStream{t: t, sendWin: int64(t.peer.StreamWindow)}
+	s.cond = sync.NewCond(&t.mu)
+	t.waiting[s] = struct{}{}
+	return s, nil
+}
+
+// sendOpen gives s its ID and sends its OPEN (with data and fin), in one
+// hold of the write lock.
+func (t *muxTunnel) sendOpen(s *muxStream, fin bool, data []byte) error {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	t.mu.Lock()
+	if t.err != nil {
+		t.mu.Unlock()
+		return t.err
+	}
+	s.id = t.next
 	t.next++
 	t.streams[s.id] = s
-	return s, nil
+	delete(t.waiting, s)
+	t.mu.Unlock()
+	_, err := t.ws.Write(mux.AppendOpen(make([]byte, 0, mux.HeaderLen+1+len(data)), s.id, mux.KindTCP, fin, data))
+	return err
 }
 
 // muxStream is one stream of a tunnel; it implements Stream.
 type muxStream struct {
-	t  *muxTunnel
-	id uint32
+	t    *muxTunnel
+	id   uint32     // 0 until the OPEN is sent
+	cond *sync.Cond // on t.mu: this stream's data, window or end, or a tunnel-wide change
 
 	// Guarded by t.mu.
 	opened   bool
 	finSent  bool
 	eof      bool
 	reset    error
-	in       []byte // received, not yet read
+	in       [][]byte // received, not yet read (one piece per frame piece)
+	inLen    int
 	used     int64  // read, not yet credited
 	sendWin  int64
 	deadline time.Time
@@ -300,12 +341,12 @@ func (s *muxStream) wait() error {
 		if s.timer == nil {
 			s.timer = time.AfterFunc(time.Until(s.deadline), func() {
 				s.t.mu.Lock()
-				s.t.cond.Broadcast()
+				s.cond.Broadcast()
 				s.t.mu.Unlock()
 			})
 		}
 	}
-	s.t.cond.Wait()
+	s.cond.Wait()
 	return nil
 }
 
@@ -330,13 +371,13 @@ func (s *muxStream) Write(p []byte) (int, error) {
 		first := !s.opened
 		s.opened = true
 		t.mu.Unlock()
-		var frame []byte
+		var err error
 		if first {
-			frame = mux.AppendOpen(make([]byte, 0, mux.HeaderLen+1+n), s.id, mux.KindTCP, false, p[:n])
+			err = t.sendOpen(s, false, p[:n])
 		} else {
-			frame = mux.AppendData(make([]byte, 0, mux.HeaderLen+n), s.id, false, p[:n])
+			err = t.write(mux.AppendData(make([]byte, 0, mux.HeaderLen+n), s.id, false, p[:n]))
 		}
-		if err := t.write(frame); err != nil {
+		if err != nil {
 			return done, err
 		}
 		done += int(n)
@@ -361,13 +402,13 @@ func (s *muxStream) errLocked() error {
 func (s *muxStream) Read(p []byte) (int, error) {
 	t := s.t
 	t.mu.Lock()
-	for len(s.in) == 0 && !s.eof && s.reset == nil && t.err == nil {
+	for s.inLen == 0 && !s.eof && s.reset == nil && t.err == nil {
 		if err := s.wait(); err != nil {
 			t.mu.Unlock()
 			return 0, err
 		}
 	}
-	if len(s.in) == 0 {
+	if s.inLen == 0 {
 		err := io.EOF
 		if s.reset != nil {
 			err = s.reset
@@ -377,11 +418,16 @@ func (s *muxStream) Read(p []byte) (int, error) {
 		t.mu.Unlock()
 		return 0, err
 	}
-	n := copy(p, s.in)
-	s.in = s.in[n:]
-	if len(s.in) == 0 {
-		s.in = nil
+	n := 0
+	for n < len(p) && len(s.in) > 0 {
+		k := copy(p[n:], s.in[0])
+		n += k
+		if s.in[0] = s.in[0][k:]; len(s.in[0]) == 0 {
+			s.in[0] = nil
+			s.in = s.in[1:]
+		}
 	}
+	s.inLen -= n
 	s.used += int64(n)
 	t.recvUsed += int64(n)
 	var frames []byte
@@ -414,7 +460,7 @@ func (s *muxStream) CloseWrite() error {
 	s.opened, s.finSent = true, true
 	t.mu.Unlock()
 	if first {
-		return t.write(mux.AppendOpen(nil, s.id, mux.KindTCP, true, nil))
+		return t.sendOpen(s, true, nil)
 	}
 	return t.write(mux.AppendData(nil, s.id, true, nil))
 }
@@ -424,15 +470,18 @@ func (s *muxStream) Close() error {
 	t := s.t
 	t.mu.Lock()
 	_, live := t.streams[s.id]
-	delete(t.streams, s.id)
+	if live {
+		delete(t.streams, s.id)
+	}
+	delete(t.waiting, s)
 	done := s.finSent && s.eof
 	opened := s.opened
 	if s.timer != nil {
 		s.timer.Stop()
 	}
 	// What was received and not read still counts for the session.
-	t.recvUsed += int64(len(s.in))
-	s.in = nil
+	t.recvUsed += int64(s.inLen)
+	s.in, s.inLen = nil, 0
 	err := t.err
 	t.mu.Unlock()
 	if !live || done || !opened || err != nil {
@@ -448,7 +497,7 @@ func (s *muxStream) SetDeadline(d time.Time) error {
 		s.timer.Stop()
 		s.timer = nil
 	}
-	s.t.cond.Broadcast()
+	s.cond.Broadcast()
 	s.t.mu.Unlock()
 	return nil
 }

@@ -426,7 +426,7 @@ func (r *Report) writeTunnelMarkdown(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\n## Native tunnel\n\nhttvps-tunnel and httvps-tunnel-tls are the same gateway as httvps and httvps-tls, reached through "+
 		"/v1/tunnel: every client stream of a scenario is a stream on one shared tunnel (the harness's own client on codec/mux, "+
-		"protocol-default windows), where httvps opens a WebSocket per stream.\n")
+		"announcing 1 MiB stream and 16 MiB session windows and 256 KiB frames), where httvps opens a WebSocket per stream.\n")
 	if len(r.StreamOpen) > 0 {
 		fmt.Fprintln(w, "\nA stream opened on an open tunnel (tls-connect rows of httvps-tunnel-tls: OPEN with the first byte, the member dialled, one byte echoed, "+
 			"RESET) beside a new TLS session of httvps-tls. Target: CPU ratio ≤ 0.1.")
