@@ -326,7 +326,7 @@ type muxStream struct {
 	reset    error
 	in       [][]byte // received, not yet read (one piece per frame piece)
 	inLen    int
-	used     int64  // read, not yet credited
+	used     int64 // read, not yet credited
 	sendWin  int64
 	deadline time.Time
 	timer    *time.Timer
