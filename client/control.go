@@ -60,6 +60,8 @@ type Fetcher struct {
 	// certificate too. Requests never go through a proxy from the
 	// environment and never follow redirects (the token would go along).
 	HTTP *http.Client
+	// RootCAs, when set, replaces the system roots for chain verification.
+	RootCAs *x509.CertPool
 }
 
 func (f *Fetcher) client(pin []byte) *http.Client {
@@ -70,7 +72,7 @@ func (f *Fetcher) client(pin []byte) *http.Client {
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: fetchTimeout}).DialContext,
 		TLSHandshakeTimeout: fetchTimeout,
-		TLSClientConfig:     pinnedOrVerified(pin),
+		TLSClientConfig:     pinnedOrVerified(pin, f.RootCAs),
 		MaxIdleConns:        1,
 		IdleConnTimeout:     30 * time.Second,
 	}
@@ -83,8 +85,8 @@ func (f *Fetcher) client(pin []byte) *http.Client {
 
 // pinnedOrVerified verifies the chain as usual, but also accepts exactly
 // the leaf whose SHA-256 is pin (a self-signed `httvps up`).
-func pinnedOrVerified(pin []byte) *tls.Config {
-	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+func pinnedOrVerified(pin []byte, roots *x509.CertPool) *tls.Config {
+	conf := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
 	if len(pin) == 0 {
 		return conf
 	}
@@ -101,7 +103,7 @@ func pinnedOrVerified(pin []byte) *tls.Config {
 		for _, c := range cs.PeerCertificates[1:] {
 			inter.AddCert(c)
 		}
-		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: cs.ServerName, Intermediates: inter})
+		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: cs.ServerName, Intermediates: inter, Roots: roots})
 		return err
 	}
 	return conf

@@ -1,6 +1,8 @@
 // Command httvps is the HTTVPS all-in-one tool: `httvps up` runs a whole
 // single-node installation (control plane, gateway, pool manager) on the
-// embedded store, and `httvps admin` drives a control plane's admin API.
+// embedded store, `httvps admin` drives a control plane's admin API,
+// `httvps connect` is the reference client and `httvps key` prints a
+// token's keys.
 // It is the only place that reads flags, environment and files; see
 // `httvps help` and docs/06-httvps-cli.md.
 package main
@@ -53,6 +55,10 @@ Commands:
            on the embedded store (httvps up -h)
   admin    drive a control plane's admin API: tokens, pool, gateways
            (httvps admin -h)
+  connect  run the client: a local SOCKS5 and HTTP proxy through the
+           gateways of a key (httvps connect -h)
+  key      print a token's ss://, ssconf:// and httvps:// keys with a QR
+           code (httvps key -h)
   help     show this text
 
 See docs/06-httvps-cli.md for every flag and examples.
@@ -69,6 +75,10 @@ func run(ctx context.Context, args []string, e env) int {
 		return runUp(ctx, args[1:], e)
 	case "admin":
 		return runAdmin(ctx, args[1:], e)
+	case "connect":
+		return runConnect(ctx, args[1:], e)
+	case "key":
+		return runKey(ctx, args[1:], e)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(e.stdout, usageText)
 		return exitOK
