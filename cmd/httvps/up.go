@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"flag"
@@ -221,6 +222,12 @@ func (n *node) start() (int, error) {
 
 	acfg := o.APIConfig(n.adminKey, n.controlURL)
 	acfg.Store, acfg.Pool, acfg.Logger = n.st, n.mgr, n.log
+	if acfg.KeyPin == nil && !o.ownCert() {
+		// The certificate up generated is self-signed: httvps:// keys pin
+		// it, so the reference client connects without a CA file.
+		pin := sha256.Sum256(n.servedCert())
+		acfg.KeyPin = pin[:]
+	}
 	n.srv, err = api.New(acfg)
 	if err != nil {
 		ctlLn.Close()
