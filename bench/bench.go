@@ -32,6 +32,11 @@ const (
 	// tunnel peers, plaintext and TLS (tunnelidle.go).
 	ScenarioTunnelIdle = "tunnel-idle"
 
+	// ScenarioClientCPU runs once, on no peer: the reference client
+	// (native tunnel and Outline paths) and ss-local + ss-v2ray-plugin
+	// carrying the same bytes through one TLS gateway (clientcpu.go).
+	ScenarioClientCPU = "client-cpu"
+
 	// ScenarioControl runs once, on no peer: token checks, the control
 	// API and Redis itself (control.go).
 	ScenarioControl = "control"
@@ -39,7 +44,7 @@ const (
 
 var (
 	allScenarios = []string{ScenarioThroughput, ScenarioIdle, ScenarioSlowReader,
-		ScenarioTLSThroughput, ScenarioTLSIdle, ScenarioTLSConnect, ScenarioTLSConnectBusy, ScenarioTunnelIdle, ScenarioControl}
+		ScenarioTLSThroughput, ScenarioTLSIdle, ScenarioTLSConnect, ScenarioTLSConnectBusy, ScenarioTunnelIdle, ScenarioClientCPU, ScenarioControl}
 	allPeers = []string{PeerHTTVPS, PeerTunnel, PeerGoCopy, PeerGoBuf, PeerV2Ray,
 		PeerHTTVPSTLS, PeerTunnelTLS, PeerV2RayTLS, PeerNginxTLS}
 )
@@ -72,6 +77,14 @@ type Config struct {
 	// Scenarios to run. nil means all: throughput, idle, slowreader,
 	// tls-throughput, tls-idle, tls-connect, tls-connect-busy, tunnel-idle, control.
 	Scenarios []string
+
+	// Client CPU: HTTVPSBin is the reference client ("" means bin/httvps),
+	// SSServerBin and SSLocalBin default to ss-server and ss-local;
+	// ClientBytes is the bytes per cell (0 means 512 MiB).
+	HTTVPSBin   string
+	SSServerBin string
+	SSLocalBin  string
+	ClientBytes int64
 
 	// Control: ControlBin is the httvps-control binary ("" means
 	// bin/httvps-control); RedisBin and RedisBenchBin default to
@@ -142,6 +155,18 @@ func (c *Config) setDefaults() {
 	}
 	if c.NginxBin == "" {
 		c.NginxBin = "/usr/sbin/nginx"
+	}
+	if c.HTTVPSBin == "" {
+		c.HTTVPSBin = "bin/httvps"
+	}
+	if c.SSServerBin == "" {
+		c.SSServerBin = "ss-server"
+	}
+	if c.SSLocalBin == "" {
+		c.SSLocalBin = "ss-local"
+	}
+	if c.ClientBytes == 0 {
+		c.ClientBytes = 512 << 20
 	}
 	if c.ControlBin == "" {
 		c.ControlBin = "bin/httvps-control"
@@ -292,7 +317,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	rep := newReport(cfg)
 	var cert *benchCert
-	if slices.ContainsFunc(cfg.Scenarios, func(s string) bool { return tlsScenario(s) || s == ScenarioTunnelIdle }) && slices.ContainsFunc(cfg.Peers, tlsPeer) {
+	needCert := func(s string) bool {
+		return (tlsScenario(s) || s == ScenarioTunnelIdle) && slices.ContainsFunc(cfg.Peers, tlsPeer)
+	}
+	if slices.ContainsFunc(cfg.Scenarios, needCert) || slices.Contains(cfg.Scenarios, ScenarioClientCPU) {
 		dir, err := os.MkdirTemp("", "httvps-bench-tls-")
 		if err != nil {
 			return nil, err
@@ -352,6 +380,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		fmt.Fprintf(cfg.Log, "ERROR %v\n", err)
 	}
 	for _, sc := range cfg.Scenarios {
+		if sc == ScenarioClientCPU {
+			if ctx.Err() == nil {
+				if err := runClientCPU(ctx, &cfg, ps, cert, rep); err != nil {
+					fail(sc, "run", err)
+				}
+				ps.stopAll()
+			}
+			continue
+		}
 		if sc == ScenarioControl {
 			if ctx.Err() == nil {
 				if err := runControl(ctx, &cfg, ps, rep); err != nil {

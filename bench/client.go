@@ -42,6 +42,9 @@ type Transport struct {
 	// Protocols and Header go with the WebSocket upgrade request.
 	Protocols []string
 	Header    http.Header
+	// SOCKSTarget, when set, makes Addr a SOCKS5 proxy: each stream is a
+	// CONNECT to SOCKSTarget (an IPv4:port) through it.
+	SOCKSTarget string
 	// mux, when set, makes Dial open a stream on a shared native tunnel
 	// (mux.go) instead of a connection of its own.
 	mux *muxClient
@@ -83,6 +86,16 @@ func (t Transport) dial(ctx context.Context) (Stream, dialTimes, error) {
 		return nil, dt, err
 	}
 	dt.TCP = time.Since(start)
+	if t.SOCKSTarget != "" {
+		if dl, ok := ctx.Deadline(); ok {
+			nc.SetDeadline(dl)
+		}
+		if err := socksConnect(nc, t.SOCKSTarget); err != nil {
+			nc.Close()
+			return nil, dt, err
+		}
+		nc.SetDeadline(time.Time{})
+	}
 	var c net.Conn = nc
 	var s Stream = nc.(*net.TCPConn)
 	if t.TLS != nil {

@@ -36,9 +36,13 @@ type Report struct {
 	TunnelIdle   []TunnelIdleResult `json:"tunnel_idle,omitempty"`
 	TunnelRatios []Ratio            `json:"tunnel_ratios,omitempty"`
 	StreamOpen   []ConnectRatio     `json:"stream_open_ratios,omitempty"`
-	Control      *ControlResult     `json:"control,omitempty"`
-	Notes        []string           `json:"notes,omitempty"`
-	Errors       []string           `json:"errors,omitempty"`
+	// The client-cpu scenario: its cells and, per cell, the reference
+	// client's CPU ÷ ss-local + ss-v2ray-plugin's.
+	Clients      []ClientCell   `json:"client_cpu,omitempty"`
+	ClientRatios []ClientRatio  `json:"client_cpu_ratios,omitempty"`
+	Control      *ControlResult `json:"control,omitempty"`
+	Notes        []string       `json:"notes,omitempty"`
+	Errors       []string       `json:"errors,omitempty"`
 }
 
 // Machine describes where the figures were taken.
@@ -69,6 +73,7 @@ type Settings struct {
 	TLSBytes       int64  `json:"tls_bytes_per_cell"`
 	ConnectCount   int    `json:"tls_connect_count"`
 	ConnectWorkers int    `json:"tls_connect_workers"`
+	ClientBytes    int64  `json:"client_bytes_per_cell,omitempty"`
 }
 
 // tlsClientDesc describes the client side of every TLS peer (clientTLS).
@@ -121,7 +126,7 @@ func newReport(cfg Config) *Report {
 			MessageBytes: cfg.Message, IdleSessions: cfg.Sessions, IdleSettleSec: cfg.Settle.Seconds(),
 			SlowSeconds: cfg.SlowDuration.Seconds(), SlowRate: cfg.SlowRate, SlowBytes: cfg.SlowBytes,
 			CertType: cfg.CertType, TLSClient: tlsClientDesc, TLSBytes: cfg.TLSBytes,
-			ConnectCount: cfg.ConnectCount, ConnectWorkers: cfg.ConnectWorkers,
+			ConnectCount: cfg.ConnectCount, ConnectWorkers: cfg.ConnectWorkers, ClientBytes: cfg.ClientBytes,
 		},
 	}
 }
@@ -139,6 +144,18 @@ func (r *Report) finish() {
 	for _, x := range append(ratios(r.Throughput, PeerTunnel), ratios(r.TLSThroughput, PeerTunnelTLS)...) {
 		if x.Versus == PeerHTTVPS || x.Versus == PeerHTTVPSTLS {
 			r.TunnelRatios = append(r.TunnelRatios, x)
+		}
+	}
+	r.ClientRatios = nil
+	for _, c := range r.Clients {
+		if c.Client == ClientSSLocal {
+			continue
+		}
+		for _, o := range r.Clients {
+			if o.Client == ClientSSLocal && o.Direction == c.Direction && o.Streams == c.Streams {
+				r.ClientRatios = append(r.ClientRatios, ClientRatio{Client: c.Client, Direction: c.Direction, Streams: c.Streams,
+					CPU: c.CPUPerGiB / o.CPUPerGiB, MBps: c.MBps / o.MBps})
+			}
 		}
 	}
 	r.ConnectRatios, r.StreamOpen = nil, nil
@@ -275,6 +292,19 @@ func (r *Report) WriteText(w io.Writer) {
 		}
 		tw.Flush()
 	}
+	if len(r.Clients) > 0 {
+		fmt.Fprintln(w, "\nclient-cpu (SOCKS5 → client → TLS WebSocket → gateway → ss-server → sink; CPU of the client process(es))")
+		fmt.Fprintln(tw, "client\tdirection\tstreams\tMB/s\tclient CPU s/GiB\tgateway CPU s/GiB\t")
+		for _, c := range r.Clients {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.2f\t%.2f\t\n", c.Client, c.Direction, c.Streams, c.MBps, c.CPUPerGiB, c.GatewayPerGiB)
+		}
+		tw.Flush()
+		fmt.Fprintln(tw, "client\tdirection\tstreams\tCPU ratio vs ss-local+v2ray\tMB/s ratio\t")
+		for _, x := range r.ClientRatios {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.2f\t\n", x.Client, x.Direction, x.Streams, x.CPU, x.MBps)
+		}
+		tw.Flush()
+	}
 	r.writeControlText(w)
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "note:", n)
@@ -364,6 +394,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		}
 	}
 	r.writeTunnelMarkdown(w)
+	r.writeClientMarkdown(w)
 	r.writeControlMarkdown(w)
 	if len(r.Notes) > 0 || len(r.Errors) > 0 {
 		fmt.Fprintln(w, "\n## Notes and errors")
@@ -450,6 +481,36 @@ func (r *Report) writeTunnelMarkdown(w io.Writer) {
 		fmt.Fprintln(w, "| peer | tunnels | relay fds | client processes | base RSS KiB | RSS KiB | KiB/tunnel | setup s |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 		for _, x := range r.TunnelIdle {
 			fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %d | %.2f | %.1f |\n", x.Peer, x.Tunnels, x.RelayFDs, x.Clients, x.BaseRSSKiB, x.RSSKiB, x.PerTunnelKiB, x.SetupSeconds)
+		}
+	}
+}
+
+// ClientRatio compares a reference-client cell with ss-local + v2ray's.
+type ClientRatio struct {
+	Client    string  `json:"client"`
+	Direction string  `json:"direction"`
+	Streams   int     `json:"streams"`
+	CPU       float64 `json:"cpu_ratio"`
+	MBps      float64 `json:"throughput_ratio"`
+}
+
+// writeClientMarkdown writes the client-cpu section.
+func (r *Report) writeClientMarkdown(w io.Writer) {
+	if len(r.Clients) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n## Client CPU\n\nThe same bytes (%s per cell) go SOCKS5 → client → TLS WebSocket → one httvps gateway → a real ss-server → the sink, "+
+		"Shadowsocks %s end to end. Clients: %s (`httvps connect`, native tunnel), %s (`httvps connect -transport outline`, a WebSocket per connection), "+
+		"%s (`ss-local` with `ss-v2ray-plugin` mode=websocket, mux=0, tls; CPU summed over both processes). Target: %s ≤ 0.5× %s CPU s/GiB.\n\n",
+		humanBytes(r.Settings.ClientBytes), clientCipher, ClientNative, ClientOutline, ClientSSLocal, ClientNative, ClientSSLocal)
+	fmt.Fprintln(w, "| client | direction | streams | MB/s | client CPU s/GiB | gateway CPU s/GiB |\n| --- | --- | ---: | ---: | ---: | ---: |")
+	for _, c := range r.Clients {
+		fmt.Fprintf(w, "| %s | %s | %d | %.1f | %.2f | %.2f |\n", c.Client, c.Direction, c.Streams, c.MBps, c.CPUPerGiB, c.GatewayPerGiB)
+	}
+	if len(r.ClientRatios) > 0 {
+		fmt.Fprintf(w, "\n| client | direction | streams | CPU ratio vs %s | MB/s ratio |\n| --- | --- | ---: | ---: | ---: |\n", ClientSSLocal)
+		for _, x := range r.ClientRatios {
+			fmt.Fprintf(w, "| %s | %s | %d | %.2f | %.2f |\n", x.Client, x.Direction, x.Streams, x.CPU, x.MBps)
 		}
 	}
 }

@@ -34,6 +34,7 @@ type benchCert struct {
 	Type     string
 	CertFile string // PEM certificate
 	KeyFile  string // PEM private key (PKCS#8)
+	DER      []byte // the certificate, DER (its SHA-256 is the httvps:// pin)
 	Pool     *x509.CertPool
 }
 
@@ -93,6 +94,7 @@ func writeBenchCert(dir, typ string) (*benchCert, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.DER = der
 	c.Pool = x509.NewCertPool()
 	c.Pool.AddCert(leaf)
 	return c, nil

@@ -74,7 +74,7 @@ func run(args []string) int {
 		fs.PrintDefaults()
 	}
 	var (
-		scenarios = fs.String("scenarios", "throughput,idle,slowreader,tls-throughput,tls-idle,tls-connect,tls-connect-busy,tunnel-idle,control", "scenarios to run: throughput, idle, slowreader, tls-throughput, tls-idle, tls-connect, tls-connect-busy (tls-connect with one CPU hog per core), tunnel-idle (idle native tunnels), control")
+		scenarios = fs.String("scenarios", "throughput,idle,slowreader,tls-throughput,tls-idle,tls-connect,tls-connect-busy,tunnel-idle,client-cpu,control", "scenarios to run: throughput, idle, slowreader, tls-throughput, tls-idle, tls-connect, tls-connect-busy (tls-connect with one CPU hog per core), tunnel-idle (idle native tunnels), client-cpu (the reference client beside ss-local + v2ray-plugin), control")
 		peers     = fs.String("peers", "httvps,httvps-tunnel,gocopy,gobuf,v2ray,httvps-tls,httvps-tunnel-tls,v2ray-tls,nginx-tls", "relays to measure: httvps (bin/httvps-gateway, a WebSocket per stream), httvps-tunnel (the same gateway, streams on one native tunnel), gocopy (Go io.Copy, splice), gobuf (Go io.Copy, 32 KiB buffer), v2ray (ss-v2ray-plugin); over TLS: httvps-tls, httvps-tunnel-tls, v2ray-tls, nginx-tls (nginx stream TLS proxy, raw TLS client); a missing binary is skipped with a note")
 		gateway   = fs.String("gateway", "bin/httvps-gateway", "our gateway binary (go build -o bin/httvps-gateway ./cmd/httvps-gateway)")
 		gwArgs    = fs.String("gateway-args", "", "extra gateway flags, space separated (e.g. \"-buffer-cap 262144\")")
@@ -97,6 +97,8 @@ func run(args []string) int {
 		slowDur   = fs.Duration("slow-duration", 20*time.Second, "slowreader: how long the client reads")
 		slowRate  = fs.String("slow-rate", "2M", "slowreader: client read rate, bytes per second")
 		slowBytes = fs.String("slow-bytes", "256M", "slowreader: bytes the upstream offers")
+		httvpsBin = fs.String("httvps", "bin/httvps", "client-cpu: the reference client binary (go build -o bin/httvps ./cmd/httvps)")
+		clientB   = fs.String("client-bytes", "512M", "client-cpu: bytes per (client, direction, streams) cell")
 		control   = fs.String("control", "bin/httvps-control", "control: the control plane binary (go build -o bin/httvps-control ./cmd/httvps-control)")
 		redisBin  = fs.String("redis-server", "redis-server", "control: redis-server binary")
 		redisB    = fs.String("redis-benchmark", "redis-benchmark", "control: redis-benchmark binary")
@@ -119,7 +121,7 @@ func run(args []string) int {
 		GatewayArgs: strings.Fields(*gwArgs), GatewayEnv: strings.Fields(*gwEnv),
 		CellTimeout: *cellTO, Tunnels: *tunnels, Sessions: *sessions, GoCopySessions: min(*gcSess, *sessions), Settle: *settle,
 		SlowDuration: *slowDur, OutDir: *out, Out: os.Stdout, Log: os.Stderr,
-		ControlBin: *control, RedisBin: *redisBin, RedisBenchBin: *redisB,
+		HTTVPSBin: *httvpsBin, ControlBin: *control, RedisBin: *redisBin, RedisBenchBin: *redisB,
 		TokenCheckTime: *checkTime, ConfigLoadTime: *loadTime, ConfigConns: *loadConns,
 	}
 	if *quiet {
@@ -133,7 +135,7 @@ func run(args []string) int {
 	for _, f := range []struct {
 		s   string
 		dst *int64
-	}{{*bytesFlag, &cfg.Bytes}, {*tlsBytes, &cfg.TLSBytes}, {*slowRate, &cfg.SlowRate}, {*slowBytes, &cfg.SlowBytes}} {
+	}{{*bytesFlag, &cfg.Bytes}, {*tlsBytes, &cfg.TLSBytes}, {*slowRate, &cfg.SlowRate}, {*slowBytes, &cfg.SlowBytes}, {*clientB, &cfg.ClientBytes}} {
 		if *f.dst, err = parseSize(f.s); err != nil {
 			fmt.Fprintln(os.Stderr, "httvps-bench:", err)
 			return 2
