@@ -2,6 +2,7 @@ package client
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"strings"
 	"time"
 )
@@ -151,11 +153,7 @@ func (p *Proxy) httpForward(c net.Conn, req *http.Request) bool {
 	defer up.Close()
 	sent := make(chan error, 1)
 	go func() { sent <- req.Write(up) }()
-	ubr := bufio.NewReaderSize(up, 16<<10)
-	resp, err := http.ReadResponse(ubr, req)
-	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
-		resp, err = http.ReadResponse(ubr, req) // interim answers: skipped
-	}
+	resp, err := readResponse(up, req)
 	if err != nil {
 		httpError(c, http.StatusBadGateway, "no answer from the origin")
 		return false
@@ -181,6 +179,42 @@ func (p *Proxy) httpForward(c net.Conn, req *http.Request) bool {
 		up.Close()
 		<-sent
 		return false
+	}
+}
+
+// readResponse reads the origin's answer to req, skipping interim (1xx)
+// answers, with heads of at most maxHandshake bytes. The Connection
+// header is read here first: net/http drops all of it when it says
+// "close", and with it the names of other hop-by-hop headers.
+func readResponse(up io.Reader, req *http.Request) (*http.Response, error) {
+	lim := &limitReader{r: up, n: maxHandshake}
+	br := bufio.NewReaderSize(lim, 16<<10)
+	for {
+		tp := textproto.NewReader(br)
+		line, err := tp.ReadLine()
+		if err != nil {
+			return nil, err
+		}
+		h, err := tp.ReadMIMEHeader()
+		if err != nil {
+			return nil, err
+		}
+		if _, rest, ok := strings.Cut(line, " "); ok && len(rest) >= 3 && rest[0] == '1' && rest[:3] != "101" {
+			lim.n = maxHandshake // an interim answer: the real one follows
+			continue
+		}
+		var head bytes.Buffer
+		head.WriteString(line + "\r\n")
+		hopNames := h.Values("Connection")
+		http.Header(h).Write(&head)
+		head.WriteString("\r\n")
+		lim.n = -1
+		resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(&head, br)), req)
+		if err != nil {
+			return nil, err
+		}
+		resp.Header["Connection"] = hopNames // for removeHopHeaders
+		return resp, nil
 	}
 }
 

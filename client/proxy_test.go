@@ -373,3 +373,67 @@ func TestSOCKSUDPAssociate(t *testing.T) {
 		break
 	}
 }
+
+// The HTTP proxy drops hop-by-hop headers both ways (those the Connection
+// header names too), sends the origin an origin-form request, and skips
+// the origin's interim answers.
+func TestHTTPProxyHopByHop(t *testing.T) {
+	srv := goSSServer(t, "aes-128-gcm", testPassword, nil)
+	s, _ := NewShadowsocks(NewDirect(srv), "aes-128-gcm", testPassword)
+	proxy := startProxy(t, s, "", "")
+	seen := make(chan *http.Request, 1)
+	origin := testpeer.ListenTCP(t, func(c *net.TCPConn) {
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			t.Errorf("origin: %v", err)
+			return
+		}
+		seen <- req
+		// An interim answer first: skipped, the final one follows.
+		io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n")
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: X-Hop, close\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\nX-End: kept\r\n\r\nok")
+	})
+	c, err := net.Dial("tcp", proxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(c, "GET http://%s/path?q=1 HTTP/1.1\r\nHost: %s\r\nProxy-Connection: keep-alive\r\nConnection: X-Client-Hop\r\nX-Client-Hop: 1\r\nTE: trailers\r\nX-End: kept\r\n\r\n", origin, origin)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	req := <-seen
+	if req.RequestURI != "/path?q=1" || req.Host != origin {
+		t.Errorf("origin got %q for host %q, want the origin form /path?q=1", req.RequestURI, req.Host)
+	}
+	for _, h := range []string{"Proxy-Connection", "X-Client-Hop", "Te"} {
+		if req.Header.Get(h) != "" {
+			t.Errorf("origin got hop-by-hop %s: %q", h, req.Header.Get(h))
+		}
+	}
+	if req.Header.Get("X-End") != "kept" {
+		t.Errorf("origin lost an end-to-end header: %v", req.Header)
+	}
+	if resp.StatusCode != 200 || string(body) != "ok" || resp.Header.Get("X-Hop") != "" || resp.Header.Get("Keep-Alive") != "" || resp.Header.Get("X-End") != "kept" {
+		t.Errorf("client got %d %q headers %v", resp.StatusCode, body, resp.Header)
+	}
+}
+
+// An origin that cannot be reached gives 502 on the HTTP proxy.
+func TestHTTPProxyBadGateway(t *testing.T) {
+	s, _ := NewShadowsocks(NewDirect(testpeer.DeadAddr(t)), "aes-128-gcm", testPassword)
+	proxy := startProxy(t, s, "", "")
+	out, _ := exec.Command("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-x", "http://"+proxy, "http://example.invalid/").Output()
+	if string(out) != "502" {
+		t.Fatalf("status %s, want 502", out)
+	}
+	c, code := socksConnect(t, proxy, []byte{5, 1, 0}, connectReq("example.invalid:80"))
+	c.Close()
+	if code != repConnectionRefused {
+		t.Fatalf("socks reply %d, want %d (connection refused by the Shadowsocks server's address)", code, repConnectionRefused)
+	}
+}
