@@ -11,8 +11,10 @@ import (
 	"time"
 )
 
-// maxUDPPayload is the largest UDP payload (IPv4, 65,535 − 8 − 20).
-const maxUDPPayload = 65507
+// maxUDPPayload is the largest datagram payload relayed: outline-sdk's
+// packet listener seals and opens packets in a 16 KiB buffer, which also
+// holds the salt (up to 32), the tag (16) and the address (up to 259).
+const maxUDPPayload = 16<<10 - 32 - 16 - 259
 
 // maxPacketFailures ends an association whose reads fail this many times
 // in a row.
