@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os/exec"
@@ -201,5 +202,32 @@ func TestRenderQR(t *testing.T) {
 	}
 	if _, err := renderQR("httvps://" + strings.Repeat("x", 300)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// httvps key with a key on the command line prints the forms that key
+// allows: a plain ss:// key has no ssconf:// or httvps:// form.
+func TestKeyFromKey(t *testing.T) {
+	ssKey := "ss://" + "YWVzLTI1Ni1nY206cHc" + "@10.0.0.1:8388/#lab"
+	var out, errs bytes.Buffer
+	if code := run(context.Background(), []string{"key", "-json", ssKey}, env{stdout: &out, stderr: &errs, lookupEnv: noEnv}); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs.String())
+	}
+	var keys struct{ SS, SSConf, HTTVPS string }
+	if err := json.Unmarshal(out.Bytes(), &keys); err != nil || keys.SS != ssKey || keys.SSConf != "" || keys.HTTVPS != "" {
+		t.Fatalf("keys %+v (%v) from %s", keys, err, out.String())
+	}
+	hk := "httvps://tok@gw.example.com/?cipher=aes-128-gcm&secret=s&tls=0"
+	out.Reset()
+	if code := run(context.Background(), []string{"key", "-qr", "httvps", hk}, env{stdout: &out, stderr: &errs, lookupEnv: noEnv}); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs.String())
+	}
+	if !strings.Contains(out.String(), "httvps  httvps://tok@gw.example.com/?cipher=aes-128-gcm&secret=s&tls=0") ||
+		!strings.Contains(out.String(), "█") || !strings.Contains(out.String(), "ss      ss://") {
+		t.Fatalf("output:\n%s", out.String())
+	}
+	errs.Reset()
+	if code := run(context.Background(), []string{"key", "-qr", "ssconf", ssKey}, env{stdout: io.Discard, stderr: &errs, lookupEnv: noEnv}); code != 1 || !strings.Contains(errs.String(), "no ssconf form") {
+		t.Fatalf("-qr ssconf for a plain key: exit %d %q", code, errs.String())
 	}
 }
