@@ -120,7 +120,12 @@ func (f *Fetcher) get(ctx context.Context, u, bearer string, pin []byte) (int, [
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
-	resp, err := f.client(pin).Do(req)
+	hc := f.client(pin)
+	if f.HTTP == nil {
+		// A client of its own per call: leave no idle connection behind.
+		defer hc.CloseIdleConnections()
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		// *url.Error quotes the URL, which may hold the token (ssconf).
 		var ue *url.Error

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -153,6 +154,9 @@ func runConnect(ctx context.Context, args []string, e env) int {
 	if err != nil {
 		fmt.Fprintf(e.stderr, "httvps connect: -listen: %v\n", err)
 		return exitFail
+	}
+	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() && o.socksUser == "" {
+		log.Warn("the proxy listens beyond loopback without -socks-user: anyone who reaches it can use it", "listen", ln.Addr().String())
 	}
 	log.Info("httvps connect: proxy listening", "listen", ln.Addr().String(), "transport", sess.Status().Transport,
 		"key", key.String(), "socks_auth", o.socksUser != "")

@@ -64,7 +64,9 @@ func TestConnectStatusLineOnTerminal(t *testing.T) {
 	key := "ss://aes-128-gcm:term-pass@" + ss
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"connect", "-listen", listen, key}, env{stdout: slave, stderr: slave, lookupEnv: noEnv}) }()
+	go func() {
+		done <- run(ctx, []string{"connect", "-listen", listen, key}, env{stdout: slave, stderr: slave, lookupEnv: noEnv})
+	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		mu.Lock()
