@@ -1,0 +1,353 @@
+package client
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/httvps/httvps/codec/mux"
+)
+
+// tunSession is one tunnel: a WebSocket to /v1/tunnel carrying streams. Its
+// reader goroutine owns the Parser and dispatches frames; its writer
+// goroutine sends the queued control frames (WINDOW, PING, RESET) and the
+// PINGs; streams write their OPEN and DATA frames themselves (WSConn
+// serialises the writes).
+//
+// Lock order: tunStream.mu, then tunSession.mu (never the reverse);
+// Tunnel.mu, then tunSession.mu.
+type tunSession struct {
+	t    *Tunnel
+	gw   Gateway
+	ws   *WSConn
+	done chan struct{}
+
+	// openMu orders OPENs on the wire by ID (docs/03: IDs must increase),
+	// and control frames after the OPEN of their stream.
+	openMu sync.Mutex
+
+	ctlMu  sync.Mutex
+	ctl    []byte // queued control frames, after wsHeaderRoom bytes of room
+	ctlSig chan struct{}
+
+	mu         sync.Mutex // guards the fields below
+	streams    map[uint32]*tunStream
+	reserved   int    // slots taken by streams about to open here
+	lastID     uint32 // highest stream ID opened
+	peer       mux.Settings
+	sendWin    int64 // session window for what we send (tcp payload)
+	winWaiters map[*tunStream]struct{}
+	recvWin    int64 // what the gateway may still send (tcp payload)
+	recvCredit int64 // consumed, not yet given back with WINDOW 0
+	udpClosed  map[uint32]struct{}
+	goaway     bool
+	dead       error
+	rtt        time.Duration
+	pingID     [8]byte
+	pingSent   time.Time
+	pingOut    bool
+	closeOnce  sync.Once
+}
+
+func newTunSession(t *Tunnel, gw Gateway, c *WSConn) *tunSession {
+	return &tunSession{
+		t:          t,
+		gw:         gw,
+		ws:         c,
+		done:       make(chan struct{}),
+		ctl:        make([]byte, wsHeaderRoom, wsHeaderRoom+512),
+		ctlSig:     make(chan struct{}, 1),
+		streams:    make(map[uint32]*tunStream),
+		peer:       mux.DefaultSettings(),
+		sendWin:    mux.DefaultSessionWindow,
+		winWaiters: make(map[*tunStream]struct{}),
+		recvWin:    int64(t.cfg.SessionWindow),
+		udpClosed:  make(map[uint32]struct{}),
+	}
+}
+
+func (s *tunSession) sendSettings() error {
+	b := make([]byte, wsHeaderRoom, wsHeaderRoom+mux.HeaderLen+30)
+	b = mux.AppendSettings(b, mux.Settings{
+		Version:       mux.Version,
+		MaxStreams:    0, // v1: only clients open streams
+		StreamWindow:  s.t.cfg.StreamWindow,
+		SessionWindow: s.t.cfg.SessionWindow,
+		MaxFrame:      s.t.cfg.MaxFrame,
+	})
+	return s.ws.writeReserved(b)
+}
+
+func (s *tunSession) start() {
+	go s.readLoop()
+	go s.writeLoop()
+}
+
+// usable: connected and not going away.
+func (s *tunSession) usable() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dead == nil && !s.goaway
+}
+
+// room returns the streams open or about to open here and whether another fits.
+func (s *tunSession) room() (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	load := len(s.streams) + s.reserved
+	return load, s.dead == nil && !s.goaway && uint32(load) < s.peer.MaxStreams
+}
+
+func (s *tunSession) reserve() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead != nil || s.goaway || uint32(len(s.streams)+s.reserved) >= s.peer.MaxStreams {
+		return false
+	}
+	s.reserved++
+	return true
+}
+
+func (s *tunSession) unreserve() {
+	s.mu.Lock()
+	s.reserved--
+	s.mu.Unlock()
+	s.t.sessionGoingAway() // a slot is free: wake waiters
+}
+
+func (s *tunSession) lastRTT() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rtt
+}
+
+// errSessionUnusable: the session died or is going away; open elsewhere.
+var errSessionUnusable = errors.New("client: tunnel going away")
+
+// open registers st under the next ID and sends its OPEN with as much of
+// first as the windows and MAX_FRAME allow (udp: all of it, or
+// ErrPacketTooLarge), FIN if fin and all of first went. It returns how many
+// bytes of first went. st.mu must not be held; the caller holds st.wmu.
+func (s *tunSession) open(st *tunStream, first []byte, fin bool, reserved bool) (int, error) {
+	s.openMu.Lock()
+	defer s.openMu.Unlock()
+	st.mu.Lock()
+	s.mu.Lock()
+	if reserved {
+		s.reserved--
+	}
+	if s.dead != nil || s.goaway {
+		s.mu.Unlock()
+		st.mu.Unlock()
+		return 0, errSessionUnusable
+	}
+	k := len(first)
+	if st.kind == mux.KindTCP {
+		k = int(max(0, min(int64(k), int64(s.peer.MaxFrame-1), s.sendWin, int64(s.peer.StreamWindow))))
+		s.sendWin -= int64(k)
+	} else if k > int(s.peer.MaxFrame-1) || k > mux.MaxUDPPacket {
+		s.mu.Unlock()
+		st.mu.Unlock()
+		return 0, ErrPacketTooLarge
+	}
+	s.lastID++
+	id := s.lastID
+	s.streams[id] = st
+	st.sess, st.id = s, id
+	st.sendWin = int64(s.peer.StreamWindow) - int64(k)
+	st.recvWin, st.recvCredit = int64(s.t.cfg.StreamWindow), 0
+	s.mu.Unlock()
+	fin = fin && k == len(first)
+	if fin {
+		st.finSent = true
+	}
+	st.noteSentLocked(first[:k])
+	st.mu.Unlock()
+
+	b := make([]byte, wsHeaderRoom, wsHeaderRoom+mux.HeaderLen+1+k)
+	b = mux.AppendOpen(b, id, st.kind, fin, first[:k])
+	if err := s.ws.writeReserved(b); err != nil {
+		// The tunnel broke under the OPEN: nothing of the stream can have
+		// been answered, so it opens on another tunnel.
+		retry := st.retryOpen(s, id, k, fin)
+		s.close(fmt.Errorf("%w: %w", ErrTunnelLost, err))
+		if retry {
+			return 0, errSessionUnusable
+		}
+		return 0, fmt.Errorf("%w: %w", ErrTunnelLost, err)
+	}
+	return k, nil
+}
+
+// takeSendWin takes up to n bytes of the session window for st; with none
+// left it registers st to be woken when WINDOW 0 arrives.
+func (s *tunSession) takeSendWin(st *tunStream, n int64) (int64, uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := min(n, s.sendWin, int64(s.peer.MaxFrame))
+	if k <= 0 {
+		s.winWaiters[st] = struct{}{}
+		return 0, s.peer.MaxFrame
+	}
+	s.sendWin -= k
+	return k, s.peer.MaxFrame
+}
+
+func (s *tunSession) send(b []byte) error {
+	if err := s.ws.writeReserved(b); err != nil {
+		s.close(err)
+		return err
+	}
+	return nil
+}
+
+// queue appends control frames (built by add) for the writer goroutine.
+func (s *tunSession) queue(add func([]byte) []byte) {
+	s.ctlMu.Lock()
+	s.ctl = add(s.ctl)
+	s.ctlMu.Unlock()
+	select {
+	case s.ctlSig <- struct{}{}:
+	default:
+	}
+}
+
+// consumed gives back n bytes of the session window once half of it has
+// been consumed (read by the application or dropped).
+func (s *tunSession) consumed(n int) {
+	if n == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.recvCredit += int64(n)
+	var inc int64
+	if s.recvCredit >= int64(s.t.cfg.SessionWindow)/2 {
+		inc, s.recvCredit = s.recvCredit, 0
+		s.recvWin += inc
+	}
+	s.mu.Unlock()
+	if inc > 0 {
+		s.queue(func(b []byte) []byte { return mux.AppendWindow(b, 0, uint32(inc)) })
+	}
+}
+
+// remove drops a finished or reset stream. DATA for its ID is ignored from
+// now on (and credited back).
+func (s *tunSession) remove(id uint32, kind mux.Kind) {
+	s.mu.Lock()
+	if _, ok := s.streams[id]; ok {
+		delete(s.streams, id)
+		if kind == mux.KindUDP {
+			if len(s.udpClosed) > 4096 {
+				clear(s.udpClosed) // bounded: an old udp stream's late packets then count as tcp
+			}
+			s.udpClosed[id] = struct{}{}
+		}
+	}
+	goaway := s.goaway && len(s.streams) == 0
+	s.mu.Unlock()
+	s.t.sessionGoingAway() // a slot is free
+	if goaway {
+		s.close(fmt.Errorf("%w: drained", ErrTunnelLost))
+	}
+}
+
+func (s *tunSession) writeLoop() {
+	tick := time.NewTicker(s.t.cfg.PingInterval)
+	defer tick.Stop()
+	s.ping()
+	spare := make([]byte, wsHeaderRoom, wsHeaderRoom+512)
+	for {
+		select {
+		case <-s.ctlSig:
+		case <-tick.C:
+			if !s.ping() {
+				return
+			}
+			continue
+		case <-s.done:
+			return
+		}
+		s.ctlMu.Lock()
+		b := s.ctl
+		s.ctl = spare
+		s.ctlMu.Unlock()
+		if len(b) > wsHeaderRoom {
+			s.openMu.Lock() // after any OPEN being written: its stream's frames follow it
+			err := s.ws.writeReserved(b)
+			s.openMu.Unlock()
+			if err != nil {
+				s.close(err)
+				return
+			}
+		}
+		spare = b[:wsHeaderRoom]
+	}
+}
+
+// ping sends a PING unless one is out; one out for PingTimeout ends the
+// tunnel. It reports whether the tunnel is still alive.
+func (s *tunSession) ping() bool {
+	s.mu.Lock()
+	if s.pingOut {
+		late := time.Since(s.pingSent) >= s.t.cfg.PingTimeout
+		s.mu.Unlock()
+		if late {
+			s.close(ErrTunnelTimeout)
+			return false
+		}
+		return true
+	}
+	rand.Read(s.pingID[:])
+	id := s.pingID
+	s.pingOut, s.pingSent = true, time.Now()
+	s.mu.Unlock()
+	s.queue(func(b []byte) []byte { return mux.AppendPing(b, id, false) })
+	return true
+}
+
+// close ends the session: the WebSocket (with err's close code), then every
+// stream on it.
+func (s *tunSession) close(err error) {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.dead = err
+		streams := make([]*tunStream, 0, len(s.streams))
+		for _, st := range s.streams {
+			streams = append(streams, st)
+		}
+		clear(s.streams)
+		waiters := s.takeWaitersLocked()
+		s.mu.Unlock()
+		close(s.done)
+		code := mux.CloseCode(err)
+		switch {
+		case errors.Is(err, ErrTunnelClosed), errors.Is(err, ErrTunnelLost):
+			code = mux.CloseNormal
+		case code == mux.CloseInternal:
+			code = mux.CloseGoingAway // our side's failure (write error, PING timeout)
+		}
+		s.ws.abort(code)
+		for _, st := range streams {
+			st.onSessionDead(s, err)
+		}
+		for _, st := range waiters {
+			st.wake()
+		}
+		s.t.sessionEnded(s)
+		if !errors.Is(err, ErrTunnelClosed) {
+			s.t.log.Info("tunnel: ended", "gateway", s.gw.Addr, "err", err)
+		}
+	})
+}
+
+func (s *tunSession) takeWaitersLocked() []*tunStream {
+	ws := make([]*tunStream, 0, len(s.winWaiters))
+	for st := range s.winWaiters {
+		ws = append(ws, st)
+	}
+	clear(s.winWaiters)
+	return ws
+}

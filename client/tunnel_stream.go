@@ -1,0 +1,609 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/httvps/httvps/codec/mux"
+)
+
+// ErrStreamWriteClosed: a write after CloseWrite.
+var ErrStreamWriteClosed = errors.New("client: write after CloseWrite")
+
+// replayMax bounds the bytes a stream keeps for a retry after REFUSED
+// (sent, the gateway not having answered anything yet); past it the stream
+// is not retried. Until the gateway answers, a stream cannot send more than
+// its initial window (256 KiB by default), so this bound is seldom reached.
+const replayMax = 1 << 20
+
+// maxRetries bounds how often one stream is opened again after REFUSED.
+const maxRetries = 5
+
+// tunStream is one stream of a Tunnel (tcp, or udp behind tunPacket). It
+// opens lazily: the OPEN carries the first Write's bytes.
+type tunStream struct {
+	t    *Tunnel
+	kind mux.Kind
+	wmu  sync.Mutex // one writer at a time; held while (re)opening
+
+	mu   sync.Mutex // guards the fields below
+	cond sync.Cond  // on mu: data, window, state changes, deadlines
+	sess *tunSession
+	id   uint32 // 0: not open on sess (then sess, if set, holds a reserved slot)
+	// avoid is the session that refused the stream last.
+	avoid      *tunSession
+	reopen     bool // refused: open again (with replay) before anything else
+	kicked     bool // a Read asked for the OPEN
+	accepted   bool // the gateway sent something for the stream: no retry from here on
+	replay     []byte
+	replayLost bool
+	retries    int
+	sendWin    int64
+	finQueued  bool // CloseWrite called
+	finSent    bool // FIN sent on the current session
+	remoteFin  bool
+	err        error // terminal (reset, tunnel lost)
+	closed     bool
+	readClosed bool
+	uncounted  bool
+	rbuf       []byte // tcp: received, unread: rbuf[roff:]
+	roff       int
+	recvWin    int64 // tcp: what the gateway may still send on the stream
+	recvCredit int64 // tcp: read, not yet given back with WINDOW
+	pkts       [][]byte
+	pktBytes   int
+	pkt        []byte // udp: the packet being received
+	pktDrop    bool   // udp: the packet being received is over the limit
+	rdl, wdl   time.Time
+}
+
+func newTunStream(t *Tunnel, k mux.Kind, s *tunSession) *tunStream {
+	st := &tunStream{t: t, kind: k, sess: s}
+	st.cond.L = &st.mu
+	return st
+}
+
+func (st *tunStream) wake() {
+	st.mu.Lock()
+	st.cond.Broadcast()
+	st.mu.Unlock()
+}
+
+// wait blocks on cond until woken or dl passes (os.ErrDeadlineExceeded).
+// Called with mu held.
+func (st *tunStream) wait(dl time.Time) error {
+	if !dl.IsZero() {
+		d := time.Until(dl)
+		if d <= 0 {
+			return os.ErrDeadlineExceeded
+		}
+		tm := time.AfterFunc(d, st.wake)
+		defer tm.Stop()
+	}
+	st.cond.Wait()
+	if !dl.IsZero() && !time.Now().Before(dl) {
+		return os.ErrDeadlineExceeded
+	}
+	return nil
+}
+
+// noteSentLocked keeps sent bytes for a retry while the gateway has not
+// answered (tcp only: a lost udp packet is just lost).
+func (st *tunStream) noteSentLocked(p []byte) {
+	if st.kind != mux.KindTCP || st.accepted || st.replayLost {
+		return
+	}
+	if len(st.replay)+len(p) > replayMax {
+		st.replay, st.replayLost = nil, true
+		return
+	}
+	st.replay = append(st.replay, p...)
+}
+
+// openLocked opens the stream on a usable session (acquiring one if its
+// own is gone) with first data; it returns how much of first went. The
+// caller holds wmu, not mu.
+func (st *tunStream) openLocked(first []byte, fin bool) (int, error) {
+	for {
+		st.mu.Lock()
+		if err := st.stateErrLocked(); err != nil {
+			st.mu.Unlock()
+			return 0, err
+		}
+		s, avoid := st.sess, st.avoid
+		st.mu.Unlock()
+		reserved := s != nil
+		if s == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), st.t.cfg.DialTimeout)
+			var err error
+			s, err = st.t.acquire(ctx, avoid)
+			cancel()
+			if err != nil {
+				st.fail(err)
+				return 0, err
+			}
+			reserved = true
+		}
+		k, err := s.open(st, first, fin, reserved)
+		if errors.Is(err, errSessionUnusable) {
+			st.mu.Lock()
+			if st.sess == s && st.id == 0 {
+				st.sess = nil
+			}
+			st.mu.Unlock()
+			continue
+		}
+		return k, err
+	}
+}
+
+func (st *tunStream) stateErrLocked() error {
+	switch {
+	case st.closed:
+		return ErrStreamClosed
+	case st.err != nil:
+		return st.err
+	}
+	return nil
+}
+
+// fail ends the stream with err (the caller has not got mu).
+func (st *tunStream) fail(err error) {
+	st.mu.Lock()
+	if st.err == nil {
+		st.err = err
+	}
+	st.cond.Broadcast()
+	st.mu.Unlock()
+	st.uncount()
+}
+
+// reopenLocked opens a refused stream again and sends what it had sent,
+// and its FIN. The caller holds wmu, not mu.
+func (st *tunStream) reopenLocked() error {
+	st.mu.Lock()
+	if !st.reopen {
+		st.mu.Unlock()
+		return nil
+	}
+	data, fin := st.replay, st.finSent
+	st.replay, st.finSent, st.reopen = nil, false, false
+	st.mu.Unlock()
+	for {
+		n, err := st.sendSome(data, fin)
+		if err != nil {
+			return err
+		}
+		data = data[n:]
+		if len(data) == 0 {
+			st.mu.Lock()
+			done := !fin || st.finSent
+			st.mu.Unlock()
+			if done {
+				return nil
+			}
+		}
+	}
+}
+
+// sendSome sends one frame of p (the OPEN if the stream is not open yet),
+// as much as the windows allow, waiting for credit; fin is set on the
+// frame that carries the end of p. It returns the bytes of p sent. The
+// caller holds wmu.
+func (st *tunStream) sendSome(p []byte, fin bool) (int, error) {
+	whole := len(p)
+	st.mu.Lock()
+	for {
+		if err := st.stateErrLocked(); err != nil {
+			st.mu.Unlock()
+			return 0, err
+		}
+		if st.reopen {
+			st.mu.Unlock()
+			if err := st.reopenLocked(); err != nil {
+				return 0, err
+			}
+			st.mu.Lock()
+			continue
+		}
+		if st.id == 0 {
+			st.mu.Unlock()
+			n, err := st.openLocked(p, fin)
+			if err == nil {
+				st.t.up.Add(int64(n))
+			}
+			return n, err
+		}
+		if st.kind == mux.KindUDP || len(p) == 0 {
+			break
+		}
+		if st.sendWin > 0 {
+			k, maxFrame := st.sess.takeSendWin(st, min(int64(len(p)), st.sendWin))
+			if k > 0 {
+				if k > int64(maxFrame) {
+					k = int64(maxFrame)
+				}
+				p = p[:k]
+				break
+			}
+		}
+		if err := st.wait(st.wdl); err != nil {
+			st.mu.Unlock()
+			return 0, err
+		}
+	}
+	// p is now what goes in this frame.
+	fin = fin && len(p) == whole
+	if st.kind == mux.KindTCP {
+		st.sendWin -= int64(len(p))
+	}
+	if fin {
+		st.finSent = true
+	}
+	st.noteSentLocked(p)
+	s, id := st.sess, st.id
+	st.mu.Unlock()
+	b := make([]byte, wsHeaderRoom, wsHeaderRoom+mux.HeaderLen+len(p))
+	b = mux.AppendData(b, id, fin, p)
+	if err := s.send(b); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrTunnelLost, err)
+	}
+	st.t.up.Add(int64(len(p)))
+	st.doneIfBothEnded(s, id)
+	return len(p), nil
+}
+
+func (st *tunStream) Write(p []byte) (int, error) {
+	st.wmu.Lock()
+	defer st.wmu.Unlock()
+	st.mu.Lock()
+	if st.finQueued {
+		st.mu.Unlock()
+		return 0, ErrStreamWriteClosed
+	}
+	st.mu.Unlock()
+	n := 0
+	for n < len(p) {
+		k, err := st.sendSome(p[n:], false)
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// CloseWrite sends FIN: the gateway shuts down the member connection's
+// write side; reading goes on.
+func (st *tunStream) CloseWrite() error {
+	st.wmu.Lock()
+	defer st.wmu.Unlock()
+	st.mu.Lock()
+	if st.finQueued {
+		st.mu.Unlock()
+		return nil
+	}
+	st.finQueued = true
+	st.mu.Unlock()
+	_, err := st.sendSome(nil, true)
+	return err
+}
+
+// ensureOpen sends the OPEN for a Read that came before any Write, or the
+// retry of a refused stream that no writer is sending.
+func (st *tunStream) ensureOpen() {
+	st.wmu.Lock()
+	defer st.wmu.Unlock()
+	st.mu.Lock()
+	reopen, open := st.reopen, st.id != 0
+	st.mu.Unlock()
+	switch {
+	case reopen:
+		st.reopenLocked()
+	case !open:
+		st.sendSome(nil, false)
+	}
+}
+
+func (st *tunStream) Read(p []byte) (int, error) {
+	st.mu.Lock()
+	for {
+		if n := len(st.rbuf) - st.roff; n > 0 {
+			if len(p) == 0 {
+				st.mu.Unlock()
+				return 0, nil
+			}
+			k := copy(p, st.rbuf[st.roff:])
+			st.roff += k
+			if st.roff == len(st.rbuf) {
+				st.rbuf, st.roff = st.rbuf[:0], 0
+			}
+			st.creditLocked(k)
+			st.mu.Unlock()
+			st.t.down.Add(int64(k))
+			return k, nil
+		}
+		switch {
+		case st.remoteFin || st.readClosed:
+			st.mu.Unlock()
+			return 0, io.EOF
+		case st.closed:
+			st.mu.Unlock()
+			return 0, ErrStreamClosed
+		case st.err != nil:
+			err := st.err
+			st.mu.Unlock()
+			return 0, err
+		}
+		if st.id == 0 && !st.kicked && !st.reopen {
+			st.kicked = true
+			go st.ensureOpen()
+		}
+		if err := st.wait(st.rdl); err != nil {
+			st.mu.Unlock()
+			return 0, err
+		}
+	}
+}
+
+// creditLocked gives back n read bytes: WINDOW on the stream at half its
+// window, and the session's share.
+func (st *tunStream) creditLocked(n int) {
+	s := st.sess
+	if s == nil || st.kind != mux.KindTCP {
+		return
+	}
+	st.recvCredit += int64(n)
+	if st.recvCredit >= int64(st.t.cfg.StreamWindow)/2 && !st.remoteFin && st.err == nil && st.id != 0 {
+		inc, id := st.recvCredit, st.id
+		st.recvCredit = 0
+		st.recvWin += inc
+		s.queue(func(b []byte) []byte { return mux.AppendWindow(b, id, uint32(inc)) })
+	}
+	s.consumed(n)
+}
+
+// onData: a piece of DATA for the stream (reader goroutine).
+func (st *tunStream) onData(s *tunSession, id uint32, p []byte, fin bool) {
+	st.mu.Lock()
+	if st.sess != s || st.id != id {
+		st.mu.Unlock()
+		s.consumed(len(p))
+		return
+	}
+	st.accepted, st.replay = true, nil
+	if st.err != nil || st.closed || st.readClosed {
+		st.mu.Unlock()
+		s.consumed(len(p))
+		return
+	}
+	st.recvWin -= int64(len(p))
+	if st.recvWin < 0 {
+		st.err = &StreamResetError{Code: mux.ResetFlowControl}
+		st.cond.Broadcast()
+		st.mu.Unlock()
+		s.consumed(len(p))
+		s.queue(func(b []byte) []byte { return mux.AppendReset(b, id, mux.ResetFlowControl) })
+		s.remove(id, st.kind)
+		st.uncount()
+		return
+	}
+	if st.roff > 0 && len(st.rbuf)+len(p) > cap(st.rbuf) {
+		n := copy(st.rbuf, st.rbuf[st.roff:])
+		st.rbuf, st.roff = st.rbuf[:n], 0
+	}
+	st.rbuf = append(st.rbuf, p...)
+	if fin {
+		st.remoteFin = true
+	}
+	st.cond.Broadcast()
+	st.mu.Unlock()
+	if fin {
+		st.doneIfBothEnded(s, id)
+	}
+}
+
+// doneIfBothEnded frees the session's slot once FIN went both ways.
+func (st *tunStream) doneIfBothEnded(s *tunSession, id uint32) {
+	st.mu.Lock()
+	done := st.sess == s && st.id == id && st.finSent && st.remoteFin
+	st.mu.Unlock()
+	if done {
+		s.remove(id, st.kind)
+	}
+}
+
+func (st *tunStream) onWindow(s *tunSession, id uint32, inc uint32) {
+	st.mu.Lock()
+	if st.sess != s || st.id != id {
+		st.mu.Unlock()
+		return
+	}
+	st.accepted, st.replay = true, nil
+	if st.sendWin+int64(inc) > mux.MaxWindow {
+		st.err = &StreamResetError{Code: mux.ResetFlowControl}
+		st.cond.Broadcast()
+		st.mu.Unlock()
+		s.queue(func(b []byte) []byte { return mux.AppendReset(b, id, mux.ResetFlowControl) })
+		s.remove(id, st.kind)
+		st.uncount()
+		return
+	}
+	st.sendWin += int64(inc)
+	st.cond.Broadcast()
+	st.mu.Unlock()
+}
+
+// addSendWin applies a SETTINGS change of the stream window.
+func (st *tunStream) addSendWin(s *tunSession, d int64) {
+	st.mu.Lock()
+	if st.sess == s {
+		st.sendWin += d
+		st.cond.Broadcast()
+	}
+	st.mu.Unlock()
+}
+
+// onReset: the gateway reset the stream (or GOAWAY left it out). REFUSED
+// before the gateway answered anything opens it again elsewhere.
+func (st *tunStream) onReset(s *tunSession, id uint32, code mux.ResetCode) {
+	st.mu.Lock()
+	if st.sess != s || st.id != id {
+		st.mu.Unlock()
+		return
+	}
+	retry := code == mux.ResetRefused && !st.accepted && !st.replayLost && st.retries < maxRetries && !st.closed
+	if retry {
+		st.retries++
+		st.sess, st.id, st.avoid, st.reopen = nil, 0, s, true
+		st.sendWin = 0
+		st.cond.Broadcast()
+		st.mu.Unlock()
+		s.t.log.Debug("tunnel: stream refused, opening it again", "gateway", s.gw.Addr, "stream", id)
+		go st.ensureOpen()
+		return
+	}
+	if st.err == nil {
+		st.err = &StreamResetError{Code: code}
+	}
+	st.cond.Broadcast()
+	st.mu.Unlock()
+	st.uncount()
+}
+
+// retryOpen takes back an OPEN whose write failed (its k bytes of data and
+// its FIN) so the stream opens elsewhere; false if it may not be retried.
+func (st *tunStream) retryOpen(s *tunSession, id uint32, k int, fin bool) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.sess != s || st.id != id || st.accepted || st.replayLost || st.retries >= maxRetries {
+		return false
+	}
+	st.retries++
+	if st.kind == mux.KindTCP {
+		st.replay = st.replay[:len(st.replay)-k]
+	}
+	if fin {
+		st.finSent = false
+	}
+	st.sess, st.id, st.avoid = nil, 0, s
+	return true
+}
+
+// onSessionDead: the stream's tunnel ended. A stream not yet open there
+// opens on another; an open one ends (the member may have seen its bytes).
+func (st *tunStream) onSessionDead(s *tunSession, err error) {
+	st.mu.Lock()
+	if st.sess != s {
+		st.mu.Unlock()
+		return
+	}
+	if st.id == 0 {
+		st.sess = nil
+		st.cond.Broadcast()
+		st.mu.Unlock()
+		return
+	}
+	if st.err == nil && !(st.finSent && st.remoteFin) {
+		st.err = fmt.Errorf("%w: %w", ErrTunnelLost, err)
+	}
+	st.cond.Broadcast()
+	st.mu.Unlock()
+	st.uncount()
+}
+
+// uncount takes the stream out of Status.Streams, once.
+func (st *tunStream) uncount() {
+	st.mu.Lock()
+	done := st.uncounted
+	st.uncounted = true
+	st.mu.Unlock()
+	if !done {
+		st.t.streams.Add(-1)
+	}
+}
+
+// Close ends both directions: RESET CANCEL unless FIN went both ways.
+func (st *tunStream) Close() error {
+	st.mu.Lock()
+	if st.closed {
+		st.mu.Unlock()
+		return nil
+	}
+	st.closed = true
+	s, id := st.sess, st.id
+	reset := id != 0 && st.err == nil && !(st.finSent && st.remoteFin)
+	reserved := s != nil && id == 0
+	st.rbuf, st.roff, st.pkts, st.replay = nil, 0, nil, nil
+	st.cond.Broadcast()
+	st.mu.Unlock()
+	switch {
+	case reset:
+		s.queue(func(b []byte) []byte { return mux.AppendReset(b, id, mux.ResetCancel) })
+		s.remove(id, st.kind)
+	case reserved:
+		s.unreserve()
+	}
+	st.uncount()
+	return nil
+}
+
+// CloseRead drops what arrives from now on (credited back at once).
+func (st *tunStream) CloseRead() error {
+	st.mu.Lock()
+	st.readClosed = true
+	n := len(st.rbuf) - st.roff
+	st.rbuf, st.roff = nil, 0
+	if n > 0 {
+		st.creditLocked(n)
+	}
+	st.cond.Broadcast()
+	st.mu.Unlock()
+	return nil
+}
+
+func (st *tunStream) SetDeadline(t time.Time) error {
+	st.mu.Lock()
+	st.rdl, st.wdl = t, t
+	st.cond.Broadcast()
+	st.mu.Unlock()
+	return nil
+}
+
+func (st *tunStream) SetReadDeadline(t time.Time) error {
+	st.mu.Lock()
+	st.rdl = t
+	st.cond.Broadcast()
+	st.mu.Unlock()
+	return nil
+}
+
+func (st *tunStream) SetWriteDeadline(t time.Time) error {
+	st.mu.Lock()
+	st.wdl = t
+	st.cond.Broadcast()
+	st.mu.Unlock()
+	return nil
+}
+
+// tunAddr names a stream's end: the tunnel's gateway.
+type tunAddr string
+
+func (a tunAddr) Network() string { return "httvps" }
+func (a tunAddr) String() string  { return string(a) }
+
+func (st *tunStream) LocalAddr() net.Addr { return tunAddr("client") }
+func (st *tunStream) RemoteAddr() net.Addr {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.sess != nil {
+		return tunAddr(st.sess.gw.Addr)
+	}
+	return tunAddr("")
+}
