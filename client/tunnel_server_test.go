@@ -34,11 +34,15 @@ type tunServer struct {
 	opened     atomic.Int64 // streams accepted
 	accepted   atomic.Int64 // tunnels upgraded
 	noPong     atomic.Bool  // ignore PINGs (a tunnel gone silent)
-	upBytes    atomic.Int64 // client → upstream bytes written
-	maxSendWin atomic.Int64 // high-water mark of bytes in flight to one stream's upstream queue
-	mu         sync.Mutex
-	conns      map[*srvConn]struct{}
-	wg         sync.WaitGroup
+	violations atomic.Int64 // client data beyond the windows this server granted
+	// clientViolations counts data this server sent beyond the client's
+	// windows (a bug here, not in the client).
+	clientViolations atomic.Int64
+	upBytes          atomic.Int64 // client → upstream bytes written
+	maxSendWin       atomic.Int64 // high-water mark of bytes in flight to one stream's upstream queue
+	mu               sync.Mutex
+	conns            map[*srvConn]struct{}
+	wg               sync.WaitGroup
 }
 
 func startTunServer(t testing.TB, token, tcpUp, udpUp string, set mux.Settings) *tunServer {
@@ -50,6 +54,11 @@ func startTunServer(t testing.TB, token, tcpUp, udpUp string, set mux.Settings) 
 	srv := &tunServer{ln: ln, token: token, tcpUp: tcpUp, udpUp: udpUp, settings: set, conns: map[*srvConn]struct{}{}}
 	srv.wg.Add(1)
 	go srv.accept()
+	t.Cleanup(func() {
+		if v := srv.violations.Load(); v > 0 {
+			t.Errorf("the client sent beyond the granted windows %d times", v)
+		}
+	})
 	t.Cleanup(srv.Kill)
 	return srv
 }
@@ -146,6 +155,7 @@ type srvConn struct {
 	peer       mux.Settings // the client's
 	sendSess   int64
 	recvCredit int64
+	recvUsed   int64 // client data received and not yet credited back
 	closed     bool
 }
 
@@ -164,6 +174,7 @@ type srvStream struct {
 	upFin      bool // FIN sent to the client
 	reset      bool
 	recvCredit int64
+	recvUsed   int64
 	pkt        []byte // udp: the packet being received (reader goroutine)
 }
 
@@ -278,6 +289,9 @@ func (sc *srvConn) readLoop() {
 					if cur != nil {
 						sc.clientData(cur, mev.Payload, mev.Last, mev.Last && mev.Header.FIN())
 					} else if mev.Header.Type == mux.TypeData {
+						sc.mu.Lock()
+						sc.used(nil, len(mev.Payload))
+						sc.mu.Unlock()
 						sc.credit(nil, len(mev.Payload))
 					}
 				}
@@ -393,6 +407,7 @@ func (sc *srvConn) clientData(st *srvStream, p []byte, last, fin bool) {
 	}
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
+	sc.used(st, len(p))
 	if len(p) > 0 {
 		st.queue = append(st.queue, append([]byte(nil), p...))
 		st.queued += int64(len(p))
@@ -418,17 +433,34 @@ func (sc *srvConn) credit(st *srvStream, n int) {
 		st.recvCredit += int64(n)
 		if st.recvCredit >= int64(sc.srv.settings.StreamWindow)/2 && !st.clientFin {
 			frames = mux.AppendWindow(frames, st.id, uint32(st.recvCredit))
+			st.recvUsed -= st.recvCredit
 			st.recvCredit = 0
 		}
 	}
 	sc.recvCredit += int64(n)
 	if sc.recvCredit >= int64(sc.srv.settings.SessionWindow)/2 {
 		frames = mux.AppendWindow(frames, 0, uint32(sc.recvCredit))
+		sc.recvUsed -= sc.recvCredit
 		sc.recvCredit = 0
 	}
 	sc.mu.Unlock()
 	if frames != nil {
 		sc.write(frames)
+	}
+}
+
+// used counts n bytes of client data against the windows granted and
+// records a violation past them. Called with sc.mu held.
+func (sc *srvConn) used(st *srvStream, n int) {
+	sc.recvUsed += int64(n)
+	if sc.recvUsed > int64(sc.srv.settings.SessionWindow) {
+		sc.srv.violations.Add(1)
+	}
+	if st != nil {
+		st.recvUsed += int64(n)
+		if st.recvUsed > int64(sc.srv.settings.StreamWindow) {
+			sc.srv.violations.Add(1)
+		}
 	}
 }
 
@@ -492,6 +524,9 @@ func (st *srvStream) toClient() {
 		n := min(int64(len(buf)), st.sendWin, sc.sendSess, int64(sc.peer.MaxFrame))
 		st.sendWin -= n
 		sc.sendSess -= n
+		if st.sendWin < 0 || sc.sendSess < 0 {
+			sc.srv.clientViolations.Add(1)
+		}
 		sc.mu.Unlock()
 		k, err := st.tcp.Read(buf[:n])
 		sc.mu.Lock()

@@ -138,6 +138,12 @@ func (s *tunSession) open(st *tunStream, first []byte, fin bool, reserved bool) 
 	if reserved {
 		s.reserved--
 	}
+	if err := st.stateErrLocked(); err != nil {
+		s.mu.Unlock()
+		st.mu.Unlock()
+		s.t.sessionGoingAway() // the reserved slot is free
+		return 0, err
+	}
 	if s.dead != nil || s.goaway {
 		s.mu.Unlock()
 		st.mu.Unlock()
@@ -193,6 +199,13 @@ func (s *tunSession) takeSendWin(st *tunStream, n int64) (int64, uint32) {
 	}
 	s.sendWin -= k
 	return k, s.peer.MaxFrame
+}
+
+// maxFrame is the largest DATA payload the gateway accepts.
+func (s *tunSession) maxFrame() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return int(s.peer.MaxFrame)
 }
 
 func (s *tunSession) send(b []byte) error {

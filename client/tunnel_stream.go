@@ -220,7 +220,14 @@ func (st *tunStream) sendSome(p []byte, fin bool) (int, error) {
 			}
 			return n, err
 		}
-		if st.kind == mux.KindUDP || len(p) == 0 {
+		if st.kind == mux.KindUDP {
+			if len(p) > st.sess.maxFrame() {
+				st.mu.Unlock()
+				return 0, ErrPacketTooLarge
+			}
+			break
+		}
+		if len(p) == 0 {
 			break
 		}
 		if st.sendWin > 0 {
