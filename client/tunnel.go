@@ -312,8 +312,9 @@ func (t *Tunnel) sessionEnded(s *tunSession) {
 	t.kick()
 }
 
-// sessionGoingAway wakes the maintainer to replace s.
-func (t *Tunnel) sessionGoingAway() {
+// poke tells waiters and the maintainer that something changed (a session
+// is going away, a slot is free, settings arrived).
+func (t *Tunnel) poke() {
 	t.mu.Lock()
 	t.notifyLocked()
 	t.mu.Unlock()

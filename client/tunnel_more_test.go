@@ -96,6 +96,8 @@ func TestTunnelDeadlinesAndClose(t *testing.T) {
 	if _, err := s.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read past its deadline: %v", err)
 	}
+	// A Read before any Write sent the OPEN.
+	waitUntil(t, "the OPEN of a stream that read first", func() bool { return srv.opened.Load() == 1 })
 	wrote := make(chan error, 1)
 	go func() {
 		_, err := s.Write(make([]byte, 256<<20)) // more than the sink's socket buffers take

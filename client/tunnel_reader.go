@@ -214,7 +214,7 @@ func (s *tunSession) applySettings(set mux.Settings) {
 	for _, st := range waiters {
 		st.wake()
 	}
-	s.t.sessionGoingAway() // MAX_STREAMS may have changed: wake waiters
+	s.t.poke() // MAX_STREAMS may have changed: wake waiters
 }
 
 func (s *tunSession) addSendWin(inc uint32) error {
@@ -247,7 +247,7 @@ func (s *tunSession) goAway(last uint32, code mux.GoAwayCode) {
 	}
 	s.mu.Unlock()
 	s.t.log.Info("tunnel: gateway going away", "gateway", s.gw.Addr, "code", code.String(), "last", last)
-	s.t.sessionGoingAway()
+	s.t.poke()
 	for i, st := range refused {
 		s.remove(ids[i], st.kind)
 		st.onReset(s, ids[i], mux.ResetRefused)

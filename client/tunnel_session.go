@@ -114,7 +114,7 @@ func (s *tunSession) unreserve() {
 	s.mu.Lock()
 	s.reserved--
 	s.mu.Unlock()
-	s.t.sessionGoingAway() // a slot is free: wake waiters
+	s.t.poke() // a slot is free: wake waiters
 }
 
 func (s *tunSession) lastRTT() time.Duration {
@@ -141,7 +141,7 @@ func (s *tunSession) open(st *tunStream, first []byte, fin bool, reserved bool) 
 	if err := st.stateErrLocked(); err != nil {
 		s.mu.Unlock()
 		st.mu.Unlock()
-		s.t.sessionGoingAway() // the reserved slot is free
+		s.t.poke() // the reserved slot is free
 		return 0, err
 	}
 	if s.dead != nil || s.goaway {
@@ -261,7 +261,7 @@ func (s *tunSession) remove(id uint32, kind mux.Kind) {
 	}
 	goaway := s.goaway && len(s.streams) == 0
 	s.mu.Unlock()
-	s.t.sessionGoingAway() // a slot is free
+	s.t.poke() // a slot is free
 	if goaway {
 		s.close(fmt.Errorf("%w: drained", ErrTunnelLost))
 	}

@@ -256,9 +256,12 @@ func (st *tunStream) sendSome(p []byte, fin bool) (int, error) {
 	st.noteSentLocked(p)
 	s, id := st.sess, st.id
 	st.mu.Unlock()
-	b := make([]byte, wsHeaderRoom, wsHeaderRoom+mux.HeaderLen+len(p))
-	b = mux.AppendData(b, id, fin, p)
-	if err := s.send(b); err != nil {
+	bp := getFrameBuf(len(p))
+	b := mux.AppendData((*bp)[:wsHeaderRoom], id, fin, p)
+	err := s.send(b)
+	*bp = b
+	putFrameBuf(bp)
+	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrTunnelLost, err)
 	}
 	st.t.up.Add(int64(len(p)))
@@ -330,6 +333,9 @@ func (st *tunStream) Read(p []byte) (int, error) {
 			st.roff += k
 			if st.roff == len(st.rbuf) {
 				st.rbuf, st.roff = st.rbuf[:0], 0
+				if cap(st.rbuf) > 64<<10 {
+					st.rbuf = nil // an idle stream keeps no large buffer
+				}
 			}
 			st.creditLocked(k)
 			st.mu.Unlock()
@@ -391,12 +397,19 @@ func (st *tunStream) onData(s *tunSession, id uint32, p []byte, fin bool) {
 		return
 	}
 	st.recvWin -= int64(len(p))
-	if st.recvWin < 0 {
-		st.err = &StreamResetError{Code: mux.ResetFlowControl}
+	code := mux.ResetCode(0)
+	switch {
+	case st.recvWin < 0:
+		code = mux.ResetFlowControl
+	case st.remoteFin:
+		code = mux.ResetProtocol // DATA after FIN
+	}
+	if code != 0 {
+		st.err = &StreamResetError{Code: code}
 		st.cond.Broadcast()
 		st.mu.Unlock()
 		s.consumed(len(p))
-		s.queue(func(b []byte) []byte { return mux.AppendReset(b, id, mux.ResetFlowControl) })
+		s.queue(func(b []byte) []byte { return mux.AppendReset(b, id, code) })
 		s.remove(id, st.kind)
 		st.uncount()
 		return
@@ -597,6 +610,27 @@ func (st *tunStream) SetWriteDeadline(t time.Time) error {
 	st.cond.Broadcast()
 	st.mu.Unlock()
 	return nil
+}
+
+// frameBufs holds DATA frame buffers (room for the WebSocket header, the
+// mux header and a default-size payload); larger ones are not kept.
+var frameBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, wsHeaderRoom+mux.HeaderLen+mux.DefaultMaxFrame)
+	return &b
+}}
+
+func getFrameBuf(n int) *[]byte {
+	if n > mux.DefaultMaxFrame {
+		b := make([]byte, 0, wsHeaderRoom+mux.HeaderLen+n)
+		return &b
+	}
+	return frameBufs.Get().(*[]byte)
+}
+
+func putFrameBuf(bp *[]byte) {
+	if cap(*bp) <= wsHeaderRoom+mux.HeaderLen+mux.DefaultMaxFrame {
+		frameBufs.Put(bp)
+	}
 }
 
 // tunAddr names a stream's end: the tunnel's gateway.
