@@ -5,7 +5,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO        ?= go
 BIN       := bin
 FUZZTIME  ?= 30s
-FUZZ_PKGS ?= ./codec
+FUZZ_PKGS ?= ./codec ./codec/mux ./codec/tls12 ./codec/tls13 ./client ./gateway
 BENCH_OUT ?= bench/results
 BENCH_ARGS ?=
 
