@@ -213,11 +213,13 @@ func (s *Session) refresh(ctx context.Context) {
 	s.setRefusal("")
 	changed := false
 	if !sameGateways(old.Gateways, nk.Gateways) && !old.Direct() {
+		changed = true
 		if g, ok := s.t.(interface{ SetGateways([]Gateway) }); ok {
 			g.SetGateways(nk.Gateways)
+			s.log.Info("gateways changed", "gateways", len(nk.Gateways), "first", nk.Gateways[0].Addr)
+		} else {
+			s.log.Info("gateways changed; this transport keeps its list until restart", "transport", s.kind, "gateways", len(nk.Gateways))
 		}
-		changed = true
-		s.log.Info("gateways changed", "gateways", len(nk.Gateways), "first", nk.Gateways[0].Addr)
 	}
 	if nk.Cipher != old.Cipher || nk.Secret != old.Secret {
 		if err := s.ss.SetKey(nk.Cipher, nk.Secret); err != nil {

@@ -1,8 +1,15 @@
 package main
 
-import "github.com/httvps/httvps/client"
+import (
+	"crypto/tls"
+	"log/slog"
 
-// nativeTunnel builds the native tunnel transport; nil while this build
-// has none (connect then uses the Outline paths unless -transport native
-// was asked for).
-var nativeTunnel client.NativeFunc
+	"github.com/httvps/httvps/client"
+)
+
+// nativeTunnel builds the native tunnel transport (client.NewTunnel): a
+// few /v1/tunnel WebSockets carrying every stream, failing over across
+// the key's gateways.
+var nativeTunnel client.NativeFunc = func(k *client.Key, base *tls.Config, log *slog.Logger) (client.Transport, error) {
+	return client.NewTunnel(client.TunnelConfig{Gateways: k.Gateways, Token: k.Token, TLSConfig: base, Logger: log}), nil
+}
