@@ -128,7 +128,7 @@ func DialWS(ctx context.Context, gw Gateway, path string, o WSOptions) (*WSConn,
 		conn = tc
 	}
 	u := &url.URL{Scheme: scheme, Host: gw.Addr, Path: path}
-	dialer := ws.Dialer{Protocols: o.Protocols, ReadBufferSize: 16 << 10}
+	dialer := ws.Dialer{Protocols: o.Protocols, ReadBufferSize: 16 << 10, Host: wsHost(gw)}
 	if len(o.Header) > 0 {
 		dialer.Header = ws.HandshakeHeaderHTTP(o.Header)
 	}
@@ -170,6 +170,9 @@ func wsTLSConfig(gw Gateway, host string, base *tls.Config) *tls.Config {
 	if len(c.NextProtos) == 0 {
 		c.NextProtos = []string{"http/1.1"}
 	}
+	if c.ClientSessionCache == nil {
+		c.ClientSessionCache = wsSessions // reconnects resume when the gateway allows it
+	}
 	if len(gw.Pin) > 0 {
 		pin := append([]byte(nil), gw.Pin...)
 		c.InsecureSkipVerify = true
@@ -186,6 +189,23 @@ func wsTLSConfig(gw Gateway, host string, base *tls.Config) *tls.Config {
 		}
 	}
 	return c
+}
+
+// wsSessions is the TLS session cache of every gateway connection.
+var wsSessions = tls.NewLRUClientSessionCache(64)
+
+// wsHost is the Host header: the SNI name when one is set (a gateway
+// behind a front that routes by name), else Addr; the port only if it is
+// not the scheme's default.
+func wsHost(gw Gateway) string {
+	if gw.SNI == "" {
+		return ""
+	}
+	_, port, err := net.SplitHostPort(gw.Addr)
+	if err != nil || gw.TLS && port == "443" || !gw.TLS && port == "80" {
+		return gw.SNI
+	}
+	return net.JoinHostPort(gw.SNI, port)
 }
 
 // CertPin returns the pin of a certificate: the SHA-256 of its DER.

@@ -296,3 +296,49 @@ func wsAccept(key []byte) string {
 	h := sha1.Sum(append(append([]byte(nil), key...), "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"...))
 	return base64.StdEncoding.EncodeToString(h[:])
 }
+
+// TestWSRequest: the upgrade carries the extra headers and subprotocols,
+// and the Host header names the SNI when one is set.
+func TestWSRequest(t *testing.T) {
+	type seen struct{ host, auth, proto string }
+	got := make(chan seen, 1)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		var s seen
+		u := ws.Upgrader{
+			OnHost: func(h []byte) error { s.host = string(h); return nil },
+			OnHeader: func(k, v []byte) error {
+				if string(k) == "Authorization" {
+					s.auth = string(v)
+				}
+				return nil
+			},
+			Protocol: func(p []byte) bool { s.proto += string(p) + ";"; return string(p) == "b.v1" },
+		}
+		if _, err := u.Upgrade(c); err != nil {
+			return
+		}
+		got <- s
+		io.Copy(io.Discard, c)
+	}()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	c, proto, err := DialWS(dialCtx(t), Gateway{Addr: ln.Addr().String(), SNI: "gw.example"}, "/x",
+		WSOptions{Header: map[string][]string{"Authorization": {"Bearer tok"}}, Protocols: []string{"a.v2", "b.v1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := <-got
+	if proto != "b.v1" || s.host != "gw.example:"+port || s.auth != "Bearer tok" || s.proto != "a.v2;b.v1;" {
+		t.Fatalf("chosen %q, server saw %+v", proto, s)
+	}
+}
