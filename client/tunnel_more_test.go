@@ -176,3 +176,40 @@ func TestTunnelCloseEndsEverything(t *testing.T) {
 		t.Fatalf("status %+v after Close", st)
 	}
 }
+
+// TestTunnelUnusedStreams: streams closed before they sent anything never
+// reach the gateway and give their slot back (more of them than
+// MAX_STREAMS, one after another, on one tunnel).
+func TestTunnelUnusedStreams(t *testing.T) {
+	srv := startTunServer(t, tunToken, testpeer.EchoServer(t), "", serverSettings(8))
+	tun := newTestTunnel(t, 1, nil, srv.Addr())
+	for i := range 40 {
+		s, err := tun.DialStream(dialCtx(t))
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		s.Close()
+	}
+	// Slots are whole: 8 streams at once still open and echo.
+	var streams []StreamConn
+	for i := range 8 {
+		s, err := tun.DialStream(dialCtx(t))
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		defer s.Close()
+		streams = append(streams, s)
+	}
+	for i, s := range streams {
+		if _, err := s.Write([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 1)
+		if _, err := s.Read(b); err != nil || b[0] != byte(i) {
+			t.Fatalf("stream %d echo %v %v", i, b, err)
+		}
+	}
+	if n := srv.opened.Load(); n != 8 {
+		t.Fatalf("server saw %d OPENs, want 8", n)
+	}
+}

@@ -130,13 +130,14 @@ var errSessionUnusable = errors.New("client: tunnel going away")
 // first as the windows and MAX_FRAME allow (udp: all of it, or
 // ErrPacketTooLarge), FIN if fin and all of first went. It returns how many
 // bytes of first went. st.mu must not be held; the caller holds st.wmu.
-func (s *tunSession) open(st *tunStream, first []byte, fin bool, reserved bool) (int, error) {
+func (s *tunSession) open(st *tunStream, first []byte, fin bool) (int, error) {
 	s.openMu.Lock()
 	defer s.openMu.Unlock()
 	st.mu.Lock()
 	s.mu.Lock()
-	if reserved {
+	if st.reserved == s {
 		s.reserved--
+		st.reserved = nil
 	}
 	if err := st.stateErrLocked(); err != nil {
 		s.mu.Unlock()

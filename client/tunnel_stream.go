@@ -35,7 +35,10 @@ type tunStream struct {
 	mu   sync.Mutex // guards the fields below
 	cond sync.Cond  // on mu: data, window, state changes, deadlines
 	sess *tunSession
-	id   uint32 // 0: not open on sess (then sess, if set, holds a reserved slot)
+	id   uint32 // 0: not open on sess
+	// reserved is the session holding a stream slot for this stream's OPEN
+	// (taken by acquire, given back by the OPEN or by Close).
+	reserved *tunSession
 	// avoid is the session that refused the stream last.
 	avoid      *tunSession
 	reopen     bool // refused: open again (with replay) before anything else
@@ -64,7 +67,7 @@ type tunStream struct {
 }
 
 func newTunStream(t *Tunnel, k mux.Kind, s *tunSession) *tunStream {
-	st := &tunStream{t: t, kind: k, sess: s}
+	st := &tunStream{t: t, kind: k, sess: s, reserved: s}
 	st.cond.L = &st.mu
 	return st
 }
@@ -118,7 +121,6 @@ func (st *tunStream) openLocked(first []byte, fin bool) (int, error) {
 		}
 		s, avoid := st.sess, st.avoid
 		st.mu.Unlock()
-		reserved := s != nil
 		if s == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), st.t.cfg.DialTimeout)
 			var err error
@@ -128,9 +130,16 @@ func (st *tunStream) openLocked(first []byte, fin bool) (int, error) {
 				st.fail(err)
 				return 0, err
 			}
-			reserved = true
+			st.mu.Lock()
+			if err := st.stateErrLocked(); err != nil {
+				st.mu.Unlock()
+				s.unreserve()
+				return 0, err
+			}
+			st.sess, st.reserved = s, s
+			st.mu.Unlock()
 		}
-		k, err := s.open(st, first, fin, reserved)
+		k, err := s.open(st, first, fin)
 		if errors.Is(err, errSessionUnusable) {
 			st.mu.Lock()
 			if st.sess == s && st.id == 0 {
@@ -557,9 +566,9 @@ func (st *tunStream) Close() error {
 		return nil
 	}
 	st.closed = true
-	s, id := st.sess, st.id
+	s, id, reserved := st.sess, st.id, st.reserved
 	reset := id != 0 && st.err == nil && !(st.finSent && st.remoteFin)
-	reserved := s != nil && id == 0
+	st.reserved = nil
 	st.rbuf, st.roff, st.pkts, st.replay = nil, 0, nil, nil
 	st.cond.Broadcast()
 	st.mu.Unlock()
@@ -567,8 +576,8 @@ func (st *tunStream) Close() error {
 	case reset:
 		s.queue(func(b []byte) []byte { return mux.AppendReset(b, id, mux.ResetCancel) })
 		s.remove(id, st.kind)
-	case reserved:
-		s.unreserve()
+	case reserved != nil:
+		reserved.unreserve()
 	}
 	st.uncount()
 	return nil
