@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -94,33 +93,33 @@ func runTunnelIdle(ctx context.Context, cfg *Config, ps *procSet, pe *peer, cert
 	return nil
 }
 
-// ServeTunnels is the "tunnels" subcommand: it opens -n native tunnels to
-// -addr (each: the upgrade with the token, SETTINGS both ways), prints
-// "ready N" and holds them until its stdin closes or it is killed.
-func ServeTunnels(args []string) int {
-	fs := flag.NewFlagSet("httvps-bench tunnels", flag.ContinueOnError)
-	addr := fs.String("addr", "", "gateway address")
-	token := fs.String("token", "", "token")
-	n := fs.Int("n", 1, "tunnels to open")
-	src := fs.Int("src", 2, "first source address 127.0.0.SRC (eight are used)")
-	ca := fs.String("ca", "", "TLS: the gateway's certificate (PEM); empty: plaintext")
-	sni := fs.String("sni", "localhost", "TLS: server name")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	tr := Transport{Addr: *addr, ReadBuffer: 256}
-	if *ca != "" {
-		pem, err := os.ReadFile(*ca)
+// TunnelsConfig is what the "tunnels" subcommand opens.
+type TunnelsConfig struct {
+	Addr  string // gateway address
+	Token string
+	N     int    // tunnels to open
+	Src   int    // first source address 127.0.0.Src (eight are used)
+	CA    string // TLS: the gateway's certificate (PEM file); empty: plaintext
+	SNI   string // TLS: server name
+}
+
+// ServeTunnels is the "tunnels" subcommand: it opens c.N native tunnels to
+// c.Addr (each: the upgrade with the token, SETTINGS both ways), prints
+// "ready N" and holds them until the harness kills it.
+func ServeTunnels(c TunnelsConfig) int {
+	tr := Transport{Addr: c.Addr, ReadBuffer: 256}
+	if c.CA != "" {
+		pem, err := os.ReadFile(c.CA)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		pool := x509.NewCertPool()
 		pool.AppendCertsFromPEM(pem)
-		tr.TLS = &tls.Config{RootCAs: pool, ServerName: *sni, MinVersion: tls.VersionTLS13, CurvePreferences: []tls.CurveID{tls.X25519}}
+		tr.TLS = &tls.Config{RootCAs: pool, ServerName: c.SNI, MinVersion: tls.VersionTLS13, CurvePreferences: []tls.CurveID{tls.X25519}}
 	}
-	tr = newMuxClient(tr, *token).tr
-	conns := make([]Stream, *n)
+	tr = newMuxClient(tr, c.Token).tr
+	conns := make([]Stream, c.N)
 	var (
 		next, ok atomic.Int64
 		firstErr atomic.Value
@@ -133,11 +132,11 @@ func ServeTunnels(args []string) int {
 			defer wg.Done()
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= *n {
+				if i >= c.N {
 					return
 				}
 				t := tr
-				t.LocalIP = net.IPv4(127, 0, 0, byte(*src+i%idleSourceIPs))
+				t.LocalIP = net.IPv4(127, 0, 0, byte(c.Src+i%idleSourceIPs))
 				s, err := openIdleTunnel(ctx, t)
 				if err != nil {
 					firstErr.CompareAndSwap(nil, fmt.Errorf("tunnel %d: %w", i, err))
@@ -149,11 +148,11 @@ func ServeTunnels(args []string) int {
 		}()
 	}
 	wg.Wait()
-	if int(ok.Load()) != *n {
-		fmt.Fprintf(os.Stderr, "only %d of %d tunnels: %v\n", ok.Load(), *n, firstErr.Load())
+	if int(ok.Load()) != c.N {
+		fmt.Fprintf(os.Stderr, "only %d of %d tunnels: %v\n", ok.Load(), c.N, firstErr.Load())
 		return 1
 	}
-	fmt.Printf("ready %d\n", *n)
+	fmt.Printf("ready %d\n", c.N)
 	select {} // until the harness kills the process group
 }
 

@@ -61,7 +61,7 @@ func main() {
 		case "hog":
 			bench.Hog()
 		case "tunnels":
-			os.Exit(bench.ServeTunnels(os.Args[2:]))
+			os.Exit(serveTunnels(os.Args[2:]))
 		}
 	}
 	os.Exit(run(os.Args[1:]))
@@ -195,6 +195,22 @@ func serveSub(args []string, relay bool) int {
 		return 1
 	}
 	return 0
+}
+
+// serveTunnels runs the "tunnels" subcommand (bench.ServeTunnels).
+func serveTunnels(args []string) int {
+	var c bench.TunnelsConfig
+	fs := flag.NewFlagSet("httvps-bench tunnels", flag.ContinueOnError)
+	fs.StringVar(&c.Addr, "addr", "", "gateway address")
+	fs.StringVar(&c.Token, "token", "", "token")
+	fs.IntVar(&c.N, "n", 1, "tunnels to open")
+	fs.IntVar(&c.Src, "src", 2, "first source address 127.0.0.SRC (eight are used)")
+	fs.StringVar(&c.CA, "ca", "", "TLS: the gateway's certificate (PEM); empty: plaintext")
+	fs.StringVar(&c.SNI, "sni", "localhost", "TLS: server name")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	return bench.ServeTunnels(c)
 }
 
 // parseSize parses "1G", "256M", "16K" (binary units) or a plain byte count.
