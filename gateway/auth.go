@@ -13,6 +13,7 @@ type PathKind uint8
 const (
 	PathTCP PathKind = iota // /<secret>/tcp: a Shadowsocks TCP byte stream
 	PathUDP                 // /<secret>/udp: one Shadowsocks UDP packet per message
+	PathTunnel              // /v1/tunnel: the HTTVPS native tunnel (the secret is the bearer token)
 	numPaths
 )
 
@@ -22,6 +23,8 @@ func (p PathKind) String() string {
 		return "tcp"
 	case PathUDP:
 		return "udp"
+	case PathTunnel:
+		return "tunnel"
 	}
 	return "unknown"
 }
@@ -41,7 +44,9 @@ type Route struct {
 }
 
 // Authenticator decides, before the 101, whether a secret may open a session
-// of the given kind and where it goes. It is called from the handshake
+// of the given kind and where it goes. For PathTunnel the secret is the
+// bearer token and the session is the whole tunnel: its streams dial
+// Route.Upstream (then Route.Fallbacks), TCP or UDP as each stream asks. It is called from the handshake
 // goroutine and must be safe for concurrent use. secret is only valid during
 // the call. A false result gets the decoy answer; the caller never learns why.
 // An Authenticator that returns a Route with an Account has admitted one

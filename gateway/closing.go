@@ -34,6 +34,12 @@ func (s *session) sendClose(code ws.StatusCode, end End, cause error) {
 	if s.closeSent() || s.dead() {
 		return
 	}
+	if s.tun != nil {
+		// The tunnel's frames so far go before the close (nothing after).
+		if s.tunFlush(); s.dead() {
+			return
+		}
+	}
 	var b [16]byte
 	s.writeControl(codec.AppendClose(b[:0], code, ""))
 	s.step(evCloseSent)
@@ -76,7 +82,7 @@ func (s *session) onClientClose(payload []byte) {
 	s.step(evClientClose)
 	s.eofClose()
 	normal := code == ws.StatusNormalClosure || code == ws.StatusNoStatusRcvd
-	if s.kind == PathUDP || !normal {
+	if s.kind != PathTCP || !normal {
 		if !normal && s.end == EndNormal {
 			s.end, s.cause = EndClientGone, closeCodeError(code)
 		}
@@ -104,6 +110,9 @@ func (s *session) shutUpstream() {
 }
 
 func (s *session) closeUpstream() {
+	if s.tun != nil {
+		s.tunEndStreams()
+	}
 	if s.ufd < 0 {
 		return
 	}

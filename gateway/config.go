@@ -92,6 +92,11 @@ type Config struct {
 	MaxControlRate  int
 	MaxControlBurst int
 
+	// TunnelMaxStreams caps the streams open at once on one native tunnel
+	// (its SETTINGS MAX_STREAMS); an OPEN beyond it is answered RESET
+	// REFUSED. 0 means 256.
+	TunnelMaxStreams int
+
 	// Loops is the number of relay event loops. 0 means GOMAXPROCS.
 	Loops int
 

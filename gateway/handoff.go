@@ -79,6 +79,10 @@ func (l *loop) adopt(a *handoff) {
 	if kind == PathUDP {
 		lim = g.udpLimits
 	}
+	if kind == PathTunnel {
+		lim = g.tunLimits
+		s.tun = newTunnel(a.ups)
+	}
 	s.rd.Init(lim)
 	s.cev, s.uev = evIn|evRDHUP, evIn|evRDHUP
 	if kind == PathTCP {
@@ -97,26 +101,33 @@ func (l *loop) adopt(a *handoff) {
 	}
 	if l.draining || l.stopping {
 		unix.Close(cfd)
-		unix.Close(ufd)
+		if ufd >= 0 {
+			unix.Close(ufd)
+		}
 		g.m.HandshakeRejected(RejectShutdown)
 		fail()
 		return
 	}
 	if err := l.register(cfd, s, s.cev); err != nil {
 		unix.Close(cfd)
-		unix.Close(ufd)
+		if ufd >= 0 {
+			unix.Close(ufd)
+		}
 		fail()
 		return
 	}
-	if err := l.register(ufd, s, s.uev); err != nil {
-		l.forget(cfd)
-		unix.Close(ufd)
-		fail()
-		return
+	// A tunnel has no member socket of its own: its streams dial theirs.
+	if kind != PathTunnel {
+		if err := l.register(ufd, s, s.uev); err != nil {
+			l.forget(cfd)
+			unix.Close(ufd)
+			fail()
+			return
+		}
 	}
 	l.link(s)
 	s.hand = a
-	if kind == PathUDP {
+	if kind != PathTCP {
 		s.connected()
 		return
 	}
@@ -152,6 +163,11 @@ func (s *session) connected() {
 	g.m.HandshakeOK(s.kind)
 	g.m.SessionStart(s.kind)
 	s.writeDown(p.resp)
+	if s.tun != nil {
+		// SETTINGS is the tunnel's first frame, right behind the 101.
+		s.emitSettings()
+		s.tunFlush()
+	}
 	if len(p.earlyPlain) > 0 && !s.dead() {
 		if iov, ok := s.consume(p.earlyPlain, l.iov[:0]); ok {
 			s.flushPieces(iov)
@@ -164,7 +180,9 @@ func (s *session) connected() {
 			s.flushPieces(iov)
 		}
 	}
-	if !s.dead() {
+	if s.tun != nil {
+		s.tunDone()
+	} else if !s.dead() {
 		s.setInterest()
 	}
 }

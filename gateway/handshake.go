@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/httvps/httvps/bufpool"
+	"github.com/httvps/httvps/codec/mux"
 )
 
 // maxSecret bounds the secret segment of an Outline path.
@@ -71,8 +72,10 @@ type handshake struct {
 
 	// Filled by the upgrade hooks.
 	kind   PathKind
-	secret [maxSecret]byte
+	secret [maxSecret]byte // the path secret, or the tunnel's bearer token
 	secLen int
+	hasTok bool // tunnel: an Authorization: Bearer token was read into secret
+	hasVer bool // tunnel: an httvps.v* subprotocol the gateway speaks was offered
 	reject Reject
 	route  Route
 	ufd    int              // upstream socket (a TCP connect may be in progress)
@@ -368,9 +371,12 @@ func (h *handshake) upgrade(req []byte) error {
 	h.in.Reset(req)
 	h.out.n = 0 // a kept-alive connection may try more than once
 	h.ups = h.ups[:0]
+	h.hasTok, h.hasVer = false, false
 	u := ws.Upgrader{
 		ReadBufferSize:  g.cfg.MaxRequestSize + 64,
 		OnRequest:       h.onURI,
+		OnHeader:        h.onHeader,
+		ProtocolCustom:  h.onProtocol,
 		OnBeforeUpgrade: h.beforeUpgrade,
 	}
 	_, err := u.Upgrade(struct {
@@ -552,6 +558,11 @@ func (h *handshake) onURI(uri []byte) error {
 		uri = uri[:i]
 	}
 	h.reject = RejectPath
+	if string(uri) == tunnelPath {
+		h.kind = PathTunnel
+		h.reject = RejectNotUpgrade
+		return nil
+	}
 	if len(uri) < len("/x/tcp") || uri[0] != '/' {
 		return errReject
 	}
@@ -574,8 +585,18 @@ func (h *handshake) onURI(uri []byte) error {
 
 // beforeUpgrade runs once the request is a valid WebSocket upgrade: it
 // authenticates and dials the upstream, so the 101 means a working session.
+// A tunnel dials nothing here: its streams do (tunnel.go).
 func (h *handshake) beforeUpgrade() (ws.HandshakeHeader, error) {
 	g := h.g
+	if h.kind == PathTunnel && !h.hasVer {
+		clear(h.secret[:h.secLen])
+		h.reject = RejectVersion
+		return nil, errReject
+	}
+	if h.kind == PathTunnel && !h.hasTok {
+		h.reject = RejectSecret
+		return nil, errReject
+	}
 	route, ok := g.cfg.Auth.Authenticate(h.secret[:h.secLen], h.kind)
 	clear(h.secret[:h.secLen])
 	if !ok {
@@ -583,6 +604,10 @@ func (h *handshake) beforeUpgrade() (ws.HandshakeHeader, error) {
 		return nil, errReject
 	}
 	h.route = route
+	if h.kind == PathTunnel {
+		h.resolveRoute()
+		return nil, nil
+	}
 	// Resolve every candidate here (a name would block the relay loop),
 	// then start the first connect; the relay loop completes it and moves
 	// on to the next candidate if it fails.
@@ -622,5 +647,69 @@ func (h *handshake) releaseAccount() {
 	if a := h.route.Account; a != nil {
 		h.route.Account = nil
 		a.Release()
+	}
+}
+
+// tunnelPath is the native tunnel's path (docs/03).
+const tunnelPath = "/v1/tunnel"
+
+// onHeader takes the tunnel's bearer token from the Authorization header
+// (other headers are ignored). value is only valid during the call, so the
+// token is copied; a second Authorization header, a scheme other than
+// Bearer or a token over maxSecret bytes leaves no token (the decoy).
+func (h *handshake) onHeader(key, value []byte) error {
+	if h.kind != PathTunnel || !bytes.EqualFold(key, []byte("Authorization")) {
+		return nil
+	}
+	const scheme = "bearer "
+	if h.hasTok || len(value) <= len(scheme) || !bytes.EqualFold(value[:len(scheme)], []byte(scheme)) {
+		h.hasTok = false
+		h.secLen = 0
+		return nil
+	}
+	tok := bytes.TrimLeft(value[len(scheme):], " ")
+	if len(tok) == 0 || len(tok) > maxSecret {
+		return nil
+	}
+	h.secLen = copy(h.secret[:], tok)
+	h.hasTok = true
+	return nil
+}
+
+// tunnelVersions are the httvps.v<N> subprotocols the gateway speaks, newest
+// first.
+var tunnelVersions = [...]string{mux.Subprotocol}
+
+// onProtocol selects the subprotocol from a Sec-WebSocket-Protocol header:
+// on the tunnel path the newest httvps.v<N> offered that the gateway speaks
+// (none: the decoy, in beforeUpgrade); on the Outline paths nothing, and the
+// header is ignored as it always was.
+func (h *handshake) onProtocol(v []byte) (string, bool) {
+	if h.kind != PathTunnel {
+		return "", true
+	}
+	for _, want := range tunnelVersions {
+		for _, p := range bytes.Split(v, []byte(",")) {
+			if string(bytes.TrimSpace(p)) == want {
+				h.hasVer = true
+				return want, true
+			}
+		}
+	}
+	return "", true
+}
+
+// resolveRoute resolves the route's members for a tunnel's streams (a name
+// would block the relay loop). None usable still makes a tunnel: each of
+// its streams is then answered RESET CONNECT (docs/03).
+func (h *handshake) resolveRoute() {
+	for _, up := range append([]string{h.route.Upstream}, h.route.Fallbacks...) {
+		ap, err := resolveUpstream(up)
+		if err != nil {
+			h.g.m.UpstreamDialError(h.kind)
+			h.g.log.Debug("upstream address", "upstream", up, "err", err)
+			continue
+		}
+		h.ups = append(h.ups, ap)
 	}
 }

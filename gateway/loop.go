@@ -36,6 +36,8 @@ type loop struct {
 	out       []byte // TLS records sealed for one write, shared likewise
 	iov       [][]byte
 	iovec     [maxIOV]unix.Iovec
+	tout      []byte   // tunnel frames of one event, sent as one message (tunnelout.go); nil until a tunnel needs it
+	towner    *session // the tunnel whose frames tout holds
 	now       int64 // coarse clock, unix nanoseconds, updated per wake
 	draining  bool
 	reported  bool // drained() was called
@@ -282,6 +284,9 @@ func (l *loop) drain() {
 func (l *loop) kill() {
 	for s := l.head.next; s != &l.head; {
 		next := s.next
+		if s.tun != nil {
+			s.tunKill()
+		}
 		s.finish(EndShutdown, errShutdown)
 		s = next
 	}

@@ -1,5 +1,7 @@
 package gateway
 
+import "github.com/httvps/httvps/codec/mux"
+
 // nameOf is the label of an enum value: names[v], or "unknown" past them.
 func nameOf[T ~uint8](v T, names []string) string {
 	if int(v) < len(names) {
@@ -27,10 +29,11 @@ const (
 	RejectAddrLimit                // AddrHandshakes from this client address in progress
 	RejectAddrRate                 // new connections from this address over AddrRate/AddrBurst
 	RejectEvicted                  // an idle handshake closed at MaxHandshakes to admit a new one
+	RejectVersion                  // /v1/tunnel without an httvps.v* subprotocol the gateway speaks
 	NumRejects
 )
 
-var rejectNames = [NumRejects]string{"malformed", "not_upgrade", "path", "secret", "too_large", "timeout", "capacity", "upstream", "shutdown", "tls", "addr_limit", "addr_rate", "evicted"}
+var rejectNames = [NumRejects]string{"malformed", "not_upgrade", "path", "secret", "too_large", "timeout", "capacity", "upstream", "shutdown", "tls", "addr_limit", "addr_rate", "evicted", "version"}
 
 func (r Reject) String() string { return nameOf(r, rejectNames[:]) }
 
@@ -65,10 +68,11 @@ const (
 	DropEarlyData                 // bytes a client sent before the 101
 	DropFallbackBusy              // MaxFallbacks reached: the decoy answer instead of the fallback
 	DropFallbackDial              // the fallback could not be dialled: the decoy answer instead
+	DropTunnelUDP                 // tunnel udp packet the member socket would not take, or too large for the client's MAX_FRAME
 	NumDrops
 )
 
-var dropNames = [NumDrops]string{"udp_to_upstream", "early_data", "fallback_busy", "fallback_dial"}
+var dropNames = [NumDrops]string{"udp_to_upstream", "early_data", "fallback_busy", "fallback_dial", "tunnel_udp"}
 
 func (d Drop) String() string { return nameOf(d, dropNames[:]) }
 
@@ -102,3 +106,52 @@ func (nopMetrics) UpstreamDialError(PathKind)        {}
 func (nopMetrics) Dropped(Drop, int)                 {}
 func (nopMetrics) Buffered(int)                      {}
 func (nopMetrics) TLSHandshake(uint16, uint16, bool) {}
+
+// StreamEnd is why a stream of a native tunnel ended; the label of the
+// tunnel stream-end metric.
+type StreamEnd uint8
+
+const (
+	StreamNormal      StreamEnd = iota // FIN both ways
+	StreamClientReset                  // the client sent RESET
+	StreamConnect                      // no member could be connected (RESET CONNECT)
+	StreamUpstream                     // the member reset or failed (RESET UPSTREAM)
+	StreamRefused                      // over MAX_STREAMS or after GOAWAY (RESET REFUSED)
+	StreamFlowControl                  // the client overran the stream window (RESET FLOW_CONTROL)
+	StreamProtocol                     // a bad frame for the stream (RESET PROTOCOL)
+	StreamIdle                         // no traffic for the idle timeout (RESET CANCEL)
+	StreamTunnelEnd                    // the tunnel ended with the stream open
+	NumStreamEnds
+)
+
+var streamEndNames = [NumStreamEnds]string{"normal", "client_reset", "connect", "upstream", "refused", "flow_control", "protocol", "idle", "tunnel_end"}
+
+func (e StreamEnd) String() string { return nameOf(e, streamEndNames[:]) }
+
+// NumResetCodes bounds the RESET codes (mux.ResetCode) the gateway sends:
+// 1…NumResetCodes-1.
+const NumResetCodes = 8
+
+// ResetName is the label of a RESET code in the resets-sent metric.
+func ResetName(c mux.ResetCode) string {
+	names := [NumResetCodes]string{"unknown", "cancel", "refused", "connect", "flow_control", "upstream", "protocol", "internal"}
+	if int(c) < len(names) {
+		return names[c]
+	}
+	return "unknown"
+}
+
+// TunnelMetrics is what the gateway reports about native tunnel streams. A
+// Metrics that also implements it receives these calls (the Outline-path
+// interface stays as it is); the same rules apply: cheap, concurrent.
+type TunnelMetrics interface {
+	StreamOpened(udp bool)     // a stream was accepted (before its member dial)
+	StreamEnded(e StreamEnd)   // an accepted stream ended; opened − ended is the open-streams gauge
+	ResetSent(c mux.ResetCode) // a RESET the gateway sent (refused streams included)
+}
+
+type nopTunnelMetrics struct{}
+
+func (nopTunnelMetrics) StreamOpened(bool)        {}
+func (nopTunnelMetrics) StreamEnded(StreamEnd)    {}
+func (nopTunnelMetrics) ResetSent(mux.ResetCode) {}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"runtime"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/cloudwego/netpoll"
 
 	"github.com/httvps/httvps/codec"
+	"github.com/httvps/httvps/codec/mux"
 )
 
 // Gateway accepts WebSocket sessions on the Outline-compatible paths and
@@ -45,6 +47,10 @@ type Gateway struct {
 
 	limits    codec.Limits // client frames on the tcp path
 	udpLimits codec.Limits // client frames on the udp path
+	tunLimits codec.Limits // client frames on a tunnel: no message limit (boundaries carry no meaning)
+
+	tm            TunnelMetrics // cfg.Metrics if it implements it
+	tunMaxStreams int           // see Config.TunnelMaxStreams
 
 	loops []*loop
 	next  atomic.Uint32
@@ -138,6 +144,15 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.idle[PathTCP] = int64(cfg.IdleTimeout)
 	g.idle[PathUDP] = int64(cfg.UDPIdleTimeout)
+	g.idle[PathTunnel] = int64(cfg.IdleTimeout)
+	g.tm = nopTunnelMetrics{}
+	if tm, ok := cfg.Metrics.(TunnelMetrics); ok {
+		g.tm = tm
+	}
+	g.tunMaxStreams = cfg.TunnelMaxStreams
+	if g.tunMaxStreams <= 0 {
+		g.tunMaxStreams = mux.DefaultMaxStreams
+	}
 	g.pages = newDecoyPages(cfg)
 	g.decoy = g.pages.appendAnswer(nil, answer{})
 	g.keepAlive = cfg.DecoyKeepAlive
@@ -152,6 +167,7 @@ func New(cfg Config) (*Gateway, error) {
 		g.fallback = f
 	}
 	g.limits = codec.Limits{MaxFrame: cfg.MaxFrameSize, MaxMessage: cfg.MaxMessageSize, RejectText: true}
+	g.tunLimits = codec.Limits{MaxFrame: cfg.MaxFrameSize, MaxMessage: math.MaxInt64, RejectText: true}
 	g.udpLimits = codec.Limits{MaxFrame: min(cfg.MaxFrameSize, maxUDPPayload), MaxMessage: min(cfg.MaxMessageSize, maxUDPPayload), RejectText: true}
 	if cfg.TLS != nil {
 		tc, err := buildTLS(cfg.TLS, &g.tlsKeys)

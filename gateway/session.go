@@ -52,6 +52,7 @@ type session struct {
 	eofCloseAt int64
 
 	hand *handoff // until the upstream is connected
+	tun  *tunnel  // the native tunnel's streams (PathTunnel only)
 	// ctlAt is the client's control-frame budget as a token bucket kept in
 	// one number (the "theoretical arrival time" of GCRA): the loop-clock
 	// time at which the bucket would be full again. See controlFrame.
@@ -64,6 +65,10 @@ type session struct {
 func (s *session) handle(fd int, ev uint32) {
 	if s.ph == phConnecting {
 		s.handleConnect(fd, ev)
+		return
+	}
+	if s.tun != nil {
+		s.handleTunnel(fd, ev)
 		return
 	}
 	if fd == s.cfd {
@@ -170,6 +175,9 @@ func (s *session) goAway(end End, cause error) {
 		}
 		return
 	}
+	if s.tun != nil && s.tunGoAway() {
+		return // the last stream to end comes back here
+	}
 	s.sendClose(ws.StatusGoingAway, end, cause)
 	s.deadline = s.l.now + closeWait
 	if s.clientClosed() {
@@ -233,6 +241,11 @@ func (s *session) tick(now int64) {
 		s.finish(s.end, nil)
 		return
 	}
+	if s.tun != nil {
+		if s.tunTick(now); s.dead() {
+			return
+		}
+	}
 	idle := s.l.g.idle[s.kind]
 	if idle > 0 && now-s.last > idle {
 		s.goAway(EndIdle, errIdle)
@@ -292,6 +305,9 @@ func (s *session) finish(end End, err error) {
 	if s.msg != nil {
 		bufpool.Put(s.msg)
 		s.msg = nil
+	}
+	if s.tun != nil {
+		s.tunRelease()
 	}
 	s.closeUpstream()
 	l.forget(s.cfd)

@@ -164,8 +164,12 @@ func (s *session) frames(p []byte, iov [][]byte, pg *pong) ([][]byte, bool) {
 		}
 		switch ev.Kind {
 		case codec.EventData:
-			if s.kind == PathUDP {
-				if !s.udpPiece(ev) {
+			if s.kind != PathTCP {
+				if s.tun != nil {
+					if !s.tunInput(ev.Payload) {
+						return nil, false
+					}
+				} else if !s.udpPiece(ev) {
 					return nil, false
 				}
 				continue

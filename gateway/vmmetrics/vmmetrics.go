@@ -12,11 +12,12 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/httvps/httvps/codec/mux"
 	"github.com/httvps/httvps/gateway"
 )
 
 // paths lists every gateway.PathKind; the gateway does not export its count.
-var paths = [...]gateway.PathKind{gateway.PathTCP, gateway.PathUDP}
+var paths = [...]gateway.PathKind{gateway.PathTCP, gateway.PathUDP, gateway.PathTunnel}
 
 // Metrics implements gateway.Metrics.
 type Metrics struct {
@@ -32,9 +33,18 @@ type Metrics struct {
 	buffered     atomic.Int64
 	tlsOK        map[[2]uint16]*metrics.Counter // read-only after New
 	tlsResumed   *metrics.Counter
+
+	// The native tunnel's streams (gateway.TunnelMetrics).
+	streamsOpened [2]*metrics.Counter // tcp, udp
+	streamsEnded  [gateway.NumStreamEnds]*metrics.Counter
+	resetsSent    [gateway.NumResetCodes]*metrics.Counter
+	openStreams   atomic.Int64
 }
 
-var _ gateway.Metrics = (*Metrics)(nil)
+var (
+	_ gateway.Metrics       = (*Metrics)(nil)
+	_ gateway.TunnelMetrics = (*Metrics)(nil)
+)
 
 // New registers the gateway series in set and returns the reporter. A nil set
 // means the default set, which metrics.WritePrometheus always writes; another
@@ -70,6 +80,18 @@ func New(set *metrics.Set) *Metrics {
 			gateway.TLSVersionName(vs[0]), tls.CipherSuiteName(vs[1])))
 	}
 	m.tlsResumed = set.NewCounter(`httvps_gateway_tls_resumed_total`)
+	for i, k := range [2]string{"tcp", "udp"} {
+		m.streamsOpened[i] = set.NewCounter(fmt.Sprintf(`httvps_gateway_tunnel_streams_opened_total{kind=%q}`, k))
+	}
+	for e := gateway.StreamEnd(0); e < gateway.NumStreamEnds; e++ {
+		m.streamsEnded[e] = set.NewCounter(fmt.Sprintf(`httvps_gateway_tunnel_streams_ended_total{reason=%q}`, e))
+	}
+	for c := mux.ResetCode(1); c < gateway.NumResetCodes; c++ {
+		m.resetsSent[c] = set.NewCounter(fmt.Sprintf(`httvps_gateway_tunnel_resets_sent_total{code=%q}`, gateway.ResetName(c)))
+	}
+	set.NewGauge(`httvps_gateway_tunnel_streams`, func() float64 {
+		return float64(m.openStreams.Load())
+	})
 	m.bytesUp = set.NewCounter(`httvps_gateway_bytes_total{dir="up"}`)
 	m.bytesDown = set.NewCounter(`httvps_gateway_bytes_total{dir="down"}`)
 	set.NewGauge(`httvps_gateway_buffered_bytes`, func() float64 {
@@ -137,5 +159,30 @@ func (m *Metrics) TLSHandshake(version, suite uint16, resumed bool) {
 	}
 	if resumed {
 		m.tlsResumed.Inc()
+	}
+}
+
+// StreamOpened implements gateway.TunnelMetrics.
+func (m *Metrics) StreamOpened(udp bool) {
+	i := 0
+	if udp {
+		i = 1
+	}
+	m.streamsOpened[i].Inc()
+	m.openStreams.Add(1)
+}
+
+// StreamEnded implements gateway.TunnelMetrics.
+func (m *Metrics) StreamEnded(e gateway.StreamEnd) {
+	m.openStreams.Add(-1)
+	if e < gateway.NumStreamEnds {
+		m.streamsEnded[e].Inc()
+	}
+}
+
+// ResetSent implements gateway.TunnelMetrics.
+func (m *Metrics) ResetSent(c mux.ResetCode) {
+	if c > 0 && c < gateway.NumResetCodes {
+		m.resetsSent[c].Inc()
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/httvps/httvps/codec/mux"
 	"github.com/httvps/httvps/gateway"
 )
 
@@ -55,7 +56,17 @@ func expected() []string {
 		want = append(want, fmt.Sprintf(`httvps_gateway_tls_handshakes_total{version="%s",suite="%s"}`,
 			gateway.TLSVersionName(vs[0]), tls.CipherSuiteName(vs[1])))
 	}
+	for _, k := range []string{"tcp", "udp"} {
+		want = append(want, fmt.Sprintf(`httvps_gateway_tunnel_streams_opened_total{kind="%s"}`, k))
+	}
+	for e := gateway.StreamEnd(0); e < gateway.NumStreamEnds; e++ {
+		want = append(want, fmt.Sprintf(`httvps_gateway_tunnel_streams_ended_total{reason="%s"}`, e))
+	}
+	for c := mux.ResetCode(1); c < gateway.NumResetCodes; c++ {
+		want = append(want, fmt.Sprintf(`httvps_gateway_tunnel_resets_sent_total{code="%s"}`, gateway.ResetName(c)))
+	}
 	return append(want,
+		`httvps_gateway_tunnel_streams`,
 		`httvps_gateway_tls_resumed_total`,
 		`httvps_gateway_bytes_total{dir="up"}`,
 		`httvps_gateway_bytes_total{dir="down"}`,
