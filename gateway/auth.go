@@ -11,9 +11,9 @@ import (
 type PathKind uint8
 
 const (
-	PathTCP PathKind = iota // /<secret>/tcp: a Shadowsocks TCP byte stream
-	PathUDP                 // /<secret>/udp: one Shadowsocks UDP packet per message
-	PathTunnel              // /v1/tunnel: the HTTVPS native tunnel (the secret is the bearer token)
+	PathTCP    PathKind = iota // /<secret>/tcp: a Shadowsocks TCP byte stream
+	PathUDP                    // /<secret>/udp: one Shadowsocks UDP packet per message
+	PathTunnel                 // /v1/tunnel: the HTTVPS native tunnel (the secret is the bearer token)
 	numPaths
 )
 

@@ -38,7 +38,7 @@ type loop struct {
 	iovec     [maxIOV]unix.Iovec
 	tout      []byte   // tunnel frames of one event, sent as one message (tunnelout.go); nil until a tunnel needs it
 	towner    *session // the tunnel whose frames tout holds
-	now       int64 // coarse clock, unix nanoseconds, updated per wake
+	now       int64    // coarse clock, unix nanoseconds, updated per wake
 	draining  bool
 	reported  bool // drained() was called
 	stopping  bool // stop was posted

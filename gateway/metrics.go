@@ -152,6 +152,6 @@ type TunnelMetrics interface {
 
 type nopTunnelMetrics struct{}
 
-func (nopTunnelMetrics) StreamOpened(bool)        {}
-func (nopTunnelMetrics) StreamEnded(StreamEnd)    {}
+func (nopTunnelMetrics) StreamOpened(bool)       {}
+func (nopTunnelMetrics) StreamEnded(StreamEnd)   {}
 func (nopTunnelMetrics) ResetSent(mux.ResetCode) {}

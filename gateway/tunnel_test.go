@@ -7,13 +7,15 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 	"testing"
+	"time"
 
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 
 	"github.com/httvps/httvps/codec/mux"
 )
@@ -269,3 +271,179 @@ func TestTunnelStalledStream(t *testing.T) {
 }
 
 var stallDone = make(chan struct{})
+
+// rawFrame is a frame header with payload, built by hand (for frames the
+// Append helpers refuse to make).
+func rawFrame(length int, typ mux.Type, flags uint8, stream uint32, payload []byte) []byte {
+	b := []byte{byte(length >> 16), byte(length >> 8), byte(length), byte(typ), flags,
+		byte(stream >> 24), byte(stream >> 16), byte(stream >> 8), byte(stream)}
+	return append(b, payload...)
+}
+
+// TestTunnelBadInput: every kind of bad input gets exactly its documented
+// answer (docs/03): a close code for the tunnel or a RESET for the stream.
+// After each, the tunnel (for a RESET) and a second tunnel on the gateway
+// keep working.
+func TestTunnelBadInput(t *testing.T) {
+	echo, _ := echoMember(t)
+	routes := map[string]string{"tok": echo, "tarpit": tarpit(t), "dead": closedPort(t), "nohost": "no-such-host.invalid:9"}
+	g := startTunnelGateway(t, routes, func(c *Config) { c.DialTimeout = 30 * time.Second })
+	big := make([]byte, mux.DefaultMaxFrame)
+	win := func(id uint32, inc uint32) []byte { return mux.AppendWindow(nil, id, inc) }
+	open := func(id uint32) []byte { return mux.AppendOpen(nil, id, mux.KindTCP, false, nil) }
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	pings := func(n int) []byte {
+		var b []byte
+		for i := 0; i < n; i++ {
+			b = mux.AppendPing(b, [8]byte{byte(i)}, false)
+		}
+		return b
+	}
+	streamWindow := open(1)
+	for i := 0; i < 4; i++ {
+		streamWindow = mux.AppendData(streamWindow, 1, false, big)
+	}
+	streamWindow = mux.AppendData(streamWindow, 1, false, []byte("x")) // one byte over 256 KiB
+	var sessionWindow []byte
+	for id := uint32(1); id <= 33; id += 2 { // 16 full streams, then a 17th
+		sessionWindow = mux.AppendOpen(sessionWindow, id, mux.KindTCP, false, nil)
+		for i := 0; i < 4; i++ {
+			sessionWindow = mux.AppendData(sessionWindow, id, false, big)
+		}
+	}
+
+	closes := []struct {
+		name     string
+		token    string
+		settings bool // the client's SETTINGS first
+		send     []byte
+		text     bool
+		code     ws.StatusCode
+	}{
+		{"frame before SETTINGS", "tok", false, open(1), false, 1002},
+		{"second SETTINGS", "tok", true, mux.AppendSettings(nil, mux.DefaultSettings()), false, 1002},
+		{"reserved bit", "tok", true, rawFrame(4, mux.TypeWindow, 0, 1<<31|1, []byte{0, 0, 0, 1}), false, 1002},
+		{"DATA over MAX_FRAME", "tok", true, cat(open(1), rawFrame(mux.DefaultMaxFrame+1, mux.TypeData, 0, 1, nil)), false, 1009},
+		{"control frame over 256", "tok", true, rawFrame(300, mux.TypePing, 0, 0, nil), false, 1009},
+		{"WINDOW of 3 bytes", "tok", true, rawFrame(3, mux.TypeWindow, 0, 0, []byte{0, 0, 1}), false, 1002},
+		{"PING on a stream", "tok", true, rawFrame(8, mux.TypePing, 0, 1, make([]byte, 8)), false, 1002},
+		{"OPEN id not increasing", "tok", true, cat(open(5), open(3)), false, 1002},
+		{"DATA on a stream never opened", "tok", true, cat(open(1), mux.AppendData(nil, 3, false, []byte("x"))), false, 1002},
+		{"RESET on a stream never opened", "tok", true, mux.AppendReset(nil, 9, mux.ResetCancel), false, 1002},
+		{"session WINDOW beyond 2^31-1", "tok", true, win(0, mux.MaxWindow), false, 1002},
+		{"WINDOW increment 0", "tok", true, rawFrame(4, mux.TypeWindow, 0, 0, []byte{0, 0, 0, 0}), false, 1002},
+		{"session window exceeded", "tarpit", true, sessionWindow, false, 1008},
+		{"PING flood", "tok", true, pings(150), false, 1008},
+		{"text frame", "tok", true, []byte("hello"), true, 1003},
+	}
+	for _, tc := range closes {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialTunnelOpt(t, g, tc.token, tc.settings)
+			if tc.text {
+				c.wmu.Lock()
+				wsutil.WriteClientMessage(c.conn, ws.OpText, tc.send)
+				c.wmu.Unlock()
+			} else {
+				c.send(tc.send)
+			}
+			if code := c.waitClose(); code != tc.code {
+				t.Fatalf("close code %d, want %d", code, tc.code)
+			}
+			if err := tunnelEcho(dialTunnel(t, g, "tok"), 100<<10); err != nil {
+				t.Fatalf("second tunnel: %v", err)
+			}
+		})
+	}
+
+	resets := []struct {
+		name  string
+		token string
+		send  []byte
+		id    uint32
+		code  mux.ResetCode
+	}{
+		{"unknown kind", "tok", mux.AppendOpen(nil, 1, mux.Kind(9), false, nil), 1, mux.ResetProtocol},
+		{"DATA after FIN", "tok", cat(open(1), mux.AppendData(nil, 1, true, nil), mux.AppendData(nil, 1, false, []byte("x"))), 1, mux.ResetProtocol},
+		{"stream window exceeded", "tarpit", streamWindow, 1, mux.ResetFlowControl},
+		{"stream WINDOW beyond 2^31-1", "tok", cat(open(1), win(1, mux.MaxWindow)), 1, mux.ResetFlowControl},
+		{"udp packet over 65507", "tok", cat(mux.AppendOpen(nil, 1, mux.KindUDP, false, nil), mux.AppendData(nil, 1, false, big)), 1, mux.ResetProtocol},
+		{"route without a usable member", "nohost", open(1), 1, mux.ResetConnect},
+		{"member refuses", "dead", open(1), 1, mux.ResetConnect},
+	}
+	for _, tc := range resets {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialTunnel(t, g, tc.token)
+			c.send(tc.send)
+			if code := c.waitReset(tc.id); code != tc.code {
+				t.Fatalf("RESET %v, want %v (close %d)", code, tc.code, c.code)
+			}
+			if tc.token == "tok" {
+				// The same tunnel goes on; ids continue above the bad one.
+				c.mu.Lock()
+				c.nextID = 101
+				c.mu.Unlock()
+				if err := tunnelEcho(c, 100<<10); err != nil {
+					t.Fatalf("same tunnel after the reset: %v", err)
+				}
+			}
+			if err := tunnelEcho(dialTunnel(t, g, "tok"), 100<<10); err != nil {
+				t.Fatalf("second tunnel: %v", err)
+			}
+		})
+	}
+}
+
+// TestTunnelMaxStreams: an OPEN beyond MAX_STREAMS is refused, the open
+// streams go on, and a stream that ends makes room again.
+func TestTunnelMaxStreams(t *testing.T) {
+	echo, _ := echoMember(t)
+	g := startTunnelGateway(t, map[string]string{"tok": echo}, func(c *Config) { c.TunnelMaxStreams = 4 })
+	c := dialTunnel(t, g, "tok")
+	var held []*tunStream
+	for i := 0; i < 4; i++ {
+		s := c.open(mux.KindTCP, []byte("e"))
+		buf := make([]byte, 1)
+		if _, err := io.ReadFull(s, buf); err != nil { // open for sure
+			t.Fatal(err)
+		}
+		held = append(held, s)
+	}
+	s5 := c.open(mux.KindTCP, nil)
+	if code := c.waitReset(s5.id); code != mux.ResetRefused {
+		t.Fatalf("5th stream: RESET %v, want REFUSED", code)
+	}
+	for _, s := range held {
+		s.CloseWrite()
+		if _, err := io.ReadAll(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tunnelEcho(c, 64<<10); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTunnelClientReset: the client's RESET closes the member connection
+// and nothing else.
+func TestTunnelClientReset(t *testing.T) {
+	echo, open := echoMember(t)
+	g := startTunnelGateway(t, map[string]string{"tok": echo}, nil)
+	c := dialTunnel(t, g, "tok")
+	s := c.open(mux.KindTCP, []byte("e"))
+	io.ReadFull(s, make([]byte, 1))
+	c.send(mux.AppendReset(nil, s.id, mux.ResetCancel))
+	waitFor(t, "the member connection to close", func() bool { return open.Load() == 0 })
+	if err := tunnelEcho(c, 64<<10); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor polls cond until it holds (20 s bound).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}

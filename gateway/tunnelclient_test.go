@@ -66,7 +66,13 @@ type tunStream struct {
 // dialTunnel opens a tunnel with the token and sends the client's SETTINGS.
 func dialTunnel(t *testing.T, g *Gateway, token string) *tunClient {
 	t.Helper()
-	c, err := tryTunnel(g, token, mux.Subprotocol)
+	return dialTunnelOpt(t, g, token, true)
+}
+
+// dialTunnelOpt is dialTunnel, without the client's SETTINGS unless settings.
+func dialTunnelOpt(t *testing.T, g *Gateway, token string, settings bool) *tunClient {
+	t.Helper()
+	c, err := tryTunnelOpt(g, token, settings, mux.Subprotocol)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,6 +82,10 @@ func dialTunnel(t *testing.T, g *Gateway, token string) *tunClient {
 }
 
 func tryTunnel(g *Gateway, token string, protocols ...string) (*tunClient, error) {
+	return tryTunnelOpt(g, token, true, protocols...)
+}
+
+func tryTunnelOpt(g *Gateway, token string, settings bool, protocols ...string) (*tunClient, error) {
 	h := http.Header{}
 	if token != "" {
 		h.Set("Authorization", "Bearer "+token)
@@ -95,19 +105,29 @@ func tryTunnel(g *Gateway, token string, protocols ...string) (*tunClient, error
 	c := &tunClient{conn: conn, br: br, streams: map[uint32]*tunStream{}, nextID: 1,
 		sendWin: mux.DefaultSessionWindow, recvWin: mux.DefaultSessionWindow, resets: map[uint32]mux.ResetCode{}, goAway: -1}
 	c.cond = sync.NewCond(&c.mu)
-	set := mux.DefaultSettings()
-	set.MaxStreams = 0
-	c.send(mux.AppendSettings(nil, set))
+	if settings {
+		set := mux.DefaultSettings()
+		set.MaxStreams = 0
+		c.send(mux.AppendSettings(nil, set))
+	}
 	go c.readLoop()
 	return c, nil
 }
 
-// send writes frames as one masked binary message.
+// send writes frames as masked binary messages of at most 256 KiB (message
+// boundaries carry no meaning; the gateway's WebSocket frame limit does).
 func (c *tunClient) send(frames []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
-	return wsutil.WriteClientMessage(c.conn, ws.OpBinary, frames)
+	for len(frames) > 0 {
+		n := min(len(frames), 256<<10)
+		if err := wsutil.WriteClientMessage(c.conn, ws.OpBinary, frames[:n]); err != nil {
+			return err
+		}
+		frames = frames[n:]
+	}
+	return nil
 }
 
 func (c *tunClient) readLoop() {
