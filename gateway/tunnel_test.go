@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
@@ -18,6 +20,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/httvps/httvps/codec/mux"
+	"github.com/httvps/httvps/internal/testpeer"
 )
 
 // echoMember is a loopback TCP member that echoes every connection and
@@ -446,4 +449,215 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
+}
+
+// TestTunnelRevoke: closing the token's account closes the tunnel (1008)
+// and every member connection of its streams; usage was charged per token.
+func TestTunnelRevoke(t *testing.T) {
+	echo, open := echoMember(t)
+	acct := &testAccount{key: "k"}
+	g := startGateway(t, echo, func(c *Config) {
+		c.Auth = &accountAuth{route: Route{Upstream: echo}, acct: acct}
+	})
+	c := dialTunnel(t, g, "acct")
+	for i := 0; i < 5; i++ {
+		s := c.open(mux.KindTCP, []byte("e"))
+		io.ReadFull(s, make([]byte, 1))
+	}
+	if open.Load() != 5 {
+		t.Fatalf("%d member connections, want 5", open.Load())
+	}
+	g.CloseAccount("k")
+	if code := c.waitClose(); code != ws.StatusPolicyViolation {
+		t.Fatalf("close %d, want 1008", code)
+	}
+	waitFor(t, "every member connection to close", func() bool { return open.Load() == 0 })
+	waitFor(t, "the account's release", func() bool { return acct.released.Load() == 1 })
+	if up, down := acct.up.Load(), acct.down.Load(); up != 5 || down != 5 {
+		t.Fatalf("usage up %d down %d, want 5 each (payload bytes)", up, down)
+	}
+}
+
+// TestTunnelDrain: Shutdown sends GOAWAY with the last stream id; open
+// streams finish with every byte, a new stream is refused, and the tunnel
+// closes with 1001 after its last stream.
+func TestTunnelDrain(t *testing.T) {
+	echo, _ := echoMember(t)
+	g := startGateway(t, echo, func(c *Config) { c.DrainTimeout = 20 * time.Second })
+	c := dialTunnel(t, g, "s3cret")
+	type half struct {
+		s    *tunStream
+		data []byte
+	}
+	var hs []half
+	for i := 0; i < 3; i++ {
+		data := make([]byte, 1<<20)
+		rand.Read(data)
+		s := c.open(mux.KindTCP, nil)
+		if err := s.Write(data[:len(data)/2]); err != nil {
+			t.Fatal(err)
+		}
+		hs = append(hs, half{s, data})
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Shutdown(context.Background()) }()
+	c.mu.Lock()
+	c.wait("GOAWAY", func() bool { return c.goAway >= 0 })
+	last := c.goAway
+	c.mu.Unlock()
+	if last != 5 {
+		t.Fatalf("GOAWAY last stream %d, want 5", last)
+	}
+	late := c.open(mux.KindTCP, nil)
+	if code := c.waitReset(late.id); code != mux.ResetRefused {
+		t.Fatalf("stream after GOAWAY: RESET %v, want REFUSED", code)
+	}
+	var wg sync.WaitGroup
+	for _, h := range hs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := h.s.Write(h.data[len(h.data)/2:]); err == nil {
+				h.s.CloseWrite()
+			}
+		}()
+	}
+	for _, h := range hs {
+		got, err := io.ReadAll(h.s)
+		if err != nil || !bytes.Equal(got, h.data) {
+			t.Fatalf("stream %d during drain: %d of %d bytes, %v", h.s.id, len(got), len(h.data), err)
+		}
+	}
+	wg.Wait()
+	if code := c.waitClose(); code != ws.StatusGoingAway {
+		t.Fatalf("close %d, want 1001", code)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	c.check()
+}
+
+// TestTunnelUDPEcho: a udp stream carries one packet per DATA frame both
+// ways, beside a tcp stream.
+func TestTunnelUDPEcho(t *testing.T) {
+	udp := testpeer.UDPEcho(t)
+	g := startTunnelGateway(t, map[string]string{"tok": udp}, nil)
+	c := dialTunnel(t, g, "tok")
+	s := c.open(mux.KindUDP, nil)
+	var want []byte
+	for i, n := range []int{1, 100, 1400, 9000, 65507} {
+		p := make([]byte, n)
+		rand.Read(p)
+		want = append(want, p...)
+		c.send(mux.AppendData(nil, s.id, false, p))
+		c.mu.Lock()
+		c.wait("the echo", func() bool { return s.pkts == i+1 || s.reset != 0 })
+		c.mu.Unlock()
+	}
+	c.mu.Lock()
+	got := s.buf
+	c.mu.Unlock()
+	if !bytes.Equal(got, want) {
+		t.Fatalf("echoed %d bytes, differ from the %d sent", len(got), len(want))
+	}
+	// FIN ends the association: the gateway answers with its own FIN.
+	s.CloseWrite()
+	if _, err := io.ReadAll(s); err != nil {
+		t.Fatal(err)
+	}
+	c.check()
+}
+
+// TestTunnelIdleHoldsNothing: once its streams ended a tunnel holds no
+// buffer, no map and no member socket.
+func TestTunnelIdleHoldsNothing(t *testing.T) {
+	echo, _ := echoMember(t)
+	m := &countingMetrics{}
+	g := startGateway(t, echo, func(c *Config) { c.Metrics = m; c.Loops = 1 })
+	c := dialTunnel(t, g, "s3cret")
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); tunnelEcho(c, 512<<10) }()
+	}
+	wg.Wait()
+	l := g.loops[0]
+	state := func() (streams, maps, fds int, tout bool) {
+		ch := make(chan struct{})
+		l.post(func() {
+			defer close(ch)
+			for s := l.head.next; s != &l.head; s = s.next {
+				if s.tun == nil {
+					continue
+				}
+				streams += len(s.tun.streams)
+				if s.tun.streams != nil || s.tun.byFD != nil || s.tun.blocked != nil {
+					maps++
+				}
+			}
+			for _, s := range l.fds {
+				if s != nil {
+					fds++
+				}
+			}
+			tout = l.towner != nil
+		})
+		<-ch
+		return
+	}
+	waitFor(t, "the streams to end", func() bool { n, _, _, _ := state(); return n == 0 })
+	if _, maps, fds, tout := state(); maps != 0 || fds != 1 || tout {
+		t.Fatalf("idle tunnel holds maps %d, fds %d (want the client's only), pending frames %v", maps, fds, tout)
+	}
+	if b := m.buffered.Load(); b != 0 {
+		t.Fatalf("idle tunnel: %d bytes buffered", b)
+	}
+	if g.Sessions() != 1 {
+		t.Fatalf("%d sessions, want the idle tunnel", g.Sessions())
+	}
+}
+
+// TestTunnelHandshake: the subprotocol and the token are checked before the
+// 101; every failure gets the one decoy answer, counted by reason.
+func TestTunnelHandshake(t *testing.T) {
+	m := &fbMetrics{}
+	g := startGateway(t, "127.0.0.1:1", func(c *Config) { c.Metrics = m })
+	req := func(headers string) []byte {
+		conn, err := net.Dial("tcp", g.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(conn, "GET /v1/tunnel HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\n"+
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"+headers+"\r\n")
+		b, _ := io.ReadAll(bufio.NewReader(conn))
+		return dropDate(b)
+	}
+	decoy := req("") // no subprotocol, no token
+	if !bytes.HasPrefix(decoy, []byte("HTTP/1.1 404 ")) {
+		t.Fatalf("no subprotocol: %q, want the decoy", decoy)
+	}
+	for name, h := range map[string]string{
+		"no token":          "Sec-WebSocket-Protocol: httvps.v1\r\n",
+		"wrong token":       "Sec-WebSocket-Protocol: httvps.v1\r\nAuthorization: Bearer nope\r\n",
+		"not bearer":        "Sec-WebSocket-Protocol: httvps.v1\r\nAuthorization: Basic czNjcmV0\r\n",
+		"unknown version":   "Sec-WebSocket-Protocol: httvps.v9\r\nAuthorization: Bearer s3cret\r\n",
+		"two tokens":        "Sec-WebSocket-Protocol: httvps.v1\r\nAuthorization: Bearer s3cret\r\nAuthorization: Bearer s3cret\r\n",
+		"other subprotocol": "Sec-WebSocket-Protocol: chat\r\nAuthorization: Bearer s3cret\r\n",
+	} {
+		if got := req(h); !bytes.Equal(got, decoy) {
+			t.Errorf("%s: %q, want the decoy", name, got)
+		}
+	}
+	if v, s := m.rejected[RejectVersion].Load(), m.rejected[RejectSecret].Load(); v != 3 || s != 4 {
+		t.Errorf("rejects: version %d (want 3), secret %d (want 4)", v, s)
+	}
+	// Newest first: the gateway answers with the newest version it speaks.
+	c, err := tryTunnel(g, "s3cret", "httvps.v9", "httvps.v1")
+	if err != nil {
+		t.Fatalf("httvps.v9, httvps.v1: %v", err)
+	}
+	c.conn.Close()
 }
