@@ -239,9 +239,14 @@ func (s *session) streamEvent(st *tstream, ev uint32) {
 		s.streamConnected(st)
 		return
 	}
-	if ev&evERR != 0 && !st.udp {
-		s.endStream(st, StreamUpstream, mux.ResetUpstream, socketError(st.fd))
-		return
+	if ev&evERR != 0 {
+		if !st.udp {
+			s.endStream(st, StreamUpstream, mux.ResetUpstream, socketError(st.fd))
+			return
+		}
+		// An ICMP error for an earlier packet: clear it, or a paused
+		// socket would report it again and again.
+		connectResult(st.fd)
 	}
 	if ev&evOut != 0 {
 		s.streamFlush(st)

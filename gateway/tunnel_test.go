@@ -661,3 +661,33 @@ func TestTunnelHandshake(t *testing.T) {
 	}
 	c.conn.Close()
 }
+
+// TestTunnelTLS: streams over a TLS tunnel (the record layer on the relay
+// loop), hashed both ways.
+func TestTunnelTLS(t *testing.T) {
+	member, _ := echoMember(t)
+	g, pool := startTLSGateway(t, member, nil)
+	c, err := tryTunnelOpt(g, "s3cret", true, pool, mux.Subprotocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.t = t
+	defer c.conn.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			if err := tunnelEcho(c, 64<<10+i*1013); err != nil {
+				errs <- err
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	c.check()
+}

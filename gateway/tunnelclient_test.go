@@ -11,6 +11,8 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -72,7 +74,7 @@ func dialTunnel(t *testing.T, g *Gateway, token string) *tunClient {
 // dialTunnelOpt is dialTunnel, without the client's SETTINGS unless settings.
 func dialTunnelOpt(t *testing.T, g *Gateway, token string, settings bool) *tunClient {
 	t.Helper()
-	c, err := tryTunnelOpt(g, token, settings, mux.Subprotocol)
+	c, err := tryTunnelOpt(g, token, settings, nil, mux.Subprotocol)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,16 +84,23 @@ func dialTunnelOpt(t *testing.T, g *Gateway, token string, settings bool) *tunCl
 }
 
 func tryTunnel(g *Gateway, token string, protocols ...string) (*tunClient, error) {
-	return tryTunnelOpt(g, token, true, protocols...)
+	return tryTunnelOpt(g, token, true, nil, protocols...)
 }
 
-func tryTunnelOpt(g *Gateway, token string, settings bool, protocols ...string) (*tunClient, error) {
+// tryTunnelOpt dials the tunnel, over TLS when pool (the gateway's
+// certificate) is set, and sends the client's SETTINGS if settings.
+func tryTunnelOpt(g *Gateway, token string, settings bool, pool *x509.CertPool, protocols ...string) (*tunClient, error) {
 	h := http.Header{}
 	if token != "" {
 		h.Set("Authorization", "Bearer "+token)
 	}
 	d := ws.Dialer{Timeout: 5 * time.Second, Protocols: protocols, Header: ws.HandshakeHeaderHTTP(h)}
-	conn, br, hs, err := d.Dial(context.Background(), "ws://"+g.Addr().String()+tunnelPath)
+	scheme := "ws://"
+	if pool != nil {
+		scheme = "wss://"
+		d.TLSConfig = &tls.Config{RootCAs: pool, ServerName: "localhost"}
+	}
+	conn, br, hs, err := d.Dial(context.Background(), scheme+g.Addr().String()+tunnelPath)
 	if err != nil {
 		return nil, err
 	}

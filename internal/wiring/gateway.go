@@ -63,6 +63,7 @@ type Gateway struct {
 	ReadChunk        Size
 	MaxControlRate   int
 	MaxControlBurst  int
+	TunnelMaxStreams int
 	Loops            int
 
 	DecoyFile   string
@@ -110,6 +111,7 @@ func (g *Gateway) Register(fs *flag.FlagSet) {
 	fs.Var(&g.ReadChunk, "read-chunk", "most bytes (`size`) read from a socket at once (0 = 256KiB; 64KiB toward a slow receiver)")
 	fs.IntVar(&g.MaxControlRate, "max-control-rate", 0, "ping and pong frames per second a client may send on one session, sustained; past it close 1008 (0 = 10, negative disables)")
 	fs.IntVar(&g.MaxControlBurst, "max-control-burst", 0, "ping and pong frames a client may send at once above -max-control-rate (0 = 100)")
+	fs.IntVar(&g.TunnelMaxStreams, "tunnel-max-streams", 0, "streams open at once on one native tunnel (/v1/tunnel); past it RESET REFUSED (0 = 256)")
 	fs.IntVar(&g.Loops, "loops", 0, "relay event loops (0 = GOMAXPROCS)")
 	fs.DurationVar(&g.EOFGrace, "eof-grace", 0, "after the upstream's FIN, wait this long for the client to close first before close 1000 (0 = 1s, negative = at once)")
 	fs.IntVar(&g.HandshakeCPU, "handshake-cpu", 0, "TLS handshakes doing cryptography at once (0 = half the cores: max(1, min(GOMAXPROCS, NumCPU)/2))")
@@ -212,7 +214,7 @@ func (g *Gateway) Check(listen string) []error {
 	if len(g.GatewayID) > maxIDLen {
 		bad("-gateway-id: longer than %d bytes", maxIDLen)
 	}
-	for name, v := range map[string]int{"max-sessions": g.MaxSessions, "max-handshakes": g.MaxHandshakes, "loops": g.Loops, "handshake-cpu": g.HandshakeCPU, "addr-burst": g.AddrBurst, "max-control-burst": g.MaxControlBurst} {
+	for name, v := range map[string]int{"max-sessions": g.MaxSessions, "max-handshakes": g.MaxHandshakes, "loops": g.Loops, "handshake-cpu": g.HandshakeCPU, "addr-burst": g.AddrBurst, "max-control-burst": g.MaxControlBurst, "tunnel-max-streams": g.TunnelMaxStreams} {
 		if v < 0 {
 			bad("-%s: %d is negative", name, v)
 		}
@@ -285,6 +287,7 @@ func (g *Gateway) GatewayConfig() gateway.Config {
 		ReadChunk:        int(g.ReadChunk),
 		MaxControlRate:   g.MaxControlRate,
 		MaxControlBurst:  g.MaxControlBurst,
+		TunnelMaxStreams: g.TunnelMaxStreams,
 		Loops:            g.Loops,
 		DrainTimeout:     g.DrainTimeout,
 		EOFGrace:         g.EOFGrace,
