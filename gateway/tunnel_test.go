@@ -691,3 +691,38 @@ func TestTunnelTLS(t *testing.T) {
 	}
 	c.check()
 }
+
+// TestTunnelMemberFailover: a stream moves on to the route's next member
+// when a connect is refused or times out, as the Outline paths do.
+func TestTunnelMemberFailover(t *testing.T) {
+	echo, _ := echoMember(t)
+	for name, first := range map[string]string{"refused": closedPort(t), "timeout": tarpit(t)} {
+		t.Run(name, func(t *testing.T) {
+			g := startGateway(t, echo, func(c *Config) {
+				c.DialTimeout = time.Second
+				c.Auth = &accountAuth{route: Route{Upstream: first, Fallbacks: []string{echo}}, acct: &testAccount{key: "k"}}
+			})
+			c := dialTunnel(t, g, "acct")
+			if err := tunnelEcho(c, 300<<10); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestTunnelIdleGoAway: a tunnel with no stream and no frame for the idle
+// timeout gets GOAWAY (last stream 0) and close 1001.
+func TestTunnelIdleGoAway(t *testing.T) {
+	echo, _ := echoMember(t)
+	g := startGateway(t, echo, func(c *Config) { c.IdleTimeout = time.Second })
+	c := dialTunnel(t, g, "s3cret")
+	if code := c.waitClose(); code != ws.StatusGoingAway {
+		t.Fatalf("idle tunnel: close %d, want 1001", code)
+	}
+	c.mu.Lock()
+	last := c.goAway
+	c.mu.Unlock()
+	if last != 0 {
+		t.Fatalf("GOAWAY last stream %d, want 0 (none opened)", last)
+	}
+}

@@ -52,7 +52,7 @@ func (s *session) endStream(st *tstream, why StreamEnd, code mux.ResetCode, caus
 		st.fd = -1
 	}
 	delete(t.streams, st.id)
-	if st.udp && code != 0 {
+	if st.udp {
 		s.rememberUDP(st.id)
 	}
 	l.g.tm.StreamEnded(why)

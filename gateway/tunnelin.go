@@ -360,6 +360,9 @@ func (s *session) udpPacketPiece(st *tstream, p []byte, last bool) {
 }
 
 func (s *session) sendPacket(st *tstream, p []byte) {
+	if len(p) == 0 {
+		return // an empty DATA (FIN) carries no packet
+	}
 	g := s.l.g
 	g.m.BytesUp(len(p))
 	s.up.used += int64(len(p))
@@ -394,8 +397,8 @@ func (s *session) shutMember(st *tstream) {
 	}
 }
 
-// rememberUDP notes a udp stream the gateway ended, so packets still on
-// their way on it are not charged to the session window.
+// rememberUDP notes a udp stream that ended, so packets still on their way
+// on it are not charged to the session window.
 func (s *session) rememberUDP(id uint32) {
 	t := s.tun
 	t.deadUDP[t.deadN%deadUDPMemory] = id
