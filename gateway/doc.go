@@ -1,8 +1,9 @@
 // Package gateway is the HTTVPS edge: it accepts TLS or plaintext HTTP/1.1
 // WebSocket upgrades on the Outline-compatible paths /<secret>/tcp and
-// /<secret>/udp, authenticates the secret before the 101 (Authenticator),
-// connects to the assigned Outline member and relays bytes both ways without
-// decrypting them. Everything that does not become a session gets the decoy:
+// /<secret>/udp and on the native tunnel /v1/tunnel (many streams on one
+// WebSocket, codec/mux), authenticates the secret or bearer token before
+// the 101 (Authenticator), connects to the assigned Outline member (per
+// stream on a tunnel) and relays bytes both ways without decrypting them. Everything that does not become a session gets the decoy:
 // the answer nginx would give it (decoy.go), or the Fallback web server.
 //
 // netpoll accepts connections and runs the handshake; established sessions

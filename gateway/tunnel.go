@@ -40,8 +40,7 @@ type tunnel struct {
 	ups     []netip.AddrPort    // the token's members, resolved at the handshake
 	blocked []*tstream          // streams whose member read waits for the tunnel (queue or session window)
 
-	highest uint32 // highest stream id the client opened
-	lastID  uint32 // the last stream id of our GOAWAY, once sent
+	highest uint32 // highest stream id the client opened (our GOAWAY's last stream id)
 
 	// Flow control (docs/03): recvWin is what the client may still send
 	// (tcp DATA/OPEN payload), sendWin what we may still send it; credit

@@ -97,7 +97,6 @@ func (s *session) tunGoAway() bool {
 	t := s.tun
 	if !t.goAway {
 		t.goAway = true
-		t.lastID = t.highest
 		if b := s.tbuf(); b != nil {
 			s.l.tout = mux.AppendGoAway(b, t.highest, mux.GoAwayNoError)
 		}
