@@ -86,7 +86,7 @@ func TestPingReadAllocs(t *testing.T) {
 			l := &loop{g: g, scratch: make([]byte, 256<<10), iov: make([][]byte, 0, maxIOV)}
 			l.out = make([]byte, 0, len(l.scratch)+1024)
 			cli, up := socketPair(t), socketPair(t)
-			s := &session{l: l, kind: PathTCP, cfd: cli[0], ufd: up[0]}
+			s := &session{l: l, kind: PathTCP, cfd: int32(cli[0]), ufd: int32(up[0])}
 			s.rd.Init(codec.Limits{RejectText: true})
 			var client *tls13.Sealer
 			if withTLS {

@@ -70,7 +70,7 @@ func (h *handshake) handOff(c netpoll.Connection) {
 func (l *loop) adopt(a *handoff) {
 	g := l.g
 	cfd, ufd, kind := a.cfd, a.ufd, a.kind
-	s := &session{l: l, kind: kind, cfd: cfd, ufd: ufd, last: l.now, tls: a.tls, acct: a.acct}
+	s := &session{l: l, kind: kind, cfd: int32(cfd), ufd: int32(ufd), last: l.now, tls: a.tls, acct: a.acct}
 	if s.last == 0 {
 		s.last = time.Now().UnixNano()
 	}
@@ -136,7 +136,7 @@ func (l *loop) adopt(a *handoff) {
 
 // handleConnect processes events while the upstream connect is in flight.
 func (s *session) handleConnect(fd int, ev uint32) {
-	if fd == s.cfd {
+	if fd == int(s.cfd) {
 		if ev&(evERR|evHUP) != 0 {
 			s.finish(EndClientGone, errClientReset)
 		}
@@ -193,7 +193,7 @@ func (s *session) connectFailed(err error) {
 	l, g := s.l, s.l.g
 	g.log.Debug("upstream connect failed", "path", s.kind.String(), "err", err)
 	g.m.UpstreamDialError(s.kind)
-	l.forget(s.ufd)
+	l.forget(int(s.ufd))
 	s.ufd = -1
 	for p := s.hand; len(p.ups) > 0; {
 		ap := p.ups[0]
@@ -201,7 +201,7 @@ func (s *session) connectFailed(err error) {
 		fd, err := connectTCP(ap)
 		if err == nil {
 			if err = l.register(fd, s, evOut); err == nil {
-				s.ufd, s.uev = fd, evOut
+				s.ufd, s.uev = int32(fd), evOut
 				s.deadline = l.now + int64(g.cfg.DialTimeout)
 				return
 			}

@@ -32,8 +32,8 @@ type session struct {
 	cev     uint32
 	uev     uint32
 	msgLen  int32 // udp: bytes of msg so far
-	cfd     int   // client socket
-	ufd     int   // upstream socket; -1 once closed
+	cfd     int32 // client socket (int32: the fd limit is far below 2^31, and it keeps the struct in a smaller size class)
+	ufd     int32 // upstream socket; -1 once closed
 
 	rd   codec.Reader
 	tls  *tlsSession // nil on a plaintext listener
@@ -71,7 +71,7 @@ func (s *session) handle(fd int, ev uint32) {
 		s.handleTunnel(fd, ev)
 		return
 	}
-	if fd == s.cfd {
+	if fd == int(s.cfd) {
 		if ev&evERR != 0 || (ev&evHUP != 0 && ev&evIn == 0) {
 			if s.lingering() || s.discarding() && s.end != EndNormal {
 				// The client closed first (nothing was lost), or reset
@@ -90,7 +90,7 @@ func (s *session) handle(fd int, ev uint32) {
 		}
 	} else {
 		if ev&evERR != 0 && s.kind == PathTCP {
-			s.upstreamFailed(socketError(s.ufd))
+			s.upstreamFailed(socketError(int(s.ufd)))
 			return
 		}
 		if ev&evOut != 0 {
@@ -105,7 +105,7 @@ func (s *session) handle(fd int, ev uint32) {
 			} else if ev&evHUP != 0 {
 				// Paused with a hang-up pending: level-triggered HUP
 				// would spin, so leave epoll until the client drains.
-				unix.EpollCtl(s.l.epfd, unix.EPOLL_CTL_DEL, s.ufd, nil)
+				unix.EpollCtl(s.l.epfd, unix.EPOLL_CTL_DEL, int(s.ufd), nil)
 				s.down.parked = true
 				s.uev = 0
 			}
@@ -141,7 +141,7 @@ func (s *session) setInterest() {
 		c |= evOut
 	}
 	if c != s.cev {
-		l.modify(s.cfd, c)
+		l.modify(int(s.cfd), c)
 		s.cev = c
 	}
 	if s.ufd < 0 || s.down.parked {
@@ -155,7 +155,7 @@ func (s *session) setInterest() {
 		u |= evOut
 	}
 	if u != s.uev {
-		l.modify(s.ufd, u)
+		l.modify(int(s.ufd), u)
 		s.uev = u
 	}
 }
@@ -310,7 +310,7 @@ func (s *session) finish(end End, err error) {
 		s.tunRelease()
 	}
 	s.closeUpstream()
-	l.forget(s.cfd)
+	l.forget(int(s.cfd))
 	s.cfd = -1
 	if s.acct != nil {
 		s.reportUsage()

@@ -177,7 +177,7 @@ func (s *session) readClientTLS() {
 		off = copy(l.scratch, (*t.rin)[:t.rinLen])
 		l.g.m.Buffered(-t.release())
 	}
-	n, err := sysRead(s.cfd, l.scratch[off:off+s.up.readSize(l.g.chunk)])
+	n, err := sysRead(int(s.cfd), l.scratch[off:off+s.up.readSize(l.g.chunk)])
 	if n <= 0 {
 		if (err == unix.EAGAIN || err == unix.EINTR) && off > 0 {
 			s.keepPartial(l.scratch[:off])

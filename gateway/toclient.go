@@ -26,7 +26,7 @@ func (s *session) readUpstream() {
 		size = s.down.readSize(size)
 	}
 	buf := l.scratch[maxServerHeader : maxServerHeader+size]
-	n, err := sysRead(s.ufd, buf)
+	n, err := sysRead(int(s.ufd), buf)
 	if err != nil {
 		if err == unix.EAGAIN || err == unix.EINTR {
 			return
@@ -80,7 +80,7 @@ func (s *session) writeRaw(p []byte) {
 		s.l.g.m.Buffered(s.down.push(p))
 		return
 	}
-	n, err := sysWrite(s.cfd, p)
+	n, err := sysWrite(int(s.cfd), p)
 	if err != nil && err != unix.EAGAIN && err != unix.EINTR {
 		s.finish(EndClientGone, err)
 		return
@@ -123,7 +123,7 @@ func (s *session) flushDown() {
 	if s.down.empty() {
 		return
 	}
-	n, err := s.down.flush(s.cfd)
+	n, err := s.down.flush(int(s.cfd))
 	s.l.g.m.Buffered(-n)
 	if err != nil {
 		s.finish(EndClientGone, err)

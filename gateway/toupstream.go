@@ -23,7 +23,7 @@ func (s *session) readClient() {
 		return
 	}
 	l := s.l
-	n, err := sysRead(s.cfd, l.scratch[:s.up.readSize(l.g.chunk)])
+	n, err := sysRead(int(s.cfd), l.scratch[:s.up.readSize(l.g.chunk)])
 	if n <= 0 {
 		s.clientEOF(err)
 		return
@@ -228,7 +228,7 @@ func (s *session) flushPieces(iov [][]byte) bool {
 		s.l.g.m.Buffered(s.up.push(iov...))
 		return true
 	}
-	n, err := writev(s.ufd, iov, s.l.iovec[:])
+	n, err := writev(int(s.ufd), iov, s.l.iovec[:])
 	if n < 0 {
 		n = 0
 	}
@@ -274,7 +274,7 @@ func (s *session) udpPiece(ev codec.Event) bool {
 func (s *session) sendDatagram(p []byte) {
 	s.l.g.m.BytesUp(len(p))
 	s.up.used += int64(len(p))
-	_, err := sysWrite(s.ufd, p)
+	_, err := sysWrite(int(s.ufd), p)
 	if err != nil {
 		// A full socket buffer or an ICMP error from an earlier datagram:
 		// UDP has no backpressure, so the datagram is dropped and counted.
@@ -286,7 +286,7 @@ func (s *session) flushUp() {
 	if s.up.empty() || s.ufd < 0 {
 		return
 	}
-	n, err := s.up.flush(s.ufd)
+	n, err := s.up.flush(int(s.ufd))
 	s.l.g.m.Buffered(-n)
 	if err != nil {
 		s.upstreamFailed(err)

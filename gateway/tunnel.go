@@ -114,7 +114,7 @@ func newTunnel(ups []netip.AddrPort) *tunnel {
 // handleTunnel is session.handle for a tunnel: the client socket as on the
 // Outline paths, or one of the streams' member sockets.
 func (s *session) handleTunnel(fd int, ev uint32) {
-	if fd == s.cfd {
+	if fd == int(s.cfd) {
 		if ev&evERR != 0 || (ev&evHUP != 0 && ev&evIn == 0) {
 			if s.lingering() || s.discarding() && s.end != EndNormal {
 				s.finish(s.end, nil)

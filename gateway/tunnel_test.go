@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
@@ -724,5 +725,17 @@ func TestTunnelIdleGoAway(t *testing.T) {
 	c.mu.Unlock()
 	if last != 0 {
 		t.Fatalf("GOAWAY last stream %d, want 0 (none opened)", last)
+	}
+}
+
+// TestIdleStructSizes guards the memory an idle session and an idle tunnel
+// cost (docs/04): the session stays in the 448-byte size class with the
+// tunnel pointer, and a tunnel's own state in the 256-byte one.
+func TestIdleStructSizes(t *testing.T) {
+	if n := unsafe.Sizeof(session{}); n > 448 {
+		t.Errorf("session is %d bytes, want at most 448", n)
+	}
+	if n := unsafe.Sizeof(tunnel{}); n > 256 {
+		t.Errorf("tunnel is %d bytes, want at most 256", n)
 	}
 }
