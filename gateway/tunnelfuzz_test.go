@@ -6,6 +6,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/gobwas/ws"
 	"golang.org/x/sys/unix"
 
 	"github.com/httvps/httvps/codec"
@@ -16,27 +17,30 @@ import (
 // loop's epoll fd is invalid, so registering a member fails: every OPEN is
 // answered RESET CONNECT), with one open stream 1 on a socket pair. The
 // caller ends the tunnel (tunEndStreams), which closes the stream's socket.
-func tunnelUnderTest(t *testing.T, m Metrics) (*session, *tstream) {
+func tunnelUnderTest(t testing.TB, m Metrics) (s *session, st *tstream, client, member int) {
 	g := &Gateway{cfg: Config{BufferCap: 1 << 20}, m: m, tm: nopTunnelMetrics{}, chunk: 64 << 10,
 		log: slog.New(slog.DiscardHandler), tunMaxStreams: 4}
 	g.idle[PathTCP] = 1
 	l := &loop{g: g, epfd: -1, scratch: make([]byte, 256<<10), iov: make([][]byte, 0, maxIOV), fds: make([]*session, 1<<16)}
 	l.out = make([]byte, 0, len(l.scratch)+1024)
-	cli := socketPair(t)
+	pair := func() [2]int {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fds
+	}
+	cli, up := pair(), pair()
 	// The member end up[0] is the stream's: the tunnel closes it when the
 	// stream ends (a second close could hit an fd reused meanwhile).
-	up, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(up[1]) })
-	s := &session{l: l, kind: PathTunnel, cfd: int32(cli[0]), ufd: -1, tun: newTunnel(nil)}
+	t.Cleanup(func() { unix.Close(cli[0]); unix.Close(cli[1]); unix.Close(up[1]) })
+	s = &session{l: l, kind: PathTunnel, cfd: int32(cli[0]), ufd: -1, tun: newTunnel(nil)}
 	s.rd.Init(codec.Limits{RejectText: true, MaxMessage: math.MaxInt64})
-	st := &tstream{id: 1, fd: up[0], recvWin: tunStreamWindow, sendWin: mux.DefaultStreamWindow}
+	st = &tstream{id: 1, fd: up[0], recvWin: tunStreamWindow, sendWin: mux.DefaultStreamWindow}
 	s.tun.streams = map[uint32]*tstream{1: st}
 	s.tun.byFD = map[int32]*tstream{int32(up[0]): st}
 	s.tun.gotSettings, s.tun.highest = true, 1
-	return s, st
+	return s, st, cli[1], up[1]
 }
 
 // FuzzTunnelInput feeds arbitrary client bytes, split at an arbitrary point,
@@ -73,7 +77,7 @@ func FuzzTunnelInput(f *testing.F) {
 func fuzzTunnelOnce(t *testing.T, in []byte, cut uint16) {
 	{
 		m := &countingMetrics{}
-		s, _ := tunnelUnderTest(t, m)
+		s, _, _, _ := tunnelUnderTest(t, m)
 		k := int(cut) % (len(in) + 1)
 		for _, piece := range [][]byte{in[:k], in[k:]} {
 			buf := append([]byte(nil), piece...)
@@ -98,5 +102,36 @@ func fuzzTunnelOnce(t *testing.T, in []byte, cut uint16) {
 		if b := m.buffered.Load(); b != 0 {
 			t.Fatalf("%d bytes still buffered after the tunnel ended", b)
 		}
+	}
+}
+
+// BenchmarkTunnelRelay: one client read of 16 DATA frames of 4 KiB for one
+// stream relayed to its member, and one 16 KiB member read framed for the
+// client: the loop's work per pair of events, without epoll.
+func BenchmarkTunnelRelay(b *testing.B) {
+	s, st, client, member := tunnelUnderTest(b, nopMetrics{})
+	defer s.tunEndStreams()
+	var frames []byte
+	for range 16 {
+		frames = mux.AppendData(frames, 1, false, make([]byte, 4096))
+	}
+	read := codec.AppendClientFrame(nil, ws.OpBinary, true, [4]byte{1, 2, 3, 4}, frames)
+	down := make([]byte, 16<<10)
+	sink := make([]byte, 1<<20)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(frames) + len(down)))
+	for b.Loop() {
+		n := copy(s.l.scratch, read)
+		s.consume(s.l.scratch[:n], s.l.iov[:0])
+		s.tunFlush()
+		unix.Read(member, sink)
+		unix.Write(member, down)
+		s.streamRead(st)
+		unix.Read(client, sink)
+		// The client's windows stay open, as a reading client's would.
+		st.sendWin, s.tun.sendWin = mux.DefaultStreamWindow, mux.DefaultSessionWindow
+	}
+	if s.dead() || s.closeSent() {
+		b.Fatal("tunnel failed")
 	}
 }
