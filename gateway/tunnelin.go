@@ -111,7 +111,7 @@ func (s *session) tunControl(ev mux.Event) bool {
 		if !ok {
 			return false
 		}
-		if st == nil {
+		if st == nil || st.udp { // udp is not flow-controlled
 			return true
 		}
 		if st.sendWin+int64(inc) > mux.MaxWindow {
@@ -119,9 +119,7 @@ func (s *session) tunControl(ev mux.Event) bool {
 			return true
 		}
 		st.sendWin += int64(inc)
-		if !st.udp {
-			s.streamInterest(st)
-		}
+		s.streamInterest(st)
 	case mux.TypeReset:
 		if _, err := mux.ParseReset(ev.Payload); err != nil {
 			return s.tunFail(err)
