@@ -164,6 +164,7 @@ func closedPort(t *testing.T) string {
 // member's answer still flows, and the member's FIN reaches the client while
 // the client's bytes still flow.
 func TestTunnelHalfClose(t *testing.T) {
+	halfCloseSums := make(chan []byte, 1)
 	answers := listenRaw(t, func(c net.Conn) {
 		var first [1]byte
 		if _, err := io.ReadFull(c, first[:]); err != nil {
@@ -216,13 +217,12 @@ func TestTunnelHalfClose(t *testing.T) {
 	c.check()
 }
 
-var halfCloseSums = make(chan []byte, 1)
-
 // TestTunnelStalledStream: a client that stops reading one stream, and a
 // member that stops reading another, pin at most their windows in the
 // gateway; the other streams of the tunnel go on at full speed.
 func TestTunnelStalledStream(t *testing.T) {
 	var pushed atomic.Int64
+	stallDone := make(chan struct{})
 	member := listenRaw(t, func(c net.Conn) {
 		var first [1]byte
 		if _, err := io.ReadFull(c, first[:]); err != nil {
@@ -281,8 +281,6 @@ func TestTunnelStalledStream(t *testing.T) {
 	}
 	t.Logf("member pushed %d KiB into the stalled stream; gateway peak buffered %d KiB", pushed.Load()>>10, m.peak.Load()>>10)
 }
-
-var stallDone = make(chan struct{})
 
 // rawFrame is a frame header with payload, built by hand (for frames the
 // Append helpers refuse to make).
@@ -834,4 +832,84 @@ func TestTunnelRelayAllocs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tunConn is a tunnel stream as a testpeer.HalfConn.
+type tunConn struct{ *tunStream }
+
+func (c tunConn) Write(p []byte) (int, error) {
+	if err := c.tunStream.Write(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c tunConn) Close() error { return nil }
+
+// TestTunnelShadowsocks: Shadowsocks streams and a UDP association through
+// a tunnel to a real ss-server, fetching from and uploading to an origin
+// and echoing a datagram: the bytes a user relies on, end to end.
+func TestTunnelShadowsocks(t *testing.T) {
+	const method, password = "chacha20-ietf-poly1305", "tunnel-pw"
+	ss := testpeer.SSServer(t, password, method)
+	origin := testpeer.StartOrigin(t)
+	echo := testpeer.UDPEcho(t)
+	cipher, err := testpeer.NewCipher(method, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startTunnelGateway(t, map[string]string{"tok": ss}, nil)
+	c := dialTunnel(t, g, "tok")
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			sc, err := cipher.NewSSConn(tunConn{c.open(mux.KindTCP, nil)}, origin.Addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			n := int64(200<<10 + i*4099)
+			if i%2 == 0 {
+				sum, got, err := testpeer.HTTPGetSHA256(sc, origin.Addr, "/bytes/"+strconv.FormatInt(n, 10))
+				if err == nil && (got != n || sum != testpeer.PseudoRandomSHA256(n, 0)) {
+					err = fmt.Errorf("GET: %d bytes, sum %s", got, sum)
+				}
+				if err != nil {
+					errs <- err
+				}
+				return
+			}
+			sum, got, err := testpeer.HTTPPostSHA256(sc, origin.Addr, testpeer.PseudoRandom(n, uint64(i)), n)
+			if err == nil && (got != n || sum != testpeer.PseudoRandomSHA256(n, uint64(i))) {
+				err = fmt.Errorf("POST: %d bytes, sum %s", got, sum)
+			}
+			if err != nil {
+				errs <- err
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	u := c.open(mux.KindUDP, nil)
+	pkt, err := cipher.SealPacket(echo, []byte("datagram through the tunnel"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.send(mux.AppendData(nil, u.id, false, pkt))
+	c.mu.Lock()
+	c.wait("the udp echo", func() bool { return u.pkts == 1 })
+	reply := append([]byte(nil), u.buf...)
+	c.mu.Unlock()
+	from, payload, err := cipher.OpenPacket(reply)
+	if err != nil || from != echo || string(payload) != "datagram through the tunnel" {
+		t.Fatalf("udp reply from %q: %q, %v", from, payload, err)
+	}
+	c.check()
 }
