@@ -8,7 +8,8 @@ import (
 // Config configures a Gateway. Every zero value means the documented default,
 // so Config{Auth: a} is a working gateway.
 type Config struct {
-	// Auth maps a secret presented on an Outline path to an upstream. Required.
+	// Auth maps a secret presented on an Outline path, or the bearer token
+	// of a native tunnel (PathTunnel), to an upstream. Required.
 	Auth Authenticator
 
 	// TLS, when set, makes the listener TLS-only (TLS 1.3 and 1.2; see
@@ -57,15 +58,18 @@ type Config struct {
 	DialTimeout time.Duration
 
 	// IdleTimeout closes a TCP session with no traffic in either direction
-	// for this long. 0 means 5m; negative disables.
+	// for this long, and a native tunnel with no open stream and no frame;
+	// a tunnel's tcp stream without traffic for as long is reset (CANCEL).
+	// 0 means 5m; negative disables.
 	IdleTimeout time.Duration
 
-	// UDPIdleTimeout closes a UDP association with no traffic for this long.
-	// 0 means 60s.
+	// UDPIdleTimeout closes a UDP association (a tunnel's udp stream: RESET
+	// CANCEL) with no traffic for this long. 0 means 60s.
 	UDPIdleTimeout time.Duration
 
 	// MaxFrameSize bounds the payload of one client frame; MaxMessageSize
-	// bounds a (fragmented) message. Larger input closes the session with
+	// bounds a (fragmented) message (not on a tunnel, where message
+	// boundaries carry no meaning). Larger input closes the session with
 	// 1009. 0 means 1 MiB for both; on the udp path a message is also capped
 	// at 65507 bytes (the largest UDP payload).
 	MaxFrameSize   int64
