@@ -913,3 +913,28 @@ func TestTunnelShadowsocks(t *testing.T) {
 	}
 	c.check()
 }
+
+// TestTunnelDrainDeadline: a stream still open at DrainTimeout ends with the
+// tunnel, which gets close 1001 (after its GOAWAY).
+func TestTunnelDrainDeadline(t *testing.T) {
+	echo, open := echoMember(t)
+	g := startGateway(t, echo, func(c *Config) { c.DrainTimeout = time.Second })
+	c := dialTunnel(t, g, "s3cret")
+	s := c.open(mux.KindTCP, []byte("e")) // never finished
+	io.ReadFull(s, make([]byte, 1))
+	done := make(chan error, 1)
+	go func() { done <- g.Shutdown(context.Background()) }()
+	if code := c.waitClose(); code != ws.StatusGoingAway {
+		t.Fatalf("close %d, want 1001", code)
+	}
+	c.mu.Lock()
+	last := c.goAway
+	c.mu.Unlock()
+	if last != int64(s.id) {
+		t.Fatalf("GOAWAY last stream %d, want %d", last, s.id)
+	}
+	if err := <-done; err == nil {
+		t.Fatal("Shutdown reported a clean drain with a stream still open")
+	}
+	waitFor(t, "the member connection to close", func() bool { return open.Load() == 0 })
+}
