@@ -8,6 +8,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -340,5 +342,64 @@ func TestWSRequest(t *testing.T) {
 	s := <-got
 	if proto != "b.v1" || s.host != "gw.example:"+port || s.auth != "Bearer tok" || s.proto != "a.v2;b.v1;" {
 		t.Fatalf("chosen %q, server saw %+v", proto, s)
+	}
+}
+
+// TestWSReadDeadline: a read deadline, even in the middle of a frame
+// header, ends that Read only; with the deadline lifted, reading goes on
+// (streams and messages).
+func TestWSReadDeadline(t *testing.T) {
+	for _, message := range []bool{false, true} {
+		t.Run(map[bool]string{false: "stream", true: "message"}[message], func(t *testing.T) {
+			step := make(chan struct{})
+			addr := startRawServer(t, func(s *rawServer) {
+				var frame bytes.Buffer
+				ws.WriteFrame(&frame, ws.NewBinaryFrame(bytes.Repeat([]byte("d"), 300))) // a 4-byte header
+				s.frame(true, ws.OpBinary, []byte("abc"))
+				<-step
+				s.conn.Write(frame.Bytes()[:1]) // half a header
+				<-step
+				s.conn.Write(frame.Bytes()[1:])
+				s.frame(true, ws.OpClose, closePayload(1000, ""))
+				s.closeCode()
+			})
+			c, _, err := DialWS(dialCtx(t), Gateway{Addr: addr}, "/x", WSOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			read := func(p []byte) (int, error) {
+				if message {
+					return c.ReadMessage(p)
+				}
+				return c.Read(p)
+			}
+			buf := make([]byte, 1000)
+			if n, err := read(buf); err != nil || string(buf[:n]) != "abc" {
+				t.Fatalf("first read %q %v", buf[:n], err)
+			}
+			for range 2 {
+				c.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+				if _, err := read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("read past the deadline: %v", err)
+				}
+				step <- struct{}{}
+			}
+			c.SetReadDeadline(time.Time{})
+			var got []byte
+			for len(got) < 300 {
+				n, err := read(buf)
+				if err != nil {
+					t.Fatalf("after the deadline: %v (read %d)", err, len(got))
+				}
+				got = append(got, buf[:n]...)
+			}
+			if string(got) != strings.Repeat("d", 300) {
+				t.Fatalf("read %q", got)
+			}
+			if _, err := read(buf); err != io.EOF {
+				t.Fatalf("end %v, want EOF", err)
+			}
+		})
 	}
 }

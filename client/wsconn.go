@@ -9,6 +9,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,13 +50,13 @@ type WSConn struct {
 	inMsg  bool
 	msgLen int64
 	rerr   error // sticky: the read side's end
-	hbuf   [ws.MaxHeaderSize - 2]byte
 	ctl    [125]byte
 
 	wmu       sync.Mutex // guards the fields below and every write to conn
 	wbuf      []byte     // masking scratch, allocated at the first unreserved write
 	rng       *mrand.ChaCha8
 	sentClose bool
+	werr      error // sticky: a write that failed may have left a frame half-sent
 	pong      [wsHeaderRoom + 125]byte
 
 	gotClose atomic.Bool // a close frame arrived
@@ -102,10 +103,17 @@ func (c *WSConn) Read(p []byte) (int, error) {
 	n, err := c.br.Read(p[:min(int64(len(p)), c.remain)])
 	c.remain -= int64(n)
 	if err != nil {
+		if isDeadline(err) {
+			return n, err // nothing half-read: the next Read goes on
+		}
 		return n, c.readFailed(err)
 	}
 	return n, nil
 }
+
+// isDeadline reports a read deadline: not an end of the connection, as long
+// as no frame was left half-read.
+func isDeadline(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
 // ReadMessage reads the next whole binary message into p and returns its
 // length. A message longer than p is cut to len(p), the rest dropped (as a
@@ -120,11 +128,14 @@ func (c *WSConn) ReadMessage(p []byte) (int, error) {
 		}
 	}
 	n := 0
-	for {
+	for started := false; ; started = true {
 		if c.rerr != nil {
 			return 0, c.rerr
 		}
 		if err := c.nextFrame(); err != nil {
+			if started && isDeadline(err) {
+				c.rerr = err // a message half-read cannot be resumed
+			}
 			return 0, err
 		}
 		k, err := io.ReadFull(c.br, p[n:min(int64(len(p)), int64(n)+c.remain)])
@@ -177,10 +188,10 @@ func (c *WSConn) readFailed(err error) error {
 // Every length is checked before its payload is read.
 func (c *WSConn) nextFrame() error {
 	for {
-		h, err := ws.ReadHeaderBuffer(c.br, c.hbuf[:])
+		h, err := c.peekHeader()
 		if err != nil {
-			if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
-				return c.fail(ws.StatusProtocolError, fmt.Errorf("%w: %v", ErrWSProtocol, err))
+			if isDeadline(err) {
+				return err // nothing consumed
 			}
 			return c.readFailed(err)
 		}
@@ -191,10 +202,17 @@ func (c *WSConn) nextFrame() error {
 			if !h.Fin || h.Length > 125 {
 				return c.fail(ws.StatusProtocolError, fmt.Errorf("%w: fragmented or long control frame", ErrWSProtocol))
 			}
-			p := c.ctl[:h.Length]
-			if _, err := io.ReadFull(c.br, p); err != nil {
+			// Peeked whole, then consumed: a deadline never splits it.
+			b, err := c.br.Peek(int(h.Length))
+			if err != nil {
+				if isDeadline(err) {
+					return err
+				}
 				return c.readFailed(err)
 			}
+			p := c.ctl[:h.Length]
+			copy(p, b)
+			c.br.Discard(len(b))
 			if err := c.control(h.OpCode, p); err != nil {
 				return err
 			}
@@ -222,6 +240,47 @@ func (c *WSConn) nextFrame() error {
 		c.remain, c.fin, c.inMsg = h.Length, h.Fin, !h.Fin
 		return nil
 	}
+}
+
+// peekHeader decodes the next frame header from the buffered reader and
+// consumes it only once it is whole, so a read deadline in the middle
+// leaves the connection usable. A length with its top bit set is a protocol
+// error.
+func (c *WSConn) peekHeader() (ws.Header, error) {
+	var h ws.Header
+	b, err := c.br.Peek(2)
+	if err != nil {
+		return h, err
+	}
+	n := 2
+	switch b[1] & 0x7f {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if b[1]&0x80 != 0 {
+		n += 4
+	}
+	if b, err = c.br.Peek(n); err != nil {
+		return h, err
+	}
+	h.Fin, h.Rsv, h.OpCode = b[0]&0x80 != 0, (b[0]>>4)&7, ws.OpCode(b[0]&0x0f)
+	h.Masked = b[1]&0x80 != 0
+	switch l := b[1] & 0x7f; l {
+	case 126:
+		h.Length = int64(binary.BigEndian.Uint16(b[2:]))
+	case 127:
+		v := binary.BigEndian.Uint64(b[2:])
+		if v>>63 != 0 {
+			return h, c.fail(ws.StatusProtocolError, fmt.Errorf("%w: frame length with its top bit set", ErrWSProtocol))
+		}
+		h.Length = int64(v)
+	default:
+		h.Length = int64(l)
+	}
+	c.br.Discard(n)
+	return h, nil
 }
 
 func (c *WSConn) control(op ws.OpCode, p []byte) error {
@@ -313,6 +372,9 @@ func (c *WSConn) WriteMessage(p []byte) error {
 	if c.sentClose {
 		return ErrWSWriteClosed
 	}
+	if c.werr != nil {
+		return c.werr
+	}
 	if c.wbuf == nil {
 		c.wbuf = make([]byte, wsHeaderRoom+wsMaskChunk)
 	}
@@ -349,6 +411,9 @@ func (c *WSConn) writeReserved(b []byte) error {
 }
 
 func (c *WSConn) writeFrameLocked(op ws.OpCode, b []byte) error {
+	if c.werr != nil {
+		return c.werr
+	}
 	payload := b[wsHeaderRoom:]
 	mask := c.mask()
 	var hdr [wsHeaderRoom]byte
@@ -364,8 +429,9 @@ func (c *WSConn) writeFrameLocked(op ws.OpCode, b []byte) error {
 
 func (c *WSConn) writeFailed(err error) error {
 	if c.closed.Load() {
-		return ErrWSClosed
+		err = ErrWSClosed
 	}
+	c.werr = err
 	return err
 }
 
