@@ -89,6 +89,10 @@ type Tunnel struct {
 	preferred int           // index of the gateway to try first
 	lastErr   error
 	attempts  uint64 // dial cycles finished (success or not)
+	// quickEnds counts tunnels in a row that ended within quickEnd of
+	// opening: the gateway takes the upgrade but not the tunnel, so the
+	// next dial waits as after a failure.
+	quickEnds int
 	closed    bool
 }
 
@@ -179,6 +183,15 @@ func (t *Tunnel) maintain() {
 				return
 			}
 		}
+		t.mu.Lock()
+		quick := t.quickEnds > 0
+		t.mu.Unlock()
+		if quick {
+			if !t.sleep(jitter(backoff)) {
+				return
+			}
+			backoff = min(2*backoff, t.cfg.BackoffMax)
+		}
 		s, err := t.dialCycle()
 		t.mu.Lock()
 		t.attempts++
@@ -190,7 +203,9 @@ func (t *Tunnel) maintain() {
 			}
 			t.sessions = append(t.sessions, s)
 			t.lastErr = nil
-			backoff = t.cfg.BackoffMin
+			if t.quickEnds == 0 {
+				backoff = t.cfg.BackoffMin
+			}
 			t.notifyLocked()
 			t.mu.Unlock()
 			s.start()
@@ -199,8 +214,7 @@ func (t *Tunnel) maintain() {
 		t.lastErr = err
 		t.notifyLocked()
 		t.mu.Unlock()
-		// ±50 % jitter, so clients that lost one gateway do not return in step.
-		d := backoff/2 + rand.N(backoff)
+		d := jitter(backoff)
 		t.log.Debug("tunnel: no gateway reachable", "err", err, "retry_in", d)
 		backoff = min(2*backoff, t.cfg.BackoffMax)
 		timer := time.NewTimer(d)
@@ -219,6 +233,26 @@ func (t *Tunnel) maintain() {
 			timer.Stop()
 			return
 		}
+	}
+}
+
+// jitter spreads d over ±50 %, so clients that lost one gateway do not
+// come back in step.
+func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d) }
+
+// quickEnd: a tunnel that ends sooner than this after opening counts as a
+// failed dial for the backoff.
+const quickEnd = time.Second
+
+// sleep waits d unless the Tunnel closes first (false).
+func (t *Tunnel) sleep(d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-t.done:
+		return false
 	}
 }
 
@@ -301,6 +335,11 @@ func (t *Tunnel) dialSession(gw Gateway) (*tunSession, error) {
 // sessionEnded drops s from the pool and wakes the maintainer.
 func (t *Tunnel) sessionEnded(s *tunSession) {
 	t.mu.Lock()
+	if time.Since(s.opened) < quickEnd {
+		t.quickEnds++
+	} else {
+		t.quickEnds = 0
+	}
 	for i, x := range t.sessions {
 		if x == s {
 			t.sessions = append(t.sessions[:i], t.sessions[i+1:]...)

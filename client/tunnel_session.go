@@ -19,10 +19,11 @@ import (
 // Lock order: tunStream.mu, then tunSession.mu (never the reverse);
 // Tunnel.mu, then tunSession.mu.
 type tunSession struct {
-	t    *Tunnel
-	gw   Gateway
-	ws   *WSConn
-	done chan struct{}
+	t      *Tunnel
+	gw     Gateway
+	ws     *WSConn
+	done   chan struct{}
+	opened time.Time
 
 	// openMu orders OPENs on the wire by ID (docs/03: IDs must increase),
 	// and control frames after the OPEN of their stream.
@@ -57,6 +58,7 @@ func newTunSession(t *Tunnel, gw Gateway, c *WSConn) *tunSession {
 		gw:         gw,
 		ws:         c,
 		done:       make(chan struct{}),
+		opened:     time.Now(),
 		ctl:        make([]byte, wsHeaderRoom, wsHeaderRoom+512),
 		ctlSig:     make(chan struct{}, 1),
 		streams:    make(map[uint32]*tunStream),
