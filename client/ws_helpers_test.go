@@ -24,6 +24,13 @@ const waitLong = 20 * time.Second
 // when tlsOn, and shuts it down at test end.
 func startRealGateway(t testing.TB, tlsOn bool, routes map[string]string) (string, *testpeer.TestCert) {
 	t.Helper()
+	_, addr, cert := startRealGatewayG(t, tlsOn, routes)
+	return addr, cert
+}
+
+// startRealGatewayG is startRealGateway that also returns the gateway.
+func startRealGatewayG(t testing.TB, tlsOn bool, routes map[string]string) (*gateway.Gateway, string, *testpeer.TestCert) {
+	t.Helper()
 	auth, err := gateway.NewStaticAuth(routes)
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +65,7 @@ func startRealGateway(t testing.TB, tlsOn bool, routes map[string]string) (strin
 	for !g.Ready() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	return ln.Addr().String(), cert
+	return g, ln.Addr().String(), cert
 }
 
 // hashPeer is a TCP upstream for both-way hash checks. The client sends
