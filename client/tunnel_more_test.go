@@ -213,3 +213,34 @@ func TestTunnelUnusedStreams(t *testing.T) {
 		t.Fatalf("server saw %d OPENs, want 8", n)
 	}
 }
+
+// TestTunnelRevoked: a tunnel closed with 1008 ends its streams with that
+// code (ErrTunnelLost, a *CloseError 1008), and once the gateway refuses
+// the token the Status says ErrRefused (the caller then asks the control
+// plane why).
+func TestTunnelRevoked(t *testing.T) {
+	srv := startTunServer(t, tunToken, testpeer.EchoServer(t), "", serverSettings(100))
+	tun := newTestTunnel(t, 1, nil, srv.Addr())
+	s, err := tun.DialStream(dialCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	if _, err := s.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	srv.Revoke()
+	_, err = s.Read(b)
+	var ce *CloseError
+	if !errors.Is(err, ErrTunnelLost) || !errors.As(err, &ce) || ce.Code != 1008 {
+		t.Fatalf("read after revocation: %v, want ErrTunnelLost with close 1008", err)
+	}
+	waitUntil(t, "ErrRefused in the status", func() bool { return errors.Is(tun.Status().Err, ErrRefused) })
+	if _, err := tun.DialStream(dialCtx(t)); !errors.Is(err, ErrRefused) {
+		t.Fatalf("DialStream after revocation: %v, want ErrRefused", err)
+	}
+}

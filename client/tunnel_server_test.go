@@ -101,13 +101,27 @@ func (srv *tunServer) GoAway() {
 	}
 }
 
+// Revoke refuses the token from now on and closes its tunnels with 1008,
+// as the gateway does for a revoked token.
+func (srv *tunServer) Revoke() {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	srv.token = "revoked:" + srv.token
+	for sc := range srv.conns {
+		sc.closeWS(1008)
+	}
+}
+
 func (srv *tunServer) serve(c net.Conn) {
 	defer c.Close()
 	authOK := false
 	u := ws.Upgrader{
 		Protocol: func(p []byte) bool { return string(p) == mux.Subprotocol },
 		OnHeader: func(k, v []byte) error {
-			if strings.EqualFold(string(k), "Authorization") && string(v) == "Bearer "+srv.token {
+			srv.mu.Lock()
+			tok := srv.token
+			srv.mu.Unlock()
+			if strings.EqualFold(string(k), "Authorization") && string(v) == "Bearer "+tok {
 				authOK = true
 			}
 			return nil
