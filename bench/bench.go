@@ -46,7 +46,8 @@ var (
 	allScenarios = []string{ScenarioThroughput, ScenarioIdle, ScenarioSlowReader,
 		ScenarioTLSThroughput, ScenarioTLSIdle, ScenarioTLSConnect, ScenarioTLSConnectBusy, ScenarioTunnelIdle, ScenarioClientCPU, ScenarioControl}
 	allPeers = []string{PeerHTTVPS, PeerTunnel, PeerGoCopy, PeerGoBuf, PeerV2Ray,
-		PeerHTTVPSTLS, PeerTunnelTLS, PeerV2RayTLS, PeerNginxTLS}
+		PeerHTTVPSSS, PeerOutline, PeerNginxWS,
+		PeerHTTVPSTLS, PeerTunnelTLS, PeerV2RayTLS, PeerNginxTLS, PeerHTTVPSSSTLS, PeerNginxWSS}
 )
 
 func tlsScenario(s string) bool {
@@ -67,9 +68,15 @@ type Config struct {
 	GatewayEnv  []string
 	// V2RayBin is the v2ray-plugin binary. "" means ss-v2ray-plugin.
 	V2RayBin string
-	// NginxBin is the nginx binary of the nginx-tls peer. "" means
-	// /usr/sbin/nginx.
+	// NginxBin is the nginx binary of the nginx-tls, nginx-ws and
+	// nginx-wss peers. "" means /usr/sbin/nginx.
 	NginxBin string
+	// OutlineBin is the outline-ss-server peer's binary (outline-ss, and
+	// the backend of nginx-ws/nginx-wss); "" means build it from
+	// OutlineSrc ("" means tools/outline-ss-server, a module of its own)
+	// into a temporary directory. A failed build skips those peers.
+	OutlineBin string
+	OutlineSrc string
 	// Peers to measure, in order. nil means all: httvps, gocopy, gobuf,
 	// v2ray (plaintext scenarios) and httvps-tls, v2ray-tls, nginx-tls (TLS
 	// scenarios); a peer whose binary is missing is skipped with a note.
@@ -155,6 +162,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.NginxBin == "" {
 		c.NginxBin = "/usr/sbin/nginx"
+	}
+	if c.OutlineSrc == "" {
+		c.OutlineSrc = "tools/outline-ss-server"
 	}
 	if c.HTTVPSBin == "" {
 		c.HTTVPSBin = "bin/httvps"
@@ -330,6 +340,24 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
+	work, err := os.MkdirTemp("", "httvps-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	// outline-ss-server is built once, when a peer first needs it.
+	var (
+		outlineBin  string
+		outlineErr  error
+		outlineDone bool
+	)
+	outline := func() (string, error) {
+		if !outlineDone {
+			outlineDone = true
+			outlineBin, outlineErr = outlineBinary(cfg.OutlineBin, cfg.OutlineSrc, work)
+		}
+		return outlineBin, outlineErr
+	}
 	var peers []*peer
 	for _, name := range cfg.Peers {
 		var (
@@ -362,6 +390,24 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			pe, err = newV2RayTLSPeer(cfg.V2RayBin, cert)
 		case PeerNginxTLS:
 			pe, err = newNginxTLSPeer(cfg.NginxBin, filepath.Dir(cert.CertFile), cert)
+		case PeerHTTVPSSS:
+			pe, err = newHTTVPSSSPeer(cfg.GatewayBin, cfg.GatewayArgs, cfg.GatewayEnv, cfg.SSServerBin, nil)
+		case PeerHTTVPSSSTLS:
+			pe, err = newHTTVPSSSPeer(cfg.GatewayBin, cfg.GatewayArgs, cfg.GatewayEnv, cfg.SSServerBin, cert)
+		case PeerOutline:
+			var bin string
+			if bin, err = outline(); err == nil {
+				pe = newOutlinePeer(bin)
+			}
+		case PeerNginxWS, PeerNginxWSS:
+			var bin string
+			if bin, err = outline(); err == nil {
+				var c *benchCert
+				if name == PeerNginxWSS {
+					c = cert
+				}
+				pe, err = newNginxWSPeer(cfg.NginxBin, work, bin, c)
+			}
 		}
 		if err != nil {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("%s skipped: %v", name, err))

@@ -48,6 +48,9 @@ type Transport struct {
 	// mux, when set, makes Dial open a stream on a shared native tunnel
 	// (mux.go) instead of a connection of its own.
 	mux *muxClient
+	// ss, when set, carries each stream as Shadowsocks AEAD to a
+	// Shadowsocks server, which dials the sink (ssclient.go).
+	ss *ssTarget
 }
 
 // dialTimes are the moments a dial reached each stage, from its start.
@@ -65,6 +68,20 @@ func (t Transport) Dial(ctx context.Context) (Stream, error) {
 
 // dial opens a stream and reports when each stage completed.
 func (t Transport) dial(ctx context.Context) (Stream, dialTimes, error) {
+	s, dt, err := t.dialStream(ctx)
+	if err != nil || t.ss == nil {
+		return s, dt, err
+	}
+	ss, err := newSSStream(s, t.ss)
+	if err != nil {
+		s.Close()
+		return nil, dt, err
+	}
+	return ss, dt, nil
+}
+
+// dialStream opens the stream that dial wraps in Shadowsocks when asked.
+func (t Transport) dialStream(ctx context.Context) (Stream, dialTimes, error) {
 	var dt dialTimes
 	if t.mux != nil {
 		tun, dt, err := t.mux.tunnel(ctx)
@@ -263,6 +280,9 @@ func (w *sliceWriter) Write(p []byte) (int, error) {
 // plaintext one.
 func streamSuite(s Stream) string {
 	var c any = s
+	if ss, ok := s.(*ssStream); ok {
+		s, c = ss.inner, ss.inner
+	}
 	if w, ok := s.(*wsStream); ok {
 		c = w.c
 	}

@@ -50,7 +50,7 @@ func (m *muxClient) tunnel(ctx context.Context) (*muxTunnel, dialTimes, error) {
 		return t, dialTimes{}, nil
 	}
 	tr := m.tr
-	tr.mux = nil
+	tr.mux, tr.ss = nil, nil
 	s, dt, err := tr.dial(ctx)
 	if err != nil {
 		return nil, dt, err

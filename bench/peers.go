@@ -56,6 +56,23 @@ type peer struct {
 	// prestart, when set, runs before each start (nginx writes its
 	// configuration for this port and sink).
 	prestart func(listen int, sink string) error
+	// env is extra KEY=VALUE environment of the relay process.
+	env []string
+	// backend, when set, is a second process the relay forwards to
+	// (ss-server behind our gateway, outline-ss-server behind nginx): the
+	// relay's argv gets the backend's address as its sink, and the backend
+	// joins the relay's process group, so CPU, RSS and fds are the pair's.
+	backend *backend
+	// ssPassword, when set, makes the client speak Shadowsocks (ssCipher)
+	// inside the stream to the peer's Shadowsocks server, for the sink.
+	ssPassword string
+}
+
+// backend is the second process of a two-process peer.
+type backend struct {
+	name string
+	argv func(listen int, target string) []string
+	env  []string
 }
 
 // running is a started relay.
@@ -76,16 +93,34 @@ func (pe *peer) start(ctx context.Context, ps *procSet, sink string) (*running, 
 	if err != nil {
 		return nil, err
 	}
+	upstream, bport := sink, 0
+	if pe.backend != nil {
+		if bport, err = freePort(); err != nil {
+			return nil, err
+		}
+		upstream = net.JoinHostPort("127.0.0.1", strconv.Itoa(bport))
+	}
 	if pe.prestart != nil {
-		if err := pe.prestart(port, sink); err != nil {
+		if err := pe.prestart(port, upstream); err != nil {
 			return nil, err
 		}
 	}
-	p, err := ps.start(pe.info.Name, pe.argv(port, sink), nil)
+	p, err := ps.startOpts(pe.info.Name, pe.argv(port, upstream), startOptions{Env: pe.env})
 	if err != nil {
 		return nil, err
 	}
-	p.group = pe.group
+	p.group = pe.group || pe.backend != nil
+	if b := pe.backend; b != nil {
+		bp, err := ps.startOpts(b.name, b.argv(bport, sink), startOptions{Env: b.env, Pgid: p.Pid()})
+		if err != nil {
+			p.Stop()
+			return nil, err
+		}
+		if err := waitListening(ctx, bp, upstream); err != nil {
+			p.Stop()
+			return nil, err
+		}
+	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	if err := waitListening(ctx, p, addr); err != nil {
 		p.Stop()
@@ -94,6 +129,12 @@ func (pe *peer) start(ctx context.Context, ps *procSet, sink string) (*running, 
 	tr := Transport{Addr: addr, Path: pe.path, TLS: pe.tls}
 	if pe.tunnel {
 		tr.mux = newMuxClient(tr, pe.token)
+	}
+	if pe.ssPassword != "" {
+		if tr.ss, err = newSSTarget(pe.ssPassword, sink); err != nil {
+			p.Stop()
+			return nil, err
+		}
 	}
 	return &running{proc: p, transport: tr}, nil
 }

@@ -26,6 +26,7 @@ type Process struct {
 	// group makes Sample sum over the process group (nginx master and
 	// workers) instead of reading the started process alone.
 	group bool
+	pgid  int // the group it joined; 0: a group of its own (pgid = pid)
 }
 
 // Pid is the child's process id.
@@ -70,7 +71,11 @@ func (p *Process) Stop() {
 	if p.Exited() {
 		return
 	}
-	syscall.Kill(-p.Pid(), syscall.SIGKILL)
+	if p.pgid != 0 {
+		syscall.Kill(p.Pid(), syscall.SIGKILL) // a member of another's group
+	} else {
+		syscall.Kill(-p.Pid(), syscall.SIGKILL)
+	}
 	select {
 	case <-p.done:
 	case <-time.After(5 * time.Second):
@@ -103,20 +108,36 @@ func (s *procSet) stopAll() {
 // start runs argv in its own process group, killed if the harness dies
 // (Pdeathsig), with SS_* variables removed so SIP003 plugins read only flags.
 func (s *procSet) start(name string, argv []string, stdout io.Writer) (*Process, error) {
+	return s.startOpts(name, argv, startOptions{Stdout: stdout})
+}
+
+// startOptions are the less common ways to start a child.
+type startOptions struct {
+	Stdout io.Writer
+	Env    []string // extra KEY=VALUE environment
+	// Pgid, when set, puts the child in that process group (a relay's
+	// backend joins its front's group, so the pair is sampled and killed
+	// as one) instead of a group of its own.
+	Pgid int
+}
+
+func (s *procSet) startOpts(name string, argv []string, o startOptions) (*Process, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "SS_") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Env = append(cmd.Env, o.Env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pgid: o.Pgid, Pdeathsig: syscall.SIGKILL}
+	stdout := o.Stdout
 	tail := &tailBuffer{max: 4096}
 	cmd.Stderr = tail
 	cmd.Stdout = stdout
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: start %s: %w", name, err)
 	}
-	p := &Process{Name: name, cmd: cmd, done: make(chan struct{}), tail: tail}
+	p := &Process{Name: name, cmd: cmd, done: make(chan struct{}), tail: tail, pgid: o.Pgid}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)

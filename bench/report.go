@@ -36,6 +36,11 @@ type Report struct {
 	TunnelIdle   []TunnelIdleResult `json:"tunnel_idle,omitempty"`
 	TunnelRatios []Ratio            `json:"tunnel_ratios,omitempty"`
 	StreamOpen   []ConnectRatio     `json:"stream_open_ratios,omitempty"`
+	// Shadowsocks peers: httvps-ss (gateway + ss-server) ÷ outline-ss and
+	// nginx-ws per throughput cell (and the TLS pair), and httvps-ss-tls ÷
+	// nginx-wss on new sessions.
+	SSRatios        []Ratio        `json:"ss_ratios,omitempty"`
+	SSConnectRatios []ConnectRatio `json:"ss_connect_ratios,omitempty"`
 	// The client-cpu scenario: its cells and, per cell, the reference
 	// client's CPU ÷ ss-local + ss-v2ray-plugin's.
 	Clients      []ClientCell   `json:"client_cpu,omitempty"`
@@ -138,8 +143,16 @@ func readTrim(p string) string {
 
 func (r *Report) finish() {
 	r.Seconds = time.Since(r.Started).Seconds()
-	r.Ratios = ratios(r.Throughput, PeerHTTVPS)
-	r.TLSRatios = ratios(r.TLSThroughput, PeerHTTVPSTLS)
+	// Shadowsocks peers carry encrypted streams to a decrypting server:
+	// compared only with each other (like with like).
+	r.Ratios = withoutSS(ratios(r.Throughput, PeerHTTVPS))
+	r.TLSRatios = withoutSS(ratios(r.TLSThroughput, PeerHTTVPSTLS))
+	r.SSRatios = nil
+	for _, x := range append(ratios(r.Throughput, PeerHTTVPSSS), ratios(r.TLSThroughput, PeerHTTVPSSSTLS)...) {
+		if ssPeer(x.Versus) {
+			r.SSRatios = append(r.SSRatios, x)
+		}
+	}
 	r.TunnelRatios = nil
 	for _, x := range append(ratios(r.Throughput, PeerTunnel), ratios(r.TLSThroughput, PeerTunnelTLS)...) {
 		if x.Versus == PeerHTTVPS || x.Versus == PeerHTTVPSTLS {
@@ -171,12 +184,25 @@ func (r *Report) finish() {
 			}
 		}
 	}
+	r.SSConnectRatios = nil
+	for _, c := range r.Connect {
+		if c.Peer != PeerHTTVPSSSTLS {
+			continue
+		}
+		for _, o := range r.Connect {
+			if o.Peer != c.Peer && ssPeer(o.Peer) && o.Hogs == c.Hogs {
+				r.SSConnectRatios = append(r.SSConnectRatios, ConnectRatio{Versus: o.Peer, Hogs: c.Hogs,
+					CPU: c.CPUmsPerConn / o.CPUmsPerConn, Rate: c.PerSecond / o.PerSecond,
+					Tail: c.HandshakeP999 / o.HandshakeP999})
+			}
+		}
+	}
 	for _, c := range r.Connect {
 		if c.Peer != PeerHTTVPSTLS {
 			continue
 		}
 		for _, o := range r.Connect {
-			if o.Peer != c.Peer && o.Peer != PeerTunnelTLS && o.Hogs == c.Hogs {
+			if o.Peer != c.Peer && o.Peer != PeerTunnelTLS && !ssPeer(o.Peer) && o.Hogs == c.Hogs {
 				r.ConnectRatios = append(r.ConnectRatios, ConnectRatio{Versus: o.Peer, Hogs: c.Hogs,
 					CPU: c.CPUmsPerConn / o.CPUmsPerConn, Rate: c.PerSecond / o.PerSecond,
 					Tail: c.HandshakeP999 / o.HandshakeP999})
@@ -305,6 +331,7 @@ func (r *Report) WriteText(w io.Writer) {
 		}
 		tw.Flush()
 	}
+	r.writeSSText(w)
 	r.writeControlText(w)
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "note:", n)
@@ -393,6 +420,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 			}
 		}
 	}
+	r.writeSSMarkdown(w)
 	r.writeTunnelMarkdown(w)
 	r.writeClientMarkdown(w)
 	r.writeControlMarkdown(w)

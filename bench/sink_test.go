@@ -176,14 +176,15 @@ func testSinkModes(t *testing.T, tr Transport) {
 	}
 }
 
-// A relay that corrupts one byte must produce an error, never a figure.
-func TestTransferDetectsCorruption(t *testing.T) {
-	sink := startSink(t)
+// startCorruptor is a TCP relay in front of target that flips one bit of
+// the upstream's bytes (at offset 100 of the first read longer than that).
+func startCorruptor(t *testing.T, target string) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -192,7 +193,7 @@ func TestTransferDetectsCorruption(t *testing.T) {
 			}
 			go func() {
 				defer c.Close()
-				up, err := net.Dial("tcp", sink)
+				up, err := net.Dial("tcp", target)
 				if err != nil {
 					return
 				}
@@ -215,7 +216,12 @@ func TestTransferDetectsCorruption(t *testing.T) {
 			}()
 		}
 	}()
-	_, err = transfer(context.Background(), Transport{Addr: ln.Addr().String()}, Download, 1, 1<<20, 16<<10, 10*time.Second)
+	return ln.Addr().String()
+}
+
+// A relay that corrupts one byte must produce an error, never a figure.
+func TestTransferDetectsCorruption(t *testing.T) {
+	_, err := transfer(context.Background(), Transport{Addr: startCorruptor(t, startSink(t))}, Download, 1, 1<<20, 16<<10, 10*time.Second)
 	if !errors.Is(err, errIntegrity) {
 		t.Fatalf("err = %v, want errIntegrity", err)
 	}

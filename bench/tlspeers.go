@@ -20,7 +20,8 @@ const (
 
 // tlsPeer reports whether name is one of the TLS peers.
 func tlsPeer(name string) bool {
-	return name == PeerHTTVPSTLS || name == PeerV2RayTLS || name == PeerNginxTLS || name == PeerTunnelTLS
+	return name == PeerHTTVPSTLS || name == PeerV2RayTLS || name == PeerNginxTLS || name == PeerTunnelTLS ||
+		name == PeerHTTVPSSSTLS || name == PeerNginxWSS
 }
 
 // tunnelPeer reports whether name is reached through the native tunnel.

@@ -75,7 +75,10 @@ func run(args []string) int {
 	}
 	var (
 		scenarios = fs.String("scenarios", "throughput,idle,slowreader,tls-throughput,tls-idle,tls-connect,tls-connect-busy,tunnel-idle,client-cpu,control", "scenarios to run: throughput, idle, slowreader, tls-throughput, tls-idle, tls-connect, tls-connect-busy (tls-connect with one CPU hog per core), tunnel-idle (idle native tunnels), client-cpu (the reference client beside ss-local + v2ray-plugin), control")
-		peers     = fs.String("peers", "httvps,httvps-tunnel,gocopy,gobuf,v2ray,httvps-tls,httvps-tunnel-tls,v2ray-tls,nginx-tls", "relays to measure: httvps (bin/httvps-gateway, a WebSocket per stream), httvps-tunnel (the same gateway, streams on one native tunnel), gocopy (Go io.Copy, splice), gobuf (Go io.Copy, 32 KiB buffer), v2ray (ss-v2ray-plugin); over TLS: httvps-tls, httvps-tunnel-tls, v2ray-tls, nginx-tls (nginx stream TLS proxy, raw TLS client); a missing binary is skipped with a note")
+		peers     = fs.String("peers", "httvps,httvps-tunnel,gocopy,gobuf,v2ray,httvps-ss,outline-ss,nginx-ws,httvps-tls,httvps-tunnel-tls,v2ray-tls,nginx-tls,httvps-ss-tls,nginx-wss", "relays to measure: httvps (bin/httvps-gateway, a WebSocket per stream), httvps-tunnel (the same gateway, streams on one native tunnel), gocopy (Go io.Copy, splice), gobuf (Go io.Copy, 32 KiB buffer), v2ray (ss-v2ray-plugin); Shadowsocks inside the WebSocket: httvps-ss (gateway + ss-server), outline-ss (outline-ss-server), nginx-ws (nginx WebSocket proxy + outline-ss-server); over TLS: httvps-tls, httvps-tunnel-tls, v2ray-tls, nginx-tls (nginx stream TLS proxy, raw TLS client), httvps-ss-tls, nginx-wss; a missing binary is skipped with a note")
+		outlineB  = fs.String("outline", "", "outline-ss, nginx-ws, nginx-wss: the outline-ss-bench binary (\"\": build it from -outline-src)")
+		outlineS  = fs.String("outline-src", "tools/outline-ss-server", "the tools module with our main around outline-ss-server's service package (its own go.mod, a pinned version)")
+		ssServer  = fs.String("ss-server", "ss-server", "httvps-ss, client-cpu: the ss-server binary (shadowsocks-libev)")
 		gateway   = fs.String("gateway", "bin/httvps-gateway", "our gateway binary (go build -o bin/httvps-gateway ./cmd/httvps-gateway)")
 		gwArgs    = fs.String("gateway-args", "", "extra gateway flags, space separated (e.g. \"-buffer-cap 262144\")")
 		gwEnv     = fs.String("gateway-env", "", "extra gateway environment, space separated KEY=VALUE (e.g. \"GOMAXPROCS=4\")")
@@ -116,6 +119,7 @@ func run(args []string) int {
 	}
 	cfg := bench.Config{
 		GatewayBin: *gateway, V2RayBin: *v2ray, NginxBin: *nginx, CertType: *certType,
+		OutlineBin: *outlineB, OutlineSrc: *outlineS, SSServerBin: *ssServer,
 		ConnectCount: *connN, ConnectWorkers: *connW, BusyHogs: *busyHogs,
 		Peers: cliconf.SplitList(*peers), Scenarios: cliconf.SplitList(*scenarios),
 		GatewayArgs: strings.Fields(*gwArgs), GatewayEnv: strings.Fields(*gwEnv),

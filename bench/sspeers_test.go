@@ -1,0 +1,123 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSSPeers starts every Shadowsocks peer that is installed exactly as the
+// harness does (outline-ss-server built from tools/outline-ss-server) and
+// passes hashed streams both ways, an idle session and connect-and-echo
+// through each, the client speaking Shadowsocks inside the WebSocket.
+func TestSSPeers(t *testing.T) {
+	dir := t.TempDir()
+	cert, err := writeBenchCert(dir, CertECDSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := os.Getenv("HTTVPS_GATEWAY_BIN")
+	if gw == "" {
+		gw = buildGateway(t)
+	}
+	outline, outlineErr := outlineBinary("", "../tools/outline-ss-server", dir)
+	makers := map[string]func() (*peer, error){
+		PeerHTTVPSSS:    func() (*peer, error) { return newHTTVPSSSPeer(gw, nil, nil, "ss-server", nil) },
+		PeerHTTVPSSSTLS: func() (*peer, error) { return newHTTVPSSSPeer(gw, nil, nil, "ss-server", cert) },
+		PeerOutline: func() (*peer, error) {
+			if outlineErr != nil {
+				return nil, outlineErr
+			}
+			return newOutlinePeer(outline), nil
+		},
+		PeerNginxWS: func() (*peer, error) {
+			if outlineErr != nil {
+				return nil, outlineErr
+			}
+			return newNginxWSPeer("/usr/sbin/nginx", dir, outline, nil)
+		},
+		PeerNginxWSS: func() (*peer, error) {
+			if outlineErr != nil {
+				return nil, outlineErr
+			}
+			return newNginxWSPeer("/usr/sbin/nginx", dir, outline, cert)
+		},
+	}
+	for _, name := range []string{PeerHTTVPSSS, PeerHTTVPSSSTLS, PeerOutline, PeerNginxWS, PeerNginxWSS} {
+		t.Run(name, func(t *testing.T) {
+			pe, err := makers[name]()
+			if errors.Is(err, errPeerUnavailable) {
+				t.Skip(err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps := &procSet{}
+			defer ps.stopAll()
+			ctx := context.Background()
+			r, err := pe.start(ctx, ps, startSink(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.transport.ss == nil {
+				t.Fatal("client does not speak Shadowsocks")
+			}
+			for _, dir := range []string{Upload, Download} {
+				if _, err := transfer(ctx, r.transport, dir, 2, 4<<20, 16<<10, 20*time.Second); err != nil {
+					t.Fatalf("%s: %v", dir, err)
+				}
+			}
+			s, err := openIdle(ctx, r.transport)
+			if err != nil {
+				t.Fatalf("idle: %v", err)
+			}
+			s.Close()
+			lat, suite, err := connectMany(ctx, r.transport, 20, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tlsPeer(name) != strings.HasPrefix(suite, "TLS 1.3 ") || lat[19].Upgrade <= 0 {
+				t.Fatalf("suite %q, times %+v", suite, lat[19])
+			}
+			// Front and backend are one process group: both are sampled.
+			if pe.backend != nil {
+				if _, n, err := ReadGroup(r.proc.Pid()); err != nil || n < 2 {
+					t.Fatalf("group of %s: %d processes, %v", name, n, err)
+				}
+			}
+
+			// A byte changed between the peer and the client fails the
+			// stream (the AEAD tag), never yields a figure.
+			if pe.tls == nil {
+				bad := r.transport
+				bad.Addr = startCorruptor(t, r.transport.Addr)
+				if _, err := transfer(ctx, bad, Download, 1, 1<<20, 16<<10, 10*time.Second); err == nil {
+					t.Fatal("a corrupted stream passed")
+				}
+			}
+			// A client with the wrong key gets nothing through: the
+			// bytes really are Shadowsocks to that server (one peer per
+			// kind of server).
+			if name == PeerHTTVPSSS || name == PeerOutline {
+				wrong := r.transport
+				if wrong.ss, err = newSSTarget("not-the-password", wrong.ss.Target); err != nil {
+					t.Fatal(err)
+				}
+				s, err := wrong.Dial(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.SetDeadline(time.Now().Add(500 * time.Millisecond))
+				s.Write(modeHeader(ModeDownload, 1<<10))
+				var b [1]byte
+				if n, err := s.Read(b[:]); err == nil {
+					t.Fatalf("a wrong Shadowsocks key passed: %d bytes", n)
+				}
+				s.Close()
+			}
+		})
+	}
+}
