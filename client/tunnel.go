@@ -3,8 +3,9 @@ package client
 // The client side of the HTTVPS native tunnel (docs/03, "HTTVPS native
 // tunnel"): a pool of WebSockets to /v1/tunnel, each carrying many streams
 // as codec/mux frames. Files: tunnel.go (the pool: dial, failover,
-// reconnect, Transport), tunnel_session.go (one tunnel: its reader and
-// control writer), tunnel_stream.go (a tcp stream), tunnel_packet.go (a udp
+// reconnect, Transport), tunnel_session.go (one tunnel: OPEN, windows, its
+// control writer and PINGs), tunnel_reader.go (its reader: frames to
+// streams), tunnel_stream.go (a tcp stream), tunnel_packet.go (a udp
 // stream).
 
 import (
