@@ -1,16 +1,11 @@
-//go:build tunnelgw
-
 package client
 
-// The tunnel client against the real gateway's /v1/tunnel. The gateway on
-// main does not serve the native tunnel yet (helper D's branch adds it), so
-// these run only with -tags tunnelgw; they passed against that branch
-// (2026-12-02) and belong in e2e once it lands.
-//
-//	go test -tags tunnelgw -run TestGatewayTunnel ./client
+// The tunnel client against the real gateway's /v1/tunnel, in-process on
+// loopback (the helpers are in ws_helpers_test.go).
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net"
@@ -166,7 +161,7 @@ func TestGatewayTunnelStalledReader(t *testing.T) {
 	}
 	defer stalled.Close()
 	hdr := make([]byte, 16)
-	hdr[12] = 1 // down 16 MiB, seed 0
+	binary.BigEndian.PutUint64(hdr[8:], 16<<20) // seed 0, 16 MiB down
 	if _, err := stalled.Write(hdr); err != nil {
 		t.Fatal(err)
 	}

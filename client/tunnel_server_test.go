@@ -2,11 +2,12 @@ package client
 
 // tunServer is a small native-tunnel server for the client's tests, built on
 // codec/mux and the project's WebSocket frame reader, one goroutine per
-// direction of each stream. It stands in for the real gateway, which
-// another helper is writing in a worktree; the tests against the real
-// gateway come in e2e later. It forwards each tcp stream to a loopback TCP
-// upstream and each udp stream to a UDP one, with the windows of docs/03 in
-// both directions, and can refuse OPENs, send GOAWAY and be killed.
+// direction of each stream. It stands in for the real gateway where a test
+// needs what the gateway does not do on demand (refuse OPENs, GOAWAY at a
+// chosen moment, a kill, silence to PINGs, checks of the client's windows);
+// tunnel_gateway_test.go runs the client against the real gateway. It
+// forwards each tcp stream to a loopback TCP upstream and each udp stream
+// to a UDP one, with the windows of docs/03 in both directions.
 
 import (
 	"errors"
