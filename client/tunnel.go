@@ -83,6 +83,7 @@ type Tunnel struct {
 	up, down atomic.Int64
 	streams  atomic.Int64 // open streams (tcp and udp)
 	drops    atomic.Int64 // udp packets dropped toward the application
+	refused  atomic.Int64 // REFUSED resets received (retried or not)
 
 	mu        sync.Mutex
 	sessions  []*tunSession // connected, including those going away

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/codec/mux"
+	"github.com/httvps/httvps/gateway"
 	"github.com/httvps/httvps/internal/testpeer"
 )
 
@@ -191,4 +192,50 @@ func (r *firstRead) Read(p []byte) (int, error) {
 		r.once.Do(r.f)
 	}
 	return n, err
+}
+
+// TestGatewayTunnelMaxStreams: with the gateway's MAX_STREAMS at 4, 30
+// concurrent streams on one tunnel wait for slots (never beyond it) and
+// all complete.
+func TestGatewayTunnelMaxStreams(t *testing.T) {
+	peer, reports := hashPeer(t)
+	_, addr, _ := startRealGatewayCfg(t, false, map[string]string{"tok-gateway-tunnel": peer},
+		func(c *gateway.Config) { c.TunnelMaxStreams = 4 })
+	tun := gatewayTunnel(t, 1, Gateway{Addr: addr})
+	manyExchanges(t, tun, reports, 30, 256<<10, 64<<10, nil)
+	if n := tun.refused.Load(); n != 0 {
+		t.Fatalf("%d OPENs refused: the client went beyond MAX_STREAMS", n)
+	}
+}
+
+// TestGatewayTunnelResetFreesSlot: streams closed early (RESET CANCEL) free
+// their slots before the next OPENs reach the gateway: with MAX_STREAMS 2,
+// rounds of two streams opened, used and closed are never refused.
+func TestGatewayTunnelResetFreesSlot(t *testing.T) {
+	_, addr, _ := startRealGatewayCfg(t, false, map[string]string{"tok-gateway-tunnel": testpeer.EchoServer(t)},
+		func(c *gateway.Config) { c.TunnelMaxStreams = 2 })
+	tun := gatewayTunnel(t, 1, Gateway{Addr: addr})
+	b := make([]byte, 1)
+	for round := range 50 {
+		var ss []StreamConn
+		for i := range 2 {
+			s, err := tun.DialStream(dialCtx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Write([]byte{byte(round + i)}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Read(b); err != nil || b[0] != byte(round+i) {
+				t.Fatalf("round %d stream %d: %v %v", round, i, b, err)
+			}
+			ss = append(ss, s)
+		}
+		for _, s := range ss {
+			s.Close()
+		}
+	}
+	if n := tun.refused.Load(); n != 0 {
+		t.Fatalf("%d OPENs refused after RESETs", n)
+	}
 }

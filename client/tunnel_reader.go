@@ -201,7 +201,7 @@ func (s *tunSession) applySettings(set mux.Settings) {
 	s.mu.Lock()
 	dStream := int64(set.StreamWindow) - int64(s.peer.StreamWindow)
 	s.sendWin += int64(set.SessionWindow) - int64(s.peer.SessionWindow)
-	s.peer = set
+	s.peer, s.gotPeer = set, true
 	streams := make([]*tunStream, 0, len(s.streams))
 	for _, st := range s.streams {
 		streams = append(streams, st)

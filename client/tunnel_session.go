@@ -38,6 +38,7 @@ type tunSession struct {
 	reserved   int    // slots taken by streams about to open here
 	lastID     uint32 // highest stream ID opened
 	peer       mux.Settings
+	gotPeer    bool  // the gateway's SETTINGS arrived: only then is MAX_STREAMS known
 	sendWin    int64 // session window for what we send (tcp payload)
 	winWaiters map[*tunStream]struct{}
 	recvWin    int64 // what the gateway may still send (tcp payload)
@@ -99,13 +100,13 @@ func (s *tunSession) room() (int, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	load := len(s.streams) + s.reserved
-	return load, s.dead == nil && !s.goaway && uint32(load) < s.peer.MaxStreams
+	return load, s.gotPeer && s.dead == nil && !s.goaway && uint32(load) < s.peer.MaxStreams
 }
 
 func (s *tunSession) reserve() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.dead != nil || s.goaway || uint32(len(s.streams)+s.reserved) >= s.peer.MaxStreams {
+	if !s.gotPeer || s.dead != nil || s.goaway || uint32(len(s.streams)+s.reserved) >= s.peer.MaxStreams {
 		return false
 	}
 	s.reserved++
@@ -175,7 +176,15 @@ func (s *tunSession) open(st *tunStream, first []byte, fin bool) (int, error) {
 	st.noteSentLocked(first[:k])
 	st.mu.Unlock()
 
-	b := make([]byte, wsHeaderRoom, wsHeaderRoom+mux.HeaderLen+1+k)
+	// Queued control frames go first, in the same message: a RESET of a
+	// closed stream then reaches the gateway before this OPEN takes the
+	// slot it freed.
+	s.ctlMu.Lock()
+	pending := len(s.ctl) - wsHeaderRoom
+	b := make([]byte, wsHeaderRoom, wsHeaderRoom+pending+mux.HeaderLen+1+k)
+	b = append(b, s.ctl[wsHeaderRoom:]...)
+	s.ctl = s.ctl[:wsHeaderRoom]
+	s.ctlMu.Unlock()
 	b = mux.AppendOpen(b, id, st.kind, fin, first[:k])
 	if err := s.ws.writeReserved(b); err != nil {
 		// The tunnel broke under the OPEN: nothing of the stream can have
@@ -286,18 +295,21 @@ func (s *tunSession) writeLoop() {
 		case <-s.done:
 			return
 		}
+		// Under openMu: frames about a stream follow its OPEN, and frames
+		// queued before an OPEN precede it (open takes them along).
+		s.openMu.Lock()
 		s.ctlMu.Lock()
 		b := s.ctl
 		s.ctl = spare
 		s.ctlMu.Unlock()
+		var err error
 		if len(b) > wsHeaderRoom {
-			s.openMu.Lock() // after any OPEN being written: its stream's frames follow it
-			err := s.ws.writeReserved(b)
-			s.openMu.Unlock()
-			if err != nil {
-				s.close(err)
-				return
-			}
+			err = s.ws.writeReserved(b)
+		}
+		s.openMu.Unlock()
+		if err != nil {
+			s.close(err)
+			return
 		}
 		spare = b[:wsHeaderRoom]
 	}

@@ -487,6 +487,9 @@ func (st *tunStream) onReset(s *tunSession, id uint32, code mux.ResetCode) {
 		st.mu.Unlock()
 		return
 	}
+	if code == mux.ResetRefused {
+		st.t.refused.Add(1)
+	}
 	retry := code == mux.ResetRefused && !st.accepted && !st.replayLost && st.retries < maxRetries && !st.closed
 	if retry {
 		st.retries++

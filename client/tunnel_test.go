@@ -321,6 +321,9 @@ func TestTunnelRefusedRetried(t *testing.T) {
 			if r, o := srv.refuse.Load(), srv.opened.Load(); r > 0 || o != 6 {
 				t.Fatalf("refusals left %d, streams accepted %d; want 0 and 6", r, o)
 			}
+			if n := tun.refused.Load(); n != 4 {
+				t.Fatalf("client saw %d REFUSED, want 4", n)
+			}
 		})
 	}
 }

@@ -31,6 +31,13 @@ func startRealGateway(t testing.TB, tlsOn bool, routes map[string]string) (strin
 // startRealGatewayG is startRealGateway that also returns the gateway.
 func startRealGatewayG(t testing.TB, tlsOn bool, routes map[string]string) (*gateway.Gateway, string, *testpeer.TestCert) {
 	t.Helper()
+	return startRealGatewayCfg(t, tlsOn, routes, nil)
+}
+
+// startRealGatewayCfg is startRealGatewayG with edit applied to the
+// gateway's Config.
+func startRealGatewayCfg(t testing.TB, tlsOn bool, routes map[string]string, edit func(*gateway.Config)) (*gateway.Gateway, string, *testpeer.TestCert) {
+	t.Helper()
 	auth, err := gateway.NewStaticAuth(routes)
 	if err != nil {
 		t.Fatal(err)
@@ -44,6 +51,9 @@ func startRealGatewayG(t testing.TB, tlsOn bool, routes map[string]string) (*gat
 	if tlsOn {
 		cert = testpeer.SelfSignedCert(t)
 		cfg.TLS = &gateway.TLSConfig{GetCertificate: cert.GetCertificate}
+	}
+	if edit != nil {
+		edit(&cfg)
 	}
 	g, err := gateway.New(cfg)
 	if err != nil {
