@@ -6,6 +6,7 @@ package client
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -237,5 +238,36 @@ func TestGatewayTunnelResetFreesSlot(t *testing.T) {
 	}
 	if n := tun.refused.Load(); n != 0 {
 		t.Fatalf("%d OPENs refused after RESETs", n)
+	}
+}
+
+// TestGatewayTunnelFailover: a wrong token is ErrRefused; when the first
+// gateway shuts down, new streams go through the second.
+func TestGatewayTunnelFailover(t *testing.T) {
+	peer, reports := hashPeer(t)
+	routes := map[string]string{"tok-gateway-tunnel": peer}
+	gA, addrA, _ := startRealGatewayG(t, false, routes)
+	_, addrB, _ := startRealGatewayG(t, false, routes)
+
+	wrong := NewTunnel(TunnelConfig{Gateways: []Gateway{{Addr: addrA}, {Addr: addrB}}, Token: "not-a-token", Logger: slog.New(slog.DiscardHandler)})
+	defer wrong.Close()
+	if _, err := wrong.DialStream(dialCtx(t)); !errors.Is(err, ErrRefused) {
+		t.Fatalf("wrong token: %v, want ErrRefused", err)
+	}
+
+	tun := gatewayTunnel(t, 1, Gateway{Addr: addrA}, Gateway{Addr: addrB})
+	manyExchanges(t, tun, reports, 5, 1<<20, 64<<10, nil)
+	if g := tun.Status().Gateway; g != addrA {
+		t.Fatalf("gateway %q, want the first (%s)", g, addrA)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	if err := gA.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the first tunnel's end", func() bool { return tun.Status().Gateway != addrA })
+	manyExchanges(t, tun, reports, 5, 1<<20, 64<<10, nil)
+	if g := tun.Status().Gateway; g != addrB {
+		t.Fatalf("gateway %q after the first shut down, want %s", g, addrB)
 	}
 }
