@@ -938,3 +938,50 @@ func TestTunnelDrainDeadline(t *testing.T) {
 	}
 	waitFor(t, "the member connection to close", func() bool { return open.Load() == 0 })
 }
+
+// TestTunnelUploadToSlowMember: a stream whose member socket stops taking
+// bytes for a while (its buffers full) resumes when the member reads again.
+// Broke before: the bytes the socket refused were queued without asking
+// epoll for room, so the queue was never flushed, the client never got its
+// window back, and the upload stalled for good (found by the bench's 512
+// MiB tunnel upload).
+func TestTunnelUploadToSlowMember(t *testing.T) {
+	const n = 32 << 20 // beyond what the kernel buffers of both sockets hold
+	member := listenRaw(t, func(c net.Conn) {
+		time.Sleep(500 * time.Millisecond) // the gateway's writes hit EAGAIN meanwhile
+		h := sha256.New()
+		io.Copy(h, c)
+		c.Write(h.Sum(nil))
+		c.(*net.TCPConn).CloseWrite()
+	})
+	g := startGateway(t, member, nil)
+	c := dialTunnel(t, g, "s3cret")
+	data := make([]byte, n)
+	rand.Read(data)
+	want := sha256.Sum256(data)
+	s := c.open(mux.KindTCP, nil)
+	done := make(chan error, 1)
+	go func() {
+		if err := s.Write(data); err != nil {
+			done <- err
+			return
+		}
+		if err := s.CloseWrite(); err != nil {
+			done <- err
+			return
+		}
+		got, err := io.ReadAll(s)
+		if err == nil && !bytes.Equal(got, want[:]) {
+			err = fmt.Errorf("member hashed %x, sent %x", got, want[:8])
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second): // a failure bound: the upload stalled
+		t.Fatal("the upload to a member that paused never completed")
+	}
+}

@@ -333,6 +333,7 @@ func (s *session) streamWrite(st *tstream, p []byte) {
 	}
 	if n < len(p) {
 		g.m.Buffered(st.up.push(p[n:]))
+		s.streamInterest(st) // the queue was empty: wait for room
 	}
 }
 
