@@ -44,7 +44,7 @@ const (
 
 var (
 	allScenarios = []string{ScenarioThroughput, ScenarioIdle, ScenarioSlowReader,
-		ScenarioTLSThroughput, ScenarioTLSIdle, ScenarioTLSConnect, ScenarioTLSConnectBusy, ScenarioTunnelIdle, ScenarioClientCPU, ScenarioControl}
+		ScenarioTLSThroughput, ScenarioTLSIdle, ScenarioTLSConnect, ScenarioTLSConnectBusy, ScenarioTunnelIdle, ScenarioLatency, ScenarioClientCPU, ScenarioControl}
 	allPeers = []string{PeerHTTVPS, PeerTunnel, PeerGoCopy, PeerGoBuf, PeerV2Ray,
 		PeerHTTVPSSS, PeerOutline, PeerNginxWS,
 		PeerHTTVPSTLS, PeerTunnelTLS, PeerV2RayTLS, PeerNginxTLS, PeerHTTVPSSSTLS, PeerNginxWSS}
@@ -124,6 +124,15 @@ type Config struct {
 	Streams     []int
 	Message     int
 	CellTimeout time.Duration
+
+	// Latency: LatencyStreams nil means 1, 100 and 1000 concurrently active
+	// streams; LatencyRoundTrips is the round trips per cell, shared by its
+	// streams (at least 10 each), 0 means 20000; LatencyMessage 0 means 64
+	// bytes; FirstByteSessions (new sessions one after the other) 0 means 500.
+	LatencyStreams    []int
+	LatencyRoundTrips int
+	LatencyMessage    int
+	FirstByteSessions int
 
 	// Tunnel idle: Tunnels 0 means 19000 (one gateway fd each; the
 	// clients are child processes of at most 9600 tunnels each).
@@ -244,6 +253,18 @@ func (c *Config) setDefaults() {
 	if c.Tunnels == 0 {
 		c.Tunnels = 19000
 	}
+	if c.LatencyStreams == nil {
+		c.LatencyStreams = []int{1, 100, 1000}
+	}
+	if c.LatencyRoundTrips == 0 {
+		c.LatencyRoundTrips = 20000
+	}
+	if c.LatencyMessage == 0 {
+		c.LatencyMessage = 64
+	}
+	if c.FirstByteSessions == 0 {
+		c.FirstByteSessions = 500
+	}
 	if c.SlowRate == 0 {
 		c.SlowRate = 2 << 20
 	}
@@ -307,6 +328,16 @@ func (c *Config) validate() error {
 	if c.TokenCheckTime < 0 || c.ConfigLoadTime < 0 || c.ConfigConns < 1 || c.ConfigConns > 512 {
 		return errors.New("bench: control needs positive durations and 1..512 connections")
 	}
+	for _, n := range c.LatencyStreams {
+		// The relay may hold 4 fds a stream (gateway + ss-server are one
+		// group, but each process has its own limit: 2 each).
+		if n < 1 || n > 5000 {
+			return fmt.Errorf("bench: latency stream count %d: want 1..5000", n)
+		}
+	}
+	if c.LatencyRoundTrips < 1 || c.LatencyMessage < 1 || c.LatencyMessage > 16<<10 || c.FirstByteSessions < 1 {
+		return errors.New("bench: latency needs >= 1 round trip, 1..16384-byte messages, >= 1 first-byte session")
+	}
 	if c.Message < 1 || c.Message > 1<<20 {
 		return errors.New("bench: message size must be 1..1 MiB")
 	}
@@ -328,7 +359,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := newReport(cfg)
 	var cert *benchCert
 	needCert := func(s string) bool {
-		return (tlsScenario(s) || s == ScenarioTunnelIdle) && slices.ContainsFunc(cfg.Peers, tlsPeer)
+		return (tlsScenario(s) || s == ScenarioTunnelIdle || s == ScenarioLatency) && slices.ContainsFunc(cfg.Peers, tlsPeer)
 	}
 	if slices.ContainsFunc(cfg.Scenarios, needCert) || slices.Contains(cfg.Scenarios, ScenarioClientCPU) {
 		dir, err := os.MkdirTemp("", "httvps-bench-tls-")
@@ -439,6 +470,23 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			if ctx.Err() == nil {
 				if err := runControl(ctx, &cfg, ps, rep); err != nil {
 					fail(sc, "run", err)
+				}
+				ps.stopAll()
+			}
+			continue
+		}
+		if sc == ScenarioLatency {
+			// Every peer, plaintext and TLS, after the sink alone.
+			for _, pe := range append([]*peer{nil}, peers...) {
+				if ctx.Err() != nil {
+					break
+				}
+				if err := runLatency(ctx, &cfg, ps, pe, rep); err != nil {
+					name := PeerDirect
+					if pe != nil {
+						name = pe.info.Name
+					}
+					fail(sc, name, err)
 				}
 				ps.stopAll()
 			}

@@ -84,12 +84,11 @@ func (t Transport) dial(ctx context.Context) (Stream, dialTimes, error) {
 func (t Transport) dialStream(ctx context.Context) (Stream, dialTimes, error) {
 	var dt dialTimes
 	if t.mux != nil {
-		tun, dt, err := t.mux.tunnel(ctx)
+		s, dt, err := t.mux.openStream(ctx)
 		if err != nil {
 			return nil, dt, err
 		}
-		s, err := tun.open()
-		return s, dt, err
+		return s, dt, nil
 	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -25,6 +25,18 @@
 // tls-connect-busy is tls-connect with one spinning "hog" child process per
 // core running beside every peer, as on a machine with other work on it.
 //
+// Shadowsocks peers (sspeers.go) compare HTTVPS with Outline like with
+// like: the client speaks Shadowsocks AEAD inside the WebSocket to a server
+// that decrypts it and dials the sink — httvps-ss (our gateway + a real
+// ss-server), outline-ss (outline-ss-server alone, built from the tools
+// module tools/outline-ss-server), nginx-ws (nginx's http WebSocket proxy in
+// front of outline-ss-server), and the TLS pair httvps-ss-tls / nginx-wss.
+//
+// The latency scenario (latency.go) runs on every peer and on the sink
+// alone: small messages echoed at 1, 100 and 1,000 concurrently active
+// streams, every byte checked, and the time to the first byte of new
+// sessions.
+//
 // The control scenario runs once, on no relay, against a redis-server the
 // harness starts: storeauth.Authenticate in this process on a cache hit and
 // on a cache miss (a Redis round trip per check), GET /v1/client/config

@@ -13,17 +13,19 @@ import (
 )
 
 // muxClient is the harness's client of the HTTVPS native tunnel: Dial opens
-// a stream on one shared tunnel (WebSocket on /v1/tunnel), dialled on first
-// use and again after it failed or was told to go away. It is the
-// harness's own small implementation on codec/mux (goroutine per tunnel,
-// windows honoured both ways), so that peers are measured with clients of
-// the same make; the reference client is measured separately.
+// a stream on a shared tunnel (WebSocket on /v1/tunnel), dialled on first
+// use and again after it failed or was told to go away; when every tunnel
+// has the gateway's MAX_STREAMS open, another tunnel is dialled, as a
+// client pool does. It is the harness's own small implementation on
+// codec/mux (goroutine per tunnel, windows honoured both ways), so that
+// peers are measured with clients of the same make; the reference client is
+// measured separately.
 type muxClient struct {
 	tr    Transport // how to reach the gateway; Path is /v1/tunnel
 	token string
 
-	mu  sync.Mutex
-	tun *muxTunnel
+	mu   sync.Mutex
+	tuns []*muxTunnel
 }
 
 // muxPath is the native tunnel's WebSocket path.
@@ -42,12 +44,35 @@ var (
 	errTimeout   = errors.New("bench: i/o timeout")
 )
 
-// tunnel returns the live tunnel, dialling one if there is none.
-func (m *muxClient) tunnel(ctx context.Context) (*muxTunnel, dialTimes, error) {
+// openStream opens a stream on a live tunnel with room for it, dialling a
+// tunnel if there is none. The choice and the open are one step under m.mu,
+// so concurrent opens never overfill a tunnel.
+func (m *muxClient) openStream(ctx context.Context) (*muxStream, dialTimes, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if t := m.tun; t != nil && t.usable() {
-		return t, dialTimes{}, nil
+	t, dt, err := m.tunnelLocked(ctx)
+	if err != nil {
+		return nil, dt, err
+	}
+	s, err := t.open()
+	return s, dt, err
+}
+
+// tunnelLocked returns a live tunnel with room for a stream, dialling one if
+// there is none; m.mu held.
+func (m *muxClient) tunnelLocked(ctx context.Context) (*muxTunnel, dialTimes, error) {
+	live := m.tuns[:0]
+	for _, t := range m.tuns {
+		if t.usable() {
+			live = append(live, t)
+		}
+	}
+	clear(m.tuns[len(live):])
+	m.tuns = live
+	for _, t := range m.tuns {
+		if t.hasRoom() {
+			return t, dialTimes{}, nil
+		}
 	}
 	tr := m.tr
 	tr.mux, tr.ss = nil, nil
@@ -60,17 +85,23 @@ func (m *muxClient) tunnel(ctx context.Context) (*muxTunnel, dialTimes, error) {
 		s.Close()
 		return nil, dt, err
 	}
-	m.tun = t
+	m.tuns = append(m.tuns, t)
 	return t, dt, nil
 }
 
-// close ends the tunnel in use, if any.
+// fresh is a client of the same gateway with tunnels of its own: a cell
+// that opens many streams at once starts on empty tunnels, not on ones whose
+// closed streams the gateway may still be releasing (it would refuse OPENs
+// over MAX_STREAMS).
+func (m *muxClient) fresh() *muxClient { return &muxClient{tr: m.tr, token: m.token} }
+
+// close ends the tunnels in use, if any.
 func (m *muxClient) close() {
 	m.mu.Lock()
-	t := m.tun
-	m.tun = nil
+	ts := m.tuns
+	m.tuns = nil
 	m.mu.Unlock()
-	if t != nil {
+	for _, t := range ts {
 		t.fail(errMuxClosed)
 	}
 }
@@ -118,6 +149,14 @@ func (t *muxTunnel) start() error {
 	}
 	go t.readLoop()
 	return nil
+}
+
+// hasRoom reports whether another stream stays within the gateway's
+// MAX_STREAMS (streams not yet closed here count, as they may be open there).
+func (t *muxTunnel) hasRoom() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return uint32(len(t.streams)+len(t.waiting)) < t.peer.MaxStreams
 }
 
 func (t *muxTunnel) usable() bool {

@@ -39,8 +39,13 @@ type Report struct {
 	// Shadowsocks peers: httvps-ss (gateway + ss-server) ÷ outline-ss and
 	// nginx-ws per throughput cell (and the TLS pair), and httvps-ss-tls ÷
 	// nginx-wss on new sessions.
-	SSRatios        []Ratio        `json:"ss_ratios,omitempty"`
-	SSConnectRatios []ConnectRatio `json:"ss_connect_ratios,omitempty"`
+	SSRatios []Ratio `json:"ss_ratios,omitempty"`
+	// The latency scenario: round trips at each stream count, first bytes
+	// of new sessions, and our peers ÷ the others of their kind and direct.
+	Latency         []LatencyCell     `json:"latency,omitempty"`
+	FirstByte       []FirstByteResult `json:"first_byte,omitempty"`
+	LatencyRatios   []LatencyRatio    `json:"latency_ratios,omitempty"`
+	SSConnectRatios []ConnectRatio    `json:"ss_connect_ratios,omitempty"`
 	// The client-cpu scenario: its cells and, per cell, the reference
 	// client's CPU ÷ ss-local + ss-v2ray-plugin's.
 	Clients      []ClientCell   `json:"client_cpu,omitempty"`
@@ -147,6 +152,7 @@ func (r *Report) finish() {
 	// compared only with each other (like with like).
 	r.Ratios = withoutSS(ratios(r.Throughput, PeerHTTVPS))
 	r.TLSRatios = withoutSS(ratios(r.TLSThroughput, PeerHTTVPSTLS))
+	r.LatencyRatios = latencyRatios(r.Latency)
 	r.SSRatios = nil
 	for _, x := range append(ratios(r.Throughput, PeerHTTVPSSS), ratios(r.TLSThroughput, PeerHTTVPSSSTLS)...) {
 		if ssPeer(x.Versus) {
@@ -332,6 +338,7 @@ func (r *Report) WriteText(w io.Writer) {
 		tw.Flush()
 	}
 	r.writeSSText(w)
+	r.writeLatencyText(w)
 	r.writeControlText(w)
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "note:", n)
@@ -421,6 +428,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		}
 	}
 	r.writeSSMarkdown(w)
+	r.writeLatencyMarkdown(w)
 	r.writeTunnelMarkdown(w)
 	r.writeClientMarkdown(w)
 	r.writeControlMarkdown(w)

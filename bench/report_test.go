@@ -63,7 +63,9 @@ func TestConfigValidate(t *testing.T) {
 		"bad gateway env":   func(c *Config) { c.GatewayEnv = []string{"GOMAXPROCS"} },
 		"no busy hogs":      func(c *Config) { c.BusyHogs = -1 },
 		"unknown peer":      func(c *Config) { c.Peers = []string{"nginx"} },
-		"unknown scenario":  func(c *Config) { c.Scenarios = []string{"latency"} },
+		"unknown scenario":  func(c *Config) { c.Scenarios = []string{"flood"} },
+		"latency streams":   func(c *Config) { c.LatencyStreams = []int{6000} },
+		"latency message":   func(c *Config) { c.LatencyMessage = 1 << 20 },
 		"too many sessions": func(c *Config) { c.Sessions = 20000 },
 		"zero streams":      func(c *Config) { c.Streams = []int{0} },
 	} {

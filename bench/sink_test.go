@@ -177,7 +177,7 @@ func testSinkModes(t *testing.T, tr Transport) {
 }
 
 // startCorruptor is a TCP relay in front of target that flips one bit of
-// the upstream's bytes (at offset 100 of the first read longer than that).
+// each upstream connection's bytes, the one at stream offset 100.
 func startCorruptor(t *testing.T, target string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -200,13 +200,13 @@ func startCorruptor(t *testing.T, target string) string {
 				defer up.Close()
 				go func() { io.Copy(up, c); closeWrite(up) }()
 				buf := make([]byte, 4096)
-				flipped := false
+				off := 0
 				for {
 					n, err := up.Read(buf)
-					if n > 100 && !flipped {
-						buf[100] ^= 1
-						flipped = true
+					if off <= 100 && 100 < off+n {
+						buf[100-off] ^= 1
 					}
+					off += n
 					c.Write(buf[:n])
 					if err != nil {
 						closeWrite(c)

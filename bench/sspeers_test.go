@@ -82,6 +82,9 @@ func TestSSPeers(t *testing.T) {
 			if tlsPeer(name) != strings.HasPrefix(suite, "TLS 1.3 ") || lat[19].Upgrade <= 0 {
 				t.Fatalf("suite %q, times %+v", suite, lat[19])
 			}
+			if c, err := latencyCell(ctx, r.transport, 10, 10, 64, 20*time.Second); err != nil || c.RoundTrips != 100 {
+				t.Fatalf("latency: %+v, %v", c, err)
+			}
 			// Front and backend are one process group: both are sampled.
 			if pe.backend != nil {
 				if _, n, err := ReadGroup(r.proc.Pid()); err != nil || n < 2 {
@@ -96,6 +99,9 @@ func TestSSPeers(t *testing.T) {
 				bad.Addr = startCorruptor(t, r.transport.Addr)
 				if _, err := transfer(ctx, bad, Download, 1, 1<<20, 16<<10, 10*time.Second); err == nil {
 					t.Fatal("a corrupted stream passed")
+				}
+				if _, err := latencyCell(ctx, bad, 1, 10, 64, 10*time.Second); err == nil {
+					t.Fatal("a corrupted echo passed")
 				}
 			}
 			// A client with the wrong key gets nothing through: the

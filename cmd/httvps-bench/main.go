@@ -44,6 +44,12 @@ Plaintext scenarios (throughput, idle, slowreader) run on the plaintext
 peers; TLS scenarios (tls-throughput, tls-idle, tls-connect, tls-connect-busy) on the TLS peers
 (httvps-tls, v2ray-tls, nginx-tls), which all serve one certificate generated
 for the run. nginx-tls needs nginx's stream module (Debian libnginx-mod-stream).
+Shadowsocks peers (httvps-ss, outline-ss, nginx-ws; TLS: httvps-ss-tls,
+nginx-wss) carry Shadowsocks inside the WebSocket to a server that decrypts
+it: our gateway + ss-server against outline-ss-server, alone or behind
+nginx; outline-ss-server is built from tools/outline-ss-server (its own
+module, a pinned version). The latency scenario runs on every peer and on
+the sink alone (small echoed messages at 1, 100, 1000 active streams).
 The control scenario runs once, on no relay: it starts redis-server and
 measures storeauth token checks (cache hit and miss, in this process),
 GET /v1/client/config against bin/httvps-control, and redis-benchmark.
@@ -74,7 +80,7 @@ func run(args []string) int {
 		fs.PrintDefaults()
 	}
 	var (
-		scenarios = fs.String("scenarios", "throughput,idle,slowreader,tls-throughput,tls-idle,tls-connect,tls-connect-busy,tunnel-idle,client-cpu,control", "scenarios to run: throughput, idle, slowreader, tls-throughput, tls-idle, tls-connect, tls-connect-busy (tls-connect with one CPU hog per core), tunnel-idle (idle native tunnels), client-cpu (the reference client beside ss-local + v2ray-plugin), control")
+		scenarios = fs.String("scenarios", "throughput,idle,slowreader,tls-throughput,tls-idle,tls-connect,tls-connect-busy,tunnel-idle,latency,client-cpu,control", "scenarios to run: throughput, idle, slowreader, tls-throughput, tls-idle, tls-connect, tls-connect-busy (tls-connect with one CPU hog per core), tunnel-idle (idle native tunnels), latency (small-message round trips at several concurrent streams, and first byte of a new session, every peer and direct), client-cpu (the reference client beside ss-local + v2ray-plugin), control")
 		peers     = fs.String("peers", "httvps,httvps-tunnel,gocopy,gobuf,v2ray,httvps-ss,outline-ss,nginx-ws,httvps-tls,httvps-tunnel-tls,v2ray-tls,nginx-tls,httvps-ss-tls,nginx-wss", "relays to measure: httvps (bin/httvps-gateway, a WebSocket per stream), httvps-tunnel (the same gateway, streams on one native tunnel), gocopy (Go io.Copy, splice), gobuf (Go io.Copy, 32 KiB buffer), v2ray (ss-v2ray-plugin); Shadowsocks inside the WebSocket: httvps-ss (gateway + ss-server), outline-ss (outline-ss-server), nginx-ws (nginx WebSocket proxy + outline-ss-server); over TLS: httvps-tls, httvps-tunnel-tls, v2ray-tls, nginx-tls (nginx stream TLS proxy, raw TLS client), httvps-ss-tls, nginx-wss; a missing binary is skipped with a note")
 		outlineB  = fs.String("outline", "", "outline-ss, nginx-ws, nginx-wss: the outline-ss-bench binary (\"\": build it from -outline-src)")
 		outlineS  = fs.String("outline-src", "tools/outline-ss-server", "the tools module with our main around outline-ss-server's service package (its own go.mod, a pinned version)")
@@ -91,6 +97,10 @@ func run(args []string) int {
 		busyHogs  = fs.Int("busy-hogs", runtime.NumCPU(), "tls-connect-busy: spinning CPU hog processes beside every peer")
 		bytesFlag = fs.String("bytes", "1G", "throughput: bytes per (peer, direction, streams) cell; K/M/G suffixes are binary")
 		streams   = fs.String("streams", "1,16,64", "throughput: parallel stream counts")
+		latStr    = fs.String("latency-streams", "1,100,1000", "latency: concurrently active stream counts")
+		latRTs    = fs.Int("latency-round-trips", 20000, "latency: round trips per cell, shared by its streams (at least 10 each)")
+		latMsg    = fs.Int("latency-msg", 64, "latency: message size, bytes")
+		fbN       = fs.Int("first-byte", 500, "latency: new sessions, one after the other, for the time to first byte")
 		tunnels   = fs.Int("tunnels", 19000, "tunnel-idle: idle native tunnels per tunnel peer (the gateway holds one fd each; max 19500)")
 		msg       = fs.String("msg", "16K", "throughput: client message (write) size")
 		cellTO    = fs.Duration("cell-timeout", 120*time.Second, "throughput: time limit per cell")
@@ -120,6 +130,7 @@ func run(args []string) int {
 	cfg := bench.Config{
 		GatewayBin: *gateway, V2RayBin: *v2ray, NginxBin: *nginx, CertType: *certType,
 		OutlineBin: *outlineB, OutlineSrc: *outlineS, SSServerBin: *ssServer,
+		LatencyRoundTrips: *latRTs, LatencyMessage: *latMsg, FirstByteSessions: *fbN,
 		ConnectCount: *connN, ConnectWorkers: *connW, BusyHogs: *busyHogs,
 		Peers: cliconf.SplitList(*peers), Scenarios: cliconf.SplitList(*scenarios),
 		GatewayArgs: strings.Fields(*gwArgs), GatewayEnv: strings.Fields(*gwEnv),
@@ -158,6 +169,15 @@ func run(args []string) int {
 			return 2
 		}
 		cfg.Streams = append(cfg.Streams, n)
+	}
+
+	for _, s := range cliconf.SplitList(*latStr) {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "httvps-bench: -latency-streams:", err)
+			return 2
+		}
+		cfg.LatencyStreams = append(cfg.LatencyStreams, n)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
