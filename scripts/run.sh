@@ -174,11 +174,34 @@ if [[ $selftest == 1 ]]; then
 			sleep 0.2
 		done
 	fi
+	if [[ $body != *'"ok"'* ]]; then
+		echo "FAIL: could not fetch $healthz through ss-local and the gateway" >&2
+		cat "$work/up.out" >&2
+		show_logs
+		exit 1
+	fi
+	echo "OK: fetched $healthz through ss-local -> v2ray-plugin -> TLS -> httvps up gateway -> ss-server"
+
+	# The reference client with the httvps:// key up saved: native tunnel,
+	# the self-signed certificate pinned by the key (no CA file).
+	key=$(grep -m1 '^  httvps ' "$token_file" | awk '{print $2}')
+	native_port=$(free_port)
+	bin/httvps connect -listen "127.0.0.1:$native_port" -json "$key" >"$work/connect.log" 2>&1 &
+	pids+=($!)
+	body=
+	if wait_port "$native_port"; then
+		for _ in $(seq 1 30); do
+			body=$(curl -fsS --max-time 5 --socks5-hostname "127.0.0.1:$native_port" \
+				--cacert "$data_dir/cert.pem" "$healthz" 2>/dev/null) && break
+			sleep 0.2
+		done
+	fi
 	if [[ $body == *'"ok"'* ]]; then
-		echo "OK: fetched $healthz through ss-local -> v2ray-plugin -> TLS -> httvps up gateway -> ss-server"
+		echo "OK: fetched $healthz through httvps connect -> native tunnel -> TLS -> httvps up gateway -> ss-server"
 		exit 0
 	fi
-	echo "FAIL: could not fetch $healthz through the gateway" >&2
+	echo "FAIL: could not fetch $healthz through httvps connect and the gateway" >&2
+	cat "$work/connect.log" >&2
 	cat "$work/up.out" >&2
 	show_logs
 	exit 1
@@ -194,12 +217,14 @@ if [[ -t 1 ]]; then
 		echo "First client token (from $token_file):"
 		grep -E '^  (token id|token|ssconf|ss|httvps) ' "$token_file"
 	fi
-	connect=$stock
+	connect="bin/httvps connect -listen 127.0.0.1:$socks_port '$(grep -m1 '^  httvps ' "$token_file" | awk '{print $2}')'
+  or: $stock"
 else
 	echo
 	echo "The admin key is in $data_dir/admin.key and the first token's keys in $token_file"
 	echo "(not printed: stdout is not a terminal)."
-	connect="the ss-local command in $token_file, with -l $socks_port"
+	connect="bin/httvps connect -listen 127.0.0.1:$socks_port with the httvps key in $token_file
+  (or the ss-local command there, with -l $socks_port)"
 fi
 [[ -n $stock ]] || connect="(no first token was issued; see the banner above)"
 cat <<EOM

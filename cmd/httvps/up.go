@@ -567,7 +567,9 @@ func (n *node) printFirstToken(w io.Writer, ft *firstToken) {
 		fmt.Fprintf(w, "  ss        %s\n", ft.cfg.AccessKeys.SS)
 	}
 	fmt.Fprintf(w, "  httvps    %s\n", ft.cfg.AccessKeys.HTTVPS)
-	fmt.Fprintf(w, "\nConnect with the stock client (shadowsocks-libev ss-local + v2ray-plugin):\n")
+	fmt.Fprintf(w, "\nConnect with the reference client (native tunnel; SOCKS5 and HTTP proxy on 127.0.0.1:1080):\n")
+	fmt.Fprintf(w, "  httvps connect %s\n", shellQuote(ft.cfg.AccessKeys.HTTVPS))
+	fmt.Fprintf(w, "\nOr with the stock client (shadowsocks-libev ss-local + v2ray-plugin):\n")
 	fmt.Fprintf(w, "  %s\n", n.stockCommand(ft, 1080))
 	fmt.Fprintf(w, "  curl --socks5-hostname 127.0.0.1:1080 https://example.com/\n")
 }
