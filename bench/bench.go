@@ -77,6 +77,10 @@ type Config struct {
 	// into a temporary directory. A failed build skips those peers.
 	OutlineBin string
 	OutlineSrc string
+	// ChartsSrc is the tools module that draws the charts into OutDir
+	// ("" means tools/benchcharts); NoCharts leaves them out.
+	ChartsSrc string
+	NoCharts  bool
 	// Peers to measure, in order. nil means all: httvps, gocopy, gobuf,
 	// v2ray (plaintext scenarios) and httvps-tls, v2ray-tls, nginx-tls (TLS
 	// scenarios); a peer whose binary is missing is skipped with a note.
@@ -154,6 +158,10 @@ type Config struct {
 	SlowRate     int64
 	SlowBytes    int64
 
+	// Mode names the run's sizes for the report ("short", "full"; "" is
+	// left out).
+	Mode string
+
 	// OutDir receives the timestamped JSON and Markdown reports and
 	// latest.json / latest.md. "" means no files.
 	OutDir string
@@ -174,6 +182,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.OutlineSrc == "" {
 		c.OutlineSrc = "tools/outline-ss-server"
+	}
+	if c.ChartsSrc == "" {
+		c.ChartsSrc = "tools/benchcharts"
 	}
 	if c.HTTVPSBin == "" {
 		c.HTTVPSBin = "bin/httvps"
@@ -546,6 +557,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			errs = append(errs, err)
 		} else {
 			fmt.Fprintf(cfg.Log, "report: %s\n", strings.Join(files, ", "))
+			if !cfg.NoCharts {
+				// Charts are a view of the report: a failure is a note.
+				charts, err := writeCharts(cfg.ChartsSrc, work, cfg.OutDir, filepath.Join(cfg.OutDir, "latest.json"))
+				if err != nil {
+					fmt.Fprintf(cfg.Log, "charts: %v\n", err)
+				} else {
+					fmt.Fprintf(cfg.Log, "charts: %s\n", strings.Join(charts, ", "))
+				}
+			}
 		}
 	}
 	return rep, errors.Join(errs...)

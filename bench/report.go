@@ -68,6 +68,7 @@ type Machine struct {
 
 // Settings are the sizes the run used.
 type Settings struct {
+	Mode          string   `json:"mode,omitempty"`
 	Scenarios     []string `json:"scenarios"`
 	BytesPerCell  int64    `json:"bytes_per_cell"`
 	Streams       []int    `json:"streams"`
@@ -132,7 +133,7 @@ func newReport(cfg Config) *Report {
 	return &Report{
 		Started: time.Now(), Machine: m,
 		Settings: Settings{
-			Scenarios: cfg.Scenarios, BytesPerCell: cfg.Bytes, Streams: cfg.Streams,
+			Mode: cfg.Mode, Scenarios: cfg.Scenarios, BytesPerCell: cfg.Bytes, Streams: cfg.Streams,
 			MessageBytes: cfg.Message, IdleSessions: cfg.Sessions, IdleSettleSec: cfg.Settle.Seconds(),
 			SlowSeconds: cfg.SlowDuration.Seconds(), SlowRate: cfg.SlowRate, SlowBytes: cfg.SlowBytes,
 			CertType: cfg.CertType, TLSClient: tlsClientDesc, TLSBytes: cfg.TLSBytes,
@@ -356,8 +357,12 @@ func (r *Report) hasTLS() bool {
 func (r *Report) WriteMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "# httvps-bench report %s\n\n", r.Started.UTC().Format(time.RFC3339))
 	m := r.Machine
-	fmt.Fprintf(w, "Machine: %d CPUs (%s), %s RAM, kernel %s, fd limit %d; harness %s; run took %.0f s.\n\n",
+	fmt.Fprintf(w, "Machine: %d CPUs (%s), %s RAM, kernel %s, fd limit %d; harness %s; run took %.0f s",
 		m.NProc, m.CPU, m.MemTotal, m.Kernel, m.FDLimit, m.GoVersion, r.Seconds)
+	if r.Settings.Mode != "" {
+		fmt.Fprintf(w, " (%s run)", r.Settings.Mode)
+	}
+	fmt.Fprint(w, ".\n\n")
 	fmt.Fprintln(w, "| peer | version | command |\n| --- | --- | --- |")
 	for _, p := range r.Peers {
 		fmt.Fprintf(w, "| %s | %s | `%s` |\n", p.Name, p.Version, p.Command)

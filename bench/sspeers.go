@@ -113,15 +113,24 @@ func outlineBinary(bin, src, dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := buildTool(src, out); err != nil {
+		return "", fmt.Errorf("%w: %v", errPeerUnavailable, err)
+	}
+	return out, nil
+}
+
+// buildTool builds the Go module in src (a tool with a go.mod of its own)
+// into the binary out.
+func buildTool(src, out string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, ".")
 	cmd.Dir = src
 	if b, err := cmd.CombinedOutput(); err != nil {
 		line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
-		return "", fmt.Errorf("%w: go build in %s: %v: %s", errPeerUnavailable, src, err, line)
+		return fmt.Errorf("go build in %s: %v: %s", src, err, line)
 	}
-	return out, nil
+	return nil
 }
 
 func outlineVersion(bin string) string {

@@ -120,6 +120,9 @@ func run(args []string) int {
 		loadConns = fs.Int("config-conns", 8, "control: keep-alive connections of the client config load")
 		out       = fs.String("out", "bench/results", "report directory (\"\" for none)")
 		quiet     = fs.Bool("q", false, "no progress lines on stderr")
+		chartsSrc = fs.String("charts-src", "tools/benchcharts", "the tools module that draws the charts (SVG, PNG) into -out (gonum.org/v1/plot, its own go.mod)")
+		noCharts  = fs.Bool("no-charts", false, "write no charts")
+		short     = fs.Bool("short", false, "the short run (make bench, about 10 minutes on 2 cores): smaller cells and counts for every flag not given (see shortFlags); without it, the full run (make bench-full)")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -127,9 +130,24 @@ func run(args []string) int {
 		}
 		return 2
 	}
+	mode := "full"
+	if *short {
+		mode = "short"
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		for name, v := range shortFlags {
+			if !given[name] {
+				if err := fs.Set(name, v); err != nil {
+					fmt.Fprintln(os.Stderr, "httvps-bench: -short:", name, err)
+					return 2
+				}
+			}
+		}
+	}
 	cfg := bench.Config{
 		GatewayBin: *gateway, V2RayBin: *v2ray, NginxBin: *nginx, CertType: *certType,
-		OutlineBin: *outlineB, OutlineSrc: *outlineS, SSServerBin: *ssServer,
+		OutlineBin: *outlineB, OutlineSrc: *outlineS, SSServerBin: *ssServer, Mode: mode,
+		ChartsSrc: *chartsSrc, NoCharts: *noCharts,
 		LatencyRoundTrips: *latRTs, LatencyMessage: *latMsg, FirstByteSessions: *fbN,
 		ConnectCount: *connN, ConnectWorkers: *connW, BusyHogs: *busyHogs,
 		Peers: cliconf.SplitList(*peers), Scenarios: cliconf.SplitList(*scenarios),
@@ -187,6 +205,26 @@ func run(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// shortFlags are -short's values: every scenario and peer still runs, with
+// cells long enough for CPU figures (hundreds of clock ticks) but fewer and
+// smaller (measured on 2 cores: see bench/doc.go).
+var shortFlags = map[string]string{
+	"bytes":               "256M",
+	"tls-bytes":           "256M",
+	"streams":             "1,16",
+	"sessions":            "2000",
+	"gocopy-sessions":     "2000",
+	"settle":              "3s",
+	"slow-duration":       "5s",
+	"connect":             "500",
+	"tunnels":             "3000",
+	"latency-round-trips": "5000",
+	"first-byte":          "200",
+	"client-bytes":        "128M",
+	"token-check-time":    "1s",
+	"config-load-time":    "2s",
 }
 
 // serveSub runs the sink or the gocopy relay until killed, after printing
