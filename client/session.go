@@ -127,6 +127,11 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A tunnel refused on reconnect (the token revoked under open streams)
+	// asks the control plane why, as a refused dial does.
+	if r, ok := s.t.(interface{ SetOnRefused(func()) }); ok {
+		r.SetOnRefused(s.refused)
+	}
 	if s.ss, err = NewShadowsocks(s.t, k.Cipher, k.Secret); err != nil {
 		s.t.Close()
 		return nil, err
@@ -235,7 +240,7 @@ func (s *Session) refresh(ctx context.Context) {
 }
 
 func sameGateways(a, b []Gateway) bool {
-	return slices.EqualFunc(a, b, func(x, y Gateway) bool { return x.Addr == y.Addr && x.TLS == y.TLS && x.SNI == y.SNI })
+	return slices.EqualFunc(a, b, sameGateway)
 }
 
 func (s *Session) setRefusal(r string) {

@@ -9,6 +9,7 @@ package client
 // stream).
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,7 +90,10 @@ type Tunnel struct {
 	mu        sync.Mutex
 	sessions  []*tunSession // connected, including those going away
 	changed   chan struct{} // closed and replaced on every change below
-	preferred int           // index of the gateway to try first
+	gateways  []Gateway     // the list dialled; SetGateways replaces it
+	gen       uint64        // bumped by SetGateways: an index into an older list is stale
+	preferred int           // index into gateways of the one to try first
+	onRefused func()        // SetOnRefused
 	lastErr   error
 	attempts  uint64 // dial cycles finished (success or not)
 	// quickEnds counts tunnels in a row that ended within quickEnd of
@@ -142,6 +147,7 @@ func NewTunnel(cfg TunnelConfig) *Tunnel {
 		wake:    make(chan struct{}, 1),
 		changed: make(chan struct{}),
 	}
+	t.gateways = append([]Gateway(nil), cfg.Gateways...)
 	go t.maintain()
 	return t
 }
@@ -208,14 +214,23 @@ func (t *Tunnel) maintain() {
 			if t.quickEnds == 0 {
 				backoff = t.cfg.BackoffMin
 			}
+			// SetGateways may have dropped its gateway while it was dialled.
+			stale := !listed(t.gateways, s.gw)
 			t.notifyLocked()
 			t.mu.Unlock()
 			s.start()
+			if stale {
+				s.drain()
+			}
 			continue
 		}
 		t.lastErr = err
+		onRefused := t.onRefused
 		t.notifyLocked()
 		t.mu.Unlock()
+		if onRefused != nil && errors.Is(err, ErrRefused) {
+			onRefused()
+		}
 		d := jitter(backoff)
 		t.log.Debug("tunnel: no gateway reachable", "err", err, "retry_in", d)
 		backoff = min(2*backoff, t.cfg.BackoffMax)
@@ -262,22 +277,24 @@ func (t *Tunnel) sleep(d time.Duration) bool {
 // returns the first tunnel that opens. If every gateway refused the
 // upgrade, the error wraps ErrRefused.
 func (t *Tunnel) dialCycle() (*tunSession, error) {
-	n := len(t.cfg.Gateways)
+	t.mu.Lock()
+	gws, gen, first := t.gateways, t.gen, t.preferred
+	t.mu.Unlock()
+	n := len(gws)
 	if n == 0 {
 		return nil, ErrNoGateway
 	}
-	t.mu.Lock()
-	first := t.preferred
-	t.mu.Unlock()
 	var errs []error
 	refused := 0
 	for i := range n {
 		k := (first + i) % n
-		gw := t.cfg.Gateways[k]
+		gw := gws[k]
 		s, err := t.dialSession(gw)
 		if err == nil {
 			t.mu.Lock()
-			t.preferred = k
+			if t.gen == gen {
+				t.preferred = k
+			}
 			t.mu.Unlock()
 			if i > 0 {
 				t.log.Info("tunnel: failed over", "gateway", gw.Addr)
@@ -332,6 +349,58 @@ func (t *Tunnel) dialSession(gw Gateway) (*tunSession, error) {
 		return nil, fmt.Errorf("client: tunnel to %s: %w", gw.Addr, err)
 	}
 	return s, nil
+}
+
+// SetGateways replaces the gateway list (a refreshed client config). New
+// tunnels are dialled from the new list, its first gateway first; tunnels
+// to gateways still listed stay, and streams on them are not touched. A
+// tunnel to a gateway no longer listed is drained: it takes no new stream
+// and closes when its last stream ends. An empty list is ignored.
+func (t *Tunnel) SetGateways(gws []Gateway) {
+	if len(gws) == 0 {
+		return
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	t.gateways = slices.Clone(gws)
+	t.gen++
+	t.preferred = 0
+	var dropped []*tunSession
+	for _, s := range t.sessions {
+		if !listed(t.gateways, s.gw) {
+			dropped = append(dropped, s)
+		}
+	}
+	t.notifyLocked()
+	t.mu.Unlock()
+	for _, s := range dropped {
+		t.log.Info("tunnel: gateway no longer listed, draining", "gateway", s.gw.Addr)
+		s.drain()
+	}
+	t.kick() // dial replacements from the new list
+}
+
+// listed reports whether gw is in gws (same address, scheme, server name
+// and pin).
+func listed(gws []Gateway, gw Gateway) bool {
+	return slices.ContainsFunc(gws, func(x Gateway) bool { return sameGateway(x, gw) })
+}
+
+func sameGateway(x, y Gateway) bool {
+	return x.Addr == y.Addr && x.TLS == y.TLS && x.SNI == y.SNI && bytes.Equal(x.Pin, y.Pin)
+}
+
+// SetOnRefused sets f to be called (on the maintainer's goroutine; it must
+// not block) after a dial cycle in which every gateway refused the token
+// (ErrRefused): the token was revoked, expired or is over quota, and only
+// the control plane says which.
+func (t *Tunnel) SetOnRefused(f func()) {
+	t.mu.Lock()
+	t.onRefused = f
+	t.mu.Unlock()
 }
 
 // sessionEnded drops s from the pool and wakes the maintainer.

@@ -252,10 +252,5 @@ func (s *tunSession) goAway(last uint32, code mux.GoAwayCode) {
 		s.remove(ids[i], st.kind)
 		st.onReset(s, ids[i], mux.ResetRefused)
 	}
-	s.mu.Lock()
-	empty := len(s.streams) == 0
-	s.mu.Unlock()
-	if empty {
-		s.close(fmt.Errorf("%w: drained", ErrTunnelLost))
-	}
+	s.closeIfDrained()
 }

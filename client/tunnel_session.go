@@ -271,10 +271,29 @@ func (s *tunSession) remove(id uint32, kind mux.Kind) {
 			s.udpClosed[id] = struct{}{}
 		}
 	}
-	goaway := s.goaway && len(s.streams) == 0
 	s.mu.Unlock()
 	s.t.poke() // a slot is free
-	if goaway {
+	s.closeIfDrained()
+}
+
+// drain is our own GOAWAY (the gateway was dropped from the list): no new
+// streams here, and the tunnel closes when its last stream ends.
+func (s *tunSession) drain() {
+	s.mu.Lock()
+	s.goaway = true
+	s.mu.Unlock()
+	s.t.poke()
+	s.closeIfDrained()
+}
+
+// closeIfDrained closes a tunnel going away once no stream is open on it
+// (a stream holding only a reservation opens elsewhere when it finds the
+// tunnel gone).
+func (s *tunSession) closeIfDrained() {
+	s.mu.Lock()
+	empty := s.goaway && s.dead == nil && len(s.streams) == 0
+	s.mu.Unlock()
+	if empty {
 		s.close(fmt.Errorf("%w: drained", ErrTunnelLost))
 	}
 }
