@@ -130,10 +130,12 @@ type Config struct {
 	CellTimeout time.Duration
 
 	// Latency: LatencyStreams nil means 1, 100 and 1000 concurrently active
-	// streams; LatencyRoundTrips is the round trips per cell, shared by its
-	// streams (at least 10 each), 0 means 20000; LatencyMessage 0 means 64
-	// bytes; FirstByteSessions (new sessions one after the other) 0 means 500.
+	// streams; each cell runs for LatencyDuration (0 means 3s) or until
+	// LatencyRoundTrips, shared by its streams (at least 10 each; 0 means
+	// 100000); LatencyMessage 0 means 64 bytes; FirstByteSessions (new
+	// sessions one after the other) 0 means 500.
 	LatencyStreams    []int
+	LatencyDuration   time.Duration
 	LatencyRoundTrips int
 	LatencyMessage    int
 	FirstByteSessions int
@@ -268,7 +270,10 @@ func (c *Config) setDefaults() {
 		c.LatencyStreams = []int{1, 100, 1000}
 	}
 	if c.LatencyRoundTrips == 0 {
-		c.LatencyRoundTrips = 20000
+		c.LatencyRoundTrips = 100000
+	}
+	if c.LatencyDuration == 0 {
+		c.LatencyDuration = 3 * time.Second
 	}
 	if c.LatencyMessage == 0 {
 		c.LatencyMessage = 64
@@ -346,7 +351,7 @@ func (c *Config) validate() error {
 			return fmt.Errorf("bench: latency stream count %d: want 1..5000", n)
 		}
 	}
-	if c.LatencyRoundTrips < 1 || c.LatencyMessage < 1 || c.LatencyMessage > 16<<10 || c.FirstByteSessions < 1 {
+	if c.LatencyRoundTrips < 1 || c.LatencyDuration < 0 || c.LatencyMessage < 1 || c.LatencyMessage > 16<<10 || c.FirstByteSessions < 1 {
 		return errors.New("bench: latency needs >= 1 round trip, 1..16384-byte messages, >= 1 first-byte session")
 	}
 	if c.Message < 1 || c.Message > 1<<20 {

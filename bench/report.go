@@ -85,6 +85,9 @@ type Settings struct {
 	ConnectCount   int    `json:"tls_connect_count"`
 	ConnectWorkers int    `json:"tls_connect_workers"`
 	ClientBytes    int64  `json:"client_bytes_per_cell,omitempty"`
+
+	LatencySeconds       float64 `json:"latency_seconds_per_cell,omitempty"`
+	LatencyMaxRoundTrips int     `json:"latency_max_round_trips,omitempty"`
 }
 
 // tlsClientDesc describes the client side of every TLS peer (clientTLS).
@@ -138,6 +141,7 @@ func newReport(cfg Config) *Report {
 			SlowSeconds: cfg.SlowDuration.Seconds(), SlowRate: cfg.SlowRate, SlowBytes: cfg.SlowBytes,
 			CertType: cfg.CertType, TLSClient: tlsClientDesc, TLSBytes: cfg.TLSBytes,
 			ConnectCount: cfg.ConnectCount, ConnectWorkers: cfg.ConnectWorkers, ClientBytes: cfg.ClientBytes,
+			LatencySeconds: cfg.LatencyDuration.Seconds(), LatencyMaxRoundTrips: cfg.LatencyRoundTrips,
 		},
 	}
 }
@@ -154,6 +158,7 @@ func (r *Report) finish() {
 	r.Ratios = withoutSS(ratios(r.Throughput, PeerHTTVPS))
 	r.TLSRatios = withoutSS(ratios(r.TLSThroughput, PeerHTTVPSTLS))
 	r.LatencyRatios = latencyRatios(r.Latency)
+	r.noteShortCPU()
 	r.SSRatios = nil
 	for _, x := range append(ratios(r.Throughput, PeerHTTVPSSS), ratios(r.TLSThroughput, PeerHTTVPSSSTLS)...) {
 		if ssPeer(x.Versus) {

@@ -82,7 +82,7 @@ func TestSSPeers(t *testing.T) {
 			if tlsPeer(name) != strings.HasPrefix(suite, "TLS 1.3 ") || lat[19].Upgrade <= 0 {
 				t.Fatalf("suite %q, times %+v", suite, lat[19])
 			}
-			if c, err := latencyCell(ctx, r.transport, 10, 10, 64, 20*time.Second); err != nil || c.RoundTrips != 100 {
+			if c, err := latencyCell(ctx, r.transport, 10, 10, 64, time.Minute, 20*time.Second); err != nil || c.RoundTrips != 100 {
 				t.Fatalf("latency: %+v, %v", c, err)
 			}
 			// Front and backend are one process group: both are sampled.
@@ -100,7 +100,7 @@ func TestSSPeers(t *testing.T) {
 				if _, err := transfer(ctx, bad, Download, 1, 1<<20, 16<<10, 10*time.Second); err == nil {
 					t.Fatal("a corrupted stream passed")
 				}
-				if _, err := latencyCell(ctx, bad, 1, 10, 64, 10*time.Second); err == nil {
+				if _, err := latencyCell(ctx, bad, 1, 10, 64, time.Minute, 10*time.Second); err == nil {
 					t.Fatal("a corrupted echo passed")
 				}
 			}

@@ -98,7 +98,8 @@ func run(args []string) int {
 		bytesFlag = fs.String("bytes", "1G", "throughput: bytes per (peer, direction, streams) cell; K/M/G suffixes are binary")
 		streams   = fs.String("streams", "1,16,64", "throughput: parallel stream counts")
 		latStr    = fs.String("latency-streams", "1,100,1000", "latency: concurrently active stream counts")
-		latRTs    = fs.Int("latency-round-trips", 20000, "latency: round trips per cell, shared by its streams (at least 10 each)")
+		latDur    = fs.Duration("latency-duration", 3*time.Second, "latency: how long each cell's streams do round trips")
+		latRTs    = fs.Int("latency-round-trips", 100000, "latency: at most this many round trips per cell, shared by its streams (at least 10 each)")
 		latMsg    = fs.Int("latency-msg", 64, "latency: message size, bytes")
 		fbN       = fs.Int("first-byte", 500, "latency: new sessions, one after the other, for the time to first byte")
 		tunnels   = fs.Int("tunnels", 19000, "tunnel-idle: idle native tunnels per tunnel peer (the gateway holds one fd each; max 19500)")
@@ -148,7 +149,7 @@ func run(args []string) int {
 		GatewayBin: *gateway, V2RayBin: *v2ray, NginxBin: *nginx, CertType: *certType,
 		OutlineBin: *outlineB, OutlineSrc: *outlineS, SSServerBin: *ssServer, Mode: mode,
 		ChartsSrc: *chartsSrc, NoCharts: *noCharts,
-		LatencyRoundTrips: *latRTs, LatencyMessage: *latMsg, FirstByteSessions: *fbN,
+		LatencyRoundTrips: *latRTs, LatencyDuration: *latDur, LatencyMessage: *latMsg, FirstByteSessions: *fbN,
 		ConnectCount: *connN, ConnectWorkers: *connW, BusyHogs: *busyHogs,
 		Peers: cliconf.SplitList(*peers), Scenarios: cliconf.SplitList(*scenarios),
 		GatewayArgs: strings.Fields(*gwArgs), GatewayEnv: strings.Fields(*gwEnv),
@@ -211,20 +212,20 @@ func run(args []string) int {
 // cells long enough for CPU figures (hundreds of clock ticks) but fewer and
 // smaller (measured on 2 cores: see bench/doc.go).
 var shortFlags = map[string]string{
-	"bytes":               "256M",
-	"tls-bytes":           "256M",
-	"streams":             "1,16",
-	"sessions":            "2000",
-	"gocopy-sessions":     "2000",
-	"settle":              "3s",
-	"slow-duration":       "5s",
-	"connect":             "500",
-	"tunnels":             "3000",
-	"latency-round-trips": "5000",
-	"first-byte":          "200",
-	"client-bytes":        "128M",
-	"token-check-time":    "1s",
-	"config-load-time":    "2s",
+	"bytes":            "256M",
+	"tls-bytes":        "256M",
+	"streams":          "1,16",
+	"sessions":         "2000",
+	"gocopy-sessions":  "2000",
+	"settle":           "3s",
+	"slow-duration":    "5s",
+	"connect":          "500",
+	"tunnels":          "3000",
+	"latency-duration": "1s",
+	"first-byte":       "200",
+	"client-bytes":     "128M",
+	"token-check-time": "1s",
+	"config-load-time": "2s",
 }
 
 // serveSub runs the sink or the gocopy relay until killed, after printing
