@@ -278,7 +278,7 @@ func barChart(dir, name, title, ylabel string, cats []string, ss []series) ([]st
 		}
 	}
 	if top > 0 {
-		p.Y.Max = top * 1.25
+		p.Y.Max = top * (1.1 + 0.1*float64(len(ss)))
 	}
 	groupW := vg.Points(float64(min(60, 600/max(len(cats), 1))))
 	barW := groupW / vg.Length(len(ss))
