@@ -39,13 +39,15 @@ type Report struct {
 	// Shadowsocks peers: httvps-ss (gateway + ss-server) ÷ outline-ss and
 	// nginx-ws per throughput cell (and the TLS pair), and httvps-ss-tls ÷
 	// nginx-wss on new sessions.
-	SSRatios []Ratio `json:"ss_ratios,omitempty"`
+	SSRatios        []Ratio        `json:"ss_ratios,omitempty"`
+	SSConnectRatios []ConnectRatio `json:"ss_connect_ratios,omitempty"`
+	// OutlineSummary is the per-scenario comparison with Outline's peers.
+	OutlineSummary []SummaryRow `json:"outline_summary,omitempty"`
 	// The latency scenario: round trips at each stream count, first bytes
 	// of new sessions, and our peers ÷ the others of their kind and direct.
-	Latency         []LatencyCell     `json:"latency,omitempty"`
-	FirstByte       []FirstByteResult `json:"first_byte,omitempty"`
-	LatencyRatios   []LatencyRatio    `json:"latency_ratios,omitempty"`
-	SSConnectRatios []ConnectRatio    `json:"ss_connect_ratios,omitempty"`
+	Latency       []LatencyCell     `json:"latency,omitempty"`
+	FirstByte     []FirstByteResult `json:"first_byte,omitempty"`
+	LatencyRatios []LatencyRatio    `json:"latency_ratios,omitempty"`
 	// The client-cpu scenario: its cells and, per cell, the reference
 	// client's CPU ÷ ss-local + ss-v2ray-plugin's.
 	Clients      []ClientCell   `json:"client_cpu,omitempty"`
@@ -159,6 +161,7 @@ func (r *Report) finish() {
 	r.TLSRatios = withoutSS(ratios(r.TLSThroughput, PeerHTTVPSTLS))
 	r.LatencyRatios = latencyRatios(r.Latency)
 	r.noteShortCPU()
+	defer func() { r.OutlineSummary = r.outlineSummary() }() // after every ratio
 	r.SSRatios = nil
 	for _, x := range append(ratios(r.Throughput, PeerHTTVPSSS), ratios(r.TLSThroughput, PeerHTTVPSSSTLS)...) {
 		if ssPeer(x.Versus) {

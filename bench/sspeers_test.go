@@ -127,3 +127,45 @@ func TestSSPeers(t *testing.T) {
 		})
 	}
 }
+
+// The per-scenario summary divides ours by Outline's peers, like with like.
+func TestOutlineSummary(t *testing.T) {
+	r := &Report{
+		Throughput: []ThroughputCell{
+			{Peer: PeerHTTVPS, Direction: Upload, Streams: 1, MBps: 900, CPUPerGiB: 0.5},
+			{Peer: PeerHTTVPSSS, Direction: Upload, Streams: 1, MBps: 200, CPUPerGiB: 3},
+			{Peer: PeerOutline, Direction: Upload, Streams: 1, MBps: 400, CPUPerGiB: 2},
+		},
+		Idle:      []IdleResult{{Peer: PeerHTTVPSSS, PerSessionKiB: 10}, {Peer: PeerOutline, PerSessionKiB: 40}},
+		Latency:   []LatencyCell{{Peer: PeerHTTVPSSS, Streams: 100, P50Ms: 1, P99Ms: 3, P999Ms: 4}, {Peer: PeerOutline, Streams: 100, P50Ms: 1, P99Ms: 2, P999Ms: 4}},
+		FirstByte: []FirstByteResult{{Peer: PeerHTTVPSSS, P50Ms: 1}, {Peer: PeerOutline, P50Ms: 4}},
+	}
+	r.finish()
+	for _, x := range r.Ratios {
+		if ssPeer(x.Versus) {
+			t.Fatalf("httvps compared with a Shadowsocks peer: %+v", x)
+		}
+	}
+	want := map[string]float64{
+		"throughput/CPU s/GiB (median of cells)":   1.5,
+		"throughput/MB/s (median of cells)":        0.5,
+		"idle/KiB per idle session":                0.25,
+		"latency/p99 round trip, 100 streams":      1.5,
+		"latency/first byte of a new session, p50": 0.25,
+	}
+	got := map[string]float64{}
+	for _, x := range r.OutlineSummary {
+		if x.Peer != PeerHTTVPSSS || x.Versus != PeerOutline {
+			t.Fatalf("row %+v", x)
+		}
+		got[x.Scenario+"/"+x.Metric] = x.Ratio
+	}
+	if len(got) != len(want) {
+		t.Fatalf("summary %v", got)
+	}
+	for k, w := range want {
+		if g, ok := got[k]; !ok || g < w-1e-9 || g > w+1e-9 {
+			t.Errorf("%s = %v, want %v", k, g, w)
+		}
+	}
+}

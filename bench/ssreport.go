@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"slices"
 )
 
 // withoutSS drops the comparisons with Shadowsocks peers (unlike work).
@@ -27,10 +28,18 @@ const ssPeersDoc = "Shadowsocks peers: the client speaks Shadowsocks AEAD (" + s
 
 // writeSSMarkdown writes the Shadowsocks peers' comparison.
 func (r *Report) writeSSMarkdown(w io.Writer) {
-	if len(r.SSRatios) == 0 && len(r.SSConnectRatios) == 0 {
+	if len(r.SSRatios) == 0 && len(r.SSConnectRatios) == 0 && len(r.OutlineSummary) == 0 {
 		return
 	}
 	fmt.Fprintf(w, "\n## HTTVPS against Outline\n\n%s\n", ssPeersDoc)
+	if len(r.OutlineSummary) > 0 {
+		fmt.Fprintln(w, "\nSummary, ours ÷ theirs per scenario (below 1 is better for HTTVPS, except MB/s and sessions per second).")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| scenario | metric | peer | versus | ratio |\n| --- | --- | --- | --- | ---: |")
+		for _, x := range r.OutlineSummary {
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %.2f |\n", x.Scenario, x.Metric, x.Peer, x.Versus, x.Ratio)
+		}
+	}
 	if len(r.SSRatios) > 0 {
 		fmt.Fprintln(w, "\nThroughput cells (ratio of CPU s/GiB, ratio of MB/s; httvps-ss-tls rows compare TLS peers).")
 		fmt.Fprintln(w)
@@ -51,7 +60,7 @@ func (r *Report) writeSSMarkdown(w io.Writer) {
 
 // writeSSText writes the same comparison as a plain table.
 func (r *Report) writeSSText(w io.Writer) {
-	if len(r.SSRatios) == 0 && len(r.SSConnectRatios) == 0 {
+	if len(r.SSRatios) == 0 && len(r.SSConnectRatios) == 0 && len(r.OutlineSummary) == 0 {
 		return
 	}
 	fmt.Fprintln(w, "\nhttvps-ss (gateway + ss-server) vs outline-ss-server peers (Shadowsocks inside the WebSocket)")
@@ -61,4 +70,98 @@ func (r *Report) writeSSText(w io.Writer) {
 	for _, x := range r.SSConnectRatios {
 		fmt.Fprintf(w, "  tls-connect %s vs %-10s CPU ratio %.2f  conn/s ratio %.2f  handshake p99.9 ratio %.2f\n", x.load(), x.Versus, x.CPU, x.Rate, x.Tail)
 	}
+	if len(r.OutlineSummary) > 0 {
+		fmt.Fprintln(w, "summary, ours ÷ theirs (below 1 is better, except MB/s and sessions per second)")
+		for _, x := range r.OutlineSummary {
+			fmt.Fprintf(w, "  %-15s %-40s %-13s vs %-10s %.2f\n", x.Scenario, x.Metric, x.Peer, x.Versus, x.Ratio)
+		}
+	}
+}
+
+// SummaryRow is one figure of HTTVPS against an Outline deployment: ours ÷
+// versus for one scenario's metric (below 1 is better for HTTVPS on every
+// metric except throughput and rates, where above 1 is).
+type SummaryRow struct {
+	Scenario string  `json:"scenario"`
+	Metric   string  `json:"metric"`
+	Peer     string  `json:"peer"`
+	Versus   string  `json:"versus"`
+	Ratio    float64 `json:"ratio"`
+}
+
+// outlineSummary gathers, per scenario, httvps-ss ÷ outline-ss and
+// nginx-ws, and httvps-ss-tls ÷ nginx-wss; throughput cells are summarised
+// by their median ratio.
+func (r *Report) outlineSummary() []SummaryRow {
+	var out []SummaryRow
+	add := func(sc, metric, ours, vs string, a, b float64) {
+		if a > 0 && b > 0 {
+			out = append(out, SummaryRow{Scenario: sc, Metric: metric, Peer: ours, Versus: vs, Ratio: a / b})
+		}
+	}
+	for _, vs := range []string{PeerOutline, PeerNginxWS, PeerNginxWSS} {
+		ours := PeerHTTVPSSS
+		if tlsPeer(vs) {
+			ours = PeerHTTVPSSSTLS
+		}
+		var cpu, mbps []float64
+		for _, x := range r.SSRatios {
+			if x.Versus == vs {
+				cpu, mbps = append(cpu, x.CPU), append(mbps, x.MBps)
+			}
+		}
+		sc := ScenarioThroughput
+		if tlsPeer(vs) {
+			sc = ScenarioTLSThroughput
+		}
+		if len(cpu) > 0 {
+			out = append(out, SummaryRow{Scenario: sc, Metric: "CPU s/GiB (median of cells)", Peer: ours, Versus: vs, Ratio: median(cpu)},
+				SummaryRow{Scenario: sc, Metric: "MB/s (median of cells)", Peer: ours, Versus: vs, Ratio: median(mbps)})
+		}
+		idle := r.Idle
+		if tlsPeer(vs) {
+			idle = r.TLSIdle
+		}
+		var a, b float64
+		for _, x := range idle {
+			if x.Peer == ours {
+				a = x.PerSessionKiB
+			}
+			if x.Peer == vs {
+				b = x.PerSessionKiB
+			}
+		}
+		add(ScenarioIdle, "KiB per idle session", ours, vs, a, b)
+		for _, x := range r.LatencyRatios {
+			if x.Peer == ours && x.Versus == vs {
+				out = append(out, SummaryRow{Scenario: ScenarioLatency, Metric: fmt.Sprintf("p99 round trip, %d streams", x.Streams), Peer: ours, Versus: vs, Ratio: x.P99})
+			}
+		}
+		a, b = 0, 0
+		for _, f := range r.FirstByte {
+			if f.Peer == ours {
+				a = f.P50Ms
+			}
+			if f.Peer == vs {
+				b = f.P50Ms
+			}
+		}
+		add(ScenarioLatency, "first byte of a new session, p50", ours, vs, a, b)
+		for _, x := range r.SSConnectRatios {
+			if x.Versus == vs {
+				out = append(out, SummaryRow{Scenario: ScenarioTLSConnect, Metric: "CPU ms per new session, " + x.load(), Peer: ours, Versus: vs, Ratio: x.CPU},
+					SummaryRow{Scenario: ScenarioTLSConnect, Metric: "new sessions per second, " + x.load(), Peer: ours, Versus: vs, Ratio: x.Rate})
+			}
+		}
+	}
+	return out
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
