@@ -38,6 +38,8 @@ type loop struct {
 	iovec     [maxIOV]unix.Iovec
 	tout      []byte   // tunnel frames of one event, sent as one message (tunnelout.go); nil until a tunnel needs it
 	towner    *session // the tunnel whose frames tout holds
+	gst       *tstream // the tunnel stream whose client bytes giov gathers (tunnelin.go)
+	giov      [][]byte // pieces of one client read for gst, sent in one writev
 	now       int64    // coarse clock, unix nanoseconds, updated per wake
 	draining  bool
 	reported  bool // drained() was called

@@ -139,6 +139,9 @@ func (s *session) handleTunnel(fd int, ev uint32) {
 // it produced go out, streams waiting for room toward the client resume if
 // there is room now, and the client socket's interest is set.
 func (s *session) tunDone() {
+	// Client bytes gathered for a member go out before the read they
+	// point into is over (a stream that ended dropped its own).
+	s.gatherFlush()
 	if s.dead() {
 		return
 	}

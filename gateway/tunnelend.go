@@ -28,8 +28,9 @@ func (s *session) endStream(st *tstream, why StreamEnd, code mux.ResetCode, caus
 	if code != 0 && !t.ending {
 		s.emitReset(st.id, code)
 	}
+	gathered := s.gatherDrop(st)
 	if !st.udp {
-		t.credit += int64(st.up.len())
+		t.credit += int64(st.up.len()) + gathered
 		if t.cur == st {
 			t.credit += t.curLeft
 		}
