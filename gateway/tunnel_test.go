@@ -988,3 +988,62 @@ func TestTunnelUploadToSlowMember(t *testing.T) {
 		t.Fatal("the upload to a member that paused never completed")
 	}
 }
+
+// TestTunnelGatheredUpload: DATA frames of several streams interleaved in
+// runs within one client message (so one read holds many pieces of each,
+// and a run longer than maxIOV) reach every member intact and in order,
+// with each FIN after the stream's last bytes: the pieces a read holds for
+// one stream go out in one writev.
+func TestTunnelGatheredUpload(t *testing.T) {
+	member, _ := echoMember(t)
+	g := startGateway(t, member, nil)
+	c := dialTunnel(t, g, "s3cret")
+	const nstreams = 4
+	streams := make([]*tunStream, nstreams)
+	sent := make([][]byte, nstreams)
+	for i := range streams {
+		streams[i] = c.open(mux.KindTCP, nil)
+	}
+	var frames []byte
+	add := func(i, n int, fin bool) {
+		p := make([]byte, n)
+		rand.Read(p)
+		sent[i] = append(sent[i], p...)
+		frames = mux.AppendData(frames, streams[i].id, fin, p)
+	}
+	for range 150 { // a run of tiny frames, past maxIOV
+		add(0, 37, false)
+	}
+	for round := range 40 {
+		for i := range streams {
+			for k := range round%3 + 1 {
+				add(i, 500+(round*131+i*977+k*53)%2500, false)
+			}
+		}
+	}
+	for i := range streams {
+		add(i, 100+i, true)
+	}
+	if err := c.send(frames); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, nstreams)
+	for i, s := range streams {
+		go func() {
+			h := sha256.New()
+			n, err := io.Copy(h, s)
+			if err == nil {
+				if want := sha256.Sum256(sent[i]); n != int64(len(sent[i])) || !bytes.Equal(h.Sum(nil), want[:]) {
+					err = fmt.Errorf("stream %d: %d bytes back of %d, or they differ", s.id, n, len(sent[i]))
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range streams {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.check()
+}
