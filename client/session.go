@@ -75,6 +75,10 @@ type Session struct {
 	checking  atomic.Bool
 	lastCheck atomic.Int64 // unix nanoseconds of the last refusal check
 	wg        sync.WaitGroup
+	// bgMu orders refused's wg.Go before Serve's wg.Wait: the tunnel may
+	// report a refusal while it is being closed.
+	bgMu    sync.Mutex
+	stopped bool // guarded by bgMu; no new background work
 }
 
 // SessionStatus is what the status line shows.
@@ -164,6 +168,9 @@ func (s *Session) Serve(ctx context.Context, ln net.Listener) error {
 	cancel()
 	s.proxy.Close()
 	s.t.Close()
+	s.bgMu.Lock()
+	s.stopped = true
+	s.bgMu.Unlock()
 	s.wg.Wait()
 	if errors.Is(err, ErrProxyClosed) {
 		err = nil
@@ -260,6 +267,12 @@ func (s *Session) refused() {
 		return
 	}
 	s.lastCheck.Store(now)
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.stopped {
+		s.checking.Store(false)
+		return
+	}
 	s.wg.Go(func() {
 		defer s.checking.Store(false)
 		reason := s.Explain(context.Background())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -181,4 +182,33 @@ func TestSessionNativeFollowsControlPlane(t *testing.T) {
 	}
 	held.Close()
 	waitUntil(t, "the drained tunnel to A closing", func() bool { return sessionsTo(tun, gwA) == 0 })
+}
+
+// TestTunnelOnRefused: a dial cycle in which every gateway refuses the
+// token calls the OnRefused hook without any stream asking (so a token
+// revoked under open streams is explained at once); a cycle that fails
+// otherwise (nothing listening) does not.
+func TestTunnelOnRefused(t *testing.T) {
+	addr, _ := startRealGateway(t, false, map[string]string{"another-token": testpeer.EchoServer(t)})
+	dead := NewTunnel(TunnelConfig{Gateways: []Gateway{{Addr: testpeer.DeadAddr(t)}}, Token: "tok", Logger: slog.New(slog.DiscardHandler)})
+	defer dead.Close()
+	deadCalls := make(chan struct{}, 100)
+	dead.SetOnRefused(func() { deadCalls <- struct{}{} })
+
+	tun := NewTunnel(TunnelConfig{Gateways: []Gateway{{Addr: addr}}, Token: "tok-not-routed", Logger: slog.New(slog.DiscardHandler)})
+	defer tun.Close()
+	called := make(chan struct{}, 100)
+	tun.SetOnRefused(func() { called <- struct{}{} })
+	select {
+	case <-called:
+	case <-time.After(waitLong):
+		t.Fatal("OnRefused not called for a refused token")
+	}
+	if st := tun.Status(); st.Connected || !errors.Is(st.Err, ErrRefused) {
+		t.Fatalf("status %+v, want not connected, ErrRefused", st)
+	}
+	waitUntil(t, "a failed cycle to a dead address", func() bool { return dead.Status().Err != nil })
+	if len(deadCalls) != 0 {
+		t.Fatal("OnRefused called for a gateway that is not listening")
+	}
 }
