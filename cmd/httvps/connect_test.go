@@ -127,9 +127,22 @@ func TestConnectAgainstUp(t *testing.T) {
 			t.Fatalf("curl %v: %d bytes %s, %v; want %d bytes %s\n%s", args, got, sum, err, n, want, c.errs)
 		}
 	}
+	// The same through the native tunnel (the default transport).
+	nlisten := "127.0.0.1:" + strconv.Itoa(testpeer.FreePort(t))
+	nc := startConnect(t, "-listen", nlisten, httvpsKey)
+	waitFor(t, "native connect to listen", func() bool { return testpeer.WaitListening(nlisten, 100*time.Millisecond) == nil })
+	for _, args := range [][]string{{"--socks5-hostname", nlisten, url}, {"-x", "http://" + nlisten, url}} {
+		sum, got, err := curlHash(t, args...)
+		if err != nil || got != n || sum != want {
+			t.Fatalf("native: curl %v: %d bytes %s, %v; want %d bytes %s\n%s", args, got, sum, err, n, want, nc.errs)
+		}
+	}
+	if !strings.Contains(nc.errs.String(), "transport=native") {
+		t.Fatalf("connect without -transport did not use the native tunnel:\n%s", nc.errs)
+	}
 	for _, leak := range []string{token, password} {
-		if strings.Contains(c.errs.String(), leak) {
-			t.Fatalf("connect's log holds a secret:\n%s", c.errs)
+		if strings.Contains(c.errs.String(), leak) || strings.Contains(nc.errs.String(), leak) {
+			t.Fatalf("connect's log holds a secret:\n%s\n%s", c.errs, nc.errs)
 		}
 	}
 
