@@ -83,7 +83,8 @@ func curlHash(t *testing.T, args ...string) (string, int64, error) {
 // control plane, a real ss-server member, its own certificate pinned
 // with -key-pin) hands out a self-contained httvps:// key; `httvps
 // connect` with that key serves SOCKS5 and the HTTP proxy that curl goes
-// through to a local origin, hashes matching; `httvps key` prints the
+// through to a local origin, hashes matching (Outline paths and native
+// tunnel); `httvps key` prints the
 // token's keys; after the token is revoked, connect says why in one line.
 func TestConnectAgainstUp(t *testing.T) {
 	needPeers(t, "ss-server", "curl")
