@@ -148,6 +148,10 @@ type Config struct {
 	// may not exceed 20000 fds); Settle 0 means 10s.
 	Sessions int
 	Settle   time.Duration
+	// IdleCounts, when set, runs idle and tls-idle once per count, each on
+	// a fresh relay (how memory per session grows with N); nil means
+	// Sessions alone.
+	IdleCounts []int
 	// GoCopySessions is the idle session count for gocopy. Go's io.Copy
 	// between TCP conns splices through a pipe, and a copy blocked waiting
 	// for data holds its pipe: six fds per idle session, so 9000 sessions
@@ -257,6 +261,9 @@ func (c *Config) setDefaults() {
 	if c.GoCopySessions == 0 {
 		c.GoCopySessions = min(c.Sessions, 3000)
 	}
+	if c.IdleCounts == nil {
+		c.IdleCounts = []int{c.Sessions}
+	}
 	if c.Settle == 0 {
 		c.Settle = 10 * time.Second
 	}
@@ -337,6 +344,11 @@ func (c *Config) validate() error {
 	}
 	if c.Sessions < 1 || c.Sessions > maxIdleSessions {
 		return fmt.Errorf("bench: idle sessions must be 1..%d (fd limit)", maxIdleSessions)
+	}
+	for _, n := range c.IdleCounts {
+		if n < 1 || n > maxIdleSessions {
+			return fmt.Errorf("bench: idle session count %d: want 1..%d (fd limit)", n, maxIdleSessions)
+		}
 	}
 	if c.GoCopySessions < 1 || c.GoCopySessions*6 > 19900 {
 		return errors.New("bench: gocopy idle sessions must be 1..3316 (6 fds each)")
@@ -532,13 +544,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			case ScenarioThroughput:
 				err = runThroughput(ctx, &cfg, ps, pe, cfg.Bytes, &rep.Throughput)
 			case ScenarioIdle:
-				err = runIdle(ctx, &cfg, ps, pe, &rep.Idle)
+				err = runIdleCounts(ctx, &cfg, ps, pe, &rep.Idle)
 			case ScenarioSlowReader:
 				err = runSlowReader(ctx, &cfg, ps, pe, rep)
 			case ScenarioTLSThroughput:
 				err = runThroughput(ctx, &cfg, ps, pe, cfg.TLSBytes, &rep.TLSThroughput)
 			case ScenarioTLSIdle:
-				err = runIdle(ctx, &cfg, ps, pe, &rep.TLSIdle)
+				err = runIdleCounts(ctx, &cfg, ps, pe, &rep.TLSIdle)
 			case ScenarioTLSConnect:
 				err = runConnect(ctx, &cfg, ps, pe, 0, rep)
 			case ScenarioTLSConnectBusy:

@@ -18,7 +18,7 @@ func TestWriteCharts(t *testing.T) {
 		{Peer: PeerHTTVPS, Direction: Upload, Streams: 1, MBps: 900, CPUPerGiB: 0.5},
 		{Peer: PeerV2Ray, Direction: Upload, Streams: 1, MBps: 450, CPUPerGiB: 2},
 	}
-	r.Idle = []IdleResult{{Peer: PeerHTTVPS, Sessions: 10, PerSessionKiB: 1.5}}
+	r.Idle = []IdleResult{{Peer: PeerHTTVPS, Sessions: 10, PerSessionKiB: 1.5}, {Peer: PeerHTTVPS, Sessions: 100, PerSessionKiB: 1.2}}
 	r.Latency = []LatencyCell{{Peer: PeerDirect, Streams: 1, P50Ms: 0.02, P99Ms: 0.05, P999Ms: 0.1}, {Peer: PeerHTTVPS, Streams: 1, P50Ms: 0.1, P99Ms: 0.3, P999Ms: 0.4}}
 	r.FirstByte = []FirstByteResult{{Peer: PeerHTTVPS, Sessions: 5, P50Ms: 0.5, P99Ms: 1, P999Ms: 2}}
 	r.finish()
@@ -30,7 +30,7 @@ func TestWriteCharts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"throughput", "throughput-cpu", "idle", "latency-1", "first-byte"} {
+	for _, name := range []string{"throughput", "throughput-cpu", "idle", "idle-n", "latency-1", "first-byte"} {
 		for ext, magic := range map[string][]byte{".svg": []byte("<svg"), ".png": []byte("\x89PNG")} {
 			f := filepath.Join(dir, name+ext)
 			if !slices.Contains(files, f) {

@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,7 +32,28 @@ const idleDialers = 32
 // address never runs short of ephemeral ports.
 const idleSourceIPs = 8
 
-func runIdle(ctx context.Context, cfg *Config, ps *procSet, pe *peer, dst *[]IdleResult) error {
+// runIdleCounts runs runIdle at each of cfg.IdleCounts on a fresh relay
+// (gocopy's counts capped at GoCopySessions, each count once).
+func runIdleCounts(ctx context.Context, cfg *Config, ps *procSet, pe *peer, dst *[]IdleResult) error {
+	var done []int
+	var errs []error
+	for _, n := range cfg.IdleCounts {
+		if pe.info.Name == PeerGoCopy {
+			n = min(n, cfg.GoCopySessions)
+		}
+		if slices.Contains(done, n) || ctx.Err() != nil {
+			continue
+		}
+		done = append(done, n)
+		if err := runIdle(ctx, cfg, ps, pe, n, dst); err != nil {
+			errs = append(errs, fmt.Errorf("%d sessions: %w", n, err))
+		}
+		ps.stopAll()
+	}
+	return errors.Join(errs...)
+}
+
+func runIdle(ctx context.Context, cfg *Config, ps *procSet, pe *peer, n int, dst *[]IdleResult) error {
 	r, err := startPair(ctx, cfg, ps, pe)
 	if err != nil {
 		return err
@@ -39,10 +62,6 @@ func runIdle(ctx context.Context, cfg *Config, ps *procSet, pe *peer, dst *[]Idl
 	base, err := r.proc.Sample()
 	if err != nil {
 		return err
-	}
-	n := cfg.Sessions
-	if pe.info.Name == PeerGoCopy {
-		n = cfg.GoCopySessions
 	}
 	conns := make([]Stream, n)
 	defer func() {

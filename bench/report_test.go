@@ -65,6 +65,7 @@ func TestConfigValidate(t *testing.T) {
 		"unknown peer":      func(c *Config) { c.Peers = []string{"nginx"} },
 		"unknown scenario":  func(c *Config) { c.Scenarios = []string{"flood"} },
 		"latency streams":   func(c *Config) { c.LatencyStreams = []int{6000} },
+		"idle counts":       func(c *Config) { c.IdleCounts = []int{1000, 12000} },
 		"latency message":   func(c *Config) { c.LatencyMessage = 1 << 20 },
 		"too many sessions": func(c *Config) { c.Sessions = 20000 },
 		"zero streams":      func(c *Config) { c.Streams = []int{0} },

@@ -105,7 +105,7 @@ func run(args []string) int {
 		tunnels   = fs.Int("tunnels", 19000, "tunnel-idle: idle native tunnels per tunnel peer (the gateway holds one fd each; max 19500)")
 		msg       = fs.String("msg", "16K", "throughput: client message (write) size")
 		cellTO    = fs.Duration("cell-timeout", 120*time.Second, "throughput: time limit per cell")
-		sessions  = fs.Int("sessions", 9000, "idle: sessions per relay (max 9900: the relay holds 2 fds each under a 20000-fd limit)")
+		sessions  = fs.String("sessions", "1000,3000,9000", "idle, tls-idle: sessions per relay, a list runs once per count on a fresh relay (memory per session against N; max 9900: the relay holds 2 fds each under a 20000-fd limit)")
 		gcSess    = fs.Int("gocopy-sessions", 3000, "idle: sessions for gocopy (its spliced io.Copy holds 6 fds per idle session; max 3316)")
 		settle    = fs.Duration("settle", 10*time.Second, "idle: wait after the last session before reading RSS (every relay gets the same; long enough for a steady state)")
 		slowDur   = fs.Duration("slow-duration", 20*time.Second, "slowreader: how long the client reads")
@@ -153,7 +153,7 @@ func run(args []string) int {
 		ConnectCount: *connN, ConnectWorkers: *connW, BusyHogs: *busyHogs,
 		Peers: cliconf.SplitList(*peers), Scenarios: cliconf.SplitList(*scenarios),
 		GatewayArgs: strings.Fields(*gwArgs), GatewayEnv: strings.Fields(*gwEnv),
-		CellTimeout: *cellTO, Tunnels: *tunnels, Sessions: *sessions, GoCopySessions: min(*gcSess, *sessions), Settle: *settle,
+		CellTimeout: *cellTO, Tunnels: *tunnels, Settle: *settle,
 		SlowDuration: *slowDur, OutDir: *out, Out: os.Stdout, Log: os.Stderr,
 		HTTVPSBin: *httvpsBin, ControlBin: *control, RedisBin: *redisBin, RedisBenchBin: *redisB,
 		TokenCheckTime: *checkTime, ConfigLoadTime: *loadTime, ConfigConns: *loadConns,
@@ -190,6 +190,16 @@ func run(args []string) int {
 		cfg.Streams = append(cfg.Streams, n)
 	}
 
+	for _, s := range cliconf.SplitList(*sessions) {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "httvps-bench: -sessions:", err)
+			return 2
+		}
+		cfg.IdleCounts = append(cfg.IdleCounts, n)
+		cfg.Sessions = max(cfg.Sessions, n)
+	}
+	cfg.GoCopySessions = min(*gcSess, max(cfg.Sessions, 1))
 	for _, s := range cliconf.SplitList(*latStr) {
 		n, err := strconv.Atoi(s)
 		if err != nil {

@@ -159,9 +159,29 @@ func drawAll(r *report, dir string) ([]string, error) {
 	if len(r.Idle)+len(r.TLSIdle)+len(r.TunnelIdle) > 0 {
 		var cats []string
 		var v []float64
-		for _, x := range append(slices.Clone(r.Idle), r.TLSIdle...) {
+		// The bar chart shows each peer at its largest N; idle-n all of them.
+		all := append(slices.Clone(r.Idle), r.TLSIdle...)
+		largest := map[string]idle{}
+		var order []string
+		for _, x := range all {
+			if _, ok := largest[x.Peer]; !ok {
+				order = append(order, x.Peer)
+			}
+			if x.Sessions >= largest[x.Peer].Sessions {
+				largest[x.Peer] = x
+			}
+		}
+		for _, p := range order {
+			x := largest[p]
 			cats = append(cats, fmt.Sprintf("%s (%d)", x.Peer, x.Sessions))
 			v = append(v, x.PerSessionKiB)
+		}
+		if len(all) > len(order) {
+			fs, err := idleLines(dir, "idle-n", "Relay memory per idle session against N (lower is better)\n"+sub, order, all, r.TunnelIdle)
+			files = append(files, fs...)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("idle-n: %w", err))
+			}
 		}
 		for _, x := range r.TunnelIdle {
 			cats = append(cats, fmt.Sprintf("%s tunnels (%d)", x.Peer, x.Tunnels))
@@ -223,6 +243,77 @@ func drawAll(r *report, dir string) ([]string, error) {
 	}
 	return files, errors.Join(errs...)
 }
+
+// idleLines draws KiB per session against sessions, a line per peer (and
+// per tunnel peer, KiB per idle tunnel), on log-scaled N.
+func idleLines(dir, name, title string, order []string, all []idle, tunnels []tunnelIdle) ([]string, error) {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "idle sessions N (log scale)"
+	p.Y.Label.Text = "KiB per session"
+	p.X.Scale = plot.LogScale{}
+	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Min = 0
+	p.Legend.Top = true
+	p.Legend.Left = true
+	type line struct {
+		name string
+		pts  plotter.XYs
+	}
+	var lines []line
+	for _, peer := range order {
+		l := line{name: peer}
+		for _, x := range all {
+			if x.Peer == peer {
+				l.pts = append(l.pts, plotter.XY{X: float64(x.Sessions), Y: x.PerSessionKiB})
+			}
+		}
+		lines = append(lines, l)
+	}
+	byTunnel := map[string]int{}
+	for _, x := range tunnels {
+		i, ok := byTunnel[x.Peer]
+		if !ok {
+			i = len(lines)
+			byTunnel[x.Peer] = i
+			lines = append(lines, line{name: x.Peer + " (idle tunnels)"})
+		}
+		lines[i].pts = append(lines[i].pts, plotter.XY{X: float64(x.Tunnels), Y: x.PerTunnelKiB})
+	}
+	top := 0.0
+	for i, l := range lines {
+		slices.SortFunc(l.pts, func(a, b plotter.XY) int { return int(a.X - b.X) })
+		for _, pt := range l.pts {
+			top = max(top, pt.Y)
+		}
+		lp, pts, err := plotter.NewLinePoints(l.pts)
+		if err != nil {
+			return nil, err
+		}
+		c := palette[i%len(palette)]
+		lp.Color, pts.Color = c, c
+		pts.Shape = markers[(i/len(palette))%len(markers)]
+		if i >= len(palette) {
+			lp.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
+		}
+		p.Add(lp, pts)
+		p.Legend.Add(l.name, lp, pts)
+	}
+	p.Y.Max = top * 1.6 // room for the legend
+	p.Add(plotter.NewGrid())
+	var files []string
+	for _, ext := range []string{".svg", ".png"} {
+		f := filepath.Join(dir, name+ext)
+		if err := p.Save(10*vg.Inch, 6*vg.Inch, f); err != nil {
+			return files, err
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}
+
+// markers tell lines of the same colour apart.
+var markers = []draw.GlyphDrawer{draw.CircleGlyph{}, draw.SquareGlyph{}, draw.TriangleGlyph{}}
 
 // cellSeries turns throughput cells into categories (peers, in order) and a
 // series per (direction, streams).
