@@ -46,8 +46,8 @@ var (
 	allScenarios = []string{ScenarioThroughput, ScenarioIdle, ScenarioSlowReader,
 		ScenarioTLSThroughput, ScenarioTLSIdle, ScenarioTLSConnect, ScenarioTLSConnectBusy, ScenarioTunnelIdle, ScenarioLatency, ScenarioClientCPU, ScenarioControl}
 	allPeers = []string{PeerHTTVPS, PeerTunnel, PeerGoCopy, PeerGoBuf, PeerV2Ray,
-		PeerHTTVPSSS, PeerOutline, PeerNginxWS,
-		PeerHTTVPSTLS, PeerTunnelTLS, PeerV2RayTLS, PeerNginxTLS, PeerHTTVPSSSTLS, PeerNginxWSS}
+		PeerHTTVPSSS, PeerTunnelSS, PeerOutline, PeerNginxWS,
+		PeerHTTVPSTLS, PeerTunnelTLS, PeerV2RayTLS, PeerNginxTLS, PeerHTTVPSSSTLS, PeerTunnelSSTLS, PeerNginxWSS}
 )
 
 func tlsScenario(s string) bool {
@@ -453,6 +453,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			pe, err = newHTTVPSSSPeer(cfg.GatewayBin, cfg.GatewayArgs, cfg.GatewayEnv, cfg.SSServerBin, nil)
 		case PeerHTTVPSSSTLS:
 			pe, err = newHTTVPSSSPeer(cfg.GatewayBin, cfg.GatewayArgs, cfg.GatewayEnv, cfg.SSServerBin, cert)
+		case PeerTunnelSS, PeerTunnelSSTLS:
+			var c *benchCert
+			if name == PeerTunnelSSTLS {
+				c = cert
+			}
+			if pe, err = newHTTVPSSSPeer(cfg.GatewayBin, cfg.GatewayArgs, cfg.GatewayEnv, cfg.SSServerBin, c); err == nil {
+				asTunnel(pe, name)
+			}
 		case PeerOutline:
 			var bin string
 			if bin, err = outline(); err == nil {
@@ -525,7 +533,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				break
 			}
 			if sc == ScenarioTunnelIdle {
-				if tunnelPeer(pe.info.Name) {
+				// Idle tunnels carry no stream: the SS tunnel peers would
+				// measure the same thing again.
+				if tunnelPeer(pe.info.Name) && !ssPeer(pe.info.Name) {
 					if err := runTunnelIdle(ctx, &cfg, ps, pe, cert, &rep.TunnelIdle); err != nil {
 						fail(sc, pe.info.Name, err)
 					}

@@ -108,11 +108,24 @@ func certDesc(t string) string {
 
 // Ratio compares httvps with a reference peer in one throughput cell.
 type Ratio struct {
+	// Peer is ours when it is not the table's one (tunnel ratios).
+	Peer      string  `json:"peer,omitempty"`
 	Direction string  `json:"direction"`
 	Streams   int     `json:"streams"`
 	Versus    string  `json:"versus"`
 	CPU       float64 `json:"cpu_ratio"`        // httvps CPU s/GiB ÷ versus
 	MBps      float64 `json:"throughput_ratio"` // httvps MB/s ÷ versus
+}
+
+// tunnel names the tunnel peer of a tunnel ratio.
+func (x Ratio) tunnel() string {
+	switch {
+	case x.Peer != "":
+		return x.Peer
+	case tlsPeer(x.Versus):
+		return PeerTunnelTLS
+	}
+	return PeerTunnel
 }
 
 func newReport(cfg Config) *Report {
@@ -164,13 +177,24 @@ func (r *Report) finish() {
 	defer func() { r.OutlineSummary = r.outlineSummary() }() // after every ratio
 	r.SSRatios = nil
 	for _, x := range append(ratios(r.Throughput, PeerHTTVPSSS), ratios(r.TLSThroughput, PeerHTTVPSSSTLS)...) {
-		if ssPeer(x.Versus) {
+		if ssPeer(x.Versus) && !tunnelPeer(x.Versus) {
 			r.SSRatios = append(r.SSRatios, x)
 		}
 	}
 	r.TunnelRatios = nil
 	for _, x := range append(ratios(r.Throughput, PeerTunnel), ratios(r.TLSThroughput, PeerTunnelTLS)...) {
 		if x.Versus == PeerHTTVPS || x.Versus == PeerHTTVPSTLS {
+			r.TunnelRatios = append(r.TunnelRatios, x)
+		}
+	}
+	// Shadowsocks streams on one tunnel beside as many Outline-path
+	// WebSockets: to the same gateway + ss-server, and to Outline's peers.
+	for _, x := range append(ratios(r.Throughput, PeerTunnelSS), ratios(r.TLSThroughput, PeerTunnelSSTLS)...) {
+		if ssPeer(x.Versus) {
+			x.Peer = PeerTunnelSS
+			if tlsPeer(x.Versus) {
+				x.Peer = PeerTunnelSSTLS
+			}
 			r.TunnelRatios = append(r.TunnelRatios, x)
 		}
 	}
@@ -205,7 +229,7 @@ func (r *Report) finish() {
 			continue
 		}
 		for _, o := range r.Connect {
-			if o.Peer != c.Peer && ssPeer(o.Peer) && o.Hogs == c.Hogs {
+			if o.Peer != c.Peer && ssPeer(o.Peer) && !tunnelPeer(o.Peer) && o.Hogs == c.Hogs {
 				r.SSConnectRatios = append(r.SSConnectRatios, ConnectRatio{Versus: o.Peer, Hogs: c.Hogs,
 					CPU: c.CPUmsPerConn / o.CPUmsPerConn, Rate: c.PerSecond / o.PerSecond,
 					Tail: c.HandshakeP999 / o.HandshakeP999})
@@ -319,9 +343,9 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	if len(r.TunnelRatios) > 0 {
 		fmt.Fprintln(w, "\nnative tunnel vs separate Outline-path connections (ratio of CPU s/GiB; ratio of MB/s)")
-		fmt.Fprintln(tw, "direction\tstreams\tversus\tCPU ratio\tMB/s ratio\t")
+		fmt.Fprintln(tw, "tunnel\tdirection\tstreams\tversus\tCPU ratio\tMB/s ratio\t")
 		for _, x := range r.TunnelRatios {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%.2f\t%.2f\t\n", x.Direction, x.Streams, x.Versus, x.CPU, x.MBps)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.2f\t%.2f\t\n", x.tunnel(), x.Direction, x.Streams, x.Versus, x.CPU, x.MBps)
 		}
 		tw.Flush()
 	}
@@ -519,9 +543,9 @@ func (r *Report) writeTunnelMarkdown(w io.Writer) {
 	if len(r.TunnelRatios) > 0 {
 		fmt.Fprintln(w, "\nStreams on one tunnel beside as many Outline-path connections (throughput cells). Target at 64 streams: MB/s ratio ≥ 0.85, CPU ratio ≤ 1.15.")
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| direction | streams | versus | CPU ratio | MB/s ratio |\n| --- | ---: | --- | ---: | ---: |")
+		fmt.Fprintln(w, "| tunnel | direction | streams | versus | CPU ratio | MB/s ratio |\n| --- | --- | ---: | --- | ---: | ---: |")
 		for _, x := range r.TunnelRatios {
-			fmt.Fprintf(w, "| %s | %d | %s | %.2f | %.2f |\n", x.Direction, x.Streams, x.Versus, x.CPU, x.MBps)
+			fmt.Fprintf(w, "| %s | %s | %d | %s | %.2f | %.2f |\n", x.tunnel(), x.Direction, x.Streams, x.Versus, x.CPU, x.MBps)
 		}
 	}
 	if len(r.TunnelIdle) > 0 {

@@ -177,8 +177,9 @@ func testSinkModes(t *testing.T, tr Transport) {
 }
 
 // startCorruptor is a TCP relay in front of target that flips one bit of
-// each upstream connection's bytes, the one at stream offset 100.
-func startCorruptor(t *testing.T, target string) string {
+// each upstream connection's bytes, the one at stream offset off (past the
+// WebSocket handshake for a WebSocket peer, so the data is what changes).
+func startCorruptor(t *testing.T, target string, off int) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -200,13 +201,13 @@ func startCorruptor(t *testing.T, target string) string {
 				defer up.Close()
 				go func() { io.Copy(up, c); closeWrite(up) }()
 				buf := make([]byte, 4096)
-				off := 0
+				at := 0
 				for {
 					n, err := up.Read(buf)
-					if off <= 100 && 100 < off+n {
-						buf[100-off] ^= 1
+					if at <= off && off < at+n {
+						buf[off-at] ^= 1
 					}
-					off += n
+					at += n
 					c.Write(buf[:n])
 					if err != nil {
 						closeWrite(c)
@@ -221,7 +222,7 @@ func startCorruptor(t *testing.T, target string) string {
 
 // A relay that corrupts one byte must produce an error, never a figure.
 func TestTransferDetectsCorruption(t *testing.T) {
-	_, err := transfer(context.Background(), Transport{Addr: startCorruptor(t, startSink(t))}, Download, 1, 1<<20, 16<<10, 10*time.Second)
+	_, err := transfer(context.Background(), Transport{Addr: startCorruptor(t, startSink(t), 100)}, Download, 1, 1<<20, 16<<10, 10*time.Second)
 	if !errors.Is(err, errIntegrity) {
 		t.Fatalf("err = %v, want errIntegrity", err)
 	}

@@ -26,9 +26,15 @@ import (
 //
 // outline-ss-server v1.9.2 has no TLS listener (operators put Caddy or nginx
 // in front), so there is no outline-ss-tls: nginx-wss is that deployment.
+//
+// httvps-tunnel-ss and httvps-tunnel-ss-tls are httvps-ss and httvps-ss-tls
+// reached through the native tunnel: N Shadowsocks streams on one tunnel
+// beside N Outline-path WebSockets.
 const (
 	PeerHTTVPSSS    = "httvps-ss"
 	PeerHTTVPSSSTLS = "httvps-ss-tls"
+	PeerTunnelSS    = "httvps-tunnel-ss"
+	PeerTunnelSSTLS = "httvps-tunnel-ss-tls"
 	PeerOutline     = "outline-ss"
 	PeerNginxWS     = "nginx-ws"
 	PeerNginxWSS    = "nginx-wss"
@@ -37,7 +43,7 @@ const (
 // ssPeer reports whether the peer's clients speak Shadowsocks.
 func ssPeer(name string) bool {
 	switch name {
-	case PeerHTTVPSSS, PeerHTTVPSSSTLS, PeerOutline, PeerNginxWS, PeerNginxWSS:
+	case PeerHTTVPSSS, PeerHTTVPSSSTLS, PeerOutline, PeerNginxWS, PeerNginxWSS, PeerTunnelSS, PeerTunnelSSTLS:
 		return true
 	}
 	return false

@@ -27,6 +27,13 @@ func TestSSPeers(t *testing.T) {
 	makers := map[string]func() (*peer, error){
 		PeerHTTVPSSS:    func() (*peer, error) { return newHTTVPSSSPeer(gw, nil, nil, "ss-server", nil) },
 		PeerHTTVPSSSTLS: func() (*peer, error) { return newHTTVPSSSPeer(gw, nil, nil, "ss-server", cert) },
+		PeerTunnelSS: func() (*peer, error) {
+			pe, err := newHTTVPSSSPeer(gw, nil, nil, "ss-server", nil)
+			if err == nil {
+				asTunnel(pe, PeerTunnelSS)
+			}
+			return pe, err
+		},
 		PeerOutline: func() (*peer, error) {
 			if outlineErr != nil {
 				return nil, outlineErr
@@ -46,7 +53,7 @@ func TestSSPeers(t *testing.T) {
 			return newNginxWSPeer("/usr/sbin/nginx", dir, outline, cert)
 		},
 	}
-	for _, name := range []string{PeerHTTVPSSS, PeerHTTVPSSSTLS, PeerOutline, PeerNginxWS, PeerNginxWSS} {
+	for _, name := range []string{PeerHTTVPSSS, PeerHTTVPSSSTLS, PeerTunnelSS, PeerOutline, PeerNginxWS, PeerNginxWSS} {
 		t.Run(name, func(t *testing.T) {
 			pe, err := makers[name]()
 			if errors.Is(err, errPeerUnavailable) {
@@ -64,6 +71,17 @@ func TestSSPeers(t *testing.T) {
 			}
 			if r.transport.ss == nil {
 				t.Fatal("client does not speak Shadowsocks")
+			}
+			if pe.tunnel {
+				// A gateway built without /v1/tunnel answers with its decoy.
+				s, err := r.transport.Dial(ctx)
+				if err != nil && strings.Contains(err.Error(), "websocket upgrade") {
+					t.Skipf("%s has no native tunnel: %v", gw, err)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.Close()
 			}
 			for _, dir := range []string{Upload, Download} {
 				if _, err := transfer(ctx, r.transport, dir, 2, 4<<20, 16<<10, 20*time.Second); err != nil {
@@ -96,11 +114,20 @@ func TestSSPeers(t *testing.T) {
 			// stream (the AEAD tag), never yields a figure.
 			if pe.tls == nil {
 				bad := r.transport
-				bad.Addr = startCorruptor(t, r.transport.Addr)
+				// Offset 3000: past the 101 and the tunnel's SETTINGS.
+				bad.Addr = startCorruptor(t, r.transport.Addr, 3000)
+				if bad.mux != nil {
+					bad.mux = newMuxClient(bad, pe.token)
+				}
 				if _, err := transfer(ctx, bad, Download, 1, 1<<20, 16<<10, 10*time.Second); err == nil {
 					t.Fatal("a corrupted stream passed")
 				}
-				if _, err := latencyCell(ctx, bad, 1, 10, 64, time.Minute, 10*time.Second); err == nil {
+				// 1 + 50 echoes of 64 bytes, each ~100 bytes with the
+				// Shadowsocks and WebSocket framing, pass offset 3000.
+				if bad.mux != nil {
+					bad.mux = newMuxClient(bad, pe.token)
+				}
+				if _, err := latencyCell(ctx, bad, 1, 50, 64, time.Minute, 10*time.Second); err == nil {
 					t.Fatal("a corrupted echo passed")
 				}
 			}

@@ -99,13 +99,15 @@ func (r *Report) outlineSummary() []SummaryRow {
 			out = append(out, SummaryRow{Scenario: sc, Metric: metric, Peer: ours, Versus: vs, Ratio: a / b})
 		}
 	}
-	for _, vs := range []string{PeerOutline, PeerNginxWS, PeerNginxWSS} {
-		ours := PeerHTTVPSSS
+	for _, pair := range [][2]string{{PeerHTTVPSSS, PeerOutline}, {PeerHTTVPSSS, PeerNginxWS}, {PeerHTTVPSSSTLS, PeerNginxWSS},
+		{PeerTunnelSS, PeerOutline}, {PeerTunnelSS, PeerNginxWS}, {PeerTunnelSSTLS, PeerNginxWSS}} {
+		ours, vs := pair[0], pair[1]
+		cells := r.Throughput
 		if tlsPeer(vs) {
-			ours = PeerHTTVPSSSTLS
+			cells = r.TLSThroughput
 		}
 		var cpu, mbps []float64
-		for _, x := range r.SSRatios {
+		for _, x := range ratios(cells, ours) {
 			if x.Versus == vs {
 				cpu, mbps = append(cpu, x.CPU), append(mbps, x.MBps)
 			}
@@ -148,7 +150,7 @@ func (r *Report) outlineSummary() []SummaryRow {
 		}
 		add(ScenarioLatency, "first byte of a new session, p50", ours, vs, a, b)
 		for _, x := range r.SSConnectRatios {
-			if x.Versus == vs {
+			if x.Versus == vs && ours == PeerHTTVPSSSTLS {
 				out = append(out, SummaryRow{Scenario: ScenarioTLSConnect, Metric: "CPU ms per new session, " + x.load(), Peer: ours, Versus: vs, Ratio: x.CPU},
 					SummaryRow{Scenario: ScenarioTLSConnect, Metric: "new sessions per second, " + x.load(), Peer: ours, Versus: vs, Ratio: x.Rate})
 			}

@@ -21,11 +21,13 @@ const (
 // tlsPeer reports whether name is one of the TLS peers.
 func tlsPeer(name string) bool {
 	return name == PeerHTTVPSTLS || name == PeerV2RayTLS || name == PeerNginxTLS || name == PeerTunnelTLS ||
-		name == PeerHTTVPSSSTLS || name == PeerNginxWSS
+		name == PeerHTTVPSSSTLS || name == PeerNginxWSS || name == PeerTunnelSSTLS
 }
 
 // tunnelPeer reports whether name is reached through the native tunnel.
-func tunnelPeer(name string) bool { return name == PeerTunnel || name == PeerTunnelTLS }
+func tunnelPeer(name string) bool {
+	return name == PeerTunnel || name == PeerTunnelTLS || name == PeerTunnelSS || name == PeerTunnelSSTLS
+}
 
 // newHTTVPSTLSPeer runs our gateway with -tls-cert/-tls-key on the
 // Outline-compatible tcp path.
