@@ -164,6 +164,12 @@ type Config struct {
 	SlowRate     int64
 	SlowBytes    int64
 
+	// Runs is how many times the repeated scenarios (throughput,
+	// tls-throughput, idle, tls-idle, latency, tls-connect,
+	// tls-connect-busy) run, every peer in turn each time; figures are the
+	// medians, with the range. 0 means 1.
+	Runs int
+
 	// Mode names the run's sizes for the report ("short", "full"; "" is
 	// left out).
 	Mode string
@@ -185,6 +191,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.NginxBin == "" {
 		c.NginxBin = "/usr/sbin/nginx"
+	}
+	if c.Runs == 0 {
+		c.Runs = 1
 	}
 	if c.OutlineSrc == "" {
 		c.OutlineSrc = "tools/outline-ss-server"
@@ -345,6 +354,9 @@ func (c *Config) validate() error {
 	if c.Sessions < 1 || c.Sessions > maxIdleSessions {
 		return fmt.Errorf("bench: idle sessions must be 1..%d (fd limit)", maxIdleSessions)
 	}
+	if c.Runs < 1 || c.Runs > 99 {
+		return errors.New("bench: runs must be 1..99")
+	}
 	for _, n := range c.IdleCounts {
 		if n < 1 || n > maxIdleSessions {
 			return fmt.Errorf("bench: idle session count %d: want 1..%d (fd limit)", n, maxIdleSessions)
@@ -492,86 +504,97 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Errors = append(rep.Errors, err.Error())
 		fmt.Fprintf(cfg.Log, "ERROR %v\n", err)
 	}
-	for _, sc := range cfg.Scenarios {
-		if sc == ScenarioClientCPU {
-			if ctx.Err() == nil {
-				if err := runClientCPU(ctx, &cfg, ps, cert, rep); err != nil {
-					fail(sc, "run", err)
-				}
-				ps.stopAll()
-			}
-			continue
+	// Each run goes through every scenario and peer in turn, so drift on
+	// the machine hits every peer alike; figures are the runs' medians.
+	for run := 1; run <= cfg.Runs; run++ {
+		if cfg.Runs > 1 {
+			fmt.Fprintf(cfg.Log, "run %d of %d\n", run, cfg.Runs)
 		}
-		if sc == ScenarioControl {
-			if ctx.Err() == nil {
-				if err := runControl(ctx, &cfg, ps, rep); err != nil {
-					fail(sc, "run", err)
-				}
-				ps.stopAll()
+		for _, sc := range cfg.Scenarios {
+			if run > 1 && !repeatedScenario(sc) {
+				continue
 			}
-			continue
-		}
-		if sc == ScenarioLatency {
-			// Every peer, plaintext and TLS, after the sink alone.
-			for _, pe := range append([]*peer{nil}, peers...) {
-				if ctx.Err() != nil {
-					break
-				}
-				if err := runLatency(ctx, &cfg, ps, pe, rep); err != nil {
-					name := PeerDirect
-					if pe != nil {
-						name = pe.info.Name
-					}
-					fail(sc, name, err)
-				}
-				ps.stopAll()
-			}
-			continue
-		}
-		for _, pe := range peers {
-			if ctx.Err() != nil {
-				break
-			}
-			if sc == ScenarioTunnelIdle {
-				// Idle tunnels carry no stream: the SS tunnel peers would
-				// measure the same thing again.
-				if tunnelPeer(pe.info.Name) && !ssPeer(pe.info.Name) {
-					if err := runTunnelIdle(ctx, &cfg, ps, pe, cert, &rep.TunnelIdle); err != nil {
-						fail(sc, pe.info.Name, err)
+			if sc == ScenarioClientCPU {
+				if ctx.Err() == nil {
+					if err := runClientCPU(ctx, &cfg, ps, cert, rep); err != nil {
+						fail(sc, "run", err)
 					}
 					ps.stopAll()
 				}
 				continue
 			}
-			if tlsScenario(sc) != tlsPeer(pe.info.Name) {
+			if sc == ScenarioControl {
+				if ctx.Err() == nil {
+					if err := runControl(ctx, &cfg, ps, rep); err != nil {
+						fail(sc, "run", err)
+					}
+					ps.stopAll()
+				}
 				continue
 			}
-			if tunnelPeer(pe.info.Name) && (sc == ScenarioIdle || sc == ScenarioTLSIdle) {
-				continue // tunnel-idle measures idle tunnels
+			if sc == ScenarioLatency {
+				// Every peer, plaintext and TLS, after the sink alone.
+				for _, pe := range append([]*peer{nil}, peers...) {
+					if ctx.Err() != nil {
+						break
+					}
+					if err := runLatency(ctx, &cfg, ps, pe, rep); err != nil {
+						name := PeerDirect
+						if pe != nil {
+							name = pe.info.Name
+						}
+						fail(sc, name, err)
+					}
+					ps.stopAll()
+				}
+				continue
 			}
-			var err error
-			switch sc {
-			case ScenarioThroughput:
-				err = runThroughput(ctx, &cfg, ps, pe, cfg.Bytes, &rep.Throughput)
-			case ScenarioIdle:
-				err = runIdleCounts(ctx, &cfg, ps, pe, &rep.Idle)
-			case ScenarioSlowReader:
-				err = runSlowReader(ctx, &cfg, ps, pe, rep)
-			case ScenarioTLSThroughput:
-				err = runThroughput(ctx, &cfg, ps, pe, cfg.TLSBytes, &rep.TLSThroughput)
-			case ScenarioTLSIdle:
-				err = runIdleCounts(ctx, &cfg, ps, pe, &rep.TLSIdle)
-			case ScenarioTLSConnect:
-				err = runConnect(ctx, &cfg, ps, pe, 0, rep)
-			case ScenarioTLSConnectBusy:
-				err = runConnect(ctx, &cfg, ps, pe, cfg.BusyHogs, rep)
+			for _, pe := range peers {
+				if ctx.Err() != nil {
+					break
+				}
+				if sc == ScenarioTunnelIdle {
+					// Idle tunnels carry no stream: the SS tunnel peers would
+					// measure the same thing again.
+					if tunnelPeer(pe.info.Name) && !ssPeer(pe.info.Name) {
+						if err := runTunnelIdle(ctx, &cfg, ps, pe, cert, &rep.TunnelIdle); err != nil {
+							fail(sc, pe.info.Name, err)
+						}
+						ps.stopAll()
+					}
+					continue
+				}
+				if tlsScenario(sc) != tlsPeer(pe.info.Name) {
+					continue
+				}
+				if tunnelPeer(pe.info.Name) && (sc == ScenarioIdle || sc == ScenarioTLSIdle) {
+					continue // tunnel-idle measures idle tunnels
+				}
+				var err error
+				switch sc {
+				case ScenarioThroughput:
+					err = runThroughput(ctx, &cfg, ps, pe, cfg.Bytes, &rep.Throughput)
+				case ScenarioIdle:
+					err = runIdleCounts(ctx, &cfg, ps, pe, &rep.Idle)
+				case ScenarioSlowReader:
+					err = runSlowReader(ctx, &cfg, ps, pe, rep)
+				case ScenarioTLSThroughput:
+					err = runThroughput(ctx, &cfg, ps, pe, cfg.TLSBytes, &rep.TLSThroughput)
+				case ScenarioTLSIdle:
+					err = runIdleCounts(ctx, &cfg, ps, pe, &rep.TLSIdle)
+				case ScenarioTLSConnect:
+					err = runConnect(ctx, &cfg, ps, pe, 0, rep)
+				case ScenarioTLSConnectBusy:
+					err = runConnect(ctx, &cfg, ps, pe, cfg.BusyHogs, rep)
+				}
+				if err != nil {
+					fail(sc, pe.info.Name, err)
+				}
+				ps.stopAll()
 			}
-			if err != nil {
-				fail(sc, pe.info.Name, err)
-			}
-			ps.stopAll()
 		}
 	}
+	rep.aggregate()
 	rep.finish()
 	if ctx.Err() != nil {
 		errs = append(errs, ctx.Err())

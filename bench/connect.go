@@ -36,6 +36,10 @@ type ConnectResult struct {
 	// Hogs is the CPU hogs that ran throughout (tls-connect-busy); 0 is
 	// the quiet tls-connect.
 	Hogs int `json:"cpu_hogs,omitempty"`
+	// Runs > 1: medians over that many runs, with CPU's and rate's ranges.
+	Runs      int   `json:"runs,omitempty"`
+	CPURange  *Span `json:"cpu_ms_per_connection_range,omitempty"`
+	RateRange *Span `json:"connections_per_s_range,omitempty"`
 }
 
 // load names the run's load for the report: "quiet" or "busy (N hogs)".

@@ -23,6 +23,9 @@ type IdleResult struct {
 	PerSessionKiB  float64 `json:"per_session_kib"`
 	RelayFDs       int     `json:"relay_fds"`
 	CPUSetupSecond float64 `json:"cpu_seconds_setup"`
+	// Runs > 1: medians over that many runs, with the range per session.
+	Runs            int   `json:"runs,omitempty"`
+	PerSessionRange *Span `json:"per_session_kib_range,omitempty"`
 }
 
 // idleDialers is how many sessions are set up at once.

@@ -71,6 +71,7 @@ type Machine struct {
 // Settings are the sizes the run used.
 type Settings struct {
 	Mode          string   `json:"mode,omitempty"`
+	Runs          int      `json:"runs,omitempty"`
 	Scenarios     []string `json:"scenarios"`
 	BytesPerCell  int64    `json:"bytes_per_cell"`
 	Streams       []int    `json:"streams"`
@@ -151,7 +152,7 @@ func newReport(cfg Config) *Report {
 	return &Report{
 		Started: time.Now(), Machine: m,
 		Settings: Settings{
-			Mode: cfg.Mode, Scenarios: cfg.Scenarios, BytesPerCell: cfg.Bytes, Streams: cfg.Streams,
+			Mode: cfg.Mode, Runs: cfg.Runs, Scenarios: cfg.Scenarios, BytesPerCell: cfg.Bytes, Streams: cfg.Streams,
 			MessageBytes: cfg.Message, IdleSessions: cfg.Sessions, IdleSettleSec: cfg.Settle.Seconds(),
 			SlowSeconds: cfg.SlowDuration.Seconds(), SlowRate: cfg.SlowRate, SlowBytes: cfg.SlowBytes,
 			CertType: cfg.CertType, TLSClient: tlsClientDesc, TLSBytes: cfg.TLSBytes,
@@ -394,6 +395,9 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	if r.Settings.Mode != "" {
 		fmt.Fprintf(w, " (%s run)", r.Settings.Mode)
 	}
+	if r.Settings.Runs > 1 {
+		fmt.Fprintf(w, "; throughput, idle, latency and tls-connect ran %d times, every peer in turn each time: figures are medians, (min–max) over the runs", r.Settings.Runs)
+	}
 	fmt.Fprint(w, ".\n\n")
 	fmt.Fprintln(w, "| peer | version | command |\n| --- | --- | --- |")
 	for _, p := range r.Peers {
@@ -407,7 +411,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 			title, humanBytes(bytes), r.Settings.MessageBytes, extra)
 		fmt.Fprintln(w, "| peer | direction | streams | MB/s | CPU s/GiB | seconds |\n| --- | --- | ---: | ---: | ---: | ---: |")
 		for _, c := range cells {
-			fmt.Fprintf(w, "| %s | %s | %d | %.1f | %.2f | %.2f |\n", c.Peer, c.Direction, c.Streams, c.MBps, c.CPUPerGiB, c.Seconds)
+			fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %.2f |\n", c.Peer, c.Direction, c.Streams, fmtRange(c.MBps, c.MBpsRange, 1), fmtRange(c.CPUPerGiB, c.CPURange, 2), c.Seconds)
 		}
 		if len(rs) > 0 {
 			fmt.Fprintf(w, "\n| direction | streams | %s vs | CPU ratio | MB/s ratio |\n| --- | ---: | --- | ---: | ---: |\n", ours)
@@ -424,7 +428,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 			title, r.Settings.IdleSettleSec, extra)
 		fmt.Fprintln(w, "| peer | sessions | relay fds | base RSS KiB | RSS KiB | KiB/session | setup s |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 		for _, x := range rs {
-			fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %.2f | %.1f |\n", x.Peer, x.Sessions, x.RelayFDs, x.BaseRSSKiB, x.RSSKiB, x.PerSessionKiB, x.SetupSeconds)
+			fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %s | %.1f |\n", x.Peer, x.Sessions, x.RelayFDs, x.BaseRSSKiB, x.RSSKiB, fmtRange(x.PerSessionKiB, x.PerSessionRange, 2), x.SetupSeconds)
 		}
 	}
 	mdThroughput("Throughput", r.Throughput, r.Ratios, r.Settings.BytesPerCell, PeerHTTVPS, "")
@@ -454,8 +458,8 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 			r.Settings.ConnectCount, r.Settings.ConnectWorkers, connectWarmup)
 		fmt.Fprintln(w, "| load | peer | cert | suite | conn/s | CPU ms/conn | handshake p50 ms | p99 | p99.9 | setup p50 ms | p99 | p99.9 |\n| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 		for _, x := range r.Connect {
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %.0f | %.3f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", x.load(), x.Peer, certDesc(x.CertType), x.Suite,
-				x.PerSecond, x.CPUmsPerConn, x.HandshakeP50, x.HandshakeP99, x.HandshakeP999, x.SetupP50, x.SetupP99, x.SetupP999)
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", x.load(), x.Peer, certDesc(x.CertType), x.Suite,
+				fmtRange(x.PerSecond, x.RateRange, 0), fmtRange(x.CPUmsPerConn, x.CPURange, 3), x.HandshakeP50, x.HandshakeP99, x.HandshakeP999, x.SetupP50, x.SetupP99, x.SetupP999)
 		}
 		if len(r.ConnectRatios) > 0 {
 			fmt.Fprintln(w, "\n| load | httvps-tls vs | CPU ratio | conn/s ratio | handshake p99.9 ratio |\n| --- | --- | ---: | ---: | ---: |")

@@ -17,6 +17,10 @@ type ThroughputCell struct {
 	CPUSeconds float64 `json:"cpu_seconds"`
 	CPUPerGiB  float64 `json:"cpu_s_per_gib"`
 	RSSKiB     int64   `json:"rss_kib_after"`
+	// Runs > 1: the figures are medians over that many runs, with ranges.
+	Runs      int   `json:"runs,omitempty"`
+	MBpsRange *Span `json:"mb_per_s_range,omitempty"`
+	CPURange  *Span `json:"cpu_s_per_gib_range,omitempty"`
 }
 
 func runThroughput(ctx context.Context, cfg *Config, ps *procSet, pe *peer, bytes int64, dst *[]ThroughputCell) error {

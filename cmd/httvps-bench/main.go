@@ -121,6 +121,7 @@ func run(args []string) int {
 		loadConns = fs.Int("config-conns", 8, "control: keep-alive connections of the client config load")
 		out       = fs.String("out", "bench/results", "report directory (\"\" for none)")
 		quiet     = fs.Bool("q", false, "no progress lines on stderr")
+		runs      = fs.Int("runs", 5, "times the repeated scenarios (throughput, tls-throughput, idle, tls-idle, latency, tls-connect, tls-connect-busy) run, every peer in turn each time; figures are medians with the range")
 		chartsSrc = fs.String("charts-src", "tools/benchcharts", "the tools module that draws the charts (SVG, PNG) into -out (gonum.org/v1/plot, its own go.mod)")
 		noCharts  = fs.Bool("no-charts", false, "write no charts")
 		short     = fs.Bool("short", false, "the short run (make bench, about 10 minutes on 2 cores): smaller cells and counts for every flag not given (see shortFlags); without it, the full run (make bench-full)")
@@ -148,7 +149,7 @@ func run(args []string) int {
 	cfg := bench.Config{
 		GatewayBin: *gateway, V2RayBin: *v2ray, NginxBin: *nginx, CertType: *certType,
 		OutlineBin: *outlineB, OutlineSrc: *outlineS, SSServerBin: *ssServer, Mode: mode,
-		ChartsSrc: *chartsSrc, NoCharts: *noCharts,
+		ChartsSrc: *chartsSrc, NoCharts: *noCharts, Runs: *runs,
 		LatencyRoundTrips: *latRTs, LatencyDuration: *latDur, LatencyMessage: *latMsg, FirstByteSessions: *fbN,
 		ConnectCount: *connN, ConnectWorkers: *connW, BusyHogs: *busyHogs,
 		Peers: cliconf.SplitList(*peers), Scenarios: cliconf.SplitList(*scenarios),
@@ -222,6 +223,7 @@ func run(args []string) int {
 // cells long enough for CPU figures (hundreds of clock ticks) but fewer and
 // smaller (measured on 2 cores: see bench/doc.go).
 var shortFlags = map[string]string{
+	"runs":             "1",
 	"bytes":            "256M",
 	"tls-bytes":        "256M",
 	"streams":          "1,16",
