@@ -506,93 +506,48 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	// Each run goes through every scenario and peer in turn, so drift on
 	// the machine hits every peer alike; figures are the runs' medians.
-	for run := 1; run <= cfg.Runs; run++ {
-		if cfg.Runs > 1 {
-			fmt.Fprintf(cfg.Log, "run %d of %d\n", run, cfg.Runs)
+	plan := planSteps(&cfg, peers)
+	start := time.Now()
+	for k, st := range plan {
+		if ctx.Err() != nil {
+			break
 		}
-		for _, sc := range cfg.Scenarios {
-			if run > 1 && !repeatedScenario(sc) {
-				continue
-			}
-			if sc == ScenarioClientCPU {
-				if ctx.Err() == nil {
-					if err := runClientCPU(ctx, &cfg, ps, cert, rep); err != nil {
-						fail(sc, "run", err)
-					}
-					ps.stopAll()
-				}
-				continue
-			}
-			if sc == ScenarioControl {
-				if ctx.Err() == nil {
-					if err := runControl(ctx, &cfg, ps, rep); err != nil {
-						fail(sc, "run", err)
-					}
-					ps.stopAll()
-				}
-				continue
-			}
-			if sc == ScenarioLatency {
-				// Every peer, plaintext and TLS, after the sink alone.
-				for _, pe := range append([]*peer{nil}, peers...) {
-					if ctx.Err() != nil {
-						break
-					}
-					if err := runLatency(ctx, &cfg, ps, pe, rep); err != nil {
-						name := PeerDirect
-						if pe != nil {
-							name = pe.info.Name
-						}
-						fail(sc, name, err)
-					}
-					ps.stopAll()
-				}
-				continue
-			}
-			for _, pe := range peers {
-				if ctx.Err() != nil {
-					break
-				}
-				if sc == ScenarioTunnelIdle {
-					// Idle tunnels carry no stream: the SS tunnel peers would
-					// measure the same thing again.
-					if tunnelPeer(pe.info.Name) && !ssPeer(pe.info.Name) {
-						if err := runTunnelIdle(ctx, &cfg, ps, pe, cert, &rep.TunnelIdle); err != nil {
-							fail(sc, pe.info.Name, err)
-						}
-						ps.stopAll()
-					}
-					continue
-				}
-				if tlsScenario(sc) != tlsPeer(pe.info.Name) {
-					continue
-				}
-				if tunnelPeer(pe.info.Name) && (sc == ScenarioIdle || sc == ScenarioTLSIdle) {
-					continue // tunnel-idle measures idle tunnels
-				}
-				var err error
-				switch sc {
-				case ScenarioThroughput:
-					err = runThroughput(ctx, &cfg, ps, pe, cfg.Bytes, &rep.Throughput)
-				case ScenarioIdle:
-					err = runIdleCounts(ctx, &cfg, ps, pe, &rep.Idle)
-				case ScenarioSlowReader:
-					err = runSlowReader(ctx, &cfg, ps, pe, rep)
-				case ScenarioTLSThroughput:
-					err = runThroughput(ctx, &cfg, ps, pe, cfg.TLSBytes, &rep.TLSThroughput)
-				case ScenarioTLSIdle:
-					err = runIdleCounts(ctx, &cfg, ps, pe, &rep.TLSIdle)
-				case ScenarioTLSConnect:
-					err = runConnect(ctx, &cfg, ps, pe, 0, rep)
-				case ScenarioTLSConnectBusy:
-					err = runConnect(ctx, &cfg, ps, pe, cfg.BusyHogs, rep)
-				}
-				if err != nil {
-					fail(sc, pe.info.Name, err)
-				}
-				ps.stopAll()
-			}
+		name := PeerDirect
+		if st.pe != nil {
+			name = st.pe.info.Name
+		} else if st.sc == ScenarioClientCPU || st.sc == ScenarioControl {
+			name = "run"
 		}
+		progress(cfg.Log, k, len(plan), st, name, cfg.Runs, time.Since(start))
+		var err error
+		switch st.sc {
+		case ScenarioClientCPU:
+			err = runClientCPU(ctx, &cfg, ps, cert, rep)
+		case ScenarioControl:
+			err = runControl(ctx, &cfg, ps, rep)
+		case ScenarioLatency:
+			err = runLatency(ctx, &cfg, ps, st.pe, rep)
+		case ScenarioTunnelIdle:
+			err = runTunnelIdle(ctx, &cfg, ps, st.pe, cert, &rep.TunnelIdle)
+		case ScenarioThroughput:
+			err = runThroughput(ctx, &cfg, ps, st.pe, cfg.Bytes, &rep.Throughput)
+		case ScenarioIdle:
+			err = runIdleCounts(ctx, &cfg, ps, st.pe, &rep.Idle)
+		case ScenarioSlowReader:
+			err = runSlowReader(ctx, &cfg, ps, st.pe, rep)
+		case ScenarioTLSThroughput:
+			err = runThroughput(ctx, &cfg, ps, st.pe, cfg.TLSBytes, &rep.TLSThroughput)
+		case ScenarioTLSIdle:
+			err = runIdleCounts(ctx, &cfg, ps, st.pe, &rep.TLSIdle)
+		case ScenarioTLSConnect:
+			err = runConnect(ctx, &cfg, ps, st.pe, 0, rep)
+		case ScenarioTLSConnectBusy:
+			err = runConnect(ctx, &cfg, ps, st.pe, cfg.BusyHogs, rep)
+		}
+		if err != nil {
+			fail(st.sc, name, err)
+		}
+		ps.stopAll()
 	}
 	rep.aggregate()
 	rep.finish()
