@@ -516,7 +516,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if st.pe != nil {
 			name = st.pe.info.Name
 		} else if st.sc == ScenarioClientCPU || st.sc == ScenarioControl {
-			name = "run"
+			name = "no relay"
 		}
 		progress(cfg.Log, k, len(plan), st, name, cfg.Runs, time.Since(start))
 		var err error
