@@ -71,15 +71,16 @@ type handshake struct {
 	wait atomic.Int32
 
 	// Filled by the upgrade hooks.
-	kind   PathKind
-	secret [maxSecret]byte // the path secret, or the tunnel's bearer token
-	secLen int
-	hasTok bool // tunnel: an Authorization: Bearer token was read into secret
-	hasVer bool // tunnel: an httvps.v* subprotocol the gateway speaks was offered
-	reject Reject
-	route  Route
-	ufd    int              // upstream socket (a TCP connect may be in progress)
-	ups    []netip.AddrPort // candidates left after ufd's
+	kind    PathKind
+	secret  [maxSecret]byte // the path secret, or the tunnel's bearer token
+	secLen  int
+	hasTok  bool // tunnel: an Authorization: Bearer token was read into secret
+	hasAuth bool // tunnel: an Authorization header was seen (a second one is refused)
+	hasVer  bool // tunnel: an httvps.v* subprotocol the gateway speaks was offered
+	reject  Reject
+	route   Route
+	ufd     int              // upstream socket (a TCP connect may be in progress)
+	ups     []netip.AddrPort // candidates left after ufd's
 
 	in    bytes.Reader
 	out   fixedWriter
@@ -371,7 +372,7 @@ func (h *handshake) upgrade(req []byte) error {
 	h.in.Reset(req)
 	h.out.n = 0 // a kept-alive connection may try more than once
 	h.ups = h.ups[:0]
-	h.hasTok, h.hasVer = false, false
+	h.hasTok, h.hasVer, h.hasAuth = false, false, false
 	u := ws.Upgrader{
 		ReadBufferSize:  g.cfg.MaxRequestSize + 64,
 		OnRequest:       h.onURI,
@@ -655,16 +656,24 @@ const tunnelPath = "/v1/tunnel"
 
 // onHeader takes the tunnel's bearer token from the Authorization header
 // (other headers are ignored). value is only valid during the call, so the
-// token is copied; a second Authorization header, a scheme other than
-// Bearer or a token over maxSecret bytes leaves no token (the decoy).
+// token is copied; a second Authorization header (after any first one), a
+// scheme other than Bearer or a token over maxSecret bytes leaves no token
+// (the decoy).
 func (h *handshake) onHeader(key, value []byte) error {
 	if h.kind != PathTunnel || !bytes.EqualFold(key, []byte("Authorization")) {
 		return nil
 	}
 	const scheme = "bearer "
-	if h.hasTok || len(value) <= len(scheme) || !bytes.EqualFold(value[:len(scheme)], []byte(scheme)) {
+	if h.hasAuth {
+		// A second Authorization header, whatever the first was: no token
+		// for good, and none of the first left in memory.
 		h.hasTok = false
+		clear(h.secret[:h.secLen])
 		h.secLen = 0
+		return nil
+	}
+	h.hasAuth = true
+	if len(value) <= len(scheme) || !bytes.EqualFold(value[:len(scheme)], []byte(scheme)) {
 		return nil
 	}
 	tok := bytes.TrimLeft(value[len(scheme):], " ")

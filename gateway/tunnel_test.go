@@ -653,13 +653,16 @@ func TestTunnelHandshake(t *testing.T) {
 		"unknown version":   "Sec-WebSocket-Protocol: httvps.v9\r\nAuthorization: Bearer s3cret\r\n",
 		"two tokens":        "Sec-WebSocket-Protocol: httvps.v1\r\nAuthorization: Bearer s3cret\r\nAuthorization: Bearer s3cret\r\n",
 		"other subprotocol": "Sec-WebSocket-Protocol: chat\r\nAuthorization: Bearer s3cret\r\n",
+		// Found in review: a third header, or Basic then Bearer, was let in.
+		"three tokens":  "Sec-WebSocket-Protocol: httvps.v1\r\nAuthorization: Bearer s3cret\r\nAuthorization: Bearer x\r\nAuthorization: Bearer s3cret\r\n",
+		"basic, bearer": "Sec-WebSocket-Protocol: httvps.v1\r\nAuthorization: Basic czNjcmV0\r\nAuthorization: Bearer s3cret\r\n",
 	} {
 		if got := req(h); !bytes.Equal(got, decoy) {
 			t.Errorf("%s: %q, want the decoy", name, got)
 		}
 	}
-	if v, s := m.rejected[RejectVersion].Load(), m.rejected[RejectSecret].Load(); v != 3 || s != 4 {
-		t.Errorf("rejects: version %d (want 3), secret %d (want 4)", v, s)
+	if v, s := m.rejected[RejectVersion].Load(), m.rejected[RejectSecret].Load(); v != 3 || s != 6 {
+		t.Errorf("rejects: version %d (want 3), secret %d (want 6)", v, s)
 	}
 	// Newest first: the gateway answers with the newest version it speaks.
 	c, err := tryTunnel(g, "s3cret", "httvps.v9", "httvps.v1")
