@@ -572,9 +572,19 @@ func (st *tunStream) Close() error {
 	s, id, reserved := st.sess, st.id, st.reserved
 	reset := id != 0 && st.err == nil && !(st.finSent && st.remoteFin)
 	st.reserved = nil
+	// Received bytes never read still hold their share of the session
+	// window: give it back, or each early close shrinks the window for
+	// good and the tunnel stalls.
+	unread := 0
+	if st.kind == mux.KindTCP {
+		unread = len(st.rbuf) - st.roff
+	}
 	st.rbuf, st.roff, st.pkts, st.replay = nil, 0, nil, nil
 	st.cond.Broadcast()
 	st.mu.Unlock()
+	if s != nil && unread > 0 {
+		s.consumed(unread)
+	}
 	switch {
 	case reset:
 		s.queue(func(b []byte) []byte { return mux.AppendReset(b, id, mux.ResetCancel) })
