@@ -80,3 +80,38 @@ func TestTunnelCloseUnreadCreditsSession(t *testing.T) {
 		sc.Close()
 	}
 }
+
+// TestTunnelUnreadStreamsDoNotStarveOthers: 20 streams whose application
+// never reads (each holding its whole 256 KiB stream window, 5 MiB in all:
+// more than the 4 MiB session window) and another stream of the same
+// tunnel still gets all its bytes.
+func TestTunnelUnreadStreamsDoNotStarveOthers(t *testing.T) {
+	const burst = 1 << 20
+	up := burstUpstream(t, burst)
+	addr, _ := startRealGateway(t, false, map[string]string{"tok-gateway-tunnel": up})
+	tun := gatewayTunnel(t, 1, Gateway{Addr: addr})
+	for i := range 20 {
+		sc, err := tun.DialStream(dialCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sc.Close()
+		if _, err := sc.Write([]byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		waitBuffered(t, sc.(*tunStream), int(tun.cfg.StreamWindow), fmt.Sprint("unread stream ", i))
+	}
+	sc, err := tun.DialStream(dialCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	if _, err := sc.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	sc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := io.Copy(io.Discard, io.LimitReader(sc, burst))
+	if n != burst {
+		t.Fatalf("the reading stream got %d of %d bytes (%v): the unread streams hold the session window", n, burst, err)
+	}
+}

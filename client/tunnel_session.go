@@ -240,7 +240,7 @@ func (s *tunSession) queue(add func([]byte) []byte) {
 }
 
 // consumed gives back n bytes of the session window once half of it has
-// been consumed (read by the application or dropped).
+// been consumed (taken into a stream's buffer, or dropped).
 func (s *tunSession) consumed(n int) {
 	if n == 0 {
 		return

@@ -374,8 +374,8 @@ func (st *tunStream) Read(p []byte) (int, error) {
 	}
 }
 
-// creditLocked gives back n read bytes: WINDOW on the stream at half its
-// window, and the session's share.
+// creditLocked gives back n read (or dropped) bytes to the stream: WINDOW
+// on it at half its window. The session's share went back on arrival.
 func (st *tunStream) creditLocked(n int) {
 	s := st.sess
 	if s == nil || st.kind != mux.KindTCP {
@@ -388,7 +388,6 @@ func (st *tunStream) creditLocked(n int) {
 		st.recvWin += inc
 		s.queue(func(b []byte) []byte { return mux.AppendWindow(b, id, uint32(inc)) })
 	}
-	s.consumed(n)
 }
 
 // onData: a piece of DATA for the stream (reader goroutine).
@@ -433,6 +432,11 @@ func (st *tunStream) onData(s *tunSession, id uint32, p []byte, fin bool) {
 	}
 	st.cond.Broadcast()
 	st.mu.Unlock()
+	// The session is credited on arrival, not on the application's read:
+	// rbuf is bounded by the stream window (recvWin above), so memory stays
+	// bounded by streams × stream window, and ~16 streams nobody reads
+	// (the session window is 16 stream windows) cannot starve the others.
+	s.consumed(len(p))
 	if fin {
 		st.doneIfBothEnded(s, id)
 	}
@@ -572,19 +576,11 @@ func (st *tunStream) Close() error {
 	s, id, reserved := st.sess, st.id, st.reserved
 	reset := id != 0 && st.err == nil && !(st.finSent && st.remoteFin)
 	st.reserved = nil
-	// Received bytes never read still hold their share of the session
-	// window: give it back, or each early close shrinks the window for
-	// good and the tunnel stalls.
-	unread := 0
-	if st.kind == mux.KindTCP {
-		unread = len(st.rbuf) - st.roff
-	}
+	// Unread bytes were credited to the session on arrival (onData), so
+	// dropping them takes nothing from the tunnel's other streams.
 	st.rbuf, st.roff, st.pkts, st.replay = nil, 0, nil, nil
 	st.cond.Broadcast()
 	st.mu.Unlock()
-	if s != nil && unread > 0 {
-		s.consumed(unread)
-	}
 	switch {
 	case reset:
 		s.queue(func(b []byte) []byte { return mux.AppendReset(b, id, mux.ResetCancel) })
