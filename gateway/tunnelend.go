@@ -7,6 +7,7 @@ package gateway
 import (
 	"context"
 	"log/slog"
+	"slices"
 
 	"github.com/gobwas/ws"
 	"golang.org/x/sys/unix"
@@ -37,6 +38,18 @@ func (s *session) endStream(st *tstream, why StreamEnd, code mux.ResetCode, caus
 	}
 	if t.cur == st {
 		t.cur = nil
+	}
+	if st.isBlocked {
+		// Off the list of streams waiting for the window, which so stays
+		// within the open streams (review finding 3: ended streams stayed
+		// on it, and every event of the tunnel walked them).
+		if i := slices.Index(t.blocked, st); i >= 0 {
+			last := len(t.blocked) - 1
+			t.blocked[i] = t.blocked[last]
+			t.blocked[last] = nil
+			t.blocked = t.blocked[:last]
+		}
+		st.isBlocked = false
 	}
 	l.g.m.Buffered(-st.up.release())
 	if st.pkt != nil {

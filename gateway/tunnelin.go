@@ -171,7 +171,8 @@ func (s *session) tunOpen(ev mux.Event) bool {
 	var code mux.ResetCode
 	var why StreamEnd
 	switch {
-	case ev.Open != mux.KindTCP && ev.Open != mux.KindUDP:
+	case ev.Open != mux.KindTCP && ev.Open != mux.KindUDP,
+		ev.Open == mux.KindUDP && n > mux.MaxUDPPacket: // as for a DATA frame
 		code, why = mux.ResetProtocol, StreamProtocol
 	case t.goAway || len(t.streams) >= s.l.g.tunMaxStreams:
 		code, why = mux.ResetRefused, StreamRefused
@@ -288,6 +289,13 @@ func (s *session) tunDataStart(h mux.Header) bool {
 func (s *session) tunPiece(ev mux.Event) {
 	t := s.tun
 	st := t.cur
+	// The piece leaves curLeft before it is written: from here on it is
+	// the stream's (written, gathered or queued), and a stream that ends
+	// credits those; counted in both, a write failure at the gather limit
+	// credited it twice (review finding 4).
+	if st != nil {
+		t.curLeft -= int64(len(ev.Payload))
+	}
 	if st != nil && st.fd >= 0 {
 		if st.udp {
 			s.udpPacketPiece(st, ev.Payload, ev.Last)
@@ -295,11 +303,6 @@ func (s *session) tunPiece(ev mux.Event) {
 			st.last = s.l.now
 			s.streamWrite(st, ev.Payload)
 		}
-	}
-	// A stream that ended meanwhile cleared t.cur (and credited back what
-	// of the frame it will never take, this piece included).
-	if t.cur != nil {
-		t.curLeft -= int64(len(ev.Payload))
 	}
 	if ev.Last {
 		t.inFrame, t.cur = false, nil
