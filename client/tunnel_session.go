@@ -17,7 +17,7 @@ import (
 // serialises the writes).
 //
 // Lock order: tunStream.mu, then tunSession.mu (never the reverse);
-// Tunnel.mu, then tunSession.mu.
+// tunStream.mu, then tunSession.ctlMu; Tunnel.mu, then tunSession.mu.
 type tunSession struct {
 	t      *Tunnel
 	gw     Gateway
@@ -126,6 +126,10 @@ func (s *tunSession) lastRTT() time.Duration {
 	return s.rtt
 }
 
+// testHookOpened, set by tests only, runs in open once the stream has its
+// ID and st.mu is released, before the OPEN is written.
+var testHookOpened func(*tunStream)
+
 // errSessionUnusable: the session died or is going away; open elsewhere.
 var errSessionUnusable = errors.New("client: tunnel going away")
 
@@ -174,17 +178,23 @@ func (s *tunSession) open(st *tunStream, first []byte, fin bool) (int, error) {
 		st.finSent = true
 	}
 	st.noteSentLocked(first[:k])
-	st.mu.Unlock()
-
 	// Queued control frames go first, in the same message: a RESET of a
 	// closed stream then reaches the gateway before this OPEN takes the
-	// slot it freed.
+	// slot it freed. They are taken while st.mu is still held: a Close of
+	// st once st.mu is released queues its RESET after this snapshot, and
+	// the writer sends it only after this OPEN (openMu); taken later, the
+	// RESET could ride in front of its own OPEN (the gateway closes the
+	// tunnel with 1002).
 	s.ctlMu.Lock()
 	pending := len(s.ctl) - wsHeaderRoom
 	b := make([]byte, wsHeaderRoom, wsHeaderRoom+pending+mux.HeaderLen+1+k)
 	b = append(b, s.ctl[wsHeaderRoom:]...)
 	s.ctl = s.ctl[:wsHeaderRoom]
 	s.ctlMu.Unlock()
+	st.mu.Unlock()
+	if h := testHookOpened; h != nil {
+		h(st)
+	}
 	b = mux.AppendOpen(b, id, st.kind, fin, first[:k])
 	if err := s.ws.writeReserved(b); err != nil {
 		// The tunnel broke under the OPEN: nothing of the stream can have
