@@ -115,3 +115,26 @@ func TestTunnelUnreadStreamsDoNotStarveOthers(t *testing.T) {
 		t.Fatalf("the reading stream got %d of %d bytes (%v): the unread streams hold the session window", n, burst, err)
 	}
 }
+
+// TestTunnelLargeMaxFrameStaysInWSFrame: a gateway announcing MAX_FRAME
+// 4 MiB (docs/03 allows up to 16 MiB) still accepts WebSocket frames of at
+// most 1 MiB (the gateway's MaxFrameSize; the test server's reader has the
+// same bound): the client's DATA payloads stay within one such frame, and
+// 6 MiB written in 4 MiB Writes arrive intact.
+func TestTunnelLargeMaxFrameStaysInWSFrame(t *testing.T) {
+	peer, reports := hashPeer(t)
+	set := serverSettings(100)
+	set.MaxFrame, set.StreamWindow, set.SessionWindow = 4<<20, 8<<20, 16<<20
+	srv := startTunServer(t, tunToken, peer, "", set)
+	tun := newTestTunnel(t, 1, nil, srv.Addr())
+	s, err := tun.DialStream(dialCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sum, err := exchange(s, 91, 64<<10, 6<<20, 4<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerReports(t, reports, map[string]int{sum: 1})
+}

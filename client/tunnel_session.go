@@ -159,7 +159,7 @@ func (s *tunSession) open(st *tunStream, first []byte, fin bool) (int, error) {
 	}
 	k := len(first)
 	if st.kind == mux.KindTCP {
-		k = int(max(0, min(int64(k), int64(s.peer.MaxFrame-1), s.sendWin, int64(s.peer.StreamWindow))))
+		k = int(max(0, min(int64(k), int64(s.dataMaxLocked()-1), s.sendWin, int64(s.peer.StreamWindow))))
 		s.sendWin -= int64(k)
 	} else if k > int(s.peer.MaxFrame-1) || k > mux.MaxUDPPacket {
 		s.mu.Unlock()
@@ -195,8 +195,19 @@ func (s *tunSession) open(st *tunStream, first []byte, fin bool) (int, error) {
 	if h := testHookOpened; h != nil {
 		h(st)
 	}
+	var err error
+	if pending > 0 && pending+mux.HeaderLen+1+k > wsMaxFramePayload {
+		// Both in one message would pass the gateway's WebSocket frame
+		// bound: the control frames go first on their own (still under
+		// openMu, so still ahead of the OPEN).
+		err = s.ws.writeReserved(b)
+		b = b[:wsHeaderRoom]
+	}
 	b = mux.AppendOpen(b, id, st.kind, fin, first[:k])
-	if err := s.ws.writeReserved(b); err != nil {
+	if err == nil {
+		err = s.ws.writeReserved(b)
+	}
+	if err != nil {
 		// The tunnel broke under the OPEN: nothing of the stream can have
 		// been answered, so it opens on another tunnel.
 		retry := st.retryOpen(s, id, k, fin)
@@ -214,20 +225,36 @@ func (s *tunSession) open(st *tunStream, first []byte, fin bool) (int, error) {
 func (s *tunSession) takeSendWin(st *tunStream, n int64) (int64, uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := min(n, s.sendWin, int64(s.peer.MaxFrame))
+	mf := s.dataMaxLocked()
+	k := min(n, s.sendWin, int64(mf))
 	if k <= 0 {
 		s.winWaiters[st] = struct{}{}
-		return 0, s.peer.MaxFrame
+		return 0, mf
 	}
 	s.sendWin -= k
-	return k, s.peer.MaxFrame
+	return k, mf
+}
+
+// wsMaxFramePayload is the largest WebSocket frame payload the gateway
+// takes (its MaxFrameSize); a frame over it closes the tunnel with 1009.
+const wsMaxFramePayload = 1 << 20
+
+// maxDataPayload is the largest DATA payload that, with its mux header,
+// fits one such WebSocket frame (the header room kept to spare).
+const maxDataPayload = wsMaxFramePayload - mux.HeaderLen - wsHeaderRoom
+
+// dataMaxLocked is the largest DATA payload to send: the gateway's
+// MAX_FRAME (up to 16 MiB by docs/03), but never past one WebSocket frame
+// of the gateway's bound, since a DATA frame goes in one WebSocket frame.
+func (s *tunSession) dataMaxLocked() uint32 {
+	return min(s.peer.MaxFrame, maxDataPayload)
 }
 
 // maxFrame is the largest DATA payload the gateway accepts.
 func (s *tunSession) maxFrame() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return int(s.peer.MaxFrame)
+	return int(s.dataMaxLocked())
 }
 
 func (s *tunSession) send(b []byte) error {
