@@ -30,7 +30,8 @@ const wsMaskChunk = 32 << 10
 //
 // Reads (Read, ReadMessage) are for one goroutine at a time; writes may
 // come from several goroutines and are serialised (one frame at a time).
-// Pings from the gateway are answered with pongs while reading. A close
+// Pings from the gateway are answered with pongs (the latest ping's, sent
+// from a goroutine of their own: a blocked writer never stalls reading). A close
 // frame from the gateway ends reading — with io.EOF for 1000 or no code, a
 // *CloseError otherwise — and is not echoed at once: on the Outline paths
 // the client may still send, and its own close goes out with WriteClose
@@ -52,12 +53,23 @@ type WSConn struct {
 	rerr   error // sticky: the read side's end
 	ctl    [125]byte
 
-	wmu       sync.Mutex // guards the fields below and every write to conn
-	wbuf      []byte     // masking scratch, allocated at the first unreserved write
-	rng       *mrand.ChaCha8
-	sentClose bool
-	werr      error // sticky: a write that failed may have left a frame half-sent
-	pong      [wsHeaderRoom + 125]byte
+	wmu  sync.Mutex // guards the fields below and every write to conn
+	wbuf []byte     // masking scratch, allocated at the first unreserved write
+	rng  *mrand.ChaCha8
+	werr error // sticky: a write that failed may have left a frame half-sent
+	pong [wsHeaderRoom + 125]byte
+	// sentClose: a close frame went out (set under wmu; read anywhere, so
+	// the reader never waits on wmu for it).
+	sentClose atomic.Bool
+
+	// The latest ping's payload, waiting for its pong. The reader never
+	// writes (it would wait behind a blocked writer): it leaves the payload
+	// here and one goroutine at a time (ponging) sends it.
+	pmu     sync.Mutex
+	pongP   [125]byte
+	pongN   int
+	pongDue bool
+	ponging atomic.Bool
 
 	gotClose atomic.Bool // a close frame arrived
 	closed   atomic.Bool // Close was called
@@ -286,14 +298,13 @@ func (c *WSConn) peekHeader() (ws.Header, error) {
 func (c *WSConn) control(op ws.OpCode, p []byte) error {
 	switch op {
 	case ws.OpPing:
-		c.wmu.Lock()
-		defer c.wmu.Unlock()
-		if c.sentClose {
-			return nil
-		}
-		copy(c.pong[wsHeaderRoom:], p)
-		if err := c.writeFrameLocked(ws.OpPong, c.pong[:wsHeaderRoom+len(p)]); err != nil {
-			return c.readFailed(err)
+		// Only the latest ping needs its pong (RFC 6455 5.5.3).
+		c.pmu.Lock()
+		c.pongN = copy(c.pongP[:], p)
+		c.pongDue = true
+		c.pmu.Unlock()
+		if c.ponging.CompareAndSwap(false, true) {
+			go c.sendPongs()
 		}
 		return nil
 	case ws.OpPong:
@@ -313,10 +324,7 @@ func (c *WSConn) control(op ws.OpCode, p []byte) error {
 	c.gotClose.Store(true)
 	if code == 1000 || code == 1005 {
 		c.rerr = io.EOF
-		c.wmu.Lock()
-		done := c.sentClose
-		c.wmu.Unlock()
-		if done {
+		if c.sentClose.Load() {
 			c.conn.Close()
 		}
 		return io.EOF
@@ -325,6 +333,32 @@ func (c *WSConn) control(op ws.OpCode, p []byte) error {
 	c.rerr = &CloseError{Code: code, Reason: reason}
 	c.abort(code)
 	return c.rerr
+}
+
+// sendPongs sends the pending pong, and the next while another ping came
+// in meanwhile; it runs on its own goroutine, so a writer blocked on a
+// full socket holds up pongs, never the reader. A failed write is sticky
+// (werr): the connection's next write reports it.
+func (c *WSConn) sendPongs() {
+	for {
+		c.wmu.Lock()
+		c.pmu.Lock()
+		if !c.pongDue {
+			// Cleared under pmu: a ping that arrives after this starts a
+			// new sender; one that arrived before was seen here.
+			c.ponging.Store(false)
+			c.pmu.Unlock()
+			c.wmu.Unlock()
+			return
+		}
+		n := copy(c.pong[wsHeaderRoom:], c.pongP[:c.pongN])
+		c.pongDue = false
+		c.pmu.Unlock()
+		if !c.sentClose.Load() {
+			c.writeFrameLocked(ws.OpPong, c.pong[:wsHeaderRoom+n])
+		}
+		c.wmu.Unlock()
+	}
 }
 
 // fail ends the connection because of the gateway's frames: a close with
@@ -340,8 +374,8 @@ func (c *WSConn) fail(code ws.StatusCode, err error) error {
 // blocked writer.
 func (c *WSConn) abort(code uint16) {
 	if c.wmu.TryLock() {
-		if !c.sentClose {
-			c.sentClose = true
+		if !c.sentClose.Load() {
+			c.sentClose.Store(true)
 			c.conn.SetWriteDeadline(time.Now().Add(time.Second))
 			c.writeCloseLocked(code)
 		}
@@ -369,7 +403,7 @@ func (c *WSConn) Write(p []byte) (int, error) {
 func (c *WSConn) WriteMessage(p []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.sentClose {
+	if c.sentClose.Load() {
 		return ErrWSWriteClosed
 	}
 	if c.werr != nil {
@@ -404,7 +438,7 @@ func (c *WSConn) WriteMessage(p []byte) error {
 func (c *WSConn) writeReserved(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.sentClose {
+	if c.sentClose.Load() {
 		return ErrWSWriteClosed
 	}
 	return c.writeFrameLocked(ws.OpBinary, b)
@@ -440,11 +474,11 @@ func (c *WSConn) writeFailed(err error) error {
 // close has arrived already, the TCP connection is closed too.
 func (c *WSConn) WriteClose(code uint16) error {
 	c.wmu.Lock()
-	if c.sentClose {
+	if c.sentClose.Load() {
 		c.wmu.Unlock()
 		return nil
 	}
-	c.sentClose = true
+	c.sentClose.Store(true)
 	err := c.writeCloseLocked(code)
 	c.wmu.Unlock()
 	if c.gotClose.Load() {
