@@ -9,7 +9,7 @@ FUZZ_PKGS ?= ./codec ./codec/mux ./codec/tls12 ./codec/tls13 ./client ./gateway
 BENCH_OUT ?= bench/results
 BENCH_ARGS ?=
 
-.PHONY: all help build test vet run bench fuzz deps clean
+.PHONY: all help build test vet run bench bench-full fuzz deps clean
 
 all: build
 
@@ -17,7 +17,8 @@ help:
 	@echo "make build   build bin/httvps, bin/httvps-gateway, bin/httvps-control and bin/httvps-bench"
 	@echo "make test    install missing deps, go vet, go test -race"
 	@echo "make run     httvps up with a local ss-server as its pool member; prints a client key and the ss-local command (RUN_SELFTEST=1 checks it)"
-	@echo "make bench   run the bench harness with its default scenarios into $(BENCH_OUT)/"
+	@echo "make bench       short run (about 6 min on 2 cores): every scenario and peer, small cells, into $(BENCH_OUT)/"
+	@echo "make bench-full  full run: 1 GiB cells, 5 runs per figure (medians, ranges); BENCH_ARGS=-runs 3 shortens it"
 	@echo "make fuzz    run every fuzz target in $(FUZZ_PKGS) for FUZZTIME=$(FUZZTIME)"
 	@echo "make deps    install the Debian packages tests, bench and run use (only missing ones)"
 
@@ -39,6 +40,9 @@ run: build
 	scripts/run.sh
 
 bench: deps build
+	$(BIN)/httvps-bench -short -out $(BENCH_OUT) $(BENCH_ARGS)
+
+bench-full: deps build
 	$(BIN)/httvps-bench -out $(BENCH_OUT) $(BENCH_ARGS)
 
 fuzz:
