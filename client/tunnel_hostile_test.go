@@ -5,6 +5,7 @@ package client
 // and its memory stay bounded.
 
 import (
+	"errors"
 	"net"
 	"runtime"
 	"strings"
@@ -147,4 +148,63 @@ func TestWSPingWhileWriterBlocked(t *testing.T) {
 	b = codec.AppendServerFrame(b, ws.OpBinary, mux.AppendWindow(nil, 0, 12345))
 	out <- b
 	waitSendWin(t, s, base+12345, "pings then WINDOW")
+}
+
+// TestTunnelPingFloodQueueBounded: a gateway that does not read and floods
+// PINGs (1M of them, 17 MB of answers) keeps the client's queue of control
+// frames small: one PING ACK, the latest, waits; the tunnel stays up.
+func TestTunnelPingFloodQueueBounded(t *testing.T) {
+	addr, out := deafGateway(t, bigWindows())
+	tun := newTestTunnel(t, 1, nil, addr)
+	s := blockWriter(t, tun)
+	s.mu.Lock()
+	base := s.sendWin
+	s.mu.Unlock()
+	const pings, perMsg = 1 << 20, 3000
+	var id [8]byte
+	for sent := 0; sent < pings; {
+		var frames []byte
+		for k := 0; k < perMsg && sent < pings; k++ {
+			id[0], id[1], id[2] = byte(sent), byte(sent>>8), byte(sent>>16)
+			frames = mux.AppendPing(frames, id, false)
+			sent++
+		}
+		out <- codec.AppendServerFrame(nil, ws.OpBinary, frames)
+	}
+	out <- codec.AppendServerFrame(nil, ws.OpBinary, mux.AppendWindow(nil, 0, 12345))
+	waitSendWin(t, s, base+12345, "PING flood then WINDOW")
+	s.ctlMu.Lock()
+	n, ack := s.ctl.size(), s.ctl.ack
+	s.ctlMu.Unlock()
+	if n > 4<<10 {
+		t.Fatalf("%d bytes of control frames queued after %d PINGs (bound: one ACK)", n, pings)
+	}
+	if got := int(ack[0]) | int(ack[1])<<8 | int(ack[2])<<16; got != pings-1 {
+		t.Fatalf("queued ACK is for PING %x, want the latest", ack[:3])
+	}
+}
+
+// TestTunnelControlOverflowCloses: control frames that cannot be coalesced
+// (RESETs) past the bound while the gateway does not read close the tunnel
+// with ErrControlOverflow instead of growing.
+func TestTunnelControlOverflowCloses(t *testing.T) {
+	addr, _ := deafGateway(t, bigWindows())
+	tun := newTestTunnel(t, 1, nil, addr)
+	s := blockWriter(t, tun)
+	// The writer may take one batch before it blocks too: queue 3× the
+	// bound, so that past it is queued whatever that batch took.
+	for id := uint32(1); id < 3*ctlMaxBytes/(mux.HeaderLen+4); id++ {
+		s.queue(func(b []byte) []byte { return mux.AppendReset(b, id, mux.ResetCancel) })
+	}
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("tunnel still up with its control queue over the bound")
+	}
+	s.mu.Lock()
+	err := s.dead
+	s.mu.Unlock()
+	if !errors.Is(err, ErrControlOverflow) {
+		t.Fatalf("tunnel ended with %v, want ErrControlOverflow", err)
+	}
 }

@@ -137,7 +137,7 @@ func (r *tunReader) frame(ev mux.Event) error {
 			return err
 		}
 		if h.Flags&mux.FlagACK == 0 {
-			s.queue(func(b []byte) []byte { return mux.AppendPing(b, id, true) })
+			s.queuePingAck(id)
 			return nil
 		}
 		s.mu.Lock()

@@ -30,7 +30,7 @@ type tunSession struct {
 	openMu sync.Mutex
 
 	ctlMu  sync.Mutex
-	ctl    []byte // queued control frames, after wsHeaderRoom bytes of room
+	ctl    ctlQueue // queued control frames (tunnel_ctl.go)
 	ctlSig chan struct{}
 
 	mu         sync.Mutex // guards the fields below
@@ -60,7 +60,6 @@ func newTunSession(t *Tunnel, gw Gateway, c *WSConn) *tunSession {
 		ws:         c,
 		done:       make(chan struct{}),
 		opened:     time.Now(),
-		ctl:        make([]byte, wsHeaderRoom, wsHeaderRoom+512),
 		ctlSig:     make(chan struct{}, 1),
 		streams:    make(map[uint32]*tunStream),
 		peer:       mux.DefaultSettings(),
@@ -186,10 +185,10 @@ func (s *tunSession) open(st *tunStream, first []byte, fin bool) (int, error) {
 	// RESET could ride in front of its own OPEN (the gateway closes the
 	// tunnel with 1002).
 	s.ctlMu.Lock()
-	pending := len(s.ctl) - wsHeaderRoom
+	pending := s.ctl.size()
 	b := make([]byte, wsHeaderRoom, wsHeaderRoom+pending+mux.HeaderLen+1+k)
-	b = append(b, s.ctl[wsHeaderRoom:]...)
-	s.ctl = s.ctl[:wsHeaderRoom]
+	b = s.ctl.take(b)
+	pending = len(b) - wsHeaderRoom
 	s.ctlMu.Unlock()
 	st.mu.Unlock()
 	if h := testHookOpened; h != nil {
@@ -265,17 +264,6 @@ func (s *tunSession) send(b []byte) error {
 	return nil
 }
 
-// queue appends control frames (built by add) for the writer goroutine.
-func (s *tunSession) queue(add func([]byte) []byte) {
-	s.ctlMu.Lock()
-	s.ctl = add(s.ctl)
-	s.ctlMu.Unlock()
-	select {
-	case s.ctlSig <- struct{}{}:
-	default:
-	}
-}
-
 // consumed gives back n bytes of the session window once half of it has
 // been consumed (taken into a stream's buffer, or dropped).
 func (s *tunSession) consumed(n int) {
@@ -291,7 +279,7 @@ func (s *tunSession) consumed(n int) {
 	}
 	s.mu.Unlock()
 	if inc > 0 {
-		s.queue(func(b []byte) []byte { return mux.AppendWindow(b, 0, uint32(inc)) })
+		s.queueWindow(0, uint32(inc))
 	}
 }
 
@@ -355,8 +343,7 @@ func (s *tunSession) writeLoop() {
 		// queued before an OPEN precede it (open takes them along).
 		s.openMu.Lock()
 		s.ctlMu.Lock()
-		b := s.ctl
-		s.ctl = spare
+		b := s.ctl.take(spare[:wsHeaderRoom])
 		s.ctlMu.Unlock()
 		var err error
 		if len(b) > wsHeaderRoom {
@@ -367,7 +354,9 @@ func (s *tunSession) writeLoop() {
 			s.close(err)
 			return
 		}
-		spare = b[:wsHeaderRoom]
+		if cap(b) <= wsHeaderRoom+4096 {
+			spare = b // a burst's large buffer is not kept
+		}
 	}
 }
 

@@ -386,7 +386,7 @@ func (st *tunStream) creditLocked(n int) {
 		inc, id := st.recvCredit, st.id
 		st.recvCredit = 0
 		st.recvWin += inc
-		s.queue(func(b []byte) []byte { return mux.AppendWindow(b, id, uint32(inc)) })
+		s.queueWindow(id, uint32(inc))
 	}
 }
 
