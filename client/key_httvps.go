@@ -32,8 +32,8 @@ func parseHTTVPS(text string) (*Key, error) {
 		return nil, fmt.Errorf("%w: httvps:// key has a malformed query", ErrBadKey)
 	}
 	k := &Key{Token: u.User.Username(), Label: u.Fragment}
-	if len(k.Token) > 512 {
-		return nil, fmt.Errorf("%w: token longer than 512 bytes", ErrBadKey)
+	if err := checkToken(k.Token); err != nil {
+		return nil, err
 	}
 	if q.Get("cipher") == "" && q.Get("secret") == "" && len(q["gw"]) == 0 && q.Get("control") == "" {
 		return controlOnlyKey(k, u, q)
@@ -111,7 +111,8 @@ func controlOnlyKey(k *Key, u *url.URL, q url.Values) (*Key, error) {
 func checkControlURL(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("%w: control URL %q: want https://host[:port][/prefix]", ErrBadKey, printableLabel(raw))
+		// Never the user part or the query: either may hold a password.
+		return "", fmt.Errorf("%w: control URL %s: want https://host[:port][/prefix]", ErrBadKey, urlHostOnly(u, err))
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	return u.String(), nil
@@ -121,6 +122,9 @@ func checkControlURL(raw string) (string, error) {
 func parseControlURL(raw, token string) (*Key, error) {
 	c, err := checkControlURL(raw)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkToken(token); err != nil {
 		return nil, err
 	}
 	return &Key{Token: token, Control: c}, nil
@@ -194,4 +198,26 @@ func FormatHTTVPS(token string, gws []Gateway, cipher, secret string, pin []byte
 	}
 	u := url.URL{Scheme: "httvps", User: url.User(token), Host: host, Path: "/", RawQuery: strings.Join(q, "&"), Fragment: label}
 	return u.String()
+}
+
+// MaxTokenLen is the longest client token the gateway takes (its bound on
+// a bearer token and an Outline path secret); a longer one could never
+// open a tunnel.
+const MaxTokenLen = 256
+
+func checkToken(tok string) error {
+	if len(tok) > MaxTokenLen {
+		return fmt.Errorf("%w: token is %d bytes, the gateway takes at most %d", ErrBadKey, len(tok), MaxTokenLen)
+	}
+	return nil
+}
+
+// urlHostOnly names a rejected URL in an error by its scheme and host
+// only: its user part, path or query may hold a secret (ErrBadKey errors
+// never quote one).
+func urlHostOnly(u *url.URL, err error) string {
+	if err != nil || u == nil {
+		return "(not a URL)"
+	}
+	return fmt.Sprintf("%q", printableLabel(u.Scheme+"://"+u.Host))
 }

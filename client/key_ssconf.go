@@ -224,7 +224,8 @@ func (d *ssDialer) check(k *Key, which string) (*endpoint, error) {
 			raw, _ := e["url"].(string)
 			u, err := url.Parse(raw)
 			if err != nil || (u.Scheme != "wss" && u.Scheme != "ws") || u.Host == "" {
-				return nil, fmt.Errorf("%w: ssconf %s websocket url %q: want wss://host/path", ErrBadKey, which, printableLabel(raw))
+				// Scheme and host only: the path is the Outline secret.
+				return nil, fmt.Errorf("%w: ssconf %s websocket url %s: want wss://host/path", ErrBadKey, which, urlHostOnly(u, err))
 			}
 			return &endpoint{ws: u}, nil
 		case "dial":

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -212,5 +213,46 @@ func TestParseSSConf(t *testing.T) {
 		if _, err := ParseSSConf([]byte(doc)); !errors.Is(err, ErrBadKey) {
 			t.Errorf("ParseSSConf(%q) = %v; want ErrBadKey", doc, err)
 		}
+	}
+}
+
+// TestBadKeyErrorsQuoteNoSecrets: a rejected websocket URL (its path is the
+// Outline secret) or control URL (its user part may hold a password) is
+// named by scheme and host only.
+func TestBadKeyErrorsQuoteNoSecrets(t *testing.T) {
+	const secret = "Zq7sEcretPathPart"
+	_, err := ParseSSConf([]byte("transport:\n  $type: tcpudp\n  tcp:\n    $type: shadowsocks\n    endpoint: {$type: websocket, url: \"https://gw.example.com/" + secret + "/tcp\"}\n    cipher: aes-128-gcm\n    secret: s\n"))
+	if !errors.Is(err, ErrBadKey) || strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), "gw.example.com") {
+		t.Errorf("bad websocket url: %v; want ErrBadKey naming the host, not the path", err)
+	}
+	for _, key := range []string{
+		"httvps://tok@gw.example.com/?cipher=aes-128-gcm&secret=x&control=https://alice:" + secret + "@ctl.example.com",
+		"httvps://tok@gw.example.com/?cipher=aes-128-gcm&secret=x&control=" + url.QueryEscape("https://ctl.example.com/?k="+secret),
+	} {
+		_, err := ParseKey(key)
+		if !errors.Is(err, ErrBadKey) || strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), "ctl.example.com") {
+			t.Errorf("ParseKey(%q) = %v; want ErrBadKey naming the host, no secret", key, err)
+		}
+	}
+	_, err = ResolveKey(testCtx(t), "https://alice:"+secret+"@ctl.example.com/x", ResolveOptions{Token: "tok"})
+	if !errors.Is(err, ErrBadKey) || strings.Contains(err.Error(), secret) {
+		t.Errorf("control URL with a password: %v; want ErrBadKey without it", err)
+	}
+}
+
+// TestTokenLengthBound: the gateway takes tokens of at most 256 bytes; the
+// client refuses a longer one up front instead of failing every handshake.
+func TestTokenLengthBound(t *testing.T) {
+	ok, long := strings.Repeat("t", 256), strings.Repeat("t", 257)
+	if _, err := ParseKey("httvps://" + ok + "@gw.example.com/?cipher=aes-128-gcm&secret=x"); err != nil {
+		t.Fatalf("256-byte token: %v", err)
+	}
+	_, err := ParseKey("httvps://" + long + "@gw.example.com/?cipher=aes-128-gcm&secret=x")
+	if !errors.Is(err, ErrBadKey) || !strings.Contains(err.Error(), "at most 256") || strings.Contains(err.Error(), long) {
+		t.Errorf("257-byte token in a key: %v; want ErrBadKey, at most 256", err)
+	}
+	_, err = ResolveKey(testCtx(t), "https://ctl.example.com", ResolveOptions{Token: long})
+	if !errors.Is(err, ErrBadKey) || !strings.Contains(err.Error(), "at most 256") {
+		t.Errorf("257-byte -token: %v; want ErrBadKey, at most 256", err)
 	}
 }
