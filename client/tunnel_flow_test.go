@@ -47,7 +47,7 @@ func waitBuffered(t *testing.T, st *tunStream, n int, what string) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		st.mu.Lock()
-		have := len(st.rbuf) - st.roff
+		have := st.rq.Len()
 		st.mu.Unlock()
 		if have >= n {
 			return

@@ -171,7 +171,7 @@ func TestGatewayTunnelStalledReader(t *testing.T) {
 	held := func() int {
 		st.mu.Lock()
 		defer st.mu.Unlock()
-		return len(st.rbuf) - st.roff
+		return st.rq.Len()
 	}
 	waitUntil(t, "the stalled stream's window full", func() bool { return held() >= mux.DefaultStreamWindow })
 	manyExchanges(t, tun, reports, 4, 8<<20, 1<<20, nil)

@@ -55,10 +55,9 @@ type tunStream struct {
 	closed     bool
 	readClosed bool
 	uncounted  bool
-	rbuf       []byte // tcp: received, unread: rbuf[roff:]
-	roff       int
-	recvWin    int64 // tcp: what the gateway may still send on the stream
-	recvCredit int64 // tcp: read, not yet given back with WINDOW
+	rq         byteQueue // tcp: received, unread
+	recvWin    int64     // tcp: what the gateway may still send on the stream
+	recvCredit int64     // tcp: read, not yet given back with WINDOW
 	pkts       [][]byte
 	pktBytes   int
 	pkt        []byte // udp: the packet being received
@@ -333,19 +332,12 @@ func (st *tunStream) ensureOpen() {
 func (st *tunStream) Read(p []byte) (int, error) {
 	st.mu.Lock()
 	for {
-		if n := len(st.rbuf) - st.roff; n > 0 {
+		if st.rq.Len() > 0 {
 			if len(p) == 0 {
 				st.mu.Unlock()
 				return 0, nil
 			}
-			k := copy(p, st.rbuf[st.roff:])
-			st.roff += k
-			if st.roff == len(st.rbuf) {
-				st.rbuf, st.roff = st.rbuf[:0], 0
-				if cap(st.rbuf) > 64<<10 {
-					st.rbuf = nil // an idle stream keeps no large buffer
-				}
-			}
+			k := st.rq.Read(p) // a drained queue holds no buffer
 			st.creditLocked(k)
 			st.mu.Unlock()
 			st.t.down.Add(int64(k))
@@ -422,18 +414,14 @@ func (st *tunStream) onData(s *tunSession, id uint32, p []byte, fin bool) {
 		st.uncount()
 		return
 	}
-	if st.roff > 0 && len(st.rbuf)+len(p) > cap(st.rbuf) {
-		n := copy(st.rbuf, st.rbuf[st.roff:])
-		st.rbuf, st.roff = st.rbuf[:n], 0
-	}
-	st.rbuf = append(st.rbuf, p...)
+	st.rq.Write(p)
 	if fin {
 		st.remoteFin = true
 	}
 	st.cond.Broadcast()
 	st.mu.Unlock()
 	// The session is credited on arrival, not on the application's read:
-	// rbuf is bounded by the stream window (recvWin above), so memory stays
+	// rq is bounded by the stream window (recvWin above), so memory stays
 	// bounded by streams × stream window, and ~16 streams nobody reads
 	// (the session window is 16 stream windows) cannot starve the others.
 	s.consumed(len(p))
@@ -578,7 +566,8 @@ func (st *tunStream) Close() error {
 	st.reserved = nil
 	// Unread bytes were credited to the session on arrival (onData), so
 	// dropping them takes nothing from the tunnel's other streams.
-	st.rbuf, st.roff, st.pkts, st.replay = nil, 0, nil, nil
+	st.rq.Reset()
+	st.pkts, st.replay = nil, nil
 	st.cond.Broadcast()
 	st.mu.Unlock()
 	switch {
@@ -596,9 +585,7 @@ func (st *tunStream) Close() error {
 func (st *tunStream) CloseRead() error {
 	st.mu.Lock()
 	st.readClosed = true
-	n := len(st.rbuf) - st.roff
-	st.rbuf, st.roff = nil, 0
-	if n > 0 {
+	if n := st.rq.Reset(); n > 0 {
 		st.creditLocked(n)
 	}
 	st.cond.Broadcast()

@@ -138,7 +138,7 @@ func TestTunnelStalledReader(t *testing.T) {
 	deadline := time.Now().Add(waitLong)
 	for {
 		st.mu.Lock()
-		held := len(st.rbuf) - st.roff
+		held := st.rq.Len()
 		st.mu.Unlock()
 		if held >= mux.DefaultStreamWindow {
 			break
@@ -163,7 +163,7 @@ func TestTunnelStalledReader(t *testing.T) {
 		want[sum]++
 	}
 	st.mu.Lock()
-	held := len(st.rbuf) - st.roff
+	held := st.rq.Len()
 	st.mu.Unlock()
 	if held > mux.DefaultStreamWindow {
 		t.Fatalf("the stalled stream holds %d bytes, over its window %d", held, mux.DefaultStreamWindow)
