@@ -79,8 +79,10 @@ const nginxStreamModule = "/usr/lib/nginx/modules/ngx_stream_module.so"
 // stream (TCP) server that terminates TLS and proxies the plaintext bytes
 // to the sink. No WebSocket: nginx's http proxy would need a WebSocket
 // backend (another relay process) in front of the TCP sink, so the client
-// speaks raw TLS to nginx instead. Tickets and the session cache are off so
-// every handshake is a full one, as on the other peers.
+// speaks raw TLS to nginx instead. Session tickets are issued, as nginx
+// does by default and as httvps and v2ray-plugin do, so every peer does
+// the same work per handshake; the session cache is off, and the harness's
+// client never resumes, so every handshake is a full one.
 const nginxConf = `load_module %[1]s;
 daemon off;
 master_process on;
@@ -97,7 +99,7 @@ stream {
         ssl_certificate %[4]s;
         ssl_certificate_key %[5]s;
         ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_session_tickets off;
+        ssl_session_tickets on;
         ssl_session_cache off;
         proxy_connect_timeout 5s;
         proxy_timeout 1h;
