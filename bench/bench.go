@@ -47,7 +47,7 @@ var (
 		ScenarioTLSThroughput, ScenarioTLSIdle, ScenarioTLSConnect, ScenarioTLSConnectBusy, ScenarioTunnelIdle, ScenarioLatency, ScenarioClientCPU, ScenarioControl}
 	allPeers = []string{PeerHTTVPS, PeerTunnel, PeerGoCopy, PeerGoBuf, PeerV2Ray,
 		PeerHTTVPSSS, PeerTunnelSS, PeerOutline, PeerNginxWS,
-		PeerHTTVPSTLS, PeerTunnelTLS, PeerV2RayTLS, PeerNginxTLS, PeerHTTVPSSSTLS, PeerTunnelSSTLS, PeerNginxWSS}
+		PeerHTTVPSTLS, PeerTunnelTLS, PeerV2RayTLS, PeerNginxTLS, PeerGoTLS, PeerHTTVPSSSTLS, PeerTunnelSSTLS, PeerNginxWSS}
 )
 
 func tlsScenario(s string) bool {
@@ -461,6 +461,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			pe, err = newV2RayTLSPeer(cfg.V2RayBin, cert)
 		case PeerNginxTLS:
 			pe, err = newNginxTLSPeer(cfg.NginxBin, filepath.Dir(cert.CertFile), cert)
+		case PeerGoTLS:
+			pe = newGoTLSPeer(cfg.Self, cert)
 		case PeerHTTVPSSS:
 			pe, err = newHTTVPSSSPeer(cfg.GatewayBin, cfg.GatewayArgs, cfg.GatewayEnv, cfg.SSServerBin, nil)
 		case PeerHTTVPSSSTLS:

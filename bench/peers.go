@@ -87,7 +87,7 @@ func (pe *peer) start(ctx context.Context, ps *procSet, sink string) (*running, 
 		if err != nil {
 			return nil, err
 		}
-		return &running{proc: p, transport: Transport{Addr: addr}}, nil
+		return &running{proc: p, transport: Transport{Addr: addr, TLS: pe.tls}}, nil
 	}
 	port, err := freePort()
 	if err != nil {

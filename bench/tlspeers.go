@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -16,11 +17,14 @@ const (
 	PeerV2RayTLS  = "v2ray-tls"         // v2ray-plugin -tls, wss://…/
 	PeerNginxTLS  = "nginx-tls"         // nginx stream: TLS-terminating TCP proxy, no WebSocket
 	PeerTunnelTLS = "httvps-tunnel-tls" // our gateway, streams on one wss://…/v1/tunnel
+	// PeerGoTLS is the Go floor: crypto/tls on std net, a goroutine pair per
+	// connection (GoCopyRelay behind tls.Listen), raw TLS like nginx-tls.
+	PeerGoTLS = "gotls"
 )
 
 // tlsPeer reports whether name is one of the TLS peers.
 func tlsPeer(name string) bool {
-	return name == PeerHTTVPSTLS || name == PeerV2RayTLS || name == PeerNginxTLS || name == PeerTunnelTLS ||
+	return name == PeerHTTVPSTLS || name == PeerV2RayTLS || name == PeerNginxTLS || name == PeerTunnelTLS || name == PeerGoTLS ||
 		name == PeerHTTVPSSSTLS || name == PeerNginxWSS || name == PeerTunnelSSTLS
 }
 
@@ -125,7 +129,7 @@ func newNginxTLSPeer(bin, dir string, cert *benchCert) (*peer, error) {
 	conf := filepath.Join(ndir, "nginx.conf")
 	return &peer{
 		info: PeerInfo{Name: PeerNginxTLS, Version: nginxVersion(path),
-			Command: path + " -p DIR -e DIR/error.log -c DIR/nginx.conf  (stream { server { listen 127.0.0.1:PORT ssl; proxy_pass SINK; } }, 2 workers, tickets and session cache off)"},
+			Command: path + " -p DIR -e DIR/error.log -c DIR/nginx.conf  (stream { server { listen 127.0.0.1:PORT ssl; proxy_pass SINK; } }, 2 workers, tickets on, session cache off)"},
 		prestart: func(port int, sink string) error {
 			return os.WriteFile(conf, fmt.Appendf(nil, nginxConf, nginxStreamModule, ndir, port, cert.CertFile, cert.KeyFile, sink), 0o644)
 		},
@@ -159,4 +163,20 @@ func nginxVersion(path string) string {
 		return "unknown"
 	}
 	return strings.Join(v, ", ")
+}
+
+// newGoTLSPeer runs GoCopyRelay behind crypto/tls (the relay subcommand
+// with -tls-cert/-tls-key): what a TLS 1.3 handshake costs in Go with
+// nothing of ours around it, the floor for httvps-tls's new sessions.
+func newGoTLSPeer(self string, cert *benchCert) *peer {
+	pe := newGoCopyPeer(self, true)
+	plain := pe.argv
+	pe.argv = func(port int, sink string) []string {
+		return append(plain(port, sink), "-tls-cert", cert.CertFile, "-tls-key", cert.KeyFile)
+	}
+	pe.info.Name = PeerGoTLS
+	pe.info.Version = "crypto/tls + io.Copy relay (32 KiB buffer), " + runtime.Version()
+	pe.info.Command += " -tls-cert CERT -tls-key KEY"
+	pe.tls = cert.clientTLS()
+	return pe
 }

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -81,7 +82,7 @@ func run(args []string) int {
 	}
 	var (
 		scenarios = fs.String("scenarios", "throughput,idle,slowreader,tls-throughput,tls-idle,tls-connect,tls-connect-busy,tunnel-idle,latency,client-cpu,control", "scenarios to run: throughput, idle, slowreader, tls-throughput, tls-idle, tls-connect, tls-connect-busy (tls-connect with one CPU hog per core), tunnel-idle (idle native tunnels), latency (small-message round trips at several concurrent streams, and first byte of a new session, every peer and direct), client-cpu (the reference client beside ss-local + v2ray-plugin), control")
-		peers     = fs.String("peers", "httvps,httvps-tunnel,gocopy,gobuf,v2ray,httvps-ss,httvps-tunnel-ss,outline-ss,nginx-ws,httvps-tls,httvps-tunnel-tls,v2ray-tls,nginx-tls,httvps-ss-tls,httvps-tunnel-ss-tls,nginx-wss", "relays to measure: httvps (bin/httvps-gateway, a WebSocket per stream), httvps-tunnel (the same gateway, streams on one native tunnel), gocopy (Go io.Copy, splice), gobuf (Go io.Copy, 32 KiB buffer), v2ray (ss-v2ray-plugin); Shadowsocks inside the WebSocket: httvps-ss (gateway + ss-server), httvps-tunnel-ss (the same, streams on native tunnels), outline-ss (outline-ss-server), nginx-ws (nginx WebSocket proxy + outline-ss-server); over TLS: httvps-tls, httvps-tunnel-tls, v2ray-tls, nginx-tls (nginx stream TLS proxy, raw TLS client), httvps-ss-tls, httvps-tunnel-ss-tls, nginx-wss; a missing binary is skipped with a note")
+		peers     = fs.String("peers", "httvps,httvps-tunnel,gocopy,gobuf,v2ray,httvps-ss,httvps-tunnel-ss,outline-ss,nginx-ws,httvps-tls,httvps-tunnel-tls,v2ray-tls,nginx-tls,gotls,httvps-ss-tls,httvps-tunnel-ss-tls,nginx-wss", "relays to measure: httvps (bin/httvps-gateway, a WebSocket per stream), httvps-tunnel (the same gateway, streams on one native tunnel), gocopy (Go io.Copy, splice), gobuf (Go io.Copy, 32 KiB buffer), v2ray (ss-v2ray-plugin); Shadowsocks inside the WebSocket: httvps-ss (gateway + ss-server), httvps-tunnel-ss (the same, streams on native tunnels), outline-ss (outline-ss-server), nginx-ws (nginx WebSocket proxy + outline-ss-server); over TLS: httvps-tls, httvps-tunnel-tls, v2ray-tls, nginx-tls (nginx stream TLS proxy, raw TLS client), gotls (Go crypto/tls relay, raw TLS client: the floor of a Go TLS server), httvps-ss-tls, httvps-tunnel-ss-tls, nginx-wss; a missing binary is skipped with a note")
 		outlineB  = fs.String("outline", "", "outline-ss, nginx-ws, nginx-wss: the outline-ss-bench binary (\"\": build it from -outline-src)")
 		outlineS  = fs.String("outline-src", "tools/outline-ss-server", "the tools module with our main around outline-ss-server's service package (its own go.mod, a pinned version)")
 		ssServer  = fs.String("ss-server", "ss-server", "httvps-ss, client-cpu: the ss-server binary (shadowsocks-libev)")
@@ -247,6 +248,8 @@ func serveSub(args []string, relay bool) int {
 	listen := fs.String("listen", "127.0.0.1:0", "listen address")
 	target := fs.String("target", "", "relay: upstream address")
 	buffered := fs.Bool("buffered", false, "relay: copy through a user-space buffer instead of splice")
+	tlsCert := fs.String("tls-cert", "", "relay: terminate TLS with this certificate (PEM; the gotls peer)")
+	tlsKey := fs.String("tls-key", "", "relay: the key of -tls-cert")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -258,6 +261,14 @@ func serveSub(args []string, relay bool) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	if *tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
 	fmt.Printf("listening %s\n", ln.Addr())
 	if relay {
