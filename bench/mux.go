@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/codec/mux"
+	"github.com/httvps/httvps/internal/bytequeue"
 )
 
 // muxClient is the harness's client of the HTTVPS native tunnel: Dial opens
@@ -230,8 +231,7 @@ func (t *muxTunnel) event(ev mux.Event) error {
 			return t.creditLocked()
 		}
 		if len(ev.Payload) > 0 {
-			s.in = append(s.in, append([]byte(nil), ev.Payload...))
-			s.inLen += len(ev.Payload)
+			s.in.Write(ev.Payload)
 		}
 		if ev.Last && h.FIN() {
 			s.eof = true
@@ -306,7 +306,7 @@ func (t *muxTunnel) wakeAllLocked() {
 
 // creditLocked sends the session credit once half the window was used.
 func (t *muxTunnel) creditLocked() error {
-	if t.recvUsed < muxSessionWindow/4 {
+	if t.recvUsed < muxSessionWindow/8 {
 		return nil
 	}
 	inc := uint32(t.recvUsed)
@@ -363,9 +363,8 @@ type muxStream struct {
 	finSent  bool
 	eof      bool
 	reset    error
-	in       [][]byte // received, not yet read (one piece per frame piece)
-	inLen    int
-	used     int64 // read, not yet credited
+	in       bytequeue.Queue // received, not yet read
+	used     int64           // read, not yet credited
 	sendWin  int64
 	deadline time.Time
 	timer    *time.Timer
@@ -441,13 +440,13 @@ func (s *muxStream) errLocked() error {
 func (s *muxStream) Read(p []byte) (int, error) {
 	t := s.t
 	t.mu.Lock()
-	for s.inLen == 0 && !s.eof && s.reset == nil && t.err == nil {
+	for s.in.Len() == 0 && !s.eof && s.reset == nil && t.err == nil {
 		if err := s.wait(); err != nil {
 			t.mu.Unlock()
 			return 0, err
 		}
 	}
-	if s.inLen == 0 {
+	if s.in.Len() == 0 {
 		err := io.EOF
 		if s.reset != nil {
 			err = s.reset
@@ -457,24 +456,15 @@ func (s *muxStream) Read(p []byte) (int, error) {
 		t.mu.Unlock()
 		return 0, err
 	}
-	n := 0
-	for n < len(p) && len(s.in) > 0 {
-		k := copy(p[n:], s.in[0])
-		n += k
-		if s.in[0] = s.in[0][k:]; len(s.in[0]) == 0 {
-			s.in[0] = nil
-			s.in = s.in[1:]
-		}
-	}
-	s.inLen -= n
+	n := s.in.Read(p)
 	s.used += int64(n)
 	t.recvUsed += int64(n)
 	var frames []byte
-	if s.used >= muxStreamWindow/4 && !s.eof {
+	if s.used >= muxStreamWindow/8 && !s.eof {
 		frames = mux.AppendWindow(frames, s.id, uint32(s.used))
 		s.used = 0
 	}
-	if t.recvUsed >= muxSessionWindow/4 {
+	if t.recvUsed >= muxSessionWindow/8 {
 		frames = mux.AppendWindow(frames, 0, uint32(t.recvUsed))
 		t.recvUsed = 0
 	}
@@ -519,8 +509,7 @@ func (s *muxStream) Close() error {
 		s.timer.Stop()
 	}
 	// What was received and not read still counts for the session.
-	t.recvUsed += int64(s.inLen)
-	s.in, s.inLen = nil, 0
+	t.recvUsed += int64(s.in.Reset())
 	err := t.err
 	t.mu.Unlock()
 	if !live || done || !opened || err != nil {

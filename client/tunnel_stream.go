@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/codec/mux"
+	"github.com/httvps/httvps/internal/bytequeue"
 )
 
 // ErrStreamWriteClosed: a write after CloseWrite.
@@ -55,9 +56,9 @@ type tunStream struct {
 	closed     bool
 	readClosed bool
 	uncounted  bool
-	rq         byteQueue // tcp: received, unread
-	recvWin    int64     // tcp: what the gateway may still send on the stream
-	recvCredit int64     // tcp: read, not yet given back with WINDOW
+	rq         bytequeue.Queue // tcp: received, unread
+	recvWin    int64           // tcp: what the gateway may still send on the stream
+	recvCredit int64           // tcp: read, not yet given back with WINDOW
 	pkts       [][]byte
 	pktBytes   int
 	pkt        []byte // udp: the packet being received

@@ -1,4 +1,4 @@
-package client
+package bytequeue
 
 import (
 	"bytes"
@@ -6,22 +6,22 @@ import (
 	"testing"
 )
 
-// TestByteQueue: random writes and reads of random sizes return the bytes
+// TestQueue: random writes and reads of random sizes return the bytes
 // written, in order; a drained or reset queue holds no chunk.
-func TestByteQueue(t *testing.T) {
+func TestQueue(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	var q byteQueue
+	var q Queue
 	var want, got []byte
 	for i := range 5000 {
 		if r.IntN(2) == 0 {
-			p := make([]byte, r.IntN(3*queueChunk))
+			p := make([]byte, r.IntN(3*Chunk))
 			for j := range p {
 				p[j] = byte(i + j)
 			}
 			q.Write(p)
 			want = append(want, p...)
 		} else {
-			p := make([]byte, r.IntN(3*queueChunk))
+			p := make([]byte, r.IntN(3*Chunk))
 			n := q.Read(p)
 			got = append(got, p[:n]...)
 		}
