@@ -24,6 +24,7 @@ type connectOpts struct {
 	listen, transport, token, cacert string
 	socksUser, socksPass             string
 	jsonLogs, insecureControl        bool
+	allowOpenProxy                   bool
 	logLevel                         string
 	refresh                          time.Duration
 }
@@ -35,6 +36,7 @@ func (o *connectOpts) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.cacert, "cacert", o.cacert, "PEM `file` of a CA to trust for gateways and the control plane (a key's pin= needs none)")
 	fs.StringVar(&o.socksUser, "socks-user", o.socksUser, "require this `user` name from proxy clients (SOCKS5 username/password, HTTP Basic)")
 	fs.StringVar(&o.socksPass, "socks-pass", o.socksPass, "the `password` for -socks-user ["+cliconf.EnvName("socks-pass")+"]")
+	fs.BoolVar(&o.allowOpenProxy, "allow-open-proxy", o.allowOpenProxy, "let -listen beyond loopback go without -socks-user (anyone who reaches the port can use the proxy)")
 	fs.BoolVar(&o.jsonLogs, "json", o.jsonLogs, "logs as JSON lines (log/slog) on stderr, and no status line")
 	fs.StringVar(&o.logLevel, "log-level", o.logLevel, "`level`: debug, info, warn, error (default info)")
 	fs.DurationVar(&o.refresh, "refresh", o.refresh, "fetch the client config again this often when the key has a control plane (0: 5m; negative: never)")
@@ -90,6 +92,10 @@ func runConnect(ctx context.Context, args []string, e env) int {
 	o.socksPass = firstNonEmpty(o.socksPass, e.getenv(cliconf.EnvName("socks-pass")))
 	if (o.socksUser == "") != (o.socksPass == "") {
 		fmt.Fprintln(e.stderr, "httvps connect: -socks-user and -socks-pass go together")
+		return exitUsage
+	}
+	if beyondLoopback(o.listen) && o.socksUser == "" && !o.allowOpenProxy {
+		fmt.Fprintln(e.stderr, openProxyRefusal)
 		return exitUsage
 	}
 	switch o.transport {
@@ -156,7 +162,13 @@ func runConnect(ctx context.Context, args []string, e env) int {
 		return exitFail
 	}
 	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() && o.socksUser == "" {
-		log.Warn("the proxy listens beyond loopback without -socks-user: anyone who reaches it can use it", "listen", ln.Addr().String())
+		// A host name that resolved beyond loopback: the same rule as above.
+		if !o.allowOpenProxy {
+			ln.Close()
+			fmt.Fprintln(e.stderr, openProxyRefusal)
+			return exitUsage
+		}
+		log.Warn("the proxy listens beyond loopback without -socks-user (-allow-open-proxy): anyone who reaches it can use it", "listen", ln.Addr().String())
 	}
 	log.Info("httvps connect: proxy listening", "listen", ln.Addr().String(), "transport", sess.Status().Transport,
 		"key", key.String(), "socks_auth", o.socksUser != "")
@@ -191,4 +203,23 @@ func connectKeyError(e env, err error) int {
 	}
 	fmt.Fprintf(e.stderr, "httvps connect: %s\n", printable(err.Error()))
 	return exitFail
+}
+
+const openProxyRefusal = "httvps connect: -listen beyond loopback needs -socks-user (or -allow-open-proxy for a proxy open to anyone who reaches it)"
+
+// beyondLoopback reports a -listen address that is not on loopback: no
+// host (every interface) or an IP address that is not a loopback one.
+// Other host names are checked on the bound address after listening.
+func beyondLoopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false // net.Listen reports it
+	}
+	if host == "" {
+		return true
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return !ip.IsLoopback()
+	}
+	return false
 }

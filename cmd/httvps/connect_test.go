@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -244,4 +245,19 @@ func TestKeyFromKey(t *testing.T) {
 	if code := run(context.Background(), []string{"key", "-qr", "ssconf", ssKey}, env{stdout: io.Discard, stderr: &errs, lookupEnv: noEnv}); code != 1 || !strings.Contains(errs.String(), "no ssconf form") {
 		t.Fatalf("-qr ssconf for a plain key: exit %d %q", code, errs.String())
 	}
+}
+
+// TestConnectRefusesOpenProxy: -listen beyond loopback without -socks-user
+// is refused (exit 2, one line) unless -allow-open-proxy says so.
+func TestConnectRefusesOpenProxy(t *testing.T) {
+	key := "ss://" + base64.RawURLEncoding.EncodeToString([]byte("aes-128-gcm:pw")) + "@127.0.0.1:9"
+	for _, listen := range []string{"0.0.0.0:0", ":0", "[::]:0"} {
+		var errs bytes.Buffer
+		code := run(context.Background(), []string{"connect", "-listen", listen, key}, env{stdout: io.Discard, stderr: &errs, lookupEnv: noEnv})
+		if code != 2 || strings.Count(errs.String(), "\n") != 1 || !strings.Contains(errs.String(), "-socks-user") {
+			t.Errorf("connect -listen %s: exit %d, %q; want 2 and one line naming -socks-user", listen, code, errs.String())
+		}
+	}
+	c := startConnect(t, "-listen", "0.0.0.0:0", "-allow-open-proxy", key)
+	waitFor(t, "the proxy listening with -allow-open-proxy", func() bool { return strings.Contains(c.errs.String(), "proxy listening") })
 }
