@@ -79,6 +79,10 @@ type Session struct {
 	// report a refusal while it is being closed.
 	bgMu    sync.Mutex
 	stopped bool // guarded by bgMu; no new background work
+	// life ends when Serve stops: background control-plane requests
+	// (Explain) end with it instead of running to their own timeout.
+	life    context.Context
+	endLife context.CancelFunc
 }
 
 // SessionStatus is what the status line shows.
@@ -98,6 +102,7 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 		return nil, fmt.Errorf("%w: the key is not resolved (no gateway, cipher or secret)", ErrBadKey)
 	}
 	s := &Session{cfg: cfg, log: cfg.Logger, fetch: cfg.Fetch}
+	s.life, s.endLife = context.WithCancel(context.Background())
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -166,6 +171,7 @@ func (s *Session) Serve(ctx context.Context, ln net.Listener) error {
 	case err = <-served:
 	}
 	cancel()
+	s.endLife()
 	s.proxy.Close()
 	s.t.Close()
 	s.bgMu.Lock()
@@ -275,7 +281,7 @@ func (s *Session) refused() {
 	}
 	s.wg.Go(func() {
 		defer s.checking.Store(false)
-		reason := s.Explain(context.Background())
+		reason := s.Explain(s.life)
 		if old := s.refusal.Load(); old == nil || *old != reason {
 			s.log.Error("every gateway refused the connection: " + reason)
 		}
