@@ -72,22 +72,7 @@ func (s *session) handle(fd int, ev uint32) {
 		return
 	}
 	if fd == int(s.cfd) {
-		if ev&evERR != 0 || (ev&evHUP != 0 && ev&evIn == 0) {
-			if s.lingering() || s.discarding() && s.end != EndNormal {
-				// The client closed first (nothing was lost), or reset
-				// after our failure close: the failure is the cause.
-				s.finish(s.end, nil)
-			} else {
-				s.finish(EndClientGone, errClientReset)
-			}
-			return
-		}
-		if ev&evOut != 0 {
-			s.flushDown()
-		}
-		if ev&(evIn|evRDHUP|evHUP) != 0 && !s.dead() {
-			s.readClient()
-		}
+		s.clientEvent(ev)
 	} else {
 		if ev&evERR != 0 && s.kind == PathTCP {
 			s.upstreamFailed(socketError(int(s.ufd)))
@@ -113,6 +98,27 @@ func (s *session) handle(fd int, ev uint32) {
 	}
 	if !s.dead() {
 		s.setInterest()
+	}
+}
+
+// clientEvent handles the epoll events of the client socket, for an
+// Outline-path session and a tunnel alike.
+func (s *session) clientEvent(ev uint32) {
+	if ev&evERR != 0 || (ev&evHUP != 0 && ev&evIn == 0) {
+		if s.lingering() || s.discarding() && s.end != EndNormal {
+			// The client closed first (nothing was lost), or reset
+			// after our failure close: the failure is the cause.
+			s.finish(s.end, nil)
+		} else {
+			s.finish(EndClientGone, errClientReset)
+		}
+		return
+	}
+	if ev&evOut != 0 {
+		s.flushDown()
+	}
+	if ev&(evIn|evRDHUP|evHUP) != 0 && !s.dead() {
+		s.readClient()
 	}
 }
 

@@ -115,22 +115,12 @@ func newTunnel(ups []netip.AddrPort) *tunnel {
 // Outline paths, or one of the streams' member sockets.
 func (s *session) handleTunnel(fd int, ev uint32) {
 	if fd == int(s.cfd) {
-		if ev&evERR != 0 || (ev&evHUP != 0 && ev&evIn == 0) {
-			if s.lingering() || s.discarding() && s.end != EndNormal {
-				s.finish(s.end, nil)
-			} else {
-				s.finish(EndClientGone, errClientReset)
-			}
-			return
-		}
-		if ev&evOut != 0 {
-			s.flushDown()
-		}
-		if ev&(evIn|evRDHUP|evHUP) != 0 && !s.dead() {
-			s.readClient()
-		}
+		s.clientEvent(ev)
 	} else if st := s.tun.byFD[int32(fd)]; st != nil {
 		s.streamEvent(st, ev)
+	}
+	if s.dead() {
+		return
 	}
 	s.tunDone()
 }
