@@ -77,56 +77,44 @@ func (c *counters) status() Status {
 // stream wraps s so its bytes and its life are counted.
 func (c *counters) stream(s StreamConn) StreamConn {
 	c.streams.Add(1)
-	return &countedStream{StreamConn: s, c: c}
+	return &countedStream{countedConn: countedConn{Conn: s, c: c}, half: s}
 }
 
+// packet is stream for a packet conn.
 func (c *counters) packet(p net.Conn) net.Conn {
 	c.streams.Add(1)
-	return &countedPacket{Conn: p, c: c}
+	return &countedConn{Conn: p, c: c}
 }
 
-type countedStream struct {
-	StreamConn
-	c    *counters
-	once sync.Once
-}
-
-func (s *countedStream) Read(p []byte) (int, error) {
-	n, err := s.StreamConn.Read(p)
-	s.c.down.Add(int64(n))
-	return n, err
-}
-
-func (s *countedStream) Write(p []byte) (int, error) {
-	n, err := s.StreamConn.Write(p)
-	s.c.up.Add(int64(n))
-	return n, err
-}
-
-func (s *countedStream) Close() error {
-	s.once.Do(func() { s.c.streams.Add(-1) })
-	return s.StreamConn.Close()
-}
-
-type countedPacket struct {
+// countedConn counts the bytes of a conn and, once closed, its end.
+type countedConn struct {
 	net.Conn
 	c    *counters
 	once sync.Once
 }
 
-func (p *countedPacket) Read(b []byte) (int, error) {
-	n, err := p.Conn.Read(b)
-	p.c.down.Add(int64(n))
+func (x *countedConn) Read(p []byte) (int, error) {
+	n, err := x.Conn.Read(p)
+	x.c.down.Add(int64(n))
 	return n, err
 }
 
-func (p *countedPacket) Write(b []byte) (int, error) {
-	n, err := p.Conn.Write(b)
-	p.c.up.Add(int64(n))
+func (x *countedConn) Write(p []byte) (int, error) {
+	n, err := x.Conn.Write(p)
+	x.c.up.Add(int64(n))
 	return n, err
 }
 
-func (p *countedPacket) Close() error {
-	p.once.Do(func() { p.c.streams.Add(-1) })
-	return p.Conn.Close()
+func (x *countedConn) Close() error {
+	x.once.Do(func() { x.c.streams.Add(-1) })
+	return x.Conn.Close()
 }
+
+// countedStream is a countedConn that keeps the stream's half-close.
+type countedStream struct {
+	countedConn
+	half StreamConn
+}
+
+func (s *countedStream) CloseRead() error  { return s.half.CloseRead() }
+func (s *countedStream) CloseWrite() error { return s.half.CloseWrite() }
