@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -107,6 +108,23 @@ func adminUsage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprint(w, "\nFlags (before or after the command):\n")
 	fs.PrintDefaults()
 	fmt.Fprint(w, "\nAPI errors print \"error: <code>: <message>\" and exit 1; usage errors exit 2.\n")
+}
+
+// controlTLS is the TLS configuration for the control plane at control:
+// the CA of -cacert (or its variable), else, for https, the data
+// directory's certificate when it exists.
+func controlTLS(cacert string, insecure bool, dataDir, control string, e env) (*tls.Config, error) {
+	cacert = firstNonEmpty(cacert, e.getenv(cliconf.EnvName("cacert")))
+	if cacert == "" && !insecure && strings.HasPrefix(control, "https://") {
+		if def := filepath.Join(dataDir, certName); fileExists(def) {
+			cacert = def
+		}
+	}
+	tlsConf, err := tlsForCA(cacert, insecure)
+	if err != nil {
+		return nil, fmt.Errorf("-cacert: %w", err)
+	}
+	return tlsConf, nil
 }
 
 func runAdmin(ctx context.Context, args []string, e env) int {
@@ -272,15 +290,9 @@ func (o *adminOpts) client(e env) (*apiClient, error) {
 			return nil, fmt.Errorf("admin key file %s is empty", file)
 		}
 	}
-	cacert := firstNonEmpty(o.cacert, e.getenv(cliconf.EnvName("cacert")))
-	if cacert == "" && !o.insecure && strings.HasPrefix(control, "https://") {
-		if def := filepath.Join(dataDir, certName); fileExists(def) {
-			cacert = def
-		}
-	}
-	tlsConf, err := tlsForCA(cacert, o.insecure)
+	tlsConf, err := controlTLS(o.cacert, o.insecure, dataDir, control, e)
 	if err != nil {
-		return nil, fmt.Errorf("-cacert: %w", err)
+		return nil, err
 	}
 	return newAPIClient(control, key, tlsConf, "")
 }

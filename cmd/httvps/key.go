@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -143,15 +142,9 @@ func runKey(ctx context.Context, args []string, e env) int {
 func keysFromControl(ctx context.Context, o *keyOpts, e env, token string) (wire.AccessKeys, error) {
 	dataDir := firstNonEmpty(o.dataDir, e.getenv(cliconf.EnvName("data-dir")), defaultDataDir(e))
 	control := firstNonEmpty(o.control, e.getenv(cliconf.EnvName("control")), defaultControlURL)
-	cacert := firstNonEmpty(o.cacert, e.getenv(cliconf.EnvName("cacert")))
-	if cacert == "" && !o.insecure && strings.HasPrefix(control, "https://") {
-		if def := filepath.Join(dataDir, certName); fileExists(def) {
-			cacert = def
-		}
-	}
-	tlsConf, err := tlsForCA(cacert, o.insecure)
+	tlsConf, err := controlTLS(o.cacert, o.insecure, dataDir, control, e)
 	if err != nil {
-		return wire.AccessKeys{}, fmt.Errorf("-cacert: %w", err)
+		return wire.AccessKeys{}, err
 	}
 	c, err := newAPIClient(control, "", tlsConf, "")
 	if err != nil {
