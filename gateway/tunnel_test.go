@@ -76,27 +76,31 @@ func tunnelEcho(c *tunClient, n int) error {
 	return nil
 }
 
-func TestTunnelManyStreamsHashes(t *testing.T) {
-	member, _ := echoMember(t)
-	m := &countingMetrics{}
-	g := startGateway(t, member, func(c *Config) { c.TunnelMaxStreams = 512; c.Metrics = m })
-	c := dialTunnel(t, g, "s3cret")
+// parallelEcho runs n tunnelEchos at once on c, the i-th of size(i) bytes.
+func parallelEcho(t *testing.T, c *tunClient, n int, size func(i int) int) {
+	t.Helper()
 	var wg sync.WaitGroup
-	errs := make(chan error, 500)
-	for i := 0; i < 500; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			if err := tunnelEcho(c, 16<<10+i*97); err != nil {
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			if err := tunnelEcho(c, size(i)); err != nil {
 				errs <- err
 			}
-		}(i)
+		})
 	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
 	}
+}
+
+func TestTunnelManyStreamsHashes(t *testing.T) {
+	member, _ := echoMember(t)
+	m := &countingMetrics{}
+	g := startGateway(t, member, func(c *Config) { c.TunnelMaxStreams = 512; c.Metrics = m })
+	c := dialTunnel(t, g, "s3cret")
+	parallelEcho(t, c, 500, func(i int) int { return 16<<10+i*97 })
 	c.check()
 	if p := m.peak.Load(); p > 4<<20+256<<10+64<<10 {
 		t.Fatalf("gateway buffered %d bytes, beyond the session window and BufferCap", p)
@@ -683,22 +687,7 @@ func TestTunnelTLS(t *testing.T) {
 	}
 	c.t = t
 	defer c.conn.Close()
-	var wg sync.WaitGroup
-	errs := make(chan error, 50)
-	for i := 0; i < 50; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			if err := tunnelEcho(c, 64<<10+i*1013); err != nil {
-				errs <- err
-			}
-		}(i)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	parallelEcho(t, c, 50, func(i int) int { return 64<<10+i*1013 })
 	c.check()
 }
 
