@@ -100,7 +100,7 @@ func TestTunnelManyStreamsHashes(t *testing.T) {
 	m := &countingMetrics{}
 	g := startGateway(t, member, func(c *Config) { c.TunnelMaxStreams = 512; c.Metrics = m })
 	c := dialTunnel(t, g, "s3cret")
-	parallelEcho(t, c, 500, func(i int) int { return 16<<10+i*97 })
+	parallelEcho(t, c, 500, func(i int) int { return 16<<10 + i*97 })
 	c.check()
 	if p := m.peak.Load(); p > 4<<20+256<<10+64<<10 {
 		t.Fatalf("gateway buffered %d bytes, beyond the session window and BufferCap", p)
@@ -687,7 +687,7 @@ func TestTunnelTLS(t *testing.T) {
 	}
 	c.t = t
 	defer c.conn.Close()
-	parallelEcho(t, c, 50, func(i int) int { return 64<<10+i*1013 })
+	parallelEcho(t, c, 50, func(i int) int { return 64<<10 + i*1013 })
 	c.check()
 }
 
