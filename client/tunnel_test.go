@@ -70,38 +70,7 @@ func TestTunnelManyStreams(t *testing.T) {
 	srv := startTunServer(t, tunToken, peer, "", serverSettings(1000))
 	tun := newTestTunnel(t, 1, nil, srv.Addr())
 	const n, down, up = 500, 96 << 10, 40 << 10
-	var mu sync.Mutex
-	want := map[string]int{}
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), waitLong)
-			defer cancel()
-			s, err := tun.DialStream(ctx)
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer s.Close()
-			sum, err := exchange(s, uint64(1000+i), down, up+int64(i), 16<<10)
-			if err != nil {
-				errs <- fmt.Errorf("stream %d: %w", i, err)
-				return
-			}
-			mu.Lock()
-			want[sum]++
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	peerReports(t, reports, want)
+	manyExchanges(t, tun, reports, n, down, up, nil)
 	if got := srv.opened.Load(); got != n {
 		t.Fatalf("server accepted %d streams, want %d", got, n)
 	}
