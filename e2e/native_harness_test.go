@@ -124,7 +124,7 @@ func startNativeConnect(t *testing.T, key nativeKey, extra ...string) *connectPr
 // curlVia runs curl with proxy (curl's proxy flags, e.g. --socks5-hostname
 // addr or -x http://addr) and returns the SHA-256 and length of its output.
 func curlVia(ctx context.Context, proxy []string, args ...string) (string, int64, error) {
-	args = append(append([]string{"-sS", "--fail", "--max-time", "60", "-H", "Expect:"}, proxy...), args...)
+	args = append(append([]string{"-sS", "--fail", "--max-time", "90", "-H", "Expect:"}, proxy...), args...)
 	cmd := exec.CommandContext(ctx, "curl", args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

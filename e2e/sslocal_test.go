@@ -2,14 +2,11 @@ package e2e
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,26 +17,7 @@ import (
 // curl runs curl through the SOCKS5 proxy (names resolved by the proxy)
 // and returns the SHA-256 and length of its output.
 func curl(ctx context.Context, socks string, args ...string) (string, int64, error) {
-	args = append([]string{"-sS", "--fail", "--max-time", "90", "--socks5-hostname", socks, "-H", "Expect:"}, args...)
-	cmd := exec.CommandContext(ctx, "curl", args...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", 0, err
-	}
-	if err := cmd.Start(); err != nil {
-		return "", 0, err
-	}
-	h := sha256.New()
-	n, copyErr := io.CopyBuffer(h, out, make([]byte, 256<<10))
-	if err := cmd.Wait(); err != nil {
-		return "", n, fmt.Errorf("curl %v: %w: %s", args, err, stderr.String())
-	}
-	if copyErr != nil {
-		return "", n, copyErr
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+	return curlVia(ctx, []string{"--socks5-hostname", socks}, args...)
 }
 
 // curlOutput runs curl through the proxy and returns its output.
