@@ -115,14 +115,7 @@ func TestSessionFollowsControlPlane(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(sctx, ln) }()
-	defer func() { stop(); <-done }()
+	ln := serveSession(t, s)
 	echo := testpeer.EchoServer(t)
 	roundTrip := func() error {
 		c, code := socksConnect(t, ln.Addr().String(), []byte{5, 1, 0}, connectReq(echo))
@@ -171,4 +164,18 @@ func TestSessionFollowsControlPlane(t *testing.T) {
 	if _, err := ResolveKey(ctx, ctl.url, ResolveOptions{Token: tok.Token}); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("resolving with a revoked token: %v", err)
 	}
+}
+
+// serveSession runs s on a loopback listener until the test ends.
+func serveSession(t *testing.T, s *Session) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() { stop(); <-done })
+	return ln
 }

@@ -128,14 +128,7 @@ func TestSessionNativeFollowsControlPlane(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(sctx, ln) }()
-	defer func() { stop(); <-done }()
+	ln := serveSession(t, s)
 	echo := testpeer.EchoServer(t)
 	open := func() net.Conn {
 		c, code := socksConnect(t, ln.Addr().String(), []byte{5, 1, 0}, connectReq(echo))
