@@ -10,7 +10,7 @@ import (
 func repeatedScenario(sc string) bool {
 	switch sc {
 	case ScenarioThroughput, ScenarioTLSThroughput, ScenarioIdle, ScenarioTLSIdle, ScenarioLatency,
-		ScenarioTLSConnect, ScenarioTLSConnectBusy:
+		ScenarioTLSConnect, ScenarioTLSConnectBusy, ScenarioFlood, ScenarioUDP:
 		return true
 	}
 	return false
@@ -54,6 +54,8 @@ func (r *Report) aggregate() {
 	r.Throughput = aggregateCells(r.Throughput)
 	r.TLSThroughput = aggregateCells(r.TLSThroughput)
 	r.Idle = aggregateIdle(r.Idle)
+	r.Flood = aggregateFlood(r.Flood)
+	r.UDP = aggregateUDP(r.UDP)
 	r.TLSIdle = aggregateIdle(r.TLSIdle)
 	var lat []LatencyCell
 	for _, g := range group(r.Latency, func(c LatencyCell) string { return fmt.Sprint(c.Peer, "/", c.Streams) }) {

@@ -44,7 +44,7 @@ const (
 
 var (
 	allScenarios = []string{ScenarioThroughput, ScenarioIdle, ScenarioSlowReader,
-		ScenarioTLSThroughput, ScenarioTLSIdle, ScenarioTLSConnect, ScenarioTLSConnectBusy, ScenarioTunnelIdle, ScenarioLatency, ScenarioClientCPU, ScenarioControl}
+		ScenarioTLSThroughput, ScenarioTLSIdle, ScenarioTLSConnect, ScenarioTLSConnectBusy, ScenarioTunnelIdle, ScenarioLatency, ScenarioFlood, ScenarioUDP, ScenarioClientCPU, ScenarioControl}
 	allPeers = []string{PeerHTTVPS, PeerTunnel, PeerGoCopy, PeerGoBuf, PeerV2Ray,
 		PeerHTTVPSSS, PeerTunnelSS, PeerOutline, PeerNginxWS,
 		PeerHTTVPSTLS, PeerTunnelTLS, PeerV2RayTLS, PeerNginxTLS, PeerGoTLS, PeerHTTVPSSSTLS, PeerTunnelSSTLS, PeerNginxWSS}
@@ -139,6 +139,25 @@ type Config struct {
 	LatencyRoundTrips int
 	LatencyMessage    int
 	FirstByteSessions int
+
+	// Handshake flood: FloodStalled stalled clients (0 means 5000) and
+	// FloodGarbageRate garbage connections a second (0 means 200) while
+	// FloodStreams sessions download FloodBytes (0: 4 and 256 MiB) and
+	// FloodEcho sessions do round trips for FloodDuration (0: 10 and 3s).
+	FloodStalled     int
+	FloodGarbageRate int
+	FloodStreams     int
+	FloodEcho        int
+	FloodBytes       int64
+	FloodDuration    time.Duration
+
+	// UDP: UDPPackets per cell (0 means 1,000,000), shared by each of
+	// UDPAssociations (nil means 1 and 8), at most UDPWindow (0 means 32)
+	// in flight each, packets of UDPPayload bytes (0 means 1200, a QUIC-sized datagram).
+	UDPPackets      int64
+	UDPAssociations []int
+	UDPWindow       int
+	UDPPayload      int
 
 	// Tunnel idle: Tunnels 0 means 19000 (one gateway fd each; the
 	// clients are child processes of at most 9600 tunnels each).
@@ -297,6 +316,36 @@ func (c *Config) setDefaults() {
 	if c.FirstByteSessions == 0 {
 		c.FirstByteSessions = 500
 	}
+	if c.FloodStalled == 0 {
+		c.FloodStalled = 5000
+	}
+	if c.FloodGarbageRate == 0 {
+		c.FloodGarbageRate = 200
+	}
+	if c.FloodStreams == 0 {
+		c.FloodStreams = 4
+	}
+	if c.FloodEcho == 0 {
+		c.FloodEcho = 10
+	}
+	if c.FloodBytes == 0 {
+		c.FloodBytes = 256 << 20
+	}
+	if c.FloodDuration == 0 {
+		c.FloodDuration = 3 * time.Second
+	}
+	if c.UDPPackets == 0 {
+		c.UDPPackets = 1000000
+	}
+	if c.UDPAssociations == nil {
+		c.UDPAssociations = []int{1, 8}
+	}
+	if c.UDPWindow == 0 {
+		c.UDPWindow = 32
+	}
+	if c.UDPPayload == 0 {
+		c.UDPPayload = 1200
+	}
 	if c.SlowRate == 0 {
 		c.SlowRate = 2 << 20
 	}
@@ -378,6 +427,19 @@ func (c *Config) validate() error {
 	if c.LatencyRoundTrips < 1 || c.LatencyDuration < 0 || c.LatencyMessage < 1 || c.LatencyMessage > 16<<10 || c.FirstByteSessions < 1 {
 		return errors.New("bench: latency needs >= 1 round trip, 1..16384-byte messages, >= 1 first-byte session")
 	}
+	// The flood's fds are this process's: 20000 at most, with room for
+	// the established sessions.
+	if c.FloodStalled < 1 || c.FloodStalled+c.FloodGarbageRate > 18000 || c.FloodGarbageRate < 0 || c.FloodStreams < 1 || c.FloodEcho < 1 || c.FloodBytes < int64(c.FloodStreams) {
+		return errors.New("bench: handshake-flood needs 1..18000 stalled clients (with the garbage rate), >= 1 data and echo session")
+	}
+	for _, n := range c.UDPAssociations {
+		if n < 1 || n > 1000 {
+			return fmt.Errorf("bench: udp association count %d: want 1..1000", n)
+		}
+	}
+	if c.UDPPackets < 1 || c.UDPWindow < 1 || c.UDPWindow > 4096 || c.UDPPayload < 12 || c.UDPPayload > 65000 {
+		return errors.New("bench: udp needs >= 1 packet, a 1..4096 window, 12..65000-byte payloads")
+	}
 	if c.Message < 1 || c.Message > 1<<20 {
 		return errors.New("bench: message size must be 1..1 MiB")
 	}
@@ -399,7 +461,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := newReport(cfg)
 	var cert *benchCert
 	needCert := func(s string) bool {
-		return (tlsScenario(s) || s == ScenarioTunnelIdle || s == ScenarioLatency) && slices.ContainsFunc(cfg.Peers, tlsPeer)
+		return (tlsScenario(s) || s == ScenarioTunnelIdle || s == ScenarioLatency || s == ScenarioFlood || s == ScenarioUDP) && slices.ContainsFunc(cfg.Peers, tlsPeer)
 	}
 	if slices.ContainsFunc(cfg.Scenarios, needCert) || slices.Contains(cfg.Scenarios, ScenarioClientCPU) {
 		dir, err := os.MkdirTemp("", "httvps-bench-tls-")
@@ -529,6 +591,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			err = runControl(ctx, &cfg, ps, rep)
 		case ScenarioLatency:
 			err = runLatency(ctx, &cfg, ps, st.pe, rep)
+		case ScenarioFlood:
+			err = runFlood(ctx, &cfg, ps, st.pe, rep)
+		case ScenarioUDP:
+			err = runUDP(ctx, &cfg, ps, st.pe, rep)
 		case ScenarioTunnelIdle:
 			err = runTunnelIdle(ctx, &cfg, ps, st.pe, cert, &rep.TunnelIdle)
 		case ScenarioThroughput:

@@ -121,37 +121,57 @@ func latencyCell(ctx context.Context, tr Transport, n, per, msg int, dur, timeou
 		tr.mux = tr.mux.fresh()
 		defer tr.mux.close()
 	}
+	streams, err := openEchoStreams(ctx, tr, n, deadline)
+	defer closeStreams(streams)
+	if err != nil {
+		return LatencyCell{}, err
+	}
+	return roundTrips(ctx, streams, per, msg, dur)
+}
+
+func closeStreams(streams []Stream) {
+	for _, s := range streams {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
+// errCollector keeps the first few errors of many goroutines and how many
+// there were.
+type errCollector struct {
+	mu     sync.Mutex
+	errs   []error
+	failed int
+}
+
+func (c *errCollector) fail(err error) {
+	c.mu.Lock()
+	if c.failed++; len(c.errs) < 5 {
+		c.errs = append(c.errs, err)
+	}
+	c.mu.Unlock()
+}
+
+func (c *errCollector) err(n int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failed == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d of %d streams failed: %w", c.failed, n, errors.Join(c.errs...))
+}
+
+// openEchoStreams dials n echo streams (source addresses 127.0.0.2…),
+// each with the deadline; on an error the streams opened so far are
+// returned with it, for the caller to close.
+func openEchoStreams(ctx context.Context, tr Transport, n int, deadline time.Time) ([]Stream, error) {
 	streams := make([]Stream, n)
-	defer func() {
-		for _, s := range streams {
-			if s != nil {
-				s.Close()
-			}
-		}
-	}()
 	var (
-		next   atomic.Int64
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		errs   []error
-		failed int
+		next atomic.Int64
+		wg   sync.WaitGroup
+		ec   errCollector
 	)
-	// The first few errors are kept, and how many there were.
-	fail := func(err error) {
-		mu.Lock()
-		if failed++; len(errs) < 5 {
-			errs = append(errs, err)
-		}
-		mu.Unlock()
-	}
-	failure := func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if failed == 0 {
-			return nil
-		}
-		return fmt.Errorf("%d of %d streams failed: %w", failed, n, errors.Join(errs...))
-	}
 	for range min(n, latencyDialers) {
 		wg.Add(1)
 		go func() {
@@ -169,7 +189,10 @@ func latencyCell(ctx context.Context, tr Transport, n, per, msg int, dur, timeou
 					_, err = s.Write(modeHeader(ModeEcho, 0))
 				}
 				if err != nil {
-					fail(fmt.Errorf("stream %d: %w", i, err))
+					if s != nil {
+						s.Close()
+					}
+					ec.fail(fmt.Errorf("stream %d: %w", i, err))
 					return
 				}
 				streams[i] = s
@@ -177,9 +200,21 @@ func latencyCell(ctx context.Context, tr Transport, n, per, msg int, dur, timeou
 		}()
 	}
 	wg.Wait()
-	if err := failure(); err != nil {
-		return LatencyCell{}, err
-	}
+	return streams, ec.err(n)
+}
+
+// roundTrips has each of the open echo streams do round trips of msg bytes
+// at the same time, checking every echoed byte, for dur but at most per
+// each.
+func roundTrips(ctx context.Context, streams []Stream, per, msg int, dur time.Duration) (LatencyCell, error) {
+	n := len(streams)
+	var (
+		wg    sync.WaitGroup
+		ec    errCollector
+		fail  = ec.fail
+		ready sync.WaitGroup
+	)
+	failure := func() error { return ec.err(n) }
 	stop := context.AfterFunc(ctx, func() {
 		for _, s := range streams {
 			s.SetDeadline(time.Unix(1, 0))
@@ -188,7 +223,6 @@ func latencyCell(ctx context.Context, tr Transport, n, per, msg int, dur, timeou
 	defer stop()
 	// One round trip each before the clock: the upstream exists end to end.
 	rtts := make([][]time.Duration, n)
-	var ready sync.WaitGroup
 	start := make(chan struct{})
 	var began time.Time // set before start is closed
 	for i, s := range streams {

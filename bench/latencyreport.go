@@ -90,6 +90,12 @@ func (r *Report) noteShortCPU() {
 			short++
 		}
 	}
+	for _, c := range r.UDP {
+		all++
+		if c.CPUSeconds*hz < minCPUTicks {
+			short++
+		}
+	}
 	for _, c := range r.Connect {
 		all++
 		if c.CPUSeconds*hz < minCPUTicks {
@@ -99,7 +105,7 @@ func (r *Report) noteShortCPU() {
 	if short == 0 {
 		return
 	}
-	note := fmt.Sprintf("%d of %d CPU figures (throughput, tls-connect) come from under %d clock ticks (%.0f/s): ±1 tick is over 1%%; the full run's cells are larger", short, all, minCPUTicks, hz)
+	note := fmt.Sprintf("%d of %d CPU figures (throughput, tls-connect, udp) come from under %d clock ticks (%.0f/s): ±1 tick is over 1%%; the full run's cells are larger", short, all, minCPUTicks, hz)
 	for _, n := range r.Notes {
 		if n == note {
 			return

@@ -48,6 +48,12 @@ func planSteps(cfg *Config, peers []*peer) []step {
 
 // applies reports whether a per-peer scenario runs on the named peer.
 func applies(sc, name string) bool {
+	switch sc {
+	case ScenarioFlood:
+		return floodPeer(name)
+	case ScenarioUDP:
+		return udpPeer(name)
+	}
 	if sc == ScenarioTunnelIdle {
 		// Idle tunnels carry no stream: the SS tunnel peers would measure
 		// the same thing again.

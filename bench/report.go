@@ -52,6 +52,9 @@ type Report struct {
 	// client's CPU ÷ ss-local + ss-v2ray-plugin's.
 	Clients      []ClientCell   `json:"client_cpu,omitempty"`
 	ClientRatios []ClientRatio  `json:"client_cpu_ratios,omitempty"`
+	// The handshake flood and UDP scenarios.
+	Flood        []FloodResult  `json:"handshake_flood,omitempty"`
+	UDP          []UDPResult    `json:"udp,omitempty"`
 	Control      *ControlResult `json:"control,omitempty"`
 	Notes        []string       `json:"notes,omitempty"`
 	Errors       []string       `json:"errors,omitempty"`
@@ -91,6 +94,10 @@ type Settings struct {
 
 	LatencySeconds       float64 `json:"latency_seconds_per_cell,omitempty"`
 	LatencyMaxRoundTrips int     `json:"latency_max_round_trips,omitempty"`
+	LatencyMessage       int     `json:"latency_message_bytes,omitempty"`
+
+	FloodBytes int64 `json:"flood_bytes,omitempty"`
+	UDPPackets int64 `json:"udp_packets_per_cell,omitempty"`
 }
 
 // tlsClientDesc describes the client side of every TLS peer (clientTLS).
@@ -158,6 +165,7 @@ func newReport(cfg Config) *Report {
 			CertType: cfg.CertType, TLSClient: tlsClientDesc, TLSBytes: cfg.TLSBytes,
 			ConnectCount: cfg.ConnectCount, ConnectWorkers: cfg.ConnectWorkers, ClientBytes: cfg.ClientBytes,
 			LatencySeconds: cfg.LatencyDuration.Seconds(), LatencyMaxRoundTrips: cfg.LatencyRoundTrips,
+			LatencyMessage: cfg.LatencyMessage, FloodBytes: cfg.FloodBytes, UDPPackets: cfg.UDPPackets,
 		},
 	}
 }
@@ -373,6 +381,7 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	r.writeSSText(w)
 	r.writeLatencyText(w)
+	r.writeFloodUDPText(w)
 	r.writeControlText(w)
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "note:", n)
@@ -470,6 +479,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	}
 	r.writeSSMarkdown(w)
 	r.writeLatencyMarkdown(w)
+	r.writeFloodUDPMarkdown(w)
 	r.writeTunnelMarkdown(w)
 	r.writeClientMarkdown(w)
 	r.writeControlMarkdown(w)

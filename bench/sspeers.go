@@ -153,7 +153,7 @@ func outlineVersion(bin string) string {
 // environment.
 func outlineArgv(bin, path string) func(int, string) []string {
 	return func(port int, _ string) []string {
-		return []string{bin, "-listen", "127.0.0.1:" + strconv.Itoa(port), "-path", path, "-cipher", ssCipher}
+		return []string{bin, "-listen", "127.0.0.1:" + strconv.Itoa(port), "-path", path, "-udp-path", udpPath(path), "-cipher", ssCipher}
 	}
 }
 
@@ -165,7 +165,7 @@ func newOutlinePeer(bin string) *peer {
 	path := "/" + secret + "/tcp"
 	return &peer{
 		info: PeerInfo{Name: PeerOutline, Version: outlineVersion(bin),
-			Command: bin + " -listen 127.0.0.1:PORT -path /SECRET/tcp -cipher " + ssCipher + "  (OUTLINE_SS_SECRET=PASSWORD; websocket-stream listener, targets limited to loopback, no metrics)"},
+			Command: bin + " -listen 127.0.0.1:PORT -path /SECRET/tcp -udp-path /SECRET/udp -cipher " + ssCipher + "  (OUTLINE_SS_SECRET=PASSWORD; websocket-stream and websocket-packet listeners, targets limited to loopback, no metrics)"},
 		argv:       outlineArgv(bin, path),
 		env:        []string{"OUTLINE_SS_SECRET=" + password},
 		path:       path,

@@ -156,7 +156,8 @@ func (r *Report) outlineSummary() []SummaryRow {
 			}
 		}
 	}
-	return out
+	out = append(out, r.udpSummary()...)
+	return append(out, r.floodSummary()...)
 }
 
 func median(v []float64) float64 {

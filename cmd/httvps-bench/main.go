@@ -81,7 +81,7 @@ func run(args []string) int {
 		fs.PrintDefaults()
 	}
 	var (
-		scenarios = fs.String("scenarios", "throughput,idle,slowreader,tls-throughput,tls-idle,tls-connect,tls-connect-busy,tunnel-idle,latency,client-cpu,control", "scenarios to run: throughput, idle, slowreader, tls-throughput, tls-idle, tls-connect, tls-connect-busy (tls-connect with one CPU hog per core), tunnel-idle (idle native tunnels), latency (small-message round trips at several concurrent streams, and first byte of a new session, every peer and direct), client-cpu (the reference client beside ss-local + v2ray-plugin), control")
+		scenarios = fs.String("scenarios", "throughput,idle,slowreader,tls-throughput,tls-idle,tls-connect,tls-connect-busy,tunnel-idle,latency,handshake-flood,udp,client-cpu,control", "scenarios to run: throughput, idle, slowreader, tls-throughput, tls-idle, tls-connect, tls-connect-busy (tls-connect with one CPU hog per core), tunnel-idle (idle native tunnels), latency (small-message round trips at several concurrent streams, and first byte of a new session, every peer and direct), handshake-flood (stalled and garbage clients while established sessions move data; TLS and Shadowsocks peers), udp (Shadowsocks UDP packets through the packet paths; Shadowsocks peers), client-cpu (the reference client beside ss-local + v2ray-plugin), control")
 		peers     = fs.String("peers", "httvps,httvps-tunnel,gocopy,gobuf,v2ray,httvps-ss,httvps-tunnel-ss,outline-ss,nginx-ws,httvps-tls,httvps-tunnel-tls,v2ray-tls,nginx-tls,gotls,httvps-ss-tls,httvps-tunnel-ss-tls,nginx-wss", "relays to measure: httvps (bin/httvps-gateway, a WebSocket per stream), httvps-tunnel (the same gateway, streams on one native tunnel), gocopy (Go io.Copy, splice), gobuf (Go io.Copy, 32 KiB buffer), v2ray (ss-v2ray-plugin); Shadowsocks inside the WebSocket: httvps-ss (gateway + ss-server), httvps-tunnel-ss (the same, streams on native tunnels), outline-ss (outline-ss-server), nginx-ws (nginx WebSocket proxy + outline-ss-server); over TLS: httvps-tls, httvps-tunnel-tls, v2ray-tls, nginx-tls (nginx stream TLS proxy, raw TLS client), gotls (Go crypto/tls relay, raw TLS client: the floor of a Go TLS server), httvps-ss-tls, httvps-tunnel-ss-tls, nginx-wss; a missing binary is skipped with a note")
 		outlineB  = fs.String("outline", "", "outline-ss, nginx-ws, nginx-wss: the outline-ss-bench binary (\"\": build it from -outline-src)")
 		outlineS  = fs.String("outline-src", "tools/outline-ss-server", "the tools module with our main around outline-ss-server's service package (its own go.mod, a pinned version)")
@@ -103,6 +103,16 @@ func run(args []string) int {
 		latRTs    = fs.Int("latency-round-trips", 100000, "latency: at most this many round trips per cell, shared by its streams (at least 10 each)")
 		latMsg    = fs.Int("latency-msg", 64, "latency: message size, bytes")
 		fbN       = fs.Int("first-byte", 500, "latency: new sessions, one after the other, for the time to first byte")
+		flStalled = fs.Int("flood-stalled", 5000, "handshake-flood: stalled clients held open (250 per source address 127.0.1.x)")
+		flRate    = fs.Int("flood-garbage", 200, "handshake-flood: garbage connections per second")
+		flStreams = fs.Int("flood-streams", 4, "handshake-flood: established sessions downloading during the flood")
+		flEcho    = fs.Int("flood-echo", 10, "handshake-flood: established sessions doing round trips during the flood")
+		flBytes   = fs.String("flood-bytes", "256M", "handshake-flood: bytes the established sessions download per phase")
+		flDur     = fs.Duration("flood-duration", 3*time.Second, "handshake-flood: how long the round trips run per phase")
+		udpN      = fs.String("udp-packets", "1000000", "udp: packets per (peer, associations) cell")
+		udpAssoc  = fs.String("udp-assocs", "1,8", "udp: association counts")
+		udpWin    = fs.Int("udp-window", 32, "udp: packets in flight per association")
+		udpSize   = fs.Int("udp-payload", 1200, "udp: payload bytes per packet")
 		tunnels   = fs.Int("tunnels", 19000, "tunnel-idle: idle native tunnels per tunnel peer (the gateway holds one fd each; max 19500)")
 		msg       = fs.String("msg", "16K", "throughput: client message (write) size")
 		cellTO    = fs.Duration("cell-timeout", 120*time.Second, "throughput: time limit per cell")
@@ -159,6 +169,8 @@ func run(args []string) int {
 		SlowDuration: *slowDur, OutDir: *out, Out: os.Stdout, Log: os.Stderr,
 		HTTVPSBin: *httvpsBin, ControlBin: *control, RedisBin: *redisBin, RedisBenchBin: *redisB,
 		TokenCheckTime: *checkTime, ConfigLoadTime: *loadTime, ConfigConns: *loadConns,
+		FloodStalled: *flStalled, FloodGarbageRate: *flRate, FloodStreams: *flStreams, FloodEcho: *flEcho, FloodDuration: *flDur,
+		UDPWindow: *udpWin, UDPPayload: *udpSize,
 	}
 	if *quiet {
 		cfg.Log = nil
@@ -171,7 +183,7 @@ func run(args []string) int {
 	for _, f := range []struct {
 		s   string
 		dst *int64
-	}{{*bytesFlag, &cfg.Bytes}, {*tlsBytes, &cfg.TLSBytes}, {*slowRate, &cfg.SlowRate}, {*slowBytes, &cfg.SlowBytes}, {*clientB, &cfg.ClientBytes}} {
+	}{{*bytesFlag, &cfg.Bytes}, {*tlsBytes, &cfg.TLSBytes}, {*slowRate, &cfg.SlowRate}, {*slowBytes, &cfg.SlowBytes}, {*clientB, &cfg.ClientBytes}, {*flBytes, &cfg.FloodBytes}, {*udpN, &cfg.UDPPackets}} {
 		if *f.dst, err = parseSize(f.s); err != nil {
 			fmt.Fprintln(os.Stderr, "httvps-bench:", err)
 			return 2
@@ -211,6 +223,15 @@ func run(args []string) int {
 		cfg.LatencyStreams = append(cfg.LatencyStreams, n)
 	}
 
+	for _, s := range cliconf.SplitList(*udpAssoc) {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "httvps-bench: -udp-assocs:", err)
+			return 2
+		}
+		cfg.UDPAssociations = append(cfg.UDPAssociations, n)
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if _, err := bench.Run(ctx, cfg); err != nil {
@@ -239,6 +260,10 @@ var shortFlags = map[string]string{
 	"client-bytes":     "128M",
 	"token-check-time": "1s",
 	"config-load-time": "2s",
+	"flood-stalled":    "2000",
+	"flood-bytes":      "128M",
+	"flood-duration":   "1s",
+	"udp-packets":      "200000",
 }
 
 // serveSub runs the sink or the gocopy relay until killed, after printing
@@ -269,6 +294,15 @@ func serveSub(args []string, relay bool) int {
 			return 1
 		}
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	if !relay {
+		// The sink echoes UDP on its TCP port too (the udp scenario).
+		pc, err := net.ListenPacket("udp", ln.Addr().String())
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		go bench.ServeUDPEcho(pc)
 	}
 	fmt.Printf("listening %s\n", ln.Addr())
 	if relay {

@@ -1,6 +1,7 @@
 // Command outline-ss-bench is the harness's outline-ss-server peer: Jigsaw's
 // outline-ss-server service package (pinned in go.mod) behind one
-// websocket-stream listener, wired as the stock binary wires it (the SDK's
+// websocket-stream listener (and, with -udp-path, one websocket-packet
+// listener), wired as the stock binary wires it (the SDK's
 // x/websocket upgrade, http.StripPrefix, gorilla ProxyHeaders, the
 // Shadowsocks stream handler with a replay cache), with two differences
 // that a loopback bench needs: targets must be loopback addresses (the stock
@@ -20,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"runtime/debug"
 
@@ -45,6 +47,7 @@ func loopbackOnly(ip net.IP) error {
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "web server address")
 	path := flag.String("path", "/tcp", "websocket-stream path (a prefix, stripped as the stock server does)")
+	udpPath := flag.String("udp-path", "", "websocket-packet path (each binary message one Shadowsocks UDP packet); \"\" for none")
 	cipher := flag.String("cipher", "chacha20-ietf-poly1305", "Shadowsocks cipher")
 	replay := flag.Int("replay-history", 10000, "replay cache size (handshakes)")
 	version := flag.Bool("version", false, "print the outline-ss-server module version and exit")
@@ -70,7 +73,7 @@ func main() {
 	ciphers := service.NewCipherList()
 	ciphers.Update(entries)
 	replayCache := service.NewReplayCache(*replay)
-	streamHandler, _ := service.NewShadowsocksHandlers(
+	streamHandler, associationHandler := service.NewShadowsocksHandlers(
 		service.WithCiphers(ciphers),
 		service.WithReplayCache(&replayCache),
 		service.WithStreamDialer(service.MakeValidatingTCPStreamDialer(loopbackOnly, 0)),
@@ -86,6 +89,26 @@ func main() {
 	})
 	mux := http.NewServeMux()
 	mux.Handle(*path, http.StripPrefix(*path, handlers.ProxyHeaders(handler)))
+	if *udpPath != "" {
+		// The websocket-packet listener as the stock binary wires it: the
+		// association's client address is the HTTP peer's, as a UDP address.
+		associationHandler.SetTargetIPValidator(loopbackOnly)
+		packetHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			conn, err := websocket.Upgrade(w, r, nil)
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			var c net.Conn = conn
+			if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+				c = &udpAddrConn{Conn: conn, raddr: net.UDPAddrFromAddrPort(ap)}
+			} else if ip, err := netip.ParseAddr(r.RemoteAddr); err == nil {
+				c = &udpAddrConn{Conn: conn, raddr: net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0))}
+			}
+			associationHandler.HandleAssociation(r.Context(), c, &service.NoOpUDPAssociationMetrics{})
+		})
+		mux.Handle(*udpPath, http.StripPrefix(*udpPath, handlers.ProxyHeaders(packetHandler)))
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "outline-ss-bench:", err)
@@ -97,6 +120,15 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// udpAddrConn is a WebSocket connection whose remote address is a UDP
+// address, as the association handler requires.
+type udpAddrConn struct {
+	net.Conn
+	raddr net.Addr
+}
+
+func (c *udpAddrConn) RemoteAddr() net.Addr { return c.raddr }
 
 // moduleVersion names the outline-ss-server and SDK versions built in.
 func moduleVersion() string {
