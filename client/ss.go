@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"sync/atomic"
 
@@ -47,45 +46,21 @@ func (s *Shadowsocks) SetKey(cipher, secret string) error {
 // DialStream opens a stream to addr ("host:port") through the Shadowsocks
 // server. As in every Shadowsocks client it returns once the Transport
 // stream is up, before the server reached addr: the address goes out with
-// the first data (or after 10 ms without any), and a target that cannot be
-// reached shows as an early EOF.
+// the first data (or after ssClientDataWait without any), and a target that
+// cannot be reached shows as an early EOF.
+//
+// The stream is outline-sdk's shadowsocks.Writer and Reader over the
+// Transport stream, fed by ssConn (ssconn.go) in large batches.
 func (s *Shadowsocks) DialStream(ctx context.Context, addr string) (StreamConn, error) {
-	d, err := shadowsocks.NewStreamDialer(transport.FuncStreamEndpoint(func(ctx context.Context) (transport.StreamConn, error) {
-		return s.t.DialStream(ctx)
-	}), s.key.Load())
+	tgt, err := socksAddr(addr)
 	if err != nil {
 		return nil, err
 	}
-	c, err := d.DialStream(ctx, addr)
+	c, err := s.t.DialStream(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return ssStream{c}, nil
-}
-
-// ssStream makes CloseWrite send what the Shadowsocks writer still holds
-// first: the target address waits up to 10 ms for the first data, and a
-// FIN before it would end a stream the server never opened.
-type ssStream struct{ transport.StreamConn }
-
-func (s ssStream) CloseWrite() error {
-	s.StreamConn.Write(nil) // an empty write flushes the queued address
-	return s.StreamConn.CloseWrite()
-}
-
-// ReadFrom and WriteTo keep outline-sdk's copy paths (no extra buffer).
-func (s ssStream) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := s.StreamConn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(struct{ io.Writer }{s.StreamConn}, r)
-}
-
-func (s ssStream) WriteTo(w io.Writer) (int64, error) {
-	if wt, ok := s.StreamConn.(io.WriterTo); ok {
-		return wt.WriteTo(w)
-	}
-	return io.Copy(w, struct{ io.Reader }{s.StreamConn})
+	return newSSConn(c, s.key.Load(), tgt)
 }
 
 // ListenPacket opens one UDP association through the Shadowsocks server:

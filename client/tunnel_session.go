@@ -219,13 +219,14 @@ func (s *tunSession) open(st *tunStream, first []byte, fin bool) (int, error) {
 	return k, nil
 }
 
-// takeSendWin takes up to n bytes of the session window for st; with none
-// left it registers st to be woken when WINDOW 0 arrives.
+// takeSendWin takes up to n bytes of the session window for st (and
+// returns the largest DATA payload); with none left it registers st to be
+// woken when WINDOW 0 arrives.
 func (s *tunSession) takeSendWin(st *tunStream, n int64) (int64, uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	mf := s.dataMaxLocked()
-	k := min(n, s.sendWin, int64(mf))
+	k := min(n, s.sendWin)
 	if k <= 0 {
 		s.winWaiters[st] = struct{}{}
 		return 0, mf

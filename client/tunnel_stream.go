@@ -207,6 +207,7 @@ func (st *tunStream) reopenLocked() error {
 // caller holds wmu.
 func (st *tunStream) sendSome(p []byte, fin bool) (int, error) {
 	whole := len(p)
+	mf := 0 // the gateway's MAX_FRAME (tcp)
 	st.mu.Lock()
 	for {
 		if err := st.stateErrLocked(); err != nil {
@@ -240,12 +241,9 @@ func (st *tunStream) sendSome(p []byte, fin bool) (int, error) {
 			break
 		}
 		if st.sendWin > 0 {
-			k, maxFrame := st.sess.takeSendWin(st, min(int64(len(p)), st.sendWin))
+			k, maxFrame := st.sess.takeSendWin(st, min(int64(len(p)), st.sendWin, dataBatchMax))
 			if k > 0 {
-				if k > int64(maxFrame) {
-					k = int64(maxFrame)
-				}
-				p = p[:k]
+				p, mf = p[:k], int(maxFrame)
 				break
 			}
 		}
@@ -265,8 +263,26 @@ func (st *tunStream) sendSome(p []byte, fin bool) (int, error) {
 	st.noteSentLocked(p)
 	s, id := st.sess, st.id
 	st.mu.Unlock()
-	bp := getFrameBuf(len(p))
-	b := mux.AppendData((*bp)[:wsHeaderRoom], id, fin, p)
+	// Up to dataBatchMax bytes go as DATA frames of at most MAX_FRAME in
+	// one WebSocket message: one write (and one TLS batch) for them all.
+	frames := 1
+	if mf > 0 && len(p) > mf {
+		frames = (len(p) + mf - 1) / mf
+	}
+	bp := getFrameBuf(len(p) + (frames-1)*mux.HeaderLen)
+	b := (*bp)[:wsHeaderRoom]
+	for off := 0; ; {
+		k := len(p) - off
+		if frames > 1 {
+			k = min(k, mf)
+		}
+		last := off+k == len(p)
+		b = mux.AppendData(b, id, fin && last, p[off:off+k])
+		off += k
+		if last {
+			break
+		}
+	}
 	err := s.send(b)
 	*bp = b
 	putFrameBuf(bp)
@@ -365,6 +381,34 @@ func (st *tunStream) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+}
+
+// readable waits (within the read deadline) until the stream holds bytes
+// to read or its read side has ended, so a reader can wait holding no
+// buffer; what ended it, Read reports.
+func (st *tunStream) readable() error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for st.rq.Len() == 0 {
+		if st.remoteFin || st.readClosed || st.closed || st.err != nil {
+			return nil
+		}
+		if st.id == 0 && !st.kicked && !st.reopen {
+			st.kicked = true
+			go st.ensureOpen()
+		}
+		if err := st.wait(st.rdl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// buffered is how many received bytes wait to be read.
+func (st *tunStream) buffered() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.rq.Len()
 }
 
 // creditLocked gives back n read (or dropped) bytes to the stream: WINDOW
@@ -618,24 +662,47 @@ func (st *tunStream) SetWriteDeadline(t time.Time) error {
 	return nil
 }
 
-// frameBufs holds DATA frame buffers (room for the WebSocket header, the
-// mux header and a default-size payload); larger ones are not kept.
-var frameBufs = sync.Pool{New: func() any {
-	b := make([]byte, 0, wsHeaderRoom+mux.HeaderLen+mux.DefaultMaxFrame)
-	return &b
-}}
+// dataBatchMax is the most payload one sendSome sends: DATA frames of at
+// most MAX_FRAME each, in one WebSocket message (so one TLS batch, which
+// takes batchMax).
+const dataBatchMax = 240 << 10
 
-func getFrameBuf(n int) *[]byte {
-	if n > mux.DefaultMaxFrame {
-		b := make([]byte, 0, wsHeaderRoom+mux.HeaderLen+n)
+// frameBufs holds DATA frame buffers (room for the WebSocket header, the
+// mux header and a default-size payload); batchBufs those of a batch of
+// frames; larger ones are not kept.
+var (
+	frameBufs = sync.Pool{New: func() any {
+		b := make([]byte, 0, wsHeaderRoom+mux.HeaderLen+mux.DefaultMaxFrame)
 		return &b
+	}}
+	frameBatchBufs = sync.Pool{New: func() any {
+		b := make([]byte, 0, frameBatchCap)
+		return &b
+	}}
+)
+
+// frameBatchCap holds dataBatchMax bytes in frames of 16 KiB or more.
+const frameBatchCap = wsHeaderRoom + mux.HeaderLen*16 + dataBatchMax
+
+// getFrameBuf returns a buffer for n bytes of payload (their frame
+// headers counted in n, but one).
+func getFrameBuf(n int) *[]byte {
+	switch {
+	case n <= mux.DefaultMaxFrame:
+		return frameBufs.Get().(*[]byte)
+	case wsHeaderRoom+mux.HeaderLen+n <= frameBatchCap:
+		return frameBatchBufs.Get().(*[]byte)
 	}
-	return frameBufs.Get().(*[]byte)
+	b := make([]byte, 0, wsHeaderRoom+mux.HeaderLen+n)
+	return &b
 }
 
 func putFrameBuf(bp *[]byte) {
-	if cap(*bp) <= wsHeaderRoom+mux.HeaderLen+mux.DefaultMaxFrame {
+	switch cap(*bp) {
+	case wsHeaderRoom + mux.HeaderLen + mux.DefaultMaxFrame:
 		frameBufs.Put(bp)
+	case frameBatchCap:
+		frameBatchBufs.Put(bp)
 	}
 }
 

@@ -119,9 +119,11 @@ func DialWS(ctx context.Context, gw Gateway, path string, o WSOptions) (*WSConn,
 	defer stop()
 
 	scheme := "ws"
+	var batch *batchConn
 	if gw.TLS {
 		scheme = "wss"
-		tc := tls.Client(raw, wsTLSConfig(gw, host, o.TLSConfig))
+		batch = &batchConn{Conn: raw}
+		tc := tls.Client(batch, wsTLSConfig(gw, host, o.TLSConfig))
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return nil, "", fmt.Errorf("client: TLS to %s: %w", gw.Addr, err)
 		}
@@ -148,7 +150,9 @@ func DialWS(ctx context.Context, gw Gateway, path string, o WSOptions) (*WSConn,
 	}
 	raw.SetDeadline(time.Time{})
 	ok = true
-	return newWSConn(conn, br, o), hs.Protocol, nil
+	c := newWSConn(conn, br, o)
+	c.batch = batch
+	return c, hs.Protocol, nil
 }
 
 // wsTLSConfig is base (or the defaults) with SNI set and, when gw.Pin is

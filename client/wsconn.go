@@ -37,7 +37,10 @@ const wsMaskChunk = 32 << 10
 // the client may still send, and its own close goes out with WriteClose
 // (or Close). When both closes have passed, the TCP connection is closed.
 type WSConn struct {
-	conn       net.Conn
+	conn net.Conn
+	// batch, under a TLS conn, gathers the TLS records of one frame into
+	// one write (tlsbatch.go); nil without TLS.
+	batch      *batchConn
 	maxMessage int64
 	writeChunk int
 
@@ -380,6 +383,11 @@ func (c *WSConn) abort(code uint16) {
 			c.writeCloseLocked(code)
 		}
 		c.wmu.Unlock()
+	} else if c.batch != nil {
+		// A writer may be blocked sending a gathered batch: closing the
+		// TCP connection first unblocks it (crypto/tls's Close would wait
+		// for it to send its close_notify).
+		c.batch.Conn.Close()
 	}
 	c.conn.Close()
 }
@@ -400,7 +408,7 @@ func (c *WSConn) Write(p []byte) (int, error) {
 }
 
 // WriteMessage sends p as one binary message (one frame). p is not modified.
-func (c *WSConn) WriteMessage(p []byte) error {
+func (c *WSConn) WriteMessage(p []byte) (err error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.sentClose.Load() {
@@ -416,6 +424,14 @@ func (c *WSConn) WriteMessage(p []byte) error {
 	hn := putClientHeader(c.wbuf, ws.OpBinary, int64(len(p)), mask)
 	off := 0
 	b := c.wbuf[:hn]
+	if c.batch != nil {
+		c.batch.begin()
+		defer func() {
+			if ferr := c.batch.end(); ferr != nil && err == nil {
+				err = c.writeFailed(ferr)
+			}
+		}()
+	}
 	for {
 		k := min(len(p)-off, len(c.wbuf)-len(b))
 		chunk := c.wbuf[len(b) : len(b)+k]
@@ -455,7 +471,18 @@ func (c *WSConn) writeFrameLocked(op ws.OpCode, b []byte) error {
 	start := wsHeaderRoom - hn
 	copy(b[start:], hdr[:hn])
 	ws.Cipher(payload, mask, 0)
-	if _, err := c.conn.Write(b[start:]); err != nil {
+	if c.batch == nil {
+		if _, err := c.conn.Write(b[start:]); err != nil {
+			return c.writeFailed(err)
+		}
+		return nil
+	}
+	c.batch.begin()
+	_, err := c.conn.Write(b[start:])
+	if ferr := c.batch.end(); err == nil {
+		err = ferr
+	}
+	if err != nil {
 		return c.writeFailed(err)
 	}
 	return nil
