@@ -171,6 +171,9 @@ type Config struct {
 	// a fresh relay (how memory per session grows with N); nil means
 	// Sessions alone.
 	IdleCounts []int
+	// IdleSweepEveryRun runs every IdleCounts entry in every run; by
+	// default the runs after the first measure the largest count alone.
+	IdleSweepEveryRun bool
 	// GoCopySessions is the idle session count for gocopy. Go's io.Copy
 	// between TCP conns splices through a pipe, and a copy blocked waiting
 	// for data holds its pipe: six fds per idle session, so 9000 sessions
@@ -188,6 +191,12 @@ type Config struct {
 	// tls-connect-busy) run, every peer in turn each time; figures are the
 	// medians, with the range. 0 means 1.
 	Runs int
+
+	// Live shows progress as one status line redrawn in place (Log is a
+	// terminal); otherwise a plain line per step. PlanOnly writes the run
+	// plan with its estimated duration to Out and measures nothing.
+	Live     bool
+	PlanOnly bool
 
 	// Mode names the run's sizes for the report ("short", "full"; "" is
 	// left out).
@@ -571,7 +580,23 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// Each run goes through every scenario and peer in turn, so drift on
 	// the machine hits every peer alike; figures are the runs' medians.
 	plan := planSteps(&cfg, peers)
+	writePlan(cfg.Log, &cfg, plan)
+	if cfg.PlanOnly {
+		writePlan(cfg.Out, &cfg, plan)
+		return rep, nil
+	}
 	start := time.Now()
+	ps0 := &progressState{n: len(plan), runs: cfg.Runs, start: start}
+	for _, st := range plan {
+		ps0.estTotal += estimateStep(&cfg, st)
+	}
+	var live *liveLog
+	if cfg.Live {
+		live = newLiveLog(cfg.Log)
+		cfg.Log = live
+		live.run(func() string { return ps0.line(time.Now()) })
+		defer live.close()
+	}
 	for k, st := range plan {
 		if ctx.Err() != nil {
 			break
@@ -582,7 +607,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		} else if st.sc == ScenarioClientCPU || st.sc == ScenarioControl {
 			name = "no relay"
 		}
-		progress(cfg.Log, k, len(plan), st, name, cfg.Runs, time.Since(start))
+		ps0.mu.Lock()
+		if k > 0 {
+			ps0.estDone += ps0.estStep
+		}
+		ps0.k, ps0.st, ps0.name, ps0.stepAt, ps0.estStep = k, st, name, time.Now(), estimateStep(&cfg, st)
+		ps0.mu.Unlock()
+		if live != nil {
+			live.redraw()
+		} else {
+			fmt.Fprintln(cfg.Log, ps0.line(time.Now()))
+		}
 		var err error
 		switch st.sc {
 		case ScenarioClientCPU:
@@ -600,13 +635,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		case ScenarioThroughput:
 			err = runThroughput(ctx, &cfg, ps, st.pe, cfg.Bytes, &rep.Throughput)
 		case ScenarioIdle:
-			err = runIdleCounts(ctx, &cfg, ps, st.pe, &rep.Idle)
+			err = runIdleCounts(ctx, &cfg, ps, st.pe, st.run, &rep.Idle)
 		case ScenarioSlowReader:
 			err = runSlowReader(ctx, &cfg, ps, st.pe, rep)
 		case ScenarioTLSThroughput:
 			err = runThroughput(ctx, &cfg, ps, st.pe, cfg.TLSBytes, &rep.TLSThroughput)
 		case ScenarioTLSIdle:
-			err = runIdleCounts(ctx, &cfg, ps, st.pe, &rep.TLSIdle)
+			err = runIdleCounts(ctx, &cfg, ps, st.pe, st.run, &rep.TLSIdle)
 		case ScenarioTLSConnect:
 			err = runConnect(ctx, &cfg, ps, st.pe, 0, rep)
 		case ScenarioTLSConnectBusy:

@@ -37,10 +37,10 @@ const idleSourceIPs = 8
 
 // runIdleCounts runs runIdle at each of cfg.IdleCounts on a fresh relay
 // (gocopy's counts capped at GoCopySessions, each count once).
-func runIdleCounts(ctx context.Context, cfg *Config, ps *procSet, pe *peer, dst *[]IdleResult) error {
+func runIdleCounts(ctx context.Context, cfg *Config, ps *procSet, pe *peer, run int, dst *[]IdleResult) error {
 	var done []int
 	var errs []error
-	for _, n := range cfg.IdleCounts {
+	for _, n := range idleCountsOf(cfg, run) {
 		if pe.info.Name == PeerGoCopy {
 			n = min(n, cfg.GoCopySessions)
 		}
@@ -54,6 +54,16 @@ func runIdleCounts(ctx context.Context, cfg *Config, ps *procSet, pe *peer, dst 
 		ps.stopAll()
 	}
 	return errors.Join(errs...)
+}
+
+// idleCountsOf is the idle counts of run: every count in run 1, the
+// largest alone in the later runs unless IdleSweepEveryRun (the curve is
+// drawn once, the headline figure gets every run's median).
+func idleCountsOf(cfg *Config, run int) []int {
+	if run <= 1 || cfg.IdleSweepEveryRun || len(cfg.IdleCounts) == 0 {
+		return cfg.IdleCounts
+	}
+	return []int{slices.Max(cfg.IdleCounts)}
 }
 
 func runIdle(ctx context.Context, cfg *Config, ps *procSet, pe *peer, n int, dst *[]IdleResult) error {

@@ -50,14 +50,14 @@ type Report struct {
 	LatencyRatios []LatencyRatio    `json:"latency_ratios,omitempty"`
 	// The client-cpu scenario: its cells and, per cell, the reference
 	// client's CPU ÷ ss-local + ss-v2ray-plugin's.
-	Clients      []ClientCell   `json:"client_cpu,omitempty"`
-	ClientRatios []ClientRatio  `json:"client_cpu_ratios,omitempty"`
+	Clients      []ClientCell  `json:"client_cpu,omitempty"`
+	ClientRatios []ClientRatio `json:"client_cpu_ratios,omitempty"`
 	// The handshake flood and UDP scenarios.
-	Flood        []FloodResult  `json:"handshake_flood,omitempty"`
-	UDP          []UDPResult    `json:"udp,omitempty"`
-	Control      *ControlResult `json:"control,omitempty"`
-	Notes        []string       `json:"notes,omitempty"`
-	Errors       []string       `json:"errors,omitempty"`
+	Flood   []FloodResult  `json:"handshake_flood,omitempty"`
+	UDP     []UDPResult    `json:"udp,omitempty"`
+	Control *ControlResult `json:"control,omitempty"`
+	Notes   []string       `json:"notes,omitempty"`
+	Errors  []string       `json:"errors,omitempty"`
 }
 
 // Machine describes where the figures were taken.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/httvps/httvps/bench"
 	"github.com/httvps/httvps/internal/cliconf"
+	"golang.org/x/sys/unix"
 )
 
 const usage = `usage: httvps-bench [flags]            run the benchmark
@@ -92,24 +93,24 @@ func run(args []string) int {
 		v2ray     = fs.String("v2ray", "ss-v2ray-plugin", "v2ray-plugin binary")
 		nginx     = fs.String("nginx", "/usr/sbin/nginx", "nginx binary (nginx-tls peer)")
 		certType  = fs.String("cert-type", "ecdsa", "TLS peers' certificate: ecdsa (P-256) or rsa (2048)")
-		tlsBytes  = fs.String("tls-bytes", "1G", "tls-throughput: bytes per (peer, direction, streams) cell")
-		connN     = fs.Int("connect", 2000, "tls-connect: connections per peer")
+		tlsBytes  = fs.String("tls-bytes", "512M", "tls-throughput: bytes per (peer, direction, streams) cell")
+		connN     = fs.Int("connect", 1000, "tls-connect: connections per peer")
 		connW     = fs.Int("connect-workers", 4, "tls-connect: connections opened at once")
 		busyHogs  = fs.Int("busy-hogs", runtime.NumCPU(), "tls-connect-busy: spinning CPU hog processes beside every peer")
-		bytesFlag = fs.String("bytes", "1G", "throughput: bytes per (peer, direction, streams) cell; K/M/G suffixes are binary")
+		bytesFlag = fs.String("bytes", "512M", "throughput: bytes per (peer, direction, streams) cell; K/M/G suffixes are binary")
 		streams   = fs.String("streams", "1,16,64", "throughput: parallel stream counts")
 		latStr    = fs.String("latency-streams", "1,100,1000", "latency: concurrently active stream counts")
-		latDur    = fs.Duration("latency-duration", 3*time.Second, "latency: how long each cell's streams do round trips")
+		latDur    = fs.Duration("latency-duration", 1500*time.Millisecond, "latency: how long each cell's streams do round trips")
 		latRTs    = fs.Int("latency-round-trips", 100000, "latency: at most this many round trips per cell, shared by its streams (at least 10 each)")
 		latMsg    = fs.Int("latency-msg", 64, "latency: message size, bytes")
-		fbN       = fs.Int("first-byte", 500, "latency: new sessions, one after the other, for the time to first byte")
+		fbN       = fs.Int("first-byte", 300, "latency: new sessions, one after the other, for the time to first byte")
 		flStalled = fs.Int("flood-stalled", 5000, "handshake-flood: stalled clients held open (250 per source address 127.0.1.x)")
 		flRate    = fs.Int("flood-garbage", 200, "handshake-flood: garbage connections per second")
 		flStreams = fs.Int("flood-streams", 4, "handshake-flood: established sessions downloading during the flood")
 		flEcho    = fs.Int("flood-echo", 10, "handshake-flood: established sessions doing round trips during the flood")
 		flBytes   = fs.String("flood-bytes", "256M", "handshake-flood: bytes the established sessions download per phase")
-		flDur     = fs.Duration("flood-duration", 3*time.Second, "handshake-flood: how long the round trips run per phase")
-		udpN      = fs.String("udp-packets", "1000000", "udp: packets per (peer, associations) cell")
+		flDur     = fs.Duration("flood-duration", 2*time.Second, "handshake-flood: how long the round trips run per phase")
+		udpN      = fs.String("udp-packets", "60000", "udp: packets per (peer, associations) cell")
 		udpAssoc  = fs.String("udp-assocs", "1,8", "udp: association counts")
 		udpWin    = fs.Int("udp-window", 32, "udp: packets in flight per association")
 		udpSize   = fs.Int("udp-payload", 1200, "udp: payload bytes per packet")
@@ -118,19 +119,20 @@ func run(args []string) int {
 		cellTO    = fs.Duration("cell-timeout", 120*time.Second, "throughput: time limit per cell")
 		sessions  = fs.String("sessions", "1000,3000,9000", "idle, tls-idle: sessions per relay, a list runs once per count on a fresh relay (memory per session against N; max 9900: the relay holds 2 fds each under a 20000-fd limit)")
 		gcSess    = fs.Int("gocopy-sessions", 3000, "idle: sessions for gocopy (its spliced io.Copy holds 6 fds per idle session; max 3316)")
-		settle    = fs.Duration("settle", 10*time.Second, "idle: wait after the last session before reading RSS (every relay gets the same; long enough for a steady state)")
-		slowDur   = fs.Duration("slow-duration", 20*time.Second, "slowreader: how long the client reads")
+		settle    = fs.Duration("settle", 5*time.Second, "idle: wait after the last session before reading RSS (every relay gets the same; long enough for a steady state)")
+		slowDur   = fs.Duration("slow-duration", 10*time.Second, "slowreader: how long the client reads")
 		slowRate  = fs.String("slow-rate", "2M", "slowreader: client read rate, bytes per second")
 		slowBytes = fs.String("slow-bytes", "256M", "slowreader: bytes the upstream offers")
 		httvpsBin = fs.String("httvps", "bin/httvps", "client-cpu: the reference client binary (go build -o bin/httvps ./cmd/httvps)")
-		clientB   = fs.String("client-bytes", "512M", "client-cpu: bytes per (client, direction, streams) cell")
+		clientB   = fs.String("client-bytes", "256M", "client-cpu: bytes per (client, direction, streams) cell")
 		control   = fs.String("control", "bin/httvps-control", "control: the control plane binary (go build -o bin/httvps-control ./cmd/httvps-control)")
 		redisBin  = fs.String("redis-server", "redis-server", "control: redis-server binary")
 		redisB    = fs.String("redis-benchmark", "redis-benchmark", "control: redis-benchmark binary")
 		checkTime = fs.Duration("token-check-time", 3*time.Second, "control: duration of each token-check run")
 		loadTime  = fs.Duration("config-load-time", 5*time.Second, "control: duration of the GET /v1/client/config load")
 		loadConns = fs.Int("config-conns", 8, "control: keep-alive connections of the client config load")
-		out       = fs.String("out", "bench/results", "report directory (\"\" for none)")
+		out       = fs.String("out", "bench/out", "report directory (\"\" for none); bench/out is ignored by git: make bench-publish copies the last full run into bench/results for the README")
+		planOnly  = fs.Bool("plan", false, "print the run plan with its estimated duration and exit")
 		quiet     = fs.Bool("q", false, "no progress lines on stderr")
 		runs      = fs.Int("runs", 5, "times the repeated scenarios (throughput, tls-throughput, idle, tls-idle, latency, tls-connect, tls-connect-busy) run, every peer in turn each time; figures are medians with the range")
 		chartsSrc = fs.String("charts-src", "tools/benchcharts", "the tools module that draws the charts (SVG, PNG) into -out (gonum.org/v1/plot, its own go.mod)")
@@ -174,7 +176,10 @@ func run(args []string) int {
 	}
 	if *quiet {
 		cfg.Log = nil
+	} else {
+		cfg.Live = isTerminal(os.Stderr)
 	}
+	cfg.PlanOnly = *planOnly
 	var err error
 	if cfg.Self, err = os.Executable(); err != nil {
 		fmt.Fprintln(os.Stderr, "httvps-bench:", err)
@@ -263,7 +268,7 @@ var shortFlags = map[string]string{
 	"flood-stalled":    "2000",
 	"flood-bytes":      "128M",
 	"flood-duration":   "1s",
-	"udp-packets":      "200000",
+	"udp-packets":      "30000",
 }
 
 // serveSub runs the sink or the gocopy relay until killed, after printing
@@ -331,6 +336,13 @@ func serveTunnels(args []string) int {
 		return 2
 	}
 	return bench.ServeTunnels(c)
+}
+
+// isTerminal reports whether f is a terminal (the progress line is drawn
+// in place there).
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // parseSize parses "1G", "256M", "16K" (binary units) or a plain byte count.

@@ -40,6 +40,23 @@ type report struct {
 	Latency       []latency    `json:"latency"`
 	FirstByte     []firstByte  `json:"first_byte"`
 	Connect       []connect    `json:"tls_connect"`
+	Flood         []flood      `json:"handshake_flood"`
+	UDP           []udp        `json:"udp"`
+}
+
+type flood struct {
+	Peer       string  `json:"peer"`
+	QuietMBps  float64 `json:"quiet_mb_per_s"`
+	FloodMBps  float64 `json:"flood_mb_per_s"`
+	QuietP99Ms float64 `json:"quiet_p99_ms"`
+	FloodP99Ms float64 `json:"flood_p99_ms"`
+}
+
+type udp struct {
+	Peer          string  `json:"peer"`
+	Associations  int     `json:"associations"`
+	PPS           float64 `json:"round_trips_per_s"`
+	CPUPerMillion float64 `json:"cpu_s_per_million"`
 }
 
 type cell struct {
@@ -240,6 +257,46 @@ func drawAll(r *report, dir string) ([]string, error) {
 			}
 		}
 		save("tls-connect-cpu", "New TLS session: relay CPU per connection (lower is better)", "CPU ms/connection", cats, []series{quiet, busy})
+	}
+	if len(r.Flood) > 0 {
+		var cats []string
+		mq, mf := series{name: "without flood"}, series{name: "during the flood"}
+		pq, pf := series{name: "without flood"}, series{name: "during the flood"}
+		for _, f := range r.Flood {
+			cats = append(cats, f.Peer)
+			mq.values, mf.values = append(mq.values, f.QuietMBps), append(mf.values, f.FloodMBps)
+			pq.values, pf.values = append(pq.values, f.QuietP99Ms), append(pf.values, f.FloodP99Ms)
+		}
+		save("flood-throughput", "Handshake flood: established sessions' download (MB/s, higher is better)", "MB/s", cats, []series{mq, mf})
+		save("flood-p99", "Handshake flood: established sessions' p99 round trip (lower is better)", "ms", cats, []series{pq, pf})
+	}
+	if len(r.UDP) > 0 {
+		var cats, keys []string
+		for _, u := range r.UDP {
+			if !slices.Contains(cats, u.Peer) {
+				cats = append(cats, u.Peer)
+			}
+			if k := fmt.Sprintf("%d associations", u.Associations); !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+		for _, m := range []struct {
+			name, title, ylabel string
+			f                   func(udp) float64
+		}{{"udp", "Shadowsocks UDP round trips per second (higher is better)", "round trips/s", func(u udp) float64 { return u.PPS }},
+			{"udp-cpu", "Shadowsocks UDP: relay CPU per million round trips (lower is better)", "CPU s/million", func(u udp) float64 { return u.CPUPerMillion }}} {
+			ss := make([]series, len(keys))
+			for i, k := range keys {
+				ss[i] = series{name: k, values: make([]float64, len(cats))}
+				for j := range cats {
+					ss[i].values[j] = math.NaN()
+				}
+			}
+			for _, u := range r.UDP {
+				ss[slices.Index(keys, fmt.Sprintf("%d associations", u.Associations))].values[slices.Index(cats, u.Peer)] = m.f(u)
+			}
+			save(m.name, m.title, m.ylabel, cats, ss)
+		}
 	}
 	return files, errors.Join(errs...)
 }
