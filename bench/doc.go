@@ -37,6 +37,33 @@
 // streams, every byte checked, and the time to the first byte of new
 // sessions.
 //
+// The handshake-flood scenario (flood.go) runs on every TLS peer and the
+// plaintext Shadowsocks peers (not the tunnel peers): stalled clients
+// (half send nothing, half a partial TLS ClientHello — a partial HTTP
+// request on plaintext peers — each reopened 50 ms after the peer closes
+// it) from source addresses 127.0.1.x, 250 each, and garbage connections
+// (1 KiB of random bytes) at a fixed rate, while established sessions of a
+// client on 127.0.0.x download (SHA-256 checked) and echo small messages;
+// the same sessions' figures without the flood come just before, on the
+// same peer. Our gateway runs here with its default per-address limits
+// (-addr-rate, -addr-handshakes), which every other scenario turns off.
+//
+// The udp scenario (udp.go) runs on the Shadowsocks peers with a packet
+// path (httvps-ss and httvps-ss-tls with ss-server -u behind the gateway,
+// outline-ss, nginx-ws, nginx-wss): Shadowsocks UDP packets, one per
+// binary message on ws(s)://…/SECRET/udp, to the sink's UDP echo (the
+// sink serves UDP on its TCP port) and back, a window of packets in flight
+// per association; each echo is authenticated and its association,
+// sequence number and bytes checked; a packet not back in 500 ms is a
+// drop, counted. Figures: round trips per second and the relay's CPU per
+// million. The native tunnel's udp streams are not measured yet.
+//
+// Progress: one line per step, or on a terminal (Config.Live) one status
+// line redrawn in place; the run plan (steps per scenario, estimated
+// duration from the sizes: estimateStep) is logged first, and
+// Config.PlanOnly prints it alone. The short run (-short) takes about 7
+// minutes on 2 cores, the full run (5 runs) about an hour.
+//
 // The control scenario runs once, on no relay, against a redis-server the
 // harness starts: storeauth.Authenticate in this process on a cache hit and
 // on a cache miss (a Redis round trip per check), GET /v1/client/config

@@ -33,7 +33,10 @@ const usage = `usage: httvps-bench [flags]            run the benchmark
 
 Each relay runs alone as its own process; the same bytes go through every
 relay and every stream's SHA-256 is checked. Results: a table on stdout and
-OUT/report-<time>.{json,md}, OUT/latest.{json,md}.
+OUT/report-<time>.{json,md}, OUT/latest.{json,md} and charts (OUT is
+bench/out, ignored by git; make bench-publish copies a full run into
+docs/bench). The run plan and its estimated duration come first (-plan:
+only that); on a terminal, progress is one line redrawn in place.
 
 Examples:
   go run ./cmd/httvps-bench
@@ -41,6 +44,9 @@ Examples:
   go run ./cmd/httvps-bench -scenarios idle -sessions 5000
   go run ./cmd/httvps-bench -scenarios tls-connect -cert-type rsa
   go run ./cmd/httvps-bench -scenarios control
+  go run ./cmd/httvps-bench -scenarios handshake-flood -peers httvps-tls,nginx-tls -flood-stalled 8000
+  go run ./cmd/httvps-bench -scenarios udp -peers httvps-ss,outline-ss -udp-packets 100000
+  go run ./cmd/httvps-bench -short -plan
 
 Plaintext scenarios (throughput, idle, slowreader) run on the plaintext
 peers; TLS scenarios (tls-throughput, tls-idle, tls-connect, tls-connect-busy) on the TLS peers
@@ -52,6 +58,12 @@ it: our gateway + ss-server against outline-ss-server, alone or behind
 nginx; outline-ss-server is built from tools/outline-ss-server (its own
 module, a pinned version). The latency scenario runs on every peer and on
 the sink alone (small echoed messages at 1, 100, 1000 active streams).
+handshake-flood holds stalled and garbage TLS (or HTTP) clients against
+each TLS peer and the plaintext Shadowsocks peers while established
+sessions download and echo, beside the same without the flood; the
+gateway runs there with its default per-address limits. udp sends
+Shadowsocks UDP packets through the packet paths (/SECRET/udp) of the
+Shadowsocks peers to a UDP echo, every echo checked, drops counted.
 The control scenario runs once, on no relay: it starts redis-server and
 measures storeauth token checks (cache hit and miss, in this process),
 GET /v1/client/config against bin/httvps-control, and redis-benchmark.
