@@ -50,13 +50,14 @@
 //
 // The udp scenario (udp.go) runs on the Shadowsocks peers with a packet
 // path (httvps-ss and httvps-ss-tls with ss-server -u behind the gateway,
-// outline-ss, nginx-ws, nginx-wss): Shadowsocks UDP packets, one per
-// binary message on ws(s)://…/SECRET/udp, to the sink's UDP echo (the
+// outline-ss, nginx-ws, nginx-wss; httvps-tunnel-ss(-tls): a udp stream on
+// the native tunnel, one DATA frame per packet): Shadowsocks UDP packets,
+// one per binary message on ws(s)://…/SECRET/udp, to the sink's UDP echo (the
 // sink serves UDP on its TCP port) and back, a window of packets in flight
 // per association; each echo is authenticated and its association,
 // sequence number and bytes checked; a packet not back in 500 ms is a
 // drop, counted. Figures: round trips per second and the relay's CPU per
-// million. The native tunnel's udp streams are not measured yet.
+// million.
 //
 // Progress: one line per step, or on a terminal (Config.Live) one status
 // line redrawn in place; the run plan (steps per scenario, estimated

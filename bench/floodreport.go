@@ -56,7 +56,7 @@ func (r *Report) writeFloodUDPMarkdown(w io.Writer) {
 		x := r.UDP[0]
 		fmt.Fprintf(w, "\n## UDP\n\nShadowsocks UDP packets (%s, %d-byte payloads, a QUIC-sized datagram) through each peer's packet path — "+
 			"ws(s)://…/SECRET/udp, one binary message per Shadowsocks UDP packet — to a UDP echo behind the Shadowsocks server and back: "+
-			"httvps-ss is our gateway + ss-server -u, outline-ss is outline-ss-server's websocket-packet listener, nginx-ws/nginx-wss nginx's WebSocket proxy in front of it. "+
+			"httvps-ss is our gateway + ss-server -u (httvps-tunnel-ss: the same, each association a udp stream on one native tunnel, one DATA frame per packet), outline-ss is outline-ss-server's websocket-packet listener, nginx-ws/nginx-wss nginx's WebSocket proxy in front of it. "+
 			"Each association keeps at most %d packets in flight; every echo is authenticated and its association, sequence number and bytes checked; "+
 			"a packet not back within %v is a drop (counted, never retried; its slot is freed, so a loss does not stall the association). CPU is the relay's (summed over its processes) per million round trips.\n\n",
 			ssCipher, x.PayloadBytes, x.Window, udpWait)

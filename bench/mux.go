@@ -124,6 +124,7 @@ type muxTunnel struct {
 	recvUsed int64        // bytes read by streams, not yet credited to the session
 	goaway   bool
 	err      error
+	udpIDs   map[uint32]bool // every udp stream's ID: their DATA is never credited
 }
 
 // What the harness announces for the gateway's DATA: windows and frames
@@ -226,9 +227,27 @@ func (t *muxTunnel) event(ev mux.Event) error {
 		defer t.mu.Unlock()
 		s := t.streams[h.Stream]
 		if s == nil {
+			if t.udpIDs[h.Stream] {
+				return nil // udp DATA never counts
+			}
 			// Reset or closed by us: still credit the session.
 			t.recvUsed += int64(len(ev.Payload))
 			return t.creditLocked()
+		}
+		if s.udp {
+			// One frame, one packet.
+			s.part = append(s.part, ev.Payload...)
+			if ev.Last {
+				if len(s.part) > 0 {
+					s.pkts = append(s.pkts, s.part)
+					s.part = nil
+				}
+				if h.FIN() {
+					s.eof = true
+				}
+				s.cond.Broadcast()
+			}
+			return nil
 		}
 		if len(ev.Payload) > 0 {
 			s.in.Write(ev.Payload)
@@ -347,8 +366,16 @@ func (t *muxTunnel) sendOpen(s *muxStream, fin bool, data []byte) error {
 	t.next++
 	t.streams[s.id] = s
 	delete(t.waiting, s)
+	kind := mux.KindTCP
+	if s.udp {
+		kind = mux.KindUDP
+		if t.udpIDs == nil {
+			t.udpIDs = map[uint32]bool{}
+		}
+		t.udpIDs[s.id] = true
+	}
 	t.mu.Unlock()
-	_, err := t.ws.Write(mux.AppendOpen(make([]byte, 0, mux.HeaderLen+1+len(data)), s.id, mux.KindTCP, fin, data))
+	_, err := t.ws.Write(mux.AppendOpen(make([]byte, 0, mux.HeaderLen+1+len(data)), s.id, kind, fin, data))
 	return err
 }
 
@@ -368,6 +395,78 @@ type muxStream struct {
 	sendWin  int64
 	deadline time.Time
 	timer    *time.Timer
+
+	// udp streams: received packets, whole, and the frame being received.
+	udp  bool
+	pkts [][]byte
+	part []byte
+}
+
+// openPacket opens a udp stream (a Shadowsocks UDP association) on a live
+// tunnel; its OPEN goes at once, carrying no packet.
+func (m *muxClient) openPacket(ctx context.Context) (*muxStream, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, _, err := m.tunnelLocked(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s, err := t.open()
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	s.udp, s.opened = true, true
+	t.mu.Unlock()
+	if err := t.sendOpen(s, false, nil); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// WritePacket sends one packet as one DATA frame (udp streams are not
+// flow-controlled).
+func (s *muxStream) WritePacket(p []byte) error {
+	t := s.t
+	t.mu.Lock()
+	err := s.errLocked()
+	max := int(t.peer.MaxFrame)
+	t.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if len(p) > max {
+		return fmt.Errorf("bench: %d-byte packet over the gateway's MAX_FRAME %d", len(p), max)
+	}
+	return t.write(mux.AppendData(make([]byte, 0, mux.HeaderLen+len(p)), s.id, false, p))
+}
+
+// ReadPacket returns the next received packet of a udp stream.
+func (s *muxStream) ReadPacket(buf []byte) (int, error) {
+	t := s.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for len(s.pkts) == 0 && !s.eof && s.reset == nil && t.err == nil {
+		if err := s.wait(); err != nil {
+			return 0, err
+		}
+	}
+	if len(s.pkts) == 0 {
+		switch {
+		case s.reset != nil:
+			return 0, s.reset
+		case s.eof:
+			return 0, io.EOF
+		}
+		return 0, t.err
+	}
+	p := s.pkts[0]
+	s.pkts[0] = nil
+	s.pkts = s.pkts[1:]
+	if len(p) > len(buf) {
+		return 0, fmt.Errorf("%w: %d-byte packet", errServerFrame, len(p))
+	}
+	return copy(buf, p), nil
 }
 
 // wait blocks on the tunnel's condition until the deadline; t.mu held.

@@ -49,7 +49,7 @@ type UDPResult struct {
 // udpPeer reports whether the UDP scenario runs on the named peer.
 func udpPeer(name string) bool {
 	switch name {
-	case PeerHTTVPSSS, PeerHTTVPSSSTLS, PeerOutline, PeerNginxWS, PeerNginxWSS:
+	case PeerHTTVPSSS, PeerHTTVPSSSTLS, PeerOutline, PeerNginxWS, PeerNginxWSS, PeerTunnelSS, PeerTunnelSSTLS:
 		return true
 	}
 	return false
@@ -136,6 +136,10 @@ func udpPath(tcpPath string) string { return strings.TrimSuffix(tcpPath, "/tcp")
 
 // dialPacket opens a packet association through the relay.
 func dialPacket(ctx context.Context, tr Transport, src net.IP) (packetConn, error) {
+	if tr.mux != nil {
+		// A udp stream on the native tunnel.
+		return tr.mux.openPacket(ctx)
+	}
 	t := tr
 	t.Path, t.mux, t.ss, t.LocalIP = udpPath(tr.Path), nil, nil, src
 	s, _, err := t.dialStream(ctx)
@@ -370,6 +374,10 @@ func udpCell(ctx context.Context, tr Transport, assocs int, packets int64, paylo
 	if err != nil {
 		return UDPResult{}, 0, udpCounts{}, err
 	}
+	if tr.mux != nil {
+		tr.mux = tr.mux.fresh()
+		defer tr.mux.close()
+	}
 	as := make([]*udpAssoc, assocs)
 	defer func() {
 		for _, a := range as {
@@ -491,7 +499,8 @@ func aggregateUDP(rs []UDPResult) []UDPResult {
 // association count.
 func (r *Report) udpSummary() []SummaryRow {
 	var out []SummaryRow
-	for _, pair := range [][2]string{{PeerHTTVPSSS, PeerOutline}, {PeerHTTVPSSS, PeerNginxWS}, {PeerHTTVPSSSTLS, PeerNginxWSS}} {
+	for _, pair := range [][2]string{{PeerHTTVPSSS, PeerOutline}, {PeerHTTVPSSS, PeerNginxWS}, {PeerHTTVPSSSTLS, PeerNginxWSS},
+		{PeerTunnelSS, PeerOutline}, {PeerTunnelSS, PeerNginxWS}, {PeerTunnelSSTLS, PeerNginxWSS}} {
 		for _, a := range r.UDP {
 			if a.Peer != pair[0] {
 				continue

@@ -162,3 +162,81 @@ func TestUDPDetectsCorruptionLossAndDelay(t *testing.T) {
 		t.Fatalf("delay: %+v, want 1 dropped", x)
 	}
 }
+
+// startSinkUDP is the sink with its UDP echo on the same port, as the
+// sink subcommand serves them.
+func startSinkUDP(t *testing.T) string {
+	t.Helper()
+	addr := startSink(t)
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go ServeUDPEcho(pc)
+	return addr
+}
+
+// TestSSPeersUDP sends checked Shadowsocks UDP packets through every
+// installed peer of the udp scenario, started as the harness does (the
+// gateway's ss-server with -u, outline-ss-server's packet listener, the
+// native tunnel's udp streams).
+func TestSSPeersUDP(t *testing.T) {
+	dir := t.TempDir()
+	cert, err := writeBenchCert(dir, CertECDSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := buildGateway(t)
+	outline, outlineErr := outlineBinary("", "../tools/outline-ss-server", dir)
+	makers := map[string]func() (*peer, error){
+		PeerHTTVPSSS:    func() (*peer, error) { return newHTTVPSSSPeer(gw, nil, nil, "ss-server", nil) },
+		PeerHTTVPSSSTLS: func() (*peer, error) { return newHTTVPSSSPeer(gw, nil, nil, "ss-server", cert) },
+		PeerTunnelSSTLS: func() (*peer, error) {
+			pe, err := newHTTVPSSSPeer(gw, nil, nil, "ss-server", cert)
+			if err == nil {
+				asTunnel(pe, PeerTunnelSSTLS)
+			}
+			return pe, err
+		},
+		PeerOutline: func() (*peer, error) {
+			if outlineErr != nil {
+				return nil, outlineErr
+			}
+			return newOutlinePeer(outline), nil
+		},
+		PeerNginxWSS: func() (*peer, error) {
+			if outlineErr != nil {
+				return nil, outlineErr
+			}
+			return newNginxWSPeer("/usr/sbin/nginx", dir, outline, cert)
+		},
+	}
+	for _, name := range []string{PeerHTTVPSSS, PeerHTTVPSSSTLS, PeerTunnelSSTLS, PeerOutline, PeerNginxWSS} {
+		t.Run(name, func(t *testing.T) {
+			pe, err := makers[name]()
+			if errors.Is(err, errPeerUnavailable) {
+				t.Skip(err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !udpPeer(name) {
+				t.Fatalf("%s is not a udp peer", name)
+			}
+			ps := &procSet{}
+			defer ps.stopAll()
+			r, err := withUDP(pe).start(context.Background(), ps, startSinkUDP(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			x, _, _, err := udpCell(context.Background(), r.transport, 2, 400, 1200, 4, 30*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if x.Sent != 400 || x.Echoed+x.Drops != 400 || x.Echoed == 0 {
+				t.Fatalf("%+v", x)
+			}
+		})
+	}
+}

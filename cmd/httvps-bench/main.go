@@ -63,7 +63,7 @@ each TLS peer and the plaintext Shadowsocks peers while established
 sessions download and echo, beside the same without the flood; the
 gateway runs there with its default per-address limits. udp sends
 Shadowsocks UDP packets through the packet paths (/SECRET/udp) of the
-Shadowsocks peers to a UDP echo, every echo checked, drops counted.
+Shadowsocks peers (udp streams on the tunnel peers) to a UDP echo, every echo checked, drops counted.
 The control scenario runs once, on no relay: it starts redis-server and
 measures storeauth token checks (cache hit and miss, in this process),
 GET /v1/client/config against bin/httvps-control, and redis-benchmark.
