@@ -58,7 +58,7 @@ func TestPlanFloodUDPAndEstimate(t *testing.T) {
 		got = append(got, st.sc+" "+st.pe.info.Name)
 	}
 	want := []string{"handshake-flood httvps-tls", "handshake-flood httvps-ss", "handshake-flood outline-ss", "handshake-flood nginx-tls",
-		"udp httvps-ss", "udp outline-ss"}
+		"udp httvps-ss", "udp outline-ss", "udp httvps-tunnel-ss"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("plan %q, want %q", got, want)
 	}
