@@ -48,6 +48,15 @@ func (e *StreamResetError) Error() string {
 }
 func (e *StreamResetError) Unwrap() error { return ErrStreamReset }
 
+// DefaultTunnelStreamWindow is the receive window the client announces
+// per stream: 1 MiB rather than docs/03's 256 KiB default, so a download
+// sends a WINDOW (and the gateway waits for one) every 512 KiB instead of
+// every 128 KiB, which cut the client's CPU per GiB of a one-stream
+// download by about a fifth on the bench. A stream nobody reads holds at
+// most this much in the client; the session window is credited on arrival,
+// so such streams never block the others.
+const DefaultTunnelStreamWindow = 1 << 20
+
 // TunnelConfig configures NewTunnel. Zero values mean the defaults.
 type TunnelConfig struct {
 	Gateways []Gateway // tried in order; after a failure the next one, sticking to the last that worked
@@ -62,7 +71,8 @@ type TunnelConfig struct {
 	// a PING unanswered for PingTimeout ends the tunnel. 0: 15 s and 2 × PingInterval.
 	PingInterval, PingTimeout time.Duration
 	// StreamWindow, SessionWindow, MaxFrame: what this side announces in its
-	// SETTINGS (receive windows, largest frame); 0: the docs/03 defaults.
+	// SETTINGS (receive windows, largest frame); 0: DefaultTunnelStreamWindow
+	// and the docs/03 defaults.
 	StreamWindow, SessionWindow, MaxFrame uint32
 	// BackoffMin, BackoffMax bound the reconnect delay (doubling, with
 	// jitter); 0: 250 ms and 30 s.
@@ -118,7 +128,7 @@ func NewTunnel(cfg TunnelConfig) *Tunnel {
 		cfg.PingTimeout = 2 * cfg.PingInterval
 	}
 	if cfg.StreamWindow == 0 {
-		cfg.StreamWindow = mux.DefaultStreamWindow
+		cfg.StreamWindow = DefaultTunnelStreamWindow
 	}
 	if cfg.SessionWindow == 0 {
 		cfg.SessionWindow = mux.DefaultSessionWindow

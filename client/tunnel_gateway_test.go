@@ -173,9 +173,9 @@ func TestGatewayTunnelStalledReader(t *testing.T) {
 		defer st.mu.Unlock()
 		return st.rq.Len()
 	}
-	waitUntil(t, "the stalled stream's window full", func() bool { return held() >= mux.DefaultStreamWindow })
+	waitUntil(t, "the stalled stream's window full", func() bool { return held() >= DefaultTunnelStreamWindow })
 	manyExchanges(t, tun, reports, 4, 8<<20, 1<<20, nil)
-	if h := held(); h > mux.DefaultStreamWindow {
+	if h := held(); h > DefaultTunnelStreamWindow {
 		t.Fatalf("stalled stream holds %d bytes, over its window", h)
 	}
 }

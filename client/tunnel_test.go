@@ -109,7 +109,7 @@ func TestTunnelStalledReader(t *testing.T) {
 		st.mu.Lock()
 		held := st.rq.Len()
 		st.mu.Unlock()
-		if held >= mux.DefaultStreamWindow {
+		if held >= DefaultTunnelStreamWindow {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -134,8 +134,8 @@ func TestTunnelStalledReader(t *testing.T) {
 	st.mu.Lock()
 	held := st.rq.Len()
 	st.mu.Unlock()
-	if held > mux.DefaultStreamWindow {
-		t.Fatalf("the stalled stream holds %d bytes, over its window %d", held, mux.DefaultStreamWindow)
+	if held > DefaultTunnelStreamWindow {
+		t.Fatalf("the stalled stream holds %d bytes, over its window %d", held, DefaultTunnelStreamWindow)
 	}
 	// The stalled stream, read at last, is intact.
 	stalled.CloseWrite()
