@@ -513,7 +513,7 @@ func (r *Report) udpSummary() []SummaryRow {
 					out = append(out, SummaryRow{Scenario: ScenarioUDP, Metric: fmt.Sprintf("round trips per second, %d associations", a.Associations), Peer: a.Peer, Versus: b.Peer, Ratio: a.PPS / b.PPS})
 				}
 				if a.CPUPerMillion > 0 && b.CPUPerMillion > 0 {
-					out = append(out, SummaryRow{Scenario: ScenarioUDP, Metric: fmt.Sprintf("CPU per million packets, %d associations", a.Associations), Peer: a.Peer, Versus: b.Peer, Ratio: a.CPUPerMillion / b.CPUPerMillion})
+					out = append(out, SummaryRow{Scenario: ScenarioUDP, Metric: fmt.Sprintf("CPU per million round trips, %d associations", a.Associations), Peer: a.Peer, Versus: b.Peer, Ratio: a.CPUPerMillion / b.CPUPerMillion})
 				}
 			}
 		}
