@@ -122,7 +122,7 @@ func run(args []string) int {
 		flEcho    = fs.Int("flood-echo", 10, "handshake-flood: established sessions doing round trips during the flood")
 		flBytes   = fs.String("flood-bytes", "256M", "handshake-flood: bytes the established sessions download per phase")
 		flDur     = fs.Duration("flood-duration", 2*time.Second, "handshake-flood: how long the round trips run per phase")
-		udpN      = fs.String("udp-packets", "60000", "udp: packets per (peer, associations) cell")
+		udpN      = fs.String("udp-packets", "50000", "udp: packets per (peer, associations) cell")
 		udpAssoc  = fs.String("udp-assocs", "1,8", "udp: association counts")
 		udpWin    = fs.Int("udp-window", 32, "udp: packets in flight per association")
 		udpSize   = fs.Int("udp-payload", 1200, "udp: payload bytes per packet")
