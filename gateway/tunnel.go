@@ -140,12 +140,80 @@ func (s *session) tunDone() {
 		return
 	}
 	if t := s.tun; len(t.blocked) > 0 && s.queueRoom() {
-		// With the session window closed only udp streams may go on; the
-		// others wait for the client's WINDOW on stream 0.
+		s.serveBlocked()
+		if s.dead() {
+			return
+		}
+	}
+	s.setInterest()
+}
+
+// serveRounds bounds how many times serveBlocked reads each waiting stream
+// in one turn of the loop before it hands the rest back to epoll.
+const serveRounds = 4
+
+// serveBlocked feeds the streams waiting for room toward the client
+// (tunnel.blocked) once there is room again: round robin from the head of
+// the list, each read straight from its member socket (streamRead), the
+// stream then back at the tail, until the room (queue or session window)
+// is used up. A waiting stream left epoll's read interest once, when it
+// had to wait, and stays out of it while it has bytes and waits its turn,
+// so a drained queue or a session WINDOW costs reads for as many streams
+// as the room feeds, not an epoll_ctl for every blocked stream twice;
+// every waiting stream moves on in turn (a stream that cannot go on — its
+// own window, or the session window for tcp — does not hold up the others).
+// A stream with nothing to read goes back to epoll. If the loop's share of
+// reads is spent with room left (a client that keeps up), the streams still
+// waiting go back to epoll too, so nothing waits for an event that does
+// not come.
+func (s *session) serveBlocked() {
+	t := s.tun
+	budget := serveRounds * len(t.blocked)
+	skipped := 0 // tcp streams passed over at the head while the session window is closed
+	for budget > 0 && len(t.blocked) > skipped && s.queueRoom() {
+		st := t.blocked[skipped]
+		if !st.udp && t.sendWin <= 0 {
+			// Only udp streams may go on; the others wait for the
+			// client's WINDOW on stream 0, in their order.
+			skipped++
+			continue
+		}
+		copy(t.blocked[skipped:], t.blocked[skipped+1:])
+		t.blocked[len(t.blocked)-1] = nil
+		t.blocked = t.blocked[:len(t.blocked)-1]
+		st.isBlocked = false
+		budget--
+		if st.fd < 0 {
+			continue
+		}
+		if !s.streamCanRead(st) {
+			// Its own window, or on the list again (at its tail).
+			s.streamInterest(st)
+			continue
+		}
+		more := s.streamRead(st)
+		if s.dead() {
+			return
+		}
+		if st.fd < 0 {
+			continue
+		}
+		if more && s.streamCanRead(st) {
+			// It may have more: its next turn is at the tail.
+			st.isBlocked = true
+			t.blocked = append(t.blocked, st)
+			continue
+		}
+		s.streamInterest(st)
+	}
+	if budget == 0 && s.queueRoom() {
+		// Room left after the loop's share of reads: back to epoll.
 		b := t.blocked
-		t.blocked = nil
-		for _, st := range b {
+		t.blocked = b[:0]
+		for i, st := range b {
+			b[i] = nil
 			if !st.udp && t.sendWin <= 0 {
+				st.isBlocked = true
 				t.blocked = append(t.blocked, st)
 				continue
 			}
@@ -155,7 +223,6 @@ func (s *session) tunDone() {
 			}
 		}
 	}
-	s.setInterest()
 }
 
 // queueRoom reports whether the tunnel may read members toward the client:

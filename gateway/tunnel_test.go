@@ -1039,3 +1039,88 @@ func TestTunnelGatheredUpload(t *testing.T) {
 	}
 	c.check()
 }
+
+// TestTunnelSessionWindowFair: streams whose members always have bytes
+// share a session window that the client refills a little at a time (its
+// stream windows are large, so the session window is what holds them
+// back). Every refill feeds the waiting streams in turn (docs/04, "Native
+// tunnel"): each stream moves on, none takes the refills for itself, and
+// the gateway never overruns a window.
+func TestTunnelSessionWindowFair(t *testing.T) {
+	member := listenRaw(t, func(c net.Conn) {
+		var first [1]byte
+		if _, err := io.ReadFull(c, first[:]); err != nil {
+			return
+		}
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	g := startTunnelGateway(t, map[string]string{"tok": member}, nil)
+	c := dialTunnelOpt(t, g, "tok", false)
+	const (
+		streams   = 16
+		streamWin = 8 << 20
+		sessWin   = 256 << 10
+		refills   = 24
+	)
+	set := mux.DefaultSettings()
+	set.MaxStreams = 0
+	set.StreamWindow, set.SessionWindow = streamWin, sessWin
+	c.mu.Lock()
+	c.recvWin = sessWin
+	c.mu.Unlock()
+	if err := c.send(mux.AppendSettings(nil, set)); err != nil {
+		t.Fatal(err)
+	}
+	var ss []*tunStream
+	for range streams {
+		s := c.open(mux.KindTCP, []byte("p"))
+		c.mu.Lock()
+		s.recvWin += streamWin - mux.DefaultStreamWindow
+		c.mu.Unlock()
+		ss = append(ss, s)
+	}
+	for i := 0; i <= refills; i++ {
+		c.mu.Lock()
+		c.wait("the session window to be used", func() bool { return c.recvWin == 0 || c.overrun != nil })
+		if i < refills {
+			c.recvWin += sessWin
+		}
+		c.mu.Unlock()
+		if i < refills {
+			if err := c.send(mux.AppendWindow(nil, 0, sessWin)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c.check()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	total, least := int64(0), int64(-1)
+	for _, s := range ss {
+		total += s.total
+		if least < 0 || s.total < least {
+			least = s.total
+		}
+	}
+	if want := int64(sessWin * (refills + 1)); total != want {
+		t.Fatalf("streams got %d bytes in all, want the session windows granted, %d", total, want)
+	}
+	// A fair share is total/streams; every stream gets at least a quarter.
+	t.Logf("bytes per stream: %v", totals(ss))
+	if fair := total / streams; least < fair/4 {
+		t.Fatalf("the stream served least got %d bytes; fair share %d (all: %v)", least, fair, totals(ss))
+	}
+}
+
+func totals(ss []*tunStream) []int64 {
+	var out []int64
+	for _, s := range ss {
+		out = append(out, s.total)
+	}
+	return out
+}

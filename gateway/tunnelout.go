@@ -208,8 +208,10 @@ func (s *session) streamFlush(st *tstream) {
 }
 
 // streamRead reads the member once and sends what it read to the client as
-// one DATA frame, within the client's windows and MAX_FRAME.
-func (s *session) streamRead(st *tstream) {
+// one DATA frame, within the client's windows and MAX_FRAME. It reports
+// whether the member may have more to read now (the read filled what was
+// asked, or took a datagram).
+func (s *session) streamRead(st *tstream) bool {
 	l, t, g := s.l, s.tun, s.l.g
 	const off = maxServerHeader + mux.HeaderLen
 	size := int(t.peerMaxFrame)
@@ -222,10 +224,10 @@ func (s *session) streamRead(st *tstream) {
 	if err != nil {
 		if err == unix.EAGAIN || err == unix.EINTR || st.udp {
 			// udp: ECONNREFUSED and friends from an ICMP error; reading cleared it.
-			return
+			return false
 		}
 		s.endStream(st, StreamUpstream, mux.ResetUpstream, err)
-		return
+		return false
 	}
 	if n == 0 && !st.udp {
 		st.down.eof = true
@@ -233,11 +235,11 @@ func (s *session) streamRead(st *tstream) {
 		if st.up.shut {
 			s.endStream(st, StreamNormal, 0, nil)
 		}
-		return
+		return false
 	}
 	if st.udp && n > int(t.peerMaxFrame) {
 		g.m.Dropped(DropTunnelUDP, n)
-		return
+		return true
 	}
 	st.last, s.last = l.now, l.now
 	g.m.BytesDown(n)
@@ -250,7 +252,7 @@ func (s *session) streamRead(st *tstream) {
 	// the data before it, nor data the frames before it.
 	s.tunFlush()
 	if s.dead() {
-		return
+		return false
 	}
 	mux.PutHeader(l.scratch[maxServerHeader:], mux.Header{Length: uint32(n), Type: mux.TypeData, Stream: st.id})
 	m := mux.HeaderLen + n
@@ -258,4 +260,5 @@ func (s *session) streamRead(st *tstream) {
 	start := maxServerHeader - h
 	codec.PutServerHeader(l.scratch[start:], ws.OpBinary, m)
 	s.writeDown(l.scratch[start : off+n])
+	return st.udp || n == size
 }
