@@ -107,13 +107,23 @@ func (m *muxClient) close() {
 	}
 }
 
-// muxTunnel is one tunnel: a reader goroutine dispatches frames to streams;
-// writers take wmu for one frame at a time.
+// muxTunnel is one tunnel: a reader goroutine dispatches frames to streams.
+// Writers append their frames to a shared pending buffer under wmu; the
+// first writer to find no write in progress sends what is pending as one
+// WebSocket message, and again while more was appended meanwhile (group
+// commit), so 64 streams' frames cost a few large writes, not 64 small ones
+// in a line behind one lock, and the copy into the buffer overlaps the
+// write in progress. Pending bytes are bounded (maxPending): a writer waits
+// for the write in progress beyond it.
 type muxTunnel struct {
 	ws Stream // the WebSocket: Write sends one message, Read returns payload bytes
 
-	wmu  sync.Mutex
-	wbuf []byte
+	wmu      sync.Mutex
+	wcond    *sync.Cond // on wmu: a write finished
+	pend     []byte     // frames not yet written, in order
+	spare    []byte     // the buffer of the write in progress, reused
+	flushing bool       // a writer is sending; others only append
+	werr     error      // the first write error: every later write fails
 
 	mu       sync.Mutex
 	streams  map[uint32]*muxStream
@@ -138,6 +148,7 @@ const (
 
 func newMuxTunnel(ws Stream) *muxTunnel {
 	t := &muxTunnel{ws: ws, streams: make(map[uint32]*muxStream), waiting: make(map[*muxStream]struct{}), next: 1, peer: mux.DefaultSettings()}
+	t.wcond = sync.NewCond(&t.wmu)
 	t.sendWin = int64(t.peer.SessionWindow)
 	return t
 }
@@ -167,12 +178,65 @@ func (t *muxTunnel) usable() bool {
 	return t.err == nil && !t.goaway && t.next < 1<<30
 }
 
-// write sends one frame as one WebSocket message.
-func (t *muxTunnel) write(frame []byte) error {
+// maxPending bounds the frames appended while a write is in progress.
+const maxPending = 512 << 10
+
+// write sends frames (appended to the pending ones, written by this or the
+// writer in progress).
+func (t *muxTunnel) write(frames []byte) error {
+	return t.appendFrames(func(b []byte) []byte { return append(b, frames...) })
+}
+
+// appendFrames appends what add writes to the pending frames and sends
+// them unless another writer is at it; add runs under wmu, so frames keep
+// the order in which writers got there.
+func (t *muxTunnel) appendFrames(add func([]byte) []byte) error {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
-	_, err := t.ws.Write(frame)
-	return err
+	return t.appendLocked(add)
+}
+
+func (t *muxTunnel) appendLocked(add func([]byte) []byte) error {
+	if err := t.roomLocked(); err != nil {
+		return err
+	}
+	return t.appendNowLocked(add)
+}
+
+// roomLocked waits until the pending frames are below maxPending.
+func (t *muxTunnel) roomLocked() error {
+	for t.werr == nil && t.flushing && len(t.pend) >= maxPending {
+		t.wcond.Wait()
+	}
+	return t.werr
+}
+
+// appendNowLocked appends without waiting (after roomLocked), then sends
+// unless a write is in progress.
+func (t *muxTunnel) appendNowLocked(add func([]byte) []byte) error {
+	if t.werr != nil {
+		return t.werr
+	}
+	t.pend = add(t.pend)
+	if t.flushing {
+		return nil
+	}
+	t.flushing = true
+	for len(t.pend) > 0 && t.werr == nil {
+		buf := t.pend
+		t.pend = t.spare[:0]
+		t.wmu.Unlock()
+		_, err := t.ws.Write(buf)
+		t.wmu.Lock()
+		t.spare = buf
+		if err != nil {
+			t.werr = err
+		}
+		t.wcond.Broadcast()
+	}
+	t.flushing = false
+	t.wcond.Broadcast()
+	return t.werr
 }
 
 func (t *muxTunnel) fail(err error) {
@@ -352,11 +416,15 @@ func (t *muxTunnel) open() (*muxStream, error) {
 	return s, nil
 }
 
-// sendOpen gives s its ID and sends its OPEN (with data and fin), in one
-// hold of the write lock.
+// sendOpen gives s its ID and appends its OPEN (with data and fin) in one
+// hold of the write lock, with no wait between the two, so OPENs go out in
+// ID order.
 func (t *muxTunnel) sendOpen(s *muxStream, fin bool, data []byte) error {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
+	if err := t.roomLocked(); err != nil {
+		return err
+	}
 	t.mu.Lock()
 	if t.err != nil {
 		t.mu.Unlock()
@@ -375,8 +443,7 @@ func (t *muxTunnel) sendOpen(s *muxStream, fin bool, data []byte) error {
 		t.udpIDs[s.id] = true
 	}
 	t.mu.Unlock()
-	_, err := t.ws.Write(mux.AppendOpen(make([]byte, 0, mux.HeaderLen+1+len(data)), s.id, kind, fin, data))
-	return err
+	return t.appendNowLocked(func(b []byte) []byte { return mux.AppendOpen(b, s.id, kind, fin, data) })
 }
 
 // muxStream is one stream of a tunnel; it implements Stream.
@@ -512,7 +579,8 @@ func (s *muxStream) Write(p []byte) (int, error) {
 		if first {
 			err = t.sendOpen(s, false, p[:n])
 		} else {
-			err = t.write(mux.AppendData(make([]byte, 0, mux.HeaderLen+n), s.id, false, p[:n]))
+			data := p[:n]
+			err = t.appendFrames(func(b []byte) []byte { return mux.AppendData(b, s.id, false, data) })
 		}
 		if err != nil {
 			return done, err
@@ -590,7 +658,7 @@ func (s *muxStream) CloseWrite() error {
 	if first {
 		return t.sendOpen(s, true, nil)
 	}
-	return t.write(mux.AppendData(nil, s.id, true, nil))
+	return t.appendFrames(func(b []byte) []byte { return mux.AppendData(b, s.id, true, nil) })
 }
 
 // Close resets the stream unless both directions already ended.
