@@ -226,10 +226,12 @@ func (s *session) serveBlocked() {
 }
 
 // queueRoom reports whether the tunnel may read members toward the client:
-// the queue toward it is below BufferCap (so a client that stops reading
-// pins at most that much) and no close frame is out.
+// the queue toward it is empty (as on the Outline paths, which read the
+// upstream only then: a read goes straight to the socket instead of being
+// copied to the queue behind others, and a client that stops reading pins
+// at most one read) and no close frame is out.
 func (s *session) queueRoom() bool {
-	return s.down.len() < s.l.g.cfg.BufferCap && !s.closeSent()
+	return s.down.empty() && !s.closeSent()
 }
 
 // streamCanRead reports whether st's member may be read now. The reason it
