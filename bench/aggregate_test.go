@@ -37,3 +37,40 @@ func TestAggregate(t *testing.T) {
 		t.Fatalf("fmtRange: %q", s)
 	}
 }
+
+// Flood and UDP rows of several runs: medians of every figure, ranges of
+// kept, p99 growth, round trips/s and CPU, drops and sends summed.
+func TestAggregateFloodUDP(t *testing.T) {
+	r := &Report{
+		Flood: []FloodResult{
+			{Peer: PeerHTTVPSTLS, QuietMBps: 10, FloodMBps: 8, QuietP50Ms: 1, FloodP99Ms: 9, FloodCPUCores: 0.5, HeldAtEnd: 100, Kept: 0.8, P99Growth: 3},
+			{Peer: PeerHTTVPSTLS, QuietMBps: 30, FloodMBps: 6, QuietP50Ms: 3, FloodP99Ms: 5, FloodCPUCores: 1.5, HeldAtEnd: 300, Kept: 0.2, P99Growth: 1},
+			{Peer: PeerHTTVPSTLS, QuietMBps: 20, FloodMBps: 7, QuietP50Ms: 2, FloodP99Ms: 7, FloodCPUCores: 1, HeldAtEnd: 200, Kept: 0.4, P99Growth: 2},
+		},
+		UDP: []UDPResult{
+			{Peer: PeerOutline, Associations: 4, PPS: 100, CPUPerMillion: 2, Drops: 1, Sent: 10, Seconds: 1, CPUSeconds: 3},
+			{Peer: PeerOutline, Associations: 4, PPS: 300, CPUPerMillion: 4, Drops: 2, Sent: 20, Seconds: 3, CPUSeconds: 5},
+			{Peer: PeerOutline, Associations: 1, PPS: 50},
+		},
+	}
+	r.aggregate()
+	if len(r.Flood) != 1 {
+		t.Fatalf("flood %+v", r.Flood)
+	}
+	f := r.Flood[0]
+	if f.Runs != 3 || f.QuietMBps != 20 || f.FloodMBps != 7 || f.QuietP50Ms != 2 || f.FloodP99Ms != 7 || f.FloodCPUCores != 1 ||
+		f.HeldAtEnd != 200 || f.Kept != 0.4 || *f.KeptRange != (Span{0.2, 0.8}) || f.P99Growth != 2 || *f.P99Range != (Span{1, 3}) {
+		t.Fatalf("flood %+v", f)
+	}
+	if len(r.UDP) != 2 {
+		t.Fatalf("udp %+v", r.UDP)
+	}
+	u := r.UDP[0]
+	if u.Runs != 2 || u.PPS != 200 || *u.PPSRange != (Span{100, 300}) || u.CPUPerMillion != 3 || *u.CPURange != (Span{2, 4}) ||
+		u.Drops != 3 || u.Sent != 30 || u.Seconds != 2 || u.CPUSeconds != 4 {
+		t.Fatalf("udp %+v", u)
+	}
+	if v := r.UDP[1]; v.Runs != 0 || v.PPSRange != nil || v.PPS != 50 {
+		t.Fatalf("udp once %+v", v)
+	}
+}

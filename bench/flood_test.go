@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"testing"
 	"time"
@@ -98,45 +97,13 @@ func TestFloodDetectsCorruptionAndLoss(t *testing.T) {
 // startDropper relays to target, leaving out the upstream's byte at off.
 func startDropper(t *testing.T, target string, off int) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				up, err := net.Dial("tcp", target)
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				go func() { io.Copy(up, c); closeWrite(up) }()
-				buf := make([]byte, 4096)
-				at := 0
-				for {
-					n, err := up.Read(buf)
-					b := buf[:n]
-					if at <= off && off < at+n {
-						i := off - at
-						b = append(append([]byte(nil), b[:i]...), b[i+1:]...)
-					}
-					at += n
-					c.Write(b)
-					if err != nil {
-						closeWrite(c)
-						return
-					}
-				}
-			}()
+	return startEditRelay(t, target, func(b []byte, at int) []byte {
+		if at <= off && off < at+len(b) {
+			i := off - at
+			b = append(append([]byte(nil), b[:i]...), b[i+1:]...)
 		}
-	}()
-	return ln.Addr().String()
+		return b
+	})
 }
 
 // The gateway's per-address limits come back on for the flood only.

@@ -46,73 +46,58 @@ func startGoCopy(t *testing.T, target string) string {
 // answered with close 1000.
 func startWSRelay(t *testing.T, target, path string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return serveLoopback(t, func(c net.Conn) {
+		u := ws.Upgrader{OnRequest: func(uri []byte) error {
+			if string(uri) != path {
+				return ws.RejectConnectionError(ws.RejectionStatus(http.StatusNotFound))
+			}
+			return nil
+		}}
+		if _, err := u.Upgrade(c); err != nil {
+			return
+		}
+		up, err := net.Dial("tcp", target)
+		if err != nil {
+			return
+		}
+		defer up.Close()
+		go func() {
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := up.Read(buf)
+				if n > 0 {
+					ws.WriteFrame(c, ws.NewBinaryFrame(buf[:n]))
+				}
+				if err != nil {
+					ws.WriteFrame(c, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "")))
+					return
+				}
+			}
+		}()
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			h, err := ws.ReadHeader(br)
+			if err != nil || h.Length > 1<<20 {
 				return
 			}
-			go func() {
-				defer c.Close()
-				u := ws.Upgrader{OnRequest: func(uri []byte) error {
-					if string(uri) != path {
-						return ws.RejectConnectionError(ws.RejectionStatus(http.StatusNotFound))
-					}
-					return nil
-				}}
-				if _, err := u.Upgrade(c); err != nil {
-					return
-				}
-				up, err := net.Dial("tcp", target)
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				go func() {
-					buf := make([]byte, 32<<10)
-					for {
-						n, err := up.Read(buf)
-						if n > 0 {
-							ws.WriteFrame(c, ws.NewBinaryFrame(buf[:n]))
-						}
-						if err != nil {
-							ws.WriteFrame(c, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "")))
-							return
-						}
-					}
-				}()
-				br := bufio.NewReader(c)
-				for {
-					h, err := ws.ReadHeader(br)
-					if err != nil || h.Length > 1<<20 {
-						return
-					}
-					p := make([]byte, h.Length)
-					if _, err := io.ReadFull(br, p); err != nil {
-						return
-					}
-					if !h.Masked {
-						return // clients must mask
-					}
-					ws.Cipher(p, h.Mask, 0)
-					switch h.OpCode {
-					case ws.OpBinary, ws.OpContinuation:
-						up.Write(p)
-					case ws.OpClose:
-						closeWrite(up)
-						time.Sleep(time.Second) // let the upstream answer
-						return
-					}
-				}
-			}()
+			p := make([]byte, h.Length)
+			if _, err := io.ReadFull(br, p); err != nil {
+				return
+			}
+			if !h.Masked {
+				return // clients must mask
+			}
+			ws.Cipher(p, h.Mask, 0)
+			switch h.OpCode {
+			case ws.OpBinary, ws.OpContinuation:
+				up.Write(p)
+			case ws.OpClose:
+				closeWrite(up)
+				time.Sleep(time.Second) // let the upstream answer
+				return
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 func TestSinkThroughGoCopy(t *testing.T) {
@@ -176,10 +161,9 @@ func testSinkModes(t *testing.T, tr Transport) {
 	}
 }
 
-// startCorruptor is a TCP relay in front of target that flips one bit of
-// each upstream connection's bytes, the one at stream offset off (past the
-// WebSocket handshake for a WebSocket peer, so the data is what changes).
-func startCorruptor(t *testing.T, target string, off int) string {
+// serveLoopback accepts connections on a loopback listener for the test's
+// lifetime and serves each with handle, closing it after.
+func serveLoopback(t *testing.T, handle func(c net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -194,30 +178,50 @@ func startCorruptor(t *testing.T, target string, off int) string {
 			}
 			go func() {
 				defer c.Close()
-				up, err := net.Dial("tcp", target)
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				go func() { io.Copy(up, c); closeWrite(up) }()
-				buf := make([]byte, 4096)
-				at := 0
-				for {
-					n, err := up.Read(buf)
-					if at <= off && off < at+n {
-						buf[off-at] ^= 1
-					}
-					at += n
-					c.Write(buf[:n])
-					if err != nil {
-						closeWrite(c)
-						return
-					}
-				}
+				handle(c)
 			}()
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// startEditRelay is a TCP relay in front of target that passes the client's
+// bytes as they are and each upstream read b, at stream offset at, through
+// edit before it goes back to the client.
+func startEditRelay(t *testing.T, target string, edit func(b []byte, at int) []byte) string {
+	t.Helper()
+	return serveLoopback(t, func(c net.Conn) {
+		up, err := net.Dial("tcp", target)
+		if err != nil {
+			return
+		}
+		defer up.Close()
+		go func() { io.Copy(up, c); closeWrite(up) }()
+		buf := make([]byte, 4096)
+		at := 0
+		for {
+			n, err := up.Read(buf)
+			c.Write(edit(buf[:n], at))
+			at += n
+			if err != nil {
+				closeWrite(c)
+				return
+			}
+		}
+	})
+}
+
+// startCorruptor is a TCP relay in front of target that flips one bit of
+// each upstream connection's bytes, the one at stream offset off (past the
+// WebSocket handshake for a WebSocket peer, so the data is what changes).
+func startCorruptor(t *testing.T, target string, off int) string {
+	t.Helper()
+	return startEditRelay(t, target, func(b []byte, at int) []byte {
+		if at <= off && off < at+len(b) {
+			b[off-at] ^= 1
+		}
+		return b
+	})
 }
 
 // A relay that corrupts one byte must produce an error, never a figure.

@@ -23,45 +23,10 @@ func TestSSPeers(t *testing.T) {
 	if gw == "" {
 		gw = buildGateway(t)
 	}
-	outline, outlineErr := outlineBinary("", "../tools/outline-ss-server", dir)
-	makers := map[string]func() (*peer, error){
-		PeerHTTVPSSS:    func() (*peer, error) { return newHTTVPSSSPeer(gw, nil, nil, "ss-server", nil) },
-		PeerHTTVPSSSTLS: func() (*peer, error) { return newHTTVPSSSPeer(gw, nil, nil, "ss-server", cert) },
-		PeerTunnelSS: func() (*peer, error) {
-			pe, err := newHTTVPSSSPeer(gw, nil, nil, "ss-server", nil)
-			if err == nil {
-				asTunnel(pe, PeerTunnelSS)
-			}
-			return pe, err
-		},
-		PeerOutline: func() (*peer, error) {
-			if outlineErr != nil {
-				return nil, outlineErr
-			}
-			return newOutlinePeer(outline), nil
-		},
-		PeerNginxWS: func() (*peer, error) {
-			if outlineErr != nil {
-				return nil, outlineErr
-			}
-			return newNginxWSPeer("/usr/sbin/nginx", dir, outline, nil)
-		},
-		PeerNginxWSS: func() (*peer, error) {
-			if outlineErr != nil {
-				return nil, outlineErr
-			}
-			return newNginxWSPeer("/usr/sbin/nginx", dir, outline, cert)
-		},
-	}
+	makers := ssPeerMakers(gw, dir, cert)
 	for _, name := range []string{PeerHTTVPSSS, PeerHTTVPSSSTLS, PeerTunnelSS, PeerOutline, PeerNginxWS, PeerNginxWSS} {
 		t.Run(name, func(t *testing.T) {
-			pe, err := makers[name]()
-			if errors.Is(err, errPeerUnavailable) {
-				t.Skip(err)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+			pe := makePeer(t, makers[name])
 			ps := &procSet{}
 			defer ps.stopAll()
 			ctx := context.Background()
@@ -195,4 +160,56 @@ func TestOutlineSummary(t *testing.T) {
 			t.Errorf("%s = %v, want %v", k, g, w)
 		}
 	}
+}
+
+// ssPeerMakers starts each Shadowsocks peer as the harness does
+// (outline-ss-server built from tools/outline-ss-server into dir), gw the
+// gateway binary, cert the TLS peers' certificate.
+func ssPeerMakers(gw, dir string, cert *benchCert) map[string]func() (*peer, error) {
+	outline, outlineErr := outlineBinary("", "../tools/outline-ss-server", dir)
+	tunnel := func(name string, cert *benchCert) func() (*peer, error) {
+		return func() (*peer, error) {
+			pe, err := newHTTVPSSSPeer(gw, nil, nil, "ss-server", cert)
+			if err == nil {
+				asTunnel(pe, name)
+			}
+			return pe, err
+		}
+	}
+	nginx := func(cert *benchCert) func() (*peer, error) {
+		return func() (*peer, error) {
+			if outlineErr != nil {
+				return nil, outlineErr
+			}
+			return newNginxWSPeer("/usr/sbin/nginx", dir, outline, cert)
+		}
+	}
+	return map[string]func() (*peer, error){
+		PeerHTTVPSSS:    func() (*peer, error) { return newHTTVPSSSPeer(gw, nil, nil, "ss-server", nil) },
+		PeerHTTVPSSSTLS: func() (*peer, error) { return newHTTVPSSSPeer(gw, nil, nil, "ss-server", cert) },
+		PeerTunnelSS:    tunnel(PeerTunnelSS, nil),
+		PeerTunnelSSTLS: tunnel(PeerTunnelSSTLS, cert),
+		PeerOutline: func() (*peer, error) {
+			if outlineErr != nil {
+				return nil, outlineErr
+			}
+			return newOutlinePeer(outline), nil
+		},
+		PeerNginxWS:  nginx(nil),
+		PeerNginxWSS: nginx(cert),
+	}
+}
+
+// makePeer starts a peer with mk, skipping the test if the peer is not
+// installed.
+func makePeer(t *testing.T, mk func() (*peer, error)) *peer {
+	t.Helper()
+	pe, err := mk()
+	if errors.Is(err, errPeerUnavailable) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pe
 }

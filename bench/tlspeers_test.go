@@ -77,13 +77,7 @@ func TestTLSPeers(t *testing.T) {
 	}
 	for _, name := range []string{PeerHTTVPSTLS, PeerV2RayTLS, PeerNginxTLS} {
 		t.Run(name, func(t *testing.T) {
-			pe, err := makers[name]()
-			if errors.Is(err, errPeerUnavailable) {
-				t.Skip(err)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+			pe := makePeer(t, makers[name])
 			ps := &procSet{}
 			defer ps.stopAll()
 			ctx := context.Background()

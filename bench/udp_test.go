@@ -36,68 +36,53 @@ type toyMangle func(k int64, payload []byte) ([]byte, time.Duration)
 // each reply sealed with the source address in front.
 func startToySSUDP(t *testing.T, key *shadowsocks.EncryptionKey, mangle toyMangle) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if _, err := ws.Upgrade(c); err != nil {
-					return
-				}
-				pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	return serveLoopback(t, func(c net.Conn) {
+		if _, err := ws.Upgrade(c); err != nil {
+			return
+		}
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return
+		}
+		defer pc.Close()
+		var k atomic.Int64
+		go func() {
+			buf := make([]byte, 65536)
+			for {
+				n, from, err := pc.ReadFrom(buf)
 				if err != nil {
 					return
 				}
-				defer pc.Close()
-				var k atomic.Int64
-				go func() {
-					buf := make([]byte, 65536)
-					for {
-						n, from, err := pc.ReadFrom(buf)
-						if err != nil {
-							return
-						}
-						addr, _ := socksAddr(from.String())
-						payload := buf[:n]
-						var wait time.Duration
-						if mangle != nil {
-							if payload, wait = mangle(k.Add(1)-1, append([]byte(nil), payload...)); payload == nil {
-								continue
-							}
-						}
-						pkt, _ := shadowsocks.Pack(make([]byte, len(addr)+len(payload)+64), append(addr, payload...), key)
-						send := func() { wsutil.WriteServerBinary(c, pkt) }
-						if wait > 0 {
-							time.AfterFunc(wait, send)
-						} else {
-							send()
-						}
-					}
-				}()
-				for {
-					msg, err := wsutil.ReadClientBinary(c)
-					if err != nil {
-						return
-					}
-					text, err := shadowsocks.Unpack(nil, msg, key)
-					if err != nil || len(text) < 7 || text[0] != 1 {
+				addr, _ := socksAddr(from.String())
+				payload := buf[:n]
+				var wait time.Duration
+				if mangle != nil {
+					if payload, wait = mangle(k.Add(1)-1, append([]byte(nil), payload...)); payload == nil {
 						continue
 					}
-					to := &net.UDPAddr{IP: net.IP(text[1:5]), Port: int(text[5])<<8 | int(text[6])}
-					pc.WriteTo(text[7:], to)
 				}
-			}()
+				pkt, _ := shadowsocks.Pack(make([]byte, len(addr)+len(payload)+64), append(addr, payload...), key)
+				send := func() { wsutil.WriteServerBinary(c, pkt) }
+				if wait > 0 {
+					time.AfterFunc(wait, send)
+				} else {
+					send()
+				}
+			}
+		}()
+		for {
+			msg, err := wsutil.ReadClientBinary(c)
+			if err != nil {
+				return
+			}
+			text, err := shadowsocks.Unpack(nil, msg, key)
+			if err != nil || len(text) < 7 || text[0] != 1 {
+				continue
+			}
+			to := &net.UDPAddr{IP: net.IP(text[1:5]), Port: int(text[5])<<8 | int(text[6])}
+			pc.WriteTo(text[7:], to)
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 func toyUDPTransport(t *testing.T, mangle toyMangle) Transport {
@@ -188,39 +173,10 @@ func TestSSPeersUDP(t *testing.T) {
 		t.Fatal(err)
 	}
 	gw := buildGateway(t)
-	outline, outlineErr := outlineBinary("", "../tools/outline-ss-server", dir)
-	makers := map[string]func() (*peer, error){
-		PeerHTTVPSSS:    func() (*peer, error) { return newHTTVPSSSPeer(gw, nil, nil, "ss-server", nil) },
-		PeerHTTVPSSSTLS: func() (*peer, error) { return newHTTVPSSSPeer(gw, nil, nil, "ss-server", cert) },
-		PeerTunnelSSTLS: func() (*peer, error) {
-			pe, err := newHTTVPSSSPeer(gw, nil, nil, "ss-server", cert)
-			if err == nil {
-				asTunnel(pe, PeerTunnelSSTLS)
-			}
-			return pe, err
-		},
-		PeerOutline: func() (*peer, error) {
-			if outlineErr != nil {
-				return nil, outlineErr
-			}
-			return newOutlinePeer(outline), nil
-		},
-		PeerNginxWSS: func() (*peer, error) {
-			if outlineErr != nil {
-				return nil, outlineErr
-			}
-			return newNginxWSPeer("/usr/sbin/nginx", dir, outline, cert)
-		},
-	}
+	makers := ssPeerMakers(gw, dir, cert)
 	for _, name := range []string{PeerHTTVPSSS, PeerHTTVPSSSTLS, PeerTunnelSSTLS, PeerOutline, PeerNginxWSS} {
 		t.Run(name, func(t *testing.T) {
-			pe, err := makers[name]()
-			if errors.Is(err, errPeerUnavailable) {
-				t.Skip(err)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+			pe := makePeer(t, makers[name])
 			if !udpPeer(name) {
 				t.Fatalf("%s is not a udp peer", name)
 			}
