@@ -48,6 +48,34 @@ func stat[T any](rows []T, f func(T) float64) (float64, Span) {
 	return median(v), Span{Min: slices.Min(v), Max: slices.Max(v)}
 }
 
+// spanned is the median of f over rows and a pointer to its range.
+func spanned[T any](rows []T, f func(T) float64) (float64, *Span) {
+	v, s := stat(rows, f)
+	return v, &s
+}
+
+// medians sets each of c's fields that fields lists to its median over
+// rows; fields lists the same fields, in the same order, of any row.
+func medians[T any](c *T, rows []T, fields func(x *T) []*float64) {
+	for i, f := range fields(c) {
+		*f, _ = stat(rows, func(x T) float64 { return *fields(&x)[i] })
+	}
+}
+
+// aggregateRows replaces each group of rows with the same key by its first
+// row merged over the group (a row measured once is kept as is).
+func aggregateRows[T any](rows []T, key func(T) string, merge func(c *T, g []T)) []T {
+	var out []T
+	for _, g := range group(rows, key) {
+		c := g[0]
+		if len(g) > 1 {
+			merge(&c, g)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
 // aggregate replaces the repeated scenarios' rows, one per run, by their
 // medians with the range over the runs (a row measured once is kept as is).
 func (r *Report) aggregate() {
@@ -57,90 +85,43 @@ func (r *Report) aggregate() {
 	r.Flood = aggregateFlood(r.Flood)
 	r.UDP = aggregateUDP(r.UDP)
 	r.TLSIdle = aggregateIdle(r.TLSIdle)
-	var lat []LatencyCell
-	for _, g := range group(r.Latency, func(c LatencyCell) string { return fmt.Sprint(c.Peer, "/", c.Streams) }) {
-		c := g[0]
-		if len(g) > 1 {
-			c.Runs = len(g)
-			c.P50Ms, _ = stat(g, func(x LatencyCell) float64 { return x.P50Ms })
-			var s Span
-			c.P99Ms, s = stat(g, func(x LatencyCell) float64 { return x.P99Ms })
-			c.P99Range = &s
-			c.P999Ms, _ = stat(g, func(x LatencyCell) float64 { return x.P999Ms })
-			c.MaxMs, _ = stat(g, func(x LatencyCell) float64 { return x.MaxMs })
-		}
-		lat = append(lat, c)
-	}
-	r.Latency = lat
-	var fb []FirstByteResult
-	for _, g := range group(r.FirstByte, func(c FirstByteResult) string { return c.Peer }) {
-		c := g[0]
-		if len(g) > 1 {
-			c.Runs = len(g)
-			c.P50Ms, _ = stat(g, func(x FirstByteResult) float64 { return x.P50Ms })
-			c.P99Ms, _ = stat(g, func(x FirstByteResult) float64 { return x.P99Ms })
-			c.P999Ms, _ = stat(g, func(x FirstByteResult) float64 { return x.P999Ms })
-		}
-		fb = append(fb, c)
-	}
-	r.FirstByte = fb
-	var conn []ConnectResult
-	for _, g := range group(r.Connect, func(c ConnectResult) string { return fmt.Sprint(c.Peer, "/", c.Hogs) }) {
-		c := g[0]
-		if len(g) > 1 {
-			c.Runs = len(g)
-			var s, t Span
-			c.CPUmsPerConn, s = stat(g, func(x ConnectResult) float64 { return x.CPUmsPerConn })
-			c.PerSecond, t = stat(g, func(x ConnectResult) float64 { return x.PerSecond })
-			c.CPURange, c.RateRange = &s, &t
-			c.CPUSeconds, _ = stat(g, func(x ConnectResult) float64 { return x.CPUSeconds })
-			c.Seconds, _ = stat(g, func(x ConnectResult) float64 { return x.Seconds })
-			c.HandshakeP50, _ = stat(g, func(x ConnectResult) float64 { return x.HandshakeP50 })
-			c.HandshakeP99, _ = stat(g, func(x ConnectResult) float64 { return x.HandshakeP99 })
-			c.HandshakeP999, _ = stat(g, func(x ConnectResult) float64 { return x.HandshakeP999 })
-			c.SetupP50, _ = stat(g, func(x ConnectResult) float64 { return x.SetupP50 })
-			c.SetupP99, _ = stat(g, func(x ConnectResult) float64 { return x.SetupP99 })
-			c.SetupP999, _ = stat(g, func(x ConnectResult) float64 { return x.SetupP999 })
-		}
-		conn = append(conn, c)
-	}
-	r.Connect = conn
+	r.Latency = aggregateRows(r.Latency, func(c LatencyCell) string { return fmt.Sprint(c.Peer, "/", c.Streams) }, func(c *LatencyCell, g []LatencyCell) {
+		c.Runs = len(g)
+		c.P99Ms, c.P99Range = spanned(g, func(x LatencyCell) float64 { return x.P99Ms })
+		medians(c, g, func(x *LatencyCell) []*float64 { return []*float64{&x.P50Ms, &x.P999Ms, &x.MaxMs} })
+	})
+	r.FirstByte = aggregateRows(r.FirstByte, func(c FirstByteResult) string { return c.Peer }, func(c *FirstByteResult, g []FirstByteResult) {
+		c.Runs = len(g)
+		medians(c, g, func(x *FirstByteResult) []*float64 { return []*float64{&x.P50Ms, &x.P99Ms, &x.P999Ms} })
+	})
+	r.Connect = aggregateRows(r.Connect, func(c ConnectResult) string { return fmt.Sprint(c.Peer, "/", c.Hogs) }, func(c *ConnectResult, g []ConnectResult) {
+		c.Runs = len(g)
+		c.CPUmsPerConn, c.CPURange = spanned(g, func(x ConnectResult) float64 { return x.CPUmsPerConn })
+		c.PerSecond, c.RateRange = spanned(g, func(x ConnectResult) float64 { return x.PerSecond })
+		medians(c, g, func(x *ConnectResult) []*float64 {
+			return []*float64{&x.CPUSeconds, &x.Seconds, &x.HandshakeP50, &x.HandshakeP99, &x.HandshakeP999, &x.SetupP50, &x.SetupP99, &x.SetupP999}
+		})
+	})
 }
 
 func aggregateCells(cells []ThroughputCell) []ThroughputCell {
-	var out []ThroughputCell
-	for _, g := range group(cells, func(c ThroughputCell) string { return fmt.Sprint(c.Peer, "/", c.Direction, "/", c.Streams) }) {
-		c := g[0]
-		if len(g) > 1 {
-			c.Runs = len(g)
-			var s, t Span
-			c.MBps, s = stat(g, func(x ThroughputCell) float64 { return x.MBps })
-			c.CPUPerGiB, t = stat(g, func(x ThroughputCell) float64 { return x.CPUPerGiB })
-			c.MBpsRange, c.CPURange = &s, &t
-			c.Seconds, _ = stat(g, func(x ThroughputCell) float64 { return x.Seconds })
-			c.CPUSeconds, _ = stat(g, func(x ThroughputCell) float64 { return x.CPUSeconds })
-		}
-		out = append(out, c)
-	}
-	return out
+	key := func(c ThroughputCell) string { return fmt.Sprint(c.Peer, "/", c.Direction, "/", c.Streams) }
+	return aggregateRows(cells, key, func(c *ThroughputCell, g []ThroughputCell) {
+		c.Runs = len(g)
+		c.MBps, c.MBpsRange = spanned(g, func(x ThroughputCell) float64 { return x.MBps })
+		c.CPUPerGiB, c.CPURange = spanned(g, func(x ThroughputCell) float64 { return x.CPUPerGiB })
+		medians(c, g, func(x *ThroughputCell) []*float64 { return []*float64{&x.Seconds, &x.CPUSeconds} })
+	})
 }
 
 func aggregateIdle(rs []IdleResult) []IdleResult {
-	var out []IdleResult
-	for _, g := range group(rs, func(c IdleResult) string { return fmt.Sprint(c.Peer, "/", c.Sessions) }) {
-		c := g[0]
-		if len(g) > 1 {
-			c.Runs = len(g)
-			var s Span
-			c.PerSessionKiB, s = stat(g, func(x IdleResult) float64 { return x.PerSessionKiB })
-			c.PerSessionRange = &s
-			rss, _ := stat(g, func(x IdleResult) float64 { return float64(x.RSSKiB) })
-			c.RSSKiB = int64(rss)
-			c.SetupSeconds, _ = stat(g, func(x IdleResult) float64 { return x.SetupSeconds })
-		}
-		out = append(out, c)
-	}
-	return out
+	return aggregateRows(rs, func(c IdleResult) string { return fmt.Sprint(c.Peer, "/", c.Sessions) }, func(c *IdleResult, g []IdleResult) {
+		c.Runs = len(g)
+		c.PerSessionKiB, c.PerSessionRange = spanned(g, func(x IdleResult) float64 { return x.PerSessionKiB })
+		rss, _ := stat(g, func(x IdleResult) float64 { return float64(x.RSSKiB) })
+		c.RSSKiB = int64(rss)
+		c.SetupSeconds, _ = stat(g, func(x IdleResult) float64 { return x.SetupSeconds })
+	})
 }
 
 // fmtRange writes a figure with its range over the runs, if it has one.

@@ -217,17 +217,27 @@ func (s *wsStream) CloseWrite() error {
 	return s.writeFrame(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
 }
 
+// readHeader reads the next frame's header; a masked frame or one longer
+// than maxServerFrame is errServerFrame.
+func (s *wsStream) readHeader() (ws.Header, error) {
+	h, err := ws.ReadHeader(s.r)
+	if err != nil {
+		return h, err
+	}
+	if h.Masked || h.Length > maxServerFrame || h.Length < 0 {
+		return h, fmt.Errorf("%w: masked=%v len=%d", errServerFrame, h.Masked, h.Length)
+	}
+	return h, nil
+}
+
 func (s *wsStream) Read(p []byte) (int, error) {
 	for s.remaining == 0 {
 		if s.gotClose {
 			return 0, io.EOF
 		}
-		h, err := ws.ReadHeader(s.r)
+		h, err := s.readHeader()
 		if err != nil {
 			return 0, err
-		}
-		if h.Masked || h.Length > maxServerFrame || h.Length < 0 {
-			return 0, fmt.Errorf("%w: masked=%v len=%d", errServerFrame, h.Masked, h.Length)
 		}
 		switch h.OpCode {
 		case ws.OpBinary, ws.OpContinuation:

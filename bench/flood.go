@@ -440,28 +440,16 @@ func (x *FloodResult) setRatios() {
 
 // aggregateFlood replaces repeated flood rows by their medians.
 func aggregateFlood(rs []FloodResult) []FloodResult {
-	var out []FloodResult
-	for _, g := range group(rs, func(c FloodResult) string { return c.Peer }) {
-		c := g[0]
-		if len(g) > 1 {
-			c.Runs = len(g)
-			c.QuietMBps, _ = stat(g, func(x FloodResult) float64 { return x.QuietMBps })
-			c.FloodMBps, _ = stat(g, func(x FloodResult) float64 { return x.FloodMBps })
-			c.QuietP50Ms, _ = stat(g, func(x FloodResult) float64 { return x.QuietP50Ms })
-			c.QuietP99Ms, _ = stat(g, func(x FloodResult) float64 { return x.QuietP99Ms })
-			c.FloodP50Ms, _ = stat(g, func(x FloodResult) float64 { return x.FloodP50Ms })
-			c.FloodP99Ms, _ = stat(g, func(x FloodResult) float64 { return x.FloodP99Ms })
-			c.FloodCPUCores, _ = stat(g, func(x FloodResult) float64 { return x.FloodCPUCores })
-			held, _ := stat(g, func(x FloodResult) float64 { return float64(x.HeldAtEnd) })
-			c.HeldAtEnd = int(held)
-			var k, p Span
-			c.Kept, k = stat(g, func(x FloodResult) float64 { return x.Kept })
-			c.P99Growth, p = stat(g, func(x FloodResult) float64 { return x.P99Growth })
-			c.KeptRange, c.P99Range = &k, &p
-		}
-		out = append(out, c)
-	}
-	return out
+	return aggregateRows(rs, func(c FloodResult) string { return c.Peer }, func(c *FloodResult, g []FloodResult) {
+		c.Runs = len(g)
+		medians(c, g, func(x *FloodResult) []*float64 {
+			return []*float64{&x.QuietMBps, &x.FloodMBps, &x.QuietP50Ms, &x.QuietP99Ms, &x.FloodP50Ms, &x.FloodP99Ms, &x.FloodCPUCores}
+		})
+		held, _ := stat(g, func(x FloodResult) float64 { return float64(x.HeldAtEnd) })
+		c.HeldAtEnd = int(held)
+		c.Kept, c.KeptRange = spanned(g, func(x FloodResult) float64 { return x.Kept })
+		c.P99Growth, c.P99Range = spanned(g, func(x FloodResult) float64 { return x.P99Growth })
+	})
 }
 
 // floodVersus lists, for each of our flood peers, the peers it is compared

@@ -92,12 +92,9 @@ func (s *wsStream) readMessage(buf []byte) (int, error) {
 	}
 	n := 0
 	for {
-		h, err := ws.ReadHeader(s.r)
+		h, err := s.readHeader()
 		if err != nil {
 			return 0, err
-		}
-		if h.Masked || h.Length > maxServerFrame || h.Length < 0 {
-			return 0, fmt.Errorf("%w: masked=%v len=%d", errServerFrame, h.Masked, h.Length)
 		}
 		switch h.OpCode {
 		case ws.OpBinary, ws.OpContinuation:
@@ -472,27 +469,18 @@ func runUDP(ctx context.Context, cfg *Config, ps *procSet, pe *peer, rep *Report
 
 // aggregateUDP replaces repeated UDP rows by their medians.
 func aggregateUDP(rs []UDPResult) []UDPResult {
-	var out []UDPResult
-	for _, g := range group(rs, func(c UDPResult) string { return fmt.Sprint(c.Peer, "/", c.Associations) }) {
-		c := g[0]
-		if len(g) > 1 {
-			c.Runs = len(g)
-			var p, s Span
-			c.PPS, p = stat(g, func(x UDPResult) float64 { return x.PPS })
-			c.CPUPerMillion, s = stat(g, func(x UDPResult) float64 { return x.CPUPerMillion })
-			c.PPSRange, c.CPURange = &p, &s
-			var d, t float64
-			for _, x := range g {
-				d += float64(x.Drops)
-				t += float64(x.Sent)
-			}
-			c.Drops, c.Sent = int64(d), int64(t) // summed over the runs
-			c.Seconds, _ = stat(g, func(x UDPResult) float64 { return x.Seconds })
-			c.CPUSeconds, _ = stat(g, func(x UDPResult) float64 { return x.CPUSeconds })
+	return aggregateRows(rs, func(c UDPResult) string { return fmt.Sprint(c.Peer, "/", c.Associations) }, func(c *UDPResult, g []UDPResult) {
+		c.Runs = len(g)
+		c.PPS, c.PPSRange = spanned(g, func(x UDPResult) float64 { return x.PPS })
+		c.CPUPerMillion, c.CPURange = spanned(g, func(x UDPResult) float64 { return x.CPUPerMillion })
+		var d, t float64
+		for _, x := range g {
+			d += float64(x.Drops)
+			t += float64(x.Sent)
 		}
-		out = append(out, c)
-	}
-	return out
+		c.Drops, c.Sent = int64(d), int64(t) // summed over the runs
+		medians(c, g, func(x *UDPResult) []*float64 { return []*float64{&x.Seconds, &x.CPUSeconds} })
+	})
 }
 
 // udpSummary is httvps-ss ÷ outline-ss and nginx-ws (and the TLS pair) per
