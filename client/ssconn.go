@@ -1,7 +1,6 @@
 package client
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -285,18 +284,10 @@ func socksAddr(addr string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: target address %q: bad port", addr)
 	}
-	var b []byte
-	if ip, err := netip.ParseAddr(host); err == nil && ip.Zone() == "" {
-		if ip.Is4() || ip.Is4In6() {
-			b = append([]byte{1}, ip.Unmap().AsSlice()...)
-		} else {
-			b = append([]byte{4}, ip.AsSlice()...)
-		}
-	} else {
-		if len(host) == 0 || len(host) > 255 {
-			return nil, errors.New("client: target host name empty or longer than 255 bytes")
-		}
-		b = append([]byte{3, byte(len(host))}, host...)
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Zone() != "" {
+		return nil, fmt.Errorf("client: target address %q: a zoned IP has no SOCKS5 form", addr)
+	} else if err != nil && (len(host) == 0 || len(host) > 255) {
+		return nil, errors.New("client: target host name empty or longer than 255 bytes")
 	}
-	return binary.BigEndian.AppendUint16(b, uint16(pn)), nil
+	return appendSOCKSAddr(nil, host, uint16(pn)), nil
 }
