@@ -26,7 +26,9 @@ type handoff struct {
 	kind       PathKind
 	tls        *tlsSession
 	acct       Account
-	resp       []byte           // the 101, plaintext
+	resp       []byte           // the 101, plaintext; nil once handOff sent it
+	respRest   []byte           // what the socket did not take of the 101 handOff sent (sealed on TLS)
+	ready      bool             // the upstream was connected at handOff (upstreamReady)
 	early      []byte           // client bytes read from the socket after the request
 	earlyPlain []byte           // TLS: plaintext that followed the request in its record
 	ups        []netip.AddrPort // further upstreams if the connect fails
@@ -61,8 +63,49 @@ func (h *handshake) handOff(c netpoll.Connection) {
 	if len(h.extra) > 0 {
 		a.earlyPlain = append([]byte(nil), h.extra...)
 	}
+	// Not while draining: the loop refuses new sessions then (adopt).
+	if a.ready = a.kind != PathTCP || upstreamReady(a.ufd); a.ready && !g.draining.Load() {
+		a.send101(c.(netpoll.Conn).Fd())
+	}
 	l := g.pickLoop()
 	l.post(func() { l.adopt(a) })
+}
+
+// upstreamReady reports whether a non-blocking connect has completed
+// without an error: a nearby upstream (the same host, the same rack) is
+// usually connected by the time the request has been answered. A connect
+// still in flight, or failed, is the loop's to wait for and to retry.
+func upstreamReady(fd int) bool {
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	n, err := unix.Poll(pfd, 0)
+	if err != nil || n != 1 || pfd[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0 || pfd[0].Revents&unix.POLLOUT == 0 {
+		return false
+	}
+	return connectResult(fd) == nil
+}
+
+// send101 writes the 101 from the hand-off itself when the session is
+// ready, so the client's wait for it does not include the relay loop's
+// wake-up; the socket belongs to no loop yet, so nothing else writes to it.
+// What the socket does not take (or all of it, on an error, which the loop
+// then meets on its own write) goes to the loop in respRest.
+func (a *handoff) send101(cfd int) {
+	out := a.resp
+	if a.tls != nil {
+		sealed, err := a.tls.sealTo(make([]byte, 0, sealedLen(len(out))), out)
+		if err != nil {
+			return // the loop seals it again and ends the session on the error
+		}
+		out = sealed
+	}
+	n, err := sysWrite(cfd, out)
+	if err != nil || n < 0 {
+		n = 0
+	}
+	if n < len(out) {
+		a.respRest = out[n:]
+	}
+	a.resp = nil
 }
 
 // adopt registers an upgraded connection and its upstream on the loop and
@@ -85,7 +128,7 @@ func (l *loop) adopt(a *handoff) {
 	}
 	s.rd.Init(lim)
 	s.cev, s.uev = evIn|evRDHUP, evIn|evRDHUP
-	if kind == PathTCP {
+	if kind == PathTCP && !a.ready {
 		// Until the upstream connect completes only errors from the
 		// client matter.
 		s.cev, s.uev = 0, evOut
@@ -127,7 +170,7 @@ func (l *loop) adopt(a *handoff) {
 	}
 	l.link(s)
 	s.hand = a
-	if kind != PathTCP {
+	if a.ready {
 		s.connected()
 		return
 	}
@@ -162,7 +205,11 @@ func (s *session) connected() {
 	s.started = true
 	g.m.HandshakeOK(s.kind)
 	g.m.SessionStart(s.kind)
-	s.writeDown(p.resp)
+	if p.resp != nil {
+		s.writeDown(p.resp)
+	} else if len(p.respRest) > 0 {
+		s.writeRaw(p.respRest)
+	}
 	if s.tun != nil {
 		// SETTINGS is the tunnel's first frame, right behind the 101.
 		s.emitSettings()
