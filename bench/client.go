@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -154,14 +155,19 @@ func (t Transport) dialStream(ctx context.Context) (Stream, dialTimes, error) {
 
 // wsStream is a client WebSocket whose binary messages carry a byte stream.
 // Frames are written masked (RFC 6455 §5.3), one frame per Write.
+//
+// A stream has one reader and one writer goroutine, and the reader writes
+// too (the pong to a ping, the close reply): wmu guards the writing side.
 type wsStream struct {
-	c  net.Conn
-	r  *bufio.Reader
-	wb []byte // header + masked payload, reused
+	c net.Conn
+	r *bufio.Reader // owned by the reader
 
-	remaining int64 // payload bytes left in the current data frame
-	gotClose  bool
-	sentClose bool
+	wmu       sync.Mutex
+	wb        []byte // header + masked payload, reused; guarded by wmu
+	sentClose bool   // guarded by wmu
+
+	remaining int64 // payload bytes left in the current data frame; owned by the reader
+	gotClose  bool  // owned by the reader
 }
 
 // maxServerFrame bounds a server frame we accept; a relay sending more is a bug.
@@ -180,6 +186,7 @@ func newWSStream(c net.Conn, br *bufio.Reader, size int) *wsStream {
 	return &wsStream{c: c, r: bufio.NewReaderSize(r, size)}
 }
 
+// writeFrame sends one frame; the caller holds wmu.
 func (s *wsStream) writeFrame(op ws.OpCode, p []byte) error {
 	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(p)), Masked: true, Mask: ws.NewMask()}
 	n := ws.HeaderSize(h) + len(p)
@@ -199,6 +206,8 @@ func (s *wsStream) writeFrame(op ws.OpCode, p []byte) error {
 }
 
 func (s *wsStream) Write(p []byte) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	if s.sentClose {
 		return 0, net.ErrClosed
 	}
@@ -210,6 +219,8 @@ func (s *wsStream) Write(p []byte) (int, error) {
 
 // CloseWrite sends close 1000, the end of the client's stream.
 func (s *wsStream) CloseWrite() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	if s.sentClose {
 		return nil
 	}
@@ -252,14 +263,16 @@ func (s *wsStream) Read(p []byte) (int, error) {
 			switch h.OpCode {
 			case ws.OpClose:
 				s.gotClose = true
-				if !s.sentClose {
-					s.CloseWrite()
-				}
+				s.CloseWrite()
 			case ws.OpPing:
+				s.wmu.Lock()
+				var err error
 				if !s.sentClose {
-					if err := s.writeFrame(ws.OpPong, body); err != nil {
-						return 0, err
-					}
+					err = s.writeFrame(ws.OpPong, body)
+				}
+				s.wmu.Unlock()
+				if err != nil {
+					return 0, err
 				}
 			}
 		}

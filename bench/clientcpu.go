@@ -164,8 +164,8 @@ func clientCells(ctx context.Context, cfg *Config, ps *procSet, client, key, gwA
 			}
 			gib := float64(res.Bytes) / (1 << 30)
 			c := ClientCell{Client: client, Direction: dir, Streams: n, Bytes: res.Bytes, Seconds: res.Wall.Seconds(),
-				MBps: float64(res.Bytes) / 1e6 / res.Wall.Seconds(), CPUPerGiB: (after.CPU - before.CPU).Seconds() / gib,
-				GatewayPerGiB: (ga.CPU - gb.CPU).Seconds() / gib}
+				MBps: float64(res.Bytes) / 1e6 / res.Wall.Seconds(), CPUPerGiB: after.CPUSince(before).Seconds() / gib,
+				GatewayPerGiB: ga.CPUSince(gb).Seconds() / gib}
 			rep.Clients = append(rep.Clients, c)
 			fmt.Fprintf(cfg.Log, "client-cpu %-15s %-8s x%-2d %8.1f MB/s  client %5.2f CPU s/GiB, gateway %5.2f\n",
 				c.Client, c.Direction, c.Streams, c.MBps, c.CPUPerGiB, c.GatewayPerGiB)

@@ -101,7 +101,7 @@ func runConnect(ctx context.Context, cfg *Config, ps *procSet, pe *peer, hogs in
 	if err != nil {
 		return err
 	}
-	cpu := (after.CPU - before.CPU).Seconds()
+	cpu := after.CPUSince(before).Seconds()
 	hs := make([]time.Duration, len(lat))
 	su := make([]time.Duration, len(lat))
 	for i, l := range lat {

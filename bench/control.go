@@ -491,7 +491,7 @@ func runClientConfigLoad(ctx context.Context, cfg *Config, ps *procSet, st store
 		Route: "GET /v1/client/config", Connections: cfg.ConfigConns, Seconds: wall.Seconds(),
 		Requests: n, Errors: nerr, PerSecond: float64(n) / wall.Seconds(),
 		P50Ms: percentileMs(lat, 50), P99Ms: percentileMs(lat, 99), P999Ms: percentileMs(lat, 99.9),
-		CPUmsPerReq: (after.CPU - before.CPU).Seconds() * 1000 / float64(n),
+		CPUmsPerReq: after.CPUSince(before).Seconds() * 1000 / float64(n),
 		Command:     cfg.ControlBin + " -listen 127.0.0.1:PORT -admin-listen '' -redis redis://127.0.0.1:REDISPORT/0 -admin-key-file FILE -log-level warn",
 	}
 	res.ClientConfig = r

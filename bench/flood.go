@@ -421,7 +421,7 @@ func runFlood(ctx context.Context, cfg *Config, ps *procSet, pe *peer, rep *Repo
 		HeldAtEnd: held, Reopened: int(f.reopened.Load()), Garbage: int(f.garbage.Load()), DialErrors: int(f.dialErrs.Load()),
 		RampSeconds: ramp.Seconds(), DefaultLimits: limits, Streams: cfg.FloodStreams, LatencyStreams: cfg.FloodEcho,
 		QuietMBps: quiet.mbps, FloodMBps: flooded.mbps, QuietP50Ms: quiet.p50, QuietP99Ms: quiet.p99, FloodP50Ms: flooded.p50, FloodP99Ms: flooded.p99,
-		FloodCPUCores: (after.CPU - before.CPU).Seconds() / wall.Seconds(), FloodRSSGrowKiB: ramped.RSSKiB - before.RSSKiB}
+		FloodCPUCores: after.CPUSince(before).Seconds() / wall.Seconds(), FloodRSSGrowKiB: ramped.RSSKiB - before.RSSKiB}
 	x.setRatios()
 	rep.Flood = append(rep.Flood, x)
 	fmt.Fprintf(cfg.Log, "flood      %-13s %d stalled (%d held, %d reopened) + %d garbage/s: %6.1f → %6.1f MB/s, p99 %.3f → %.3f ms, %.2f cores\n",

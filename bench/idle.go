@@ -142,7 +142,7 @@ func runIdle(ctx context.Context, cfg *Config, ps *procSet, pe *peer, n int, dst
 		return err
 	}
 	res.RSSKiB = x.RSSKiB
-	res.CPUSetupSecond = (x.CPU - base.CPU).Seconds()
+	res.CPUSetupSecond = x.CPUSince(base).Seconds()
 	res.PerSessionKiB = float64(x.RSSKiB-base.RSSKiB) / float64(n)
 	res.RelayFDs = r.proc.FDs()
 	*dst = append(*dst, res)

@@ -76,11 +76,19 @@ func (r *Report) writeLatencyText(w io.Writer) {
 // tick) to stay under 1%.
 const minCPUTicks = 100
 
-// noteShortCPU adds one note naming the CPU figures taken from too few
-// clock ticks (the short run's small cells), once per finish.
+// noteShortCPU adds the notes on the CPU figures' resolution, once per
+// finish: how many came from clock ticks instead of the threads' exact run
+// time (ProcSample.CPUSince), and, where the kernel has no schedstat at all,
+// how many of them rest on too few ticks (the short run's small cells).
 func (r *Report) noteShortCPU() {
 	hz := float64(r.Machine.ClockTick)
 	if hz <= 0 {
+		return
+	}
+	if n := CPUFallbacks(); n > 0 && exactCPU() {
+		r.addNote(fmt.Sprintf("%d CPU readings come from clock ticks (%.0f/s), not the threads' exact run time: a thread of the peer exited during the cell", n, hz))
+	}
+	if exactCPU() {
 		return
 	}
 	short, all := 0, 0
@@ -105,7 +113,11 @@ func (r *Report) noteShortCPU() {
 	if short == 0 {
 		return
 	}
-	note := fmt.Sprintf("%d of %d CPU figures (throughput, tls-connect, udp) come from under %d clock ticks (%.0f/s): ±1 tick is over 1%%; the full run's cells are larger", short, all, minCPUTicks, hz)
+	r.addNote(fmt.Sprintf("%d of %d CPU figures (throughput, tls-connect, udp) come from under %d clock ticks (%.0f/s; this kernel has no schedstat): ±1 tick is over 1%%; larger cells (-bytes, -tls-bytes, -connect, -udp-packets) need fewer", short, all, minCPUTicks, hz))
+}
+
+// addNote adds a note to the report unless it is there already.
+func (r *Report) addNote(note string) {
 	for _, n := range r.Notes {
 		if n == note {
 			return

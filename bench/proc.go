@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,7 +18,8 @@ var errProcFormat = errors.New("bench: unexpected /proc format")
 
 // ProcSample is one reading of a process's resource use.
 type ProcSample struct {
-	CPU    time.Duration // utime + stime
+	CPU    time.Duration // utime + stime: clock ticks' resolution, exited threads included
+	Exact  time.Duration // the live threads' run time (schedstat): nanoseconds; 0 if unavailable
 	RSSKiB int64         // VmRSS
 }
 
@@ -31,7 +33,80 @@ func ReadProc(pid int) (ProcSample, error) {
 	if err != nil {
 		return ProcSample{}, err
 	}
-	return ProcSample{CPU: cpu, RSSKiB: rss}, nil
+	return ProcSample{CPU: cpu, Exact: readExactCPU(pid), RSSKiB: rss}, nil
+}
+
+// CPUSince is the CPU time used between an earlier sample and s. It is the
+// threads' exact run time, so that a short cell's figure does not carry the
+// clock tick's resolution (10 ms at USER_HZ 100), unless the two disagree
+// by more than the ticks' own error: a thread that ran and exited in
+// between takes its time out of the exact sum but not out of utime+stime.
+// Then it is the ticks' figure, and the fallback is counted
+// (CPUFallbacks) for the report's notes.
+func (s ProcSample) CPUSince(before ProcSample) time.Duration {
+	ticks := s.CPU - before.CPU
+	if s.Exact == 0 || before.Exact == 0 {
+		cpuFallbacks.Add(1)
+		return ticks
+	}
+	exact := s.Exact - before.Exact
+	tick := time.Second / time.Duration(clockTicks())
+	slack := 3*tick + ticks/50
+	if exact < ticks-slack || exact > ticks+slack {
+		cpuFallbacks.Add(1)
+		return ticks
+	}
+	return exact
+}
+
+// cpuFallbacks counts CPUSince figures taken from clock ticks.
+var cpuFallbacks atomic.Int64
+
+// CPUFallbacks is how many CPU figures so far came from clock ticks.
+func CPUFallbacks() int64 { return cpuFallbacks.Load() }
+
+// readExactCPU sums the first field of /proc/PID/task/*/schedstat (time
+// on a CPU, ns) over pid's threads; 0 if the kernel does not provide it.
+func readExactCPU(pid int) time.Duration {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var sum time.Duration
+	for _, e := range ents {
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/schedstat")
+		if err != nil {
+			if os.IsNotExist(err) && len(ents) > 0 {
+				continue // a thread that exited since the listing
+			}
+			return 0
+		}
+		ns, ok := parseSchedstat(b)
+		if !ok {
+			return 0
+		}
+		sum += ns
+	}
+	return sum
+}
+
+// exactCPU reports whether this kernel gives threads' run times
+// (CONFIG_SCHEDSTATS' /proc/PID/task/TID/schedstat).
+var exactCPU = sync.OnceValue(func() bool { return readExactCPU(os.Getpid()) > 0 })
+
+// parseSchedstat returns the run time of a schedstat line
+// ("run_ns wait_ns timeslices").
+func parseSchedstat(b []byte) (time.Duration, bool) {
+	f := strings.Fields(string(b))
+	if len(f) != 3 {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil || v < 0 {
+		return 0, false
+	}
+	return time.Duration(v), true
 }
 
 // ReadCPU returns utime+stime of pid from /proc/PID/stat.

@@ -69,6 +69,7 @@ func ReadGroup(pgid int) (ProcSample, int, error) {
 			continue // a worker that exited between the listing and the read
 		}
 		sum.CPU += s.CPU
+		sum.Exact += s.Exact
 		sum.RSSKiB += s.RSSKiB
 		n++
 	}

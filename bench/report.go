@@ -416,7 +416,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		if len(cells) == 0 {
 			return
 		}
-		fmt.Fprintf(w, "\n## %s\n\n%s per cell, client messages/writes of %d bytes; CPU is the relay process's utime+stime%s.\n\n",
+		fmt.Fprintf(w, "\n## %s\n\n%s per cell, client messages/writes of %d bytes; CPU is the relay process's run time (the sum of its threads' schedstat, nanoseconds; utime+stime where that is missing)%s.\n\n",
 			title, humanBytes(bytes), r.Settings.MessageBytes, extra)
 		fmt.Fprintln(w, "| peer | direction | streams | MB/s | CPU s/GiB | seconds |\n| --- | --- | ---: | ---: | ---: | ---: |")
 		for _, c := range cells {

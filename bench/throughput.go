@@ -49,7 +49,7 @@ func runThroughput(ctx context.Context, cfg *Config, ps *procSet, pe *peer, byte
 			if err != nil {
 				return err
 			}
-			cpu := (after.CPU - before.CPU).Seconds()
+			cpu := after.CPUSince(before).Seconds()
 			c := ThroughputCell{
 				Peer: pe.info.Name, Direction: dir, Streams: n, Bytes: res.Bytes,
 				Seconds:    res.Wall.Seconds(),

@@ -86,7 +86,7 @@ func runTunnelIdle(ctx context.Context, cfg *Config, ps *procSet, pe *peer, cert
 	}
 	res := TunnelIdleResult{Peer: pe.info.Name, Tunnels: n, Clients: clients, SetupSeconds: setup.Seconds(),
 		BaseRSSKiB: base.RSSKiB, RSSKiB: x.RSSKiB, PerTunnelKiB: float64(x.RSSKiB-base.RSSKiB) / float64(n),
-		RelayFDs: r.proc.FDs(), CPUSetupMsPer: (x.CPU - base.CPU).Seconds() * 1000 / float64(n)}
+		RelayFDs: r.proc.FDs(), CPUSetupMsPer: x.CPUSince(base).Seconds() * 1000 / float64(n)}
 	*dst = append(*dst, res)
 	fmt.Fprintf(cfg.Log, "tunnel-idle %-17s %d tunnels (%d relay fds, %d client processes) in %.1fs: RSS %d -> %d KiB, %.2f KiB/tunnel\n",
 		res.Peer, n, res.RelayFDs, clients, res.SetupSeconds, res.BaseRSSKiB, res.RSSKiB, res.PerTunnelKiB)

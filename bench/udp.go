@@ -456,7 +456,7 @@ func runUDP(ctx context.Context, cfg *Config, ps *procSet, pe *peer, rep *Report
 			return err
 		}
 		x.Peer = pe.info.Name
-		x.CPUSeconds = (after.CPU - before.CPU).Seconds()
+		x.CPUSeconds = after.CPUSince(before).Seconds()
 		if x.Echoed > 0 {
 			x.CPUPerMillion = x.CPUSeconds / (float64(x.Echoed) / 1e6)
 		}
