@@ -1,7 +1,11 @@
 // Package bench is the HTTVPS benchmark harness: it runs each relay (peer) as
 // its own process, drives the same byte streams through it from a client in
 // this process to a sink process, checks every stream's SHA-256 at both ends,
-// and reads the relay's CPU time and RSS from /proc.
+// and reads the relay's CPU time and RSS from /proc. CPU time is the sum of
+// the relay's threads' run time (/proc/PID/task/*/schedstat, nanoseconds),
+// so a short cell's figure does not carry the 10 ms clock tick; utime+stime
+// (ticks) stands in when the two disagree, i.e. a thread exited during the
+// cell, and the report counts those readings (ProcSample.CPUSince).
 //
 // Sink protocol (one TCP connection per stream): the client's first 9 bytes
 // are a mode byte and a big-endian uint64 argument.
