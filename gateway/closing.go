@@ -103,7 +103,7 @@ func (s *session) shutUpstream() {
 		return
 	}
 	s.up.shut = true
-	unix.Shutdown(int(s.ufd), unix.SHUT_WR)
+	sysShutdown(int(s.ufd), unix.SHUT_WR)
 	if s.down.eof {
 		s.closeUpstream()
 	}
@@ -119,7 +119,7 @@ func (s *session) closeUpstream() {
 	s.l.g.m.Buffered(-s.up.release())
 	if s.down.parked {
 		s.l.fds[s.ufd] = nil
-		unix.Close(int(s.ufd))
+		sysClose(int(s.ufd))
 	} else {
 		s.l.forget(int(s.ufd))
 	}
@@ -150,7 +150,7 @@ func (s *session) maybeDone() {
 		// it, and close when the client closes (or at the deadline).
 		if !s.down.shut {
 			s.down.shut = true
-			unix.Shutdown(int(s.cfd), unix.SHUT_WR)
+			sysShutdown(int(s.cfd), unix.SHUT_WR)
 		}
 		return
 	}

@@ -252,7 +252,7 @@ func (s *session) connectFailed(err error) {
 				s.deadline = l.now + int64(g.cfg.DialTimeout)
 				return
 			}
-			unix.Close(fd)
+			sysClose(fd)
 		}
 		g.m.UpstreamDialError(s.kind)
 	}

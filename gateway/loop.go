@@ -251,7 +251,7 @@ func (l *loop) forget(fd int) {
 	}
 	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 	l.fds[fd] = nil
-	unix.Close(fd)
+	sysClose(fd)
 }
 
 func (l *loop) link(s *session) {

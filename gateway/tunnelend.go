@@ -10,7 +10,6 @@ import (
 	"slices"
 
 	"github.com/gobwas/ws"
-	"golang.org/x/sys/unix"
 
 	"github.com/httvps/httvps/bufpool"
 	"github.com/httvps/httvps/codec/mux"
@@ -59,7 +58,7 @@ func (s *session) endStream(st *tstream, why StreamEnd, code mux.ResetCode, caus
 		delete(t.byFD, int32(st.fd))
 		if st.parked {
 			l.fds[st.fd] = nil
-			unix.Close(st.fd)
+			sysClose(st.fd)
 		} else {
 			l.forget(st.fd)
 		}

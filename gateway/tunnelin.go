@@ -455,7 +455,7 @@ func (s *session) shutMember(st *tstream) {
 		return
 	}
 	st.up.shut = true
-	unix.Shutdown(st.fd, unix.SHUT_WR)
+	sysShutdown(st.fd, unix.SHUT_WR)
 	if st.down.shut {
 		s.endStream(st, StreamNormal, 0, nil)
 	}

@@ -148,7 +148,7 @@ func (s *session) streamDial(st *tstream) bool {
 				t.byFD[int32(fd)] = st
 				return true
 			}
-			unix.Close(fd)
+			sysClose(fd)
 		}
 		g.m.UpstreamDialError(kind)
 		g.log.Debug("tunnel member dial failed", "stream", st.id, "upstream", ap.String(), "err", err)
