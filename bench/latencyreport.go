@@ -85,10 +85,10 @@ func (r *Report) noteShortCPU() {
 	if hz <= 0 {
 		return
 	}
-	if n := CPUFallbacks(); n > 0 && exactCPU() {
-		r.addNote(fmt.Sprintf("%d CPU readings come from clock ticks (%.0f/s), not the threads' exact run time: a thread of the peer exited during the cell", n, hz))
-	}
 	if exactCPU() {
+		if n := CPUFallbacks(); n > 0 {
+			r.addNote(fmt.Sprintf("%d CPU readings come from clock ticks (%.0f/s), not the threads' exact run time: a thread of the peer exited during the cell", n, hz))
+		}
 		return
 	}
 	short, all := 0, 0

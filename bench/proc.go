@@ -77,7 +77,7 @@ func readExactCPU(pid int) time.Duration {
 	for _, e := range ents {
 		b, err := os.ReadFile(dir + "/" + e.Name() + "/schedstat")
 		if err != nil {
-			if os.IsNotExist(err) && len(ents) > 0 {
+			if os.IsNotExist(err) {
 				continue // a thread that exited since the listing
 			}
 			return 0

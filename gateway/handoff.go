@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/cloudwego/netpoll"
-	"golang.org/x/sys/unix"
 )
 
 // The hand-off: netpoll's part of a connection ends when the handshake
@@ -65,23 +64,10 @@ func (h *handshake) handOff(c netpoll.Connection) {
 	}
 	// Not while draining: the loop refuses new sessions then (adopt).
 	if a.ready = a.kind != PathTCP || upstreamReady(a.ufd); a.ready && !g.draining.Load() {
-		a.send101(c.(netpoll.Conn).Fd())
+		a.send101(a.cfd)
 	}
 	l := g.pickLoop()
 	l.post(func() { l.adopt(a) })
-}
-
-// upstreamReady reports whether a non-blocking connect has completed
-// without an error: a nearby upstream (the same host, the same rack) is
-// usually connected by the time the request has been answered. A connect
-// still in flight, or failed, is the loop's to wait for and to retry.
-func upstreamReady(fd int) bool {
-	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-	n, err := unix.Poll(pfd, 0)
-	if err != nil || n != 1 || pfd[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0 || pfd[0].Revents&unix.POLLOUT == 0 {
-		return false
-	}
-	return connectResult(fd) == nil
 }
 
 // send101 writes the 101 from the hand-off itself when the session is
@@ -143,18 +129,18 @@ func (l *loop) adopt(a *handoff) {
 		}
 	}
 	if l.draining || l.stopping {
-		unix.Close(cfd)
+		sysClose(cfd)
 		if ufd >= 0 {
-			unix.Close(ufd)
+			sysClose(ufd)
 		}
 		g.m.HandshakeRejected(RejectShutdown)
 		fail()
 		return
 	}
 	if err := l.register(cfd, s, s.cev); err != nil {
-		unix.Close(cfd)
+		sysClose(cfd)
 		if ufd >= 0 {
-			unix.Close(ufd)
+			sysClose(ufd)
 		}
 		fail()
 		return
@@ -163,7 +149,7 @@ func (l *loop) adopt(a *handoff) {
 	if kind != PathTunnel {
 		if err := l.register(ufd, s, s.uev); err != nil {
 			l.forget(cfd)
-			unix.Close(ufd)
+			sysClose(ufd)
 			fail()
 			return
 		}

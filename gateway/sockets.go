@@ -125,6 +125,22 @@ func connectResult(fd int) error {
 	return nil
 }
 
+// upstreamReady reports whether a non-blocking connect has completed
+// without an error (POLLOUT with no error pending, from a zero-timeout
+// ppoll): a nearby upstream (the same host, the same rack) usually is by
+// the time the request has been answered. A connect still in flight, or
+// failed, is the relay loop's to wait for and to retry; its error is left
+// in SO_ERROR for connectResult there.
+func upstreamReady(fd int) bool {
+	pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	var zero unix.Timespec
+	n, _, e := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd[0])), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0)
+	if e != 0 || n != 1 || pfd[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0 || pfd[0].Revents&unix.POLLOUT == 0 {
+		return false
+	}
+	return connectResult(fd) == nil
+}
+
 // dialUDP opens a connected, non-blocking UDP socket to ap.
 func dialUDP(ap netip.AddrPort) (int, error) {
 	sa := sockaddr(ap)
