@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/codec/mux"
-	"github.com/httvps/httvps/internal/bytequeue"
 )
 
 // muxClient is the harness's client of the HTTVPS native tunnel: Dial opens
@@ -251,10 +250,16 @@ func (t *muxTunnel) fail(err error) {
 
 func (t *muxTunnel) readLoop() {
 	p := mux.Parser{MaxFrame: muxMaxFrame}
-	buf := make([]byte, 256<<10)
+	c, pos := newRxChunk(), 0
+	defer func() { c.release() }()
 	for {
-		n, err := t.ws.Read(buf)
-		in := buf[:n]
+		if rxChunkSize-pos < rxMinRead {
+			c.release()
+			c, pos = newRxChunk(), 0
+		}
+		n, err := t.ws.Read(c.b[pos:])
+		in := c.b[pos : pos+n]
+		pos += n
 		for len(in) > 0 {
 			ev, k, perr := p.Next(in)
 			in = in[k:]
@@ -265,7 +270,7 @@ func (t *muxTunnel) readLoop() {
 			if ev.Kind == mux.EventNone {
 				break
 			}
-			if err := t.event(ev); err != nil {
+			if err := t.event(c, ev); err != nil {
 				t.fail(err)
 				return
 			}
@@ -280,8 +285,9 @@ func (t *muxTunnel) readLoop() {
 	}
 }
 
-// event handles one decoded frame (or piece of one) from the gateway.
-func (t *muxTunnel) event(ev mux.Event) error {
+// event handles one decoded frame (or piece of one) from the gateway; a
+// DATA payload is a slice of c.
+func (t *muxTunnel) event(c *rxChunk, ev mux.Event) error {
 	h := ev.Header
 	switch ev.Kind {
 	case mux.EventOpen:
@@ -314,7 +320,7 @@ func (t *muxTunnel) event(ev mux.Event) error {
 			return nil
 		}
 		if len(ev.Payload) > 0 {
-			s.in.Write(ev.Payload)
+			s.in.push(c, ev.Payload)
 		}
 		if ev.Last && h.FIN() {
 			s.eof = true
@@ -457,7 +463,7 @@ type muxStream struct {
 	finSent  bool
 	eof      bool
 	reset    error
-	in       bytequeue.Queue // received, not yet read
+	in       rxQueue // received, not yet read
 	used     int64           // read, not yet credited
 	sendWin  int64
 	deadline time.Time
@@ -607,10 +613,59 @@ func (s *muxStream) errLocked() error {
 func (s *muxStream) Read(p []byte) (int, error) {
 	t := s.t
 	t.mu.Lock()
+	if err := s.waitDataLocked(); err != nil {
+		t.mu.Unlock()
+		return 0, err
+	}
+	n := s.in.Read(p)
+	return n, s.consumedUnlock(n)
+}
+
+// readChunks consumes at most limit of the stream's bytes without copying
+// them: fn gets each received chunk in turn (outside the tunnel's lock),
+// as a download's hash does. It returns how many bytes fn got, and
+// io.EOF once the stream ended with nothing left.
+func (s *muxStream) readChunks(limit int64, fn func([]byte)) (int64, error) {
+	var done int64
+	buf := make([]byte, 0, 4096)
+	for done < limit {
+		t := s.t
+		t.mu.Lock()
+		if err := s.waitDataLocked(); err != nil {
+			t.mu.Unlock()
+			return done, err
+		}
+		if int64(s.in.Len()) > limit-done {
+			// More than asked for (the peer sent past the end): copy only
+			// what was asked.
+			n := s.in.Read(buf[:min(int64(cap(buf)), limit-done)])
+			err := s.consumedUnlock(n)
+			fn(buf[:n])
+			done += int64(n)
+			if err != nil {
+				return done, err
+			}
+			continue
+		}
+		seg := s.in.take()
+		err := s.consumedUnlock(len(seg.b))
+		fn(seg.b)
+		seg.c.release()
+		done += int64(len(seg.b))
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+// waitDataLocked waits until the stream has bytes to read; with none, and
+// the stream over, it returns io.EOF, the reset or the tunnel's error.
+func (s *muxStream) waitDataLocked() error {
+	t := s.t
 	for s.in.Len() == 0 && !s.eof && s.reset == nil && t.err == nil {
 		if err := s.wait(); err != nil {
-			t.mu.Unlock()
-			return 0, err
+			return err
 		}
 	}
 	if s.in.Len() == 0 {
@@ -620,10 +675,15 @@ func (s *muxStream) Read(p []byte) (int, error) {
 		} else if !s.eof {
 			err = t.err
 		}
-		t.mu.Unlock()
-		return 0, err
+		return err
 	}
-	n := s.in.Read(p)
+	return nil
+}
+
+// consumedUnlock books n bytes read, unlocks t.mu and sends the credit
+// that is due.
+func (s *muxStream) consumedUnlock(n int) error {
+	t := s.t
 	s.used += int64(n)
 	t.recvUsed += int64(n)
 	var frames []byte
@@ -637,11 +697,9 @@ func (s *muxStream) Read(p []byte) (int, error) {
 	}
 	t.mu.Unlock()
 	if frames != nil {
-		if err := t.write(frames); err != nil {
-			return n, err
-		}
+		return t.write(frames)
 	}
-	return n, nil
+	return nil
 }
 
 // CloseWrite sends FIN (with the OPEN if nothing was written yet).

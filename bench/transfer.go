@@ -21,6 +21,14 @@ var errIntegrity = errors.New("bench: stream corrupted")
 // closeDrain bounds the closing handshake after a stream's bytes are verified.
 const closeDrain = 2 * time.Second
 
+// chunkReader is a stream that can hand over what it received without a
+// copy (a tunnel stream: its bytes already sit in the receive queue's
+// chunks, where a copying Read would move them once more; a socket's
+// stream has nothing to gain).
+type chunkReader interface {
+	readChunks(limit int64, fn func([]byte)) (int64, error)
+}
+
 // transferOne moves n pattern bytes through one stream in direction dir and
 // verifies their SHA-256 at the receiving end (the sink for uploads, this
 // client for downloads). It returns when the bytes are verified, leaving the
@@ -50,8 +58,13 @@ func transferOne(ctx context.Context, s Stream, dir string, n int64, msg int, de
 			return err
 		}
 		d := sha256.New()
-		buf := make([]byte, 64<<10)
-		got, err := io.CopyBuffer(d, io.LimitReader(s, n), buf)
+		var got int64
+		var err error
+		if cr, ok := s.(chunkReader); ok {
+			got, err = cr.readChunks(n, func(b []byte) { d.Write(b) })
+		} else {
+			got, err = io.CopyBuffer(d, io.LimitReader(s, n), make([]byte, 64<<10))
+		}
 		if err != nil || got != n {
 			return fmt.Errorf("download: %d of %d bytes: %v", got, n, err)
 		}

@@ -1,0 +1,53 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+)
+
+// TestTunnelPeerDownload: downloads on the plain native-tunnel peer take
+// the stream's received chunks without a copy (readChunks); many streams
+// at once all arrive intact (SHA-256 checked by transfer), and a byte
+// changed on the way fails the download instead of yielding a figure.
+func TestTunnelPeerDownload(t *testing.T) {
+	gw := os.Getenv("HTTVPS_GATEWAY_BIN")
+	if gw == "" {
+		gw = buildGateway(t)
+	}
+	pe, err := newHTTVPSPeer(gw, nil, nil)
+	if err != nil {
+		t.Skip(err)
+	}
+	asTunnel(pe, PeerTunnel)
+	ps := &procSet{}
+	defer ps.stopAll()
+	ctx := context.Background()
+	r, err := pe.start(ctx, ps, startSink(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := r.transport.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.(chunkReader); !ok {
+		t.Fatalf("a tunnel stream (%T) does not hand over its chunks", s)
+	}
+	s.Close()
+	// Sizes that end inside a chunk, on a chunk boundary, and past several.
+	for _, n := range []int64{1, 32 << 10, 3<<20 + 17} {
+		if _, err := transfer(ctx, r.transport, Download, 16, 16*n, 16<<10, 30*time.Second); err != nil {
+			t.Fatalf("download of %d bytes per stream: %v", n, err)
+		}
+	}
+	bad := r.transport
+	bad.Addr = startCorruptor(t, r.transport.Addr, 3000)
+	bad.mux = newMuxClient(bad, pe.token)
+	_, err = transfer(ctx, bad, Download, 1, 1<<20, 16<<10, 10*time.Second)
+	if !errors.Is(err, errIntegrity) {
+		t.Fatalf("a corrupted download: %v, want %v", err, errIntegrity)
+	}
+}
