@@ -464,7 +464,7 @@ type muxStream struct {
 	eof      bool
 	reset    error
 	in       rxQueue // received, not yet read
-	used     int64           // read, not yet credited
+	used     int64   // read, not yet credited
 	sendWin  int64
 	deadline time.Time
 	timer    *time.Timer
