@@ -205,6 +205,32 @@ func (s *wsStream) writeFrame(op ws.OpCode, p []byte) error {
 	return err
 }
 
+// writeFramed sends buf[wsRoom:] as one binary message, masked in place:
+// its header goes into the room before it, so a tunnel's pending frames
+// reach the connection without another copy (writeFrame copies a caller's
+// bytes, which it may not change).
+func (s *wsStream) writeFramed(buf []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.sentClose {
+		return net.ErrClosed
+	}
+	p := buf[wsRoom:]
+	h := ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(len(p)), Masked: true, Mask: ws.NewMask()}
+	hl := ws.HeaderSize(h)
+	w := sliceWriter{b: buf[wsRoom-hl : wsRoom-hl]}
+	if err := ws.WriteHeader(&w, h); err != nil {
+		return err
+	}
+	ws.Cipher(p, h.Mask, 0)
+	_, err := s.c.Write(buf[wsRoom-hl:])
+	return err
+}
+
+// wsRoom is the room writeFramed needs before a message: the longest
+// client frame header.
+const wsRoom = ws.MaxHeaderSize
+
 func (s *wsStream) Write(p []byte) (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()

@@ -119,7 +119,7 @@ type muxTunnel struct {
 
 	wmu      sync.Mutex
 	wcond    *sync.Cond // on wmu: a write finished
-	pend     []byte     // frames not yet written, in order
+	pend     []byte     // wsRoom bytes of room, then the frames not yet written, in order
 	spare    []byte     // the buffer of the write in progress, reused
 	flushing bool       // a writer is sending; others only append
 	werr     error      // the first write error: every later write fails
@@ -204,7 +204,7 @@ func (t *muxTunnel) appendLocked(add func([]byte) []byte) error {
 
 // roomLocked waits until the pending frames are below maxPending.
 func (t *muxTunnel) roomLocked() error {
-	for t.werr == nil && t.flushing && len(t.pend) >= maxPending {
+	for t.werr == nil && t.flushing && len(t.pend) >= wsRoom+maxPending {
 		t.wcond.Wait()
 	}
 	return t.werr
@@ -216,16 +216,24 @@ func (t *muxTunnel) appendNowLocked(add func([]byte) []byte) error {
 	if t.werr != nil {
 		return t.werr
 	}
+	if len(t.pend) < wsRoom {
+		t.pend = make([]byte, wsRoom, 64<<10)
+	}
 	t.pend = add(t.pend)
 	if t.flushing {
 		return nil
 	}
 	t.flushing = true
-	for len(t.pend) > 0 && t.werr == nil {
+	for len(t.pend) > wsRoom && t.werr == nil {
 		buf := t.pend
-		t.pend = t.spare[:0]
+		t.pend = t.spare[:min(wsRoom, cap(t.spare))]
 		t.wmu.Unlock()
-		_, err := t.ws.Write(buf)
+		var err error
+		if fw, ok := t.ws.(interface{ writeFramed([]byte) error }); ok {
+			err = fw.writeFramed(buf)
+		} else {
+			_, err = t.ws.Write(buf[wsRoom:])
+		}
 		t.wmu.Lock()
 		t.spare = buf
 		if err != nil {

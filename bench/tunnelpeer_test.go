@@ -8,11 +8,12 @@ import (
 	"time"
 )
 
-// TestTunnelPeerDownload: downloads on the plain native-tunnel peer take
-// the stream's received chunks without a copy (readChunks); many streams
-// at once all arrive intact (SHA-256 checked by transfer), and a byte
-// changed on the way fails the download instead of yielding a figure.
-func TestTunnelPeerDownload(t *testing.T) {
+// TestTunnelPeerTransfer: on the plain native-tunnel peer, downloads take
+// the stream's received chunks without a copy (readChunks) and uploads go
+// out as messages masked in place (writeFramed); many streams at once
+// arrive intact both ways (SHA-256 checked by transfer and the sink), and a
+// byte changed on the way fails the download instead of yielding a figure.
+func TestTunnelPeerTransfer(t *testing.T) {
 	gw := os.Getenv("HTTVPS_GATEWAY_BIN")
 	if gw == "" {
 		gw = buildGateway(t)
@@ -39,8 +40,10 @@ func TestTunnelPeerDownload(t *testing.T) {
 	s.Close()
 	// Sizes that end inside a chunk, on a chunk boundary, and past several.
 	for _, n := range []int64{1, 32 << 10, 3<<20 + 17} {
-		if _, err := transfer(ctx, r.transport, Download, 16, 16*n, 16<<10, 30*time.Second); err != nil {
-			t.Fatalf("download of %d bytes per stream: %v", n, err)
+		for _, dir := range []string{Upload, Download} {
+			if _, err := transfer(ctx, r.transport, dir, 16, 16*n, 16<<10, 30*time.Second); err != nil {
+				t.Fatalf("%s of %d bytes per stream: %v", dir, n, err)
+			}
 		}
 	}
 	bad := r.transport
