@@ -27,13 +27,8 @@ func TestSSPeers(t *testing.T) {
 	for _, name := range []string{PeerHTTVPSSS, PeerHTTVPSSSTLS, PeerTunnelSS, PeerOutline, PeerNginxWS, PeerNginxWSS} {
 		t.Run(name, func(t *testing.T) {
 			pe := makePeer(t, makers[name])
-			ps := &procSet{}
-			defer ps.stopAll()
 			ctx := context.Background()
-			r, err := pe.start(ctx, ps, startSink(t))
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := startPeer(t, pe)
 			if r.transport.ss == nil {
 				t.Fatal("client does not speak Shadowsocks")
 			}
@@ -202,6 +197,19 @@ func ssPeerMakers(gw, dir string, cert *benchCert) map[string]func() (*peer, err
 
 // makePeer starts a peer with mk, skipping the test if the peer is not
 // installed.
+// startPeer starts pe in front of a sink of its own, for the test's
+// duration.
+func startPeer(t *testing.T, pe *peer) *running {
+	t.Helper()
+	ps := &procSet{}
+	t.Cleanup(ps.stopAll)
+	r, err := pe.start(context.Background(), ps, startSink(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func makePeer(t *testing.T, mk func() (*peer, error)) *peer {
 	t.Helper()
 	pe, err := mk()

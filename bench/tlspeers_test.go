@@ -78,13 +78,8 @@ func TestTLSPeers(t *testing.T) {
 	for _, name := range []string{PeerHTTVPSTLS, PeerV2RayTLS, PeerNginxTLS} {
 		t.Run(name, func(t *testing.T) {
 			pe := makePeer(t, makers[name])
-			ps := &procSet{}
-			defer ps.stopAll()
 			ctx := context.Background()
-			r, err := pe.start(ctx, ps, startSink(t))
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := startPeer(t, pe)
 			for _, dir := range []string{Upload, Download} {
 				if _, err := transfer(ctx, r.transport, dir, 2, 4<<20, 16<<10, 20*time.Second); err != nil {
 					t.Fatalf("%s: %v", dir, err)

@@ -23,13 +23,8 @@ func TestTunnelPeerTransfer(t *testing.T) {
 		t.Skip(err)
 	}
 	asTunnel(pe, PeerTunnel)
-	ps := &procSet{}
-	defer ps.stopAll()
 	ctx := context.Background()
-	r, err := pe.start(ctx, ps, startSink(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := startPeer(t, pe)
 	s, err := r.transport.Dial(ctx)
 	if err != nil {
 		t.Fatal(err)
