@@ -23,7 +23,7 @@ import (
 // burst of sessions parks over a few seconds, and with reclaims 5 s apart
 // the last of them waited up to 5 s more for their memory to be returned
 // (the bench's TLS idle figure, read 5 s after the last session opened,
-// came out at 2.3 or 5.5 KiB per session depending on which side of that
+// came out at 2.3 or 6.3 KiB per session depending on which side of that
 // wait it fell). Each reclaim needs max(reclaimMinParks, sessions/8) more
 // parked sessions, so even at that pace it costs a large gateway a few
 // per cent of one core at most.
