@@ -284,7 +284,7 @@ var errHandshakeInput = errors.New("gateway: handshake input too large")
 
 // maxHello bounds the ClientHello's records (post-quantum key shares make
 // hellos of ~2 KiB; 16 KiB is the most a server must accept in one record).
-const maxHello = 8 << 10
+const maxHello = 16 << 10
 
 // waitHello reads the ClientHello's records, holding no CPU slot, until the
 // handshake message is complete, however it is split across records (the
