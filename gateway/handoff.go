@@ -62,6 +62,9 @@ func (h *handshake) handOff(c netpoll.Connection) {
 	if len(h.extra) > 0 {
 		a.earlyPlain = append([]byte(nil), h.extra...)
 	}
+	// Counted before the 101 can leave (Sessions); unlink or adopt's
+	// failure uncounts it.
+	g.sessions.Add(1)
 	// Not while draining: the loop refuses new sessions then (adopt).
 	if a.ready = a.kind != PathTCP || upstreamReady(a.ufd); a.ready && !g.draining.Load() {
 		a.send101(a.cfd)
@@ -120,6 +123,7 @@ func (l *loop) adopt(a *handoff) {
 		s.cev, s.uev = 0, evOut
 	}
 	fail := func() {
+		g.sessions.Add(-1)
 		g.active.Add(-1)
 		if a.acct != nil {
 			a.acct.Release()

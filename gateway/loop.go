@@ -53,7 +53,6 @@ type loop struct {
 	stopping  bool // stop was posted
 	lingering int  // sessions in their lingering close (done for drain)
 
-	live atomic.Int64 // sessions on this loop, readable from any goroutine
 	done chan struct{}
 }
 
@@ -259,7 +258,6 @@ func (l *loop) link(s *session) {
 	l.head.prev.next = s
 	l.head.prev = s
 	l.count++
-	l.live.Add(1)
 }
 
 func (l *loop) unlink(s *session) {
@@ -267,7 +265,7 @@ func (l *loop) unlink(s *session) {
 	s.next.prev = s.prev
 	s.prev, s.next = nil, nil
 	l.count--
-	l.live.Add(-1)
+	l.g.sessions.Add(-1)
 	l.reportDrained()
 }
 

@@ -65,6 +65,7 @@ type Gateway struct {
 	reclaim    reclaimer
 	active     atomic.Int64 // sessions + handshakes
 	handshakes atomic.Int64
+	sessions   atomic.Int64 // from handOff (the 101 may leave there) to unlink
 	draining   atomic.Bool
 	serving    atomic.Bool
 
@@ -250,14 +251,11 @@ func (g *Gateway) Addr() net.Addr {
 // Ready reports whether the gateway is serving and not draining.
 func (g *Gateway) Ready() bool { return g.serving.Load() && !g.draining.Load() }
 
-// Sessions is the number of established sessions.
-func (g *Gateway) Sessions() int {
-	n := int64(0)
-	for _, l := range g.loops {
-		n += l.live.Load()
-	}
-	return int(n)
-}
+// Sessions is the number of upgraded connections the gateway holds,
+// those whose upstream connect is in flight included. A session counts
+// from its hand-off, which may send the 101 before a relay loop adopts
+// it, so a client that has its 101 is always counted.
+func (g *Gateway) Sessions() int { return int(g.sessions.Load()) }
 
 // Handshakes is the number of connections not yet upgraded.
 func (g *Gateway) Handshakes() int { return int(g.handshakes.Load()) }
