@@ -143,7 +143,7 @@ func TestRunWithRedis(t *testing.T) {
 			"-route", "static0=" + up, "-listen", addr, "-admin-listen", "", "-drain-timeout", "1s",
 		}), &log)
 	}()
-	waitLog(t, &log, "gateway starting")
+	waitLog(t, &log, "gateway serving")
 	stopped := false
 	defer func() {
 		if !stopped {

@@ -141,7 +141,7 @@ func TestSIGHUPKeepsConnections(t *testing.T) {
 			"-tls-cert", crt, "-tls-key", key, "-tls-watch", "0", "-drain-timeout", "1s",
 		}), &log)
 	}()
-	waitLog(t, &log, "gateway starting")
+	waitLog(t, &log, "gateway serving")
 	stopped := false
 	defer func() {
 		if !stopped {
