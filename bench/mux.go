@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/codec/mux"
+	"github.com/httvps/httvps/internal/bytequeue"
 )
 
 // muxClient is the harness's client of the HTTVPS native tunnel: Dial opens
@@ -258,15 +259,15 @@ func (t *muxTunnel) fail(err error) {
 
 func (t *muxTunnel) readLoop() {
 	p := mux.Parser{MaxFrame: muxMaxFrame}
-	c, pos := newRxChunk(), 0
-	defer func() { c.release() }()
+	c, pos := rxBufs.Get(), 0
+	defer func() { c.Release() }()
 	for {
-		if rxChunkSize-pos < rxMinRead {
-			c.release()
-			c, pos = newRxChunk(), 0
+		if len(c.B)-pos < rxMinRead {
+			c.Release()
+			c, pos = rxBufs.Get(), 0
 		}
-		n, err := t.ws.Read(c.b[pos:])
-		in := c.b[pos : pos+n]
+		n, err := t.ws.Read(c.B[pos:])
+		in := c.B[pos : pos+n]
 		pos += n
 		for len(in) > 0 {
 			ev, k, perr := p.Next(in)
@@ -295,7 +296,7 @@ func (t *muxTunnel) readLoop() {
 
 // event handles one decoded frame (or piece of one) from the gateway; a
 // DATA payload is a slice of c.
-func (t *muxTunnel) event(c *rxChunk, ev mux.Event) error {
+func (t *muxTunnel) event(c *bytequeue.Buf, ev mux.Event) error {
 	h := ev.Header
 	switch ev.Kind {
 	case mux.EventOpen:
@@ -328,7 +329,7 @@ func (t *muxTunnel) event(c *rxChunk, ev mux.Event) error {
 			return nil
 		}
 		if len(ev.Payload) > 0 {
-			s.in.push(c, ev.Payload)
+			s.in.Push(c, ev.Payload)
 		}
 		if ev.Last && h.FIN() {
 			s.eof = true
@@ -471,8 +472,8 @@ type muxStream struct {
 	finSent  bool
 	eof      bool
 	reset    error
-	in       rxQueue // received, not yet read
-	used     int64   // read, not yet credited
+	in       bytequeue.Queue // received, not yet read
+	used     int64           // read, not yet credited
 	sendWin  int64
 	deadline time.Time
 	timer    *time.Timer
@@ -655,11 +656,11 @@ func (s *muxStream) readChunks(limit int64, fn func([]byte)) (int64, error) {
 			}
 			continue
 		}
-		seg := s.in.take()
-		err := s.consumedUnlock(len(seg.b))
-		fn(seg.b)
-		seg.c.release()
-		done += int64(len(seg.b))
+		seg, b := s.in.Take()
+		err := s.consumedUnlock(len(seg))
+		fn(seg)
+		b.Release()
+		done += int64(len(seg))
 		if err != nil {
 			return done, err
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/codec/mux"
+	"github.com/httvps/httvps/internal/bytequeue"
 )
 
 // errGatewayOpen: in v1 only clients open streams.
@@ -24,15 +25,35 @@ type tunReader struct {
 	curID   uint32
 	curUDP  bool
 	inFrame bool
+	buf     *bytequeue.Buf // what the input given to feed is a slice of
 }
+
+// The reader reads the WebSocket into pooled Bufs of rxBufSize and queues
+// each DATA payload on its stream as a slice of its Buf (bytequeue.Push),
+// copying nothing; it starts a new Buf when the room left is below
+// rxMinRead (a TLS record's plaintext, so a read takes one record whole).
+const (
+	rxBufSize = 64 << 10
+	rxMinRead = 16 << 10
+)
+
+var rxBufs = bytequeue.NewPool(rxBufSize)
 
 func (s *tunSession) readLoop() {
 	r := &tunReader{s: s, p: mux.Parser{MaxFrame: s.t.cfg.MaxFrame}}
-	buf := make([]byte, 64<<10)
+	b, pos := rxBufs.Get(), 0
+	defer func() { b.Release() }()
 	for {
-		n, err := s.ws.Read(buf)
+		if len(b.B)-pos < rxMinRead {
+			b.Release()
+			b, pos = rxBufs.Get(), 0
+		}
+		n, err := s.ws.Read(b.B[pos:])
 		if n > 0 {
-			if perr := r.feed(buf[:n]); perr != nil {
+			r.buf = b
+			perr := r.feed(b.B[pos : pos+n])
+			pos += n
+			if perr != nil {
 				s.close(perr)
 				return
 			}
@@ -191,7 +212,7 @@ func (r *tunReader) data(ev mux.Event) error {
 		s.consumed(len(ev.Payload)) // a stream that ended: credit it back at once
 		return nil
 	}
-	r.cur.onData(s, r.curID, ev.Payload, fin)
+	r.cur.onData(s, r.curID, r.buf, ev.Payload, fin)
 	return nil
 }
 

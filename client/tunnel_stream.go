@@ -427,8 +427,9 @@ func (st *tunStream) creditLocked(n int) {
 	}
 }
 
-// onData: a piece of DATA for the stream (reader goroutine).
-func (st *tunStream) onData(s *tunSession, id uint32, p []byte, fin bool) {
+// onData: a piece of DATA for the stream (reader goroutine); p is a slice
+// of b, the reader's Buf.
+func (st *tunStream) onData(s *tunSession, id uint32, b *bytequeue.Buf, p []byte, fin bool) {
 	st.mu.Lock()
 	if st.sess != s || st.id != id {
 		st.mu.Unlock()
@@ -459,7 +460,7 @@ func (st *tunStream) onData(s *tunSession, id uint32, p []byte, fin bool) {
 		st.uncount()
 		return
 	}
-	st.rq.Write(p)
+	st.rq.Push(b, p)
 	if fin {
 		st.remoteFin = true
 	}
@@ -467,7 +468,8 @@ func (st *tunStream) onData(s *tunSession, id uint32, p []byte, fin bool) {
 	st.mu.Unlock()
 	// The session is credited on arrival, not on the application's read:
 	// rq is bounded by the stream window (recvWin above), so memory stays
-	// bounded by streams × stream window, and ~16 streams nobody reads
+	// bounded by streams × (stream window + the MaxShared reader Bufs a
+	// queue may pin, 1 MiB), and ~16 streams nobody reads
 	// (the session window is 16 stream windows) cannot starve the others.
 	s.consumed(len(p))
 	if fin {
