@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/httvps/httvps/internal/rawio"
 )
 
 // Proxy defaults for ProxyConfig's zero values.
@@ -132,7 +134,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 			defer p.untrack(c)
 			p.open.Add(1)
 			defer p.open.Add(-1)
-			p.serveConn(c)
+			p.serveConn(rawio.Wrap(c))
 		}()
 	}
 }

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/httvps/httvps/internal/rawio"
 )
 
 // WebSocket client errors.
@@ -105,7 +107,7 @@ func DialWS(ctx context.Context, gw Gateway, path string, o WSOptions) (*WSConn,
 	if err != nil {
 		return nil, "", fmt.Errorf("client: dial %s: %w", gw.Addr, err)
 	}
-	conn := raw
+	conn := rawio.Wrap(raw) // the tunnel's bulk reads and writes: raw system calls
 	ok := false
 	defer func() {
 		if !ok {
@@ -124,7 +126,7 @@ func DialWS(ctx context.Context, gw Gateway, path string, o WSOptions) (*WSConn,
 	var batch *batchConn
 	if gw.TLS {
 		scheme = "wss"
-		batch = &batchConn{Conn: raw}
+		batch = &batchConn{Conn: conn}
 		tc := tls.Client(batch, wsTLSConfig(gw, host, o.TLSConfig))
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return nil, "", fmt.Errorf("client: TLS to %s: %w", gw.Addr, err)

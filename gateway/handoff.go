@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/cloudwego/netpoll"
+
+	"github.com/httvps/httvps/internal/rawio"
 )
 
 // The hand-off: netpoll's part of a connection ends when the handshake
@@ -87,7 +89,7 @@ func (a *handoff) send101(cfd int) {
 		}
 		out = sealed
 	}
-	n, err := sysWrite(cfd, out)
+	n, err := rawio.Write(cfd, out)
 	if err != nil || n < 0 {
 		n = 0
 	}

@@ -195,30 +195,3 @@ func epollWait(epfd int, events []unix.EpollEvent, msec int) (int, error) {
 	}
 	return int(n), nil
 }
-
-// The relay's sockets are non-blocking, so their reads and writes return at
-// once; issuing them as raw system calls keeps the scheduler from handing
-// the loop's P to another thread mid-call (the futex and nanosleep churn that
-// otherwise costs as much CPU as the copies).
-
-func sysRead(fd int, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(n), nil
-}
-
-func sysWrite(fd int, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(n), nil
-}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"github.com/httvps/httvps/bufpool"
+	"github.com/httvps/httvps/internal/rawio"
 	"golang.org/x/sys/unix"
 )
 
@@ -86,7 +87,7 @@ func (q *outq) push(pieces ...[]byte) int {
 func (q *outq) flush(fd int) (int, error) {
 	total := 0
 	for q.buf != nil {
-		n, err := sysWrite(fd, (*q.buf)[q.off:q.end])
+		n, err := rawio.Write(fd, (*q.buf)[q.off:q.end])
 		if n > 0 {
 			total += n
 			q.off += int32(n)

@@ -10,6 +10,7 @@ import (
 	"github.com/httvps/httvps/bufpool"
 	"github.com/httvps/httvps/codec/tls12"
 	"github.com/httvps/httvps/codec/tls13"
+	"github.com/httvps/httvps/internal/rawio"
 )
 
 // After the handshake the gateway runs the TLS record layer itself, on the
@@ -177,7 +178,7 @@ func (s *session) readClientTLS() {
 		off = copy(l.scratch, (*t.rin)[:t.rinLen])
 		l.g.m.Buffered(-t.release())
 	}
-	n, err := sysRead(int(s.cfd), l.scratch[off:off+s.up.readSize(l.g.chunk)])
+	n, err := rawio.Read(int(s.cfd), l.scratch[off:off+s.up.readSize(l.g.chunk)])
 	if n <= 0 {
 		if (err == unix.EAGAIN || err == unix.EINTR) && off > 0 {
 			s.keepPartial(l.scratch[:off])

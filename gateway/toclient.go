@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/httvps/httvps/codec"
+	"github.com/httvps/httvps/internal/rawio"
 )
 
 // maxServerHeader is the largest unmasked server frame header; reads from
@@ -26,7 +27,7 @@ func (s *session) readUpstream() {
 		size = s.down.readSize(size)
 	}
 	buf := l.scratch[maxServerHeader : maxServerHeader+size]
-	n, err := sysRead(int(s.ufd), buf)
+	n, err := rawio.Read(int(s.ufd), buf)
 	if err != nil {
 		if err == unix.EAGAIN || err == unix.EINTR {
 			return
@@ -80,7 +81,7 @@ func (s *session) writeRaw(p []byte) {
 		s.l.g.m.Buffered(s.down.push(p))
 		return
 	}
-	n, err := sysWrite(int(s.cfd), p)
+	n, err := rawio.Write(int(s.cfd), p)
 	if err != nil && err != unix.EAGAIN && err != unix.EINTR {
 		s.finish(EndClientGone, err)
 		return

@@ -11,6 +11,7 @@ import (
 
 	"github.com/httvps/httvps/bufpool"
 	"github.com/httvps/httvps/codec"
+	"github.com/httvps/httvps/internal/rawio"
 )
 
 // maxIOV bounds the pieces gathered for one writev to the upstream.
@@ -23,7 +24,7 @@ func (s *session) readClient() {
 		return
 	}
 	l := s.l
-	n, err := sysRead(int(s.cfd), l.scratch[:s.up.readSize(l.g.chunk)])
+	n, err := rawio.Read(int(s.cfd), l.scratch[:s.up.readSize(l.g.chunk)])
 	if n <= 0 {
 		s.clientEOF(err)
 		return
@@ -274,7 +275,7 @@ func (s *session) udpPiece(ev codec.Event) bool {
 func (s *session) sendDatagram(p []byte) {
 	s.l.g.m.BytesUp(len(p))
 	s.up.used += int64(len(p))
-	_, err := sysWrite(int(s.ufd), p)
+	_, err := rawio.Write(int(s.ufd), p)
 	if err != nil {
 		// A full socket buffer or an ICMP error from an earlier datagram:
 		// UDP has no backpressure, so the datagram is dropped and counted.

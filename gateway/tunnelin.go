@@ -15,6 +15,7 @@ import (
 
 	"github.com/httvps/httvps/bufpool"
 	"github.com/httvps/httvps/codec/mux"
+	"github.com/httvps/httvps/internal/rawio"
 )
 
 // tunInput decodes one WebSocket payload piece. It reports false once the
@@ -423,7 +424,7 @@ func (s *session) sendPacket(st *tstream, p []byte) {
 	g := s.l.g
 	g.m.BytesUp(len(p))
 	s.up.used += int64(len(p))
-	if _, err := sysWrite(st.fd, p); err != nil {
+	if _, err := rawio.Write(st.fd, p); err != nil {
 		g.m.Dropped(DropTunnelUDP, len(p))
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/httvps/httvps/codec"
 	"github.com/httvps/httvps/codec/mux"
+	"github.com/httvps/httvps/internal/rawio"
 )
 
 // toutCap bounds the frames collected before they are flushed.
@@ -220,7 +221,7 @@ func (s *session) streamRead(st *tstream) bool {
 	} else {
 		size = min(size, g.chunk, int(min(st.sendWin, t.sendWin)))
 	}
-	n, err := sysRead(st.fd, l.scratch[off:off+size])
+	n, err := rawio.Read(st.fd, l.scratch[off:off+size])
 	if err != nil {
 		if err == unix.EAGAIN || err == unix.EINTR || st.udp {
 			// udp: ECONNREFUSED and friends from an ICMP error; reading cleared it.

@@ -61,7 +61,10 @@ func TestImportGraph(t *testing.T) {
 		// (storeauth) — never the control plane or its HTTP stack.
 		{pkg: module + "/gateway", ownOK: []string{
 			module + "/gateway", module + "/codec", module + "/bufpool", module + "/store",
+			module + "/internal/rawio",
 		}, forbidden: []string{"github.com/valyala/fasthttp"}},
+		// Raw socket system calls, shared by the gateway and the client.
+		{pkg: module + "/internal/rawio", ownOK: []string{}},
 		// The control plane never imports the gateway.
 		{pkg: module + "/control", forbidden: []string{module + "/gateway"}},
 		{pkg: module + "/internal/cliconf", ownOK: []string{}},
