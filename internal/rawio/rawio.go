@@ -27,24 +27,17 @@ import (
 
 // Read is read(2) issued raw: n ≥ 0 bytes, or -1 and the errno (EAGAIN when
 // nothing is there). An empty p reads nothing.
-func Read(fd int, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(n), nil
-}
+func Read(fd int, p []byte) (int, error) { return call(unix.SYS_READ, fd, p) }
 
 // Write is write(2) issued raw: n ≥ 0 bytes, or -1 and the errno (EAGAIN
 // when the socket buffer is full). An empty p writes nothing.
-func Write(fd int, p []byte) (int, error) {
+func Write(fd int, p []byte) (int, error) { return call(unix.SYS_WRITE, fd, p) }
+
+func call(trap uintptr, fd int, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	n, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 	if e != 0 {
 		return -1, e
 	}
