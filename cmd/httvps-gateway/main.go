@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"sync"
@@ -93,6 +94,14 @@ func run(src sources, logOut io.Writer) int {
 		log.Error("invalid gateway configuration", "err", err)
 		return 2
 	}
+	// The listener is bound before anything is announced: a port that is
+	// taken ends the process at once with exit 1 (systemd and Kubernetes
+	// restart it), before it registers or answers /healthz.
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		log.Error("gateway listener", "addr", o.Listen, "err", err)
+		return 1
+	}
 	if fl != nil {
 		// Registers the gateway, follows revocations, flushes usage; it
 		// stops (final flush, deregistration) after the drain below.
@@ -129,7 +138,7 @@ func run(src sources, logOut io.Writer) int {
 	}
 
 	served := make(chan error, 1)
-	go func() { served <- gw.ListenAndServe(o.Listen) }()
+	go func() { served <- gw.Serve(ln) }()
 	attrs := []any{
 		"listen", o.Listen,
 		"tls", store != nil,
@@ -146,6 +155,7 @@ func run(src sources, logOut io.Writer) int {
 	case err := <-served:
 		log.Error("gateway stopped serving", "err", err)
 		code = 1
+		served <- err // for the wait after Shutdown below
 	case err := <-adminDone:
 		log.Error("admin server stopped", "err", err)
 		code = 1
