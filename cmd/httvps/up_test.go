@@ -447,8 +447,14 @@ func adminCLI(t *testing.T, ctlURL, dir, firstID string) {
 	}
 	aliceID := rows["id"]
 
+	// The only member is static: a cipher it does not serve is refused
+	// (exit 1, the API's reason), not silently replaced by its own.
+	if _, errs, code := admin(ctlURL, dir, "tokens", "create", "--label", "carol", "--cipher", otherCipher(testpeer.DefaultMethod)); code != 1 ||
+		!strings.Contains(errs, "static members serve "+testpeer.DefaultMethod+" only") {
+		t.Errorf("tokens create with a cipher the static member does not serve: exit %d: %s", code, errs)
+	}
 	var created tokenJSON
-	out = mustAdmin(t, ctlURL, dir, "tokens", "create", "--json", "--label", "bob", "--cipher", "aes-256-gcm")
+	out = mustAdmin(t, ctlURL, dir, "tokens", "create", "--json", "--label", "bob")
 	if err := json.Unmarshal([]byte(out), &created); err != nil {
 		t.Fatalf("tokens create --json: %v\n%s", err, out)
 	}
@@ -659,4 +665,12 @@ func firstCertDER(file string) ([]byte, error) {
 			return b.Bytes, nil
 		}
 	}
+}
+
+// otherCipher is a Shadowsocks cipher other than m.
+func otherCipher(m string) string {
+	if m == "aes-256-gcm" {
+		return "chacha20-ietf-poly1305"
+	}
+	return "aes-256-gcm"
 }

@@ -65,7 +65,19 @@ func TestMembers(t *testing.T) {
 			t.Fatalf("members: %s", r.body)
 		}
 
-		// A static-only pool: tokens take the member's shared secret.
+		// A static-only pool: tokens take the member's shared secret, and
+		// a cipher it does not serve is refused, not silently replaced.
+		wantError(t, h.admin("POST", "/v1/tokens", `{"label":"other-cipher","cipher":"chacha20-ietf-poly1305"}`), 400, "invalid_argument")
+		if r := h.admin("GET", "/v1/tokens", ""); strings.Contains(string(r.body), "other-cipher") {
+			t.Fatalf("the refused token was stored: %s", r.body)
+		}
+		same := h.createToken(`{"label":"same-cipher","cipher":"aes-256-gcm"}`)
+		if same.Cipher != "aes-256-gcm" {
+			t.Fatalf("token with the member's own cipher: %+v", same)
+		}
+		if r := h.admin("DELETE", "/v1/tokens/"+same.ID, ""); r.StatusCode != http.StatusNoContent {
+			t.Fatalf("revoke: %d %s", r.StatusCode, r.body)
+		}
 		c := h.createToken(`{"label":"on-static"}`)
 		if c.Cipher != "aes-256-gcm" || len(c.Assignments) != 1 || c.Assignments[0].MemberID != m.ID ||
 			c.Assignments[0].Upstream != "127.0.0.1:"+strconv.Itoa(port) {

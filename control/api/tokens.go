@@ -156,7 +156,10 @@ func (s *Server) createToken(ctx *fasthttp.RequestCtx) {
 	rctx, cancel := s.reqCtx()
 	defer cancel()
 	if ms, err := s.st.ListMembers(rctx); err == nil {
-		adoptStaticSecret(ms, &t)
+		if e := adoptStaticSecret(ms, &t, req.Cipher != ""); e != nil {
+			s.writeError(ctx, e)
+			return
+		}
 	}
 	if err := s.st.CreateToken(rctx, t); err != nil {
 		s.writeError(ctx, fromStoreErr(err, "token"))
@@ -200,14 +203,16 @@ func (s *Server) createToken(ctx *fasthttp.RequestCtx) {
 // member is one Shadowsocks listener with one secret, and takes only keys
 // with that secret. A usable member of another backend takes any secret,
 // so then t keeps its own. Among static members, one with t's cipher wins.
-func adoptStaticSecret(ms []store.Member, t *store.Token) {
+// A cipher the caller asked for (explicit) that no such member serves is
+// an error: the key would otherwise silently carry another cipher.
+func adoptStaticSecret(ms []store.Member, t *store.Token, explicit bool) *apiError {
 	var pick *store.StaticConfig
 	for _, m := range ms {
 		if m.Draining || !m.Health.Up {
 			continue
 		}
 		if m.Backend != store.BackendStatic {
-			return
+			return nil
 		}
 		if m.Static == nil {
 			continue
@@ -216,9 +221,14 @@ func adoptStaticSecret(ms []store.Member, t *store.Token) {
 			pick = m.Static
 		}
 	}
-	if pick != nil {
-		t.Cipher, t.SSPassword = pick.Cipher, pick.Password
+	if pick == nil {
+		return nil
 	}
+	if explicit && pick.Cipher != t.Cipher {
+		return invalid("cipher %s: the pool's static members serve %s only (a static member has one shared secret); omit cipher, or add an ss-manager or Outline member for per-token keys", t.Cipher, pick.Cipher)
+	}
+	t.Cipher, t.SSPassword = pick.Cipher, pick.Password
+	return nil
 }
 
 // undoCreate removes a half-created token with a context of its own (the
