@@ -106,6 +106,14 @@ func (m *Manager) checkMember(ctx context.Context, mem store.Member, rs *roundSt
 	} else {
 		h = m.check(ctx, b)
 	}
+	if mem.Backend == store.BackendStatic {
+		// A static member cannot count its keys (it has no API): the
+		// store's assignments to it can, one per live token.
+		if assigned, err := rs.assigned.get(ctx, m.st); err == nil {
+			h.Keys = len(assigned[mem.ID])
+			h.Load = float64(h.Keys)
+		}
+	}
 	if ctx.Err() != nil {
 		return // shutting down: a cancelled check says nothing about the member
 	}

@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -316,6 +317,43 @@ func TestStaticMember(t *testing.T) {
 	// A token with its own secret cannot use the static member.
 	if _, err := m.PlaceKey(ctx, store.Token{ID: "u", Cipher: testMethod, SSPassword: "other"}); !errors.Is(err, ErrNoMembers) {
 		t.Fatalf("mismatched secret: %v", err)
+	}
+}
+
+// A static member cannot count its keys, so the health round counts the
+// store's live assignments to it: `pool list` shows KEYS and LOAD, and
+// placement weighs them.
+func TestStaticMemberCountsItsKeys(t *testing.T) {
+	st := newStore(t)
+	m := New(st, Config{Logger: quiet})
+	ctx := ctxT(t)
+	ss := testpeer.SSServer(t, testpeer.DefaultPassword, testMethod)
+	_, port := splitPort(t, ss)
+	addMembers(t, m, store.Member{ID: "s", Backend: store.BackendStatic, Host: "127.0.0.1",
+		Static: &store.StaticConfig{Port: port, Cipher: testMethod, Password: testpeer.DefaultPassword}})
+	for i := range 10 {
+		tok := store.Token{ID: fmt.Sprintf("t%d", i), Hash: store.HashToken(fmt.Sprint(i)), Cipher: testMethod, SSPassword: testpeer.DefaultPassword}
+		if err := st.CreateToken(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		as, err := m.PlaceKey(ctx, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.UpdateAssignments(ctx, tok.ID, as); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.RevokeToken(ctx, "t0"); err != nil { // a revoked token holds no key
+		t.Fatal(err)
+	}
+	m.round(ctx)
+	ms, err := st.ListMembers(ctx)
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("members %+v, %v", ms, err)
+	}
+	if h := ms[0].Health; !h.Up || h.Keys != 9 || h.Load != 9 {
+		t.Fatalf("static member's health %+v, want up with 9 keys and load 9", h)
 	}
 }
 

@@ -32,7 +32,8 @@ func (s *static) CreateKey(ctx context.Context, id, cipher, password string) (st
 func (s *static) DeleteKey(context.Context, string) error { return nil }
 
 // Health only dials the port: a static member has no API, and its key
-// count is unknown to it.
+// count is unknown to it (the health round counts the store's assignments
+// instead).
 func (s *static) Health(ctx context.Context) (int, float64, error) {
 	return 0, 0, probeTCP(ctx, []string{s.addr})
 }
