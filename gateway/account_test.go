@@ -27,14 +27,14 @@ type accountAuth struct {
 	acct  *testAccount
 }
 
-func (a *accountAuth) Authenticate(secret []byte, _ PathKind) (Route, bool) {
+func (a *accountAuth) Authenticate(secret []byte, _ PathKind) (Route, Reject, bool) {
 	if string(secret) != "acct" {
-		return Route{}, false
+		return Route{}, RejectSecret, false
 	}
 	a.acct.held.Add(1)
 	r := a.route
 	r.Account = a.acct
-	return r, true
+	return r, 0, true
 }
 
 func TestAccountUsageRevokeAndFailover(t *testing.T) {

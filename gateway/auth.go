@@ -48,12 +48,15 @@ type Route struct {
 // bearer token and the session is the whole tunnel: its streams dial
 // Route.Upstream (then Route.Fallbacks), TCP or UDP as each stream asks. It is called from the handshake
 // goroutine and must be safe for concurrent use. secret is only valid during
-// the call. A false result gets the decoy answer; the caller never learns why.
+// the call. A false result gets the decoy answer; the caller never learns why,
+// the operator does: the Reject given with it (RejectSecret for an unknown
+// secret, or RejectRevoked … RejectNoRoute) labels the rejected-handshake
+// metric and the gateway's debug log line. It is ignored when ok.
 // An Authenticator that returns a Route with an Account has admitted one
 // session for it: the gateway calls Account.Release exactly once when that
 // session ends, or at once if the session is not established after all.
 type Authenticator interface {
-	Authenticate(secret []byte, kind PathKind) (Route, bool)
+	Authenticate(secret []byte, kind PathKind) (r Route, why Reject, ok bool)
 }
 
 // Account is who a session is charged to (a token of the control plane).
@@ -94,9 +97,9 @@ func NewStaticAuth(routes map[string]string) (*StaticAuth, error) {
 }
 
 // Authenticate implements Authenticator.
-func (a *StaticAuth) Authenticate(secret []byte, _ PathKind) (Route, bool) {
+func (a *StaticAuth) Authenticate(secret []byte, _ PathKind) (Route, Reject, bool) {
 	r, ok := a.routes[sha256.Sum256(secret)]
-	return r, ok
+	return r, RejectSecret, ok
 }
 
 // Len reports the number of routes.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -598,10 +599,13 @@ func (h *handshake) beforeUpgrade() (ws.HandshakeHeader, error) {
 		h.reject = RejectSecret
 		return nil, errReject
 	}
-	route, ok := g.cfg.Auth.Authenticate(h.secret[:h.secLen], h.kind)
+	route, why, ok := g.cfg.Auth.Authenticate(h.secret[:h.secLen], h.kind)
 	clear(h.secret[:h.secLen])
 	if !ok {
-		h.reject = RejectSecret
+		h.reject = why
+		if g.log.Enabled(context.Background(), slog.LevelDebug) { // a probe flood passes here
+			g.log.Debug("session refused", "path", h.kind, "reason", why, "remote", h.c.RemoteAddr()) // no secret
+		}
 		return nil, errReject
 	}
 	h.route = route

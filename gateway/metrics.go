@@ -30,10 +30,18 @@ const (
 	RejectAddrRate                 // new connections from this address over AddrRate/AddrBurst
 	RejectEvicted                  // an idle handshake closed at MaxHandshakes to admit a new one
 	RejectVersion                  // /v1/tunnel without an httvps.v* subprotocol the gateway speaks
+	// Why an Authenticator refused a known token (RejectSecret: unknown).
+	RejectRevoked   // the token is revoked
+	RejectExpired   // past its expiry
+	RejectQuota     // its usage reached its quota
+	RejectSessions  // its session limit is reached
+	RejectStoreDown // not known here and the store cannot be asked
+	RejectNoRoute   // no member holds its key
 	NumRejects
 )
 
-var rejectNames = [NumRejects]string{"malformed", "not_upgrade", "path", "secret", "too_large", "timeout", "capacity", "upstream", "shutdown", "tls", "addr_limit", "addr_rate", "evicted", "version"}
+var rejectNames = [NumRejects]string{"malformed", "not_upgrade", "path", "secret", "too_large", "timeout", "capacity", "upstream", "shutdown", "tls", "addr_limit", "addr_rate", "evicted", "version",
+	"revoked", "expired", "quota", "sessions", "store_unavailable", "no_route"}
 
 func (r Reject) String() string { return nameOf(r, rejectNames[:]) }
 

@@ -230,12 +230,12 @@ const (
 
 // Authenticate implements gateway.Authenticator. secret is the token string
 // as presented on the path.
-func (a *Auth) Authenticate(secret []byte, _ gateway.PathKind) (gateway.Route, bool) {
+func (a *Auth) Authenticate(secret []byte, _ gateway.PathKind) (gateway.Route, gateway.Reject, bool) {
 	h := store.HashTokenBytes(secret)
 	now := time.Now().UnixNano()
-	e, ok := a.entry(&h, now)
-	if !ok {
-		return gateway.Route{}, false
+	e, why := a.entry(&h, now)
+	if e == nil {
+		return gateway.Route{}, why, false
 	}
 	if e.revoked {
 		return a.deny(denyRevoked)
@@ -255,52 +255,63 @@ func (a *Auth) Authenticate(secret []byte, _ gateway.PathKind) (gateway.Route, b
 	}
 	r := a.route(e)
 	r.Account = acc
-	return r, true
+	return r, 0, true
 }
 
-func (a *Auth) deny(reason int) (gateway.Route, bool) {
+// denyReject is the gateway's label of each deny reason.
+var denyReject = [numDeny]gateway.Reject{
+	denyUnknown:     gateway.RejectSecret,
+	denyRevoked:     gateway.RejectRevoked,
+	denyExpired:     gateway.RejectExpired,
+	denyQuota:       gateway.RejectQuota,
+	denySessions:    gateway.RejectSessions,
+	denyUnavailable: gateway.RejectStoreDown,
+	denyNoRoute:     gateway.RejectNoRoute,
+}
+
+func (a *Auth) deny(reason int) (gateway.Route, gateway.Reject, bool) {
 	a.stats.denied[reason].Add(1)
-	return gateway.Route{}, false
+	return gateway.Route{}, denyReject[reason], false
 }
 
-// entry finds the token of hash h: the cache, else the store. A false
-// result has been counted as a denial.
-func (a *Auth) entry(h *hashKey, now int64) (*tokenEntry, bool) {
+// entry finds the token of hash h: the cache, else the store. A nil entry
+// has been counted as a denial, and the Reject says which.
+func (a *Auth) entry(h *hashKey, now int64) (*tokenEntry, gateway.Reject) {
 	e, fresh, cached := a.tokens.get(h, now)
 	if fresh {
 		a.stats.hits.Add(1)
-		return e, true
+		return e, 0
 	}
 	if !cached {
 		if _, negFresh, _ := a.neg.get(h, now); negFresh {
 			a.stats.negHits.Add(1)
-			a.stats.denied[denyUnknown].Add(1)
-			return nil, false
+			_, why, _ := a.deny(denyUnknown)
+			return nil, why
 		}
 	}
 	if a.isDown(now) {
 		if cached {
 			a.stats.staleHits.Add(1)
-			return e, true
+			return e, 0
 		}
-		a.stats.denied[denyUnavailable].Add(1)
-		return nil, false
+		_, why, _ := a.deny(denyUnavailable)
+		return nil, why
 	}
 	a.stats.misses.Add(1)
 	fe, err := a.lookup(h)
 	switch {
 	case err == nil:
-		return fe, true
+		return fe, 0
 	case errors.Is(err, store.ErrNotFound):
-		a.stats.denied[denyUnknown].Add(1)
-		return nil, false
+		_, why, _ := a.deny(denyUnknown)
+		return nil, why
 	case cached:
 		// The store is down: a token we knew keeps working.
 		a.stats.staleHits.Add(1)
-		return e, true
+		return e, 0
 	}
-	a.stats.denied[denyUnavailable].Add(1)
-	return nil, false
+	_, why, _ := a.deny(denyUnavailable)
+	return nil, why
 }
 
 type lookupCall struct {

@@ -21,7 +21,7 @@ func TestCachedHitDoesNotTouchStore(t *testing.T) {
 	a := New(st, Config{Logger: quiet}) // no Run: nothing happens in the background
 	secret, tok := newToken(t, st, []string{"127.0.0.1:1"}, nil)
 
-	route, ok := a.Authenticate([]byte(secret), gateway.PathTCP)
+	route, _, ok := a.Authenticate([]byte(secret), gateway.PathTCP)
 	if !ok || route.Upstream != "127.0.0.1:1" || route.Account.Key() != tok.ID {
 		t.Fatalf("first handshake: %+v %v", route, ok)
 	}
@@ -31,7 +31,7 @@ func TestCachedHitDoesNotTouchStore(t *testing.T) {
 	}
 	before := st.total()
 	for range 1000 {
-		route, ok := a.Authenticate([]byte(secret), gateway.PathUDP)
+		route, _, ok := a.Authenticate([]byte(secret), gateway.PathUDP)
 		if !ok {
 			t.Fatal("cached token denied")
 		}
@@ -51,22 +51,22 @@ func TestCachedHitDoesNotTouchStore(t *testing.T) {
 	a.Authenticate([]byte(lsecret), gateway.PathTCP)
 	lookups, acquires := st.n("GetTokenByHash"), st.n("AcquireSession")
 	for range 4 {
-		if _, ok := a.Authenticate([]byte(lsecret), gateway.PathTCP); !ok {
+		if _, _, ok := a.Authenticate([]byte(lsecret), gateway.PathTCP); !ok {
 			t.Fatal("limited token denied below its limit")
 		}
 	}
 	if st.n("GetTokenByHash") != lookups || st.n("AcquireSession") != acquires+4 {
 		t.Fatalf("limited token: %v", st.calls)
 	}
-	if _, ok := a.Authenticate([]byte(lsecret), gateway.PathTCP); ok {
-		t.Fatal("sixth session admitted past MaxSessions 5")
+	if _, why, ok := a.Authenticate([]byte(lsecret), gateway.PathTCP); ok || why != gateway.RejectSessions {
+		t.Fatalf("sixth session past MaxSessions 5: admitted %v, reason %v (want sessions)", ok, why)
 	}
 
 	// Unknown: one lookup, then the negative cache.
 	lookups = st.n("GetTokenByHash")
 	for range 10 {
-		if _, ok := a.Authenticate([]byte("not-a-token"), gateway.PathTCP); ok {
-			t.Fatal("unknown token admitted")
+		if _, why, ok := a.Authenticate([]byte("not-a-token"), gateway.PathTCP); ok || why != gateway.RejectSecret {
+			t.Fatalf("unknown token: admitted %v, reason %v (want secret)", ok, why)
 		}
 	}
 	if n := st.n("GetTokenByHash") - lookups; n != 1 {
@@ -88,7 +88,7 @@ func TestRandomSecretFloodIsBounded(t *testing.T) {
 
 	flood := func(n int) {
 		for range n {
-			if _, ok := a.Authenticate([]byte(store.NewID()), gateway.PathTCP); ok {
+			if _, _, ok := a.Authenticate([]byte(store.NewID()), gateway.PathTCP); ok {
 				t.Fatal("random secret admitted")
 			}
 		}
@@ -260,7 +260,7 @@ func TestFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 3*time.Second, "m1 to move behind m2", func() bool {
-		route, ok := n.auth.Authenticate([]byte(secret), gateway.PathTCP)
+		route, _, ok := n.auth.Authenticate([]byte(secret), gateway.PathTCP)
 		if ok {
 			route.Account.Release()
 		}

@@ -84,7 +84,7 @@ func TestCachedHitAllocs(t *testing.T) {
 	sb := []byte(secret)
 	a.Authenticate(sb, gateway.PathTCP)
 	allocs := testing.AllocsPerRun(1000, func() {
-		route, ok := a.Authenticate(sb, gateway.PathTCP)
+		route, _, ok := a.Authenticate(sb, gateway.PathTCP)
 		if !ok {
 			t.Fatal("denied")
 		}
@@ -106,7 +106,7 @@ func BenchmarkCachedHit(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		sb := []byte(secret)
 		for pb.Next() {
-			route, ok := a.Authenticate(sb, gateway.PathTCP)
+			route, _, ok := a.Authenticate(sb, gateway.PathTCP)
 			if !ok {
 				b.Fatal("denied")
 			}

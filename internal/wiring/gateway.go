@@ -328,9 +328,9 @@ type chainAuth struct {
 	store  *storeauth.Auth
 }
 
-func (c chainAuth) Authenticate(secret []byte, kind gateway.PathKind) (gateway.Route, bool) {
-	if r, ok := c.static.Authenticate(secret, kind); ok {
-		return r, true
+func (c chainAuth) Authenticate(secret []byte, kind gateway.PathKind) (gateway.Route, gateway.Reject, bool) {
+	if r, why, ok := c.static.Authenticate(secret, kind); ok {
+		return r, why, true
 	}
 	return c.store.Authenticate(secret, kind)
 }
