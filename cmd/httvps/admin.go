@@ -96,7 +96,8 @@ var adminCmds = []adminCmd{
 		flags: func(fs *flag.FlagSet, v *adminVals) { v.member.register(fs) }, do: poolAdd},
 	{words: "pool list", help: "list pool members with their health", do: poolList},
 	{words: "pool drain", args: "ID", nArgs: 1, help: "stop placing keys on a member and move its keys away", do: poolDrain},
-	{words: "pool remove", args: "ID", nArgs: 1, help: "drain a member, then delete it", do: poolRemove},
+	{words: "pool undrain", args: "ID", nArgs: 1, help: "place keys on a draining member again", do: poolUndrain},
+	{words: "pool remove", args: "ID", nArgs: 1, help: "drain a member, then delete it (nothing changes if its keys cannot all move)", do: poolRemove},
 	{words: "gateways list", help: "list registered gateways with their load", do: gatewaysList},
 }
 
@@ -521,8 +522,12 @@ func poolList(a *adminRun) error {
 	})
 }
 
-func poolDrain(a *adminRun) error {
-	return request(a, longRequestTimeout, http.MethodPost, "/v1/pool/members/"+url.PathEscape(a.args[0])+"/drain", nil, nil, func(m memberJSON) {
+func poolDrain(a *adminRun) error   { return memberAction(a, longRequestTimeout, "drain") }
+func poolUndrain(a *adminRun) error { return memberAction(a, requestTimeout, "undrain") }
+
+// memberAction POSTs /v1/pool/members/ID/action and prints the member.
+func memberAction(a *adminRun, timeout time.Duration, action string) error {
+	return request(a, timeout, http.MethodPost, "/v1/pool/members/"+url.PathEscape(a.args[0])+"/"+action, nil, nil, func(m memberJSON) {
 		printMembers(a.e.stdout, []memberJSON{m})
 	})
 }

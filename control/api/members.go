@@ -175,7 +175,7 @@ func memberErr(err error) *apiError {
 		return &apiError{Status: fasthttp.StatusBadRequest, Code: codeInvalidArgument, Message: msg, Cause: err}
 	case errors.Is(err, pool.ErrNoMembers):
 		return &apiError{Status: fasthttp.StatusServiceUnavailable, Code: codeNoMembers,
-			Message: "the member is draining, but some keys have no other member to move to; add or repair a member and retry", Cause: err}
+			Message: "some of the member's keys have no other member to move to; add or repair a member and retry", Cause: err}
 	}
 	e := fromStoreErr(err, "member")
 	if e.Code == codeInternal {
@@ -214,6 +214,23 @@ func (s *Server) drainMember(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	s.log.Info("pool member draining", "member_id", id)
+	writeJSON(ctx, fasthttp.StatusOK, viewMember(m))
+}
+
+func (s *Server) undrainMember(ctx *fasthttp.RequestCtx) {
+	id := pathParam(ctx, "id")
+	rctx, cancel := s.reqCtx()
+	defer cancel()
+	if err := s.pool.UndrainMember(rctx, id); err != nil {
+		s.writeError(ctx, memberErr(err))
+		return
+	}
+	m, err := s.st.GetMember(rctx, id)
+	if err != nil {
+		s.writeError(ctx, fromStoreErr(err, "member"))
+		return
+	}
+	s.log.Info("pool member undrained", "member_id", id)
 	writeJSON(ctx, fasthttp.StatusOK, viewMember(m))
 }
 

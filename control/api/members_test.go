@@ -87,9 +87,23 @@ func TestMembers(t *testing.T) {
 		if cc.Secret != "static-member-password" || cc.Cipher != "aes-256-gcm" {
 			t.Errorf("client config on a static member: %+v", cc)
 		}
-		// Its key has nowhere to go: draining reports it and keeps it.
-		wantError(t, h.admin("POST", "/v1/pool/members/"+m.ID+"/drain", ""), 503, "no_members")
+		// Its key has nowhere to go: a remove changes nothing (the member
+		// is not left draining, tokens can still be created), a drain
+		// reports it and keeps it, and undrain undoes the drain.
 		wantError(t, h.admin("DELETE", "/v1/pool/members/"+m.ID, ""), 503, "no_members")
+		if r := h.admin("GET", "/v1/pool/members", ""); decode[struct{ Members []memberJSON }](t, r).Members[0].Draining {
+			t.Fatalf("a failed remove left the member draining: %s", r.body)
+		}
+		extra := h.createToken(`{"label":"after-failed-remove"}`)
+		if r := h.admin("DELETE", "/v1/tokens/"+extra.ID, ""); r.StatusCode != http.StatusNoContent {
+			t.Fatalf("revoke: %d %s", r.StatusCode, r.body)
+		}
+		wantError(t, h.admin("POST", "/v1/pool/members/"+m.ID+"/drain", ""), 503, "no_members")
+		r = h.admin("POST", "/v1/pool/members/"+m.ID+"/undrain", "")
+		if r.StatusCode != http.StatusOK || decode[memberJSON](t, r).Draining {
+			t.Fatalf("undrain: %d %s", r.StatusCode, r.body)
+		}
+		wantError(t, h.admin("POST", "/v1/pool/members/nope/undrain", ""), 404, "not_found")
 		if r := h.admin("DELETE", "/v1/tokens/"+c.ID, ""); r.StatusCode != http.StatusNoContent {
 			t.Fatalf("revoke: %d %s", r.StatusCode, r.body)
 		}

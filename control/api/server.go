@@ -50,7 +50,10 @@ type Pool interface {
 	AddMember(ctx context.Context, m store.Member) (store.Member, error)
 	// DrainMember stops placing keys on the member and moves its keys away.
 	DrainMember(ctx context.Context, id string) error
-	// RemoveMember drains, then deletes the member.
+	// UndrainMember lets keys be placed on a draining member again.
+	UndrainMember(ctx context.Context, id string) error
+	// RemoveMember drains, then deletes the member; one whose keys cannot
+	// all move is left as it was.
 	RemoveMember(ctx context.Context, id string) error
 }
 
@@ -240,6 +243,7 @@ func (s *Server) buildRouter() {
 	add("POST", "/v1/pool/members", s.admin(s.addMember))
 	add("GET", "/v1/pool/members", s.admin(s.listMembers))
 	add("POST", "/v1/pool/members/{id}/drain", s.admin(s.drainMember))
+	add("POST", "/v1/pool/members/{id}/undrain", s.admin(s.undrainMember))
 	add("DELETE", "/v1/pool/members/{id}", s.admin(s.removeMember))
 
 	add("GET", "/v1/gateways", s.admin(s.listGateways))

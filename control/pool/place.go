@@ -366,7 +366,23 @@ func (m *Manager) keyInUse(ctx context.Context, a store.Assignment, others []sto
 // failed (it was unreachable) are logged and left on the server: no health
 // round reaches a removed member.
 func (m *Manager) RemoveMember(ctx context.Context, id string) error {
+	mem, err := m.st.GetMember(ctx, id)
+	if err != nil {
+		return err
+	}
+	// A remove that cannot finish changes nothing: every key must have
+	// somewhere to go before the member is marked draining.
+	if err := m.checkMovable(ctx, id); err != nil {
+		return fmt.Errorf("pool: member %s not removed: %w", id, err)
+	}
 	if err := m.DrainMember(ctx, id); err != nil {
+		if !mem.Draining {
+			// Failed half-way (a backend, the store): it serves again;
+			// the keys already moved stay where they went.
+			if uerr := m.UndrainMember(context.WithoutCancel(ctx), id); uerr != nil {
+				m.log.Warn("pool: member left draining after a failed remove", "member", id, "err", uerr)
+			}
+		}
 		return fmt.Errorf("pool: member %s not removed: %w", id, err)
 	}
 	if err := m.st.DeleteMember(ctx, id); err != nil {
@@ -386,5 +402,60 @@ func (m *Manager) RemoveMember(ctx context.Context, id string) error {
 	m.forget(id)
 	m.publish(ctx, store.Event{Kind: store.EventMemberChanged, MemberID: id})
 	m.log.Info("pool: member removed", "member", id)
+	return nil
+}
+
+// UndrainMember lets the pool place keys on a draining member again.
+// Keys already moved off it stay where they are.
+func (m *Manager) UndrainMember(ctx context.Context, id string) error {
+	mem, err := m.st.GetMember(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !mem.Draining {
+		return nil
+	}
+	mem.Draining = false
+	if err := m.st.PutMember(ctx, mem); err != nil {
+		return err
+	}
+	m.publish(ctx, store.Event{Kind: store.EventMemberChanged, MemberID: id})
+	m.log.Info("pool: member undrained", "member", id)
+	return nil
+}
+
+// checkMovable reports, without changing anything, whether every key on
+// member id could leave it: each live token assigned there has another
+// member that takes it, or other assignments to keep (then the drained one
+// is just dropped). A key that cannot leave is an error wrapping
+// ErrNoMembers.
+func (m *Manager) checkMovable(ctx context.Context, id string) error {
+	stuck := 0
+	for cursor := ""; ; {
+		page, next, err := m.st.ListTokens(ctx, cursor, store.MaxPageSize)
+		if err != nil {
+			return err
+		}
+		for _, t := range page {
+			i := slices.IndexFunc(t.Assignments, func(a store.Assignment) bool { return a.MemberID == id })
+			if i < 0 || t.Revoked || len(t.Assignments) > 1 {
+				continue
+			}
+			cands, err := m.candidates(ctx, t, i)
+			if err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(cands, func(c store.Member) bool { return c.ID != id }) {
+				stuck++
+			}
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if stuck > 0 {
+		return fmt.Errorf("%w: %d keys have no other member to move to", ErrNoMembers, stuck)
+	}
 	return nil
 }

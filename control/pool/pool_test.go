@@ -264,8 +264,8 @@ func TestDrainAndRemoveMember(t *testing.T) {
 	if !errors.Is(err, ErrNoMembers) {
 		t.Fatalf("RemoveMember of the last holder: %v, want ErrNoMembers", err)
 	}
-	if mem, err := st.GetMember(ctx, "c"); err != nil || !mem.Draining {
-		t.Fatalf("member c after refused removal: %+v %v", mem, err)
+	if mem, err := st.GetMember(ctx, "c"); err != nil || mem.Draining {
+		t.Fatalf("member c after refused removal: %+v %v (want unchanged: not draining)", mem, err)
 	}
 	if err := fetchThrough(got.Assignments[0].Upstream, tok.Cipher, tok.SSPassword, origin, 4096, 1); err != nil {
 		t.Fatalf("key on c broken by the refused removal: %v", err)
@@ -354,6 +354,62 @@ func TestStaticMemberCountsItsKeys(t *testing.T) {
 	}
 	if h := ms[0].Health; !h.Up || h.Keys != 9 || h.Load != 9 {
 		t.Fatalf("static member's health %+v, want up with 9 keys and load 9", h)
+	}
+}
+
+// A remove whose keys cannot all move changes nothing: the member is not
+// left draining (which made every later token creation fail), and keys can
+// still be placed on it. Undrain undoes an explicit drain.
+func TestFailedRemoveChangesNothing(t *testing.T) {
+	st := newStore(t)
+	m := New(st, Config{Logger: quiet})
+	ctx := ctxT(t)
+	ss := testpeer.SSServer(t, testpeer.DefaultPassword, testMethod)
+	_, port := splitPort(t, ss)
+	addMembers(t, m, store.Member{ID: "s", Backend: store.BackendStatic, Host: "127.0.0.1",
+		Static: &store.StaticConfig{Port: port, Cipher: testMethod, Password: testpeer.DefaultPassword}})
+	tok := store.Token{ID: "t", Hash: store.HashToken("t"), Cipher: testMethod, SSPassword: testpeer.DefaultPassword}
+	if err := st.CreateToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	as, err := m.PlaceKey(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.UpdateAssignments(ctx, tok.ID, as); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RemoveMember(ctx, "s"); !errors.Is(err, ErrNoMembers) {
+		t.Fatalf("remove with a key that cannot move: %v", err)
+	}
+	mem, err := st.GetMember(ctx, "s")
+	if err != nil || mem.Draining {
+		t.Fatalf("after the failed remove: %+v, %v (want present, not draining)", mem, err)
+	}
+	if _, err := m.PlaceKey(ctx, store.Token{ID: "u", Cipher: testMethod, SSPassword: testpeer.DefaultPassword}); err != nil {
+		t.Fatalf("placing a key after the failed remove: %v", err)
+	}
+	if got, err := st.GetToken(ctx, tok.ID); err != nil || len(got.Assignments) != 1 || got.Assignments[0].MemberID != "s" {
+		t.Fatalf("the token's assignment after the failed remove: %+v, %v", got.Assignments, err)
+	}
+
+	if err := m.DrainMember(ctx, "s"); !errors.Is(err, ErrNoMembers) {
+		t.Fatalf("drain: %v", err)
+	}
+	if _, err := m.PlaceKey(ctx, store.Token{ID: "v", Cipher: testMethod, SSPassword: testpeer.DefaultPassword}); !errors.Is(err, ErrNoMembers) {
+		t.Fatalf("placing on a draining member: %v", err)
+	}
+	if err := m.UndrainMember(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	if mem, err := st.GetMember(ctx, "s"); err != nil || mem.Draining {
+		t.Fatalf("after undrain: %+v, %v", mem, err)
+	}
+	if _, err := m.PlaceKey(ctx, store.Token{ID: "w", Cipher: testMethod, SSPassword: testpeer.DefaultPassword}); err != nil {
+		t.Fatalf("placing after undrain: %v", err)
+	}
+	if err := m.UndrainMember(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("undrain of an unknown member: %v", err)
 	}
 }
 
