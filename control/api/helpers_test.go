@@ -172,9 +172,9 @@ func (p *fakePool) removedIDs() []string {
 func (p *fakePool) AddMember(context.Context, store.Member) (store.Member, error) {
 	return store.Member{}, fmt.Errorf("fake pool: %w", store.ErrInvalid)
 }
-func (p *fakePool) DrainMember(context.Context, string) error  { return store.ErrNotFound }
+func (p *fakePool) DrainMember(context.Context, string) error   { return store.ErrNotFound }
 func (p *fakePool) UndrainMember(context.Context, string) error { return store.ErrNotFound }
-func (p *fakePool) RemoveMember(context.Context, string) error { return store.ErrNotFound }
+func (p *fakePool) RemoveMember(context.Context, string) error  { return store.ErrNotFound }
 
 // clock is a settable time source.
 type clock struct{ now atomic.Int64 }
