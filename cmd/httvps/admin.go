@@ -420,6 +420,9 @@ func tokensCreate(a *adminRun) error {
 			kv.row("httvps", t.AccessKeys.HTTVPS)
 		}
 		kv.flush()
+		if t.AccessKeys != nil {
+			keyLegend(w, t.AccessKeys.SS != "")
+		}
 	})
 }
 

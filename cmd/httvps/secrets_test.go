@@ -98,7 +98,7 @@ func TestBannerSecretsOnlyOnTerminal(t *testing.T) {
 	secrets := []string{n.adminKey, ft.token, ft.cfg.Secret, "U1NVU0VSSU5GTw"}
 
 	var term bytes.Buffer
-	n.printBanner(&term, true, 1, false, ft)
+	n.printBanner(&term, true, []store.Member{{Backend: store.BackendStatic}}, false, ft)
 	for _, s := range secrets {
 		if !strings.Contains(term.String(), s) {
 			t.Errorf("terminal banner lacks %q:\n%s", s, term.String())
@@ -107,6 +107,21 @@ func TestBannerSecretsOnlyOnTerminal(t *testing.T) {
 	if !strings.Contains(term.String(), "-k SSPASSWORD-xyz -m chacha20-ietf-poly1305") {
 		t.Errorf("terminal banner lacks the ss-local command:\n%s", term.String())
 	}
+	// Each key says which client it is for, ssconf first as the Outline
+	// apps' one; a static-only pool says its tokens share one password.
+	banner := term.String()
+	if i, j := strings.Index(banner, "  ssconf  the Outline apps"), strings.Index(banner, "  ss      ss-local with v2ray-plugin only"); i < 0 || j < i ||
+		!strings.Contains(banner, "  httvps  httvps connect") {
+		t.Errorf("terminal banner does not label its keys:\n%s", banner)
+	}
+	if !strings.Contains(banner, "static only: every token shares its one Shadowsocks password") {
+		t.Errorf("terminal banner does not say a static member's tokens share a password:\n%s", banner)
+	}
+	var mixed bytes.Buffer
+	n.printBanner(&mixed, true, []store.Member{{Backend: store.BackendStatic}, {Backend: store.BackendSSManager}}, false, ft)
+	if strings.Contains(mixed.String(), "static only") {
+		t.Errorf("the static-only note with an ss-manager member:\n%s", mixed.String())
+	}
 
 	file, err := n.saveFirstToken(ft)
 	if err != nil {
@@ -114,7 +129,7 @@ func TestBannerSecretsOnlyOnTerminal(t *testing.T) {
 	}
 	ft.file = file
 	var pipe bytes.Buffer
-	n.printBanner(&pipe, false, 1, false, ft)
+	n.printBanner(&pipe, false, []store.Member{{Backend: store.BackendStatic}}, false, ft)
 	for _, s := range secrets {
 		if strings.Contains(pipe.String(), s) {
 			t.Errorf("banner off a terminal holds %q:\n%s", s, pipe.String())
@@ -134,7 +149,7 @@ func TestBannerSecretsOnlyOnTerminal(t *testing.T) {
 	// A token that could not be saved is not shown either.
 	ft.file, ft.saveErr = "", fmt.Errorf("disk full")
 	pipe.Reset()
-	n.printBanner(&pipe, false, 1, false, ft)
+	n.printBanner(&pipe, false, []store.Member{{Backend: store.BackendStatic}}, false, ft)
 	for _, s := range secrets {
 		if strings.Contains(pipe.String(), s) {
 			t.Errorf("banner after a failed save holds %q:\n%s", s, pipe.String())

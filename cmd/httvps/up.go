@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -384,7 +385,7 @@ func (n *node) setup(parent context.Context, out io.Writer, terminal bool) error
 				"token_id", first.id, "err", first.saveErr)
 		}
 	}
-	n.printBanner(out, terminal, len(members), len(toks) > 0, first)
+	n.printBanner(out, terminal, members, len(toks) > 0, first)
 	return nil
 }
 
@@ -504,7 +505,8 @@ func (n *node) stockCommand(ft *firstToken, socksPort int) string {
 // printBanner says how to use the node. On a terminal it shows a new
 // admin key and the first token's keys; anywhere else (a pipe, a file,
 // journald) it shows no secret and names the files that hold them.
-func (n *node) printBanner(w io.Writer, terminal bool, members int, hadTokens bool, ft *firstToken) {
+func (n *node) printBanner(w io.Writer, terminal bool, mems []store.Member, hadTokens bool, ft *firstToken) {
+	members := len(mems)
 	admin := "httvps admin -control " + n.adminURL + " -data-dir " + shellQuote(n.dataDir)
 	if n.adminKeyFile != filepath.Join(n.dataDir, adminKeyName) {
 		admin += " -admin-key-file " + shellQuote(n.adminKeyFile)
@@ -527,6 +529,11 @@ func (n *node) printBanner(w io.Writer, terminal bool, members int, hadTokens bo
 		fmt.Fprintf(w, "  admin key     in %s\n", n.adminKeyFile)
 	}
 	fmt.Fprintf(w, "  pool members  %d\n", members)
+	if members > 0 && !slices.ContainsFunc(mems, func(m store.Member) bool { return m.Backend != store.BackendStatic }) {
+		fmt.Fprintf(w, "                static only: every token shares its one Shadowsocks password, so a token's\n")
+		fmt.Fprintf(w, "                keys cannot be told apart by ss-server; add an ss-manager or Outline member\n")
+		fmt.Fprintf(w, "                for per-user keys (httvps admin pool add -backend ss-manager|outline-api)\n")
+	}
 	switch {
 	case ft != nil && terminal:
 		fmt.Fprintf(w, "\nFirst client token (shown only now; keep it):\n")
@@ -567,6 +574,7 @@ func (n *node) printFirstToken(w io.Writer, ft *firstToken) {
 		fmt.Fprintf(w, "  ss        %s\n", ft.cfg.AccessKeys.SS)
 	}
 	fmt.Fprintf(w, "  httvps    %s\n", ft.cfg.AccessKeys.HTTVPS)
+	keyLegend(w, ft.cfg.AccessKeys.SS != "")
 	fmt.Fprintf(w, "\nConnect with the reference client (native tunnel; SOCKS5 and HTTP proxy on 127.0.0.1:1080):\n")
 	fmt.Fprintf(w, "  httvps connect %s\n", shellQuote(ft.cfg.AccessKeys.HTTVPS))
 	fmt.Fprintf(w, "\nOr with the stock client (shadowsocks-libev ss-local + v2ray-plugin):\n")

@@ -446,6 +446,9 @@ func adminCLI(t *testing.T, ctlURL, dir, firstID string) {
 		t.Errorf("tokens create table: %q", rows)
 	}
 	aliceID := rows["id"]
+	if !strings.Contains(out, "  ssconf  the Outline apps") || !strings.Contains(out, "  ss      ss-local with v2ray-plugin only") {
+		t.Errorf("tokens create does not say which key is for which client:\n%s", out)
+	}
 
 	// The only member is static: a cipher it does not serve is refused
 	// (exit 1, the API's reason), not silently replaced by its own.

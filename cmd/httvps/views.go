@@ -180,3 +180,16 @@ func limitOrUnlimited[T int | int64](v T, f func(T) string) string {
 	}
 	return f(v)
 }
+
+// keyLegend says which client each printed key is for. The ss:// key
+// carries plugin=v2ray-plugin, which the Outline apps ignore (they then
+// send plain Shadowsocks to the TLS port and carry nothing), so the
+// ssconf:// key is named as the one for them.
+func keyLegend(w io.Writer, hasSS bool) {
+	fmt.Fprintln(w, "Which key for which client:")
+	fmt.Fprintln(w, "  ssconf  the Outline apps (paste it as the access key): the one for phones and desktops")
+	if hasSS {
+		fmt.Fprintln(w, "  ss      ss-local with v2ray-plugin only; the Outline apps ignore its plugin and carry nothing")
+	}
+	fmt.Fprintln(w, "  httvps  httvps connect (the native tunnel)")
+}
