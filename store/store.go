@@ -172,6 +172,9 @@ type Gateway struct {
 	PublicURL string
 	Sessions  int
 	Started   time.Time
+	// Version is the gateway binary's version (internal/version), for the
+	// operator's gateway list.
+	Version string
 	// The fields below are set by the store and ignored by Heartbeat.
 	LastHeartbeat time.Time
 	ExpiresAt     time.Time

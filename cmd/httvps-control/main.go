@@ -24,6 +24,7 @@ import (
 	"github.com/httvps/httvps/internal/admin"
 	"github.com/httvps/httvps/internal/certs"
 	"github.com/httvps/httvps/internal/cliconf"
+	"github.com/httvps/httvps/internal/version"
 	"github.com/httvps/httvps/internal/wiring"
 	"github.com/httvps/httvps/store"
 	"github.com/httvps/httvps/store/embedded"
@@ -40,6 +41,10 @@ const (
 )
 
 func main() {
+	if version.Asked(os.Args[1:]) {
+		fmt.Println(version.Get().String("httvps-control"))
+		return
+	}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	hups := make(chan os.Signal, 1)

@@ -27,6 +27,7 @@ import (
 	"github.com/httvps/httvps/internal/admin"
 	"github.com/httvps/httvps/internal/certs"
 	"github.com/httvps/httvps/internal/cliconf"
+	"github.com/httvps/httvps/internal/version"
 )
 
 const (
@@ -42,6 +43,10 @@ const (
 var defaultMetrics = sync.OnceValue(func() gateway.Metrics { return vmmetrics.New(nil) })
 
 func main() {
+	if version.Asked(os.Args[1:]) {
+		fmt.Println(version.Get().String("httvps-gateway"))
+		return
+	}
 	os.Exit(run(osSources(os.Args[1:]), os.Stderr))
 }
 

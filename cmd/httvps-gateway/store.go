@@ -8,6 +8,7 @@ import (
 	"github.com/httvps/httvps/gateway"
 	"github.com/httvps/httvps/gateway/storeauth"
 	"github.com/httvps/httvps/gateway/storemetrics"
+	"github.com/httvps/httvps/internal/version"
 	"github.com/httvps/httvps/store/redisstore"
 )
 
@@ -39,6 +40,7 @@ func openFleet(o *options, log *slog.Logger) (*fleet, error) {
 	a := storeauth.New(st, storeauth.Config{
 		GatewayID: o.GatewayID,
 		PublicURL: o.PublicURL,
+		Version:   version.Get().Version,
 		Logger:    log,
 	})
 	return &fleet{st: st, auth: a, unexport: storemetrics.Export(a), done: make(chan error, 1)}, nil

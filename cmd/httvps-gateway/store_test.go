@@ -171,7 +171,7 @@ func TestRunWithRedis(t *testing.T) {
 		t.Fatal("unknown token admitted")
 	}
 	gws, err := st.ListGateways(ctx)
-	if err != nil || len(gws) != 1 || gws[0].ID != "gw-test" || gws[0].PublicURL != "wss://gw.example:443" || !gws[0].Live {
+	if err != nil || len(gws) != 1 || gws[0].ID != "gw-test" || gws[0].PublicURL != "wss://gw.example:443" || !gws[0].Live || gws[0].Version == "" {
 		t.Fatalf("registrations %+v, %v", gws, err)
 	}
 

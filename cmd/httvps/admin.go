@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -543,13 +544,13 @@ func poolRemove(a *adminRun) error {
 func gatewaysList(a *adminRun) error {
 	return request(a, requestTimeout, http.MethodGet, "/v1/gateways", nil, nil, func(l gatewayListJSON) {
 		now := time.Now()
-		tb := newTable(a.e.stdout, "ID", "PUBLIC-URL", "LIVE", "SESSIONS", "STARTED", "HEARTBEAT")
+		tb := newTable(a.e.stdout, "ID", "PUBLIC-URL", "LIVE", "SESSIONS", "STARTED", "HEARTBEAT", "VERSION")
 		for _, g := range l.Gateways {
 			live := "no"
 			if g.Live {
 				live = "yes"
 			}
-			tb.row(g.ID, g.PublicURL, live, strconv.Itoa(g.Sessions), humanTime(&g.Started), ago(g.LastHeartbeat, now))
+			tb.row(g.ID, g.PublicURL, live, strconv.Itoa(g.Sessions), humanTime(&g.Started), ago(g.LastHeartbeat, now), cmp.Or(g.Version, "-"))
 		}
 		tb.flush()
 	})

@@ -14,6 +14,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/httvps/httvps/internal/version"
 )
 
 // Exit statuses.
@@ -59,6 +61,8 @@ Commands:
            gateways of a key (httvps connect -h)
   key      print a token's ss://, ssconf:// and httvps:// keys with a QR
            code (httvps key -h)
+  version  print the version, commit, build date and Go version
+           (also -version)
   help     show this text
 
 See docs/06-httvps-cli.md for every flag and examples.
@@ -79,6 +83,9 @@ func run(ctx context.Context, args []string, e env) int {
 		return runConnect(ctx, args[1:], e)
 	case "key":
 		return runKey(ctx, args[1:], e)
+	case "version", "-version", "--version":
+		fmt.Fprintln(e.stdout, version.Get().String("httvps"))
+		return exitOK
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(e.stdout, usageText)
 		return exitOK

@@ -32,6 +32,7 @@ import (
 	opsadmin "github.com/httvps/httvps/internal/admin"
 	"github.com/httvps/httvps/internal/certs"
 	"github.com/httvps/httvps/internal/cliconf"
+	"github.com/httvps/httvps/internal/version"
 	"github.com/httvps/httvps/internal/wiring"
 	"github.com/httvps/httvps/store"
 	"github.com/httvps/httvps/store/embedded"
@@ -199,7 +200,7 @@ func (n *node) start() (int, error) {
 	n.poolDone = make(chan error, 1)
 	go func() { n.mgr.Run(pctx); n.poolDone <- nil }()
 
-	n.auth = storeauth.New(n.st, storeauth.Config{GatewayID: o.GatewayID, PublicURL: n.gatewayURL, Logger: n.log})
+	n.auth = storeauth.New(n.st, storeauth.Config{GatewayID: o.GatewayID, PublicURL: n.gatewayURL, Version: version.Get().Version, Logger: n.log})
 	n.unexport = storemetrics.Export(n.auth)
 	gcfg := o.GatewayConfig()
 	if gcfg.Auth, err = o.Auth(n.auth); err == nil {

@@ -520,7 +520,7 @@ func adminCLI(t *testing.T, ctlURL, dir, firstID string) {
 
 	// gateways list.
 	out = mustAdmin(t, ctlURL, dir, "gateways", "list")
-	lines = header(t, out, "ID", "PUBLIC-URL", "LIVE", "SESSIONS", "STARTED", "HEARTBEAT")
+	lines = header(t, out, "ID", "PUBLIC-URL", "LIVE", "SESSIONS", "STARTED", "HEARTBEAT", "VERSION")
 	if len(lines) != 1 || !strings.Contains(lines[0], " wss://127.0.0.1:") || !strings.Contains(lines[0], " yes ") {
 		t.Errorf("gateways list:\n%s", out)
 	}

@@ -24,7 +24,7 @@ func (s *Server) listGateways(ctx *fasthttp.RequestCtx) {
 		out.Gateways = append(out.Gateways, gatewayView{
 			ID: g.ID, PublicURL: g.PublicURL, Sessions: g.Sessions,
 			Started: g.Started.UTC(), LastHeartbeat: g.LastHeartbeat.UTC(),
-			ExpiresAt: g.ExpiresAt.UTC(), Live: g.Live,
+			ExpiresAt: g.ExpiresAt.UTC(), Live: g.Live, Version: g.Version,
 		})
 	}
 	writeJSON(ctx, fasthttp.StatusOK, out)

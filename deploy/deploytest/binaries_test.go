@@ -53,6 +53,9 @@ var (
 // helpLine matches "  -name type\t[HTTVPS_NAME]" in the binaries' usage.
 var helpLine = regexp.MustCompile(`(?m)^  -([a-z0-9-]+)(?: ([a-zA-Z]+))?\s*\t\[(HTTVPS_[A-Z0-9_]+)\]`)
 
+// versionPkg holds what -version prints (set with -ldflags -X).
+const versionPkg = "github.com/httvps/httvps/internal/version"
+
 // binaries builds httvps-gateway and httvps-control once per test process
 // and reads their flags from -h.
 func binaries(t *testing.T) map[string]*binary {
@@ -66,10 +69,17 @@ func binaries(t *testing.T) map[string]*binary {
 		built = map[string]*binary{}
 		for _, name := range []string{"httvps-gateway", "httvps-control"} {
 			out := filepath.Join(dir, name)
-			cmd := exec.Command("go", "build", "-o", out, "./cmd/"+name)
+			cmd := exec.Command("go", "build", "-ldflags", "-X "+versionPkg+".Version=v0.0.0-deploytest -X "+versionPkg+".Commit=0123abc", "-o", out, "./cmd/"+name)
 			cmd.Dir = root(t)
 			if b, err := cmd.CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("go build ./cmd/%s: %v\n%s", name, err, b)
+				return
+			}
+			// -version prints the linker's version and commit and the Go
+			// version on stdout, and exits 0 (images carry it).
+			if v, err := exec.Command(out, "-version").Output(); err != nil ||
+				!strings.HasPrefix(string(v), name+" v0.0.0-deploytest (commit 0123abc, built ") || !strings.Contains(string(v), ", go1.") {
+				buildErr = fmt.Errorf("%s -version: %q, %v", name, v, err)
 				return
 			}
 			var help bytes.Buffer

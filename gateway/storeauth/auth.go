@@ -25,6 +25,8 @@ type Config struct {
 	GatewayID string
 	// PublicURL is the wss://host:port clients are given for this gateway.
 	PublicURL string
+	// Version is the binary's version, registered with each heartbeat.
+	Version string
 	// CacheTTL is how long a looked-up token is trusted without asking the
 	// store again. Events drop entries sooner. 0 means 30s.
 	CacheTTL time.Duration

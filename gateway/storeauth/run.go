@@ -91,6 +91,7 @@ func (a *Auth) heartbeat(ctx context.Context) {
 	err := a.st.Heartbeat(cctx, store.Gateway{
 		ID:        a.cfg.GatewayID,
 		PublicURL: a.cfg.PublicURL,
+		Version:   a.cfg.Version,
 		Sessions:  a.gatewaySessions(),
 		Started:   a.started,
 	}, heartbeatTTLFactor*a.cfg.HeartbeatEvery)

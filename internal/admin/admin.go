@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/httvps/httvps/internal/version"
 )
 
 // Timeouts are short: scrapes and probes are small requests, and a stuck
@@ -33,6 +35,13 @@ type Config struct {
 	// WriteMetrics writes the /metrics body. Nil means every registered
 	// VictoriaMetrics set plus the go_* and process_* metrics.
 	WriteMetrics func(w io.Writer)
+}
+
+// httvps_build_info (version, commit, Go version; always 1) is in the
+// default set, so every /metrics page of a binary that has an admin
+// listener — the admin one and the control API's — carries it.
+func init() {
+	metrics.NewGauge(version.Get().Series(), func() float64 { return 1 })
 }
 
 // Handler returns the admin endpoints as an http.Handler.

@@ -56,7 +56,7 @@ func TestEndpoints(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("/metrics = %d", code)
 	}
-	for _, want := range []string{`admin_test_total{x="y"} 3`, "go_goroutines ", "process_resident_memory_bytes "} {
+	for _, want := range []string{`admin_test_total{x="y"} 3`, "go_goroutines ", "process_resident_memory_bytes ", "httvps_build_info{version="} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

@@ -570,7 +570,7 @@ func testGateways(t *testing.T, s store.Store) {
 	mustErr(t, s.Heartbeat(ctx, store.Gateway{}, time.Second), store.ErrInvalid, "Heartbeat empty ID")
 	mustErr(t, s.Heartbeat(ctx, store.Gateway{ID: "x"}, 0), store.ErrInvalid, "Heartbeat zero ttl")
 	started := time.Unix(1720000000, 5).UTC()
-	g1 := store.Gateway{ID: "g1-" + store.NewID(), PublicURL: "wss://a.example:443", Sessions: 7, Started: started}
+	g1 := store.Gateway{ID: "g1-" + store.NewID(), PublicURL: "wss://a.example:443", Sessions: 7, Started: started, Version: "v1.2.3"}
 	g2 := store.Gateway{ID: "g2-" + store.NewID(), PublicURL: "wss://b.example:443", Sessions: 1, Started: started}
 	must(t, s.Heartbeat(ctx, g1, time.Minute), "Heartbeat g1")
 	must(t, s.Heartbeat(ctx, g2, 300*time.Millisecond), "Heartbeat g2")
@@ -583,7 +583,7 @@ func testGateways(t *testing.T, s store.Store) {
 		t.Fatalf("ListGateways = %+v", list)
 	}
 	got := list[0]
-	if !got.Live || got.Sessions != 9 || got.PublicURL != g1.PublicURL || !got.Started.Equal(started) {
+	if !got.Live || got.Sessions != 9 || got.PublicURL != g1.PublicURL || !got.Started.Equal(started) || got.Version != "v1.2.3" {
 		t.Errorf("gateway = %+v", got)
 	}
 	if since := time.Since(got.LastHeartbeat); since < -time.Second || since > 5*time.Second {

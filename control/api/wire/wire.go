@@ -121,6 +121,7 @@ type GatewayView struct {
 	LastHeartbeat time.Time `json:"last_heartbeat"`
 	ExpiresAt     time.Time `json:"expires_at"`
 	Live          bool      `json:"live"`
+	Version       string    `json:"version"`
 }
 
 // GatewayList is the answer to GET /v1/gateways.
