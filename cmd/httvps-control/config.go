@@ -50,7 +50,7 @@ func osSources(args []string) sources {
 
 // flagSpec: admin-key and redis never have their values printed
 // (defaults, errors).
-var flagSpec = cliconf.Spec{Secrets: []string{"admin-key", "redis"}, QuietDefaults: []string{"0", "false"}}
+var flagSpec = cliconf.Spec{Secrets: []string{"admin-key", "redis"}}
 
 func newFlagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("httvps-control", flag.ContinueOnError)

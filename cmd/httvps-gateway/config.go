@@ -47,7 +47,7 @@ func osSources(args []string) sources {
 
 // flagSpec: the repeatable flags take their whole list from one source
 // instead of a value per flag; duration defaults ("0s") are shown.
-var flagSpec = cliconf.Spec{Lists: wiring.GatewayLists, QuietDefaults: []string{"0"}}
+var flagSpec = cliconf.Spec{Lists: wiring.GatewayLists}
 
 func newFlagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("httvps-gateway", flag.ContinueOnError)

@@ -56,7 +56,7 @@ var upRenames = map[string]string{"idle-timeout": "control-idle-timeout"}
 
 // upFlagSpec: member and the gateway set's lists are taken whole from one
 // source.
-var upFlagSpec = cliconf.Spec{Lists: append([]string{"member"}, wiring.GatewayLists...), QuietDefaults: []string{"0", "0s"}}
+var upFlagSpec = cliconf.Spec{Lists: append([]string{"member"}, wiring.GatewayLists...)}
 
 // ownCert says -tls-cert/-tls-key name the certificates; otherwise up
 // generates one.

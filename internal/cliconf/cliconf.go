@@ -57,10 +57,12 @@ type Spec struct {
 	// Secrets are flags whose values are never printed: not as a default
 	// in the usage text, not in an error.
 	Secrets []string
-	// QuietDefaults are default values the usage text does not show,
-	// besides the empty one.
-	QuietDefaults []string
 }
+
+// zeroDefaults are never shown as a flag's default: a zero value's meaning
+// is in the flag's help ("0 = 5s"), and `(0 = 5s) (default "0s")` would say
+// it twice, contradicting itself.
+var zeroDefaults = []string{"0", "0s", "false"}
 
 // FileKeyFunc takes a config file key before the generic handling. It
 // returns false to leave the key to it: a flag name with a single value.
@@ -81,7 +83,7 @@ func (s Spec) printFlags(w io.Writer, fs *flag.FlagSet) {
 	fs.VisitAll(func(f *flag.Flag) {
 		name, help := flag.UnquoteUsage(f)
 		fmt.Fprintf(w, "  -%s %s\t[%s]\n    \t%s", f.Name, name, EnvName(f.Name), help)
-		if f.DefValue != "" && !slices.Contains(s.QuietDefaults, f.DefValue) && !slices.Contains(s.Secrets, f.Name) {
+		if f.DefValue != "" && !slices.Contains(zeroDefaults, f.DefValue) && !slices.Contains(s.Secrets, f.Name) {
 			fmt.Fprintf(w, " (default %q)", f.DefValue)
 		}
 		fmt.Fprintln(w)
@@ -238,17 +240,20 @@ func readConfigFile(path string, readFile func(string) ([]byte, error), fs *flag
 	return values, nil
 }
 
-// sizeUnits are the suffixes ParseSize accepts (powers of 1024); longer
-// suffixes first so "KiB" is not read as "B".
+// sizeUnits are the suffixes ParseSize accepts: K/KiB … T/TiB are powers
+// of 1024, KB … TB (SI) powers of 1000; longer suffixes first so "KiB" and
+// "KB" are not read as "B".
 var sizeUnits = []struct {
 	suffix string
 	mult   int64
 }{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
 	{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40}, {"B", 1}}
 
 // ParseSize reads a size flag: a plain byte count or a number with a K/KiB,
-// M/MiB, G/GiB or T/TiB suffix, at most max bytes. The error shows example
-// ("65536, 64KiB or 1MiB") as what a size looks like.
+// M/MiB, G/GiB or T/TiB suffix (powers of 1024) or KB, MB, GB, TB (powers
+// of 1000), at most max bytes. The error shows example ("65536, 64KiB or
+// 1MiB") as what a size looks like.
 func ParseSize(s string, max int64, example string) (int64, error) {
 	t := strings.TrimSpace(s)
 	mult := int64(1)

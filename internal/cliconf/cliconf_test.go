@@ -24,7 +24,7 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
-var testSpec = Spec{Lists: []string{"item"}, Secrets: []string{"secret"}, QuietDefaults: []string{"0"}}
+var testSpec = Spec{Lists: []string{"item"}, Secrets: []string{"secret"}}
 
 func newTestFlagSet(v *vals) *flag.FlagSet {
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
