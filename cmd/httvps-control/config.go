@@ -56,7 +56,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("httvps-control", flag.ContinueOnError)
 	o.Control = wiring.NewControl()
 	fs.StringVar(&o.ConfigFile, "config", "", "YAML `file` whose keys are flag names; flags and environment override it")
-	fs.StringVar(&o.Listen, "listen", ":8443", "`address` of the API (HTTPS when -tls-cert is given)")
+	fs.StringVar(&o.Listen, "listen", ":9443", "`address` of the API (HTTPS when -tls-cert is given); the port `httvps up` and `httvps admin` use too")
 	fs.StringVar(&o.AdminListen, "admin-listen", "127.0.0.1:9091", "`address` for /metrics, /healthz and /readyz without the admin key; empty disables")
 	fs.StringVar(&o.AdminKey, "admin-key", "", "admin bearer `key` (at least 32 bytes); prefer -admin-key-file, which keeps it out of ps")
 	fs.StringVar(&o.AdminKeyFile, "admin-key-file", "", "`file` holding the admin key (surrounding whitespace is ignored)")

@@ -37,7 +37,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Listen != ":8443" || o.AdminListen != "127.0.0.1:9091" || o.DataDir != "httvps-data" || o.RedisURL != "" ||
+	if o.Listen != ":9443" || o.AdminListen != "127.0.0.1:9091" || o.DataDir != "httvps-data" || o.RedisURL != "" ||
 		o.MaxBody != api.DefaultMaxBodyBytes || o.LogLevel != "info" || o.LogFormat != "text" || o.OpenMetrics {
 		t.Errorf("defaults: %+v", o)
 	}

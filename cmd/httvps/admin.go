@@ -55,6 +55,9 @@ type adminCmd struct {
 	help  string
 	flags func(fs *flag.FlagSet, v *adminVals)
 	nArgs int
+	// check validates the parsed flags locally: its error is a usage error
+	// (exit 2) before anything is sent.
+	check func(v *adminVals) error
 	do    func(a *adminRun) error
 }
 
@@ -80,12 +83,12 @@ var adminCmds = []adminCmd{
 	{words: "tokens create", help: "issue a token; prints the token and its access keys once",
 		flags: func(fs *flag.FlagSet, v *adminVals) {
 			fs.StringVar(&v.label, "label", "", "a `label` for people")
-			fs.StringVar(&v.ttl, "ttl", "", "expire after this `duration` (720h, 90m)")
+			fs.StringVar(&v.ttl, "ttl", "", "expire after this `duration` (30d, 720h, 90m)")
 			fs.StringVar(&v.expiresAt, "expires-at", "", "expire at this RFC 3339 `time`")
-			fs.Var(&v.quota, "quota", "data quota, a `size` like 10GiB (0: unlimited)")
+			fs.Var(&v.quota, "quota", "data quota, a `size` like 10GiB or 10GB (0: unlimited)")
 			fs.IntVar(&v.maxSessions, "max-sessions", 0, "concurrent sessions across the fleet (0: unlimited)")
 			fs.StringVar(&v.cipher, "cipher", "", "Shadowsocks `method`: chacha20-ietf-poly1305 (default), aes-128-gcm, aes-192-gcm, aes-256-gcm")
-		}, do: tokensCreate},
+		}, check: checkTokenFlags, do: tokensCreate},
 	{words: "tokens list", help: "list tokens, oldest first",
 		flags: func(fs *flag.FlagSet, v *adminVals) {
 			fs.IntVar(&v.limit, "limit", 0, "tokens per page, 1 to 1000 (default 100)")
@@ -94,12 +97,38 @@ var adminCmds = []adminCmd{
 	{words: "tokens show", args: "ID", nArgs: 1, help: "show a token with its usage and live sessions", do: tokensShow},
 	{words: "tokens revoke", args: "ID", nArgs: 1, help: "revoke a token; its live sessions are closed on every gateway", do: tokensRevoke},
 	{words: "pool add", help: "add a pool member",
-		flags: func(fs *flag.FlagSet, v *adminVals) { v.member.register(fs) }, do: poolAdd},
+		flags: func(fs *flag.FlagSet, v *adminVals) { v.member.register(fs) },
+		check: func(v *adminVals) error { return v.member.check() }, do: poolAdd},
 	{words: "pool list", help: "list pool members with their health", do: poolList},
 	{words: "pool drain", args: "ID", nArgs: 1, help: "stop placing keys on a member and move its keys away", do: poolDrain},
 	{words: "pool undrain", args: "ID", nArgs: 1, help: "place keys on a draining member again", do: poolUndrain},
 	{words: "pool remove", args: "ID", nArgs: 1, help: "drain a member, then delete it (nothing changes if its keys cannot all move)", do: poolRemove},
 	{words: "gateways list", help: "list registered gateways with their load", do: gatewaysList},
+}
+
+// adminGroup returns the subcommands of a command group ("tokens"), nil if
+// there is no such group.
+func adminGroup(name string) []string {
+	var subs []string
+	for _, c := range adminCmds {
+		if g, sub, _ := strings.Cut(c.words, " "); g == name {
+			subs = append(subs, sub)
+		}
+	}
+	return subs
+}
+
+func isHelpArg(a string) bool { return a == "-h" || a == "-help" || a == "--help" || a == "help" }
+
+// groupUsage lists one group's commands (httvps admin tokens -h).
+func groupUsage(w io.Writer, name string) {
+	fmt.Fprintf(w, "Usage: httvps admin %s <command> [flags] [args]\n\nCommands:\n", name)
+	for _, c := range adminCmds {
+		if strings.HasPrefix(c.words, name+" ") {
+			fmt.Fprintf(w, "  %-22s %s\n", strings.TrimSpace(c.words+" "+c.args), c.help)
+		}
+	}
+	fmt.Fprintf(w, "\n`httvps admin %s COMMAND -h` shows a command's flags; `httvps admin -h` the common ones.\n", name)
 }
 
 func adminUsage(w io.Writer, fs *flag.FlagSet) {
@@ -134,18 +163,34 @@ func runAdmin(ctx context.Context, args []string, e env) int {
 	fs := flag.NewFlagSet("httvps admin", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	opts.register(fs)
-	fs.Usage = func() { adminUsage(e.stderr, fs) }
+	// A flag error prints the flag package's one line and a hint, not the
+	// whole usage around it; -h prints the usage.
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			adminUsage(e.stderr, fs)
 			return exitOK
 		}
+		fmt.Fprintln(e.stderr, "Run `httvps admin -h` for the commands and flags.")
 		return exitUsage
 	}
 	rest := fs.Args()
-	if len(rest) < 2 {
-		fmt.Fprintln(e.stderr, "httvps admin: give a command, e.g. `httvps admin tokens list`")
-		fs.Usage()
+	if len(rest) == 0 {
+		fmt.Fprintln(e.stderr, "httvps admin: give a command, e.g. `httvps admin tokens list` (`httvps admin -h` lists them)")
 		return exitUsage
+	}
+	group := adminGroup(rest[0])
+	if group == nil {
+		fmt.Fprintf(e.stderr, "httvps admin: unknown command %q; the commands are tokens, pool and gateways (`httvps admin -h`)\n", rest[0])
+		return exitUsage
+	}
+	if len(rest) == 1 || isHelpArg(rest[1]) {
+		if len(rest) == 1 {
+			fmt.Fprintf(e.stderr, "httvps admin %s: give one of: %s\n", rest[0], strings.Join(group, ", "))
+			return exitUsage
+		}
+		groupUsage(e.stderr, rest[0])
+		return exitOK
 	}
 	var cmd *adminCmd
 	for i := range adminCmds {
@@ -154,8 +199,7 @@ func runAdmin(ctx context.Context, args []string, e env) int {
 		}
 	}
 	if cmd == nil {
-		fmt.Fprintf(e.stderr, "httvps admin: unknown command %q\n", rest[0]+" "+rest[1])
-		fs.Usage()
+		fmt.Fprintf(e.stderr, "httvps admin: unknown command %q; %s commands: %s\n", rest[0]+" "+rest[1], rest[0], strings.Join(group, ", "))
 		return exitUsage
 	}
 
@@ -178,11 +222,16 @@ func runAdmin(ctx context.Context, args []string, e env) int {
 		(&adminOpts{}).register(show)
 		show.PrintDefaults()
 	}
+	usage := cfs.Usage
+	cfs.Usage = func() {} // as above: one line and a hint on a flag error
+	hint := func() { fmt.Fprintf(e.stderr, "Run `httvps admin %s -h` for its flags.\n", cmd.words) }
 	pos, err := parseInterspersed(cfs, rest[2:])
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			usage()
 			return exitOK
 		}
+		hint()
 		return exitUsage
 	}
 	if len(pos) != cmd.nArgs {
@@ -191,12 +240,13 @@ func runAdmin(ctx context.Context, args []string, e env) int {
 		} else {
 			fmt.Fprintf(e.stderr, "httvps admin %s: give exactly %s\n", cmd.words, cmd.args)
 		}
-		cfs.Usage()
+		hint()
 		return exitUsage
 	}
-	if cmd.words == "pool add" {
-		if err := vals.member.check(); err != nil {
-			fmt.Fprintf(e.stderr, "httvps admin pool add: %v\n", err)
+	if cmd.check != nil {
+		if err := cmd.check(vals); err != nil {
+			fmt.Fprintf(e.stderr, "httvps admin %s: %v\n", cmd.words, err)
+			hint()
 			return exitUsage
 		}
 	}
@@ -395,7 +445,7 @@ func tokensCreate(a *adminRun) error {
 		req["label"] = v.label
 	}
 	if v.ttl != "" {
-		req["ttl"] = v.ttl
+		req["ttl"] = v.ttl // normalised by checkTokenFlags
 	}
 	if v.expiresAt != "" {
 		req["expires_at"] = v.expiresAt
@@ -554,4 +604,36 @@ func gatewaysList(a *adminRun) error {
 		}
 		tb.flush()
 	})
+}
+
+// checkTokenFlags validates tokens create's flags before the request: a
+// -ttl of whole days ("30d") becomes hours, anything else must be a
+// positive Go duration.
+func checkTokenFlags(v *adminVals) error {
+	if v.ttl == "" {
+		return nil
+	}
+	d, err := parseTTL(v.ttl)
+	if err != nil {
+		return err
+	}
+	v.ttl = d.String()
+	return nil
+}
+
+// parseTTL reads 30d (days), or a Go duration like 720h or 90m.
+func parseTTL(s string) (time.Duration, error) {
+	bad := fmt.Errorf("-ttl %q is not a duration like 30d, 720h or 90m", s)
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days <= 0 || days > 100*365 {
+			return 0, bad
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, bad
+	}
+	return d, nil
 }

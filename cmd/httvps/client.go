@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -113,6 +114,10 @@ func (c *apiClient) callAs(ctx context.Context, bearer, method, path string, que
 	if err != nil {
 		// url.Error quotes the URL, which never holds a secret here: token
 		// paths go through callAs only for /v1/client/config.
+		if u.Scheme == "http" && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+			// A TLS listener drops a plaintext request without an answer.
+			return nil, fmt.Errorf("%w (the control plane closed the connection without answering: it serves HTTPS, try -control https://%s)", err, u.Host)
+		}
 		return nil, err
 	}
 	defer resp.Body.Close()

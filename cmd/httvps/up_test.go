@@ -400,6 +400,19 @@ func TestUp(t *testing.T) {
 	if err := json.Unmarshal([]byte(show), &tj); err != nil || tj.Status != "revoked" || tj.RevokedAt == nil {
 		t.Errorf("revoked token: %v %s", err, show)
 	}
+
+	// Days as -ttl, SI sizes as -quota (created last: the lists above count tokens).
+	var days tokenJSON
+	if err := json.Unmarshal([]byte(mustAdmin(t, ctlURL, dir, "tokens", "create", "--json", "--label", "dave", "--ttl", "30d", "--quota", "10GB")), &days); err != nil {
+		t.Fatal(err)
+	}
+	if days.ExpiresAt == nil || time.Until(*days.ExpiresAt) < 29*24*time.Hour || time.Until(*days.ExpiresAt) > 31*24*time.Hour || days.QuotaBytes != 10e9 {
+		t.Errorf("--ttl 30d --quota 10GB: expires %v, quota %d", days.ExpiresAt, days.QuotaBytes)
+	}
+	mustAdmin(t, ctlURL, dir, "tokens", "revoke", days.ID)
+	if _, errs, code := admin(strings.Replace(ctlURL, "https://", "http://", 1), dir, "tokens", "list"); code != 1 || !strings.Contains(errs, "it serves HTTPS, try -control https://") {
+		t.Errorf("http:// to the HTTPS control plane: exit %d: %s", code, errs)
+	}
 }
 
 // readSecretFile returns the trimmed contents of a file `httvps up` keeps
@@ -446,6 +459,28 @@ func adminCLI(t *testing.T, ctlURL, dir, firstID string) {
 		t.Errorf("tokens create table: %q", rows)
 	}
 	aliceID := rows["id"]
+
+	// Usage errors: one line and a hint, exit 2, before any request; help
+	// of a group exits 0; days are a -ttl; a plaintext URL for the HTTPS
+	// control plane says so.
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"frob"}, 2, `unknown command "frob"`},
+		{[]string{"tokens"}, 2, "give one of: create, list, show, revoke"},
+		{[]string{"tokens", "frob"}, 2, `unknown command "tokens frob"`},
+		{[]string{"tokens", "-h"}, 0, "tokens revoke ID"},
+		{[]string{"tokens", "create", "--ttl", "3x"}, 2, "is not a duration like 30d"},
+		{[]string{"tokens", "create", "--quota", "10XB"}, 2, "Run `httvps admin tokens create -h` for its flags."},
+	} {
+		_, errs, code := admin(ctlURL, dir, tc.args...)
+		if code != tc.code || !strings.Contains(errs, tc.want) || (code == 2 && strings.Count(errs, "\n") > 2) {
+			t.Errorf("httvps admin %s: exit %d, stderr:\n%s\nwant exit %d and %q in at most two lines", strings.Join(tc.args, " "), code, errs, tc.code, tc.want)
+		}
+	}
+
 	if !strings.Contains(out, "  ssconf  the Outline apps") || !strings.Contains(out, "  ss      ss-local with v2ray-plugin only") {
 		t.Errorf("tokens create does not say which key is for which client:\n%s", out)
 	}

@@ -9,7 +9,7 @@
 #   GET :9091/healthz  liveness  (never touches the store)
 #   GET :9091/readyz   readiness (the store answers a ping within 2 s)
 #   GET :9091/metrics  Prometheus text format, without the admin key
-# Never publish 9091 to the internet; publish only 8443 (the API).
+# Never publish 9091 to the internet; publish only 9443 (the API).
 
 FROM --platform=$BUILDPLATFORM golang:1.26 AS build
 WORKDIR /src
@@ -31,11 +31,11 @@ COPY --from=build /out/httvps-control /usr/local/bin/httvps-control
 COPY --from=build --chown=65532:65532 /out/data /var/lib/httvps
 # Container-friendly defaults; flags and the rest of HTTVPS_* override them.
 # With -redis (HTTVPS_REDIS) the data directory is unused.
-ENV HTTVPS_LISTEN=:8443 \
+ENV HTTVPS_LISTEN=:9443 \
     HTTVPS_ADMIN_LISTEN=:9091 \
     HTTVPS_DATA_DIR=/var/lib/httvps \
     HTTVPS_LOG_FORMAT=json
-EXPOSE 8443/tcp 9091/tcp
+EXPOSE 9443/tcp 9091/tcp
 USER nonroot:nonroot
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/httvps-control"]
