@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"os"
@@ -13,9 +12,6 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-
-	"github.com/httvps/httvps/store"
-	"github.com/httvps/httvps/store/redisstore"
 )
 
 // A session refused because its token is at its session limit gets the
@@ -23,21 +19,7 @@ import (
 // rejected-handshake metric counts it as reason="sessions" (not "secret"),
 // and a debug line says so, without the secret.
 func TestRefusalReasonReachesMetricAndLog(t *testing.T) {
-	url := startRedis(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := redisstore.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	up := echoUpstream(t)
-	secret := store.NewID()
-	tok := store.Token{ID: store.NewID(), Hash: store.HashToken(secret), MaxSessions: 1,
-		Assignments: []store.Assignment{{MemberID: "m1", Upstream: up}}}
-	if err := st.CreateToken(ctx, tok); err != nil {
-		t.Fatal(err)
-	}
+	ctx, url, _, _, secret, _ := redisWithToken(t, 1)
 
 	addr, adminAddr := freePort(t), freePort(t)
 	var log syncBuffer

@@ -118,21 +118,7 @@ func startRedis(t *testing.T) string {
 // The binary with -redis serves tokens from the store next to its static
 // routes, registers itself, and on SIGTERM flushes usage and deregisters.
 func TestRunWithRedis(t *testing.T) {
-	url := startRedis(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := redisstore.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-
-	up := echoUpstream(t)
-	secret := store.NewID()
-	tok := store.Token{ID: store.NewID(), Hash: store.HashToken(secret), Assignments: []store.Assignment{{MemberID: "m1", Upstream: up}}}
-	if err := st.CreateToken(ctx, tok); err != nil {
-		t.Fatal(err)
-	}
+	ctx, url, st, up, secret, tok := redisWithToken(t, 0)
 
 	addr := freePort(t)
 	var log syncBuffer
@@ -224,4 +210,26 @@ func echoUpstream(t *testing.T) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// redisWithToken starts redis-server with a store on it and an echo
+// upstream, and creates a token (with maxSessions) routed there.
+func redisWithToken(t *testing.T, maxSessions int) (ctx context.Context, url string, st *redisstore.Store, up, secret string, tok store.Token) {
+	t.Helper()
+	url = startRedis(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	st, err := redisstore.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	up = echoUpstream(t)
+	secret = store.NewID()
+	tok = store.Token{ID: store.NewID(), Hash: store.HashToken(secret), MaxSessions: maxSessions,
+		Assignments: []store.Assignment{{MemberID: "m1", Upstream: up}}}
+	if err := st.CreateToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, url, st, up, secret, tok
 }

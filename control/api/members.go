@@ -201,27 +201,19 @@ func (s *Server) listMembers(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) drainMember(ctx *fasthttp.RequestCtx) {
-	id := pathParam(ctx, "id")
-	rctx, cancel := context.WithTimeout(context.Background(), max(drainTimeout, s.cfg.StoreTimeout))
-	defer cancel()
-	if err := s.pool.DrainMember(rctx, id); err != nil {
-		s.writeError(ctx, memberErr(err))
-		return
-	}
-	m, err := s.st.GetMember(rctx, id)
-	if err != nil {
-		s.writeError(ctx, fromStoreErr(err, "member"))
-		return
-	}
-	s.log.Info("pool member draining", "member_id", id)
-	writeJSON(ctx, fasthttp.StatusOK, viewMember(m))
+	s.memberOp(ctx, max(drainTimeout, s.cfg.StoreTimeout), s.pool.DrainMember, "pool member draining")
 }
 
 func (s *Server) undrainMember(ctx *fasthttp.RequestCtx) {
+	s.memberOp(ctx, s.cfg.StoreTimeout, s.pool.UndrainMember, "pool member undrained")
+}
+
+// memberOp runs op on the path's member and answers with the member.
+func (s *Server) memberOp(ctx *fasthttp.RequestCtx, d time.Duration, op func(context.Context, string) error, logMsg string) {
 	id := pathParam(ctx, "id")
-	rctx, cancel := s.reqCtx()
+	rctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	if err := s.pool.UndrainMember(rctx, id); err != nil {
+	if err := op(rctx, id); err != nil {
 		s.writeError(ctx, memberErr(err))
 		return
 	}
@@ -230,7 +222,7 @@ func (s *Server) undrainMember(ctx *fasthttp.RequestCtx) {
 		s.writeError(ctx, fromStoreErr(err, "member"))
 		return
 	}
-	s.log.Info("pool member undrained", "member_id", id)
+	s.log.Info(logMsg, "member_id", id)
 	writeJSON(ctx, fasthttp.StatusOK, viewMember(m))
 }
 

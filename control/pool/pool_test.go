@@ -297,13 +297,8 @@ func TestNoMembers(t *testing.T) {
 
 func TestStaticMember(t *testing.T) {
 	origin := testpeer.StartOrigin(t)
-	st := newStore(t)
-	m := New(st, Config{Logger: quiet})
+	_, m, ss := staticPool(t)
 	ctx := ctxT(t)
-	ss := testpeer.SSServer(t, testpeer.DefaultPassword, testMethod)
-	_, port := splitPort(t, ss)
-	addMembers(t, m, store.Member{ID: "s", Backend: store.BackendStatic, Host: "127.0.0.1",
-		Static: &store.StaticConfig{Port: port, Cipher: testMethod, Password: testpeer.DefaultPassword}})
 
 	// Fewer members than replicas: the one placement is returned, no error.
 	tok := store.Token{ID: "t", Cipher: testMethod, SSPassword: testpeer.DefaultPassword}
@@ -324,25 +319,11 @@ func TestStaticMember(t *testing.T) {
 // store's live assignments to it: `pool list` shows KEYS and LOAD, and
 // placement weighs them.
 func TestStaticMemberCountsItsKeys(t *testing.T) {
-	st := newStore(t)
-	m := New(st, Config{Logger: quiet})
+	st, m, _ := staticPool(t)
 	ctx := ctxT(t)
-	ss := testpeer.SSServer(t, testpeer.DefaultPassword, testMethod)
-	_, port := splitPort(t, ss)
-	addMembers(t, m, store.Member{ID: "s", Backend: store.BackendStatic, Host: "127.0.0.1",
-		Static: &store.StaticConfig{Port: port, Cipher: testMethod, Password: testpeer.DefaultPassword}})
 	for i := range 10 {
 		tok := store.Token{ID: fmt.Sprintf("t%d", i), Hash: store.HashToken(fmt.Sprint(i)), Cipher: testMethod, SSPassword: testpeer.DefaultPassword}
-		if err := st.CreateToken(ctx, tok); err != nil {
-			t.Fatal(err)
-		}
-		as, err := m.PlaceKey(ctx, tok)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.UpdateAssignments(ctx, tok.ID, as); err != nil {
-			t.Fatal(err)
-		}
+		storePlaced(t, st, m, tok)
 	}
 	if _, err := st.RevokeToken(ctx, "t0"); err != nil { // a revoked token holds no key
 		t.Fatal(err)
@@ -361,24 +342,10 @@ func TestStaticMemberCountsItsKeys(t *testing.T) {
 // left draining (which made every later token creation fail), and keys can
 // still be placed on it. Undrain undoes an explicit drain.
 func TestFailedRemoveChangesNothing(t *testing.T) {
-	st := newStore(t)
-	m := New(st, Config{Logger: quiet})
+	st, m, _ := staticPool(t)
 	ctx := ctxT(t)
-	ss := testpeer.SSServer(t, testpeer.DefaultPassword, testMethod)
-	_, port := splitPort(t, ss)
-	addMembers(t, m, store.Member{ID: "s", Backend: store.BackendStatic, Host: "127.0.0.1",
-		Static: &store.StaticConfig{Port: port, Cipher: testMethod, Password: testpeer.DefaultPassword}})
 	tok := store.Token{ID: "t", Hash: store.HashToken("t"), Cipher: testMethod, SSPassword: testpeer.DefaultPassword}
-	if err := st.CreateToken(ctx, tok); err != nil {
-		t.Fatal(err)
-	}
-	as, err := m.PlaceKey(ctx, tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.UpdateAssignments(ctx, tok.ID, as); err != nil {
-		t.Fatal(err)
-	}
+	storePlaced(t, st, m, tok)
 	if err := m.RemoveMember(ctx, "s"); !errors.Is(err, ErrNoMembers) {
 		t.Fatalf("remove with a key that cannot move: %v", err)
 	}
@@ -507,5 +474,34 @@ func TestAddMemberValidation(t *testing.T) {
 	}
 	if _, err := m.AddMember(ctx, got); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("duplicate ID: %v", err)
+	}
+}
+
+// staticPool is a Manager whose one member "s" is a static ss-server (its
+// address returned).
+func staticPool(t *testing.T) (store.Store, *Manager, string) {
+	t.Helper()
+	st := newStore(t)
+	m := New(st, Config{Logger: quiet})
+	ss := testpeer.SSServer(t, testpeer.DefaultPassword, testMethod)
+	_, port := splitPort(t, ss)
+	addMembers(t, m, store.Member{ID: "s", Backend: store.BackendStatic, Host: "127.0.0.1",
+		Static: &store.StaticConfig{Port: port, Cipher: testMethod, Password: testpeer.DefaultPassword}})
+	return st, m, ss
+}
+
+// storePlaced stores tok, places its key and records the assignments.
+func storePlaced(t *testing.T, st store.Store, m *Manager, tok store.Token) {
+	t.Helper()
+	ctx := ctxT(t)
+	if err := st.CreateToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	as, err := m.PlaceKey(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.UpdateAssignments(ctx, tok.ID, as); err != nil {
+		t.Fatal(err)
 	}
 }
