@@ -50,7 +50,7 @@ test: deps vet
 	$(MAKE) build
 	RUN_SELFTEST=1 scripts/run.sh
 
-run: build
+run: deps build
 	scripts/run.sh
 
 bench: deps build

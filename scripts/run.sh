@@ -16,8 +16,11 @@
 # ss-server -> origin), prints OK or FAIL and exits (0 or 1).
 #
 # Overrides: GW_LISTEN (127.0.0.1:8443), CONTROL_LISTEN (127.0.0.1:9443),
-# SOCKS_PORT (1080), SS_PORT (random), CIPHER (chacha20-ietf-poly1305),
-# DATA_DIR (a temporary directory; set it to keep tokens across runs).
+# ADMIN_LISTEN (127.0.0.1:9090, /metrics), SOCKS_PORT (1080), SS_PORT
+# (random), CIPHER (chacha20-ietf-poly1305), DATA_DIR (a temporary
+# directory; set it to keep tokens across runs). A default port that is
+# taken is replaced by a free one (and said). Ctrl-C stops everything and
+# exits 0.
 set -euo pipefail
 export PATH="/usr/local/go/bin:$PATH"
 cd "$(dirname "$0")/.."
@@ -26,7 +29,7 @@ selftest=${RUN_SELFTEST:-0}
 cipher=${CIPHER:-chacha20-ietf-poly1305}
 
 for cmd in ss-server ss-local ss-v2ray-plugin curl go; do
-	command -v "$cmd" >/dev/null 2>&1 || { echo "run: $cmd not found; run 'make deps'" >&2; exit 1; }
+	command -v "$cmd" >/dev/null 2>&1 || { echo "run: $cmd not found; 'make run' installs it (scripts/deps.sh)" >&2; exit 1; }
 done
 
 # free_port prints a TCP port on 127.0.0.1 that nothing listens on. It is
@@ -58,14 +61,27 @@ if [[ $selftest == 1 ]]; then
 	control_listen=${CONTROL_LISTEN:-127.0.0.1:$(free_port)}
 	socks_port=${SOCKS_PORT:-$(free_port)}
 else
-	gw_listen=${GW_LISTEN:-127.0.0.1:8443}
-	control_listen=${CONTROL_LISTEN:-127.0.0.1:9443}
-	socks_port=${SOCKS_PORT:-1080}
+	# The usual ports, or free ones if they are taken (and say so).
+	port_or_free() { # NAME DEFAULT
+		if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then
+			local p
+			p=$(free_port)
+			echo "run: port $2 ($1) is taken; using $p" >&2
+			echo "$p"
+		else
+			echo "$2"
+		fi
+	}
+	gw_listen=${GW_LISTEN:-127.0.0.1:$(port_or_free gateway 8443)}
+	control_listen=${CONTROL_LISTEN:-127.0.0.1:$(port_or_free "control API" 9443)}
+	socks_port=${SOCKS_PORT:-$(port_or_free SOCKS 1080)}
+	admin_listen=${ADMIN_LISTEN:-127.0.0.1:$(port_or_free metrics 9090)}
 fi
+admin_listen=${admin_listen:-${ADMIN_LISTEN:-127.0.0.1:$(free_port)}}
 ss_port=${SS_PORT:-$(free_port)}
 password=$(random_token)
 
-go build -o bin/ ./cmd/httvps
+make -s build # with the version stamp (make run has just built; this is quick)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/httvps-run.XXXXXX")
 data_dir=${DATA_DIR:-$work/data}
@@ -79,9 +95,14 @@ cleanup() {
 		wait "$pid" 2>/dev/null || true
 	done
 	rm -rf "$work"
+	if [[ ${stopping:-0} == 1 ]]; then
+		echo "Stopped. Bye."
+	fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT
+# Ctrl-C is how a run ends: a goodbye and exit 0, not make's "Error 130".
+stopping=0
+trap 'stopping=1' INT
 trap 'exit 143' TERM
 
 show_logs() {
@@ -121,7 +142,7 @@ if ! wait_port "$ss_port"; then
 fi
 
 bin/httvps up -data-dir "$data_dir" -listen "$gw_listen" -control-listen "$control_listen" \
-	-public-host 127.0.0.1 -drain-timeout 5s \
+	-admin-listen "$admin_listen" -public-host 127.0.0.1 -drain-timeout 5s \
 	-member "static:127.0.0.1:$ss_port:$cipher:$password" >"$work/up.out" 2>"$work/httvps-up.log" &
 pids+=($!)
 
@@ -207,18 +228,27 @@ if [[ $selftest == 1 ]]; then
 	exit 1
 fi
 
-cat "$work/up.out"
+# The banner's status lines (its own instructions are replaced by the one
+# set below, with the binary as bin/httvps).
+if [[ -t 1 ]]; then
+	# Its admin key line says "not printed"; the key is printed below.
+	sed '/^$/q' "$work/up.out" | sed -e '$d' -e '/^  admin key/d'
+else
+	sed '/^$/q' "$work/up.out" | sed '$d'
+fi
+admin="bin/httvps admin -control https://$control_listen -data-dir $data_dir"
 # httvps up printed no secret (its stdout is a file); a human at a terminal
 # gets them from the 0600 files, anything else only their names.
 if [[ -t 1 ]]; then
-	echo
-	echo "Admin key (from $data_dir/admin.key): $(cat "$data_dir/admin.key")"
+	echo "  admin key     $(cat "$data_dir/admin.key") (from $data_dir/admin.key)"
 	if [[ -n $stock ]]; then
+		echo
 		echo "First client token (from $token_file):"
 		grep -E '^  (token id|token|ssconf|ss|httvps) ' "$token_file"
+		sed -n '/^Which key for which client:/,/^  httvps  /p' "$token_file"
 	fi
 	connect="bin/httvps connect -listen 127.0.0.1:$socks_port '$(grep -m1 '^  httvps ' "$token_file" | awk '{print $2}')'
-  or: $stock"
+  or the stock client: $stock"
 else
 	echo
 	echo "The admin key is in $data_dir/admin.key and the first token's keys in $token_file"
@@ -226,24 +256,33 @@ else
 	connect="bin/httvps connect -listen 127.0.0.1:$socks_port with the httvps key in $token_file
   (or the ss-local command there, with -l $socks_port)"
 fi
-[[ -n $stock ]] || connect="(no first token was issued; see the banner above)"
+[[ -n $stock ]] || connect="(no first token was issued; see the log in $work)"
 cat <<EOM
 
 Local setup (logs in $work):
   ss-server   127.0.0.1:$ss_port  ($cipher, the pool member)
-  httvps up   gateway $gw_listen, control API $control_listen, data in $data_dir
+  httvps up   gateway $gw_listen, control API $control_listen, metrics http://$admin_listen/metrics
 
-Connect through the gateway (in another terminal):
+1. Connect through the gateway (in another terminal):
   $connect
 
-Then fetch a page through it:
+2. Fetch a page through it (this control plane's health page: works offline):
   curl --socks5-hostname 127.0.0.1:$socks_port --cacert $data_dir/cert.pem $healthz
+
+3. Manage it:
+  $admin tokens list
+  $admin tokens create --label NAME
 
 Press Ctrl-C to stop.
 EOM
 
 # Wait for Ctrl-C or for either process to exit.
 wait -n "${pids[@]}" || true
+if [[ $stopping == 1 ]]; then
+	echo
+	echo "Stopping (open sessions are drained)..."
+	exit 0
+fi
 echo "run: a process exited; stopping" >&2
 show_logs
 exit 1
