@@ -244,8 +244,8 @@ if [[ -t 1 ]]; then
 	if [[ -n $stock ]]; then
 		echo
 		echo "First client token (from $token_file):"
-		grep -E '^  (token id|token|ssconf|ss|httvps) ' "$token_file"
-		sed -n '/^Which key for which client:/,/^  httvps  /p' "$token_file"
+		# The keys and which client each is for (not the file's commands).
+		sed -n '/^  token id /,/^  httvps  httvps connect/p' "$token_file"
 	fi
 	connect="bin/httvps connect -listen 127.0.0.1:$socks_port '$(grep -m1 '^  httvps ' "$token_file" | awk '{print $2}')'
   or the stock client: $stock"
