@@ -67,6 +67,11 @@ func (h *handshake) handOff(c netpoll.Connection) {
 	// Counted before the 101 can leave (Sessions); unlink or adopt's
 	// failure uncounts it.
 	g.sessions.Add(1)
+	// Until the post below, Shutdown waits before it posts the drains: a
+	// session whose 101 leaves here is adopted before its loop drains, so
+	// it gets close 1001 like any other instead of a silent close.
+	g.handingOff.Add(1)
+	defer g.handingOff.Add(-1)
 	// Not while draining: the loop refuses new sessions then (adopt).
 	if a.ready = a.kind != PathTCP || upstreamReady(a.ufd); a.ready && !g.draining.Load() {
 		a.send101(a.cfd)

@@ -66,6 +66,7 @@ type Gateway struct {
 	active     atomic.Int64 // sessions + handshakes
 	handshakes atomic.Int64
 	sessions   atomic.Int64 // from handOff (the 101 may leave there) to unlink
+	handingOff atomic.Int64 // handOffs between their 101 and their post to a loop
 	draining   atomic.Bool
 	serving    atomic.Bool
 
@@ -280,6 +281,12 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(ctx, time.Second)
 		el.Shutdown(sctx)
 		cancel()
+	}
+	// A hand-off already past its draining check has sent its 101: let
+	// it post its adoption first (microseconds; bounded), so the drain
+	// that follows on that loop gives the session its close 1001.
+	for wait := time.Now().Add(time.Second); g.handingOff.Load() > 0 && time.Now().Before(wait); {
+		time.Sleep(100 * time.Microsecond)
 	}
 	for _, l := range g.loops {
 		l.post(l.drain)
