@@ -52,7 +52,8 @@ func peerReports(t *testing.T, got <-chan hashResult, want map[string]int) {
 		case r := <-got:
 			sum := fmt.Sprintf("%x", r.sum)
 			if r.err != nil || want[sum] == 0 {
-				t.Fatalf("report %d: err %v, hash expected %v", n, r.err, want[sum] > 0)
+				// The byte count tells a cut stream from changed bytes.
+				t.Fatalf("report %d: err %v, %d bytes, hash expected %v", n, r.err, r.n, want[sum] > 0)
 			}
 			if want[sum]--; want[sum] == 0 {
 				delete(want, sum)
