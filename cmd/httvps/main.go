@@ -86,7 +86,8 @@ func run(ctx context.Context, args []string, e env) int {
 	case "version", "-version", "--version":
 		fmt.Fprintln(e.stdout, version.Get().String("httvps"))
 		return exitOK
-	case "help", "-h", "-help", "--help":
+	}
+	if isHelpArg(args[0]) {
 		fmt.Fprint(e.stdout, usageText)
 		return exitOK
 	}

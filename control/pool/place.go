@@ -255,28 +255,16 @@ func (m *Manager) DrainMember(ctx context.Context, id string) error {
 	}
 	var errs []error
 	moved := 0
-	for cursor := ""; ; {
-		page, next, err := m.st.ListTokens(ctx, cursor, store.MaxPageSize)
-		if err != nil {
-			return errors.Join(append(errs, err)...)
+	err = m.tokensOn(ctx, id, func(t store.Token, _ int) error {
+		if err := m.moveKey(ctx, t.ID, id); err != nil {
+			errs = append(errs, err)
+			return ctx.Err() // keep going unless the request is over
 		}
-		for _, t := range page {
-			if !slices.ContainsFunc(t.Assignments, func(a store.Assignment) bool { return a.MemberID == id }) {
-				continue
-			}
-			if err := m.moveKey(ctx, t.ID, id); err != nil {
-				errs = append(errs, err)
-				if ctx.Err() != nil {
-					return errors.Join(errs...)
-				}
-				continue
-			}
-			moved++
-		}
-		if next == "" {
-			break
-		}
-		cursor = next
+		moved++
+		return nil
+	})
+	if err != nil {
+		return errors.Join(append(errs, err)...)
 	}
 	m.log.Info("pool: member drained", "member", id, "moved", moved, "failed", len(errs))
 	return errors.Join(errs...)
@@ -431,31 +419,47 @@ func (m *Manager) UndrainMember(ctx context.Context, id string) error {
 // ErrNoMembers.
 func (m *Manager) checkMovable(ctx context.Context, id string) error {
 	stuck := 0
+	err := m.tokensOn(ctx, id, func(t store.Token, i int) error {
+		if t.Revoked || len(t.Assignments) > 1 {
+			return nil
+		}
+		cands, err := m.candidates(ctx, t, i)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(cands, func(c store.Member) bool { return c.ID != id }) {
+			stuck++
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if stuck > 0 {
+		return fmt.Errorf("%w: %d keys have no other member to move to", ErrNoMembers, stuck)
+	}
+	return nil
+}
+
+// tokensOn calls f for every stored token with an assignment to member id
+// (i: that assignment's index), page by page. It stops at the first error,
+// f's or the listing's.
+func (m *Manager) tokensOn(ctx context.Context, id string, f func(t store.Token, i int) error) error {
 	for cursor := ""; ; {
 		page, next, err := m.st.ListTokens(ctx, cursor, store.MaxPageSize)
 		if err != nil {
 			return err
 		}
 		for _, t := range page {
-			i := slices.IndexFunc(t.Assignments, func(a store.Assignment) bool { return a.MemberID == id })
-			if i < 0 || t.Revoked || len(t.Assignments) > 1 {
-				continue
-			}
-			cands, err := m.candidates(ctx, t, i)
-			if err != nil {
-				return err
-			}
-			if !slices.ContainsFunc(cands, func(c store.Member) bool { return c.ID != id }) {
-				stuck++
+			if i := slices.IndexFunc(t.Assignments, func(a store.Assignment) bool { return a.MemberID == id }); i >= 0 {
+				if err := f(t, i); err != nil {
+					return err
+				}
 			}
 		}
 		if next == "" {
-			break
+			return nil
 		}
 		cursor = next
 	}
-	if stuck > 0 {
-		return fmt.Errorf("%w: %d keys have no other member to move to", ErrNoMembers, stuck)
-	}
-	return nil
 }
