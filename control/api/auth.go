@@ -6,8 +6,6 @@ import (
 	"crypto/subtle"
 
 	"github.com/valyala/fasthttp"
-
-	"github.com/httvps/httvps/store"
 )
 
 // maxBearerLen bounds the token a request may present; real tokens are 43
@@ -40,23 +38,4 @@ func (s *Server) admin(h fasthttp.RequestHandler) fasthttp.RequestHandler {
 		}
 		h(ctx)
 	}
-}
-
-// tokenState is why a stored token does not grant access now.
-type tokenState int
-
-const (
-	tokenOK tokenState = iota
-	tokenRevoked
-	tokenExpired
-)
-
-func (s *Server) stateOf(t store.Token) tokenState {
-	switch {
-	case t.Revoked:
-		return tokenRevoked
-	case !t.ExpiresAt.IsZero() && !s.now().Before(t.ExpiresAt):
-		return tokenExpired
-	}
-	return tokenOK
 }

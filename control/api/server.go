@@ -21,6 +21,7 @@ import (
 	"github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
 
+	"github.com/httvps/httvps/control/clientdoc"
 	"github.com/httvps/httvps/store"
 )
 
@@ -108,6 +109,7 @@ type Server struct {
 	handler   fasthttp.RequestHandler
 	srv       *fasthttp.Server
 	met       *serverMetrics
+	docs      *clientdoc.Source // the client documents and keys
 
 	mu        sync.Mutex // guards closed and listeners
 	closed    bool
@@ -176,6 +178,7 @@ func New(cfg Config) (*Server, error) {
 		public:    public,
 		now:       cfg.Now,
 		met:       newServerMetrics(),
+		docs:      &clientdoc.Source{Store: cfg.Store, Now: cfg.Now},
 	}
 	s.buildRouter()
 	s.srv = &fasthttp.Server{

@@ -11,6 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/httvps/httvps/control/clientdoc"
 	"github.com/httvps/httvps/store"
 )
 
@@ -68,13 +69,13 @@ func (s *Server) viewToken(t store.Token, u *store.Usage) tokenView {
 	for _, a := range t.Assignments {
 		v.Assignments = append(v.Assignments, assignmentView{MemberID: a.MemberID, Upstream: a.Upstream})
 	}
-	switch s.stateOf(t) {
-	case tokenRevoked:
+	switch s.docs.StateOf(t) {
+	case clientdoc.Revoked:
 		v.Status = statusRevoked
-	case tokenExpired:
+	case clientdoc.Expired:
 		v.Status = statusExpired
 	default:
-		if u != nil && overQuota(t, *u) {
+		if u != nil && clientdoc.OverQuotaOf(t, *u) {
 			v.Status = statusOverQuota
 		}
 	}
@@ -82,10 +83,6 @@ func (s *Server) viewToken(t store.Token, u *store.Usage) tokenView {
 		v.Usage = viewUsage(*u)
 	}
 	return v
-}
-
-func overQuota(t store.Token, u store.Usage) bool {
-	return t.QuotaBytes > 0 && u.Total() >= t.QuotaBytes
 }
 
 func (s *Server) parseCreateToken(req *createTokenRequest) (store.Token, *apiError) {
@@ -189,7 +186,7 @@ func (s *Server) createToken(ctx *fasthttp.RequestCtx) {
 	out := createdToken{
 		TokenView:  s.viewToken(t, &store.Usage{}),
 		Token:      secret,
-		AccessKeys: s.accessKeys(ctx, t, secret, orderGateways(gws)),
+		AccessKeys: s.accessKeys(ctx, t, secret, clientdoc.OrderGateways(gws)),
 	}
 	zero := 0
 	out.Sessions = &zero

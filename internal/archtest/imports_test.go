@@ -65,6 +65,10 @@ func TestImportGraph(t *testing.T) {
 		}, forbidden: []string{"github.com/valyala/fasthttp"}},
 		// Raw socket system calls, shared by the gateway and the client.
 		{pkg: module + "/internal/rawio", ownOK: []string{}},
+		// The client documents have no HTTP: the gateway's wiring serves
+		// them too (docs/04, "Documents behind the decoy").
+		{pkg: module + "/control/clientdoc", ownOK: []string{module + "/store", module + "/control/api/wire", module + "/control/clientdoc"},
+			forbidden: []string{"github.com/valyala/fasthttp", "net/http"}},
 		// The control plane never imports the gateway.
 		{pkg: module + "/control", forbidden: []string{module + "/gateway"}},
 		{pkg: module + "/internal/cliconf", ownOK: []string{}},
