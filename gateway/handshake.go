@@ -250,7 +250,7 @@ func (h *handshake) serveHTTP() error {
 			}
 			continue
 		}
-		if !h.p.feed(buf, g.cfg.MaxRequestSize) {
+		if !h.p.Feed(buf, g.cfg.MaxRequestSize) {
 			if err := h.waitBytes(n+1, h.deadline()); err != nil {
 				if !errors.Is(err, errEvicted) {
 					h.expire()
@@ -263,7 +263,7 @@ func (h *handshake) serveHTTP() error {
 			return nil
 		}
 		h.timer.Stop()
-		req := buf[:h.p.pos]
+		req := buf[:h.p.Len()]
 		if h.p.Status == 0 && !h.plainTLS {
 			err := h.upgrade(req)
 			if err == nil {
@@ -328,18 +328,17 @@ func (h *handshake) serveTLS() error {
 			g.log.Debug("tls request", "err", err)
 			h.reject = rej
 			h.tlsErr = err // the fallback hand-off needs to know (fallback.go)
-			h.p.Status = 400
-			h.p.state = psDone
+			h.p.Decide(400)
 			if err := h.decoy(); err != nil {
 				return err
 			}
 		case h.body.close && !h.body.active():
 			return h.lingerClose(true)
 		case h.p.Status == 0:
-			req := h.plain[:h.p.pos]
+			req := h.plain[:h.p.Len()]
 			err := h.upgrade(req)
 			if err == nil {
-				h.extra = h.plain[h.p.pos:]
+				h.extra = h.plain[h.p.Len():]
 				return h.detach()
 			}
 			if err != errDecoySent {
@@ -439,18 +438,19 @@ func (h *handshake) decoy() error {
 	}
 	g := h.g
 	g.m.HandshakeRejected(h.reject)
-	if h.p.state != psDone {
+	if !h.p.Done() {
 		// Not parsed to a verdict (an upstream that failed, say): the
 		// default answer.
-		h.p = reqParser{state: psDone}
+		h.p = reqParser{}
+		h.p.Decide(0)
 	}
-	a := g.pages.answer(&h.p, h.served, h.plainTLS)
+	a := g.pages.Answer(&h.p, h.served, h.plainTLS)
 	if g.cfg.DecoyKeepAlive < 0 {
-		a.keepAlive = false
+		a.KeepAlive = false
 	}
 	h.served++
-	discard := a.status == 0 || a.status == 413 // nginx drops the body of these
-	closing := !a.keepAlive && !(discard && h.p.hasBody())
+	discard := a.Status == 0 || a.Status == 413 // nginx drops the body of these
+	closing := !a.KeepAlive && !(discard && h.p.HasBody())
 	if err := h.writeAnswer(a, closing); err != nil {
 		return h.c.Close()
 	}
@@ -459,12 +459,12 @@ func (h *handshake) decoy() error {
 	}
 	// Drop the request (its body follows) and wait for the next one.
 	if h.tls != nil {
-		h.plain = h.plain[:copy(h.plain, h.plain[h.p.pos:])]
+		h.plain = h.plain[:copy(h.plain, h.plain[h.p.Len():])]
 	} else {
-		h.c.Reader().Skip(h.p.pos)
+		h.c.Reader().Skip(h.p.Len())
 	}
 	if discard {
-		h.body.start(&h.p, !a.keepAlive)
+		h.body.start(&h.p, !a.KeepAlive)
 	}
 	h.p = reqParser{}
 	wait := g.keepAlive
@@ -500,9 +500,9 @@ func (h *handshake) writeAnswer(a answer, closing bool) error {
 // only during write.
 func (g *Gateway) sendAnswer(a answer, t *tlsSession, closing bool, write func([]byte) error) error {
 	d := g.pages
-	pb := bufpool.Get(d.size(a))
+	pb := bufpool.Get(d.Size(a))
 	defer bufpool.Put(pb)
-	out := d.appendAnswer((*pb)[:0], a)
+	out := d.AppendAnswer((*pb)[:0], a)
 	if t != nil {
 		sb := bufpool.Get(sealedLen(len(out)))
 		defer bufpool.Put(sb)

@@ -156,7 +156,7 @@ func New(cfg Config) (*Gateway, error) {
 		g.tunMaxStreams = mux.DefaultMaxStreams
 	}
 	g.pages = newDecoyPages(cfg)
-	g.decoy = g.pages.appendAnswer(nil, answer{})
+	g.decoy = g.pages.AppendAnswer(nil, answer{})
 	g.keepAlive = cfg.DecoyKeepAlive
 	if g.keepAlive <= 0 {
 		g.keepAlive = cfg.HandshakeTimeout

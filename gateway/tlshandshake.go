@@ -578,7 +578,7 @@ func (h *handshake) readTLSRequest() (Reject, error) {
 				return 0, nil
 			}
 		}
-		if !h.body.active() && len(h.plain) > 0 && h.p.feed(h.plain, g.cfg.MaxRequestSize) {
+		if !h.body.active() && len(h.plain) > 0 && h.p.Feed(h.plain, g.cfg.MaxRequestSize) {
 			return 0, nil
 		}
 		hdr, err := h.waitRecord(5)

@@ -61,8 +61,11 @@ func TestImportGraph(t *testing.T) {
 		// (storeauth) — never the control plane or its HTTP stack.
 		{pkg: module + "/gateway", ownOK: []string{
 			module + "/gateway", module + "/codec", module + "/bufpool", module + "/store",
-			module + "/internal/rawio",
+			module + "/internal/rawio", module + "/internal/nginxdecoy",
 		}, forbidden: []string{"github.com/valyala/fasthttp"}},
+		// The nginx emulation, shared by the gateway's decoy and the
+		// control API's answers to strangers, stands alone.
+		{pkg: module + "/internal/nginxdecoy", ownOK: []string{module + "/internal/nginxdecoy"}},
 		// Raw socket system calls, shared by the gateway and the client.
 		{pkg: module + "/internal/rawio", ownOK: []string{}},
 		// The client documents have no HTTP: the gateway's wiring serves
