@@ -163,6 +163,13 @@ const ctlHealthEvery = time.Second
 
 func startCtlPlane(t testing.TB, r *ctlRedis, replicas int) *ctlPlane {
 	t.Helper()
+	return startCtlPlaneKeys(t, r, replicas, "")
+}
+
+// startCtlPlaneKeys is startCtlPlane whose access keys name keysURL
+// ("": the plane's own URL).
+func startCtlPlaneKeys(t testing.TB, r *ctlRedis, replicas int, keysURL string) *ctlPlane {
+	t.Helper()
 	st := openCtlStore(t, r)
 	log := ctlLogger()
 	mgr := pool.New(st, pool.Config{Replicas: replicas, HealthEvery: ctlHealthEvery, DialTimeout: 500 * time.Millisecond, Logger: log})
@@ -175,7 +182,10 @@ func startCtlPlane(t testing.TB, r *ctlRedis, replicas int) *ctlPlane {
 		adminKey: "e2e-admin-key-" + strings.Repeat("k", 40), mgr: mgr,
 		client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}},
 	}
-	srv, err := api.New(api.Config{Store: st, Pool: mgr, AdminKey: p.adminKey, PublicURL: p.url, Logger: log})
+	if keysURL == "" {
+		keysURL = p.url
+	}
+	srv, err := api.New(api.Config{Store: st, Pool: mgr, AdminKey: p.adminKey, PublicURL: keysURL, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

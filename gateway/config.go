@@ -135,6 +135,13 @@ type Config struct {
 	// "Connection: close" (nginx with keepalive_timeout 0).
 	DecoyKeepAlive time.Duration
 
+	// Documents, when set, serves the requests it claims that are not
+	// WebSocket upgrades (the dynamic access keys and the client config)
+	// with a 200 in nginx's header shape; every other request, and every
+	// one it refuses, gets the decoy answer as before (document.go). Nil
+	// means none: the decoy for every request that is not a session.
+	Documents Documents
+
 	// Fallback is the address (ip:port, or host:port resolved once by New)
 	// of a plain-HTTP web server that gets every connection that would get
 	// the decoy answer: the gateway connects to it, sends every byte the

@@ -396,7 +396,12 @@ func (h *handshake) upgrade(req []byte) error {
 			(errors.Is(err, ws.ErrMalformedRequest) || errors.Is(err, ws.ErrHandshakeBadProtocol)) {
 			h.reject = RejectMalformed
 		}
-		if err := h.decoy(); err != nil {
+		if path, bearer, ok := h.docPath(req); ok {
+			err = h.document(path, bearer) // document.go
+		} else {
+			err = h.decoy()
+		}
+		if err != nil {
 			return err
 		}
 		return errDecoySent
@@ -457,39 +462,47 @@ func (h *handshake) decoy() error {
 	if closing {
 		return h.lingerClose(false) // the close_notify went with the answer
 	}
-	// Drop the request (its body follows) and wait for the next one.
+	h.nextRequest(discard, !a.KeepAlive)
+	return nil
+}
+
+// nextRequest drops the request just answered (its body follows, to be
+// discarded when discard; then closed when closeAfter) and waits for the
+// next one on the kept-alive connection.
+func (h *handshake) nextRequest(discard, closeAfter bool) {
 	if h.tls != nil {
 		h.plain = h.plain[:copy(h.plain, h.plain[h.p.Len():])]
 	} else {
 		h.c.Reader().Skip(h.p.Len())
 	}
 	if discard {
-		h.body.start(&h.p, !a.KeepAlive)
+		h.body.start(&h.p, closeAfter)
 	}
 	h.p = reqParser{}
-	wait := g.keepAlive
+	wait := h.g.keepAlive
 	if h.body.active() {
 		wait = nginxLinger
 	}
 	h.until = time.Now().Add(wait)
 	h.state.Store(hsReading)
 	h.timer.Reset(wait)
-	return nil
 }
 
 // writeAnswer sends the answer on the netpoll connection (see sendAnswer).
 func (h *handshake) writeAnswer(a answer, closing bool) error {
-	c := h.c
-	c.SetWriteTimeout(time.Second)
-	return h.g.sendAnswer(a, h.tls, closing, func(out []byte) error {
-		w := c.Writer()
-		m, err := w.Malloc(len(out))
-		if err != nil {
-			return err
-		}
-		copy(m, out)
-		return w.Flush()
-	})
+	h.c.SetWriteTimeout(time.Second)
+	return h.g.sendAnswer(a, h.tls, closing, h.writeOut)
+}
+
+// writeOut writes out on the netpoll connection and flushes it.
+func (h *handshake) writeOut(out []byte) error {
+	w := h.c.Writer()
+	m, err := w.Malloc(len(out))
+	if err != nil {
+		return err
+	}
+	copy(m, out)
+	return w.Flush()
 }
 
 // sendAnswer hands write the decoy answer a as it goes on the wire: the page
@@ -502,7 +515,13 @@ func (g *Gateway) sendAnswer(a answer, t *tlsSession, closing bool, write func([
 	d := g.pages
 	pb := bufpool.Get(d.Size(a))
 	defer bufpool.Put(pb)
-	out := d.AppendAnswer((*pb)[:0], a)
+	return g.sendBytes(d.AppendAnswer((*pb)[:0], a), t, closing, write)
+}
+
+// sendBytes hands write the answer out as it goes on the wire: sealed into
+// records on a TLS connection (t non-nil), with close_notify after it when
+// closing. The bytes passed to write are valid only during the call.
+func (g *Gateway) sendBytes(out []byte, t *tlsSession, closing bool, write func([]byte) error) error {
 	if t != nil {
 		sb := bufpool.Get(sealedLen(len(out)))
 		defer bufpool.Put(sb)

@@ -49,8 +49,10 @@ type Gateway struct {
 	udpLimits codec.Limits // client frames on the udp path
 	tunLimits codec.Limits // client frames on a tunnel: no message limit (boundaries carry no meaning)
 
-	tm            TunnelMetrics // cfg.Metrics if it implements it
-	tunMaxStreams int           // see Config.TunnelMaxStreams
+	tm            TunnelMetrics   // cfg.Metrics if it implements it
+	docs          Documents       // cfg.Documents; nil: the decoy for every non-session
+	dm            DocumentMetrics // cfg.Metrics if it implements it
+	tunMaxStreams int             // see Config.TunnelMaxStreams
 
 	loops []*loop
 	next  atomic.Uint32
@@ -147,6 +149,10 @@ func New(cfg Config) (*Gateway, error) {
 	g.idle[PathTCP] = int64(cfg.IdleTimeout)
 	g.idle[PathUDP] = int64(cfg.UDPIdleTimeout)
 	g.idle[PathTunnel] = int64(cfg.IdleTimeout)
+	g.docs, g.dm = cfg.Documents, nopDocumentMetrics{}
+	if dm, ok := cfg.Metrics.(DocumentMetrics); ok {
+		g.dm = dm
+	}
 	g.tm = nopTunnelMetrics{}
 	if tm, ok := cfg.Metrics.(TunnelMetrics); ok {
 		g.tm = tm

@@ -39,11 +39,14 @@ type Metrics struct {
 	streamsEnded  [gateway.NumStreamEnds]*metrics.Counter
 	resetsSent    [gateway.NumResetCodes]*metrics.Counter
 	openStreams   atomic.Int64
+
+	documents [gateway.NumDocResults]*metrics.Counter // gateway.DocumentMetrics
 }
 
 var (
-	_ gateway.Metrics       = (*Metrics)(nil)
-	_ gateway.TunnelMetrics = (*Metrics)(nil)
+	_ gateway.Metrics         = (*Metrics)(nil)
+	_ gateway.TunnelMetrics   = (*Metrics)(nil)
+	_ gateway.DocumentMetrics = (*Metrics)(nil)
 )
 
 // New registers the gateway series in set and returns the reporter. A nil set
@@ -88,6 +91,9 @@ func New(set *metrics.Set) *Metrics {
 	}
 	for c := mux.ResetCode(1); c < gateway.NumResetCodes; c++ {
 		m.resetsSent[c] = set.NewCounter(fmt.Sprintf(`httvps_gateway_tunnel_resets_sent_total{code=%q}`, gateway.ResetName(c)))
+	}
+	for r := gateway.DocResult(0); r < gateway.NumDocResults; r++ {
+		m.documents[r] = set.NewCounter(fmt.Sprintf(`httvps_gateway_documents_total{result=%q}`, r))
 	}
 	set.NewGauge(`httvps_gateway_tunnel_streams`, func() float64 {
 		return float64(m.openStreams.Load())
@@ -184,5 +190,12 @@ func (m *Metrics) StreamEnded(e gateway.StreamEnd) {
 func (m *Metrics) ResetSent(c mux.ResetCode) {
 	if c > 0 && c < gateway.NumResetCodes {
 		m.resetsSent[c].Inc()
+	}
+}
+
+// Document implements gateway.DocumentMetrics.
+func (m *Metrics) Document(r gateway.DocResult) {
+	if r < gateway.NumDocResults {
+		m.documents[r].Inc()
 	}
 }

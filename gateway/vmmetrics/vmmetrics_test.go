@@ -65,6 +65,9 @@ func expected() []string {
 	for c := mux.ResetCode(1); c < gateway.NumResetCodes; c++ {
 		want = append(want, fmt.Sprintf(`httvps_gateway_tunnel_resets_sent_total{code="%s"}`, gateway.ResetName(c)))
 	}
+	for r := gateway.DocResult(0); r < gateway.NumDocResults; r++ {
+		want = append(want, fmt.Sprintf(`httvps_gateway_documents_total{result="%s"}`, r))
+	}
 	return append(want,
 		`httvps_gateway_tunnel_streams`,
 		`httvps_gateway_tls_resumed_total`,
