@@ -3,8 +3,6 @@ package client
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -64,7 +62,7 @@ type Fetcher struct {
 	RootCAs *x509.CertPool
 }
 
-func (f *Fetcher) client(pin []byte) *http.Client {
+func (f *Fetcher) client(pin []byte, host string) *http.Client {
 	if f.HTTP != nil {
 		return f.HTTP
 	}
@@ -72,7 +70,7 @@ func (f *Fetcher) client(pin []byte) *http.Client {
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: fetchTimeout}).DialContext,
 		TLSHandshakeTimeout: fetchTimeout,
-		TLSClientConfig:     pinnedOrVerified(pin, f.RootCAs),
+		TLSClientConfig:     pinnedOrVerified(pin, f.RootCAs, host),
 		MaxIdleConns:        1,
 		IdleConnTimeout:     30 * time.Second,
 	}
@@ -83,9 +81,10 @@ func (f *Fetcher) client(pin []byte) *http.Client {
 	}
 }
 
-// pinnedOrVerified verifies the chain as usual, but also accepts exactly
-// the leaf whose SHA-256 is pin (a self-signed `httvps up`).
-func pinnedOrVerified(pin []byte, roots *x509.CertPool) *tls.Config {
+// pinnedOrVerified verifies the chain for host as usual, but also accepts
+// what the pin accepts (checkPin: the pinned leaf, or a leaf for host
+// that the pinned CA in the chain signed, as `httvps up` serves).
+func pinnedOrVerified(pin []byte, roots *x509.CertPool, host string) *tls.Config {
 	conf := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
 	if len(pin) == 0 {
 		return conf
@@ -95,15 +94,15 @@ func pinnedOrVerified(pin []byte, roots *x509.CertPool) *tls.Config {
 		if len(cs.PeerCertificates) == 0 {
 			return errors.New("no certificate")
 		}
-		sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
-		if subtle.ConstantTimeCompare(sum[:], pin) == 1 {
+		if checkPin(cs.PeerCertificates, pin, host) == nil {
 			return nil
 		}
 		inter := x509.NewCertPool()
 		for _, c := range cs.PeerCertificates[1:] {
 			inter.AddCert(c)
 		}
-		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: cs.ServerName, Intermediates: inter, Roots: roots})
+		// host, not cs.ServerName: that is empty for an IP address.
+		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: host, Intermediates: inter, Roots: roots})
 		return err
 	}
 	return conf
@@ -120,7 +119,7 @@ func (f *Fetcher) get(ctx context.Context, u, bearer string, pin []byte) (int, [
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
-	hc := f.client(pin)
+	hc := f.client(pin, req.URL.Hostname())
 	if f.HTTP == nil {
 		// A client of its own per call: leave no idle connection behind.
 		defer hc.CloseIdleConnections()

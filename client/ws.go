@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -30,7 +29,8 @@ import (
 
 // WebSocket client errors.
 var (
-	// ErrPinMismatch: the gateway's leaf certificate is not the one Gateway.Pin names.
+	// ErrPinMismatch: the gateway's certificate is neither the one Gateway.Pin
+	// names nor issued by it.
 	ErrPinMismatch = errors.New("client: gateway certificate does not match the pin")
 	// ErrWSTooLarge: the gateway sent a frame or message over the bound (the
 	// client closes with 1009).
@@ -160,8 +160,9 @@ func DialWS(ctx context.Context, gw Gateway, path string, o WSOptions) (*WSConn,
 }
 
 // wsTLSConfig is base (or the defaults) with SNI set and, when gw.Pin is
-// set, verification replaced by the pin: exactly the leaf certificate whose
-// DER hashes to Pin is accepted, whatever signed it.
+// set, verification replaced by the pin (checkPin): the leaf whose DER
+// hashes to Pin, or a leaf for the SNI name that the pinned CA in the chain
+// signed.
 func wsTLSConfig(gw Gateway, host string, base *tls.Config) *tls.Config {
 	var c *tls.Config
 	if base != nil {
@@ -183,17 +184,11 @@ func wsTLSConfig(gw Gateway, host string, base *tls.Config) *tls.Config {
 	}
 	if len(gw.Pin) > 0 {
 		pin := append([]byte(nil), gw.Pin...)
+		name := c.ServerName
 		c.InsecureSkipVerify = true
 		c.VerifyPeerCertificate = nil
 		c.VerifyConnection = func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return ErrPinMismatch
-			}
-			sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
-			if subtle.ConstantTimeCompare(sum[:], pin) != 1 {
-				return ErrPinMismatch
-			}
-			return nil
+			return checkPin(cs.PeerCertificates, pin, name)
 		}
 	}
 	return c
