@@ -5,7 +5,7 @@
 # a file here, not a terminal, so it prints no secret: it writes the admin
 # key to DATA_DIR/admin.key and a first client token, its ssconf:// and ss://
 # keys and the exact ss-local + v2ray-plugin command that connects through
-# the gateway (TLS, self-signed certificate kept in the data directory) to
+# the gateway (TLS, a leaf from the local CA kept in the data directory) to
 # DATA_DIR/first-token.txt, both 0600. This prints its banner, and the
 # token's keys when this script's own stdout is a terminal; then it waits
 # until Ctrl-C.
@@ -191,7 +191,7 @@ if [[ $selftest == 1 ]]; then
 		# v2ray-plugin starts after ss-local listens; retry briefly.
 		for _ in $(seq 1 30); do
 			body=$(curl -fsS --max-time 5 --socks5-hostname "127.0.0.1:$socks_port" \
-				--cacert "$data_dir/cert.pem" "$healthz" 2>/dev/null) && break
+				--cacert "$data_dir/ca.pem" "$healthz" 2>/dev/null) && break
 			sleep 0.2
 		done
 	fi
@@ -204,7 +204,7 @@ if [[ $selftest == 1 ]]; then
 	echo "OK: fetched $healthz through ss-local -> v2ray-plugin -> TLS -> httvps up gateway -> ss-server"
 
 	# The reference client with the httvps:// key up saved: native tunnel,
-	# the self-signed certificate pinned by the key (no CA file).
+	# the local CA pinned by the key (no CA file).
 	key=$(grep -m1 '^  httvps ' "$token_file" | awk '{print $2}')
 	native_port=$(free_port)
 	bin/httvps connect -listen "127.0.0.1:$native_port" -json "$key" >"$work/connect.log" 2>&1 &
@@ -213,7 +213,7 @@ if [[ $selftest == 1 ]]; then
 	if wait_port "$native_port"; then
 		for _ in $(seq 1 30); do
 			body=$(curl -fsS --max-time 5 --socks5-hostname "127.0.0.1:$native_port" \
-				--cacert "$data_dir/cert.pem" "$healthz" 2>/dev/null) && break
+				--cacert "$data_dir/ca.pem" "$healthz" 2>/dev/null) && break
 			sleep 0.2
 		done
 	fi
@@ -267,7 +267,7 @@ Local setup (logs in $work):
   $connect
 
 2. Fetch a page through it (this control plane's health page: works offline):
-  curl --socks5-hostname 127.0.0.1:$socks_port --cacert $data_dir/cert.pem $healthz
+  curl --socks5-hostname 127.0.0.1:$socks_port --cacert $data_dir/ca.pem $healthz
 
 3. Manage it:
   $admin tokens list

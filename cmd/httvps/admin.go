@@ -42,7 +42,7 @@ func (o *adminOpts) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.control, "control", o.control, "control plane `URL` ["+cliconf.EnvName("control")+"] (default "+defaultControlURL+")")
 	fs.StringVar(&o.adminKey, "admin-key", o.adminKey, "admin `key` ["+cliconf.EnvName("admin-key")+"]; prefer -admin-key-file, command lines are visible to other users")
 	fs.StringVar(&o.adminKeyFile, "admin-key-file", o.adminKeyFile, "`file` holding the admin key ["+cliconf.EnvName("admin-key-file")+"] (default DATA-DIR/admin.key when it exists)")
-	fs.StringVar(&o.cacert, "cacert", o.cacert, "PEM `file` of the CA or self-signed certificate to trust ["+cliconf.EnvName("cacert")+"] (default DATA-DIR/cert.pem when it exists)")
+	fs.StringVar(&o.cacert, "cacert", o.cacert, "PEM `file` of the CA or self-signed certificate to trust ["+cliconf.EnvName("cacert")+"] (default DATA-DIR/ca.pem, the CA of httvps up, when it exists)")
 	fs.BoolVar(&o.insecure, "insecure", o.insecure, "do not verify the control plane's certificate")
 	fs.BoolVar(&o.json, "json", o.json, "print the API's JSON answer instead of a table")
 	fs.StringVar(&o.dataDir, "data-dir", o.dataDir, "`directory` of a local `httvps up`, for the default key and certificate ["+cliconf.EnvName("data-dir")+"]")
@@ -143,12 +143,15 @@ func adminUsage(w io.Writer, fs *flag.FlagSet) {
 
 // controlTLS is the TLS configuration for the control plane at control:
 // the CA of -cacert (or its variable), else, for https, the data
-// directory's certificate when it exists.
+// directory's CA when it exists (or the certificate of an older up).
 func controlTLS(cacert string, insecure bool, dataDir, control string, e env) (*tls.Config, error) {
 	cacert = firstNonEmpty(cacert, e.getenv(cliconf.EnvName("cacert")))
 	if cacert == "" && !insecure && strings.HasPrefix(control, "https://") {
-		if def := filepath.Join(dataDir, certName); fileExists(def) {
-			cacert = def
+		for _, name := range []string{caCertName, legacyCertName} {
+			if def := filepath.Join(dataDir, name); fileExists(def) {
+				cacert = def
+				break
+			}
 		}
 	}
 	tlsConf, err := tlsForCA(cacert, insecure)

@@ -25,7 +25,7 @@ type keyOpts struct {
 func (o *keyOpts) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.token, "token", o.token, "client `token` whose keys to print ["+cliconf.EnvName("token")+"]")
 	fs.StringVar(&o.control, "control", o.control, "control plane `URL` to ask with -token ["+cliconf.EnvName("control")+"] (default "+defaultControlURL+")")
-	fs.StringVar(&o.cacert, "cacert", o.cacert, "PEM `file` to trust for the control plane ["+cliconf.EnvName("cacert")+"] (default DATA-DIR/cert.pem when it exists)")
+	fs.StringVar(&o.cacert, "cacert", o.cacert, "PEM `file` to trust for the control plane ["+cliconf.EnvName("cacert")+"] (default DATA-DIR/ca.pem, the CA of httvps up, when it exists)")
 	fs.BoolVar(&o.insecure, "insecure", o.insecure, "do not verify the control plane's certificate")
 	fs.StringVar(&o.dataDir, "data-dir", o.dataDir, "`directory` of a local `httvps up`, for the default certificate ["+cliconf.EnvName("data-dir")+"]")
 	fs.StringVar(&o.qr, "qr", o.qr, "which key to show as a QR code: `ssconf`, httvps, ss or none (default ssconf, else httvps; only on a terminal unless given)")

@@ -79,7 +79,7 @@ func TestUpMetrics(t *testing.T) {
 		"-member", "static:"+ss+":"+method+":"+password, "-drain-timeout", "2s", "-log-level", "warn")
 	token := field(t, readSecretFile(t, filepath.Join(dir, "first-token.txt")), "token")
 	adminKey := readSecretFile(t, filepath.Join(dir, "admin.key"))
-	pool := certPool(t, filepath.Join(dir, "cert.pem"))
+	pool := certPool(t, filepath.Join(dir, "ca.pem"))
 	gwURL := "wss://" + gwAddr
 
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}

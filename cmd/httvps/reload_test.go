@@ -62,11 +62,6 @@ func writeLeaf(t *testing.T, certFile, keyFile string) []byte {
 	return der
 }
 
-func fingerprint(der []byte) string {
-	sum := sha256.Sum256(der)
-	return hex.EncodeToString(sum[:8])
-}
-
 func poolOf(t *testing.T, der []byte) *x509.CertPool {
 	t.Helper()
 	c, err := x509.ParseCertificate(der)

@@ -72,7 +72,7 @@ func bannerNode(dir string) (*node, *firstToken) {
 		adminKey:     "ADMINKEY-0123456789abcdefghijklmnopqrstuvw",
 		adminKeyFile: filepath.Join(dir, adminKeyName),
 		keyCreated:   true,
-		certFile:     filepath.Join(dir, certName),
+		certFile:     filepath.Join(dir, leafCertName),
 		gatewayURL:   "wss://vpn.example.com:8443",
 		controlURL:   "https://vpn.example.com:9443",
 		adminURL:     "https://127.0.0.1:9443",

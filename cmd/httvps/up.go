@@ -61,7 +61,7 @@ type node struct {
 	adminKeyFile string
 	keyCreated   bool
 	certFile     string
-	certWhy      string // why a certificate was generated now; "" if kept or given
+	ca           *localCA // the generated certificates' CA; nil with -tls-cert
 
 	certs *certs.Store // both listeners' certificate
 	st    *embedded.Store
@@ -150,14 +150,10 @@ func (n *node) start() (int, error) {
 
 	pairs := o.TLSPairs
 	if !o.ownCert() {
-		var pair certs.Pair
-		if pair.CertFile, pair.KeyFile, n.certWhy, err = ensureCert(dir, o.PublicHost, time.Now()); err != nil {
+		if n.ca, err = ensureLocalCerts(dir, o.PublicHost, time.Now(), n.log); err != nil {
 			return exitFail, fmt.Errorf("generating the TLS certificate: %w", err)
 		}
-		if n.certWhy != "" {
-			n.log.Info("generated a self-signed TLS certificate", "file", pair.CertFile, "why", n.certWhy)
-		}
-		pairs = []certs.Pair{pair}
+		pairs = []certs.Pair{n.ca.pair()}
 	}
 	n.certFile = pairs[0].CertFile
 	cs, err := certs.New(pairs, n.log)
@@ -225,9 +221,9 @@ func (n *node) start() (int, error) {
 	acfg := o.APIConfig(n.adminKey, n.controlURL)
 	acfg.Store, acfg.Pool, acfg.Logger = n.st, n.mgr, n.log
 	if acfg.KeyPin == nil && !o.ownCert() {
-		// The certificate up generated is self-signed: httvps:// keys pin
-		// it, so the reference client connects without a CA file.
-		pin := sha256.Sum256(n.servedCert())
+		// httvps:// keys pin the local CA, so the reference client
+		// connects without a CA file, and still after the leaf is renewed.
+		pin := sha256.Sum256(n.ca.cert.Raw)
 		acfg.KeyPin = pin[:]
 	}
 	n.srv, err = api.New(acfg)
@@ -278,15 +274,17 @@ func (n *node) servedCert() []byte {
 // -tls-key files, as httvps-gateway does: new handshakes on both listeners
 // get the new certificate, live sessions keep theirs, and files that do not
 // load are logged and the previous certificate kept. A certificate `up`
-// generated itself is not reloaded; SIGHUP only logs so.
+// generated itself is renewed from its CA when due (checked every
+// leafCheckEvery); SIGHUP only logs so.
 func (n *node) reloadCerts(hups <-chan os.Signal) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	if !n.o.ownCert() {
 		wg.Go(func() {
 			certs.ReloadOnHUP(ctx, hups, nil, n.log, "the certificate is the one httvps up generated ("+n.certFile+
-				"); nothing to reload (give -tls-cert and -tls-key to serve your own)")
+				", issued by its CA and renewed automatically); nothing to reload (give -tls-cert and -tls-key to serve your own)")
 		})
+		wg.Go(func() { n.ca.renewEvery(ctx, leafCheckEvery, n.certs, n.log) })
 	} else {
 		wg.Go(func() { certs.ReloadOnHUP(ctx, hups, n.certs, n.log, "") })
 		wg.Go(func() { n.certs.Watch(ctx, n.o.TLSWatch) })
@@ -494,7 +492,7 @@ func (n *node) pluginHost() string { return n.o.PublicHost }
 func (n *node) stockCommand(ft *firstToken, socksPort int) string {
 	opts := "tls;host=" + n.pluginHost() + ";path=/" + ft.token + "/tcp;mux=0"
 	if !n.o.ownCert() {
-		opts += ";cert=" + n.certFile
+		opts += ";cert=" + filepath.Join(n.dataDir, caCertName)
 	}
 	return strings.Join([]string{
 		"ss-local", "-s", shellQuote(n.o.PublicHost), "-p", n.gwPort, "-l", strconv.Itoa(socksPort),
@@ -518,8 +516,8 @@ func (n *node) printBanner(w io.Writer, terminal bool, mems []store.Member, hadT
 	fmt.Fprintf(w, "HTTVPS is up (data in %s)\n", n.dataDir)
 	fmt.Fprintf(w, "  gateway       %s\n", n.gatewayURL)
 	fmt.Fprintf(w, "  control API   %s\n", n.controlURL)
-	if !n.o.ownCert() {
-		fmt.Fprintf(w, "  certificate   %s (self-signed; clients trust this file)\n", n.certFile)
+	if n.ca != nil {
+		n.ca.printCerts(w, n.servedCert())
 	}
 	switch {
 	case n.keyCreated && terminal:

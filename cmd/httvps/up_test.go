@@ -278,9 +278,12 @@ func TestUp(t *testing.T) {
 	if !strings.Contains(out, "\n  "+tokenFile+"\n") {
 		t.Errorf("the banner does not name %s:\n%s", tokenFile, out)
 	}
-	certFile := filepath.Join(dir, "cert.pem")
+	// What clients trust is the local CA; the leaf it signed is served.
+	certFile, leafFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "leaf.pem")
 	pool := certPool(t, certFile)
 	cert1, _ := os.ReadFile(certFile)
+	leaf1, _ := os.ReadFile(leafFile)
+	checkServedChain(t, out, certFile, gwAddr, ctlAddr)
 
 	// The first token and its keys.
 	tokenID, token := field(t, keys, "token id"), field(t, keys, "token")
@@ -322,6 +325,10 @@ func TestUp(t *testing.T) {
 	// Shadowsocks through the gateway with the printed token.
 	fetchThrough(t, gwURL, token, method, password, origin, 300_000, pool)
 
+	// The reference client with the httvps:// key: it pins the CA, and
+	// the control API and the gateway serve a leaf the CA signed.
+	httvpsKeyThrough(t, field(t, keys, "httvps"), token, certFile)
+
 	// The stock client with the printed plugin options.
 	if _, err := exec.LookPath("ss-local"); err == nil {
 		if _, err := exec.LookPath("ss-v2ray-plugin"); err == nil {
@@ -346,12 +353,16 @@ func TestUp(t *testing.T) {
 		t.Errorf("restart printed the admin key again:\n%s", out)
 	}
 	if cert2, _ := os.ReadFile(certFile); !bytes.Equal(cert1, cert2) {
-		t.Error("certificate changed across the restart")
+		t.Error("the CA changed across the restart")
+	}
+	if leaf2, _ := os.ReadFile(leafFile); !bytes.Equal(leaf1, leaf2) {
+		t.Error("the leaf was issued again across the restart")
 	}
 	served := servedCert(t, gwAddr)
-	if der, _ := firstCertDER(certFile); !bytes.Equal(served, der) {
-		t.Error("gateway serves another certificate than cert.pem")
+	if der, _ := firstCertDER(leafFile); !bytes.Equal(served, der) {
+		t.Error("gateway serves another certificate than leaf.pem")
 	}
+	checkServedChain(t, out, certFile, gwAddr, ctlAddr)
 	lines := header(t, mustAdmin(t, ctlURL, dir, "pool", "list"), "ID", "NAME", "BACKEND", "ENDPOINT", "STATE", "KEYS", "LOAD", "CHECKED", "ERROR")
 	if len(lines) != 1 {
 		t.Errorf("-member added again on restart: %q", lines)

@@ -19,8 +19,6 @@ import (
 
 const (
 	adminKeyName = "admin.key"
-	certName     = "cert.pem"
-	keyName      = "key.pem"
 	storeName    = "httvps.db"
 	// firstTokenName holds the first token's keys when stdout is not a
 	// terminal.
@@ -82,7 +80,7 @@ func newUpFlagSet(o *upOptions, e env) *flag.FlagSet {
 	fs.StringVar(&o.AdminKeyFile, "admin-key-file", "", "`file` holding the admin key; created (0600) with a random key when absent (default DATA-DIR/admin.key)")
 	fs.StringVar(&o.AdminListen, "admin-listen", "", "`address` for /metrics, /healthz and /readyz without the admin key (e.g. 127.0.0.1:9090); empty disables")
 	o.Gateway.Register(fs)
-	fs.Lookup("tls-cert").Usage = "PEM certificate chain `file` (leaf first) served on -listen and -control-listen; repeatable, paired in order with -tls-key; the first pair is the default (default: a self-signed ECDSA certificate generated in DATA-DIR/cert.pem; HTTVPS_TLS_CERT takes a comma-separated list)"
+	fs.Lookup("tls-cert").Usage = "PEM certificate chain `file` (leaf first) served on -listen and -control-listen; repeatable, paired in order with -tls-key; the first pair is the default (default: a leaf certificate in DATA-DIR/leaf.pem issued and renewed by a local CA kept in DATA-DIR/ca.pem, which clients trust; HTTVPS_TLS_CERT takes a comma-separated list)"
 	o.Control = wiring.NewControl()
 	o.Replicas = 1
 	o.Control.Register(fs, upRenames)

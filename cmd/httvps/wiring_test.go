@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,11 +175,11 @@ func TestUpTLSSettings(t *testing.T) {
 	now := time.Now()
 	var files []string
 	for _, host := range []string{"a.example", "b.example"} {
-		crt, key, _, err := ensureCert(filepath.Join(t.TempDir(), host), host, now)
+		ca, err := ensureLocalCerts(filepath.Join(t.TempDir(), host), host, now, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
-		files = append(files, "-tls-cert", crt, "-tls-key", key)
+		files = append(files, "-tls-cert", ca.pair().CertFile, "-tls-key", ca.pair().KeyFile)
 	}
 	gw := "127.0.0.1:" + strconv.Itoa(testpeer.FreePort(t))
 	ctl := "127.0.0.1:" + strconv.Itoa(testpeer.FreePort(t))

@@ -72,10 +72,11 @@ type Config struct {
 	// ("https://ctl.example.com"), used in ssconf:// and httvps:// keys.
 	// Empty: https:// plus the request's Host header.
 	PublicURL string
-	// KeyPin is the SHA-256 of the gateways' leaf certificate (DER, 32
-	// bytes), written as pin= into httvps:// keys so the reference client
-	// accepts exactly that certificate (a self-signed gateway). Nil: no
-	// pin, clients verify the chain; any other length is ignored.
+	// KeyPin is the SHA-256 (DER, 32 bytes) of the gateways' leaf, or of
+	// the private CA they send in their chain, written as pin= into
+	// httvps:// keys so the reference client accepts that leaf or the
+	// leaves that CA signed. Nil: no pin, clients verify the chain; any
+	// other length is ignored.
 	KeyPin []byte
 	// Logger receives request failures (nil → slog.Default()).
 	Logger *slog.Logger

@@ -28,8 +28,9 @@ type Control struct {
 	WriteTimeout time.Duration
 	IdleTimeout  time.Duration
 	OpenMetrics  bool
-	// KeyPin is the hex SHA-256 of the gateways' leaf certificate, written
-	// as pin= into httvps:// keys (api.Config.KeyPin); empty: none.
+	// KeyPin is the hex SHA-256 of the gateways' leaf certificate or
+	// private CA, written as pin= into httvps:// keys (api.Config.KeyPin);
+	// empty: none.
 	KeyPin string
 
 	names map[string]string // set name → the binary's flag name
@@ -51,7 +52,7 @@ func (c *Control) Register(fs *flag.FlagSet, rename map[string]string) {
 	fs.DurationVar(&c.WriteTimeout, c.name("write-timeout"), c.WriteTimeout, "time to write one response (0 = 10s)")
 	fs.DurationVar(&c.IdleTimeout, c.name("idle-timeout"), c.IdleTimeout, "close keep-alive connections idle this long (0 = 60s)")
 	fs.BoolVar(&c.OpenMetrics, c.name("open-metrics"), c.OpenMetrics, "serve /metrics on the API's listener without the admin key")
-	fs.StringVar(&c.KeyPin, c.name("key-pin"), c.KeyPin, "`hex` SHA-256 of the gateways' certificate (DER), written as pin= into httvps:// keys so the reference client accepts a self-signed gateway (httvps up: its own certificate's when it generated one)")
+	fs.StringVar(&c.KeyPin, c.name("key-pin"), c.KeyPin, "`hex` SHA-256 of the gateways' certificate (DER), written as pin= into httvps:// keys so the reference client accepts a self-signed or private-CA gateway (httvps up: its local CA's when it generated one)")
 }
 
 func (c *Control) name(n string) string {
