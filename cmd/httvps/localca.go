@@ -258,8 +258,11 @@ func (ca *localCA) issueLeaf(now time.Time) (*x509.Certificate, error) {
 	}
 	dns, ips := certNames(ca.host)
 	tmpl := &x509.Certificate{
-		SerialNumber:          newSerial(),
-		Subject:               pkix.Name{CommonName: ca.host, Organization: []string{"httvps up"}},
+		SerialNumber: newSerial(),
+		// Not the CA's name: the CA of an older `up` is named {O=httvps up,
+		// CN=host}, and OpenSSL takes a leaf named as its issuer for
+		// self-signed.
+		Subject:               pkix.Name{CommonName: ca.host},
 		DNSNames:              dns,
 		IPAddresses:           ips,
 		NotBefore:             notBefore,

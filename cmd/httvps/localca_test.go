@@ -81,6 +81,9 @@ func checkLeaf(t *testing.T, chain []*x509.Certificate, ca *x509.Certificate, no
 		t.Fatalf("served chain has %d certificates, want the leaf and the CA", len(chain))
 	}
 	leaf := chain[0]
+	if leaf.Subject.String() == ca.Subject.String() {
+		t.Errorf("leaf named as its CA (%s): OpenSSL takes it for self-signed", leaf.Subject)
+	}
 	if leaf.IsCA || !leaf.BasicConstraintsValid || leaf.KeyUsage&x509.KeyUsageCertSign != 0 {
 		t.Errorf("leaf: IsCA %v, basic constraints %v, key usage %b: want a leaf", leaf.IsCA, leaf.BasicConstraintsValid, leaf.KeyUsage)
 	}
@@ -646,4 +649,34 @@ func TestUpRenewsLeaf(t *testing.T) {
 		t.Error("the control API serves another certificate than the gateway")
 	}
 	waitLogLine(t, u.errs, "issued a TLS certificate from the local CA")
+}
+
+// TestUpUpgradesOldDataDir: `up` on the data directory of an older `up`
+// serves a leaf under the old certificate, so a client still holding the
+// old cert.pem (curl --cacert, cert=) verifies it, Go and openssl alike.
+func TestUpUpgradesOldDataDir(t *testing.T) {
+	dir := t.TempDir()
+	old := writeLegacyCert(t, dir, "127.0.0.1", time.Now().Add(10*365*24*time.Hour), true)
+	oldFile := filepath.Join(dir, "cert.pem")
+	gwAddr := "127.0.0.1:" + strconv.Itoa(testpeer.FreePort(t))
+	ctlAddr := "127.0.0.1:" + strconv.Itoa(testpeer.FreePort(t))
+	u := startUp(t, "-data-dir", dir, "-listen", gwAddr, "-control-listen", ctlAddr, "-drain-timeout", "1s", "-log-level", "info")
+	caFile := filepath.Join(dir, "ca.pem")
+	if der, _ := firstCertDER(caFile); !bytes.Equal(der, old) {
+		t.Fatal("ca.pem is not the old certificate")
+	}
+	if got := field(t, u.out.String(), "CA SHA-256"); got != fingerprint(old) {
+		t.Errorf("banner CA SHA-256 %s, want the old certificate's %s", got, fingerprint(old))
+	}
+	checkServedChain(t, u.out.String(), caFile, gwAddr, ctlAddr)
+	// The old file itself, as a client that copied it holds it.
+	pool := certPool(t, oldFile)
+	for _, addr := range []string{gwAddr, ctlAddr} {
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+		if err != nil {
+			t.Fatalf("%s with the old cert.pem: %v", addr, err)
+		}
+		c.Close()
+	}
+	waitLogLine(t, u.errs, "the self-signed certificate of an older httvps up is now the local CA")
 }
