@@ -293,11 +293,56 @@ type Store interface {
 	// keys apart.
 	InstallationID(ctx context.Context) (string, error)
 
+	// Files shared by every process of the installation (the ACME
+	// account, certificates and challenge data): a flat space of keys
+	// (at most MaxBlobKey bytes) holding small values (at most
+	// MaxBlobSize bytes; ErrInvalid beyond either).
+	//
+	// PutBlob creates or replaces key's value and sets its Modified time.
+	PutBlob(ctx context.Context, key string, value []byte) error
+	// GetBlob returns key's value, or ErrNotFound.
+	GetBlob(ctx context.Context, key string) (Blob, error)
+	// DeleteBlobs removes every key that starts with prefix (a prefix of
+	// "" is refused with ErrInvalid). Missing keys are not an error.
+	DeleteBlobs(ctx context.Context, prefix string) error
+	// ListBlobs returns every key that starts with prefix, sorted.
+	ListBlobs(ctx context.Context, prefix string) ([]string, error)
+
+	// TryLock takes the named lock for owner until ttl passes, and
+	// reports whether it did: a lock that is free, expired or already
+	// owner's (which extends it) is taken. Unlock frees it if owner holds
+	// it. Locks coordinate slow jobs between processes (one ACME order
+	// per name across a fleet); a process that dies holding one frees it
+	// when its ttl passes.
+	TryLock(ctx context.Context, name, owner string, ttl time.Duration) (bool, error)
+	Unlock(ctx context.Context, name, owner string) error
+
 	// Ping checks that the backend answers (readiness probes).
 	Ping(ctx context.Context) error
 	// Close releases the store. Subscriptions end and later calls return
 	// ErrUnavailable.
 	Close() error
+}
+
+// Blob is one shared file (Store.GetBlob).
+type Blob struct {
+	Value    []byte
+	Modified time.Time
+}
+
+// Bounds of the shared files: ACME keys and certificate chains are a few
+// KiB; the bound keeps a confused caller from filling Redis.
+const (
+	MaxBlobKey  = 1024
+	MaxBlobSize = 1 << 20
+)
+
+// CheckBlob is the argument check both implementations share.
+func CheckBlob(key string, size int) error {
+	if key == "" || len(key) > MaxBlobKey || size > MaxBlobSize {
+		return ErrInvalid
+	}
+	return nil
 }
 
 // HashToken is the Hash stored for a token string.

@@ -13,6 +13,9 @@
 //	usage      id → up, down (two big-endian int64)
 //	members    id → member JSON (with health and creation time)
 //	meta       "installation-id" → the installation ID
+//	blobs      key → modification time (big-endian unix ns, 8 bytes), value
+//
+// Locks (TryLock) live in memory: bbolt lets one process open the file.
 package embedded
 
 import (
@@ -36,6 +39,7 @@ var (
 	bucketUsage   = []byte("usage")
 	bucketMembers = []byte("members")
 	bucketMeta    = []byte("meta")
+	bucketBlobs   = []byte("blobs")
 
 	keyInstallationID = []byte("installation-id")
 )
@@ -52,6 +56,7 @@ type Store struct {
 	leases   map[string]map[string]int // token → gateway → sessions
 	gateways map[string]*gateway
 	subs     map[*eventq.Queue]struct{}
+	locks    map[string]heldLock
 }
 
 type gateway struct {
@@ -69,7 +74,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("embedded: open: %w: %w", store.ErrUnavailable, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTokens, bucketTokHash, bucketOrder, bucketUsage, bucketMembers, bucketMeta} {
+		for _, b := range [][]byte{bucketTokens, bucketTokHash, bucketOrder, bucketUsage, bucketMembers, bucketMeta, bucketBlobs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -85,6 +90,7 @@ func Open(path string) (*Store, error) {
 		leases:   make(map[string]map[string]int),
 		gateways: make(map[string]*gateway),
 		subs:     make(map[*eventq.Queue]struct{}),
+		locks:    make(map[string]heldLock),
 	}, nil
 }
 

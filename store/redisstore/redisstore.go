@@ -25,6 +25,10 @@
 //	P install-id       string the installation ID (SET NX: the first wins)
 //	P events           pub/sub channel of JSON events
 //
+//	P blob:<key>       hash   a shared file (PutBlob): v, t (blobs.go)
+//	P blob-keys        zset   every blob key, for prefix listing
+//	P lock:<name>      string a TryLock lock: its owner, expiring by PX
+//
 // Times are stored as "<unix seconds>.<nanoseconds>", zero as "".
 package redisstore
 

@@ -45,6 +45,8 @@ func Run(t *testing.T, newStore NewFunc, reopen ReopenFunc) {
 		{"EventsTwoSubscribers", testEvents},
 		{"SubscribeClosesOnCancel", testSubscribeCancel},
 		{"ClosedStoreUnavailable", testClosed},
+		{"Blobs", testBlobs},
+		{"Locks", testLocks},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -874,4 +876,92 @@ func testReopen(t *testing.T, s store.Store, reopen ReopenFunc) {
 	dup := newToken("dup")
 	dup.Hash = tok.Hash
 	mustErr(t, s.CreateToken(ctx, dup), store.ErrExists, "hash index after reopen")
+}
+
+func testBlobs(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	_, err := s.GetBlob(ctx, "acme/a")
+	mustErr(t, err, store.ErrNotFound, "GetBlob of a missing key")
+	before := time.Now().Add(-time.Minute)
+	want := map[string]string{"acme/a": "1", "acme/b/c": "two", "acme/b/d": "", "acmex": "x", "other/z": "\x00\xff\x01"}
+	for k, v := range want {
+		must(t, s.PutBlob(ctx, k, []byte(v)), "PutBlob "+k)
+	}
+	for k, v := range want {
+		b, err := s.GetBlob(ctx, k)
+		must(t, err, "GetBlob "+k)
+		if string(b.Value) != v {
+			t.Errorf("GetBlob(%q) = %q, want %q", k, b.Value, v)
+		}
+		if b.Modified.Before(before) || b.Modified.After(time.Now().Add(time.Minute)) {
+			t.Errorf("GetBlob(%q).Modified = %v, want about now", k, b.Modified)
+		}
+	}
+	must(t, s.PutBlob(ctx, "acme/a", []byte("replaced")), "PutBlob again")
+	if b, _ := s.GetBlob(ctx, "acme/a"); string(b.Value) != "replaced" {
+		t.Errorf("after a second put: %q, want %q", b.Value, "replaced")
+	}
+	list := func(prefix string, want ...string) {
+		t.Helper()
+		got, err := s.ListBlobs(ctx, prefix)
+		must(t, err, "ListBlobs "+prefix)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("ListBlobs(%q) = %q, want %q", prefix, got, want)
+		}
+	}
+	list("acme/", "acme/a", "acme/b/c", "acme/b/d")
+	list("acme", "acme/a", "acme/b/c", "acme/b/d", "acmex")
+	list("", "acme/a", "acme/b/c", "acme/b/d", "acmex", "other/z")
+	list("nothing/")
+	must(t, s.DeleteBlobs(ctx, "acme/b/"), "DeleteBlobs")
+	list("acme", "acme/a", "acmex")
+	must(t, s.DeleteBlobs(ctx, "missing/"), "DeleteBlobs of nothing")
+	mustErr(t, s.DeleteBlobs(ctx, ""), store.ErrInvalid, "DeleteBlobs of everything")
+	mustErr(t, s.PutBlob(ctx, "", nil), store.ErrInvalid, "PutBlob with no key")
+	mustErr(t, s.PutBlob(ctx, "big", make([]byte, store.MaxBlobSize+1)), store.ErrInvalid, "PutBlob over MaxBlobSize")
+	must(t, s.PutBlob(ctx, "max", make([]byte, store.MaxBlobSize)), "PutBlob of MaxBlobSize")
+}
+
+func testLocks(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	lock := func(name, owner string, ttl time.Duration) bool {
+		t.Helper()
+		ok, err := s.TryLock(ctx, name, owner, ttl)
+		must(t, err, "TryLock")
+		return ok
+	}
+	if !lock("issue", "a", time.Minute) {
+		t.Fatal("a free lock was not taken")
+	}
+	if lock("issue", "b", time.Minute) {
+		t.Fatal("a held lock was taken by another owner")
+	}
+	if !lock("other", "b", time.Minute) {
+		t.Fatal("locks of other names are independent")
+	}
+	if !lock("issue", "a", time.Minute) {
+		t.Fatal("the owner could not extend its lock")
+	}
+	must(t, s.Unlock(ctx, "issue", "b"), "Unlock by a non-owner")
+	if lock("issue", "b", time.Minute) {
+		t.Fatal("Unlock by a non-owner freed the lock")
+	}
+	must(t, s.Unlock(ctx, "issue", "a"), "Unlock")
+	if !lock("issue", "b", time.Minute) {
+		t.Fatal("an unlocked lock was not free")
+	}
+	// A holder that dies frees the lock when its ttl passes.
+	if !lock("short", "a", 200*time.Millisecond) {
+		t.Fatal("a free lock was not taken")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !lock("short", "b", time.Minute) {
+		if time.Now().After(deadline) {
+			t.Fatal("an expired lock was never freed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := s.TryLock(ctx, "", "a", time.Minute); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("TryLock with no name: %v, want ErrInvalid", err)
+	}
 }
