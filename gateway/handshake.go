@@ -305,6 +305,11 @@ func (h *handshake) serveTLS() error {
 	h.timer.Stop()
 	if h.tls == nil {
 		if err := h.tlsHandshake(); err != nil {
+			if errors.Is(err, errACMEValidation) {
+				g.log.Debug("acme validation handshake answered", "remote", h.c.RemoteAddr().String())
+				h.state.Store(hsDead)
+				return h.c.Close()
+			}
 			if !errors.Is(err, errEvicted) { // counted as evicted already
 				g.m.HandshakeRejected(RejectTLS)
 			}

@@ -29,6 +29,15 @@ type TLSConfig struct {
 	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	// MinVersion is tls.VersionTLS12 (the default) or tls.VersionTLS13.
 	MinVersion uint16
+	// ACMEChallenge answers ACME TLS-ALPN-01 validation handshakes (RFC
+	// 8737): for a ClientHello offering only "acme-tls/1" it returns the
+	// validation certificate while a validation of that name is pending.
+	// Such a handshake negotiates acme-tls/1 and the connection is closed
+	// after it, as the RFC asks. nil, or false for a hello, leaves the
+	// hello to the ordinary handshake, which answers a client offering
+	// only acme-tls/1 with alert 120, as nginx does: what a prober sees
+	// does not change.
+	ACMEChallenge func(*tls.ClientHelloInfo) (*tls.Certificate, bool)
 	// HandshakeCPU bounds handshakes doing cryptographic work at once, so a
 	// handshake flood cannot starve the relay loops of CPU. A handshake
 	// waiting for the network does not hold a slot. 0 means half the
@@ -87,6 +96,7 @@ func buildTLS(c *TLSConfig, tk *tlsKeys) (*tls.Config, error) {
 		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP521, tls.CurveP384},
 	}
 	tk.base = base
+	tk.challenge = c.ACMEChallenge
 	if err := tk.rotate(time.Now()); err != nil {
 		return nil, err
 	}
@@ -113,7 +123,16 @@ type tlsKeys struct {
 	rotateAt atomic.Int64 // unix ns
 	mu       sync.Mutex
 	keys     [][32]byte // newest first; guarded by mu
+	// challenge is TLSConfig.ACMEChallenge, fixed at buildTLS.
+	challenge func(*tls.ClientHelloInfo) (*tls.Certificate, bool)
 }
+
+// acmeALPN is the protocol of ACME TLS-ALPN-01 validation (RFC 8737).
+const acmeALPN = "acme-tls/1"
+
+// errACMEValidation ends a connection whose handshake answered an ACME
+// validation: nothing follows it.
+var errACMEValidation = errors.New("gateway: ACME TLS-ALPN-01 validation handshake")
 
 func (tk *tlsKeys) rotate(now time.Time) error {
 	tk.mu.Lock()
@@ -153,6 +172,14 @@ func (tk *tlsKeys) configFor(hi *tls.ClientHelloInfo) (*tls.Config, error) {
 	}
 	c := tk.base.Clone()
 	c.GetConfigForClient = nil
+	if tk.challenge != nil {
+		if cert, ok := tk.challenge(hi); ok {
+			c.NextProtos = []string{acmeALPN}
+			c.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert, nil }
+			c.SessionTicketsDisabled = true
+			return c, nil
+		}
+	}
 	if !slices.Contains(hi.SupportedVersions, tls.VersionTLS13) && len(hi.SupportedCurves) > 0 {
 		if curve, ok := certCurve(c, hi); ok && !slices.Contains(hi.SupportedCurves, curve) {
 			// In TLS 1.2 OpenSSL serves an ECDSA certificate only to a
@@ -532,6 +559,9 @@ func (h *handshake) tlsHandshake() error {
 	}
 	k := &a.keys
 	st := tc.ConnectionState()
+	if st.NegotiatedProtocol == acmeALPN {
+		return errACMEValidation
+	}
 	var rl recordLayer
 	switch st.Version {
 	case tls.VersionTLS13:

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"sync"
 	"syscall"
@@ -89,6 +90,12 @@ func (p *Proc) Exited() <-chan struct{} { return p.exited }
 // grandchild of the test), and logs the output if the test failed.
 func StartProc(t testing.TB, name string, args ...string) *Proc {
 	t.Helper()
+	return startProcEnv(t, nil, name, args...)
+}
+
+// startProcEnv is StartProc with env added to the test's environment.
+func startProcEnv(t testing.TB, env []string, name string, args ...string) *Proc {
+	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {
 		t.Skipf("testpeer: %s not installed: %v", name, err)
@@ -96,6 +103,9 @@ func StartProc(t testing.TB, name string, args ...string) *Proc {
 	p := &Proc{out: &syncBuffer{}, exited: make(chan struct{})}
 	p.Cmd = exec.Command(path, args...)
 	p.Cmd.Stdout, p.Cmd.Stderr = p.out, p.out
+	if env != nil {
+		p.Cmd.Env = append(os.Environ(), env...)
+	}
 	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := p.Cmd.Start(); err != nil {
 		t.Fatalf("testpeer: start %s: %v", name, err)

@@ -1,0 +1,337 @@
+// Package acmecert obtains and renews publicly trusted certificates by ACME
+// (RFC 8555) with certmagic, keeping the account, certificates, challenge
+// data and the ordering lock in the shared store, so one process of a fleet
+// orders a name while the others wait, then all serve it. Validation is
+// TLS-ALPN-01 (RFC 8737) on the caller's own TLS listener (Challenge gives
+// the validation certificate to a gateway's handshake) or HTTP-01 on an
+// optional plain listener. Until a name's certificate is there, and for
+// every name it does not manage, GetCertificate serves the fallback.
+package acmecert
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+
+	"github.com/httvps/httvps/store"
+)
+
+// LetsEncrypt is the production ACME directory, the default CA.
+const LetsEncrypt = certmagic.LetsEncryptProductionCA
+
+// ALPNProto is the protocol name of TLS-ALPN-01 validation handshakes.
+const ALPNProto = "acme-tls/1"
+
+// Config configures a Manager. Domains and Store are required.
+type Config struct {
+	// Domains are the DNS names to obtain certificates for, each its own
+	// certificate. They must be names a public CA will issue for (not
+	// localhost, not an IP address).
+	Domains []string
+	// Email is given to the CA for expiry notices; it may be empty.
+	Email string
+	// CA is the ACME directory URL; empty means Let's Encrypt.
+	CA string
+	// CARoots verifies the CA's own HTTPS endpoint; nil means the system
+	// roots (a private CA such as Pebble or step-ca needs its root here).
+	CARoots *x509.CertPool
+	// Store holds the shared state (store.Store's blobs and locks).
+	Store store.Store
+	// TLSAddr is the address (host:port) of the listener that answers
+	// validation handshakes through Challenge: the CA connects to port 443
+	// of the name, which must reach it. Empty disables TLS-ALPN-01.
+	TLSAddr string
+	// HTTPAddr, when set, starts a plain HTTP listener there (":80" in
+	// production) answering HTTP-01 challenges; every other request on it
+	// gets NotFound's answer.
+	HTTPAddr string
+	// NotFound answers non-challenge requests on the HTTP-01 listener;
+	// nil means a plain 404.
+	NotFound http.Handler
+	// Fallback serves every hello the Manager has no certificate for.
+	// Required.
+	Fallback func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	// Logger gets the ACME events (nil: slog.Default()).
+	Logger *slog.Logger
+
+	// RenewCheck is how often certificates are checked for renewal;
+	// 0 means certmagic's default (10 minutes). Tests shorten it.
+	RenewCheck time.Duration
+	// DisableARI ignores the CA's renewal information (RFC 9773) and
+	// renews by the renewal window alone (tests).
+	DisableARI bool
+}
+
+// Manager holds the managed certificates.
+type Manager struct {
+	c       Config
+	magic   *certmagic.Config
+	cache   *certmagic.Cache
+	issuer  *certmagic.ACMEIssuer
+	names   map[string]bool
+	httpSrv *http.Server
+	httpLn  net.Listener
+
+	mu      sync.Mutex
+	cancel  context.CancelFunc
+	stopped bool
+}
+
+// New checks c and prepares the Manager; Start begins obtaining.
+func New(c Config) (*Manager, error) {
+	if len(c.Domains) == 0 {
+		return nil, errors.New("acmecert: no domain names")
+	}
+	if c.Store == nil || c.Fallback == nil {
+		return nil, errors.New("acmecert: Store and Fallback are required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.CA == "" {
+		c.CA = LetsEncrypt
+	}
+	if c.TLSAddr == "" && c.HTTPAddr == "" {
+		return nil, errors.New("acmecert: neither a TLS listener (TLS-ALPN-01) nor an HTTP one (HTTP-01) to validate on")
+	}
+	m := &Manager{c: c, names: make(map[string]bool)}
+	for _, d := range c.Domains {
+		d = strings.ToLower(strings.TrimSuffix(d, "."))
+		if !certmagic.SubjectQualifiesForPublicCert(d) || strings.Contains(d, "*") {
+			return nil, fmt.Errorf("acmecert: %q is not a name a public CA issues for (a DNS name, not localhost, an IP address or a wildcard)", d)
+		}
+		m.names[d] = true
+	}
+	m.c.Domains = slices.Sorted(func(yield func(string) bool) {
+		for d := range m.names {
+			if !yield(d) {
+				return
+			}
+		}
+	})
+	zl := newZapLogger(c.Logger.With("component", "acme"))
+	m.cache = certmagic.NewCache(certmagic.CacheOptions{
+		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
+		RenewCheckInterval: c.RenewCheck,
+		Logger:             zl,
+	})
+	m.magic = certmagic.New(m.cache, certmagic.Config{
+		Storage:    newStorage(c.Store),
+		Logger:     zl,
+		DisableARI: c.DisableARI,
+		OnEvent:    m.onEvent,
+	})
+	iss := certmagic.ACMEIssuer{
+		CA:           c.CA,
+		Email:        c.Email,
+		Agreed:       true,
+		TrustedRoots: c.CARoots,
+		Logger:       zl,
+	}
+	if c.TLSAddr != "" {
+		host, port, err := net.SplitHostPort(c.TLSAddr)
+		if err != nil {
+			return nil, fmt.Errorf("acmecert: TLS address: %w", err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("acmecert: TLS address port: %w", err)
+		}
+		// certmagic tries to listen there first; finding the port taken
+		// (by the caller's listener), it leaves the answering to it.
+		iss.ListenHost, iss.AltTLSALPNPort = host, p
+	} else {
+		iss.DisableTLSALPNChallenge = true
+	}
+	if c.HTTPAddr != "" {
+		ln, err := net.Listen("tcp", c.HTTPAddr)
+		if err != nil {
+			return nil, fmt.Errorf("acmecert: HTTP-01 listener: %w", err)
+		}
+		host, port, _ := net.SplitHostPort(ln.Addr().String())
+		p, _ := strconv.Atoi(port)
+		iss.AltHTTPPort = p
+		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+			iss.ListenHost = host
+		}
+		m.httpLn = ln
+	} else {
+		iss.DisableHTTPChallenge = true
+	}
+	m.issuer = certmagic.NewACMEIssuer(m.magic, iss)
+	m.magic.Issuers = []certmagic.Issuer{m.issuer}
+	if m.httpLn != nil {
+		next := c.NotFound
+		if next == nil {
+			next = http.NotFoundHandler()
+		}
+		m.httpSrv = &http.Server{
+			Handler:           m.issuer.HTTPChallengeHandler(next),
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      10 * time.Second,
+			IdleTimeout:       30 * time.Second,
+			MaxHeaderBytes:    8 << 10,
+			ErrorLog:          slog.NewLogLogger(c.Logger.Handler(), slog.LevelDebug),
+		}
+	}
+	return m, nil
+}
+
+// Domains are the names the Manager manages, normalised and sorted.
+func (m *Manager) Domains() []string { return slices.Clone(m.c.Domains) }
+
+// HTTPAddr is the HTTP-01 listener's address, or "".
+func (m *Manager) HTTPAddr() string {
+	if m.httpLn == nil {
+		return ""
+	}
+	return m.httpLn.Addr().String()
+}
+
+// Start loads what the store holds and obtains or renews the rest in the
+// background (failures are logged and retried with backoff); it returns
+// at once. Renewals replace a certificate for new handshakes only.
+func (m *Manager) Start(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped {
+		return errors.New("acmecert: stopped")
+	}
+	ctx, m.cancel = context.WithCancel(ctx)
+	if m.httpSrv != nil {
+		go m.httpSrv.Serve(m.httpLn)
+	}
+	return m.magic.ManageAsync(ctx, m.c.Domains)
+}
+
+// Stop ends obtaining, renewing and the HTTP-01 listener. Served
+// certificates stay in memory for Fallback-free handshakes no more: after
+// Stop, GetCertificate still answers from what was loaded.
+func (m *Manager) Stop() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped {
+		return
+	}
+	m.stopped = true
+	if m.cancel != nil {
+		m.cancel()
+	}
+	if m.httpSrv != nil {
+		m.httpSrv.Close()
+	} else if m.httpLn != nil {
+		m.httpLn.Close()
+	}
+	m.cache.Stop()
+}
+
+// manages reports whether hello asks for a managed name.
+func (m *Manager) manages(hello *tls.ClientHelloInfo) bool {
+	return m.names[strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))]
+}
+
+// GetCertificate is a tls.Config.GetCertificate: the managed certificate
+// for a managed name once it is obtained, else the fallback's.
+func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if m.manages(hello) && !isChallenge(hello) {
+		if c := m.cached(hello.ServerName); c != nil {
+			return &c.Certificate, nil
+		}
+	}
+	return m.c.Fallback(hello)
+}
+
+// cached is the newest unexpired certificate in memory for name. It reads
+// certmagic's cache directly: its handshake path would also look for a
+// certificate to load on every hello before the first is obtained.
+func (m *Manager) cached(name string) *certmagic.Certificate {
+	var best *certmagic.Certificate
+	now := time.Now()
+	for _, c := range m.cache.AllMatchingCertificates(strings.ToLower(strings.TrimSuffix(name, "."))) {
+		if c.Leaf == nil || now.After(c.Leaf.NotAfter) {
+			continue
+		}
+		if best == nil || c.Leaf.NotBefore.After(best.Leaf.NotBefore) {
+			best = &c
+		}
+	}
+	return best
+}
+
+func isChallenge(hello *tls.ClientHelloInfo) bool {
+	return len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == ALPNProto
+}
+
+// Challenge returns the TLS-ALPN-01 validation certificate for a
+// validation handshake (one offering only acme-tls/1 for a managed name)
+// while that name's validation is pending on any process sharing the
+// store. Anything else returns false: the hello is then answered as any
+// other (without acme-tls/1 among the server's protocols).
+func (m *Manager) Challenge(hello *tls.ClientHelloInfo) (*tls.Certificate, bool) {
+	if !isChallenge(hello) || !m.manages(hello) {
+		return nil, false
+	}
+	c, err := m.magic.GetCertificate(hello)
+	if err != nil || c == nil {
+		return nil, false
+	}
+	return c, true
+}
+
+// Renew renews every managed certificate now (force) or those due, waits
+// for the result and serves the renewed certificates to new handshakes
+// (the background maintenance does the same by itself).
+func (m *Manager) Renew(ctx context.Context, force bool) error {
+	var errs []error
+	for _, d := range m.c.Domains {
+		old := m.cached(d)
+		if err := m.magic.RenewCertSync(ctx, d, force); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", d, err))
+			continue
+		}
+		c, err := m.magic.CacheManagedCertificate(ctx, d)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: loading the renewed certificate: %w", d, err))
+			continue
+		}
+		if old != nil && old.Hash() != c.Hash() {
+			m.cache.Remove([]string{old.Hash()})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Served is the certificate served now for name, if obtained.
+func (m *Manager) Served(name string) (*x509.Certificate, bool) {
+	c := m.cached(name)
+	if c == nil {
+		return nil, false
+	}
+	return c.Leaf, true
+}
+
+// onEvent logs the events an operator follows at info level.
+func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) error {
+	switch event {
+	case "cert_obtained":
+		m.c.Logger.Info("acme: certificate obtained", "name", data["identifier"], "renewal", data["renewal"], "issuer", data["issuer"])
+	case "cert_failed":
+		m.c.Logger.Warn("acme: obtaining the certificate failed (retried with backoff)", "name", data["identifier"], "renewal", data["renewal"], "error", data["error"])
+	case "cached_managed_cert":
+		m.c.Logger.Info("acme: certificate loaded", "names", data["sans"])
+	}
+	return nil
+}

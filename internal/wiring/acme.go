@@ -1,0 +1,146 @@
+package wiring
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+
+	"github.com/caddyserver/certmagic"
+
+	"github.com/httvps/httvps/gateway"
+	"github.com/httvps/httvps/internal/acmecert"
+	"github.com/httvps/httvps/store"
+)
+
+// ACMELists are the ACME set's repeatable flags.
+var ACMELists = []string{"acme-domain"}
+
+// ACME is the automatic-certificate option set (internal/acmecert) that
+// httvps-gateway, httvps-control and `httvps up` share.
+type ACME struct {
+	On       bool     // -acme (up decides by itself: see UpWants)
+	Domains  fileList // -acme-domain; empty: the binary's public host
+	Email    string
+	CA       string
+	CARoot   string // PEM file of roots for the CA's HTTPS endpoint
+	HTTPAddr string // HTTP-01 listener; "" = TLS-ALPN-01 only
+}
+
+// Register defines the ACME flags. onFlag is false for `httvps up`, which
+// has its own -acme (on when -public-host is a public DNS name).
+func (a *ACME) Register(fs *flag.FlagSet, onFlag bool, defaultName string) {
+	if onFlag {
+		fs.BoolVar(&a.On, "acme", false, "obtain and renew the TLS certificate by ACME (Let's Encrypt by default) for -acme-domain, validated by TLS-ALPN-01 on this listener (the CA connects to port 443 of the name)")
+	}
+	fs.Var(&a.Domains, "acme-domain", "DNS `name` to obtain a certificate for (repeatable; HTTVPS_ACME_DOMAIN takes a comma-separated list; default: the host of "+defaultName+")")
+	fs.StringVar(&a.Email, "acme-email", "", "contact `address` given to the CA for expiry notices (optional)")
+	fs.StringVar(&a.CA, "acme-ca", acmecert.LetsEncrypt, "ACME directory `URL` of the CA")
+	fs.StringVar(&a.CARoot, "acme-ca-root", "", "PEM `file` of roots that verify the CA's own HTTPS endpoint (a private CA such as step-ca or Pebble); default: the system roots")
+	fs.StringVar(&a.HTTPAddr, "acme-http", "", "also answer HTTP-01 challenges on this plain-HTTP `address` (e.g. :80); every other request there gets the decoy")
+}
+
+// Check reports the ACME set's errors when it is on.
+func (a *ACME) Check() []error {
+	var errs []error
+	if _, err := url.Parse(a.CA); err != nil || !strings.HasPrefix(a.CA, "https://") {
+		errs = append(errs, fmt.Errorf("-acme-ca %q: not an https:// URL", a.CA))
+	}
+	for _, d := range a.Domains {
+		if !PublicName(d) {
+			errs = append(errs, fmt.Errorf("-acme-domain %q: not a DNS name a public CA issues for (not localhost, an IP address or a wildcard)", d))
+		}
+	}
+	if a.HTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(a.HTTPAddr); err != nil {
+			errs = append(errs, fmt.Errorf("-acme-http %q: %w", a.HTTPAddr, err))
+		}
+	}
+	return errs
+}
+
+// PublicName reports whether name is one a public CA issues a certificate
+// for: a DNS name that is not localhost, an internal name, an IP address
+// or a wildcard.
+func PublicName(name string) bool {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	return strings.Contains(name, ".") && !strings.Contains(name, "*") && net.ParseIP(name) == nil &&
+		certmagic.SubjectQualifiesForPublicCert(name)
+}
+
+// Names are -acme-domain, or host when none was given.
+func (a *ACME) Names(host string) []string {
+	if len(a.Domains) > 0 {
+		return append([]string(nil), a.Domains...)
+	}
+	if host == "" {
+		return nil
+	}
+	return []string{host}
+}
+
+// ManagerConfig is the acmecert.Config for names, validated on the TLS
+// listener at tlsAddr, keeping its state in st, serving fallback until
+// (and beside) the ACME certificates. readFile reads -acme-ca-root.
+func (a *ACME) ManagerConfig(names []string, st store.Store, tlsAddr string, fallback func(*tls.ClientHelloInfo) (*tls.Certificate, error),
+	log *slog.Logger, readFile func(string) ([]byte, error)) (acmecert.Config, error) {
+	if len(names) == 0 {
+		return acmecert.Config{}, errors.New("acme: no name to obtain a certificate for (give -acme-domain)")
+	}
+	c := acmecert.Config{
+		Domains:  names,
+		Email:    a.Email,
+		CA:       a.CA,
+		Store:    st,
+		TLSAddr:  tlsAddr,
+		HTTPAddr: a.HTTPAddr,
+		Fallback: fallback,
+		Logger:   log,
+	}
+	if a.CARoot != "" {
+		pem, err := readFile(a.CARoot)
+		if err != nil {
+			return c, fmt.Errorf("-acme-ca-root: %w", err)
+		}
+		c.CARoots = x509.NewCertPool()
+		if !c.CARoots.AppendCertsFromPEM(pem) {
+			return c, fmt.Errorf("-acme-ca-root %s: no PEM certificate in it", a.CARoot)
+		}
+	}
+	return c, nil
+}
+
+// WithACME makes tc serve m's certificates and answer its TLS-ALPN-01
+// validations.
+func WithACME(tc *gateway.TLSConfig, m *acmecert.Manager) {
+	tc.GetCertificate = m.GetCertificate
+	tc.ACMEChallenge = m.Challenge
+}
+
+// APIListenerACME is APIListener serving m's certificates and answering
+// its TLS-ALPN-01 validations (the connection then ends: the API reads
+// nothing after such a handshake).
+func APIListenerACME(ln net.Listener, m *acmecert.Manager) net.Listener {
+	base := &tls.Config{
+		GetCertificate: m.GetCertificate,
+		MinVersion:     tls.VersionTLS12,
+		NextProtos:     []string{"http/1.1"},
+	}
+	base.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+		cert, ok := m.Challenge(hi)
+		if !ok {
+			return nil, nil
+		}
+		return &tls.Config{
+			Certificates: []tls.Certificate{*cert},
+			MinVersion:   tls.VersionTLS12,
+			NextProtos:   []string{acmecert.ALPNProto},
+		}, nil
+	}
+	return tls.NewListener(ln, base)
+}
