@@ -29,6 +29,7 @@ import (
 	"github.com/httvps/httvps/gateway/storeauth"
 	"github.com/httvps/httvps/gateway/storemetrics"
 	"github.com/httvps/httvps/gateway/vmmetrics"
+	"github.com/httvps/httvps/internal/acmecert"
 	opsadmin "github.com/httvps/httvps/internal/admin"
 	"github.com/httvps/httvps/internal/certs"
 	"github.com/httvps/httvps/internal/cliconf"
@@ -63,14 +64,16 @@ type node struct {
 	certFile     string
 	ca           *localCA // the generated certificates' CA; nil with -tls-cert
 
-	certs *certs.Store // both listeners' certificate
-	st    *embedded.Store
-	mgr   *pool.Manager
-	auth  *storeauth.Auth
-	gw    *gateway.Gateway
-	srv   *api.Server
-	adm   *opsadmin.Server // nil without -admin-listen
-	local *apiClient       // the API over loopback, pinned to our certificate
+	certs   *certs.Store                                         // both listeners' certificate (with ACME: until and beside it)
+	acme    *acmecert.Manager                                    // nil unless -acme
+	getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error) // what both listeners serve
+	st      *embedded.Store
+	mgr     *pool.Manager
+	auth    *storeauth.Auth
+	gw      *gateway.Gateway
+	srv     *api.Server
+	adm     *opsadmin.Server // nil without -admin-listen
+	local   *apiClient       // the API over loopback, pinned to our certificate
 
 	gatewayURL string // wss://public-host:port
 	controlURL string // https://public-host:port
@@ -175,6 +178,25 @@ func (n *node) start() (int, error) {
 		gwLn.Close()
 		return exitFail, fmt.Errorf("control listener: %w", err)
 	}
+	n.getCert = cs.GetCertificate
+	if o.acmeOn() {
+		// The embedded store keeps the ACME account and certificates, so a
+		// restart serves the certificate at once and renews on schedule.
+		ac, err := o.ACME.ManagerConfig(o.ACME.Names(o.PublicHost), n.st, gwLn.Addr().String(), cs.GetCertificate, n.log, os.ReadFile)
+		if err == nil {
+			n.acme, err = acmecert.New(ac)
+		}
+		if err != nil {
+			gwLn.Close()
+			ctlLn.Close()
+			return exitUsage, fmt.Errorf("acme: %w", err)
+		}
+		n.getCert = n.acme.GetCertificate
+		if _, port, _ := net.SplitHostPort(gwLn.Addr().String()); port != "443" && o.ACME.HTTPAddr == "" {
+			n.log.Warn("acme: the CA validates on port 443 of the name; make it reach -listen (a port forward), or give -acme-http :80",
+				"names", n.acme.Domains(), "listen", gwLn.Addr().String())
+		}
+	}
 	_, n.gwPort, _ = net.SplitHostPort(gwLn.Addr().String())
 	ctlHost, ctlPort, _ := net.SplitHostPort(ctlLn.Addr().String())
 	n.gatewayURL = "wss://" + net.JoinHostPort(o.PublicHost, n.gwPort)
@@ -203,6 +225,9 @@ func (n *node) start() (int, error) {
 		gcfg.Metrics = defaultMetrics()
 		gcfg.Logger = n.log
 		gcfg.TLS = o.TLSConfig(cs)
+		if n.acme != nil {
+			wiring.WithACME(gcfg.TLS, n.acme)
+		}
 		n.gw, err = gateway.New(gcfg)
 	}
 	if err != nil {
@@ -220,7 +245,7 @@ func (n *node) start() (int, error) {
 
 	acfg := o.APIConfig(n.adminKey, n.controlURL)
 	acfg.Store, acfg.Pool, acfg.Logger = n.st, n.mgr, n.log
-	if acfg.KeyPin == nil && !o.ownCert() {
+	if acfg.KeyPin == nil && !o.ownCert() && n.acme == nil {
 		// httvps:// keys pin the local CA, so the reference client
 		// connects without a CA file, and still after the leaf is renewed.
 		pin := sha256.Sum256(n.ca.cert.Raw)
@@ -232,8 +257,17 @@ func (n *node) start() (int, error) {
 		return exitUsage, fmt.Errorf("control API: %w", err)
 	}
 	tlsLn := wiring.APIListener(ctlLn, cs.GetCertificate)
+	if n.acme != nil {
+		tlsLn = wiring.APIListenerACME(ctlLn, n.acme)
+	}
 	n.apiDone = make(chan error, 1)
 	go func() { n.apiDone <- n.srv.Serve(tlsLn) }()
+	if n.acme != nil {
+		if err := n.acme.Start(context.Background()); err != nil {
+			return exitFail, fmt.Errorf("acme: %w", err)
+		}
+		n.log.Info("acme: managing the certificate; the self-signed one is served until it is obtained", "names", n.acme.Domains(), "ca", o.ACME.CA)
+	}
 
 	if o.AdminListen != "" {
 		// The same body as the API's /metrics: its series, the gateway's
@@ -266,7 +300,7 @@ func (n *node) start() (int, error) {
 
 // servedCert is the DER of the certificate both listeners serve now.
 func (n *node) servedCert() []byte {
-	c, _ := n.certs.GetCertificate(&tls.ClientHelloInfo{})
+	c, _ := n.getCert(&tls.ClientHelloInfo{ServerName: n.o.PublicHost})
 	return c.Certificate[0]
 }
 
@@ -328,6 +362,9 @@ func (n *node) stop() {
 		ctx, cancel := context.WithTimeout(context.Background(), adminShutdown)
 		n.adm.Shutdown(ctx)
 		cancel()
+	}
+	if n.acme != nil {
+		n.acme.Stop()
 	}
 	if n.stopReload != nil {
 		n.stopReload()

@@ -44,8 +44,23 @@ type upOptions struct {
 	AdminListen   string // /metrics, /healthz, /readyz; "" disables
 	LogLevel      string
 	LogFormat     string
+	ACMEMode      string // -acme: auto, on or off
+	ACME          wiring.ACME
 
 	memberArgs memberList
+}
+
+// acmeOn says whether up obtains its certificate by ACME: -acme on, or
+// auto (the default) with a -public-host a public CA issues for and no
+// -tls-cert of the operator's.
+func (o *upOptions) acmeOn() bool {
+	switch o.ACMEMode {
+	case "on":
+		return true
+	case "auto":
+		return !o.ownCert() && (len(o.ACME.Domains) > 0 || wiring.PublicName(o.PublicHost))
+	}
+	return false
 }
 
 // upRenames are the control set's flags that `httvps up` names otherwise,
@@ -54,7 +69,7 @@ var upRenames = map[string]string{"idle-timeout": "control-idle-timeout"}
 
 // upFlagSpec: member and the gateway set's lists are taken whole from one
 // source.
-var upFlagSpec = cliconf.Spec{Lists: append([]string{"member"}, wiring.GatewayLists...)}
+var upFlagSpec = cliconf.Spec{Lists: append(append([]string{"member"}, wiring.GatewayLists...), wiring.ACMELists...)}
 
 // ownCert says -tls-cert/-tls-key name the certificates; otherwise up
 // generates one.
@@ -81,6 +96,8 @@ func newUpFlagSet(o *upOptions, e env) *flag.FlagSet {
 	fs.StringVar(&o.AdminListen, "admin-listen", "", "`address` for /metrics, /healthz and /readyz without the admin key (e.g. 127.0.0.1:9090); empty disables")
 	o.Gateway.Register(fs)
 	fs.Lookup("tls-cert").Usage = "PEM certificate chain `file` (leaf first) served on -listen and -control-listen; repeatable, paired in order with -tls-key; the first pair is the default (default: a leaf certificate in DATA-DIR/leaf.pem issued and renewed by a local CA kept in DATA-DIR/ca.pem, which clients trust; HTTVPS_TLS_CERT takes a comma-separated list)"
+	fs.StringVar(&o.ACMEMode, "acme", "auto", "obtain and renew the certificate by ACME (Let's Encrypt by default), validated by TLS-ALPN-01 on -listen: auto (when -public-host is a public DNS name and no -tls-cert is given), on or off; the CA connects to port 443 of the name, which must reach -listen")
+	o.ACME.Register(fs, false, "-public-host")
 	o.Control = wiring.NewControl()
 	o.Replicas = 1
 	o.Control.Register(fs, upRenames)
@@ -166,6 +183,18 @@ func (o *upOptions) validate() error {
 	}
 	if h := o.PublicHost; h == "" || strings.ContainsAny(h, "/:@?#[] ") && net.ParseIP(h) == nil {
 		bad("-public-host %q is not a host name or IP address", h)
+	}
+	switch o.ACMEMode {
+	case "auto", "off":
+	case "on":
+		if len(o.ACME.Domains) == 0 && !wiring.PublicName(o.PublicHost) {
+			bad("-acme on: -public-host %q is not a DNS name a public CA issues for; give one, or -acme-domain", o.PublicHost)
+		}
+	default:
+		bad("-acme %q: want auto, on or off", o.ACMEMode)
+	}
+	if o.acmeOn() {
+		errs = append(errs, o.ACME.Check()...)
 	}
 	errs = append(errs, o.Gateway.Check(o.Listen)...)
 	errs = append(errs, o.Control.Check()...)
