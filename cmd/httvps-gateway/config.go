@@ -31,6 +31,9 @@ type options struct {
 
 	LogLevel  string
 	LogFormat string
+
+	ACME    wiring.ACME
+	ACMEDir string // the ACME state without -redis
 }
 
 // sources are the outside inputs, injected so tests need no process state.
@@ -47,7 +50,7 @@ func osSources(args []string) sources {
 
 // flagSpec: the repeatable flags take their whole list from one source
 // instead of a value per flag; duration defaults ("0s") are shown.
-var flagSpec = cliconf.Spec{Lists: wiring.GatewayLists}
+var flagSpec = cliconf.Spec{Lists: append(append([]string(nil), wiring.GatewayLists...), wiring.ACMELists...)}
 
 func newFlagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("httvps-gateway", flag.ContinueOnError)
@@ -57,6 +60,8 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Var((*redisURL)(&o.Redis), "redis", "Redis `URL` (redis://[:password@]host:port/db or rediss:// for TLS) of the shared store: tokens, usage, session limits and revocations come from it; -route entries are still checked first")
 	fs.StringVar(&o.PublicURL, "public-url", "", "wss://host:port `URL` clients reach this gateway at, registered in the store (required with -redis)")
 	o.Gateway.Register(fs)
+	o.ACME.Register(fs, true, "-public-url")
+	fs.StringVar(&o.ACMEDir, "acme-dir", "httvps-acme", "`directory` of the ACME account and certificates without -redis (with -redis they live in Redis, shared by the fleet)")
 	cliconf.LogFlags(fs, &o.LogLevel, &o.LogFormat)
 	flagSpec.SetUsage(fs, "Usage: httvps-gateway [flags]\n\n"+
 		"Accepts WebSocket sessions on /SECRET/tcp and /SECRET/udp and relays them to\n"+
@@ -112,7 +117,13 @@ func (o *options) validate() error {
 	}
 	errs = append(errs, o.Check(o.Listen)...)
 	errs = append(errs, cliconf.CheckLog(o.LogLevel, o.LogFormat)...)
-	if len(o.TLSPairs) == 0 && o.TLSMinVersion.Given() {
+	if o.ACME.On {
+		errs = append(errs, o.ACME.Check()...)
+		if len(o.acmeNames()) == 0 {
+			bad("-acme needs a name: give -acme-domain, or -public-url with a DNS name")
+		}
+	}
+	if len(o.TLSPairs) == 0 && !o.ACME.On && o.TLSMinVersion.Given() {
 		// Most likely the certificate flags were lost, and the gateway
 		// would silently serve plaintext.
 		bad("-tls-min-version given without -tls-cert and -tls-key")
@@ -157,4 +168,14 @@ func (r *redisURL) String() string { return "" }
 func (r *redisURL) Set(v string) error {
 	*r = redisURL(strings.TrimSpace(v))
 	return nil
+}
+
+// acmeNames are the names -acme obtains certificates for: -acme-domain, or
+// the host of -public-url.
+func (o *options) acmeNames() []string {
+	host := ""
+	if u, err := url.Parse(o.PublicURL); err == nil {
+		host = u.Hostname()
+	}
+	return o.ACME.Names(host)
 }

@@ -24,10 +24,12 @@ import (
 	"github.com/httvps/httvps/gateway"
 	"github.com/httvps/httvps/gateway/storeauth"
 	"github.com/httvps/httvps/gateway/vmmetrics"
+	"github.com/httvps/httvps/internal/acmecert"
 	"github.com/httvps/httvps/internal/admin"
 	"github.com/httvps/httvps/internal/certs"
 	"github.com/httvps/httvps/internal/cliconf"
 	"github.com/httvps/httvps/internal/version"
+	"github.com/httvps/httvps/internal/wiring"
 )
 
 const (
@@ -94,6 +96,17 @@ func run(src sources, logOut io.Writer) int {
 	if store != nil {
 		cfg.TLS = o.TLSConfig(store)
 	}
+	var am *acmecert.Manager
+	if o.ACME.On {
+		var code int
+		if am, code, err = startACME(o, fl, store, log); err != nil {
+			log.Error("acme", "err", err)
+			return code
+		}
+		defer am.Stop()
+		cfg.TLS = o.TLSConfigFor(am.GetCertificate)
+		wiring.WithACME(cfg.TLS, am)
+	}
 	gw, err := gateway.New(cfg)
 	if err != nil {
 		log.Error("invalid gateway configuration", "err", err)
@@ -144,9 +157,18 @@ func run(src sources, logOut io.Writer) int {
 
 	served := make(chan error, 1)
 	go func() { served <- gw.Serve(ln) }()
+	if am != nil {
+		// Ordering starts once the listener that answers the validation
+		// is serving.
+		if err := am.Start(background); err != nil {
+			log.Error("acme", "err", err)
+			return 1
+		}
+		log.Info("acme: managing certificates", "names", am.Domains(), "ca", o.ACME.CA)
+	}
 	attrs := []any{
 		"listen", o.Listen,
-		"tls", store != nil,
+		"tls", cfg.TLS != nil,
 		"routes", len(o.Routes), // the secrets themselves are never logged
 		"decoy_file", o.DecoyFile,
 	}

@@ -2,13 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/httvps/httvps/gateway"
 	"github.com/httvps/httvps/gateway/storeauth"
 	"github.com/httvps/httvps/gateway/storemetrics"
+	"github.com/httvps/httvps/internal/acmecert"
+	"github.com/httvps/httvps/internal/certs"
 	"github.com/httvps/httvps/internal/version"
+	"github.com/httvps/httvps/store"
+	"github.com/httvps/httvps/store/embedded"
 	"github.com/httvps/httvps/store/redisstore"
 )
 
@@ -74,4 +83,45 @@ func (f *fleet) close(log *slog.Logger) {
 	}
 	f.unexport()
 	f.st.Close()
+}
+
+// startACME prepares -acme: its state in the fleet's Redis (so one gateway
+// orders a name and every gateway serves it) or, without -redis, in an
+// embedded store in -acme-dir; the -tls-cert pairs, or an in-memory
+// self-signed certificate, serve until the certificate is obtained. On an
+// error it returns the exit code.
+func startACME(o *options, fl *fleet, files *certs.Store, log *slog.Logger) (*acmecert.Manager, int, error) {
+	names := o.acmeNames()
+	var st store.Store
+	if fl != nil {
+		st = fl.st
+	} else {
+		if err := os.MkdirAll(o.ACMEDir, 0o700); err != nil {
+			return nil, 1, fmt.Errorf("-acme-dir: %w", err)
+		}
+		es, err := embedded.Open(filepath.Join(o.ACMEDir, "acme.db"))
+		if err != nil {
+			return nil, 1, fmt.Errorf("-acme-dir %s (is another gateway using it?): %w", o.ACMEDir, err)
+		}
+		st = es
+	}
+	fallback := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return nil, errors.New("no certificate") }
+	if files != nil {
+		fallback = files.GetCertificate
+	} else {
+		self, err := acmecert.SelfSigned(names)
+		if err != nil {
+			return nil, 1, err
+		}
+		fallback = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return self, nil }
+	}
+	ac, err := o.ACME.ManagerConfig(names, st, o.Listen, fallback, log, os.ReadFile)
+	if err != nil {
+		return nil, 2, err
+	}
+	m, err := acmecert.New(ac)
+	if err != nil {
+		return nil, 2, err
+	}
+	return m, 0, nil
 }

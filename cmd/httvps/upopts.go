@@ -96,7 +96,8 @@ func newUpFlagSet(o *upOptions, e env) *flag.FlagSet {
 	fs.StringVar(&o.AdminListen, "admin-listen", "", "`address` for /metrics, /healthz and /readyz without the admin key (e.g. 127.0.0.1:9090); empty disables")
 	o.Gateway.Register(fs)
 	fs.Lookup("tls-cert").Usage = "PEM certificate chain `file` (leaf first) served on -listen and -control-listen; repeatable, paired in order with -tls-key; the first pair is the default (default: a leaf certificate in DATA-DIR/leaf.pem issued and renewed by a local CA kept in DATA-DIR/ca.pem, which clients trust; HTTVPS_TLS_CERT takes a comma-separated list)"
-	fs.StringVar(&o.ACMEMode, "acme", "auto", "obtain and renew the certificate by ACME (Let's Encrypt by default), validated by TLS-ALPN-01 on -listen: auto (when -public-host is a public DNS name and no -tls-cert is given), on or off; the CA connects to port 443 of the name, which must reach -listen")
+	o.ACMEMode = "auto"
+	fs.Var((*acmeMode)(&o.ACMEMode), "acme", "obtain and renew the certificate by ACME (Let's Encrypt by default), validated by TLS-ALPN-01 on -listen: auto (the default: when -public-host is a public DNS name and no -tls-cert is given), true or false; the CA connects to port 443 of the name, which must reach -listen")
 	o.ACME.Register(fs, false, "-public-host")
 	o.Control = wiring.NewControl()
 	o.Replicas = 1
@@ -184,14 +185,10 @@ func (o *upOptions) validate() error {
 	if h := o.PublicHost; h == "" || strings.ContainsAny(h, "/:@?#[] ") && net.ParseIP(h) == nil {
 		bad("-public-host %q is not a host name or IP address", h)
 	}
-	switch o.ACMEMode {
-	case "auto", "off":
-	case "on":
+	if o.ACMEMode == "on" {
 		if len(o.ACME.Domains) == 0 && !wiring.PublicName(o.PublicHost) {
-			bad("-acme on: -public-host %q is not a DNS name a public CA issues for; give one, or -acme-domain", o.PublicHost)
+			bad("-acme: -public-host %q is not a DNS name a public CA issues for; give one, or -acme-domain", o.PublicHost)
 		}
-	default:
-		bad("-acme %q: want auto, on or off", o.ACMEMode)
 	}
 	if o.acmeOn() {
 		errs = append(errs, o.ACME.Check()...)
@@ -216,3 +213,25 @@ func (b *byteSize) Set(s string) error {
 	*b = byteSize(n)
 	return nil
 }
+
+// acmeMode is up's -acme: a boolean flag (-acme, -acme=false) that also
+// takes auto, its default.
+type acmeMode string
+
+func (m *acmeMode) String() string { return string(*m) }
+
+func (m *acmeMode) Set(s string) error {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "auto":
+		*m = "auto"
+	case "true", "on", "1", "yes":
+		*m = "on"
+	case "false", "off", "0", "no":
+		*m = "off"
+	default:
+		return fmt.Errorf("%q is not auto, true or false", s)
+	}
+	return nil
+}
+
+func (m *acmeMode) IsBoolFlag() bool { return true }

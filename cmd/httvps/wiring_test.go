@@ -26,6 +26,7 @@ var upFlagMap = map[string]map[string]string{
 	"httvps-gateway": {
 		"redis":      "", // up runs on its embedded store
 		"public-url": "", // up derives wss://-public-host:PORT
+		"acme-dir":   "", // up keeps the ACME state in its embedded store
 	},
 	"httvps-control": {
 		"listen":       "control-listen",

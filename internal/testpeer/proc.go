@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"sync"
 	"syscall"
@@ -104,7 +103,7 @@ func startProcEnv(t testing.TB, env []string, name string, args ...string) *Proc
 	p.Cmd = exec.Command(path, args...)
 	p.Cmd.Stdout, p.Cmd.Stderr = p.out, p.out
 	if env != nil {
-		p.Cmd.Env = append(os.Environ(), env...)
+		p.Cmd.Env = append(p.Cmd.Environ(), env...) // the test's own, plus env
 	}
 	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := p.Cmd.Start(); err != nil {

@@ -11,6 +11,7 @@
 package wiring
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -300,7 +301,12 @@ func (g *Gateway) GatewayConfig() gateway.Config {
 
 // TLSConfig is the gateway's TLS over the certificate store.
 func (g *Gateway) TLSConfig(store *certs.Store) *gateway.TLSConfig {
-	return &gateway.TLSConfig{GetCertificate: store.GetCertificate, MinVersion: g.TLSMinVersion.Version(), HandshakeCPU: g.HandshakeCPU}
+	return g.TLSConfigFor(store.GetCertificate)
+}
+
+// TLSConfigFor is the gateway's TLS serving getCert's certificates.
+func (g *Gateway) TLSConfigFor(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *gateway.TLSConfig {
+	return &gateway.TLSConfig{GetCertificate: getCert, MinVersion: g.TLSMinVersion.Version(), HandshakeCPU: g.HandshakeCPU}
 }
 
 // Auth is the gateway's Authenticator: the static routes first, then the
