@@ -34,6 +34,7 @@ type options struct {
 	TLSKey       string
 	LogLevel     string
 	LogFormat    string
+	ACME         wiring.ACME
 }
 
 // sources are the outside inputs, injected so tests need no process state.
@@ -50,7 +51,7 @@ func osSources(args []string) sources {
 
 // flagSpec: admin-key and redis never have their values printed
 // (defaults, errors).
-var flagSpec = cliconf.Spec{Secrets: []string{"admin-key", "redis"}}
+var flagSpec = cliconf.Spec{Secrets: []string{"admin-key", "redis"}, Lists: wiring.ACMELists}
 
 func newFlagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("httvps-control", flag.ContinueOnError)
@@ -66,6 +67,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "PEM certificate chain `file` (leaf first); with -tls-key the API serves HTTPS")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "PEM private key `file` for -tls-cert")
 	o.Control.Register(fs, nil)
+	o.ACME.Register(fs, true, "-public-url")
 	cliconf.LogFlags(fs, &o.LogLevel, &o.LogFormat)
 	flagSpec.SetUsage(fs, "Usage: httvps-control [flags]\n\n"+
 		"Serves the HTTVPS control plane API (tokens, Outline pool, gateways, client\n"+
@@ -106,6 +108,12 @@ func loadOptions(src sources) (*options, error) {
 func (o *options) validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if o.ACME.On {
+		errs = append(errs, o.ACME.Check()...)
+		if len(o.acmeNames()) == 0 {
+			bad("-acme needs a name: give -acme-domain, or -public-url with a DNS name")
+		}
+	}
 
 	cliconf.CheckListeners(o.Listen, o.AdminListen, bad)
 	switch {
@@ -144,3 +152,13 @@ func (o *options) poolConfig() pool.Config { return o.PoolConfig(o.RedisURL == "
 // apiConfig maps the options onto api.Config; Store, Pool and Logger are
 // the caller's to fill.
 func (o *options) apiConfig() api.Config { return o.APIConfig(o.AdminKey, o.PublicURL) }
+
+// acmeNames are the names -acme obtains certificates for: -acme-domain, or
+// the host of -public-url.
+func (o *options) acmeNames() []string {
+	host := ""
+	if u, err := url.Parse(o.PublicURL); err == nil {
+		host = u.Hostname()
+	}
+	return o.ACME.Names(host)
+}

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/httvps/httvps/control/api"
 	"github.com/httvps/httvps/control/pool"
+	"github.com/httvps/httvps/internal/acmecert"
 	"github.com/httvps/httvps/internal/admin"
 	"github.com/httvps/httvps/internal/certs"
 	"github.com/httvps/httvps/internal/cliconf"
@@ -136,8 +138,31 @@ func run(src sources, e env) int {
 		return 1
 	}
 	apiAddr := ln.Addr()
-	if cs != nil {
+	var am *acmecert.Manager
+	if o.ACME.On {
+		// The ACME state lives in the store, so control-plane replicas on
+		// one Redis order a name once.
+		fallback := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return nil, errors.New("no certificate") }
+		if cs != nil {
+			fallback = cs.GetCertificate
+		} else if self, err := acmecert.SelfSigned(o.acmeNames()); err == nil {
+			fallback = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return self, nil }
+		}
+		ac, err := o.ACME.ManagerConfig(o.acmeNames(), st, apiAddr.String(), fallback, log, src.readFile)
+		if err == nil {
+			am, err = acmecert.New(ac)
+		}
+		if err != nil {
+			ln.Close()
+			log.Error("acme", "err", err)
+			return 2
+		}
+		defer am.Stop()
+		ln = wiring.APIListenerACME(ln, am)
+	} else if cs != nil {
 		ln = wiring.APIListener(ln, cs.GetCertificate)
+	}
+	if cs != nil {
 		go reloadOnHUP(background, e.hup, cs, log)
 	}
 
@@ -160,9 +185,16 @@ func run(src sources, e env) int {
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	if am != nil {
+		if err := am.Start(background); err != nil {
+			log.Error("acme", "err", err)
+			return 1
+		}
+		log.Info("acme: managing certificates", "names", am.Domains(), "ca", o.ACME.CA)
+	}
 	log.Info("control plane serving",
 		"listen", apiAddr.String(),
-		"tls", cs != nil,
+		"tls", cs != nil || am != nil,
 		"store", kind, // the Redis URL may hold a password; never logged
 		"public_url", o.PublicURL,
 		"admin_listen", addrString(adminAddr),

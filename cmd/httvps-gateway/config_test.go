@@ -262,3 +262,36 @@ func TestByteSize(t *testing.T) {
 		}
 	}
 }
+
+// TestACMEFlags: -acme needs a name a public CA issues for, from
+// -acme-domain or -public-url, and turns TLS on by itself.
+func TestACMEFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // "" = valid
+	}{
+		{[]string{"-acme"}, "-acme needs a name"},
+		{[]string{"-acme", "-acme-domain", "localhost"}, `-acme-domain "localhost": not a DNS name a public CA issues for`},
+		{[]string{"-acme", "-acme-domain", "10.0.0.1"}, `-acme-domain "10.0.0.1"`},
+		{[]string{"-acme", "-acme-domain", "vpn.example.com", "-acme-ca", "http://ca.example/dir"}, "not an https:// URL"},
+		{[]string{"-acme", "-acme-domain", "vpn.example.com", "-tls-min-version", "1.3"}, ""},
+		{[]string{"-acme", "-acme-domain", "vpn.example.com", "-acme-domain", "b.example.com", "-acme-http", ":80"}, ""},
+	} {
+		o, err := loadOptions(fakeSources(append([]string{"-route", oneRoute}, tc.args...), nil, nil))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v", tc.args, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: error %v, want one containing %q", tc.args, err, tc.want)
+		case tc.want == "" && len(o.acmeNames()) == 0:
+			t.Errorf("%v: no ACME names", tc.args)
+		}
+	}
+	o, err := loadOptions(fakeSources(nil, map[string]string{"HTTVPS_REDIS": "redis://127.0.0.1:6379/0", "HTTVPS_PUBLIC_URL": "wss://gw.example.net/", "HTTVPS_ACME": "true"}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := o.acmeNames(); len(got) != 1 || got[0] != "gw.example.net" {
+		t.Errorf("names from -public-url: %v", got)
+	}
+}
