@@ -203,6 +203,18 @@ if [[ $selftest == 1 ]]; then
 	fi
 	echo "OK: fetched $healthz through ss-local -> v2ray-plugin -> TLS -> httvps up gateway -> ss-server"
 
+	# The Outline dynamic key (ssconf://) is served on the gateway's port.
+	ssconf=$(grep -m1 '^  ssconf ' "$token_file" | awk '{print $2}')
+	doc_url=${ssconf/ssconf:\/\//https://}
+	doc_url=${doc_url%%#*}
+	if [[ $doc_url != "https://127.0.0.1:${gw_listen##*:}/"* ]] ||
+		! curl -fsS --max-time 5 --cacert "$data_dir/ca.pem" "$doc_url" | grep -q 'url: wss://'; then
+		echo "FAIL: the ssconf:// key $ssconf is not served by the gateway $gw_listen" >&2
+		show_logs
+		exit 1
+	fi
+	echo "OK: fetched the ssconf:// document from the gateway's port"
+
 	# The reference client with the httvps:// key up saved: native tunnel,
 	# the local CA pinned by the key (no CA file).
 	key=$(grep -m1 '^  httvps ' "$token_file" | awk '{print $2}')
@@ -261,7 +273,8 @@ cat <<EOM
 
 Local setup (logs in $work):
   ss-server   127.0.0.1:$ss_port  ($cipher, the pool member)
-  httvps up   gateway $gw_listen, control API $control_listen, metrics http://$admin_listen/metrics
+  httvps up   gateway $gw_listen (all a client needs: sessions, ssconf:// keys, client config),
+              control API $control_listen (admin, loopback), metrics http://$admin_listen/metrics
 
 1. Connect through the gateway (in another terminal):
   $connect

@@ -30,6 +30,7 @@ type options struct {
 	RedisURL     string
 	DataDir      string
 	PublicURL    string
+	KeysURL      string // base of ssconf:// and httvps:// keys; "" means PublicURL
 	TLSCert      string
 	TLSKey       string
 	LogLevel     string
@@ -64,6 +65,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.RedisURL, "redis", "", "redis:// or rediss:// `URL` of the shared store; empty uses the embedded store in -data-dir")
 	fs.StringVar(&o.DataDir, "data-dir", "httvps-data", "`directory` of the embedded store (control.db), used when -redis is empty")
 	fs.StringVar(&o.PublicURL, "public-url", "", "`URL` clients reach the API at (https://host[:port][/prefix]), used in ssconf:// and httvps:// keys; empty: the request's Host")
+	fs.StringVar(&o.KeysURL, "keys-url", "", "`URL` ssconf:// and httvps:// keys point at, where clients fetch the dynamic access keys and the client config: the gateways' https://host[:port] (every gateway on the store serves them on its own port, behind its decoy), so the API can stay private; empty: -public-url")
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "PEM certificate chain `file` (leaf first); with -tls-key the API serves HTTPS")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "PEM private key `file` for -tls-cert")
 	o.Control.Register(fs, nil)
@@ -130,10 +132,13 @@ func (o *options) validate() error {
 	} else if o.DataDir == "" {
 		bad("-data-dir: empty, and no -redis given")
 	}
-	if o.PublicURL != "" {
-		u, err := url.Parse(o.PublicURL)
+	for name, v := range map[string]string{"public-url": o.PublicURL, "keys-url": o.KeysURL} {
+		if v == "" {
+			continue
+		}
+		u, err := url.Parse(v)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			bad("-public-url %q: want https://host[:port][/prefix]", o.PublicURL)
+			bad("-%s %q: want https://host[:port][/prefix]", name, v)
 		}
 	}
 	errs = append(errs, o.Check()...)
@@ -151,7 +156,13 @@ func (o *options) poolConfig() pool.Config { return o.PoolConfig(o.RedisURL == "
 
 // apiConfig maps the options onto api.Config; Store, Pool and Logger are
 // the caller's to fill.
-func (o *options) apiConfig() api.Config { return o.APIConfig(o.AdminKey, o.PublicURL) }
+func (o *options) apiConfig() api.Config {
+	keys := o.KeysURL
+	if keys == "" {
+		keys = o.PublicURL
+	}
+	return o.APIConfig(o.AdminKey, keys)
+}
 
 // acmeNames are the names -acme obtains certificates for: -acme-domain, or
 // the host of -public-url.

@@ -47,6 +47,28 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// -keys-url is the base of the keys (the gateways serve the documents);
+// without it the keys name -public-url as before.
+func TestKeysURL(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-public-url", "https://ctl.example.com"}, "https://ctl.example.com"},
+		{[]string{"-public-url", "https://ctl.example.com", "-keys-url", "https://vpn.example.com"}, "https://vpn.example.com"},
+		{[]string{"-keys-url", "https://vpn.example.com:8443"}, "https://vpn.example.com:8443"},
+		{nil, ""},
+	} {
+		o, err := loadOptions(fakeSources(append([]string{"-admin-key", testKey}, c.args...), nil, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := o.apiConfig().PublicURL; got != c.want {
+			t.Errorf("%v: keys on %q, want %q", c.args, got, c.want)
+		}
+	}
+}
+
 func TestPrecedence(t *testing.T) {
 	file := `
 listen: 127.0.0.1:7001
@@ -112,6 +134,7 @@ func TestRejects(t *testing.T) {
 		{"missing key file", []string{"-admin-key-file", "/nope"}, nil, nil, "-admin-key-file"},
 		{"bad redis", []string{"-admin-key", testKey, "-redis", "http://x"}, nil, nil, "-redis"},
 		{"bad public url", []string{"-admin-key", testKey, "-public-url", "ctl.example.com"}, nil, nil, "-public-url"},
+		{"bad keys url", []string{"-admin-key", testKey, "-keys-url", "wss://gw.example.com"}, nil, nil, "-keys-url"},
 		{"negative replicas", []string{"-admin-key", testKey, "-replicas", "-1"}, nil, nil, "-replicas"},
 		{"tls half", []string{"-admin-key", testKey, "-tls-cert", "c.pem"}, nil, nil, "go together"},
 		{"tiny body", []string{"-admin-key", testKey, "-max-body", "10"}, nil, nil, "-max-body"},

@@ -107,6 +107,14 @@ func run(src sources, logOut io.Writer) int {
 		cfg.TLS = o.TLSConfigFor(am.GetCertificate)
 		wiring.WithACME(cfg.TLS, am)
 	}
+	if fl != nil {
+		// The dynamic access keys and the client config on this listener,
+		// behind the decoy: keys whose URL names the gateways work here.
+		if cfg.Documents, err = wiring.Documents(fl.st, o.PublicURL, nil); err != nil {
+			log.Error("invalid -public-url", "err", err)
+			return 2
+		}
+	}
 	gw, err := gateway.New(cfg)
 	if err != nil {
 		log.Error("invalid gateway configuration", "err", err)

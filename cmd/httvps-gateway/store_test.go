@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -159,6 +161,23 @@ func TestRunWithRedis(t *testing.T) {
 	gws, err := st.ListGateways(ctx)
 	if err != nil || len(gws) != 1 || gws[0].ID != "gw-test" || gws[0].PublicURL != "wss://gw.example:443" || !gws[0].Live || gws[0].Version == "" {
 		t.Fatalf("registrations %+v, %v", gws, err)
+	}
+
+	// The gateway serves the token's Outline document itself, naming the
+	// registered public URL; an unknown secret gets the decoy 404.
+	resp, err := http.Get("http://" + addr + "/v1/outline/" + secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Server") != "nginx" || !strings.Contains(string(body), "url: wss://gw.example:443/"+secret+"/tcp") {
+		t.Errorf("document from the gateway: %d %q", resp.StatusCode, body)
+	}
+	if resp, err := http.Get("http://" + addr + "/v1/outline/" + store.NewID()); err != nil || resp.StatusCode != 404 {
+		t.Errorf("unknown secret: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 
 	var metrics strings.Builder

@@ -112,7 +112,7 @@ func TestConnectAgainstUp(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the key up printed: %v", err)
 	}
-	if len(k.Gateways) != 1 || k.Gateways[0].Addr != gwAddr || !bytes.Equal(k.Pin, pin[:]) || k.Control != ctlURL ||
+	if len(k.Gateways) != 1 || k.Gateways[0].Addr != gwAddr || !bytes.Equal(k.Pin, pin[:]) || k.Control != "https://"+gwAddr ||
 		k.Token != token || k.Cipher != method || k.Secret != password {
 		t.Fatalf("the key up printed is not self-contained: gateways %+v control %q", k.Gateways, k.Control)
 	}
@@ -161,10 +161,11 @@ func TestConnectAgainstUp(t *testing.T) {
 		}
 	}
 
-	// Revoked: the gateway answers the decoy, connect asks the control
-	// plane and says why.
+	// Revoked: the gateway answers the decoy, connect asks the key's
+	// control URL — the gateway, which serves the client config behind
+	// the same decoy — and says what it can.
 	mustAdmin(t, ctlURL, dir, "-cacert", certFile, "tokens", "revoke", tokenID)
-	const reason = "every gateway refused the connection: the control plane does not accept the token: it is unknown, revoked or expired (401)"
+	const reason = "every gateway refused the connection: the gateway does not accept the token: it is unknown, revoked, expired or over its quota (404, as for any unknown request)"
 	waitFor(t, "the refusal reason in connect's log", func() bool {
 		curlHash(t, "--socks5-hostname", listen, origin.URL("/bytes/10"))
 		return strings.Contains(c.errs.String(), reason)

@@ -76,7 +76,8 @@ type node struct {
 	local   *apiClient       // the API over loopback, pinned to our certificate
 
 	gatewayURL string // wss://public-host:port
-	controlURL string // https://public-host:port
+	keysURL    string // https://public-host:gateway-port: where keys send clients (the gateway serves the documents)
+	controlURL string // https://public-host:control-port
 	adminURL   string // what `httvps admin -control` should use on this host
 	gwPort     string
 
@@ -200,14 +201,11 @@ func (n *node) start() (int, error) {
 	_, n.gwPort, _ = net.SplitHostPort(gwLn.Addr().String())
 	ctlHost, ctlPort, _ := net.SplitHostPort(ctlLn.Addr().String())
 	n.gatewayURL = "wss://" + net.JoinHostPort(o.PublicHost, n.gwPort)
+	n.keysURL = "https://" + net.JoinHostPort(o.PublicHost, n.gwPort)
 	n.controlURL = "https://" + net.JoinHostPort(o.PublicHost, ctlPort)
 	n.adminURL = n.controlURL
 	if ip := net.ParseIP(ctlHost); ip != nil && ip.IsLoopback() {
 		n.adminURL = "https://" + net.JoinHostPort(ctlHost, ctlPort)
-		if pub := net.ParseIP(o.PublicHost); pub == nil || !pub.IsLoopback() {
-			n.log.Warn("the control API listens on loopback only, but ssconf:// keys point at -public-host; remote clients cannot fetch them",
-				"control_listen", o.ControlListen, "public_host", o.PublicHost)
-		}
 	}
 
 	pcfg := o.PoolConfig(true) // the embedded store: one process
@@ -217,6 +215,17 @@ func (n *node) start() (int, error) {
 	pctx, n.stopPool = context.WithCancel(context.Background())
 	n.poolDone = make(chan error, 1)
 	go func() { n.mgr.Run(pctx); n.poolDone <- nil }()
+
+	// The keys name the gateway's port, which serves their documents
+	// behind its decoy: the control API (the admin API) can stay private.
+	acfg := o.APIConfig(n.adminKey, n.keysURL)
+	acfg.Store, acfg.Pool, acfg.Logger = n.st, n.mgr, n.log
+	if acfg.KeyPin == nil && !o.ownCert() && n.acme == nil {
+		// httvps:// keys pin the local CA, so the reference client
+		// connects without a CA file, and still after the leaf is renewed.
+		pin := sha256.Sum256(n.ca.cert.Raw)
+		acfg.KeyPin = pin[:]
+	}
 
 	n.auth = storeauth.New(n.st, storeauth.Config{GatewayID: o.GatewayID, PublicURL: n.gatewayURL, Version: version.Get().Version, Logger: n.log})
 	n.unexport = storemetrics.Export(n.auth)
@@ -228,6 +237,9 @@ func (n *node) start() (int, error) {
 		if n.acme != nil {
 			wiring.WithACME(gcfg.TLS, n.acme)
 		}
+		gcfg.Documents, err = wiring.Documents(n.st, n.gatewayURL, acfg.KeyPin)
+	}
+	if err == nil {
 		n.gw, err = gateway.New(gcfg)
 	}
 	if err != nil {
@@ -243,14 +255,6 @@ func (n *node) start() (int, error) {
 	n.gwDone = make(chan error, 1)
 	go func() { n.gwDone <- n.gw.Serve(gwLn) }()
 
-	acfg := o.APIConfig(n.adminKey, n.controlURL)
-	acfg.Store, acfg.Pool, acfg.Logger = n.st, n.mgr, n.log
-	if acfg.KeyPin == nil && !o.ownCert() && n.acme == nil {
-		// httvps:// keys pin the local CA, so the reference client
-		// connects without a CA file, and still after the leaf is renewed.
-		pin := sha256.Sum256(n.ca.cert.Raw)
-		acfg.KeyPin = pin[:]
-	}
 	n.srv, err = api.New(acfg)
 	if err != nil {
 		ctlLn.Close()
@@ -551,8 +555,12 @@ func (n *node) printBanner(w io.Writer, terminal bool, mems []store.Member, hadT
 		admin += " -cacert " + shellQuote(n.certFile)
 	}
 	fmt.Fprintf(w, "HTTVPS is up (data in %s)\n", n.dataDir)
-	fmt.Fprintf(w, "  gateway       %s\n", n.gatewayURL)
-	fmt.Fprintf(w, "  control API   %s\n", n.controlURL)
+	fmt.Fprintf(w, "  gateway       %s (the one port clients need: sessions, ssconf:// keys, client config)\n", n.gatewayURL)
+	if n.adminURL != n.controlURL {
+		fmt.Fprintf(w, "  control API   %s (admin API; loopback only)\n", n.adminURL)
+	} else {
+		fmt.Fprintf(w, "  control API   %s (admin API; clients do not need it: keep it private)\n", n.adminURL)
+	}
 	if n.ca != nil {
 		n.ca.printCerts(w, n.servedCert())
 	}

@@ -291,7 +291,9 @@ func TestUp(t *testing.T) {
 		t.Errorf("the banner does not name token %s:\n%s", tokenID, out)
 	}
 	ssconf := field(t, keys, "ssconf")
-	if want := "ssconf://" + ctlAddr + "/v1/outline/" + token + "#first"; ssconf != want {
+	// The key names the gateway's port: the control API listens on
+	// loopback only (ctlAddr), and clients need nothing but the gateway.
+	if want := "ssconf://" + gwAddr + "/v1/outline/" + token + "#first"; ssconf != want {
 		t.Errorf("ssconf %q, want %q", ssconf, want)
 	}
 	ssKey := field(t, keys, "ss")
@@ -314,12 +316,30 @@ func TestUp(t *testing.T) {
 		}
 	}
 
-	// The Outline dynamic key, over HTTPS from the control API.
+	// The Outline dynamic key, over HTTPS from the gateway.
 	doc := fetchSSConf(t, ssconf, pool)
 	if doc.Transport == nil || doc.Transport.Type != "tcpudp" || doc.Transport.TCP.Type != "shadowsocks" ||
 		doc.Transport.TCP.Endpoint.Type != "websocket" || doc.Transport.TCP.Endpoint.URL != gwURL+"/"+token+"/tcp" ||
 		doc.Transport.TCP.Cipher != method || doc.Transport.TCP.Secret != password {
 		t.Fatalf("ssconf document: %+v", doc.Transport)
+	}
+
+	// The client config from the gateway too, its httvps:// key pointing
+	// the reference client there for refreshes.
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	req, _ := http.NewRequest("GET", "https://"+gwAddr+"/v1/client/config", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cc clientConfigJSON
+	err = json.NewDecoder(resp.Body).Decode(&cc)
+	resp.Body.Close()
+	hc.CloseIdleConnections()
+	if err != nil || resp.StatusCode != 200 || cc.Secret != password || cc.AccessKeys.SSConf != ssconf ||
+		!strings.Contains(cc.AccessKeys.HTTVPS, "control=https%3A%2F%2F"+strings.ReplaceAll(gwAddr, ":", "%3A")) {
+		t.Errorf("client config from the gateway: %d %+v %v", resp.StatusCode, cc, err)
 	}
 
 	// Shadowsocks through the gateway with the printed token.

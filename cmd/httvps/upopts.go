@@ -89,7 +89,7 @@ func newUpFlagSet(o *upOptions, e env) *flag.FlagSet {
 	fs.StringVar(&o.ConfigFile, "config", "", "YAML `file` whose keys are flag names (member: a list); flags and environment override it")
 	fs.StringVar(&o.DataDir, "data-dir", defaultDataDir(e), "`directory` for the store, the admin key and the generated certificate")
 	fs.StringVar(&o.Listen, "listen", ":8443", "gateway `address` (TLS + WebSocket) clients connect to")
-	fs.StringVar(&o.ControlListen, "control-listen", ":9443", "control plane API `address` (HTTPS): admin API, client config, ssconf:// keys")
+	fs.StringVar(&o.ControlListen, "control-listen", "127.0.0.1:9443", "control plane API `address` (HTTPS): the admin API, private by default; clients fetch ssconf:// keys and their config from the gateway's -listen port")
 	fs.StringVar(&o.PublicHost, "public-host", "127.0.0.1", "`host` name or IP clients reach this node at; used in keys and in the generated certificate")
 	fs.Var(&o.memberArgs, "member", "add a pool member at start unless it exists: static:HOST:PORT:CIPHER:PASSWORD, ss-manager:HOST:PORT:MIN-MAX or outline-api:CERTSHA256:APIURL (repeatable; "+cliconf.EnvName("member")+" takes a comma-separated list)")
 	fs.StringVar(&o.AdminKeyFile, "admin-key-file", "", "`file` holding the admin key; created (0600) with a random key when absent (default DATA-DIR/admin.key)")

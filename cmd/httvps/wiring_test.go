@@ -33,6 +33,7 @@ var upFlagMap = map[string]map[string]string{
 		"idle-timeout": "control-idle-timeout", // -idle-timeout is the gateway's
 		"redis":        "",                     // up runs on its embedded store
 		"public-url":   "",                     // up derives https://-public-host:PORT
+		"keys-url":     "",                     // up's keys name its gateway: https://-public-host:-listen's port
 		"admin-key":    "",                     // up keeps the key in -admin-key-file, creating it on first start
 	},
 }
@@ -157,9 +158,10 @@ func TestUpGatewaySettings(t *testing.T) {
 		t.Errorf("pool.Config: %+v", p)
 	}
 	// up's own defaults stay: one replica, the control API's idle timeout
-	// apart from the gateway's.
-	if o, err := loadUpOptions(nil, env{stdout: io.Discard, stderr: io.Discard, lookupEnv: noEnv}); err != nil || o.Replicas != 1 || o.Control.IdleTimeout != 0 {
-		t.Errorf("defaults: replicas %d, control idle %v, %v", o.Replicas, o.Control.IdleTimeout, err)
+	// apart from the gateway's, and the control API (the admin API) on
+	// loopback: clients need only the gateway's port.
+	if o, err := loadUpOptions(nil, env{stdout: io.Discard, stderr: io.Discard, lookupEnv: noEnv}); err != nil || o.Replicas != 1 || o.Control.IdleTimeout != 0 || o.ControlListen != "127.0.0.1:9443" {
+		t.Errorf("defaults: replicas %d, control idle %v, control listen %q, %v", o.Replicas, o.Control.IdleTimeout, o.ControlListen, err)
 	}
 	for _, bad := range [][]string{{"-handshake-cpu", "-1"}, {"-tls-min-version", "1.1"}, {"-tls-cert", "a", "-tls-key", "b", "-tls-cert", "c"}, {"-max-body", "10"}} {
 		if _, err := loadUpOptions(bad, env{stdout: io.Discard, stderr: io.Discard, lookupEnv: noEnv}); err == nil {
