@@ -302,9 +302,10 @@ type Store interface {
 	PutBlob(ctx context.Context, key string, value []byte) error
 	// GetBlob returns key's value, or ErrNotFound.
 	GetBlob(ctx context.Context, key string) (Blob, error)
-	// DeleteBlobs removes every key that starts with prefix (a prefix of
-	// "" is refused with ErrInvalid). Missing keys are not an error.
-	DeleteBlobs(ctx context.Context, prefix string) error
+	// DeleteBlob removes key and, as a directory, every key under
+	// key + "/" ("acme/b" takes "acme/b/c" but not "acme/bc"). Missing
+	// keys are not an error; an empty key is ErrInvalid.
+	DeleteBlob(ctx context.Context, key string) error
 	// ListBlobs returns every key that starts with prefix, sorted.
 	ListBlobs(ctx context.Context, prefix string) ([]string, error)
 

@@ -72,20 +72,7 @@ func (s *storage) Load(ctx context.Context, key string) ([]byte, error) {
 
 // Delete removes key and, as a directory, everything under it.
 func (s *storage) Delete(ctx context.Context, key string) error {
-	k := blobKey(key)
-	if err := s.st.DeleteBlobs(ctx, k+"/"); err != nil {
-		return err
-	}
-	keys, err := s.st.ListBlobs(ctx, k)
-	if err != nil {
-		return err
-	}
-	for _, x := range keys {
-		if x == k {
-			return s.st.DeleteBlobs(ctx, k)
-		}
-	}
-	return nil
+	return s.st.DeleteBlob(ctx, blobKey(key))
 }
 
 func (s *storage) Exists(ctx context.Context, key string) bool {

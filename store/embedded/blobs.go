@@ -51,18 +51,22 @@ func (s *Store) GetBlob(ctx context.Context, key string) (store.Blob, error) {
 	return b, wrap("get blob", err)
 }
 
-// DeleteBlobs implements store.Store.
-func (s *Store) DeleteBlobs(ctx context.Context, prefix string) error {
-	if err := s.check(ctx, "delete blobs"); err != nil {
+// DeleteBlob implements store.Store.
+func (s *Store) DeleteBlob(ctx context.Context, key string) error {
+	if err := s.check(ctx, "delete blob"); err != nil {
 		return err
 	}
-	if prefix == "" {
-		return wrap("delete blobs", errInvalid)
+	if key == "" {
+		return wrap("delete blob", errInvalid)
 	}
-	return wrap("delete blobs", s.db.Update(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketBlobs).Cursor()
-		p := []byte(prefix)
-		for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+	return wrap("delete blob", s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketBlobs)
+		if err := b.Delete([]byte(key)); err != nil {
+			return err
+		}
+		c := b.Cursor()
+		dir := []byte(key + "/")
+		for k, _ := c.Seek(dir); k != nil && bytes.HasPrefix(k, dir); k, _ = c.Next() {
 			if err := c.Delete(); err != nil {
 				return err
 			}

@@ -24,9 +24,11 @@ redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1
 `)
 
-// KEYS: blob-keys. ARGV: the prefix, the blob key prefix (P "blob:").
-var deleteBlobsScript = redis.NewScript(`
-local keys = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. ARGV[1], '(' .. ARGV[1] .. '\255')
+// KEYS: blob-keys. ARGV: the key, the blob key prefix (P "blob:").
+// Deletes the key and the keys under key "/".
+var deleteBlobScript = redis.NewScript(`
+local keys = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. ARGV[1] .. '/', '(' .. ARGV[1] .. '/\255')
+table.insert(keys, ARGV[1])
 for _, k in ipairs(keys) do
   redis.call('DEL', ARGV[2] .. k)
   redis.call('ZREM', KEYS[1], k)
@@ -77,14 +79,14 @@ func (s *Store) GetBlob(ctx context.Context, key string) (store.Blob, error) {
 	return b, nil
 }
 
-// DeleteBlobs implements store.Store.
-func (s *Store) DeleteBlobs(ctx context.Context, prefix string) error {
-	if prefix == "" {
-		return invalid("delete blobs")
+// DeleteBlob implements store.Store.
+func (s *Store) DeleteBlob(ctx context.Context, key string) error {
+	if key == "" {
+		return invalid("delete blob")
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	return s.wrap("delete blobs", deleteBlobsScript.Run(ctx, s.rdb, []string{s.key("blob-keys")}, prefix, s.key("blob:")).Err())
+	return s.wrap("delete blob", deleteBlobScript.Run(ctx, s.rdb, []string{s.key("blob-keys")}, key, s.key("blob:")).Err())
 }
 
 // ListBlobs implements store.Store.
