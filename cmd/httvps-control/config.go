@@ -112,7 +112,7 @@ func (o *options) validate() error {
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if o.ACME.On {
 		errs = append(errs, o.ACME.Check()...)
-		if len(o.acmeNames()) == 0 {
+		if len(o.ACME.NamesForURL(o.PublicURL)) == 0 {
 			bad("-acme needs a name: give -acme-domain, or -public-url with a DNS name")
 		}
 	}
@@ -162,14 +162,4 @@ func (o *options) apiConfig() api.Config {
 		keys = o.PublicURL
 	}
 	return o.APIConfig(o.AdminKey, keys)
-}
-
-// acmeNames are the names -acme obtains certificates for: -acme-domain, or
-// the host of -public-url.
-func (o *options) acmeNames() []string {
-	host := ""
-	if u, err := url.Parse(o.PublicURL); err == nil {
-		host = u.Hostname()
-	}
-	return o.ACME.Names(host)
 }

@@ -142,25 +142,19 @@ func run(src sources, e env) int {
 	if o.ACME.On {
 		// The ACME state lives in the store, so control-plane replicas on
 		// one Redis order a name once.
-		fallback := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return nil, errors.New("no certificate") }
+		var files func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 		if cs != nil {
-			fallback = cs.GetCertificate
-		} else if self, err := acmecert.SelfSigned(o.acmeNames()); err == nil {
-			fallback = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return self, nil }
+			files = cs.GetCertificate
 		}
-		ac, err := o.ACME.ManagerConfig(o.acmeNames(), st, apiAddr.String(), fallback, log, src.readFile)
-		if err == nil {
-			am, err = acmecert.New(ac)
-		}
-		if err != nil {
+		if am, err = o.ACME.Manager(o.ACME.NamesForURL(o.PublicURL), st, apiAddr.String(), files, log, src.readFile); err != nil {
 			ln.Close()
 			log.Error("acme", "err", err)
 			return 2
 		}
 		defer am.Stop()
-		ln = wiring.APIListenerACME(ln, am)
+		ln = wiring.APIListener(ln, am.GetCertificate, am.Challenge)
 	} else if cs != nil {
-		ln = wiring.APIListener(ln, cs.GetCertificate)
+		ln = wiring.APIListener(ln, cs.GetCertificate, nil)
 	}
 	if cs != nil {
 		go reloadOnHUP(background, e.hup, cs, log)

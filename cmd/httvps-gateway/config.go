@@ -119,7 +119,7 @@ func (o *options) validate() error {
 	errs = append(errs, cliconf.CheckLog(o.LogLevel, o.LogFormat)...)
 	if o.ACME.On {
 		errs = append(errs, o.ACME.Check()...)
-		if len(o.acmeNames()) == 0 {
+		if len(o.ACME.NamesForURL(o.PublicURL)) == 0 {
 			bad("-acme needs a name: give -acme-domain, or -public-url with a DNS name")
 		}
 	}
@@ -168,14 +168,4 @@ func (r *redisURL) String() string { return "" }
 func (r *redisURL) Set(v string) error {
 	*r = redisURL(strings.TrimSpace(v))
 	return nil
-}
-
-// acmeNames are the names -acme obtains certificates for: -acme-domain, or
-// the host of -public-url.
-func (o *options) acmeNames() []string {
-	host := ""
-	if u, err := url.Parse(o.PublicURL); err == nil {
-		host = u.Hostname()
-	}
-	return o.ACME.Names(host)
 }

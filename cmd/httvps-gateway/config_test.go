@@ -283,7 +283,7 @@ func TestACMEFlags(t *testing.T) {
 			t.Errorf("%v: %v", tc.args, err)
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%v: error %v, want one containing %q", tc.args, err, tc.want)
-		case tc.want == "" && len(o.acmeNames()) == 0:
+		case tc.want == "" && len(o.ACME.NamesForURL(o.PublicURL)) == 0:
 			t.Errorf("%v: no ACME names", tc.args)
 		}
 	}
@@ -291,7 +291,7 @@ func TestACMEFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := o.acmeNames(); len(got) != 1 || got[0] != "gw.example.net" {
+	if got := o.ACME.NamesForURL(o.PublicURL); len(got) != 1 || got[0] != "gw.example.net" {
 		t.Errorf("names from -public-url: %v", got)
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -90,8 +89,8 @@ func (f *fleet) close(log *slog.Logger) {
 // embedded store in -acme-dir; the -tls-cert pairs, or an in-memory
 // self-signed certificate, serve until the certificate is obtained. On an
 // error it returns the exit code.
-func startACME(o *options, fl *fleet, files *certs.Store, log *slog.Logger) (*acmecert.Manager, int, error) {
-	names := o.acmeNames()
+func startACME(o *options, fl *fleet, certFiles *certs.Store, log *slog.Logger) (*acmecert.Manager, int, error) {
+	names := o.ACME.NamesForURL(o.PublicURL)
 	var st store.Store
 	if fl != nil {
 		st = fl.st
@@ -105,21 +104,11 @@ func startACME(o *options, fl *fleet, files *certs.Store, log *slog.Logger) (*ac
 		}
 		st = es
 	}
-	fallback := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return nil, errors.New("no certificate") }
-	if files != nil {
-		fallback = files.GetCertificate
-	} else {
-		self, err := acmecert.SelfSigned(names)
-		if err != nil {
-			return nil, 1, err
-		}
-		fallback = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return self, nil }
+	var files func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	if certFiles != nil {
+		files = certFiles.GetCertificate
 	}
-	ac, err := o.ACME.ManagerConfig(names, st, o.Listen, fallback, log, os.ReadFile)
-	if err != nil {
-		return nil, 2, err
-	}
-	m, err := acmecert.New(ac)
+	m, err := o.ACME.Manager(names, st, o.Listen, files, log, os.ReadFile)
 	if err != nil {
 		return nil, 2, err
 	}

@@ -183,11 +183,7 @@ func (n *node) start() (int, error) {
 	if o.acmeOn() {
 		// The embedded store keeps the ACME account and certificates, so a
 		// restart serves the certificate at once and renews on schedule.
-		ac, err := o.ACME.ManagerConfig(o.ACME.Names(o.PublicHost), n.st, gwLn.Addr().String(), cs.GetCertificate, n.log, os.ReadFile)
-		if err == nil {
-			n.acme, err = acmecert.New(ac)
-		}
-		if err != nil {
+		if n.acme, err = o.ACME.Manager(o.ACME.Names(o.PublicHost), n.st, gwLn.Addr().String(), cs.GetCertificate, n.log, os.ReadFile); err != nil {
 			gwLn.Close()
 			ctlLn.Close()
 			return exitUsage, fmt.Errorf("acme: %w", err)
@@ -260,17 +256,18 @@ func (n *node) start() (int, error) {
 		ctlLn.Close()
 		return exitUsage, fmt.Errorf("control API: %w", err)
 	}
-	tlsLn := wiring.APIListener(ctlLn, cs.GetCertificate)
+	var challenge func(*tls.ClientHelloInfo) (*tls.Certificate, bool)
 	if n.acme != nil {
-		tlsLn = wiring.APIListenerACME(ctlLn, n.acme)
+		challenge = n.acme.Challenge
 	}
+	tlsLn := wiring.APIListener(ctlLn, n.getCert, challenge)
 	n.apiDone = make(chan error, 1)
 	go func() { n.apiDone <- n.srv.Serve(tlsLn) }()
 	if n.acme != nil {
 		if err := n.acme.Start(context.Background()); err != nil {
 			return exitFail, fmt.Errorf("acme: %w", err)
 		}
-		n.log.Info("acme: managing the certificate; the self-signed one is served until it is obtained", "names", n.acme.Domains(), "ca", o.ACME.CA)
+		n.log.Info("acme: managing the certificate; the local CA's leaf is served until it is obtained", "names", n.acme.Domains(), "ca", o.ACME.CA)
 	}
 
 	if o.AdminListen != "" {

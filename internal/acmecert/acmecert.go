@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -108,19 +109,12 @@ func New(c Config) (*Manager, error) {
 	}
 	m := &Manager{c: c, names: make(map[string]bool)}
 	for _, d := range c.Domains {
-		d = strings.ToLower(strings.TrimSuffix(d, "."))
-		if !certmagic.SubjectQualifiesForPublicCert(d) || strings.Contains(d, "*") {
+		if !PublicName(d) {
 			return nil, fmt.Errorf("acmecert: %q is not a name a public CA issues for (a DNS name, not localhost, an IP address or a wildcard)", d)
 		}
-		m.names[d] = true
+		m.names[normal(d)] = true
 	}
-	m.c.Domains = slices.Sorted(func(yield func(string) bool) {
-		for d := range m.names {
-			if !yield(d) {
-				return
-			}
-		}
-	})
+	m.c.Domains = slices.Sorted(maps.Keys(m.names))
 	zl := newZapLogger(c.Logger.With("component", "acme"))
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
@@ -238,9 +232,21 @@ func (m *Manager) Stop() {
 	m.cache.Stop()
 }
 
+// PublicName reports whether name is one a public CA issues a
+// certificate for: a DNS name of two labels or more that is not
+// localhost, an internal name, an IP address or a wildcard.
+func PublicName(name string) bool {
+	name = normal(name)
+	return strings.Contains(name, ".") && !strings.Contains(name, "*") && net.ParseIP(name) == nil &&
+		certmagic.SubjectQualifiesForPublicCert(name)
+}
+
+// normal is a name as the managed set holds it.
+func normal(name string) string { return strings.ToLower(strings.TrimSuffix(name, ".")) }
+
 // manages reports whether hello asks for a managed name.
 func (m *Manager) manages(hello *tls.ClientHelloInfo) bool {
-	return m.names[strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))]
+	return m.names[normal(hello.ServerName)]
 }
 
 // GetCertificate is a tls.Config.GetCertificate: the managed certificate
@@ -260,7 +266,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 func (m *Manager) cached(name string) *certmagic.Certificate {
 	var best *certmagic.Certificate
 	now := time.Now()
-	for _, c := range m.cache.AllMatchingCertificates(strings.ToLower(strings.TrimSuffix(name, "."))) {
+	for _, c := range m.cache.AllMatchingCertificates(normal(name)) {
 		if c.Leaf == nil || now.After(c.Leaf.NotAfter) {
 			continue
 		}

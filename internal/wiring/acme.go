@@ -11,8 +11,6 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/caddyserver/certmagic"
-
 	"github.com/httvps/httvps/gateway"
 	"github.com/httvps/httvps/internal/acmecert"
 	"github.com/httvps/httvps/store"
@@ -64,14 +62,9 @@ func (a *ACME) Check() []error {
 	return errs
 }
 
-// PublicName reports whether name is one a public CA issues a certificate
-// for: a DNS name that is not localhost, an internal name, an IP address
-// or a wildcard.
-func PublicName(name string) bool {
-	name = strings.ToLower(strings.TrimSuffix(name, "."))
-	return strings.Contains(name, ".") && !strings.Contains(name, "*") && net.ParseIP(name) == nil &&
-		certmagic.SubjectQualifiesForPublicCert(name)
-}
+// PublicName reports whether name is one a public CA issues a
+// certificate for (acmecert.PublicName).
+func PublicName(name string) bool { return acmecert.PublicName(name) }
 
 // Names are -acme-domain, or host when none was given.
 func (a *ACME) Names(host string) []string {
@@ -84,13 +77,31 @@ func (a *ACME) Names(host string) []string {
 	return []string{host}
 }
 
-// ManagerConfig is the acmecert.Config for names, validated on the TLS
-// listener at tlsAddr, keeping its state in st, serving fallback until
-// (and beside) the ACME certificates. readFile reads -acme-ca-root.
-func (a *ACME) ManagerConfig(names []string, st store.Store, tlsAddr string, fallback func(*tls.ClientHelloInfo) (*tls.Certificate, error),
-	log *slog.Logger, readFile func(string) ([]byte, error)) (acmecert.Config, error) {
+// NamesForURL are -acme-domain, or the host of publicURL.
+func (a *ACME) NamesForURL(publicURL string) []string {
+	host := ""
+	if u, err := url.Parse(publicURL); err == nil {
+		host = u.Hostname()
+	}
+	return a.Names(host)
+}
+
+// Manager makes the acmecert.Manager for names, validated on the TLS
+// listener at tlsAddr, keeping its state in st. files serves until (and
+// beside) the ACME certificates; nil means an in-memory self-signed
+// certificate for names (acmecert.SelfSigned). readFile reads
+// -acme-ca-root.
+func (a *ACME) Manager(names []string, st store.Store, tlsAddr string, files func(*tls.ClientHelloInfo) (*tls.Certificate, error),
+	log *slog.Logger, readFile func(string) ([]byte, error)) (*acmecert.Manager, error) {
 	if len(names) == 0 {
-		return acmecert.Config{}, errors.New("acme: no name to obtain a certificate for (give -acme-domain)")
+		return nil, errors.New("acme: no name to obtain a certificate for (give -acme-domain)")
+	}
+	if files == nil {
+		self, err := acmecert.SelfSigned(names)
+		if err != nil {
+			return nil, err
+		}
+		files = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return self, nil }
 	}
 	c := acmecert.Config{
 		Domains:  names,
@@ -99,20 +110,20 @@ func (a *ACME) ManagerConfig(names []string, st store.Store, tlsAddr string, fal
 		Store:    st,
 		TLSAddr:  tlsAddr,
 		HTTPAddr: a.HTTPAddr,
-		Fallback: fallback,
+		Fallback: files,
 		Logger:   log,
 	}
 	if a.CARoot != "" {
 		pem, err := readFile(a.CARoot)
 		if err != nil {
-			return c, fmt.Errorf("-acme-ca-root: %w", err)
+			return nil, fmt.Errorf("-acme-ca-root: %w", err)
 		}
 		c.CARoots = x509.NewCertPool()
 		if !c.CARoots.AppendCertsFromPEM(pem) {
-			return c, fmt.Errorf("-acme-ca-root %s: no PEM certificate in it", a.CARoot)
+			return nil, fmt.Errorf("-acme-ca-root %s: no PEM certificate in it", a.CARoot)
 		}
 	}
-	return c, nil
+	return acmecert.New(c)
 }
 
 // WithACME makes tc serve m's certificates and answer its TLS-ALPN-01
@@ -120,27 +131,4 @@ func (a *ACME) ManagerConfig(names []string, st store.Store, tlsAddr string, fal
 func WithACME(tc *gateway.TLSConfig, m *acmecert.Manager) {
 	tc.GetCertificate = m.GetCertificate
 	tc.ACMEChallenge = m.Challenge
-}
-
-// APIListenerACME is APIListener serving m's certificates and answering
-// its TLS-ALPN-01 validations (the connection then ends: the API reads
-// nothing after such a handshake).
-func APIListenerACME(ln net.Listener, m *acmecert.Manager) net.Listener {
-	base := &tls.Config{
-		GetCertificate: m.GetCertificate,
-		MinVersion:     tls.VersionTLS12,
-		NextProtos:     []string{"http/1.1"},
-	}
-	base.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
-		cert, ok := m.Challenge(hi)
-		if !ok {
-			return nil, nil
-		}
-		return &tls.Config{
-			Certificates: []tls.Certificate{*cert},
-			MinVersion:   tls.VersionTLS12,
-			NextProtos:   []string{acmecert.ALPNProto},
-		}, nil
-	}
-	return tls.NewListener(ln, base)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/httvps/httvps/control/api"
 	"github.com/httvps/httvps/control/pool"
+	"github.com/httvps/httvps/internal/acmecert"
 )
 
 // maxBodyCeiling keeps -max-body to what a JSON API could need.
@@ -120,11 +121,29 @@ func (c *Control) keyPin() []byte {
 }
 
 // APIListener is the API's HTTPS listener over ln: TLS 1.2 or later,
-// HTTP/1.1 only.
-func APIListener(ln net.Listener, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) net.Listener {
-	return tls.NewListener(ln, &tls.Config{
+// HTTP/1.1 only. acme, when not nil, answers ACME TLS-ALPN-01 validation
+// handshakes (acmecert.Manager.Challenge): such a hello gets the
+// validation certificate and acme-tls/1, and the API then reads nothing
+// from the connection.
+func APIListener(ln net.Listener, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error),
+	acme func(*tls.ClientHelloInfo) (*tls.Certificate, bool)) net.Listener {
+	base := &tls.Config{
 		GetCertificate: getCert,
 		MinVersion:     tls.VersionTLS12,
 		NextProtos:     []string{"http/1.1"},
-	})
+	}
+	if acme != nil {
+		base.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+			cert, ok := acme(hi)
+			if !ok {
+				return nil, nil
+			}
+			return &tls.Config{
+				Certificates: []tls.Certificate{*cert},
+				MinVersion:   tls.VersionTLS12,
+				NextProtos:   []string{acmecert.ALPNProto},
+			}, nil
+		}
+	}
+	return tls.NewListener(ln, base)
 }
