@@ -37,20 +37,21 @@ type ControlError struct {
 }
 
 func (e *ControlError) Error() string {
+	if e.Status == http.StatusNotFound && e.Code == "http_404" {
+		return "control plane: " + e.Reason()
+	}
 	return fmt.Sprintf("control plane: %d %s: %s", e.Status, e.Code, printableLabel(e.Message))
 }
 
 // Reason is the one line a user reads: why the token is refused.
 func (e *ControlError) Reason() string {
 	switch {
-	case e.Status == http.StatusUnauthorized:
-		return "the control plane does not accept the token: it is unknown, revoked or expired (401)"
 	case e.Status == http.StatusForbidden && e.Code == "quota_exceeded":
 		return "the token has used its data quota (403 quota_exceeded)"
 	case e.Status == http.StatusNotFound && e.Code == "http_404":
-		// A gateway serves the client config behind its decoy: a token it
-		// does not accept gets the answer any stranger gets.
-		return "the gateway does not accept the token: it is unknown, revoked, expired or over its quota (404, as for any unknown request)"
+		// Gateways and the control API answer strangers with the decoy: a
+		// token they do not accept gets the answer any stranger gets.
+		return "the server does not accept the token: it is unknown, revoked, expired or over its quota (404, as for any unknown request)"
 	}
 	return fmt.Sprintf("the control plane answered %d %s: %s", e.Status, e.Code, printableLabel(e.Message))
 }

@@ -154,14 +154,14 @@ func TestSessionFollowsControlPlane(t *testing.T) {
 	// Revoked: the control plane says so. (The static routes of these
 	// gateways do not know revocation; the reason comes from the API.)
 	ctl.admin(t, "DELETE", "/v1/tokens/"+tok.ID, "")
-	if r := s.Explain(ctx); !strings.Contains(r, "unknown, revoked or expired (401)") {
+	if r := s.Explain(ctx); !strings.Contains(r, "the server does not accept the token: it is unknown, revoked, expired or over its quota (404, as for any unknown request)") {
 		t.Fatalf("Explain after revoke: %q", r)
 	}
 	s.refresh(ctx)
-	if st := s.Status(); !strings.Contains(st.Refusal, "401") {
+	if st := s.Status(); !strings.Contains(st.Refusal, "404") {
 		t.Fatalf("status after a refused refresh: %+v", st)
 	}
-	if _, err := ResolveKey(ctx, ctl.url, ResolveOptions{Token: tok.Token}); err == nil || !strings.Contains(err.Error(), "401") {
+	if _, err := ResolveKey(ctx, ctl.url, ResolveOptions{Token: tok.Token}); err == nil || !strings.Contains(err.Error(), "does not accept the token") {
 		t.Fatalf("resolving with a revoked token: %v", err)
 	}
 }

@@ -145,6 +145,25 @@ var probeShapes = []probeShape{
 	{name: "EmptyHost", req: []byte("GET / HTTP/1.1\r\nHost:\r\n\r\n")},
 	{name: "RequestLine8192", req: []byte("GET /" + strings.Repeat("c", 8192-len("GET / HTTP/1.1\r\n")) + " HTTP/1.1\r\nHost: localhost\r\n\r\n")},
 	{name: "RequestLine8193", req: []byte("GET /" + strings.Repeat("c", 8193-len("GET / HTTP/1.1\r\n")) + " HTTP/1.1\r\nHost: localhost\r\n\r\n")},
+	// The control API's routes and the gateways' documents, asked by a
+	// stranger: nginx (no such files) answers 404 to all of them.
+	{name: "APITokens", req: []byte("GET /v1/tokens HTTP/1.1\r\nHost: localhost\r\n\r\n")},
+	{name: "APITokensWrongKey", req: []byte("GET /v1/tokens HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " + strings.Repeat("k", 48) + "\r\n\r\n")},
+	{name: "APICreateToken", req: []byte("POST /v1/tokens HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")},
+	{name: "APIDeleteToken", req: []byte("DELETE /v1/tokens/x HTTP/1.1\r\nHost: localhost\r\n\r\n")},
+	{name: "APIOptions", req: []byte("OPTIONS /v1/tokens HTTP/1.1\r\nHost: localhost\r\nOrigin: http://evil\r\nAccess-Control-Request-Method: POST\r\n\r\n")},
+	{name: "APIHealthz", req: []byte("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")},
+	{name: "APIMetrics", req: []byte("GET /metrics HTTP/1.0\r\n\r\n")},
+	{name: "ClientConfigNoToken", req: []byte("GET /v1/client/config HTTP/1.1\r\nHost: localhost\r\n\r\n")},
+	{name: "ClientConfigUnknownToken", req: []byte("GET /v1/client/config HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " + strings.Repeat("A", 43) + "\r\n\r\n")},
+	{name: "ClientConfigHEAD", req: []byte("HEAD /v1/client/config HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " + strings.Repeat("A", 43) + "\r\n\r\n")},
+	{name: "ClientConfigPOST", req: []byte("POST /v1/client/config HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc")},
+	{name: "OutlineUnknownSecret", req: []byte("GET /v1/outline/" + strings.Repeat("Q", 43) + " HTTP/1.1\r\nHost: localhost\r\n\r\n")},
+	{name: "OutlineUnknownSecretHTTP10", req: []byte("GET /v1/outline/" + strings.Repeat("Q", 43) + " HTTP/1.0\r\nUser-Agent: " + chromeUA + "\r\n\r\n")},
+	{name: "OutlineEmptySecret", req: []byte("GET /v1/outline/ HTTP/1.1\r\nHost: localhost\r\n\r\n")},
+	{name: "PipelinedRefusals", req: []byte("GET /v1/client/config HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer x\r\n\r\n" +
+		"GET /v1/outline/" + strings.Repeat("Q", 43) + " HTTP/1.1\r\nHost: localhost\r\n\r\n" +
+		"GET /v1/tokens HTTP/1.1\r\nHost: localhost\r\n\r\nGET /v1/client/config HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")},
 	{name: "PlainGETOnTLSPort", req: []byte("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"), tlsPort: true},
 	{name: "PlainHEADOnTLSPort", req: []byte("HEAD / HTTP/1.0\r\n\r\n"), tlsPort: true},
 	{name: "PlainUpgradeOnTLSPort", req: []byte(wsUpgrade("/"+nginxProbeSecret+"/tcp", "")), tlsPort: true},

@@ -32,13 +32,19 @@ const nginxLinger = 5 * time.Second
 // (Location, Content-Range) or an empty body the decoy does not give.
 func DecoyStatusValid(code int) bool { return nginxdecoy.StatusValid(code) }
 
-func newDecoyPages(cfg Config) *decoyPages {
-	return nginxdecoy.New(nginxdecoy.Config{
+// DecoyConfig is the decoy cfg gives, for a server beside the gateway that
+// is to answer strangers alike (the control API).
+func (cfg Config) DecoyConfig() nginxdecoy.Config {
+	return nginxdecoy.Config{
 		Server:      cfg.ServerHeader,
 		Status:      cfg.DecoyStatus,
 		Body:        cfg.DecoyBody,
 		ContentType: cfg.DecoyContentType,
-	})
+	}
+}
+
+func newDecoyPages(cfg Config) *decoyPages {
+	return nginxdecoy.New(cfg.DecoyConfig())
 }
 
 // bodySkip drops the body of an answered request, as nginx discards it.

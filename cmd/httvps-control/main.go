@@ -139,6 +139,7 @@ func run(src sources, e env) int {
 	}
 	apiAddr := ln.Addr()
 	var am *acmecert.Manager
+	var apiTLS *tls.Config // nil: plain HTTP
 	if o.ACME.On {
 		// The ACME state lives in the store, so control-plane replicas on
 		// one Redis order a name once.
@@ -152,9 +153,9 @@ func run(src sources, e env) int {
 			return 2
 		}
 		defer am.Stop()
-		ln = wiring.APIListener(ln, am.GetCertificate, am.Challenge)
+		apiTLS = wiring.APITLS(am.GetCertificate, am.Challenge)
 	} else if cs != nil {
-		ln = wiring.APIListener(ln, cs.GetCertificate, nil)
+		apiTLS = wiring.APITLS(cs.GetCertificate, nil)
 	}
 	if cs != nil {
 		go reloadOnHUP(background, e.hup, cs, log)
@@ -178,7 +179,7 @@ func run(src sources, e env) int {
 	}
 
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- srv.ServeTLS(ln, apiTLS) }()
 	if am != nil {
 		if err := am.Start(background); err != nil {
 			log.Error("acme", "err", err)

@@ -109,8 +109,12 @@ func (c *client) do(method, path, auth, body string) (int, []byte) {
 // yet, then a static member on a live loopback port, a token on it, and
 // the admin listener.
 func exercise(t *testing.T, c *client, adminBase string) (tokenID string) {
-	if code, body := c.do("GET", "/healthz", "", ""); code != 200 {
+	if code, body := c.do("GET", "/healthz", testKey, ""); code != 200 {
 		t.Fatalf("healthz: %d %s", code, body)
+	}
+	// Strangers get the decoy, not the API.
+	if code, body := c.do("GET", "/healthz", "", ""); code != 404 || !strings.Contains(string(body), "<center>nginx</center>") {
+		t.Fatalf("healthz without the key: %d %s", code, body)
 	}
 	if code, body := c.do("POST", "/v1/tokens", testKey, `{}`); code != 503 || !strings.Contains(string(body), `"no_members"`) {
 		t.Fatalf("token without members: %d %s", code, body)
@@ -140,7 +144,7 @@ func exercise(t *testing.T, c *client, adminBase string) (tokenID string) {
 	if code != 200 || !strings.Contains(string(body), `"secret":"shared-static-secret"`) {
 		t.Fatalf("client config: %d %s", code, body)
 	}
-	if code, _ := c.do("GET", "/metrics", "", ""); code != 401 {
+	if code, _ := c.do("GET", "/metrics", "", ""); code != 404 {
 		t.Errorf("/metrics on the API without the key: %d", code)
 	}
 	admin := &client{t: t, base: adminBase, hc: http.DefaultClient}

@@ -34,7 +34,12 @@ type apiError struct {
 	Message string
 }
 
-func (e *apiError) Error() string { return e.Code + ": " + e.Message }
+func (e *apiError) Error() string {
+	if strings.HasPrefix(e.Code, "http_") {
+		return e.Message // not the API's answer: the message says what came
+	}
+	return e.Code + ": " + e.Message
+}
 
 // apiClient calls one control plane's JSON API.
 type apiClient struct {
@@ -137,8 +142,19 @@ func (c *apiClient) callAs(ctx context.Context, bearer, method, path string, que
 	if json.Unmarshal(raw, &eb) == nil && eb.Error.Code != "" {
 		return nil, &apiError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
 	}
-	return nil, &apiError{Status: resp.StatusCode, Code: fmt.Sprintf("http_%d", resp.StatusCode),
-		Message: fmt.Sprintf("%s %s answered %s (not the HTTVPS control API?)", method, path, resp.Status)}
+	msg := fmt.Sprintf("%s %s answered %s (not the HTTVPS control API?)", method, path, resp.Status)
+	switch {
+	case u.Scheme == "http" && resp.StatusCode == http.StatusBadRequest && bytes.Contains(raw, []byte("plain HTTP request was sent to HTTPS port")):
+		msg = fmt.Sprintf("%s %s: the control plane answered that plain HTTP was sent to its HTTPS port: it serves HTTPS, try -control https://%s", method, path, u.Host)
+	case resp.StatusCode == http.StatusNotFound:
+		// The control API answers strangers with the gateways' decoy.
+		who := "the admin key is not this control plane's (see -admin-key, or admin.key in -data-dir)"
+		if bearer != c.key {
+			who = "the token is unknown, revoked or expired"
+		}
+		msg = fmt.Sprintf("%s %s answered 404 as it answers strangers: %s, or -control does not name an HTTVPS control API", method, path, who)
+	}
+	return nil, &apiError{Status: resp.StatusCode, Code: fmt.Sprintf("http_%d", resp.StatusCode), Message: msg}
 }
 
 // getJSON calls and decodes a JSON answer into out.

@@ -165,7 +165,7 @@ func TestConnectAgainstUp(t *testing.T) {
 	// control URL — the gateway, which serves the client config behind
 	// the same decoy — and says what it can.
 	mustAdmin(t, ctlURL, dir, "-cacert", certFile, "tokens", "revoke", tokenID)
-	const reason = "every gateway refused the connection: the gateway does not accept the token: it is unknown, revoked, expired or over its quota (404, as for any unknown request)"
+	const reason = "every gateway refused the connection: the server does not accept the token: it is unknown, revoked, expired or over its quota (404, as for any unknown request)"
 	waitFor(t, "the refusal reason in connect's log", func() bool {
 		curlHash(t, "--socks5-hostname", listen, origin.URL("/bytes/10"))
 		return strings.Contains(c.errs.String(), reason)
@@ -175,7 +175,7 @@ func TestConnectAgainstUp(t *testing.T) {
 	errs.Reset()
 	code = run(context.Background(), []string{"connect", "-cacert", certFile, "-token", token, ctlURL},
 		env{stdout: io.Discard, stderr: &errs, lookupEnv: noEnv})
-	if code != 1 || strings.Count(errs.String(), "\n") != 1 || !strings.Contains(errs.String(), "unknown, revoked or expired (401)") {
+	if code != 1 || strings.Count(errs.String(), "\n") != 1 || !strings.Contains(errs.String(), "unknown, revoked, expired or over its quota (404, as for any unknown request)") {
 		t.Fatalf("connect with a revoked token: exit %d, %q", code, errs.String())
 	}
 }

@@ -89,8 +89,8 @@ func runKey(ctx context.Context, args []string, e env) int {
 		switch {
 		case errors.As(err, &ce):
 			fmt.Fprintf(e.stderr, "error: %s\n", ce.Reason())
-		case errors.As(err, &ae) && ae.Status == http.StatusUnauthorized:
-			fmt.Fprintln(e.stderr, "error: the control plane does not accept the token: it is unknown, revoked or expired (401)")
+		case errors.As(err, &ae) && ae.Code == "http_404":
+			fmt.Fprintln(e.stderr, "error: the control plane does not accept the token: it is unknown, revoked or expired (404, as for any unknown request)")
 		case errors.Is(err, client.ErrBadKey):
 			fmt.Fprintf(e.stderr, "httvps key: %s\n", printable(strings.TrimPrefix(err.Error(), "client: ")))
 			return exitUsage

@@ -154,7 +154,7 @@ func TestUpMetrics(t *testing.T) {
 			}
 		}
 	}
-	if resp, err := hc.Get("https://" + ctlAddr + "/metrics"); err != nil || resp.StatusCode != 401 {
+	if resp, err := hc.Get("https://" + ctlAddr + "/metrics"); err != nil || resp.StatusCode != 404 || resp.Header.Get("Server") != "nginx" {
 		t.Errorf("control API /metrics without the admin key: %v %v", resp, err)
 	} else {
 		resp.Body.Close()

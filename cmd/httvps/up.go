@@ -251,6 +251,7 @@ func (n *node) start() (int, error) {
 	n.gwDone = make(chan error, 1)
 	go func() { n.gwDone <- n.gw.Serve(gwLn) }()
 
+	acfg.Decoy = gcfg.DecoyConfig() // strangers get one answer on both ports
 	n.srv, err = api.New(acfg)
 	if err != nil {
 		ctlLn.Close()
@@ -260,9 +261,9 @@ func (n *node) start() (int, error) {
 	if n.acme != nil {
 		challenge = n.acme.Challenge
 	}
-	tlsLn := wiring.APIListener(ctlLn, n.getCert, challenge)
+	apiTLS := wiring.APITLS(n.getCert, challenge)
 	n.apiDone = make(chan error, 1)
-	go func() { n.apiDone <- n.srv.Serve(tlsLn) }()
+	go func() { n.apiDone <- n.srv.ServeTLS(ctlLn, apiTLS) }()
 	if n.acme != nil {
 		if err := n.acme.Start(context.Background()); err != nil {
 			return exitFail, fmt.Errorf("acme: %w", err)

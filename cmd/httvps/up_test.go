@@ -601,7 +601,7 @@ func adminCLI(t *testing.T, ctlURL, dir, firstID string) {
 	if _, errs, code := admin(ctlURL, dir, "tokens", "show", "no-such-token"); code != 1 || errs != "error: not_found: token not found\n" {
 		t.Errorf("unknown token: exit %d, %q", code, errs)
 	}
-	if _, errs, code := admin(ctlURL, dir, "-admin-key", strings.Repeat("x", 40), "tokens", "list"); code != 1 || !strings.HasPrefix(errs, "error: unauthorized: ") {
+	if _, errs, code := admin(ctlURL, dir, "-admin-key", strings.Repeat("x", 40), "tokens", "list"); code != 1 || !strings.HasPrefix(errs, "error: GET /v1/tokens answered 404 as it answers strangers: the admin key is not this control plane's") {
 		t.Errorf("wrong admin key: exit %d, %q", code, errs)
 	}
 	if _, _, code := admin(ctlURL, dir, "tokens", "show"); code != 2 {

@@ -1,10 +1,6 @@
 package api
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"crypto/subtle"
-
 	"github.com/valyala/fasthttp"
 )
 
@@ -14,26 +10,15 @@ const maxBearerLen = 1024
 
 // bearer returns the credentials of "Authorization: Bearer <token>", or nil.
 func bearer(ctx *fasthttp.RequestCtx) []byte {
-	h := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
-	const scheme = "bearer "
-	if len(h) <= len(scheme) || !bytes.EqualFold(h[:len(scheme)], []byte(scheme)) {
-		return nil
-	}
-	tok := bytes.TrimSpace(h[len(scheme):])
-	if len(tok) == 0 || len(tok) > maxBearerLen {
-		return nil
-	}
-	return tok
+	return bearerOf(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
 }
 
-// admin wraps a handler with the admin key check. Both sides are hashed
-// first so the comparison is constant-time and length-independent.
+// admin wraps a handler with the admin key check; a request without the
+// key gets the decoy (decoy.go).
 func (s *Server) admin(h fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		tok := bearer(ctx)
-		got := sha256.Sum256(tok)
-		if subtle.ConstantTimeCompare(got[:], s.adminHash[:]) != 1 || tok == nil {
-			s.writeError(ctx, errUnauthorized)
+		if !s.isAdmin(bearer(ctx)) {
+			s.refuse(ctx, refuseAdminKey)
 			return
 		}
 		h(ctx)

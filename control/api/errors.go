@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/httvps/httvps/control/pool"
+	"github.com/httvps/httvps/internal/nginxdecoy"
 	"github.com/httvps/httvps/store"
 )
 
@@ -18,7 +19,6 @@ import (
 const (
 	codeBadRequest       = "bad_request"        // 400 malformed request or JSON
 	codeInvalidArgument  = "invalid_argument"   // 400 a field has a bad value
-	codeUnauthorized     = "unauthorized"       // 401
 	codeQuotaExceeded    = "quota_exceeded"     // 403 client token over its data quota
 	codeNotFound         = "not_found"          // 404
 	codeMethodNotAllowed = "method_not_allowed" // 405
@@ -57,9 +57,6 @@ func invalid(format string, a ...any) *apiError {
 
 var (
 	errNotFound = &apiError{Status: fasthttp.StatusNotFound, Code: codeNotFound, Message: "not found"}
-	// errUnauthorized is the one answer to every failed authentication, so
-	// a caller never learns whether a token is unknown, revoked or expired.
-	errUnauthorized = &apiError{Status: fasthttp.StatusUnauthorized, Code: codeUnauthorized, Message: "missing or invalid bearer token"}
 )
 
 // errorBody is the JSON shape of every error answer.
@@ -99,9 +96,6 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, e *apiError) {
 		s.log.Warn("request failed", "method", string(ctx.Method()), "route", routeOf(ctx),
 			"status", e.Status, "code", e.Code, "err", e.Cause)
 	}
-	if e.Status == fasthttp.StatusUnauthorized {
-		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="httvps"`)
-	}
 	writeErrorBody(ctx, e)
 }
 
@@ -112,18 +106,36 @@ func writeErrorBody(ctx *fasthttp.RequestCtx, e *apiError) {
 	writeJSON(ctx, e.Status, b)
 }
 
-func notFound(ctx *fasthttp.RequestCtx) {
+// notFound and methodNotAllowed tell the admin; anyone else gets the
+// decoy (the Guard lets only the client routes through without the key).
+func (s *Server) notFound(ctx *fasthttp.RequestCtx) {
+	if !s.isAdmin(bearer(ctx)) {
+		s.refuse(ctx, refuseRoute)
+		return
+	}
 	writeErrorBody(ctx, errNotFound)
 }
 
-func methodNotAllowed(ctx *fasthttp.RequestCtx) {
+func (s *Server) methodNotAllowed(ctx *fasthttp.RequestCtx) {
+	if !s.isAdmin(bearer(ctx)) {
+		ctx.Response.Header.Del(fasthttp.HeaderAllow)
+		s.refuse(ctx, refuseRoute)
+		return
+	}
 	// The router has set Allow.
 	writeErrorBody(ctx, &apiError{Status: fasthttp.StatusMethodNotAllowed, Code: codeMethodNotAllowed, Message: "method not allowed; see the Allow header"})
 }
 
-// parseError answers requests fasthttp could not read: too large bodies
-// and malformed HTTP. The connection is closed afterwards.
+// parseError answers requests fasthttp could not read although the Guard
+// let them through: an admin's too large body or malformed HTTP gets the
+// JSON error, anyone else the decoy. The connection is closed afterwards.
 func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
+	if _, ok := ctx.Conn().(*nginxdecoy.Conn); ok && !s.isAdmin(bearer(ctx)) {
+		s.met.observe("invalid", fasthttp.StatusNotFound, 0)
+		s.refuse(ctx, nginxdecoy.ReasonMalformed)
+		ctx.SetConnectionClose()
+		return
+	}
 	status, e := fasthttp.StatusBadRequest, badRequest("malformed HTTP request")
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/control/pool"
+	"github.com/httvps/httvps/internal/nginxdecoy"
 	"github.com/httvps/httvps/store"
 	"github.com/httvps/httvps/store/embedded"
 	"github.com/httvps/httvps/store/redisstore"
@@ -294,6 +296,23 @@ func decode[T any](t *testing.T, r response) T {
 		t.Fatalf("status %d, body %q: %v", r.StatusCode, r.body, err)
 	}
 	return v
+}
+
+// decoyPage is the body of the decoy's default answer (nginx's 404 page).
+var decoyPage = nginxdecoy.New(nginxdecoy.Config{}).AppendBody(nil, nginxdecoy.Answer{})
+
+// wantDecoy checks that r is the decoy's default answer: nginx's 404, with
+// nothing of the API in it.
+func wantDecoy(t *testing.T, r response) {
+	t.Helper()
+	if r.StatusCode != 404 || r.Header.Get("Server") != "nginx" || r.Header.Get("Content-Type") != "text/html" || !bytes.Equal(r.body, decoyPage) {
+		t.Errorf("want the decoy's 404; got %d, Server %q, Content-Type %q, body %q", r.StatusCode, r.Header.Get("Server"), r.Header.Get("Content-Type"), r.body)
+	}
+	for _, h := range []string{"WWW-Authenticate", "Allow", "Cache-Control"} {
+		if v := r.Header.Get(h); v != "" {
+			t.Errorf("decoy answer carries %s: %q", h, v)
+		}
+	}
 }
 
 // wantError checks status, the JSON error shape and its code.

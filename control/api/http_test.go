@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -51,11 +52,9 @@ func TestAdminAuth(t *testing.T) {
 			"prefix":  testAdminKey[:len(testAdminKey)-1],
 			"longer":  testAdminKey + "x",
 		} {
-			r := h.do(rt.method, rt.path, auth, rt.body)
-			wantError(t, r, 401, "unauthorized")
-			if got := r.Header.Get("WWW-Authenticate"); !strings.HasPrefix(got, "Bearer") {
-				t.Errorf("%s %s (%s key): WWW-Authenticate %q", rt.method, rt.path, name, got)
-			}
+			t.Run(rt.method+" "+rt.path+" "+name, func(t *testing.T) {
+				wantDecoy(t, h.do(rt.method, rt.path, auth, rt.body))
+			})
 		}
 		// Another scheme carrying the right key is still refused.
 		req, _ := http.NewRequest(rt.method, h.base+rt.path, nil)
@@ -64,15 +63,29 @@ func TestAdminAuth(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantError(t, readResponse(t, resp), 401, "unauthorized")
+		wantDecoy(t, readResponse(t, resp))
 	}
 	// A client token is not an admin key.
 	c := h.createToken(`{}`)
-	wantError(t, h.do("GET", "/v1/tokens", c.Token, ""), 401, "unauthorized")
-	// Scheme is case-insensitive.
+	wantDecoy(t, h.do("GET", "/v1/tokens", c.Token, ""))
+	// Two Authorization headers, one of them the key: refused.
 	req, _ := http.NewRequest("GET", h.base+"/v1/gateways", nil)
-	req.Header.Set("Authorization", "bearer "+testAdminKey)
+	req.Header.Add("Authorization", "Bearer "+testAdminKey)
+	req.Header.Add("Authorization", "Bearer x")
 	resp, err := h.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDecoy(t, readResponse(t, resp))
+	// Operators learn why.
+	m := string(h.admin("GET", "/metrics", "").body)
+	if !strings.Contains(m, `httvps_control_refused_total{reason="admin_key"} 52`+"\n") {
+		t.Errorf("refusals not counted by reason:\n%s", grepLines(m, "refused"))
+	}
+	// Scheme is case-insensitive.
+	req, _ = http.NewRequest("GET", h.base+"/v1/gateways", nil)
+	req.Header.Set("Authorization", "bearer "+testAdminKey)
+	resp, err = h.hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,12 +109,24 @@ func TestMethodNotAllowedAndNotFound(t *testing.T) {
 			t.Errorf("%s %s: Allow %q, want %q", tc.method, tc.path, got, tc.allow)
 		}
 	}
-	r := h.do("OPTIONS", "/v1/tokens", "", "")
+	// Without the key, all of these are unknown.
+	for _, tc := range []struct{ method, path string }{
+		{"PUT", "/v1/tokens"}, {"POST", "/v1/client/config"}, {"DELETE", "/v1/outline/abc"},
+		{"OPTIONS", "/v1/tokens"},
+	} {
+		wantDecoy(t, h.do(tc.method, tc.path, "", ""))
+	}
+	if r := h.do("HEAD", "/v1/client/config", "", ""); r.StatusCode != 404 || r.Header.Get("Server") != "nginx" ||
+		r.Header.Get("Content-Length") != strconv.Itoa(len(decoyPage)) || len(r.body) != 0 {
+		t.Errorf("HEAD: %d %v %q", r.StatusCode, r.Header, r.body)
+	}
+	r := h.admin("OPTIONS", "/v1/tokens", "")
 	if r.StatusCode != 204 || normalizeAllow(r.Header.Get("Allow")) != normalizeAllow("GET, OPTIONS, POST") {
 		t.Errorf("OPTIONS: %d, Allow %q", r.StatusCode, r.Header.Get("Allow"))
 	}
-	for _, p := range []string{"/", "/v1", "/v1/tokens/", "/v2/tokens", "/v1/tokens/a/b"} {
+	for _, p := range []string{"/", "/v1", "/v1/tokens/", "/v2/tokens", "/v1/tokens/a/b", "/v1/outline/", "/v1/outline/a/../../tokens"} {
 		wantError(t, h.admin("GET", p, ""), 404, "not_found")
+		wantDecoy(t, h.do("GET", p, "", ""))
 	}
 }
 
@@ -140,6 +165,21 @@ func TestBodyTooLarge(t *testing.T) {
 		wantError(t, readResponse(t, resp), 413, "payload_too_large")
 		conn.Close()
 	}
+	// Without the key, a body over nginx's 1 MiB gets nginx's 413.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(conn, "POST /v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", 2<<20)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := readResponse(t, resp); r.StatusCode != 413 || r.Header.Get("Server") != "nginx" || !strings.Contains(string(r.body), "<center><h1>413 Request Entity Too Large</h1></center>") {
+		t.Errorf("stranger's large body: %d %q %s", r.StatusCode, r.Header.Get("Server"), r.body)
+	}
 	// A body just under the limit is read (and rejected on its merits).
 	body := `{"label":"` + strings.Repeat("x", 1000) + `"}`
 	wantError(t, h.admin("POST", "/v1/tokens", body), 400, "invalid_argument")
@@ -147,10 +187,13 @@ func TestBodyTooLarge(t *testing.T) {
 
 func TestHealthReadyAndMetrics(t *testing.T) {
 	h := newHarness(t, embeddedStore(t))
+	// The probes are the operator listener's (internal/admin); here they
+	// need the key like the admin API.
 	for _, p := range []string{"/healthz", "/readyz"} {
-		if r := h.do("GET", p, "", ""); r.StatusCode != 200 {
+		if r := h.admin("GET", p, ""); r.StatusCode != 200 {
 			t.Errorf("%s: %d %s", p, r.StatusCode, r.body)
 		}
+		wantDecoy(t, h.do("GET", p, "", ""))
 	}
 	h.admin("GET", "/v1/tokens", "")
 	h.admin("GET", "/v1/nothing", "")
@@ -178,6 +221,7 @@ func TestHealthReadyAndMetrics(t *testing.T) {
 	if r := open.do("GET", "/metrics", "", ""); r.StatusCode != 200 {
 		t.Errorf("OpenMetrics: %d", r.StatusCode)
 	}
+	wantDecoy(t, h.do("GET", "/metrics", "", ""))
 }
 
 // TestStoreDown stops Redis under a running server: everything that needs
@@ -205,15 +249,17 @@ func TestStoreDown(t *testing.T) {
 		{"DELETE", "/v1/tokens/" + c.ID, testAdminKey, ""},
 		{"GET", "/v1/pool/members", testAdminKey, ""},
 		{"GET", "/v1/gateways", testAdminKey, ""},
-		{"GET", "/v1/client/config", c.Token, ""},
-		{"GET", "/v1/outline/" + c.Token, "", ""},
-		{"GET", "/readyz", "", ""},
+		{"GET", "/readyz", testAdminKey, ""},
 	} {
 		t.Run(rt.method+" "+rt.path, func(t *testing.T) {
 			wantError(t, h.do(rt.method, rt.path, rt.auth, rt.body), 503, "unavailable")
 		})
 	}
-	if r := h.do("GET", "/healthz", "", ""); r.StatusCode != 200 {
+	// The client routes' callers have not proven they hold a token: the
+	// decoy, and the cause in the log.
+	wantDecoy(t, h.do("GET", "/v1/client/config", c.Token, ""))
+	wantDecoy(t, h.do("GET", "/v1/outline/"+c.Token, "", ""))
+	if r := h.admin("GET", "/healthz", ""); r.StatusCode != 200 {
 		t.Errorf("healthz with the store down: %d", r.StatusCode)
 	}
 }
@@ -268,3 +314,57 @@ func TestNewRejects(t *testing.T) {
 type silentRedisLog struct{}
 
 func (silentRedisLog) Printf(context.Context, string, ...any) {}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestGuardPassesBodies: requests with the admin key go through the Guard
+// to the API with their bodies intact, chunked or not, pipelined with
+// refused ones on one connection.
+func TestGuardPassesBodies(t *testing.T) {
+	h := newHarness(t, embeddedStore(t))
+	addr := strings.TrimPrefix(h.base, "http://")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	auth := "Authorization: Bearer " + testAdminKey + "\r\n"
+	body := `{"label":"chunked-` + strings.Repeat("x", 40) + `"}`
+	req := "POST /v1/tokens HTTP/1.1\r\nHost: x\r\n" + auth + "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+		fmt.Sprintf("%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n", 10, body[:10], len(body)-10, body[10:]) +
+		"GET /v1/tokens HTTP/1.1\r\nHost: x\r\n\r\n" + // no key: the decoy
+		"POST /v1/tokens HTTP/1.1\r\nHost: x\r\n" + auth + "Content-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"label\":\"plain\"}" +
+		"GET /v1/tokens HTTP/1.1\r\nHost: x\r\n" + auth + "Connection: close\r\n\r\n"
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	var got []response
+	for range 4 {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", len(got)+1, err)
+		}
+		got = append(got, readResponse(t, resp))
+	}
+	if got[0].StatusCode != 201 || !strings.Contains(string(got[0].body), "chunked-xxxx") {
+		t.Errorf("chunked create: %d %s", got[0].StatusCode, got[0].body)
+	}
+	wantDecoy(t, got[1])
+	if got[2].StatusCode != 201 {
+		t.Errorf("create: %d %s", got[2].StatusCode, got[2].body)
+	}
+	if got[3].StatusCode != 200 || !strings.Contains(string(got[3].body), `"plain"`) || !strings.Contains(string(got[3].body), "chunked-") {
+		t.Errorf("list: %d %s", got[3].StatusCode, got[3].body)
+	}
+}

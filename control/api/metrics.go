@@ -19,7 +19,16 @@ type serverMetrics struct {
 }
 
 func newServerMetrics() *serverMetrics {
-	return &serverMetrics{set: metrics.NewSet()}
+	m := &serverMetrics{set: metrics.NewSet()}
+	for _, r := range refuseReasons {
+		m.set.GetOrCreateCounter(`httvps_control_refused_total{reason="` + r + `"}`)
+	}
+	return m
+}
+
+// refused counts one request answered with the decoy (decoy.go).
+func (m *serverMetrics) refused(reason string) {
+	m.set.GetOrCreateCounter(`httvps_control_refused_total{reason="` + reason + `"}`).Inc()
 }
 
 // route creates a route's series at start-up so dashboards see zeros

@@ -9,6 +9,7 @@ package api
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/httvps/httvps/control/clientdoc"
+	"github.com/httvps/httvps/internal/nginxdecoy"
 	"github.com/httvps/httvps/store"
 )
 
@@ -92,6 +94,9 @@ type Config struct {
 	// OpenMetrics serves /metrics without the admin key. False: /metrics
 	// needs the admin key like the admin API.
 	OpenMetrics bool
+	// Decoy is the answer strangers get (decoy.go): give the gateways'
+	// decoy settings so that both answer alike (zero: nginx's 404).
+	Decoy nginxdecoy.Config
 	// Now is the clock (nil → time.Now); tests move it.
 	Now func() time.Time
 }
@@ -111,6 +116,8 @@ type Server struct {
 	srv       *fasthttp.Server
 	met       *serverMetrics
 	docs      *clientdoc.Source // the client documents and keys
+	decoy     *nginxdecoy.Pages
+	guard     *nginxdecoy.Guard
 
 	mu        sync.Mutex // guards closed and listeners
 	closed    bool
@@ -141,6 +148,9 @@ func New(cfg Config) (*Server, error) {
 			errs = append(errs, err)
 		}
 		public = u
+	}
+	if cfg.Decoy.Status != 0 && !nginxdecoy.StatusValid(cfg.Decoy.Status) {
+		errs = append(errs, fmt.Errorf("Decoy.Status %d is not 200 or a 4xx/5xx nginx has a page for", cfg.Decoy.Status))
 	}
 	if cfg.MaxBodyBytes < 0 || cfg.ReadTimeout < 0 || cfg.WriteTimeout < 0 || cfg.IdleTimeout < 0 || cfg.StoreTimeout < 0 {
 		errs = append(errs, errors.New("negative limit or timeout"))
@@ -180,12 +190,19 @@ func New(cfg Config) (*Server, error) {
 		now:       cfg.Now,
 		met:       newServerMetrics(),
 		docs:      &clientdoc.Source{Store: cfg.Store, Now: cfg.Now},
+		decoy:     nginxdecoy.New(cfg.Decoy),
+	}
+	s.guard = &nginxdecoy.Guard{
+		Pages:         s.decoy,
+		Pass:          s.pass,
+		Refused:       s.refused,
+		HeaderTimeout: cfg.ReadTimeout,
+		KeepAlive:     cfg.IdleTimeout,
 	}
 	s.buildRouter()
 	s.srv = &fasthttp.Server{
 		Handler:               s.handler,
 		ErrorHandler:          s.parseError,
-		Name:                  "httvps-control",
 		MaxRequestBodySize:    cfg.MaxBodyBytes,
 		ReadTimeout:           cfg.ReadTimeout,
 		WriteTimeout:          cfg.WriteTimeout,
@@ -229,8 +246,8 @@ func (s *Server) buildRouter() {
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
 	})
 	r.HandleMethodNotAllowed = true
-	r.NotFound = s.instrument("unmatched", notFound)
-	r.MethodNotAllowed = s.instrument("unmatched", methodNotAllowed)
+	r.NotFound = s.instrument("unmatched", s.notFound)
+	r.MethodNotAllowed = s.instrument("unmatched", s.methodNotAllowed)
 	r.PanicHandler = s.panicked
 
 	add := func(method, path string, h fasthttp.RequestHandler) {
@@ -283,9 +300,14 @@ func (s *Server) Routes() []string {
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("api: server closed")
 
-// Serve answers requests on ln until Shutdown, then returns nil. After
-// Shutdown it closes ln and returns ErrServerClosed.
-func (s *Server) Serve(ln net.Listener) error {
+// Serve answers plain-HTTP requests on ln until Shutdown, then returns nil.
+// After Shutdown it closes ln and returns ErrServerClosed. Every request
+// that is not the API's gets the decoy (decoy.go).
+func (s *Server) Serve(ln net.Listener) error { return s.ServeTLS(ln, nil) }
+
+// ServeTLS is Serve over TLS with tc (nil: plain HTTP). A connection that
+// sends plain HTTP to it gets nginx's answer to that.
+func (s *Server) ServeTLS(ln net.Listener, tc *tls.Config) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -295,7 +317,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	oln := &onceCloseListener{Listener: ln}
 	s.listeners = append(s.listeners, oln)
 	s.mu.Unlock()
-	return s.srv.Serve(oln)
+	return s.srv.Serve(s.guard.Listener(oln, tc))
 }
 
 // onceCloseListener lets Shutdown and fasthttp both close a listener.

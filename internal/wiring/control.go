@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/httvps/httvps/control/api"
@@ -120,13 +119,13 @@ func (c *Control) keyPin() []byte {
 	return b
 }
 
-// APIListener is the API's HTTPS listener over ln: TLS 1.2 or later,
+// APITLS is the API's TLS (for api.Server.ServeTLS): TLS 1.2 or later,
 // HTTP/1.1 only. acme, when not nil, answers ACME TLS-ALPN-01 validation
 // handshakes (acmecert.Manager.Challenge): such a hello gets the
 // validation certificate and acme-tls/1, and the API then reads nothing
 // from the connection.
-func APIListener(ln net.Listener, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error),
-	acme func(*tls.ClientHelloInfo) (*tls.Certificate, bool)) net.Listener {
+func APITLS(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error),
+	acme func(*tls.ClientHelloInfo) (*tls.Certificate, bool)) *tls.Config {
 	base := &tls.Config{
 		GetCertificate: getCert,
 		MinVersion:     tls.VersionTLS12,
@@ -145,5 +144,5 @@ func APIListener(ln net.Listener, getCert func(*tls.ClientHelloInfo) (*tls.Certi
 			}, nil
 		}
 	}
-	return tls.NewListener(ln, base)
+	return base
 }
