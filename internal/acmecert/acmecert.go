@@ -12,8 +12,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"net"
@@ -67,8 +69,9 @@ type Config struct {
 	// Logger gets the ACME events (nil: slog.Default()).
 	Logger *slog.Logger
 
-	// RenewCheck is how often certificates are checked for renewal;
-	// 0 means certmagic's default (10 minutes). Tests shorten it.
+	// RenewCheck is how often certificates are checked for renewal and
+	// the store for a certificate another process renewed; 0 means
+	// certmagic's default (10 minutes). Tests shorten it.
 	RenewCheck time.Duration
 	// DisableARI ignores the CA's renewal information (RFC 9773) and
 	// renews by the renewal window alone (tests).
@@ -208,7 +211,75 @@ func (m *Manager) Start(ctx context.Context) error {
 	if m.httpSrv != nil {
 		go m.httpSrv.Serve(m.httpLn)
 	}
-	return m.magic.ManageAsync(ctx, m.c.Domains)
+	if err := m.magic.ManageAsync(ctx, m.c.Domains); err != nil {
+		return err
+	}
+	go m.followStore(ctx)
+	return nil
+}
+
+// followStore loads, every RenewCheck, a certificate another process
+// renewed early (a forced renewal, one after a revocation or an ARI
+// window that moved): certmagic's maintenance looks in the store only
+// once its own copy is due, so until then this process would go on
+// serving the replaced certificate.
+func (m *Manager) followStore(ctx context.Context) {
+	every := m.c.RenewCheck
+	if every <= 0 {
+		every = certmagic.DefaultRenewCheckInterval
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, d := range m.c.Domains {
+			if err := m.loadRenewed(ctx, d); err != nil && ctx.Err() == nil {
+				m.c.Logger.Warn("acme: loading the certificate another process renewed", "name", d, "err", err)
+			}
+		}
+	}
+}
+
+// loadRenewed serves the store's certificate for name in place of the
+// one served when it is another one, not older: one GetBlob when nothing
+// changed. Before the first certificate is served certmagic's obtaining
+// loads it.
+func (m *Manager) loadRenewed(ctx context.Context, name string) error {
+	old := m.cached(name)
+	if old == nil {
+		return nil
+	}
+	b, err := m.magic.Storage.Load(ctx, certmagic.StorageKeys.SiteCert(m.issuer.IssuerKey(), name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return errors.New("acmecert: stored certificate is not PEM")
+	}
+	leaf, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return fmt.Errorf("acmecert: stored certificate: %w", err)
+	}
+	if leaf.SerialNumber.Cmp(old.Leaf.SerialNumber) == 0 || leaf.NotBefore.Before(old.Leaf.NotBefore) {
+		return nil
+	}
+	c, err := m.magic.CacheManagedCertificate(ctx, name)
+	if err != nil {
+		return err
+	}
+	if c.Hash() != old.Hash() {
+		m.cache.Remove([]string{old.Hash()})
+	}
+	m.c.Logger.Info("acme: loaded the certificate another process renewed", "name", name, "serial", fmt.Sprintf("%x", leaf.SerialNumber))
+	return nil
 }
 
 // Stop ends obtaining, renewing and the HTTP-01 listener. Served

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/httvps/httvps/gateway"
 	"github.com/httvps/httvps/internal/acmecert"
@@ -28,6 +29,9 @@ type ACME struct {
 	CA       string
 	CARoot   string // PEM file of roots for the CA's HTTPS endpoint
 	HTTPAddr string // HTTP-01 listener; "" = TLS-ALPN-01 only
+	// CheckEvery is how often certificates are checked for renewal and
+	// the store for one another process renewed (0 = 10m).
+	CheckEvery time.Duration
 }
 
 // Register defines the ACME flags. onFlag is false for `httvps up`, which
@@ -40,6 +44,7 @@ func (a *ACME) Register(fs *flag.FlagSet, onFlag bool, defaultName string) {
 	fs.StringVar(&a.Email, "acme-email", "", "contact `address` given to the CA for expiry notices (optional)")
 	fs.StringVar(&a.CA, "acme-ca", acmecert.LetsEncrypt, "ACME directory `URL` of the CA")
 	fs.StringVar(&a.CARoot, "acme-ca-root", "", "PEM `file` of roots that verify the CA's own HTTPS endpoint (a private CA such as step-ca or Pebble); default: the system roots")
+	fs.DurationVar(&a.CheckEvery, "acme-check-every", 0, "check the certificates for renewal, and the store for a certificate another gateway renewed, this often (0 = 10m)")
 	fs.StringVar(&a.HTTPAddr, "acme-http", "", "also answer HTTP-01 challenges on this plain-HTTP `address` (e.g. :80); every other request there gets the decoy")
 }
 
@@ -53,6 +58,9 @@ func (a *ACME) Check() []error {
 		if !PublicName(d) {
 			errs = append(errs, fmt.Errorf("-acme-domain %q: not a DNS name a public CA issues for (not localhost, an IP address or a wildcard)", d))
 		}
+	}
+	if a.CheckEvery < 0 {
+		errs = append(errs, fmt.Errorf("-acme-check-every %v: negative", a.CheckEvery))
 	}
 	if a.HTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(a.HTTPAddr); err != nil {
@@ -112,6 +120,8 @@ func (a *ACME) Manager(names []string, st store.Store, tlsAddr string, files fun
 		HTTPAddr: a.HTTPAddr,
 		Fallback: files,
 		Logger:   log,
+
+		RenewCheck: a.CheckEvery,
 	}
 	if a.CARoot != "" {
 		pem, err := readFile(a.CARoot)
