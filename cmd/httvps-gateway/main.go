@@ -99,10 +99,14 @@ func run(src sources, logOut io.Writer) int {
 	var am *acmecert.Manager
 	if o.ACME.On {
 		var code int
-		if am, code, err = startACME(o, fl, store, log); err != nil {
+		var closeACME func()
+		if am, closeACME, code, err = startACME(o, fl, store, log); err != nil {
 			log.Error("acme", "err", err)
 			return code
 		}
+		// Deferred calls run last first: the Manager stops, then its
+		// embedded store (without -redis) is closed.
+		defer closeACME()
 		defer am.Stop()
 		cfg.TLS = o.TLSConfigFor(am.GetCertificate)
 		wiring.WithACME(cfg.TLS, am)

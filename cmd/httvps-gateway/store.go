@@ -86,31 +86,39 @@ func (f *fleet) close(log *slog.Logger) {
 
 // startACME prepares -acme: its state in the fleet's Redis (so one gateway
 // orders a name and every gateway serves it) or, without -redis, in an
-// embedded store in -acme-dir; the -tls-cert pairs, or an in-memory
-// self-signed certificate, serve until the certificate is obtained. On an
-// error it returns the exit code.
-func startACME(o *options, fl *fleet, certFiles *certs.Store, log *slog.Logger) (*acmecert.Manager, int, error) {
+// embedded store in -acme-dir, which the returned close releases (bolt
+// holds the file locked while it is open); the -tls-cert pairs, or an
+// in-memory self-signed certificate, serve until the certificate is
+// obtained. On an error it returns the exit code.
+func startACME(o *options, fl *fleet, certFiles *certs.Store, log *slog.Logger) (m *acmecert.Manager, closeStore func(), code int, err error) {
 	names := o.ACME.NamesForURL(o.PublicURL)
 	var st store.Store
+	closeStore = func() {}
 	if fl != nil {
 		st = fl.st
 	} else {
 		if err := os.MkdirAll(o.ACMEDir, 0o700); err != nil {
-			return nil, 1, fmt.Errorf("-acme-dir: %w", err)
+			return nil, nil, 1, fmt.Errorf("-acme-dir: %w", err)
 		}
 		es, err := embedded.Open(filepath.Join(o.ACMEDir, "acme.db"))
 		if err != nil {
-			return nil, 1, fmt.Errorf("-acme-dir %s (is another gateway using it?): %w", o.ACMEDir, err)
+			return nil, nil, 1, fmt.Errorf("-acme-dir %s (is another gateway using it?): %w", o.ACMEDir, err)
 		}
 		st = es
+		closeStore = func() {
+			if err := es.Close(); err != nil {
+				log.Error("closing -acme-dir", "err", err)
+			}
+		}
 	}
 	var files func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	if certFiles != nil {
 		files = certFiles.GetCertificate
 	}
-	m, err := o.ACME.Manager(names, st, o.Listen, files, log, os.ReadFile)
+	m, err = o.ACME.Manager(names, st, o.Listen, files, log, os.ReadFile)
 	if err != nil {
-		return nil, 2, err
+		closeStore()
+		return nil, nil, 2, err
 	}
-	return m, 0, nil
+	return m, closeStore, 0, nil
 }
