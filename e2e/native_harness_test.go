@@ -34,6 +34,9 @@ func TestMain(m *testing.M) {
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
+	if gatewayBuild.path != "" {
+		os.RemoveAll(filepath.Dir(gatewayBuild.path))
+	}
 	os.Exit(code)
 }
 

@@ -16,7 +16,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,6 +69,7 @@ type Pebble struct {
 	// APIRootFile is APIRoots' certificate in PEM.
 	APIRootFile string
 	mgmt        string // management API, https://127.0.0.1:port
+	proc        *Proc
 }
 
 // PebbleSpec says where Pebble validates: the CA connects to TLSPort for
@@ -135,7 +138,22 @@ func StartPebble(t testing.TB, spec PebbleSpec) *Pebble {
 		APIRoots:    api.Pool,
 		APIRootFile: api.PEMFile,
 		mgmt:        "https://127.0.0.1:" + strconv.Itoa(mgmtPort),
+		proc:        p,
 	}
+}
+
+// issuedLine is how Pebble's CA logs every certificate it issues.
+var issuedLine = regexp.MustCompile(`Issued certificate serial ([0-9a-f]+) for order`)
+
+// Issued are the serials (lower-case hex, as big.Int's %x prints them)
+// of the certificates Pebble has issued so far, in order: the CA's own
+// count of orders that ended in a certificate.
+func (p *Pebble) Issued() []string {
+	var serials []string
+	for _, m := range issuedLine.FindAllStringSubmatch(p.proc.Output(), -1) {
+		serials = append(serials, strings.TrimLeft(m[1], "0"))
+	}
+	return serials
 }
 
 // get fetches a management API path.
