@@ -164,6 +164,7 @@ var probeShapes = []probeShape{
 	{name: "PipelinedRefusals", req: []byte("GET /v1/client/config HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer x\r\n\r\n" +
 		"GET /v1/outline/" + strings.Repeat("Q", 43) + " HTTP/1.1\r\nHost: localhost\r\n\r\n" +
 		"GET /v1/tokens HTTP/1.1\r\nHost: localhost\r\n\r\nGET /v1/client/config HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")},
+	{name: "ACMEChallengeUnknownToken", req: []byte("GET /.well-known/acme-challenge/" + strings.Repeat("t", 43) + " HTTP/1.1\r\nHost: localhost\r\n\r\n")},
 	{name: "PlainGETOnTLSPort", req: []byte("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"), tlsPort: true},
 	{name: "PlainHEADOnTLSPort", req: []byte("HEAD / HTTP/1.0\r\n\r\n"), tlsPort: true},
 	{name: "PlainUpgradeOnTLSPort", req: []byte(wsUpgrade("/"+nginxProbeSecret+"/tcp", "")), tlsPort: true},
@@ -363,7 +364,8 @@ func clip(b []byte) []byte {
 // TLS; tlsPortGW: the shapes sent in the clear to a TLS port), eight at a
 // time, reports each answer that differs from nginx's (Date apart, and
 // closed or kept alive alike) also on a second try with probeQuietBusy,
-// and returns how many probes matched of how many were sent.
+// and returns how many probes matched of how many were sent. An empty
+// tlsGW or tlsPortGW leaves those runs out (a plain-HTTP-only server).
 func compareWithNginx(t *testing.T, ngx *nginxServer, cert *testpeer.TestCert, plain, tlsGW, tlsPortGW string) (match, total int) {
 	t.Helper()
 	if len(probeShapes) < 48 {
@@ -380,12 +382,15 @@ func compareWithNginx(t *testing.T, ngx *nginxServer, cert *testpeer.TestCert, p
 	var runs []*run
 	for _, s := range probeShapes {
 		if s.tlsPort {
-			runs = append(runs, &run{name: s.name, shape: s, ngx: ngx.TLS, gw: tlsPortGW})
+			if tlsPortGW != "" {
+				runs = append(runs, &run{name: s.name, shape: s, ngx: ngx.TLS, gw: tlsPortGW})
+			}
 			continue
 		}
-		runs = append(runs,
-			&run{name: s.name, shape: s, ngx: ngx.Plain, gw: plain},
-			&run{name: s.name + "/TLS", shape: s, ngx: ngx.TLS, gw: tlsGW, overTLS: true})
+		runs = append(runs, &run{name: s.name, shape: s, ngx: ngx.Plain, gw: plain})
+		if tlsGW != "" {
+			runs = append(runs, &run{name: s.name + "/TLS", shape: s, ngx: ngx.TLS, gw: tlsGW, overTLS: true})
+		}
 	}
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup

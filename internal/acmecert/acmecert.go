@@ -9,6 +9,7 @@
 package acmecert
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -27,7 +28,10 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"github.com/httvps/httvps/internal/nginxdecoy"
 	"github.com/httvps/httvps/store"
 )
 
@@ -58,11 +62,10 @@ type Config struct {
 	TLSAddr string
 	// HTTPAddr, when set, starts a plain HTTP listener there (":80" in
 	// production) answering HTTP-01 challenges; every other request on it
-	// gets NotFound's answer.
+	// gets the nginx decoy (internal/nginxdecoy), as on the gateways.
 	HTTPAddr string
-	// NotFound answers non-challenge requests on the HTTP-01 listener;
-	// nil means a plain 404.
-	NotFound http.Handler
+	// Decoy is that decoy's answer (zero: nginx's 404).
+	Decoy nginxdecoy.Config
 	// Fallback serves every hello the Manager has no certificate for.
 	// Required.
 	Fallback func(*tls.ClientHelloInfo) (*tls.Certificate, error)
@@ -85,7 +88,7 @@ type Manager struct {
 	cache   *certmagic.Cache
 	issuer  *certmagic.ACMEIssuer
 	names   map[string]bool
-	httpSrv *http.Server
+	httpSrv *fasthttp.Server
 	httpLn  net.Listener
 
 	mu      sync.Mutex
@@ -170,19 +173,7 @@ func New(c Config) (*Manager, error) {
 	m.issuer = certmagic.NewACMEIssuer(m.magic, iss)
 	m.magic.Issuers = []certmagic.Issuer{m.issuer}
 	if m.httpLn != nil {
-		next := c.NotFound
-		if next == nil {
-			next = http.NotFoundHandler()
-		}
-		m.httpSrv = &http.Server{
-			Handler:           m.issuer.HTTPChallengeHandler(next),
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       10 * time.Second,
-			WriteTimeout:      10 * time.Second,
-			IdleTimeout:       30 * time.Second,
-			MaxHeaderBytes:    8 << 10,
-			ErrorLog:          slog.NewLogLogger(c.Logger.Handler(), slog.LevelDebug),
-		}
+		m.httpSrv, m.httpLn = m.http01(m.httpLn)
 	}
 	return m, nil
 }
@@ -295,10 +286,13 @@ func (m *Manager) Stop() {
 	if m.cancel != nil {
 		m.cancel()
 	}
+	if m.httpLn != nil {
+		m.httpLn.Close() // also stops a Serve that is just starting
+	}
 	if m.httpSrv != nil {
-		m.httpSrv.Close()
-	} else if m.httpLn != nil {
-		m.httpLn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		m.httpSrv.ShutdownWithContext(ctx)
+		cancel()
 	}
 	m.cache.Stop()
 }
@@ -411,4 +405,65 @@ func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) 
 		m.c.Logger.Info("acme: certificate loaded", "names", data["sans"])
 	}
 	return nil
+}
+
+// http01 is the HTTP-01 listener's server: a Guard (internal/nginxdecoy)
+// lets only GET /.well-known/acme-challenge/… through, certmagic answers
+// the tokens it has (in the shared store, so any member of a fleet
+// answers), and every other request gets the decoy byte for byte as a
+// gateway answers it. fasthttp, not net/http: net/http reads the
+// connection in the background while a handler runs, and a Guard's Conn
+// is read and written by one goroutine at a time.
+func (m *Manager) http01(ln net.Listener) (*fasthttp.Server, net.Listener) {
+	log := m.c.Logger
+	g := &nginxdecoy.Guard{
+		Pages: nginxdecoy.New(m.c.Decoy),
+		Pass: func(r *nginxdecoy.Request) (bool, string) {
+			if r.Method() == "GET" && !r.HasBody() && bytes.HasPrefix(r.Path(), []byte(challengePath)) {
+				return true, ""
+			}
+			return false, "not_a_challenge"
+		},
+		Refused: func(reason string, remote net.Addr) {
+			log.Debug("acme: HTTP-01 listener answered with the decoy", "reason", reason, "remote", remote.String())
+		},
+		HeaderTimeout: 10 * time.Second,
+		KeepAlive:     30 * time.Second,
+	}
+	const unknownToken = 599 // the challenge handler's "not mine", never sent
+	answer := fasthttpadaptor.NewFastHTTPHandler(m.issuer.HTTPChallengeHandler(http.HandlerFunc(
+		func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(unknownToken) })))
+	srv := &fasthttp.Server{
+		CloseOnShutdown: true,
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			answer(ctx)
+			if ctx.Response.StatusCode() != unknownToken {
+				return
+			}
+			ctx.Response.Reset()
+			ctx.SetStatusCode(http.StatusNotFound)
+			if c, ok := ctx.Conn().(*nginxdecoy.Conn); ok {
+				c.Refuse("unknown_token") // the decoy's answer replaces this one
+			}
+		},
+		ReadTimeout:           10 * time.Second,
+		WriteTimeout:          10 * time.Second,
+		IdleTimeout:           30 * time.Second,
+		ReadBufferSize:        8 << 10,
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+		Logger:                fasthttpLog{log},
+	}
+	return srv, g.Listener(ln, nil)
+}
+
+// challengePath is where HTTP-01 tokens are asked for (RFC 8555 8.3).
+const challengePath = "/.well-known/acme-challenge/"
+
+// fasthttpLog sends fasthttp's messages, about single connections any
+// client can cause, to debug.
+type fasthttpLog struct{ log *slog.Logger }
+
+func (l fasthttpLog) Printf(format string, args ...any) {
+	l.log.Debug("acme: HTTP-01 listener: " + fmt.Sprintf(format, args...))
 }
