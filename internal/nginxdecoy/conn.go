@@ -135,8 +135,10 @@ func (r *Request) Header(name string) (value []byte, count int) {
 // Conn is one connection behind a Guard. Its Read hands the server only
 // the requests Pass accepted (one at a time: the next head is read only
 // once the server has answered this one); its other methods are the
-// underlying connection's. Conn is used by one goroutine at a time, as an
-// HTTP server uses a connection.
+// underlying connection's. Read and Write are used by one goroutine at a
+// time, as an HTTP server that reads a request, then answers it, uses a
+// connection (fasthttp; not net/http, which reads in the background while
+// a handler runs); Close may come from any goroutine.
 type Conn struct {
 	net.Conn
 	g            *Guard
@@ -444,14 +446,10 @@ func (c *Conn) answerRefused() error {
 	return err
 }
 
-// Close implements net.Conn; a refused request's answer is written first
-// if the server closed without writing its own.
-func (c *Conn) Close() error {
-	if c.refused && !c.answered {
-		c.answerRefused()
-	}
-	return c.Conn.Close()
-}
+// Close is the connection's own: like a net.Conn's, it may be called from
+// any goroutine (a server's shutdown closes idle connections), so it
+// touches none of the Conn's state.
+func (c *Conn) Close() error { return c.Conn.Close() }
 
 // ConnectionState and Handshake are the TLS connection's, for servers that
 // look for them (fasthttp's RequestCtx.IsTLS).
