@@ -133,6 +133,42 @@ func (c *apiClient) callAs(ctx context.Context, bearer, method, path string, que
 	if resp.StatusCode/100 == 2 {
 		return raw, nil
 	}
+	return nil, answerError(&u, method, path, resp, raw, bearer != c.key)
+}
+
+// download GETs path with the admin key and streams a 2xx answer's body
+// to w, failing when it is shorter than its Content-Length.
+func (c *apiClient) download(ctx context.Context, path string, w io.Writer) (int64, error) {
+	u := *c.base
+	u.Path += path
+	req, err := http.NewRequestWithContext(ctx, "GET", u.String(), nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
+		return 0, answerError(&u, "GET", path, resp, raw, false)
+	}
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("GET %s: after %d bytes: %w", path, n, err)
+	}
+	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		return n, fmt.Errorf("GET %s: %d bytes of %d", path, n, resp.ContentLength)
+	}
+	return n, nil
+}
+
+// answerError is the error for a non-2xx answer with body raw: the API's
+// JSON error, or what the answer suggests went wrong. clientCall says the
+// bearer was a client token, not the admin key.
+func answerError(u *url.URL, method, path string, resp *http.Response, raw []byte, clientCall bool) error {
 	var eb struct {
 		Error struct {
 			Code    string `json:"code"`
@@ -140,7 +176,7 @@ func (c *apiClient) callAs(ctx context.Context, bearer, method, path string, que
 		} `json:"error"`
 	}
 	if json.Unmarshal(raw, &eb) == nil && eb.Error.Code != "" {
-		return nil, &apiError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+		return &apiError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
 	}
 	msg := fmt.Sprintf("%s %s answered %s (not the HTTVPS control API?)", method, path, resp.Status)
 	switch {
@@ -149,12 +185,12 @@ func (c *apiClient) callAs(ctx context.Context, bearer, method, path string, que
 	case resp.StatusCode == http.StatusNotFound:
 		// The control API answers strangers with the gateways' decoy.
 		who := "the admin key is not this control plane's (see -admin-key, or admin.key in -data-dir)"
-		if bearer != c.key {
+		if clientCall {
 			who = "the token is unknown, revoked or expired"
 		}
 		msg = fmt.Sprintf("%s %s answered 404 as it answers strangers: %s, or -control does not name an HTTVPS control API", method, path, who)
 	}
-	return nil, &apiError{Status: resp.StatusCode, Code: fmt.Sprintf("http_%d", resp.StatusCode), Message: msg}
+	return &apiError{Status: resp.StatusCode, Code: fmt.Sprintf("http_%d", resp.StatusCode), Message: msg}
 }
 
 // getJSON calls and decodes a JSON answer into out.

@@ -61,6 +61,8 @@ Commands:
            gateways of a key (httvps connect -h)
   key      print a token's ss://, ssconf:// and httvps:// keys with a QR
            code (httvps key -h)
+  backup   copy a running httvps up's store to a file (httvps backup -h)
+  restore  make a backup the store of a data directory (httvps restore -h)
   version  print the version, commit, build date and Go version
            (also -version)
   help     show this text
@@ -83,6 +85,10 @@ func run(ctx context.Context, args []string, e env) int {
 		return runConnect(ctx, args[1:], e)
 	case "key":
 		return runKey(ctx, args[1:], e)
+	case "backup":
+		return runBackup(ctx, args[1:], e)
+	case "restore":
+		return runRestore(ctx, args[1:], e)
 	case "version", "-version", "--version":
 		fmt.Fprintln(e.stdout, version.Get().String("httvps"))
 		return exitOK

@@ -216,6 +216,7 @@ func (n *node) start() (int, error) {
 	// behind its decoy: the control API (the admin API) can stay private.
 	acfg := o.APIConfig(n.adminKey, n.keysURL)
 	acfg.Store, acfg.Pool, acfg.Logger = n.st, n.mgr, n.log
+	acfg.Snapshot, acfg.SnapshotDir = n.st.WriteSnapshot, dir // `httvps backup`
 	if acfg.KeyPin == nil && !o.ownCert() && n.acme == nil {
 		// httvps:// keys pin the local CA, so the reference client
 		// connects without a CA file, and still after the leaf is renewed.

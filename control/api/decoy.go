@@ -36,7 +36,7 @@ var refuseReasons = []string{refuseRoute, refuseAdminKey, refuseClientToken, ref
 
 // adminPrefixes are the path prefixes of the admin API (a request there
 // without the admin key is counted as admin_key, not unknown_route).
-var adminPrefixes = [][]byte{[]byte("/v1/tokens"), []byte("/v1/pool/"), []byte("/v1/gateways"), []byte("/metrics"), []byte("/healthz"), []byte("/readyz")}
+var adminPrefixes = [][]byte{[]byte("/v1/tokens"), []byte("/v1/pool/"), []byte("/v1/gateways"), []byte("/v1/backup"), []byte("/metrics"), []byte("/healthz"), []byte("/readyz")}
 
 var (
 	pathClientConfig = []byte("/v1/client/config")

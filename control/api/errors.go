@@ -24,10 +24,11 @@ const (
 	codeMethodNotAllowed = "method_not_allowed" // 405
 	codeTooLarge         = "payload_too_large"  // 413
 	codeUnsupportedMedia = "unsupported_media_type"
-	codeInternal         = "internal"      // 500
-	codeBackend          = "backend_error" // 502 a pool member's backend failed
-	codeNoMembers        = "no_members"    // 503 no member can take a key
-	codeUnavailable      = "unavailable"   // 503 the store is down
+	codeInternal         = "internal"        // 500
+	codeNotImplemented   = "not_implemented" // 501 the store cannot do it (GET /v1/backup on Redis)
+	codeBackend          = "backend_error"   // 502 a pool member's backend failed
+	codeNoMembers        = "no_members"      // 503 no member can take a key
+	codeUnavailable      = "unavailable"     // 503 the store is down
 )
 
 // apiError is an error answer: Status is also the metric label.

@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -99,6 +100,13 @@ type Config struct {
 	Decoy nginxdecoy.Config
 	// Now is the clock (nil → time.Now); tests move it.
 	Now func() time.Time
+	// Snapshot writes a consistent copy of the store's durable state to w
+	// (the embedded store's WriteSnapshot) for GET /v1/backup. Nil: that
+	// route answers 501 not_implemented (Redis has its own backups).
+	Snapshot func(ctx context.Context, w io.Writer) (int64, error)
+	// SnapshotDir holds a backup's temporary copy while it is sent (""
+	// → os.TempDir()); the same file system as the store is best.
+	SnapshotDir string
 }
 
 // Server is the control plane API.
@@ -268,6 +276,8 @@ func (s *Server) buildRouter() {
 	add("DELETE", "/v1/pool/members/{id}", s.admin(s.removeMember))
 
 	add("GET", "/v1/gateways", s.admin(s.listGateways))
+
+	add("GET", "/v1/backup", s.admin(s.backup))
 
 	add("GET", "/v1/client/config", s.clientConfig)
 	add("GET", "/v1/outline/{secret}", s.outlineKey)
