@@ -675,7 +675,8 @@ func TestNoStrayFiles(t *testing.T) {
 			regexp.MustCompile(`^k8s/[a-z-]+\.yaml$`).MatchString(rel) ||
 			regexp.MustCompile(`^docker/([a-z]+\.Dockerfile|README\.md)$`).MatchString(rel) ||
 			regexp.MustCompile(`^grafana/[a-z-]+\.json$`).MatchString(rel) ||
-			regexp.MustCompile(`^deploytest/[a-z_]+\.go$`).MatchString(rel)
+			regexp.MustCompile(`^deploytest/[a-z_]+\.go$`).MatchString(rel) ||
+			regexp.MustCompile(`^systemd/[a-z-]+\.(service|env)$`).MatchString(rel) || rel == "compose.yaml"
 		if !ok {
 			bad = append(bad, rel)
 		}
