@@ -12,7 +12,8 @@ BENCH_ARGS ?=
 # table and charts).
 BENCH_PUBLISH ?= docs/bench
 
-.PHONY: all help build test vet run bench bench-full bench-plan bench-publish fuzz deps clean
+.PHONY: all help build test vet run bench bench-full bench-plan bench-publish fuzz deps clean \
+	image-bins gateway-image control-image images release k8s-render k8s-apply k8s-delete
 
 all: build
 
@@ -26,6 +27,9 @@ help:
 	@echo "make bench-publish  copy the last full run (report, charts) into $(BENCH_PUBLISH)/, the README's source"
 	@echo "make fuzz    run every fuzz target in $(FUZZ_PKGS) for FUZZTIME=$(FUZZTIME)"
 	@echo "make deps    install the Debian packages tests, bench and run use (only missing ones)"
+	@echo "make gateway-image / control-image / images  build $(REGISTRY)/httvps-{gateway,control}:$(TAG) from static binaries with $(CONTAINER) for PLATFORMS=$(PLATFORMS); PUSH=1 pushes"
+	@echo "make release  static binaries for $(RELEASE_PLATFORMS) and SHA256SUMS in $(DIST)/"
+	@echo "make k8s-apply / k8s-delete  kubectl apply/delete deploy/k8s in namespace $(K8S_NAMESPACE) with the images $(REGISTRY)/…:$(TAG)"
 
 # Commands that exist in this tree (httvps-control may not yet).
 CMDS := $(wildcard cmd/httvps cmd/httvps-gateway cmd/httvps-control cmd/httvps-bench)
@@ -36,6 +40,8 @@ CMDS := $(wildcard cmd/httvps cmd/httvps-gateway cmd/httvps-control cmd/httvps-b
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+# Evaluated once, so the binaries and the image labels agree.
+DATE    := $(DATE)
 VPKG    := github.com/httvps/httvps/internal/version
 LDFLAGS := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Commit=$(COMMIT) -X $(VPKG).Date=$(DATE)
 
@@ -73,6 +79,97 @@ bench-publish:
 	cp $(BENCH_OUT)/full/*.png $(BENCH_OUT)/full/*.svg $(BENCH_PUBLISH)/
 	@echo "published to $(BENCH_PUBLISH)/: git add $(BENCH_PUBLISH) and commit; the README links $(BENCH_PUBLISH)/report.md and its charts"
 
+# Container images, built from static binaries (CGO_ENABLED=0, the same
+# version ldflags as build) with deploy/docker/prebuilt/*.Dockerfile, whose
+# runtime stage is FROM scratch: nothing is pulled. CI/CD uses these targets
+# with CONTAINER=docker (buildx, multi-arch, PUSH=1); here podman builds
+# them. deploy/docker/*.Dockerfile build the same images from source on a
+# Docker host with registry access (deploy/docker/README.md).
+REGISTRY   ?= ghcr.io/httvps
+TAG        ?= $(VERSION)
+EXTRA_TAGS ?=
+GOHOSTARCH := $(shell $(GO) env GOARCH 2>/dev/null || echo amd64)
+PLATFORMS  ?= linux/$(GOHOSTARCH)
+CONTAINER  ?= $(if $(shell command -v podman 2>/dev/null),podman,docker)
+PUSH       ?=
+# The CA bundle copied into the images (ACME, rediss://, outline-api).
+CA_BUNDLE  ?= /etc/ssl/certs/ca-certificates.crt
+IMAGE_CTX  := $(BIN)/image
+IMAGE_CMDS := httvps-gateway httvps-control
+
+comma := ,
+platform_dir = $(subst /,_,$(1))
+image_tags = $(foreach t,$(TAG) $(EXTRA_TAGS),-t $(REGISTRY)/$(1):$(t))
+image_args = --build-arg VERSION=$(VERSION) --build-arg REVISION=$(COMMIT) --build-arg CREATED=$(DATE)
+
+# $(call image,NAME): build (and with PUSH=1 push) one image.
+ifeq ($(notdir $(CONTAINER)),docker)
+image = $(CONTAINER) buildx build --platform $(PLATFORMS) $(if $(PUSH),--push,--load) \
+	$(image_args) $(call image_tags,$(1)) -f deploy/docker/prebuilt/$(patsubst httvps-%,%,$(1)).Dockerfile $(IMAGE_CTX)
+else
+image = $(CONTAINER) build --platform $(PLATFORMS) $(image_args) $(call image_tags,$(1)) \
+	-f deploy/docker/prebuilt/$(patsubst httvps-%,%,$(1)).Dockerfile $(IMAGE_CTX) \
+	$(if $(PUSH),$(foreach t,$(TAG) $(EXTRA_TAGS),&& $(CONTAINER) push $(REGISTRY)/$(1):$(t)))
+endif
+
+# The images' context: one static binary per platform and a tiny root
+# filesystem (nonroot user 65532, CA bundle, /tmp, the control plane's
+# empty data directory).
+image-bins:
+	@test -r $(CA_BUNDLE) || { echo "no CA bundle at $(CA_BUNDLE) (install ca-certificates or set CA_BUNDLE)"; exit 1; }
+	rm -rf $(IMAGE_CTX)
+	mkdir -p $(IMAGE_CTX)/rootfs/etc/ssl/certs $(IMAGE_CTX)/rootfs/tmp $(IMAGE_CTX)/data
+	chmod 1777 $(IMAGE_CTX)/rootfs/tmp
+	printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' > $(IMAGE_CTX)/rootfs/etc/passwd
+	printf 'root:x:0:\nnonroot:x:65532:\n' > $(IMAGE_CTX)/rootfs/etc/group
+	cp $(CA_BUNDLE) $(IMAGE_CTX)/rootfs/etc/ssl/certs/ca-certificates.crt
+	$(foreach p,$(subst $(comma), ,$(PLATFORMS)),CGO_ENABLED=0 GOOS=$(word 1,$(subst /, ,$(p))) GOARCH=$(word 2,$(subst /, ,$(p))) \
+		$(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' -o $(IMAGE_CTX)/$(call platform_dir,$(p))/ $(addprefix ./cmd/,$(IMAGE_CMDS)) &&) true
+
+gateway-image: image-bins
+	$(call image,httvps-gateway)
+
+control-image: image-bins
+	$(call image,httvps-control)
+
+images: image-bins
+	$(call image,httvps-gateway)
+	$(call image,httvps-control)
+
+# Release artefacts: static binaries per platform and their SHA-256 sums.
+DIST              ?= dist
+RELEASE_PLATFORMS ?= linux/amd64 linux/arm64
+RELEASE_CMDS      := httvps httvps-gateway httvps-control
+
+release:
+	rm -rf $(DIST)
+	mkdir -p $(DIST)
+	$(foreach p,$(RELEASE_PLATFORMS),$(foreach c,$(RELEASE_CMDS),CGO_ENABLED=0 GOOS=$(word 1,$(subst /, ,$(p))) GOARCH=$(word 2,$(subst /, ,$(p))) \
+		$(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' -o $(DIST)/$(c)_$(VERSION)_$(call platform_dir,$(p)) ./cmd/$(c) &&)) true
+	cd $(DIST) && sha256sum * > SHA256SUMS
+	cat $(DIST)/SHA256SUMS
+
+# Kubernetes: deploy/k8s through a generated overlay that sets the images
+# to $(REGISTRY)/…:$(TAG) (what make images PUSH=1 pushed). Create the
+# secrets first (README, Kubernetes). k8s-delete removes the namespace,
+# its secrets and Redis's volume claims with it.
+KUBECTL       ?= kubectl
+K8S_NAMESPACE := httvps
+K8S_OVERLAY   := $(BIN)/k8s
+
+k8s-render:
+	mkdir -p $(K8S_OVERLAY)
+	printf '%s\n' 'apiVersion: kustomize.config.k8s.io/v1beta1' 'kind: Kustomization' \
+		'namespace: $(K8S_NAMESPACE)' 'resources:' '  - ../../deploy/k8s' 'images:' \
+		$(foreach c,$(IMAGE_CMDS),'  - name: ghcr.io/httvps/$(c)' '    newName: $(REGISTRY)/$(c)' '    newTag: "$(TAG)"') \
+		> $(K8S_OVERLAY)/kustomization.yaml
+
+k8s-apply: k8s-render
+	$(KUBECTL) apply --namespace $(K8S_NAMESPACE) -k $(K8S_OVERLAY)
+
+k8s-delete: k8s-render
+	$(KUBECTL) delete --namespace $(K8S_NAMESPACE) --ignore-not-found -k $(K8S_OVERLAY)
+
 fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh $(FUZZ_PKGS)
 
@@ -80,4 +177,4 @@ deps:
 	scripts/deps.sh
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DIST)
