@@ -360,9 +360,9 @@ func TestManifests(t *testing.T) {
 		b := filepath.Base(f)
 		switch {
 		case b == "kustomization.yaml":
-		case b == "secrets.yaml":
+		case b == "secrets-example.yaml":
 			if slices.Contains(res, b) {
-				t.Error("secrets.yaml (placeholders) must not be a kustomization resource: apply -k would overwrite real secrets")
+				t.Error("secrets-example.yaml (placeholders) must not be a kustomization resource: apply -k would overwrite real secrets")
 			}
 		case !slices.Contains(res, b):
 			t.Errorf("%s is not listed in kustomization.yaml", b)
@@ -444,9 +444,10 @@ func secretRefs(objs []obj) map[string][]string {
 // highEntropy matches values that look like generated secrets.
 var highEntropy = regexp.MustCompile(`[A-Za-z0-9+/_-]{24,}`)
 
-// TestSecrets checks that every secret the workloads read is either a
-// placeholder Secret in secrets.yaml (with that key) or a TLS secret that
-// secrets.example.env says how to create, and that no real value is committed.
+// TestSecrets checks that every secret the workloads read is a placeholder
+// Secret in secrets-example.yaml (with that key; the TLS ones of type
+// kubernetes.io/tls) that secrets.example.env and the README say how to
+// create, and that no real value is committed.
 func TestSecrets(t *testing.T) {
 	r := root(t)
 	objs := manifests(t)
@@ -457,8 +458,8 @@ func TestSecrets(t *testing.T) {
 		if o.kind() != "Secret" {
 			continue
 		}
-		if filepath.Base(o.file) != "secrets.yaml" {
-			t.Errorf("%s: Secrets belong in the secrets.yaml template only", o)
+		if filepath.Base(o.file) != "secrets-example.yaml" {
+			t.Errorf("%s: Secrets belong in the secrets-example.yaml template only", o)
 		}
 		data := map[string]string{}
 		for k, v := range mapOf(o.m["stringData"]) {
@@ -470,31 +471,49 @@ func TestSecrets(t *testing.T) {
 		if o.m["data"] != nil {
 			t.Errorf("%s: use stringData placeholders, not data", o)
 		}
+		if tls := str(o.m["type"]) == "kubernetes.io/tls"; tls != strings.HasSuffix(o.name(), "-tls") {
+			t.Errorf("%s: type %q: the -tls secrets, and only they, are kubernetes.io/tls", o, o.m["type"])
+		} else if tls && (data["tls.crt"] == "" || data["tls.key"] == "" || len(data) != 2) {
+			t.Errorf("%s: a kubernetes.io/tls secret has exactly tls.crt and tls.key", o)
+		}
 		defined[o.name()] = data
+	}
+	readme, err := os.ReadFile(filepath.Join(r, "README.md"))
+	if err != nil {
+		t.Fatal(err)
 	}
 	if k := defined["httvps-control"]["admin-key"]; len(k) >= 32 {
 		t.Errorf("the admin-key placeholder must be shorter than 32 bytes so httvps-control refuses to start with it")
 	}
 	for name, keys := range secretRefs(objs) {
-		if d, ok := defined[name]; ok {
-			for _, k := range keys {
-				if _, ok := d[k]; !ok {
-					t.Errorf("secret %s has no key %q that a workload reads", name, k)
-				}
-			}
+		d, ok := defined[name]
+		if !ok {
+			t.Errorf("secret %s, which a workload reads, is not in secrets-example.yaml", name)
 			continue
 		}
-		if !strings.Contains(text, "create secret tls "+name) || !strings.Contains(text, name) {
-			t.Errorf("secret %s is neither in secrets.yaml nor created (kubectl create secret tls %s) in secrets.example.env", name, name)
+		for _, k := range keys {
+			if _, ok := d[k]; !ok {
+				t.Errorf("secret %s has no key %q that a workload reads", name, k)
+			}
 		}
 	}
 	for name, data := range defined {
-		if !strings.Contains(text, "create secret generic "+name) {
-			t.Errorf("secrets.example.env does not show how to create secret %s", name)
+		kind := "generic"
+		if strings.HasSuffix(name, "-tls") {
+			kind = "tls"
 		}
-		for k := range data {
-			if !strings.Contains(text, "--from-literal="+k+"=") {
-				t.Errorf("secrets.example.env does not create key %s of secret %s", k, name)
+		create := "kubectl -n httvps create secret " + kind + " " + name
+		for what, doc := range map[string]string{"secrets.example.env": text, "README.md": string(readme)} {
+			doc = strings.ReplaceAll(strings.ReplaceAll(doc, "\\\n", " "), "#", " ")
+			if !strings.Contains(strings.Join(strings.Fields(doc), " "), create) {
+				t.Errorf("%s does not show %q", what, create)
+			}
+			if kind == "generic" {
+				for k := range data {
+					if !strings.Contains(doc, "--from-literal="+k+"=") {
+						t.Errorf("%s does not create key %s of secret %s", what, k, name)
+					}
+				}
 			}
 		}
 	}
@@ -507,7 +526,7 @@ func TestSecrets(t *testing.T) {
 		}
 		t.Errorf("secrets.example.env: %s=%q is not a placeholder (CHANGE-ME or a ./file)", k, v)
 	}
-	for _, f := range []string{"deploy/secrets.example.env", "deploy/k8s/secrets.yaml"} {
+	for _, f := range []string{"deploy/secrets.example.env", "deploy/k8s/secrets-example.yaml"} {
 		b, _ := os.ReadFile(filepath.Join(r, f))
 		for _, line := range strings.Split(string(b), "\n") {
 			if strings.HasPrefix(strings.TrimSpace(line), "#") {
@@ -625,7 +644,7 @@ func TestDockerfiles(t *testing.T) {
 				build = run
 			}
 		}
-		for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags="-s -w"`, "-o /out/" + bin, "./cmd/" + bin} {
+		for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags="-s -w `, versionPkg + ".Version=${VERSION}", "-o /out/" + bin, "./cmd/" + bin} {
 			if !strings.Contains(build, want) {
 				t.Errorf("%s: go build %q lacks %s", file, build, want)
 			}
@@ -674,6 +693,7 @@ func TestNoStrayFiles(t *testing.T) {
 		ok := rel == "secrets.example.env" ||
 			regexp.MustCompile(`^k8s/[a-z-]+\.yaml$`).MatchString(rel) ||
 			regexp.MustCompile(`^docker/([a-z]+\.Dockerfile|README\.md)$`).MatchString(rel) ||
+			regexp.MustCompile(`^docker/prebuilt/[a-z]+\.Dockerfile$`).MatchString(rel) ||
 			regexp.MustCompile(`^grafana/[a-z-]+\.json$`).MatchString(rel) ||
 			regexp.MustCompile(`^deploytest/[a-z_]+\.go$`).MatchString(rel) ||
 			regexp.MustCompile(`^systemd/[a-z-]+\.(service|env)$`).MatchString(rel) || rel == "compose.yaml"
@@ -690,6 +710,12 @@ func TestNoStrayFiles(t *testing.T) {
 	for _, f := range dfs {
 		if _, ok := dockerfiles[filepath.Base(f)]; !ok {
 			t.Errorf("%s is not checked by TestDockerfiles", f)
+		}
+	}
+	dfs, _ = filepath.Glob(filepath.Join(r, "docker", "prebuilt", "*.Dockerfile"))
+	for _, f := range dfs {
+		if _, ok := prebuilt[filepath.Base(f)]; !ok {
+			t.Errorf("%s is not checked by TestPrebuiltDockerfiles", f)
 		}
 	}
 }
