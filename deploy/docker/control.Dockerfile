@@ -18,15 +18,25 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG TARGETOS=linux
 ARG TARGETARCH=amd64
+# What -version prints (make passes them: --build-arg VERSION=$(git describe ...)).
+ARG VERSION=devel
+ARG REVISION=unknown
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -ldflags="-s -w" -o /out/httvps-control ./cmd/httvps-control
+    go build -trimpath -ldflags="-s -w -X github.com/httvps/httvps/internal/version.Version=${VERSION} -X github.com/httvps/httvps/internal/version.Commit=${REVISION}" \
+    -o /out/httvps-control ./cmd/httvps-control
 # An empty, nonroot-owned directory for the embedded store (single node,
 # no -redis); distroless has no mkdir.
 RUN mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot
+ARG VERSION=devel
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="httvps-control" \
+      org.opencontainers.image.source="https://github.com/httvps/httvps" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 COPY --from=build /out/httvps-control /usr/local/bin/httvps-control
 COPY --from=build --chown=65532:65532 /out/data /var/lib/httvps
 # Container-friendly defaults; flags and the rest of HTTVPS_* override them.

@@ -18,12 +18,22 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG TARGETOS=linux
 ARG TARGETARCH=amd64
+# What -version prints (make passes them: --build-arg VERSION=$(git describe ...)).
+ARG VERSION=devel
+ARG REVISION=unknown
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -ldflags="-s -w" -o /out/httvps-gateway ./cmd/httvps-gateway
+    go build -trimpath -ldflags="-s -w -X github.com/httvps/httvps/internal/version.Version=${VERSION} -X github.com/httvps/httvps/internal/version.Commit=${REVISION}" \
+    -o /out/httvps-gateway ./cmd/httvps-gateway
 
 FROM gcr.io/distroless/static-debian12:nonroot
+ARG VERSION=devel
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="httvps-gateway" \
+      org.opencontainers.image.source="https://github.com/httvps/httvps" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 COPY --from=build /out/httvps-gateway /usr/local/bin/httvps-gateway
 # Container-friendly defaults; flags and the rest of HTTVPS_* override them.
 # Unprivileged: listen on 8443 and map 443 to it in front (Service, -p 443:8443).
