@@ -155,7 +155,7 @@ release:
 # its secrets and Redis's volume claims with it.
 KUBECTL       ?= kubectl
 K8S_NAMESPACE := httvps
-K8S_OVERLAY   := $(BIN)/k8s
+K8S_OVERLAY   := bin/k8s
 
 k8s-render:
 	mkdir -p $(K8S_OVERLAY)
