@@ -21,6 +21,7 @@ import (
 // with `httvps up` (internal/wiring) and the flags only this binary has.
 type options struct {
 	wiring.Control
+	wiring.Decoy // strangers' answer: give the gateways' -decoy-* so all answer alike
 
 	ConfigFile   string
 	Listen       string
@@ -69,6 +70,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "PEM certificate chain `file` (leaf first); with -tls-key the API serves HTTPS")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "PEM private key `file` for -tls-cert")
 	o.Control.Register(fs, nil)
+	o.RegisterDecoy(fs, "every request that is not the API's (a stranger's), as the gateways answer them")
 	o.ACME.Register(fs, true, "-public-url")
 	cliconf.LogFlags(fs, &o.LogLevel, &o.LogFormat)
 	flagSpec.SetUsage(fs, "Usage: httvps-control [flags]\n\n"+
@@ -102,6 +104,9 @@ func loadOptions(src sources) (*options, error) {
 		o.AdminKey = strings.TrimSpace(string(data))
 	}
 	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if err := o.ReadDecoy(src.readFile); err != nil {
 		return nil, err
 	}
 	return o, nil
@@ -142,6 +147,9 @@ func (o *options) validate() error {
 		}
 	}
 	errs = append(errs, o.Check()...)
+	if err := o.CheckDecoy(); err != nil {
+		errs = append(errs, err)
+	}
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		bad("-tls-cert and -tls-key go together")
 	}
@@ -161,5 +169,7 @@ func (o *options) apiConfig() api.Config {
 	if keys == "" {
 		keys = o.PublicURL
 	}
-	return o.APIConfig(o.AdminKey, keys)
+	cfg := o.APIConfig(o.AdminKey, keys)
+	cfg.Decoy = o.DecoyConfig()
+	return cfg
 }

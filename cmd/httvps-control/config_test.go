@@ -47,6 +47,19 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// -decoy-status and -decoy-file give the API the gateways' decoy, so that
+// a fleet answers strangers alike on every public port.
+func TestDecoyFlags(t *testing.T) {
+	o, err := loadOptions(fakeSources([]string{"-admin-key", testKey, "-decoy-file", "/d.html"},
+		map[string]string{"HTTVPS_DECOY_STATUS": "403"}, map[string]string{"/d.html": "<h1>hi</h1>"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := o.apiConfig().Decoy; d.Status != 403 || string(d.Body) != "<h1>hi</h1>" {
+		t.Errorf("decoy %+v", d)
+	}
+}
+
 // -keys-url is the base of the keys (the gateways serve the documents);
 // without it the keys name -public-url as before.
 func TestKeysURL(t *testing.T) {
@@ -143,6 +156,8 @@ func TestRejects(t *testing.T) {
 		{"unknown file key", []string{"-admin-key", testKey, "-config", "/c"}, nil, map[string]string{"/c": "colour: red\n"}, "unknown key"},
 		{"bad env", []string{"-admin-key", testKey}, map[string]string{"HTTVPS_HEALTH_EVERY": "often"}, nil, "HTTVPS_HEALTH_EVERY"},
 		{"argument", []string{"-admin-key", testKey, "extra"}, nil, nil, "unexpected argument"},
+		{"decoy status", []string{"-admin-key", testKey, "-decoy-status", "302"}, nil, nil, "-decoy-status"},
+		{"decoy file", []string{"-admin-key", testKey, "-decoy-file", "/nope.html"}, nil, nil, "-decoy-file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := loadOptions(fakeSources(tc.args, tc.env, tc.files))

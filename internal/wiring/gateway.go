@@ -29,7 +29,6 @@ import (
 )
 
 const (
-	maxDecoySize = 1 << 20
 	maxSecretLen = 512
 	maxIDLen     = 128
 )
@@ -67,9 +66,7 @@ type Gateway struct {
 	TunnelMaxStreams int
 	Loops            int
 
-	DecoyFile   string
-	DecoyStatus int
-	DecoyBody   []byte // read from DecoyFile by ReadDecoy
+	Decoy
 
 	Fallback     string // web server every non-session is relayed to; "" = the decoy
 	MaxFallbacks int
@@ -116,8 +113,7 @@ func (g *Gateway) Register(fs *flag.FlagSet) {
 	fs.IntVar(&g.Loops, "loops", 0, "relay event loops (0 = GOMAXPROCS)")
 	fs.DurationVar(&g.EOFGrace, "eof-grace", 0, "after the upstream's FIN, wait this long for the client to close first before close 1000 (0 = 1s, negative = at once)")
 	fs.IntVar(&g.HandshakeCPU, "handshake-cpu", 0, "TLS handshakes doing cryptography at once (0 = half the cores: max(1, min(GOMAXPROCS, NumCPU)/2))")
-	fs.StringVar(&g.DecoyFile, "decoy-file", "", "HTML `file` served to every request that does not become a session (default: an nginx-like 404 page)")
-	fs.IntVar(&g.DecoyStatus, "decoy-status", 0, "HTTP status of the decoy answer: 200, or a 4xx/5xx that nginx has a reason phrase and page for (0 = 404)")
+	g.RegisterDecoy(fs, "every request that does not become a session")
 	fs.StringVar(&g.Fallback, "fallback", "", "plain-HTTP web server `IP:PORT` (or HOST:PORT, resolved at start) that gets every connection that is not a session, with the bytes already read, relayed both ways (over TLS the gateway terminates TLS); the decoy answers when it is down or busy (default: the decoy for all)")
 	fs.IntVar(&g.MaxFallbacks, "max-fallbacks", 0, "cap on connections relayed to -fallback at once; past it the decoy answers (0 = 1024)")
 }
@@ -245,28 +241,13 @@ func (g *Gateway) Check(listen string) []error {
 	if g.MaxFallbacks < 0 {
 		bad("-max-fallbacks: %d is negative", g.MaxFallbacks)
 	}
-	if g.DecoyStatus != 0 && !gateway.DecoyStatusValid(g.DecoyStatus) {
-		bad("-decoy-status: %d is not 200 or a 4xx/5xx status nginx has a page for", g.DecoyStatus)
+	if err := g.CheckDecoy(); err != nil {
+		errs = append(errs, err)
 	}
 	if g.TLSWatch < 0 {
 		bad("-tls-watch: %v is negative", g.TLSWatch)
 	}
 	return errs
-}
-
-// ReadDecoy reads -decoy-file, if given, into DecoyBody.
-func (g *Gateway) ReadDecoy(readFile func(string) ([]byte, error)) error {
-	if g.DecoyFile == "" {
-		return nil
-	}
-	var err error
-	if g.DecoyBody, err = readFile(g.DecoyFile); err != nil {
-		return fmt.Errorf("-decoy-file: %w", err)
-	}
-	if len(g.DecoyBody) > maxDecoySize {
-		return fmt.Errorf("-decoy-file %s: %d bytes, more than %d", g.DecoyFile, len(g.DecoyBody), maxDecoySize)
-	}
-	return nil
 }
 
 // GatewayConfig maps the set onto gateway.Config; Auth, Metrics, Logger
