@@ -13,7 +13,7 @@ BENCH_ARGS ?=
 BENCH_PUBLISH ?= docs/bench
 
 .PHONY: all help build test vet run bench bench-full bench-plan bench-publish fuzz deps clean \
-	image-bins gateway-image control-image images release k8s-render k8s-apply k8s-delete
+	image-bins gateway-image control-image httvps-image images release k8s-render k8s-apply k8s-delete
 
 all: build
 
@@ -27,7 +27,7 @@ help:
 	@echo "make bench-publish  copy the last full run (report, charts) into $(BENCH_PUBLISH)/, the README's source"
 	@echo "make fuzz    run every fuzz target in $(FUZZ_PKGS) for FUZZTIME=$(FUZZTIME)"
 	@echo "make deps    install the Debian packages tests, bench and run use (only missing ones)"
-	@echo "make gateway-image / control-image / images  build $(REGISTRY)/httvps-{gateway,control}:$(TAG) from static binaries with $(CONTAINER) for PLATFORMS=$(PLATFORMS); PUSH=1 pushes"
+	@echo "make gateway-image / control-image / httvps-image / images  build $(REGISTRY)/{httvps-gateway,httvps-control,httvps}:$(TAG) (httvps: one node, httvps up) from static binaries with $(CONTAINER) for PLATFORMS=$(PLATFORMS); PUSH=1 pushes"
 	@echo "make release  static binaries for $(RELEASE_PLATFORMS) and SHA256SUMS in $(DIST)/"
 	@echo "make k8s-apply / k8s-delete  kubectl apply/delete deploy/k8s in namespace $(K8S_NAMESPACE) with the images $(REGISTRY)/…:$(TAG)"
 
@@ -95,7 +95,10 @@ PUSH       ?=
 # The CA bundle copied into the images (ACME, rediss://, outline-api).
 CA_BUNDLE  ?= /etc/ssl/certs/ca-certificates.crt
 IMAGE_CTX  := $(BIN)/image
-IMAGE_CMDS := httvps-gateway httvps-control
+IMAGE_CMDS := httvps-gateway httvps-control httvps
+# The images deploy/k8s runs (a fleet: no single-node httvps), which the
+# k8s overlay sets.
+K8S_IMAGES := httvps-gateway httvps-control
 
 comma := ,
 platform_dir = $(subst /,_,$(1))
@@ -113,8 +116,8 @@ image = $(CONTAINER) build --platform $(PLATFORMS) $(image_args) $(call image_ta
 endif
 
 # The images' context: one static binary per platform and a tiny root
-# filesystem (nonroot user 65532, CA bundle, /tmp, the control plane's
-# empty data directory).
+# filesystem (nonroot user 65532, CA bundle, /tmp, the empty data
+# directory of the control plane and of httvps up).
 image-bins:
 	@test -r $(CA_BUNDLE) || { echo "no CA bundle at $(CA_BUNDLE) (install ca-certificates or set CA_BUNDLE)"; exit 1; }
 	rm -rf $(IMAGE_CTX)
@@ -132,9 +135,13 @@ gateway-image: image-bins
 control-image: image-bins
 	$(call image,httvps-control)
 
+httvps-image: image-bins
+	$(call image,httvps)
+
 images: image-bins
 	$(call image,httvps-gateway)
 	$(call image,httvps-control)
+	$(call image,httvps)
 
 # Release artefacts: static binaries per platform and their SHA-256 sums.
 DIST              ?= dist
@@ -161,7 +168,7 @@ k8s-render:
 	mkdir -p $(K8S_OVERLAY)
 	printf '%s\n' 'apiVersion: kustomize.config.k8s.io/v1beta1' 'kind: Kustomization' \
 		'namespace: $(K8S_NAMESPACE)' 'resources:' '  - ../../deploy/k8s' 'images:' \
-		$(foreach c,$(IMAGE_CMDS),'  - name: ghcr.io/httvps/$(c)' '    newName: $(REGISTRY)/$(c)' '    newTag: "$(TAG)"') \
+		$(foreach c,$(K8S_IMAGES),'  - name: ghcr.io/httvps/$(c)' '    newName: $(REGISTRY)/$(c)' '    newTag: "$(TAG)"') \
 		> $(K8S_OVERLAY)/kustomization.yaml
 
 k8s-apply: k8s-render

@@ -25,6 +25,18 @@ func composeBinary(image string) string {
 	return ""
 }
 
+// imageDataDir is the HTTVPS_DATA_DIR that bin's image sets (the prebuilt
+// Dockerfile, what make images builds), or "".
+func imageDataDir(t *testing.T, bin string) string {
+	t.Helper()
+	for file, b := range dockerfiles {
+		if b == bin {
+			return parseDockerfile(t, filepath.Join(root(t), "deploy", "docker", "prebuilt", file)).env["HTTVPS_DATA_DIR"]
+		}
+	}
+	return ""
+}
+
 // TestCompose checks deploy/compose.yaml: the two profiles and their
 // services, the images (ghcr.io/httvps names, registry and tag
 // overridable), hardening, and every HTTVPS_* variable and command word
@@ -125,6 +137,18 @@ func TestCompose(t *testing.T) {
 		}
 		if d := str(env["HTTVPS_DATA_DIR"]); d != "" && !slices.ContainsFunc(list(s["volumes"]), func(v any) bool { return strings.HasSuffix(str(v), ":"+d) }) {
 			t.Errorf("service %s: HTTVPS_DATA_DIR %s is not a volume (read_only root)", name, d)
+		}
+		// A named volume takes the owner of the image's directory it is
+		// mounted on, root for one the image lacks: the data volume must be
+		// the image's own data directory, which its non-root user owns
+		// (the httvps service once mounted /data).
+		if dir := imageDataDir(t, bn); dir != "" && len(list(s["volumes"])) > 0 {
+			if d := str(env["HTTVPS_DATA_DIR"]); d != "" && d != dir {
+				t.Errorf("service %s: HTTVPS_DATA_DIR %s, the image's data directory is %s", name, d, dir)
+			}
+			if !slices.ContainsFunc(list(s["volumes"]), func(v any) bool { return strings.HasSuffix(str(v), ":"+dir) }) {
+				t.Errorf("service %s: no volume on the image's data directory %s (volumes %v)", name, dir, s["volumes"])
+			}
 		}
 		// The listen port is the one published for clients.
 		if l := str(env["HTTVPS_LISTEN"]); bn != "httvps-control" {

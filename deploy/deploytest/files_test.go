@@ -551,6 +551,7 @@ type dockerfile struct {
 	expose []string
 	user   string
 	entry  string
+	cmd    string
 	copies []string
 }
 
@@ -596,6 +597,8 @@ func parseDockerfile(t *testing.T, path string) dockerfile {
 			d.user = rest
 		case "ENTRYPOINT":
 			d.entry = rest
+		case "CMD":
+			d.cmd = rest
 		case "COPY":
 			d.copies = append(d.copies, rest)
 		}
@@ -603,7 +606,11 @@ func parseDockerfile(t *testing.T, path string) dockerfile {
 	return d
 }
 
-var dockerfiles = map[string]string{"gateway.Dockerfile": "httvps-gateway", "control.Dockerfile": "httvps-control"}
+var dockerfiles = map[string]string{"gateway.Dockerfile": "httvps-gateway", "control.Dockerfile": "httvps-control", "httvps.Dockerfile": "httvps"}
+
+// dockerCmds is each image's CMD: httvps runs `up` unless given other
+// arguments (admin, backup, version); the others have none.
+var dockerCmds = map[string]string{"httvps": `["up"]`}
 
 // TestDockerfiles checks the build stage (Go version, static trimmed build of
 // an existing cmd/ package) and the runtime stage (distroless nonroot, the
@@ -668,7 +675,16 @@ func TestDockerfiles(t *testing.T) {
 		if d.entry != `["`+dest+`"]` {
 			t.Errorf("%s: ENTRYPOINT %s, want [%q]", file, d.entry, dest)
 		}
-		for _, k := range []string{"HTTVPS_LISTEN", "HTTVPS_ADMIN_LISTEN"} {
+		if d.cmd != dockerCmds[bin] {
+			t.Errorf("%s: CMD %q, want %q", file, d.cmd, dockerCmds[bin])
+		}
+		listens := []string{"HTTVPS_LISTEN", "HTTVPS_ADMIN_LISTEN"}
+		if bin == "httvps" {
+			// up's own default for the API is loopback, unreachable from
+			// outside the container.
+			listens = append(listens, "HTTVPS_CONTROL_LISTEN")
+		}
+		for _, k := range listens {
 			_, port, _ := strings.Cut(d.env[k], ":")
 			if port == "" || !slices.Contains(d.expose, port+"/tcp") {
 				t.Errorf("%s: %s=%q is not an EXPOSEd port %v", file, k, d.env[k], d.expose)

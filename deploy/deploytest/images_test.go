@@ -6,6 +6,8 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -15,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,12 +33,17 @@ import (
 
 // prebuilt maps deploy/docker/prebuilt/*.Dockerfile to the source-built
 // Dockerfile whose runtime configuration it must repeat.
-var prebuilt = map[string]string{"gateway.Dockerfile": "gateway.Dockerfile", "control.Dockerfile": "control.Dockerfile"}
+var prebuilt = map[string]string{"gateway.Dockerfile": "gateway.Dockerfile", "control.Dockerfile": "control.Dockerfile", "httvps.Dockerfile": "httvps.Dockerfile"}
+
+// volumeLine matches a Dockerfile's VOLUME instructions.
+var volumeLine = regexp.MustCompile(`(?m)^VOLUME .*$`)
 
 // TestPrebuiltDockerfiles checks the images make and CI/CD build from static
 // binaries against the source-built Dockerfiles: FROM scratch (nothing to
-// pull), the same environment, ports and entrypoint, a numeric non-root
-// user (runAsNonRoot can only verify a number) and the version labels.
+// pull), the same environment, ports, entrypoint, command and volumes, a
+// numeric non-root user (runAsNonRoot can only verify a number), a data
+// directory (where HTTVPS_DATA_DIR names one) that user owns, and the
+// version labels.
 func TestPrebuiltDockerfiles(t *testing.T) {
 	r := root(t)
 	for file, src := range prebuilt {
@@ -51,6 +59,28 @@ func TestPrebuiltDockerfiles(t *testing.T) {
 		if p.entry != s.entry {
 			t.Errorf("prebuilt/%s: ENTRYPOINT %s, %s has %s", file, p.entry, src, s.entry)
 		}
+		if p.cmd != s.cmd {
+			t.Errorf("prebuilt/%s: CMD %s, %s has %s", file, p.cmd, src, s.cmd)
+		}
+		b, _ := os.ReadFile(filepath.Join(r, "deploy", "docker", "prebuilt", file))
+		sb, _ := os.ReadFile(filepath.Join(r, "deploy", "docker", src))
+		if pv, sv := volumeLine.FindAllString(string(b), -1), volumeLine.FindAllString(string(sb), -1); !slices.Equal(pv, sv) {
+			t.Errorf("prebuilt/%s: %q, %s has %q", file, pv, src, sv)
+		}
+		// The embedded store's directory: the user must own it, since a
+		// named volume mounted there takes its owner.
+		if dir := s.env["HTTVPS_DATA_DIR"]; dir != "" {
+			for name, d := range map[string]dockerfile{"prebuilt/" + file: p, src: s} {
+				if !slices.ContainsFunc(d.copies, func(c string) bool {
+					return strings.HasPrefix(c, "--") && strings.Contains(c, "--chown=65532:65532 ") && strings.TrimSuffix(c[strings.LastIndex(c, " ")+1:], "/") == dir
+				}) {
+					t.Errorf("%s: no COPY --chown=65532:65532 of an empty directory to HTTVPS_DATA_DIR %s", name, dir)
+				}
+			}
+			if bin == "httvps" && !slices.Equal(volumeLine.FindAllString(string(b), -1), []string{`VOLUME ["` + dir + `"]`}) {
+				t.Errorf("prebuilt/%s: want VOLUME [%q]: the single node's state is all in its data directory", file, dir)
+			}
+		}
 		if fmt.Sprint(p.env) != fmt.Sprint(s.env) {
 			t.Errorf("prebuilt/%s: ENV %v, %s has %v", file, p.env, src, s.env)
 		}
@@ -62,7 +92,6 @@ func TestPrebuiltDockerfiles(t *testing.T) {
 		}) {
 			t.Errorf("prebuilt/%s: no COPY of ${TARGETOS}_${TARGETARCH}/%s (what make image-bins stages)", file, bin)
 		}
-		b, _ := os.ReadFile(filepath.Join(r, "deploy", "docker", "prebuilt", file))
 		for _, l := range []string{"org.opencontainers.image.version=\"${VERSION}\"", "org.opencontainers.image.revision=\"${REVISION}\""} {
 			if !bytes.Contains(b, []byte(l)) {
 				t.Errorf("prebuilt/%s: no LABEL %s", file, l)
@@ -77,6 +106,7 @@ type imageConfig struct {
 	Config struct {
 		User         string
 		Entrypoint   []string
+		Cmd          []string
 		Env          []string
 		ExposedPorts map[string]struct{}
 		Labels       map[string]string
@@ -96,6 +126,9 @@ type imageProc struct {
 	out  *bytes.Buffer
 	done chan error
 	stop func() // asks the process to stop as its orchestrator would (SIGTERM)
+	// exec runs argv (argv[0] a path in the image) beside the process, in
+	// its filesystem as the image's user, as docker exec does.
+	exec func(t *testing.T, argv ...string) *imageProc
 }
 
 var errRunning = errors.New("still running")
@@ -152,6 +185,10 @@ func (r podmanRunner) start(t *testing.T, image string, env []string, args ...st
 	a = append(append(a, image), args...)
 	p := startCmd(t, exec.Command(r.podman, a...))
 	p.stop = func() { exec.Command(r.podman, "stop", "--time", "20", name).Run() }
+	p.exec = func(t *testing.T, argv ...string) *imageProc {
+		t.Helper()
+		return startCmd(t, exec.Command(r.podman, append([]string{"exec", name}, argv...)...))
+	}
 	t.Cleanup(func() { exec.Command(r.podman, "rm", "--force", "--ignore", name).Run() })
 	return p
 }
@@ -169,20 +206,36 @@ func (r exportRunner) name() string { return "podman export + chroot as the imag
 func (r exportRunner) start(t *testing.T, image string, env []string, args ...string) *imageProc {
 	t.Helper()
 	cfg := r.cfgs[image].Config
+	if len(args) == 0 {
+		args = cfg.Cmd
+	}
+	cmd := r.command(t, image, env, append(slices.Clone(cfg.Entrypoint), args...))
+	p := startCmd(t, cmd)
+	p.stop = func() { cmd.Process.Signal(syscall.SIGTERM) }
+	p.exec = func(t *testing.T, argv ...string) *imageProc {
+		t.Helper()
+		return startCmd(t, r.command(t, image, env, argv))
+	}
+	return p
+}
+
+// command is argv chrooted into image's filesystem, as its user, with its
+// environment and env.
+func (r exportRunner) command(t *testing.T, image string, env, argv []string) *exec.Cmd {
+	t.Helper()
+	cfg := r.cfgs[image].Config
 	uid, gid, err := numericUser(cfg.User)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Path is resolved inside the chroot, so no LookPath on the host.
-	cmd := &exec.Cmd{Path: cfg.Entrypoint[0], Args: append(slices.Clone(cfg.Entrypoint), args...), Dir: "/"}
+	cmd := &exec.Cmd{Path: argv[0], Args: argv, Dir: "/"}
 	cmd.Env = append(slices.Clone(cfg.Env), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Chroot:     r.roots[image],
 		Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}},
 	}
-	p := startCmd(t, cmd)
-	p.stop = func() { cmd.Process.Signal(syscall.SIGTERM) }
-	return p
+	return cmd
 }
 
 func numericUser(u string) (uid, gid uint32, err error) {
@@ -214,12 +267,13 @@ func podmanOut(t *testing.T, ctx context.Context, podman string, args ...string)
 	return out
 }
 
-// TestImages builds both images with podman through the Makefile's own
-// path (make images: static binaries, deploy/docker/prebuilt), checks their
-// configuration and version, and runs them: the gateway relays a
+// TestImages builds the three images with podman through the Makefile's
+// own path (make images: static binaries, deploy/docker/prebuilt), checks
+// their configuration and version, and runs them: the gateway relays a
 // hash-checked stream to an echo upstream on a static route, the control
-// plane answers /readyz on its operator listener, and both exit 0 on
-// SIGTERM. It runs them with podman when podman can run containers here,
+// plane answers /readyz on its operator listener, httvps up with a real
+// ss-server as its static member serves a hash-checked download to a token
+// that httvps admin, run beside it, issued; all exit 0 on SIGTERM. It runs them with podman when podman can run containers here,
 // else from the exported filesystem as the image's user.
 func TestImages(t *testing.T) {
 	podman, err := exec.LookPath("podman")
@@ -239,7 +293,7 @@ func TestImages(t *testing.T) {
 	)
 	tag := "t" + randHex(4)
 	images := map[string]string{}
-	for _, b := range []string{"httvps-gateway", "httvps-control"} {
+	for _, b := range []string{"httvps-gateway", "httvps-control", "httvps"} {
 		images[b] = registry + "/" + b + ":" + tag
 	}
 	t.Cleanup(func() {
@@ -255,7 +309,7 @@ func TestImages(t *testing.T) {
 	if out, err := mk.CombinedOutput(); err != nil {
 		t.Fatalf("make images: %v\n%s", err, out)
 	}
-	t.Logf("make images (static binaries and both podman builds): %v", time.Since(started).Round(time.Second))
+	t.Logf("make images (static binaries and three podman builds): %v", time.Since(started).Round(time.Second))
 
 	cfgs := map[string]imageConfig{}
 	for b, im := range images {
@@ -270,6 +324,13 @@ func TestImages(t *testing.T) {
 		}
 		if !slices.Equal(c.Entrypoint, []string{"/usr/local/bin/" + b}) {
 			t.Errorf("%s: entrypoint %v", im, c.Entrypoint)
+		}
+		var cmd []string
+		if dockerCmds[b] != "" {
+			json.Unmarshal([]byte(dockerCmds[b]), &cmd)
+		}
+		if !slices.Equal(c.Cmd, cmd) {
+			t.Errorf("%s: cmd %q, want %q", im, c.Cmd, cmd)
 		}
 		if c.Labels["org.opencontainers.image.version"] != version || c.Labels["org.opencontainers.image.revision"] != commit ||
 			c.Labels["org.opencontainers.image.title"] != b {
@@ -289,12 +350,18 @@ func TestImages(t *testing.T) {
 	run := pickRunner(t, ctx, podman, images["httvps-gateway"], cfgs, images)
 	t.Logf("running the images with %s", run.name())
 	for b, im := range images {
-		p := run.start(t, im, nil, "-version")
-		if err := p.wait(time.Minute); err != nil {
-			t.Fatalf("%s -version: %v\n%s", im, err, p.out)
+		args := [][]string{{"-version"}}
+		if b == "httvps" {
+			args = append(args, []string{"version"})
 		}
-		if want := b + " " + version + " (commit " + commit + ", built "; !strings.HasPrefix(p.out.String(), want) || !strings.Contains(p.out.String(), ", go1.") {
-			t.Errorf("%s -version: %q, want %q…", im, p.out, want)
+		for _, a := range args {
+			p := run.start(t, im, nil, a...)
+			if err := p.wait(time.Minute); err != nil {
+				t.Fatalf("%s %s: %v\n%s", im, a[0], err, p.out)
+			}
+			if want := b + " " + version + " (commit " + commit + ", built "; !strings.HasPrefix(p.out.String(), want) || !strings.Contains(p.out.String(), ", go1.") {
+				t.Errorf("%s %s: %q, want %q…", im, a[0], p.out, want)
+			}
 		}
 	}
 
@@ -333,6 +400,104 @@ func TestImages(t *testing.T) {
 			t.Errorf("control after SIGTERM: %v\n%s", err, p.out)
 		}
 	})
+
+	t.Run("httvps up", func(t *testing.T) {
+		started := time.Now()
+		upImage(t, ctx, run, images["httvps"])
+		t.Logf("httvps up in the image: %v", time.Since(started).Round(100*time.Millisecond))
+	})
+}
+
+// upImage runs `httvps up` from the httvps image (its own data directory)
+// with a real ss-server as its static member, issues a token with httvps
+// admin beside it (as docker exec runs it: the admin key and CA from the
+// image's HTTVPS_DATA_DIR) and downloads a hash-checked body through the
+// gateway, its chain checked against the CA the key pins.
+func upImage(t *testing.T, ctx context.Context, run runner, image string) {
+	if _, err := exec.LookPath("ss-server"); err != nil {
+		t.Skip("ss-server not installed (make deps): no pool member for httvps up")
+	}
+	const method, password = testpeer.DefaultMethod, "deploytest-image-pass"
+	ss := testpeer.SSServer(t, password, method)
+	origin := testpeer.StartOrigin(t)
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	ctl := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	p := run.start(t, image, nil, "up", "-listen="+listen, "-control-listen="+ctl, "-admin-listen="+admin,
+		"-member=static:"+ss+":"+method+":"+password, "-drain-timeout=2s")
+	waitHTTP(t, p, "http://"+admin+"/healthz")
+	if code, body := get(t, "http://"+admin+"/readyz"); code != 200 {
+		t.Errorf("httvps up /readyz: %d %s\n%s", code, body, p.out)
+	}
+
+	a := p.exec(t, "/usr/local/bin/httvps", "admin", "-control=https://"+ctl, "tokens", "create", "--json", "--label", "image")
+	if err := a.wait(time.Minute); err != nil {
+		t.Fatalf("httvps admin tokens create: %v\n%s\n%s", err, a.out, p.out)
+	}
+	var tok struct {
+		Token      string `json:"token"`
+		Cipher     string `json:"cipher"`
+		AccessKeys struct {
+			HTTVPS string `json:"httvps"`
+		} `json:"access_keys"`
+	}
+	if err := json.Unmarshal(a.out.Bytes(), &tok); err != nil || tok.Token == "" || tok.Cipher != method {
+		t.Fatalf("httvps admin tokens create --json: %v: %s", err, a.out)
+	}
+	pin := regexp.MustCompile(`[?&]pin=([0-9a-f]{64})`).FindStringSubmatch(tok.AccessKeys.HTTVPS)
+	if pin == nil {
+		t.Fatalf("httvps:// key %q has no pin=", tok.AccessKeys.HTTVPS)
+	}
+
+	dctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	ws, err := testpeer.DialWSS(dctx, "wss://"+listen+"/"+tok.Token+"/tcp", pinnedTLS(pin[1]))
+	if err != nil {
+		t.Fatalf("session through httvps up: %v\n%s", err, p.out)
+	}
+	defer ws.Close()
+	ws.NetConn().SetDeadline(time.Now().Add(time.Minute))
+	// A static member serves its own password and cipher to every token.
+	c, err := testpeer.NewCipher(method, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := c.NewSSConn(ws, origin.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 4<<20 + 7
+	sum, got, err := testpeer.HTTPGetSHA256(sc, origin.Addr, "/bytes/"+strconv.Itoa(n))
+	if err != nil || got != n || sum != testpeer.PseudoRandomSHA256(n, 0) {
+		t.Errorf("download through httvps up: %d of %d bytes, err %v\n%s", got, n, err, p.out)
+	}
+	ws.Close()
+
+	p.stop()
+	if err := p.wait(time.Minute); err != nil {
+		t.Errorf("httvps up after SIGTERM: %v\n%s", err, p.out)
+	}
+}
+
+// pinnedTLS trusts a chain in which a certificate with SHA-256 pin (hex,
+// of its DER) issued the leaf for 127.0.0.1, as the httvps:// key's pin=
+// tells the reference client.
+func pinnedTLS(pin string) *tls.Config {
+	return &tls.Config{
+		ServerName:         "127.0.0.1",
+		InsecureSkipVerify: true, // VerifyConnection checks the pinned chain
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			for _, c := range cs.PeerCertificates[1:] {
+				if sum := sha256.Sum256(c.Raw); hex.EncodeToString(sum[:]) == pin {
+					roots := x509.NewCertPool()
+					roots.AddCert(c)
+					_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, DNSName: "127.0.0.1"})
+					return err
+				}
+			}
+			return errors.New("no certificate of the served chain has the key's pin")
+		},
+	}
 }
 
 // pickRunner finds a way to run the images here: podman with the default

@@ -41,8 +41,8 @@ func readmeTestCommand(t *testing.T) string {
 }
 
 // TestWorkflow checks .github/workflows/ci-cd.yaml: its triggers, that the
-// test job runs the README's test command, that the image job pushes both
-// images for two architectures on main with the commit SHA and latest, that
+// test job runs the README's test command, that the image job pushes the
+// images (make images) for two architectures on main with the commit SHA and latest, that
 // the release job builds static binaries with sums on tags, that actions
 // are pinned to versions, and that every make target it calls exists.
 func TestWorkflow(t *testing.T) {
@@ -85,7 +85,7 @@ func TestWorkflow(t *testing.T) {
 		return b.String()
 	}
 	targets := makeTargets(t)
-	for _, want := range []string{"test", "images", "gateway-image", "control-image", "release", "k8s-apply", "k8s-delete"} {
+	for _, want := range []string{"test", "images", "gateway-image", "control-image", "httvps-image", "release", "k8s-apply", "k8s-delete"} {
 		if !slices.Contains(targets, want) {
 			t.Errorf("Makefile has no %s target", want)
 		}
@@ -157,8 +157,9 @@ func TestWorkflow(t *testing.T) {
 }
 
 // TestMakeImageNames checks, with make -n, the names the image targets
-// give and that k8s-apply and k8s-delete act on namespace httvps through an
-// overlay that sets those images; kubectl kustomize renders it where
+// give (make images builds all three, so CI/CD pushes all three) and that
+// k8s-apply and k8s-delete act on namespace httvps through an overlay that
+// sets the images the manifests use; kubectl kustomize renders it where
 // kubectl is installed.
 func TestMakeImageNames(t *testing.T) {
 	if _, err := exec.LookPath("make"); err != nil {
@@ -175,14 +176,16 @@ func TestMakeImageNames(t *testing.T) {
 		}
 		return string(out)
 	}
-	out := mk("gateway-image", "control-image", "REGISTRY=example.org/x", "TAG=t")
-	for _, want := range []string{"-t example.org/x/httvps-gateway:t ", "-t example.org/x/httvps-control:t ", "CGO_ENABLED=0", versionPkg + ".Version="} {
+	out := mk("gateway-image", "control-image", "httvps-image", "REGISTRY=example.org/x", "TAG=t")
+	for _, want := range []string{"-t example.org/x/httvps-gateway:t ", "-t example.org/x/httvps-control:t ", "-t example.org/x/httvps:t ",
+		"-f deploy/docker/prebuilt/httvps.Dockerfile ", "./cmd/httvps ", "CGO_ENABLED=0", versionPkg + ".Version="} {
 		if !strings.Contains(out, want) {
-			t.Errorf("make -n gateway-image control-image: no %q in\n%s", want, out)
+			t.Errorf("make -n gateway-image control-image httvps-image: no %q in\n%s", want, out)
 		}
 	}
 	out = mk("images", "CONTAINER=docker", "PUSH=1", "PLATFORMS=linux/amd64,linux/arm64", "TAG=abc", "EXTRA_TAGS=latest")
-	for _, want := range []string{"docker buildx build --platform linux/amd64,linux/arm64 --push", "-t ghcr.io/httvps/httvps-control:latest", "GOARCH=arm64"} {
+	for _, want := range []string{"docker buildx build --platform linux/amd64,linux/arm64 --push", "-t ghcr.io/httvps/httvps-control:latest",
+		"-t ghcr.io/httvps/httvps-gateway:latest", "-t ghcr.io/httvps/httvps:latest", "GOARCH=arm64"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("make -n images (docker, two platforms): no %q in\n%s", want, out)
 		}
@@ -214,6 +217,20 @@ func TestMakeImageNames(t *testing.T) {
 	rendered, err := exec.Command(kubectl, "kustomize", filepath.Join(r, "bin", "k8s")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl kustomize of make k8s-render's overlay: %v\n%s", err, rendered)
+	}
+	// The overlay sets only images the manifests run (not the single
+	// node's httvps).
+	overlay := decodeAll(t, filepath.Join(r, "bin", "k8s", "kustomization.yaml"))
+	used := map[string]bool{}
+	for _, o := range workloads(manifests(t)) {
+		for _, c := range containers(o) {
+			used[strings.SplitN(str(c["image"]), ":", 2)[0]] = true
+		}
+	}
+	for _, im := range list(overlay[0]["images"]) {
+		if n := str(mapOf(im)["name"]); !used[n] {
+			t.Errorf("make k8s-render sets image %s, which no manifest runs", n)
+		}
 	}
 	for _, want := range []string{"image: example.org/x/httvps-gateway:t", "image: example.org/x/httvps-control:t"} {
 		if !strings.Contains(string(rendered), want) {
