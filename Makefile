@@ -5,7 +5,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO        ?= go
 BIN       := bin
 FUZZTIME  ?= 30s
-FUZZ_PKGS ?= ./codec ./codec/mux ./codec/tls12 ./codec/tls13 ./client ./gateway
+FUZZ_PKGS ?= ./codec ./codec/mux ./codec/proxyproto ./codec/tls12 ./codec/tls13 ./client ./gateway
 BENCH_OUT ?= bench/out
 BENCH_ARGS ?=
 # Where make bench-publish puts the last full run (tracked; the README's
