@@ -44,6 +44,11 @@ func (g *Gateway) onPrepare(c netpoll.Connection) context.Context {
 	}
 	now := time.Now()
 	h := &handshake{g: g, c: c, start: now, ufd: -1, addr: keyOf(c.RemoteAddr())}
+	if g.proxy != nil && g.proxy.trusts(c.RemoteAddr()) {
+		// Booked against the client its PROXY header names (rebook), not
+		// against the load balancer.
+		h.proxied = true
+	}
 	h.wait.Store(hsIdle)
 	rej, victim, ok := g.adm.admit(h, now.UnixNano())
 	if !ok {
@@ -171,25 +176,11 @@ func (ad *admission) admit(h *handshake, now int64) (Reject, *handshake, bool) {
 	if now-ad.lastSweep > int64(10*time.Second) {
 		ad.sweep(now)
 	}
-	st := ad.addrs[h.addr]
-	if st == nil && (ad.perAddr > 0 || ad.rate > 0) {
-		st = ad.newEntry(h.addr, now)
-	}
-	// The per-address limits refuse only under pressure: while a quarter
-	// of MaxHandshakes is free nobody is short of anything, and many users
-	// behind one carrier-grade NAT address keep connecting however many
-	// they are. The bucket is drawn on all the time, so that under
-	// pressure it reflects the address's real rate.
-	pressure := ad.count >= ad.maxHS/4
-	if st != nil {
-		if ad.perAddr > 0 && st.handshakes >= ad.perAddr && pressure {
-			return RejectAddrLimit, nil, false
-		}
-		if ad.rate > 0 {
-			st.refillAt(now, ad.rate, ad.burst)
-			if st.tokens < 1 && pressure {
-				return RejectAddrRate, nil, false
-			}
+	var st *addrState
+	if !h.proxied {
+		var rej Reject
+		if st, rej = ad.checkAddrLocked(h.addr, now, ad.count); rej != 0 {
+			return rej, nil, false
 		}
 	}
 	var victim *handshake
@@ -201,11 +192,7 @@ func (ad *admission) admit(h *handshake, now int64) (Reject, *handshake, bool) {
 		ad.unlinkLocked(victim)
 	}
 	if st != nil {
-		if ad.rate > 0 {
-			st.tokens = max(st.tokens-1, 0)
-		}
-		st.handshakes++
-		h.booked = true
+		ad.bookLocked(h, st)
 	}
 	h.prev = ad.head.prev
 	h.next = &ad.head
@@ -214,6 +201,67 @@ func (ad *admission) admit(h *handshake, now int64) (Reject, *handshake, bool) {
 	h.linked = true
 	ad.count++
 	return 0, victim, true
+}
+
+// checkAddrLocked applies the per-address limits to a new handshake from
+// k while count handshakes are in progress: a nonzero Reject refuses it;
+// otherwise st is the address's entry to book it against (nil:
+// unaccounted).
+func (ad *admission) checkAddrLocked(k addrKey, now int64, count int) (*addrState, Reject) {
+	st := ad.addrs[k]
+	if st == nil && (ad.perAddr > 0 || ad.rate > 0) {
+		st = ad.newEntry(k, now)
+	}
+	// The per-address limits refuse only under pressure: while a quarter
+	// of MaxHandshakes is free nobody is short of anything, and many users
+	// behind one carrier-grade NAT address keep connecting however many
+	// they are. The bucket is drawn on all the time, so that under
+	// pressure it reflects the address's real rate.
+	pressure := count >= ad.maxHS/4
+	if st != nil {
+		if ad.perAddr > 0 && st.handshakes >= ad.perAddr && pressure {
+			return nil, RejectAddrLimit
+		}
+		if ad.rate > 0 {
+			st.refillAt(now, ad.rate, ad.burst)
+			if st.tokens < 1 && pressure {
+				return nil, RejectAddrRate
+			}
+		}
+	}
+	return st, 0
+}
+
+// bookLocked counts h against its address's entry st.
+func (ad *admission) bookLocked(h *handshake, st *addrState) {
+	if ad.rate > 0 {
+		st.tokens = max(st.tokens-1, 0)
+	}
+	st.handshakes++
+	h.booked = true
+}
+
+// rebook books a handshake admitted from a trusted PROXY peer against the
+// client address k its header named, under the same per-address limits as
+// admit; false (with the reason) means the client is over them and the
+// connection is to be closed. A handshake already unlinked (evicted) is
+// left alone.
+func (ad *admission) rebook(h *handshake, k addrKey, now int64) (Reject, bool) {
+	ad.mu.Lock()
+	defer ad.mu.Unlock()
+	if !h.linked || h.booked {
+		return 0, true
+	}
+	h.addr = k
+	// h itself is already in count; admit saw the others only.
+	st, rej := ad.checkAddrLocked(k, now, ad.count-1)
+	if rej != 0 {
+		return rej, false
+	}
+	if st != nil {
+		ad.bookLocked(h, st)
+	}
+	return 0, true
 }
 
 // newEntry adds a table entry for k, or returns nil when the table is full

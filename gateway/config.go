@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"log/slog"
+	"net/netip"
 	"time"
 )
 
@@ -44,6 +45,15 @@ type Config struct {
 	// a negative AddrRate disables.
 	AddrRate  float64
 	AddrBurst int
+
+	// ProxyProtocolFrom lists the peers (load balancers) whose connections
+	// start with a PROXY protocol header, v1 or v2, naming the real
+	// client, who then stands in for the peer in the per-address limits
+	// and the logs. Such a peer must send one: a connection from it
+	// without a valid header is closed without an answer (as nginx's
+	// proxy_protocol listener does). A header from any other peer is not
+	// read as one: it gets the decoy. Nil means the PROXY protocol is off.
+	ProxyProtocolFrom []netip.Prefix
 
 	// HandshakeTimeout bounds the time from accept to a complete upgrade
 	// request (a slow-header client is cut off at this deadline).

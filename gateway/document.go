@@ -176,11 +176,11 @@ func (h *handshake) document(path, bearer []byte) error {
 		return h.sendDocument(doc)
 	case DocStoreDown:
 		h.reject = RejectStoreDown
-		g.log.Warn("document: the store did not answer; the decoy answered", "remote", h.c.RemoteAddr().String(), "err", err)
+		g.log.Warn("document: the store did not answer; the decoy answered", "remote", h.remote().String(), "err", err)
 	case DocSecret, DocRefused:
 		h.reject = RejectSecret
 		if g.log.Enabled(context.Background(), slog.LevelDebug) {
-			g.log.Debug("document refused", "reason", res.String(), "remote", h.c.RemoteAddr().String()) // no secret
+			g.log.Debug("document refused", "reason", res.String(), "remote", h.remote().String()) // no secret
 		}
 	}
 	return h.decoy()

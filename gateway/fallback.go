@@ -188,7 +188,7 @@ func (h *handshake) adoptFallback(c netpoll.Connection) {
 		unix.Close(h.ufd)
 		h.ufd = -1
 	}
-	fc := &fallbackConn{f: f, back: h.fb, tls: h.tls, remote: c.RemoteAddr(), addr: h.addr}
+	fc := &fallbackConn{f: f, back: h.fb, tls: h.tls, remote: h.remote(), addr: h.addr}
 	if h.tls != nil {
 		fc.first = append(fc.first, h.plain...)
 		fc.replyKU.Store(h.tls.replyKU)

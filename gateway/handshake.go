@@ -60,9 +60,13 @@ type handshake struct {
 	handoff bool        // set before Detach: the close callback adopts the socket
 	once    atomic.Bool // closed runs once
 
-	// Admission (admission.go). addr is fixed at accept; prev, next,
-	// linked and booked are guarded by g.adm.mu.
+	// Admission (admission.go). addr is set at accept, or for a
+	// connection from a trusted PROXY peer (proxied until its header is
+	// read) by rebook, under g.adm.mu, to the client's address; prev,
+	// next, linked and booked are guarded by g.adm.mu.
 	addr       addrKey
+	proxied    bool     // a PROXY header is still to be read (proxyproto.go)
+	client     net.Addr // the client a PROXY header named; nil: the TCP peer
 	prev, next *handshake
 	linked     bool
 	booked     bool
@@ -210,6 +214,16 @@ func (g *Gateway) serve(h *handshake, c netpoll.Connection) error {
 	default:
 		return nil
 	}
+	if h.proxied {
+		if !h.readProxy() {
+			return nil
+		}
+		if h.c.Reader().Len() == 0 {
+			// The header came alone: netpoll calls again on the
+			// client's first bytes, with the deadline still running.
+			return h.c.Reader().Release()
+		}
+	}
 	if g.tlsConf != nil && h.tls == nil && !h.plainTLS {
 		// nginx takes a first byte that cannot start a TLS record (a
 		// handshake record, or SSLv2's high bit) for plain HTTP.
@@ -306,14 +320,14 @@ func (h *handshake) serveTLS() error {
 	if h.tls == nil {
 		if err := h.tlsHandshake(); err != nil {
 			if errors.Is(err, errACMEValidation) {
-				g.log.Debug("acme validation handshake answered", "remote", h.c.RemoteAddr().String())
+				g.log.Debug("acme validation handshake answered", "remote", h.remote().String())
 				h.state.Store(hsDead)
 				return h.c.Close()
 			}
 			if !errors.Is(err, errEvicted) { // counted as evicted already
 				g.m.HandshakeRejected(RejectTLS)
 			}
-			g.log.Debug("tls handshake failed", "remote", h.c.RemoteAddr().String(), "err", err)
+			g.log.Debug("tls handshake failed", "remote", h.remote().String(), "err", err)
 			h.state.Store(hsDead)
 			return h.c.Close()
 		}
@@ -628,7 +642,7 @@ func (h *handshake) beforeUpgrade() (ws.HandshakeHeader, error) {
 	if !ok {
 		h.reject = why
 		if g.log.Enabled(context.Background(), slog.LevelDebug) { // a probe flood passes here
-			g.log.Debug("session refused", "path", h.kind, "reason", why, "remote", h.c.RemoteAddr()) // no secret
+			g.log.Debug("session refused", "path", h.kind, "reason", why, "remote", h.remote()) // no secret
 		}
 		return nil, errReject
 	}

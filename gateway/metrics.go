@@ -37,11 +37,12 @@ const (
 	RejectSessions  // its session limit is reached
 	RejectStoreDown // not known here and the store cannot be asked
 	RejectNoRoute   // no member holds its key
+	RejectProxy     // a trusted PROXY peer sent no valid PROXY header (closed without an answer)
 	NumRejects
 )
 
 var rejectNames = [NumRejects]string{"malformed", "not_upgrade", "path", "secret", "too_large", "timeout", "capacity", "upstream", "shutdown", "tls", "addr_limit", "addr_rate", "evicted", "version",
-	"revoked", "expired", "quota", "sessions", "store_unavailable", "no_route"}
+	"revoked", "expired", "quota", "sessions", "store_unavailable", "no_route", "proxy"}
 
 func (r Reject) String() string { return nameOf(r, rejectNames[:]) }
 

@@ -57,7 +57,8 @@ type Gateway struct {
 	loops []*loop
 	next  atomic.Uint32
 
-	fallback *fallbacks // nil: the decoy answer for every non-session
+	fallback *fallbacks  // nil: the decoy answer for every non-session
+	proxy    *proxyPeers // nil: no PROXY protocol (Config.ProxyProtocolFrom)
 
 	tlsConf *tls.Config   // nil: plaintext listener
 	tlsKeys tlsKeys       // session ticket keys
@@ -139,6 +140,10 @@ func New(cfg Config) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: cfg.Logger, m: cfg.Metrics}
 	g.reclaim.log = cfg.Logger
 	g.adm.init(&cfg)
+	var err error
+	if g.proxy, err = newProxyPeers(cfg.ProxyProtocolFrom); err != nil {
+		return nil, err
+	}
 	g.chunk = min(cfg.ReadChunk, cfg.BufferCap)
 	switch {
 	case cfg.EOFGrace == 0:
