@@ -71,6 +71,8 @@ type Gateway struct {
 	Fallback     string // web server every non-session is relayed to; "" = the decoy
 	MaxFallbacks int
 
+	ProxyProtocolFrom Prefixes // peers that send a PROXY header; empty = off
+
 	TLSPairs      []certs.Pair // from Resolve; empty means plaintext (or, for up, a generated pair)
 	TLSMinVersion TLSVersion
 	TLSWatch      time.Duration // 0 disables polling the files
@@ -115,6 +117,7 @@ func (g *Gateway) Register(fs *flag.FlagSet) {
 	fs.IntVar(&g.HandshakeCPU, "handshake-cpu", 0, "TLS handshakes doing cryptography at once (0 = half the cores: max(1, min(GOMAXPROCS, NumCPU)/2))")
 	g.RegisterDecoy(fs, "every request that does not become a session")
 	fs.StringVar(&g.Fallback, "fallback", "", "plain-HTTP web server `IP:PORT` (or HOST:PORT, resolved at start) that gets every connection that is not a session, with the bytes already read, relayed both ways (over TLS the gateway terminates TLS); the decoy answers when it is down or busy (default: the decoy for all)")
+	fs.Var(&g.ProxyProtocolFrom, "proxy-protocol-from", "comma-separated `CIDR`s (or addresses) of load balancers whose connections start with a PROXY protocol header (v1 or v2) naming the real client, for the per-address limits and the logs; a connection from them without one is closed, a header from anyone else gets the decoy (default: off)")
 	fs.IntVar(&g.MaxFallbacks, "max-fallbacks", 0, "cap on connections relayed to -fallback at once; past it the decoy answers (0 = 1024)")
 }
 
@@ -277,6 +280,8 @@ func (g *Gateway) GatewayConfig() gateway.Config {
 		DecoyBody:        g.DecoyBody,
 		Fallback:         g.Fallback,
 		MaxFallbacks:     g.MaxFallbacks,
+
+		ProxyProtocolFrom: g.ProxyProtocolFrom.List(),
 	}
 }
 

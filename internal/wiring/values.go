@@ -3,6 +3,7 @@ package wiring
 import (
 	"crypto/tls"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -78,4 +79,44 @@ func (l *fileList) String() string { return strings.Join(*l, ",") }
 func (l *fileList) Set(v string) error {
 	*l = append(*l, v)
 	return nil
+}
+
+// Prefixes is a comma-separated list of CIDR prefixes; a bare address is
+// its own /32 or /128. A later value replaces an earlier one.
+type Prefixes []netip.Prefix
+
+func (p *Prefixes) String() string {
+	l := make([]string, len(*p))
+	for i, pf := range *p {
+		l[i] = pf.String()
+	}
+	return strings.Join(l, ",")
+}
+
+func (p *Prefixes) Set(v string) error {
+	var l Prefixes
+	for _, s := range cliconf.SplitList(v) {
+		pf, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil || a.Zone() != "" {
+				return fmt.Errorf("%q is not a CIDR prefix or an IP address", s)
+			}
+			pf = netip.PrefixFrom(a, a.BitLen())
+		}
+		if pf.Addr().Zone() != "" {
+			return fmt.Errorf("%q has a zone", s)
+		}
+		l = append(l, pf.Masked())
+	}
+	*p = l
+	return nil
+}
+
+// List is the prefixes as gateway.Config takes them (nil when empty).
+func (p Prefixes) List() []netip.Prefix {
+	if len(p) == 0 {
+		return nil
+	}
+	return append([]netip.Prefix(nil), p...)
 }
