@@ -48,6 +48,10 @@ func (g *Gateway) onPrepare(c netpoll.Connection) context.Context {
 		// Booked against the client its PROXY header names (rebook), not
 		// against the load balancer.
 		h.proxied = true
+	} else if g.fwd != nil && g.fwd.trusts(c.RemoteAddr()) {
+		// Booked against the client its upgrade request's X-Forwarded-For
+		// or Forwarded names (forwarded.go).
+		h.forwarded = true
 	}
 	h.wait.Store(hsIdle)
 	rej, victim, ok := g.adm.admit(h, now.UnixNano())
@@ -177,7 +181,7 @@ func (ad *admission) admit(h *handshake, now int64) (Reject, *handshake, bool) {
 		ad.sweep(now)
 	}
 	var st *addrState
-	if !h.proxied {
+	if !h.proxied && !h.forwarded {
 		var rej Reject
 		if st, rej = ad.checkAddrLocked(h.addr, now, ad.count); rej != 0 {
 			return rej, nil, false

@@ -54,6 +54,13 @@ type Config struct {
 	// proxy_protocol listener does). A header from any other peer is not
 	// read as one: it gets the decoy. Nil means the PROXY protocol is off.
 	ProxyProtocolFrom []netip.Prefix
+	// ForwardedFrom lists HTTP-level fronts (a reverse proxy in front of
+	// the gateway) whose upgrade requests carry the client's address in
+	// X-Forwarded-For or Forwarded: the rightmost address in them that is
+	// not itself in the list stands in for the peer in the per-address
+	// limits and the logs (forwarded.go). From any other peer the headers
+	// are ignored. Empty: off.
+	ForwardedFrom []netip.Prefix
 
 	// HandshakeTimeout bounds the time from accept to a complete upgrade
 	// request (a slow-header client is cut off at this deadline).

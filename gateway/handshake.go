@@ -66,7 +66,10 @@ type handshake struct {
 	// next, linked and booked are guarded by g.adm.mu.
 	addr       addrKey
 	proxied    bool     // a PROXY header is still to be read (proxyproto.go)
-	client     net.Addr // the client a PROXY header named; nil: the TCP peer
+	client     net.Addr // the client a PROXY header or forwarded-for header named; nil: the TCP peer
+	forwarded  bool     // from a trusted HTTP front: booked once its upgrade request's headers are read (forwarded.go)
+	fwd        []byte   // X-Forwarded-For and Forwarded values of that request
+	fwdBad     bool     // too long to keep
 	prev, next *handshake
 	linked     bool
 	booked     bool
@@ -392,6 +395,7 @@ func (h *handshake) upgrade(req []byte) error {
 	h.out.n = 0 // a kept-alive connection may try more than once
 	h.ups = h.ups[:0]
 	h.hasTok, h.hasVer, h.hasAuth = false, false, false
+	h.fwd, h.fwdBad = h.fwd[:0], false
 	u := ws.Upgrader{
 		ReadBufferSize:  g.cfg.MaxRequestSize + 64,
 		OnRequest:       h.onURI,
@@ -628,6 +632,10 @@ func (h *handshake) onURI(uri []byte) error {
 // A tunnel dials nothing here: its streams do (tunnel.go).
 func (h *handshake) beforeUpgrade() (ws.HandshakeHeader, error) {
 	g := h.g
+	if h.forwarded && !h.bookForwarded() {
+		clear(h.secret[:h.secLen])
+		return nil, errReject
+	}
 	if h.kind == PathTunnel && !h.hasVer {
 		clear(h.secret[:h.secLen])
 		h.reject = RejectVersion
@@ -702,6 +710,9 @@ const tunnelPath = "/v1/tunnel"
 // scheme other than Bearer or a token over maxSecret bytes leaves no token
 // (the decoy).
 func (h *handshake) onHeader(key, value []byte) error {
+	if h.forwarded {
+		h.onForwarded(key, value)
+	}
 	if h.kind != PathTunnel || !bytes.EqualFold(key, []byte("Authorization")) {
 		return nil
 	}

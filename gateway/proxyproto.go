@@ -35,14 +35,14 @@ type proxyPeers struct {
 	prefixes []netip.Prefix // unmapped
 }
 
-func newProxyPeers(list []netip.Prefix) (*proxyPeers, error) {
+func newProxyPeers(field string, list []netip.Prefix) (*proxyPeers, error) {
 	if len(list) == 0 {
 		return nil, nil
 	}
 	p := &proxyPeers{}
 	for _, pf := range list {
 		if !pf.IsValid() {
-			return nil, fmt.Errorf("gateway: ProxyProtocolFrom: %v is not a valid prefix", pf)
+			return nil, fmt.Errorf("gateway: %s: %v is not a valid prefix", field, pf)
 		}
 		if a := pf.Addr(); a.Is4In6() && pf.Bits() >= 96 {
 			pf = netip.PrefixFrom(a.Unmap(), pf.Bits()-96)
@@ -52,7 +52,8 @@ func newProxyPeers(list []netip.Prefix) (*proxyPeers, error) {
 	return p, nil
 }
 
-// trusts reports whether the TCP peer a may send a PROXY header.
+// trusts reports whether the TCP peer a may send a PROXY header (or, as
+// Gateway.fwd, forwarded-for headers).
 func (p *proxyPeers) trusts(a net.Addr) bool {
 	ta, ok := a.(*net.TCPAddr)
 	if !ok {
@@ -62,6 +63,11 @@ func (p *proxyPeers) trusts(a net.Addr) bool {
 	if !ok {
 		return false
 	}
+	return p.containsAddr(ip)
+}
+
+// containsAddr reports whether ip is in one of the prefixes.
+func (p *proxyPeers) containsAddr(ip netip.Addr) bool {
 	ip = ip.Unmap()
 	for _, pf := range p.prefixes {
 		if pf.Contains(ip) {

@@ -59,6 +59,7 @@ type Gateway struct {
 
 	fallback *fallbacks  // nil: the decoy answer for every non-session
 	proxy    *proxyPeers // nil: no PROXY protocol (Config.ProxyProtocolFrom)
+	fwd      *proxyPeers // nil: no forwarded-for headers (Config.ForwardedFrom)
 
 	tlsConf *tls.Config   // nil: plaintext listener
 	tlsKeys tlsKeys       // session ticket keys
@@ -141,7 +142,10 @@ func New(cfg Config) (*Gateway, error) {
 	g.reclaim.log = cfg.Logger
 	g.adm.init(&cfg)
 	var err error
-	if g.proxy, err = newProxyPeers(cfg.ProxyProtocolFrom); err != nil {
+	if g.fwd, err = newProxyPeers("ForwardedFrom", cfg.ForwardedFrom); err != nil {
+		return nil, err
+	}
+	if g.proxy, err = newProxyPeers("ProxyProtocolFrom", cfg.ProxyProtocolFrom); err != nil {
 		return nil, err
 	}
 	g.chunk = min(cfg.ReadChunk, cfg.BufferCap)

@@ -37,3 +37,24 @@ func TestProxyProtocolFlag(t *testing.T) {
 		t.Errorf("bad prefix: error %v", err)
 	}
 }
+
+// TestForwardedFromFlag: -forwarded-from (HTTVPS_FORWARDED_FROM) reaches
+// gateway.Config as masked prefixes, off by default.
+func TestForwardedFromFlag(t *testing.T) {
+	want := []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("192.0.2.8/32")}
+	for name, src := range map[string]sources{
+		"flag": fakeSources([]string{"-route", oneRoute, "-forwarded-from", "10.1.2.3/16,192.0.2.8"}, nil, nil),
+		"env":  fakeSources([]string{"-route", oneRoute}, map[string]string{"HTTVPS_FORWARDED_FROM": "10.1.0.0/16, 192.0.2.8"}, nil),
+	} {
+		o, err := loadOptions(src)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got := o.GatewayConfig().ForwardedFrom; !slices.Equal(got, want) {
+			t.Errorf("%s: %v, want %v", name, got, want)
+		}
+	}
+	if o, err := loadOptions(fakeSources([]string{"-route", oneRoute}, nil, nil)); err != nil || o.GatewayConfig().ForwardedFrom != nil {
+		t.Fatalf("default: %v; want off", err)
+	}
+}

@@ -72,6 +72,7 @@ type Gateway struct {
 	MaxFallbacks int
 
 	ProxyProtocolFrom Prefixes // peers that send a PROXY header; empty = off
+	ForwardedFrom     Prefixes // HTTP fronts whose X-Forwarded-For/Forwarded is believed; empty = off
 
 	TLSPairs      []certs.Pair // from Resolve; empty means plaintext (or, for up, a generated pair)
 	TLSMinVersion TLSVersion
@@ -118,6 +119,7 @@ func (g *Gateway) Register(fs *flag.FlagSet) {
 	g.RegisterDecoy(fs, "every request that does not become a session")
 	fs.StringVar(&g.Fallback, "fallback", "", "plain-HTTP web server `IP:PORT` (or HOST:PORT, resolved at start) that gets every connection that is not a session, with the bytes already read, relayed both ways (over TLS the gateway terminates TLS); the decoy answers when it is down or busy (default: the decoy for all)")
 	fs.Var(&g.ProxyProtocolFrom, "proxy-protocol-from", "comma-separated `CIDR`s (or addresses) of load balancers whose connections start with a PROXY protocol header (v1 or v2) naming the real client, for the per-address limits and the logs; a connection from them without one is closed, a header from anyone else gets the decoy (default: off)")
+	fs.Var(&g.ForwardedFrom, "forwarded-from", "comma-separated `CIDR`s (or addresses) of HTTP reverse proxies in front of the gateway whose X-Forwarded-For or Forwarded header names the real client (the rightmost address in it that is not one of them), for the per-address limits and the logs; from anyone else the headers are ignored (default: off)")
 	fs.IntVar(&g.MaxFallbacks, "max-fallbacks", 0, "cap on connections relayed to -fallback at once; past it the decoy answers (0 = 1024)")
 }
 
@@ -282,6 +284,7 @@ func (g *Gateway) GatewayConfig() gateway.Config {
 		MaxFallbacks:     g.MaxFallbacks,
 
 		ProxyProtocolFrom: g.ProxyProtocolFrom.List(),
+		ForwardedFrom:     g.ForwardedFrom.List(),
 	}
 }
 
