@@ -50,6 +50,8 @@ func openFleet(o *options, log *slog.Logger) (*fleet, error) {
 		PublicURL: o.PublicURL,
 		Version:   version.Get().Version,
 		Logger:    log,
+
+		MetricsPerToken: o.MetricsPerToken,
 	})
 	return &fleet{st: st, auth: a, unexport: storemetrics.Export(a), done: make(chan error, 1)}, nil
 }

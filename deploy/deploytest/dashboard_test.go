@@ -310,7 +310,7 @@ func TestDashboard(t *testing.T) {
 		"httvps_gateway_tls_handshakes_total", "httvps_gateway_bytes_total", "httvps_gateway_buffered_bytes",
 		"httvps_gateway_upstream_dial_errors_total", "httvps_gateway_drops_total", "httvps_gateway_sessions_ended_total",
 		"httvps_gateway_store_token_cache_total", "httvps_gateway_store_denied_total", "httvps_gateway_store_up",
-		"httvps_gateway_store_errors_total", "httvps_gateway_store_pending_usage_bytes",
+		"httvps_gateway_store_errors_total", "httvps_gateway_store_pending_usage_bytes", "httvps_gateway_store_token_bytes_total",
 		"httvps_control_requests_total", "httvps_control_request_duration_seconds_bucket",
 		"httvps_control_pool_members", "httvps_control_pool_keys", "httvps_control_pool_health_checks_total",
 		"httvps_control_pool_key_repairs_total", "httvps_control_pool_stray_keys_deleted_total",

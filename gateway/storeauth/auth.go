@@ -46,6 +46,10 @@ type Config struct {
 	NegativeSize int
 	// Logger receives store outages and recoveries. Nil means slog.Default().
 	Logger *slog.Logger
+	// MetricsPerToken, when positive, keeps per-token traffic series
+	// (WriteTokenSeries) for at most this many tokens; the traffic of
+	// tokens past the cap is counted as token="other". 0: off.
+	MetricsPerToken int
 }
 
 const (
@@ -79,13 +83,14 @@ type Gateway interface {
 
 // Auth is a gateway.Authenticator backed by a store.Store.
 type Auth struct {
-	st      store.Store
-	cfg     Config
-	log     *slog.Logger
-	started time.Time
-	gwMu    sync.RWMutex // held (read) while calling into gw, so Attach(nil) waits for calls in flight
-	gw      Gateway      // guarded by gwMu
-	running atomic.Bool
+	tokBytes tokenBytes // per-token series (tokenbytes.go); guarded by its mu
+	st       store.Store
+	cfg      Config
+	log      *slog.Logger
+	started  time.Time
+	gwMu     sync.RWMutex // held (read) while calling into gw, so Attach(nil) waits for calls in flight
+	gw       Gateway      // guarded by gwMu
+	running  atomic.Bool
 
 	tokens *ttlCache[*tokenEntry]
 	neg    *ttlCache[struct{}]
@@ -145,6 +150,7 @@ func New(st store.Store, cfg Config) *Auth {
 		cfg.Logger = slog.Default()
 	}
 	a := &Auth{
+		tokBytes:    tokenBytes{cap: max(cfg.MetricsPerToken, 0)},
 		st:          st,
 		cfg:         cfg,
 		log:         cfg.Logger,
@@ -508,8 +514,11 @@ type Stats struct {
 	NegativeCache int   // negative cache entries
 	Accounts      int   // tokens with local state (sessions or unflushed usage)
 	PendingUsage  int64 // bytes counted locally but not yet in the store
-	StoreDown     bool  // the last store call failed
-	Subscribed    bool  // the event subscription is up (revocations arrive)
+	// TokenOtherUp and TokenOtherDown are the traffic of tokens past
+	// Config.MetricsPerToken (the token="other" series).
+	TokenOtherUp, TokenOtherDown uint64
+	StoreDown                    bool // the last store call failed
+	Subscribed                   bool // the event subscription is up (revocations arrive)
 }
 
 type counters struct {
@@ -543,6 +552,7 @@ func (a *Auth) Stats() Stats {
 		StoreDown:         a.storeDown.Load(),
 		Subscribed:        a.stats.subscribed.Load(),
 	}
+	s.TokenOtherUp, s.TokenOtherDown = a.tokBytes.other()
 	for _, acc := range a.snapshotAccounts() {
 		s.Accounts++
 		s.PendingUsage += acc.up.Load() + acc.down.Load() + acc.inflight.Load()

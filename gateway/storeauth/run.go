@@ -375,6 +375,7 @@ func (f *flusher) flush(ctx context.Context) error {
 			continue
 		}
 		c.inflight.Add(u + d)
+		a.tokBytes.add(c.id, u, d)
 		p := f.pending[c.id]
 		p.Up += u
 		p.Down += d

@@ -30,6 +30,9 @@ var register = sync.OnceFunc(func() {
 	metrics.RegisterMetricsWriter(func(w io.Writer) {
 		if e := current.Load(); e != nil {
 			Write(w, e.src.Stats())
+			if ts, ok := e.src.(interface{ WriteTokenSeries(io.Writer) }); ok {
+				ts.WriteTokenSeries(w) // -metrics-per-token
+			}
 		}
 	})
 })
@@ -66,6 +69,8 @@ func Write(w io.Writer, s storeauth.Stats) {
 		{`errors_total`, s.StoreErrors},
 		{`flush_errors_total`, s.FlushErrors},
 		{`quota_events_total`, s.Published},
+		{`token_bytes_total{token="other",direction="up"}`, s.TokenOtherUp},
+		{`token_bytes_total{token="other",direction="down"}`, s.TokenOtherDown},
 	} {
 		metrics.WriteCounterUint64(w, p+c.name, c.v)
 	}
