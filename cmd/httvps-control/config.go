@@ -14,6 +14,7 @@ import (
 	"github.com/httvps/httvps/control/pool"
 	"github.com/httvps/httvps/internal/cliconf"
 	"github.com/httvps/httvps/internal/wiring"
+	"github.com/httvps/httvps/store/redisstore"
 )
 
 // options is everything the control plane binary can be told, after
@@ -63,7 +64,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.AdminListen, "admin-listen", "127.0.0.1:9091", "`address` for /metrics, /healthz and /readyz without the admin key; empty disables")
 	fs.StringVar(&o.AdminKey, "admin-key", "", "admin bearer `key` (at least 32 bytes); prefer -admin-key-file, which keeps it out of ps")
 	fs.StringVar(&o.AdminKeyFile, "admin-key-file", "", "`file` holding the admin key (surrounding whitespace is ignored)")
-	fs.StringVar(&o.RedisURL, "redis", "", "redis:// or rediss:// `URL` of the shared store; empty uses the embedded store in -data-dir")
+	fs.StringVar(&o.RedisURL, "redis", "", "`URL` of the shared Redis: redis://[:password@]host:port/db, rediss:// for TLS, unix://, or redis+sentinel://[:password@]sentinel:26379,sentinel:26379/master[/db]; empty uses the embedded store in -data-dir")
 	fs.StringVar(&o.DataDir, "data-dir", "httvps-data", "`directory` of the embedded store (control.db), used when -redis is empty")
 	fs.StringVar(&o.PublicURL, "public-url", "", "`URL` clients reach the API at (https://host[:port][/prefix]), used in ssconf:// and httvps:// keys; empty: the request's Host")
 	fs.StringVar(&o.KeysURL, "keys-url", "", "`URL` ssconf:// and httvps:// keys point at, where clients fetch the dynamic access keys and the client config: the gateways' https://host[:port] (every gateway on the store serves them on its own port, behind its decoy), so the API can stay private; empty: -public-url")
@@ -130,9 +131,8 @@ func (o *options) validate() error {
 		bad("admin key: %d bytes, fewer than %d (try: openssl rand -base64 33)", len(o.AdminKey), api.MinAdminKeyLen)
 	}
 	if o.RedisURL != "" {
-		u, err := url.Parse(o.RedisURL)
-		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
-			bad("-redis: not a redis://, rediss:// or unix:// URL")
+		if err := redisstore.CheckURL(o.RedisURL); err != nil {
+			bad("-redis: %v", err)
 		}
 	} else if o.DataDir == "" {
 		bad("-data-dir: empty, and no -redis given")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/httvps/httvps/internal/cliconf"
 	"github.com/httvps/httvps/internal/wiring"
+	"github.com/httvps/httvps/store/redisstore"
 )
 
 // options is everything the gateway binary can be told, after merging
@@ -57,7 +58,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.ConfigFile, "config", "", "YAML `file` whose keys are flag names (routes: {SECRET: IP:PORT}); flags and environment override it")
 	fs.StringVar(&o.Listen, "listen", ":8080", "`address` for client connections (HTTP/1.1 + WebSocket; TLS-only when -tls-cert is given)")
 	fs.StringVar(&o.AdminListen, "admin-listen", "127.0.0.1:9090", "`address` for /metrics, /healthz and /readyz; empty disables")
-	fs.Var((*redisURL)(&o.Redis), "redis", "Redis `URL` (redis://[:password@]host:port/db or rediss:// for TLS) of the shared store: tokens, usage, session limits and revocations come from it; -route entries are still checked first")
+	fs.Var((*redisURL)(&o.Redis), "redis", "Redis `URL` of the shared store (redis://[:password@]host:port/db, rediss:// for TLS, or redis+sentinel://[:password@]sentinel:26379,sentinel:26379/master[/db]): tokens, usage, session limits and revocations come from it; -route entries are still checked first")
 	fs.StringVar(&o.PublicURL, "public-url", "", "wss://host:port `URL` clients reach this gateway at, registered in the store (required with -redis)")
 	o.Gateway.Register(fs)
 	o.ACME.Register(fs, true, "-public-url")
@@ -102,7 +103,7 @@ func (o *options) validate() error {
 		bad("no routes: give -route SECRET=IP:PORT, %s or routes: in -config, or -redis", cliconf.EnvName("route"))
 	}
 	if o.Redis != "" {
-		if err := checkRedisURL(o.Redis); err != nil {
+		if err := redisstore.CheckURL(o.Redis); err != nil {
 			bad("-redis: %v", err)
 		}
 		if o.PublicURL == "" {
@@ -130,22 +131,6 @@ func (o *options) validate() error {
 	}
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)
-}
-
-// checkRedisURL checks the scheme and host. Errors never quote the URL,
-// which may hold a password.
-func checkRedisURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return errors.New("not a URL like redis://host:6379/0")
-	}
-	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return fmt.Errorf("scheme %q is not redis or rediss", u.Scheme)
-	}
-	if u.Host == "" {
-		return errors.New("no host: want redis://host:6379/0")
-	}
-	return nil
 }
 
 func checkPublicURL(s string) error {

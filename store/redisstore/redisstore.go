@@ -76,9 +76,13 @@ func WithTLS(cfg *tls.Config) Option { return func(c *config) { c.tls = cfg } }
 
 // Store is a store.Store on Redis.
 type Store struct {
-	rdb       *redis.Client
+	rdb       *redis.Client // through Sentinel: a failover client, same type
 	prefix    string
 	opTimeout time.Duration // bound of one call
+
+	// waitReplica makes AddUsage wait until a replica has its writes
+	// (Sentinel only; see addUsageBatch).
+	waitReplica bool
 
 	// closed ends subscriptions when Close is called.
 	closed    context.Context
@@ -88,9 +92,10 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
-// New connects to url (redis://[:password@]host:port/db or rediss:// for
-// TLS) and checks that Redis answers. The client reconnects by itself when
-// Redis comes back after an outage.
+// New connects to url (see CheckURL for the forms: redis://, rediss://,
+// unix:// and redis+sentinel://) and checks that Redis answers. The client
+// reconnects by itself when Redis comes back after an outage; through
+// Sentinel it reconnects to whichever replica was promoted.
 func New(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	c := config{prefix: DefaultPrefix, timeout: DefaultTimeout}
 	for _, o := range opts {
@@ -102,25 +107,40 @@ func New(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
 	}
-	ro, err := redis.ParseURL(url)
+	ro, fo, err := parseURL(url)
 	if err != nil {
-		// ParseURL's message may quote the URL, and with it the password.
-		return nil, fmt.Errorf("redisstore: bad URL: %w", store.ErrInvalid)
+		return nil, fmt.Errorf("redisstore: bad URL: %w: %w", store.ErrInvalid, err)
 	}
-	ro.DialTimeout = c.timeout
-	ro.ReadTimeout = c.timeout
-	ro.WriteTimeout = c.timeout
-	ro.PoolTimeout = c.timeout
-	ro.ContextTimeoutEnabled = true
-	// One retry replaces a pooled connection that died with a Redis restart.
-	ro.MaxRetries = 1
-	// Dial once per attempt: a refused dial is retried by MaxRetries, and
-	// go-redis's default of five dials would hold a call for half a second.
-	ro.DialerRetries = 1
-	if c.tls != nil && ro.TLSConfig != nil {
-		ro.TLSConfig = c.tls
+	s := &Store{prefix: c.prefix, opTimeout: 2 * c.timeout}
+	if fo != nil {
+		fo.DialTimeout = c.timeout
+		fo.ReadTimeout = c.timeout
+		fo.WriteTimeout = c.timeout
+		fo.PoolTimeout = c.timeout
+		fo.ContextTimeoutEnabled = true
+		fo.MaxRetries = 1
+		fo.DialerRetries = 1
+		if c.tls != nil && fo.TLSConfig != nil {
+			fo.TLSConfig = c.tls
+		}
+		s.rdb = redis.NewFailoverClient(fo)
+		s.waitReplica = true
+	} else {
+		ro.DialTimeout = c.timeout
+		ro.ReadTimeout = c.timeout
+		ro.WriteTimeout = c.timeout
+		ro.PoolTimeout = c.timeout
+		ro.ContextTimeoutEnabled = true
+		// One retry replaces a pooled connection that died with a Redis restart.
+		ro.MaxRetries = 1
+		// Dial once per attempt: a refused dial is retried by MaxRetries, and
+		// go-redis's default of five dials would hold a call for half a second.
+		ro.DialerRetries = 1
+		if c.tls != nil && ro.TLSConfig != nil {
+			ro.TLSConfig = c.tls
+		}
+		s.rdb = redis.NewClient(ro)
 	}
-	s := &Store{rdb: redis.NewClient(ro), prefix: c.prefix, opTimeout: 2 * c.timeout}
 	s.closed, s.cancel = context.WithCancel(context.Background())
 	if err := s.Ping(ctx); err != nil {
 		s.Close()

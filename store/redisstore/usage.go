@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -25,7 +26,23 @@ return 0
 // usageBatch bounds one script call so Redis is never blocked for long.
 const usageBatch = 256
 
+// replicaWait bounds how long AddUsage waits for a replica to confirm its
+// counters (Sentinel only). A replica that is down or far behind costs each
+// flush this much and no more; the counters are then on the primary only.
+const replicaWait = 200 * time.Millisecond
+
 // AddUsage implements store.Store.
+//
+// Through Sentinel the counters are acknowledged only once a replica has
+// them too (WAIT 1 on the connection that wrote them), so a primary that
+// dies right after a flush cannot take that flush with it: either a
+// replica holds it (and is promoted) or AddUsage fails and the caller
+// keeps the deltas for its next flush. What stays open is the other side
+// of an unanswered write: if the primary dies after a replica has the
+// counters but before the answer arrives, the caller's retry counts them
+// twice (at least once, never lost). A replica that does not answer within
+// replicaWait does not fail the flush (that would count it twice on a
+// healthy primary).
 func (s *Store) AddUsage(ctx context.Context, deltas map[string]store.Usage) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
@@ -35,7 +52,18 @@ func (s *Store) AddUsage(ctx context.Context, deltas map[string]store.Usage) err
 			ids = append(ids, id)
 		}
 	}
+	if len(ids) == 0 {
+		return nil
+	}
 	slices.Sort(ids)
+	var rdb redis.Scripter = s.rdb
+	var conn *redis.Conn
+	if s.waitReplica {
+		// WAIT counts the writes of its own connection.
+		conn = s.rdb.Conn()
+		defer conn.Close()
+		rdb = conn
+	}
 	for len(ids) > 0 {
 		n := min(len(ids), usageBatch)
 		keys := make([]string, 0, 2*n)
@@ -45,10 +73,15 @@ func (s *Store) AddUsage(ctx context.Context, deltas map[string]store.Usage) err
 			keys = append(keys, s.key("tok:", id), s.key("usage:", id))
 			args = append(args, strconv.FormatInt(u.Up, 10), strconv.FormatInt(u.Down, 10))
 		}
-		if err := addUsageScript.Run(ctx, s.rdb, keys, args...).Err(); err != nil && !isNil(err) {
+		if err := addUsageScript.Run(ctx, rdb, keys, args...).Err(); err != nil && !isNil(err) {
 			return s.wrap("add usage", err)
 		}
 		ids = ids[n:]
+	}
+	if conn != nil {
+		if err := conn.Wait(ctx, 1, replicaWait).Err(); err != nil {
+			return s.wrap("add usage: wait for a replica", err)
+		}
 	}
 	return nil
 }
