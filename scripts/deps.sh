@@ -8,6 +8,7 @@ export PATH="/usr/local/go/bin:$PATH"
 # command → Debian package that provides it
 declare -A want=(
 	[redis-server]=redis-server
+	[redis-sentinel]=redis-sentinel
 	[ss-server]=shadowsocks-libev
 	[ss-local]=shadowsocks-libev
 	[ss-manager]=shadowsocks-libev
@@ -47,7 +48,7 @@ if ((${#missing[@]})); then
 	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 	# The packages start system services; tests and the bench start their
 	# own instances on loopback, so the system ones only take ports.
-	for svc in redis-server shadowsocks-libev nginx; do
+	for svc in redis-server redis-sentinel shadowsocks-libev nginx; do
 		"${as_root[@]}" systemctl disable --now "$svc" >/dev/null 2>&1 || true
 		"${as_root[@]}" service "$svc" stop >/dev/null 2>&1 || true
 	done
