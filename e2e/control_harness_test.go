@@ -59,6 +59,9 @@ type ctlRedis struct {
 	port int
 	dir  string
 	proc *testpeer.Proc // nil while killed
+	// storeURL, when set, is what the fleet's stores connect to instead
+	// of url() (a redis+sentinel:// URL; control_sentinel_test.go).
+	storeURL string
 }
 
 // quietRedisLog drops go-redis's reconnect chatter, which the outage test
@@ -138,7 +141,11 @@ func openCtlStore(t testing.TB, r *ctlRedis) *redisstore.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := redisstore.New(ctx, r.url())
+	u := r.url()
+	if r.storeURL != "" {
+		u = r.storeURL
+	}
+	s, err := redisstore.New(ctx, u)
 	if err != nil {
 		t.Fatalf("redisstore: %v", err)
 	}
