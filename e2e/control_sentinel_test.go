@@ -289,6 +289,35 @@ func TestControlSentinelFailover(t *testing.T) {
 	}
 	ctlEventually(t, 10*time.Second, "the streams under way", func() bool { return pieces.Load() >= 8 })
 
+	// A prober opens a new session with the cached token on each gateway
+	// every 50 ms from the kill on, and notes the refusals: the window in
+	// which a gateway admits no new session (not asserted; reported).
+	probeStop := make(chan struct{})
+	var probeWG sync.WaitGroup
+	var refusedFirst, refusedLast atomic.Int64 // unix ns
+	var probes, refusals atomic.Int64
+	for _, g := range gws {
+		probeWG.Go(func() {
+			for {
+				select {
+				case <-probeStop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				c, err := g.dial(used.Token)
+				probes.Add(1)
+				if err == nil {
+					c.Close() // no payload: no usage
+					continue
+				}
+				refusals.Add(1)
+				now := time.Now().UnixNano()
+				refusedFirst.CompareAndSwap(0, now)
+				refusedLast.Store(now)
+			}
+		})
+	}
+
 	killed := time.Now()
 	piecesAtKill := pieces.Load()
 	set.primary.kill()
@@ -300,6 +329,22 @@ func TestControlSentinelFailover(t *testing.T) {
 		r, err := f.ctl.do("GET", "/v1/tokens/"+used.ID, f.ctl.adminKey, nil)
 		return err == nil && r.status == http.StatusOK
 	})
+	// The failover is over for a gateway once its store calls succeed
+	// again (go-redis probes a pool that saw PoolSize failed dials once a
+	// second, so this can trail the switch by up to a second).
+	ctlEventually(t, 10*time.Second, "both gateways to reach the store again", func() bool {
+		return !f.a.auth.Stats().StoreDown && !f.b.auth.Stats().StoreDown
+	})
+	t.Logf("both gateways reach the store %v after the kill", time.Since(killed).Round(time.Millisecond))
+	time.Sleep(300 * time.Millisecond) // a few more probes after the failover
+	close(probeStop)
+	probeWG.Wait()
+	if first := refusedFirst.Load(); first != 0 {
+		t.Logf("new sessions with the cached token: %d of %d probes refused, from %v to %v after the kill",
+			refusals.Load(), probes.Load(), time.Duration(first-killed.UnixNano()).Round(time.Millisecond), time.Duration(refusedLast.Load()-killed.UnixNano()).Round(time.Millisecond))
+	} else {
+		t.Logf("new sessions with the cached token: none of %d probes refused", probes.Load())
+	}
 	// Let the streams run on a little after the failover, then end them.
 	after := pieces.Load()
 	ctlEventually(t, 10*time.Second, "the streams to go on after the failover", func() bool { return pieces.Load() >= after+8 })

@@ -104,12 +104,33 @@ func (s *Store) receive(ctx context.Context, ps *redis.PubSub, q *eventq.Queue) 
 			// A confirmation after the first one means go-redis
 			// reconnected and resubscribed.
 			broken = false
+			s.awaitCommands(ctx)
 			q.Resync()
 		case *redis.Message:
 			if e, ok := decodeEvent(m.Payload); ok {
 				q.Offer(e)
 			}
 		}
+	}
+}
+
+// awaitCommands returns once Redis answers commands (or ctx ends). The
+// subscription has its own connection pool, which can be back before the
+// pool that commands use: go-redis stops dialling a pool after PoolSize
+// failed dials in a row and then probes it once a second, so after a
+// Sentinel failover or a restart the subscription may resubscribe up to a
+// second before a command gets through. Resync tells a subscriber to drop
+// what it cached and read the store again; sent before the store answers,
+// that re-read would fail and leave the subscriber with nothing. Events
+// that arrive meanwhile wait in the connection and follow the Resync.
+func (s *Store) awaitCommands(ctx context.Context) {
+	backoff := 20 * time.Millisecond
+	for ctx.Err() == nil && s.Ping(ctx) != nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 200*time.Millisecond)
 	}
 }
 
