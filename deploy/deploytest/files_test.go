@@ -364,6 +364,11 @@ func TestManifests(t *testing.T) {
 			if slices.Contains(res, b) {
 				t.Error("secrets-example.yaml (placeholders) must not be a kustomization resource: apply -k would overwrite real secrets")
 			}
+		case b == "redis.yaml" || b == "redis-sentinel.yaml":
+			// Alternatives: exactly one is applied (redis_sentinel_test.go).
+			if slices.Contains(res, "redis.yaml") == slices.Contains(res, "redis-sentinel.yaml") {
+				t.Error("kustomization.yaml must list exactly one of redis.yaml and redis-sentinel.yaml")
+			}
 		case !slices.Contains(res, b):
 			t.Errorf("%s is not listed in kustomization.yaml", b)
 		}
