@@ -80,9 +80,10 @@ type Store struct {
 	prefix    string
 	opTimeout time.Duration // bound of one call
 
-	// waitReplica makes AddUsage wait until a replica has its writes
-	// (Sentinel only; see addUsageBatch).
+	// waitReplica makes AddUsage wait, at most replicaWait, until a
+	// replica has its writes (Sentinel only; see AddUsage).
 	waitReplica bool
+	replicaWait time.Duration
 
 	// closed ends subscriptions when Close is called.
 	closed    context.Context
@@ -124,7 +125,7 @@ func New(ctx context.Context, url string, opts ...Option) (*Store, error) {
 			fo.TLSConfig = c.tls
 		}
 		s.rdb = redis.NewFailoverClient(fo)
-		s.waitReplica = true
+		s.waitReplica, s.replicaWait = true, replicaWait
 	} else {
 		ro.DialTimeout = c.timeout
 		ro.ReadTimeout = c.timeout

@@ -88,9 +88,13 @@ func TestSentinelUsageOnReplica(t *testing.T) {
 	}
 	srv := startRedis(t, 0)
 	s := open(t, startSentinel(t, srv))
-	if !s.waitReplica {
+	if !s.waitReplica || s.replicaWait != replicaWait {
 		t.Fatal("a Sentinel store does not wait for its replica")
 	}
+	// The outcome is checked (the counters on the replica once AddUsage
+	// returns); a long bound keeps a loaded machine, where the replica may
+	// answer later than replicaWait, from failing it.
+	s.replicaWait = 10 * time.Second
 	ctx := context.Background()
 	tok := store.Token{ID: store.NewID(), Hash: [32]byte{1, 2, 3}, Cipher: "chacha20-ietf-poly1305", SSPassword: "pw"}
 	if err := s.CreateToken(ctx, tok); err != nil {

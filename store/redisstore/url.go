@@ -66,7 +66,7 @@ func parseURL(s string) (*redis.Options, *redis.FailoverOptions, error) {
 		}
 		return ro, nil, nil
 	default:
-		return nil, nil, fmt.Errorf("scheme %q is not redis, rediss, unix, redis+sentinel or rediss+sentinel", u.Scheme)
+		return nil, nil, fmt.Errorf("scheme %q: not redis or rediss (nor unix, redis+sentinel, rediss+sentinel)", u.Scheme)
 	}
 }
 

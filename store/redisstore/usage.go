@@ -29,7 +29,9 @@ const usageBatch = 256
 // replicaWait bounds how long AddUsage waits for a replica to confirm its
 // counters (Sentinel only). A replica that is down or far behind costs each
 // flush this much and no more; the counters are then on the primary only.
-const replicaWait = 200 * time.Millisecond
+// A live replica answers within a round trip; the bound leaves room for a
+// busy machine and stays well inside the gateway's 1 s per store call.
+const replicaWait = 500 * time.Millisecond
 
 // AddUsage implements store.Store.
 //
@@ -79,7 +81,7 @@ func (s *Store) AddUsage(ctx context.Context, deltas map[string]store.Usage) err
 		ids = ids[n:]
 	}
 	if conn != nil {
-		if err := conn.Wait(ctx, 1, replicaWait).Err(); err != nil {
+		if err := conn.Wait(ctx, 1, s.replicaWait).Err(); err != nil {
 			return s.wrap("add usage: wait for a replica", err)
 		}
 	}
