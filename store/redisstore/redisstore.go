@@ -14,6 +14,8 @@
 //	                          as 24 hex digits, so ZRANGEBYLEX pages in
 //	                          creation order; the member is the list cursor
 //	P usage:<id>       hash   up, down: HINCRBY counters
+//	P usage-seq:<c>    string the last usage batch client c applied (a
+//	                          random c per client), expiring a day later
 //	P lease:<id>       hash   gatewayID → sessions held on that gateway
 //	P gw-live          zset   gatewayID → heartbeat expiry (Redis ms); dead
 //	                          entries are trimmed after the retention period
@@ -85,6 +87,12 @@ type Store struct {
 	waitReplica bool
 	replicaWait time.Duration
 
+	// AddUsage's record of what it sent. Guarded by usageMu.
+	usageMu     sync.Mutex
+	usageSeq    int64            // the last batch's number
+	usageSeqKey string           // P usage-seq:<random>, this client's
+	usageDoubt  []usageBatchSent // batches a failed call sent, or may have
+
 	// closed ends subscriptions when Close is called.
 	closed    context.Context
 	closeOnce sync.Once
@@ -113,6 +121,7 @@ func New(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("redisstore: bad URL: %w: %w", store.ErrInvalid, err)
 	}
 	s := &Store{prefix: c.prefix, opTimeout: 2 * c.timeout}
+	s.usageSeqKey = s.key("usage-seq:", store.NewID())
 	if fo != nil {
 		fo.DialTimeout = c.timeout
 		fo.ReadTimeout = c.timeout
