@@ -485,9 +485,15 @@ func (a *Auth) dropToken(id string, h hashKey) {
 	}
 }
 
-func (a *Auth) dropAll() {
+// expireAll, after the event subscription was lost (events may have been
+// missed), makes every cached token ask the store again on its next
+// handshake. The entries are kept as stale ones, so a token known before
+// still works if the store fails again right away (its breaker is open for
+// a second after any error), as in any outage; unknown hashes are
+// forgotten (their tokens may have been created meanwhile).
+func (a *Auth) expireAll() {
 	a.gen.Add(1)
-	a.tokens.clear()
+	a.tokens.expireAll()
 	a.neg.clear()
 }
 

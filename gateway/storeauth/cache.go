@@ -148,4 +148,18 @@ func (c *ttlCache[V]) clear() {
 	}
 }
 
+// expireAll makes every entry stale without dropping it: the next use asks
+// the store, and a stale entry still answers while the store is down.
+func (c *ttlCache[V]) expireAll() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		for k, it := range s.m {
+			it.until = 0
+			s.m[k] = it
+		}
+		s.mu.Unlock()
+	}
+}
+
 func (c *ttlCache[V]) len() int { return int(c.n.Load()) }

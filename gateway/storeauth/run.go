@@ -165,10 +165,10 @@ func (a *Auth) handle(ctx context.Context, e store.Event) {
 	}
 }
 
-// resync drops every cache and re-reads the tokens of live sessions, whose
-// revocation may have been missed.
+// resync expires every cached token and re-reads the tokens of live
+// sessions, whose revocation may have been missed.
 func (a *Auth) resync() {
-	a.dropAll()
+	a.expireAll()
 	kick(a.membersKick)
 	for _, c := range a.snapshotAccounts() {
 		if c.sessions.Load() > 0 {
