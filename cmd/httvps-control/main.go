@@ -89,6 +89,7 @@ func run(src sources, e env) int {
 		}
 	}
 
+	redisstore.SetLogger(log) // go-redis's failover and dial messages, in our format
 	st, kind, err := openStore(o)
 	if err != nil {
 		log.Error("store does not open", "store", kind, "err", err)

@@ -41,6 +41,7 @@ type fleet struct {
 func openFleet(o *options, log *slog.Logger) (*fleet, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeConnectTimeout)
 	defer cancel()
+	redisstore.SetLogger(log) // go-redis's failover and dial messages, in our format
 	st, err := redisstore.New(ctx, o.Redis)
 	if err != nil {
 		return nil, err

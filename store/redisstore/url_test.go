@@ -1,9 +1,17 @@
 package redisstore
 
 import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func TestParseSentinelURL(t *testing.T) {
@@ -78,4 +86,37 @@ func TestCheckURLRefuses(t *testing.T) {
 			t.Errorf("%s: %v", u, err)
 		}
 	}
+}
+
+// TestSetLogger: go-redis's own messages (here a Sentinel it cannot reach)
+// reach the binary's logger at info level with the "redis: " prefix,
+// instead of the standard logger on stderr.
+func TestSetLogger(t *testing.T) {
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	SetLogger(slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, nil)))
+	defer SetLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "m", SentinelAddrs: []string{"127.0.0.1:1"}, DialTimeout: time.Second})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err == nil {
+		t.Fatal("ping through an unreachable sentinel succeeded")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(buf.String(), `msg="redis: sentinel:`) || !strings.Contains(buf.String(), "level=INFO") {
+		t.Errorf("go-redis's message did not reach the logger: %q", buf.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
