@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strconv"
@@ -111,49 +110,13 @@ func (h *handshake) docPath(req []byte) (path, bearer []byte, ok bool) {
 	if !h.g.docs.Claims(path) {
 		return nil, nil, false
 	}
-	auths := 0
-	for i := p.HeaderStart(req); i < len(req); {
-		end := i
-		for end < len(req) && req[end] != '\n' {
-			end++
-		}
-		line := req[i:end]
-		i = end + 1
-		if n := len(line); n > 0 && line[n-1] == '\r' {
-			line = line[:n-1]
-		}
-		if len(line) == 0 {
-			break
-		}
-		name, val, _ := bytes.Cut(line, []byte(":"))
-		val = trimSpace(val)
-		switch {
-		case bytes.EqualFold(name, []byte("upgrade")):
-			return nil, nil, false // a WebSocket upgrade (a malformed one): the decoy
-		case bytes.EqualFold(name, []byte("authorization")):
-			auths++
-			const scheme = "bearer "
-			if len(val) > len(scheme) && bytes.EqualFold(val[:len(scheme)], []byte(scheme)) {
-				if tok := trimSpace(val[len(scheme):]); len(tok) > 0 && len(tok) <= maxSecret {
-					bearer = tok
-				}
-			}
-		}
+	if _, n := p.Header(req, "upgrade"); n > 0 {
+		return nil, nil, false // a WebSocket upgrade (a malformed one): the decoy
 	}
-	if auths != 1 {
-		bearer = nil
+	if v, n := p.Header(req, "authorization"); n == 1 {
+		bearer = nginxdecoy.Bearer(v, maxSecret)
 	}
 	return path, bearer, true
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 // document asks the Documents about the request (docPath said it

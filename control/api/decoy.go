@@ -67,17 +67,7 @@ func (s *Server) pass(r *nginxdecoy.Request) (bool, string) {
 
 // bearerOf returns the credentials of an "Authorization: Bearer <token>"
 // value, or nil.
-func bearerOf(h []byte) []byte {
-	const scheme = "bearer "
-	if len(h) <= len(scheme) || !bytes.EqualFold(h[:len(scheme)], []byte(scheme)) {
-		return nil
-	}
-	tok := bytes.TrimSpace(h[len(scheme):])
-	if len(tok) == 0 || len(tok) > maxBearerLen {
-		return nil
-	}
-	return tok
-}
+func bearerOf(h []byte) []byte { return nginxdecoy.Bearer(h, maxBearerLen) }
 
 // isAdmin compares tok with the admin key. Both sides are hashed first so
 // the comparison is constant-time and length-independent.

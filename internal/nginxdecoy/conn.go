@@ -111,26 +111,9 @@ func (r *Request) Path() []byte {
 // HasBody reports whether a body follows the head.
 func (r *Request) HasBody() bool { return r.p.HasBody() }
 
-// Header returns the value of the header name (case-insensitive), trimmed,
-// and how many times the header occurs; the value is the first one's.
-func (r *Request) Header(name string) (value []byte, count int) {
-	h := r.Head
-	for i := r.p.HeaderStart(h); i < len(h); {
-		end := i
-		for end < len(h) && h[end] != '\n' {
-			end++
-		}
-		line := h[i:end]
-		i = end + 1
-		if len(line) > len(name) && line[len(name)] == ':' && bytes.EqualFold(line[:len(name)], []byte(name)) {
-			if count == 0 {
-				value = bytes.Trim(line[len(name)+1:], " \t\r")
-			}
-			count++
-		}
-	}
-	return value, count
-}
+// Header is r.Head's header name: its first value, trimmed, and how many
+// times it occurs (Parser.Header).
+func (r *Request) Header(name string) (value []byte, count int) { return r.p.Header(r.Head, name) }
 
 // Conn is one connection behind a Guard. Its Read hands the server only
 // the requests Pass accepted (one at a time: the next head is read only

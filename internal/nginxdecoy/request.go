@@ -1,5 +1,7 @@
 package nginxdecoy
 
+import "bytes"
+
 // What a caller that answers some requests itself (the gateway's documents)
 // needs to know of a request Feed has reached a verdict on.
 
@@ -42,4 +44,40 @@ func (p *Parser) HeaderStart(b []byte) int {
 		i++
 	}
 	return i + 1
+}
+
+// Header returns the value of the header name (any case) in b, the buffer
+// Feed parsed, trimmed of spaces and tabs, and how many times the header
+// occurs; the value is the first one's.
+func (p *Parser) Header(b []byte, name string) (value []byte, count int) {
+	for i := p.HeaderStart(b); i < len(b); {
+		end := i
+		for end < len(b) && b[end] != '\n' {
+			end++
+		}
+		line := b[i:end]
+		i = end + 1
+		if len(line) > len(name) && line[len(name)] == ':' && bytes.EqualFold(line[:len(name)], []byte(name)) {
+			if count == 0 {
+				value = bytes.Trim(line[len(name)+1:], " \t\r")
+			}
+			count++
+		}
+	}
+	return value, count
+}
+
+// Bearer returns the token of an "Authorization: Bearer <token>" value
+// (the scheme in any case), or nil for another scheme, an empty token or
+// one longer than max.
+func Bearer(v []byte, max int) []byte {
+	const scheme = "bearer "
+	if len(v) <= len(scheme) || !bytes.EqualFold(v[:len(scheme)], []byte(scheme)) {
+		return nil
+	}
+	tok := bytes.Trim(v[len(scheme):], " \t")
+	if len(tok) == 0 || len(tok) > max {
+		return nil
+	}
+	return tok
 }
