@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,45 +13,6 @@ import (
 
 	"github.com/httvps/httvps/internal/testpeer"
 )
-
-// fwdLog collects the "forwarded" debug lines' remote addresses.
-type fwdLog struct {
-	mu      sync.Mutex
-	remotes []string
-}
-
-func (l *fwdLog) Enabled(context.Context, slog.Level) bool { return true }
-func (l *fwdLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
-func (l *fwdLog) WithGroup(string) slog.Handler            { return l }
-func (l *fwdLog) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "forwarded" {
-		return nil
-	}
-	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "remote" {
-			l.mu.Lock()
-			l.remotes = append(l.remotes, a.Value.String())
-			l.mu.Unlock()
-		}
-		return true
-	})
-	return nil
-}
-
-func (l *fwdLog) n() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.remotes)
-}
-
-func (l *fwdLog) last() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.remotes) == 0 {
-		return ""
-	}
-	return l.remotes[len(l.remotes)-1]
-}
 
 // wsForwarded upgrades from local address from (nil: 127.0.0.1) with the
 // given extra headers; err is the dial's.
@@ -73,7 +33,7 @@ func wsForwarded(g *Gateway, from net.IP, hdr http.Header) (net.Conn, error) {
 // front is the client in the log; without the headers the front is; from
 // an untrusted peer the headers are ignored. Every session relays intact.
 func TestForwardedCarriesClient(t *testing.T) {
-	log := &fwdLog{}
+	log := &remoteLog{msg: "forwarded"}
 	g := startGateway(t, testpeer.EchoServer(t), func(c *Config) {
 		c.ForwardedFrom = []netip.Prefix{trustedLB}
 		c.Logger = slog.New(log)

@@ -27,17 +27,19 @@ var (
 	gwDst       = netip.MustParseAddrPort("192.0.2.1:443")
 )
 
-// proxyLog collects the "proxy protocol" debug lines' remote addresses.
-type proxyLog struct {
+// remoteLog collects the "remote" addresses of the debug lines with
+// message msg ("proxy protocol", "forwarded").
+type remoteLog struct {
+	msg     string
 	mu      sync.Mutex
 	remotes []string
 }
 
-func (l *proxyLog) Enabled(context.Context, slog.Level) bool { return true }
-func (l *proxyLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
-func (l *proxyLog) WithGroup(string) slog.Handler            { return l }
-func (l *proxyLog) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "proxy protocol" || r.Level != slog.LevelDebug {
+func (l *remoteLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *remoteLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *remoteLog) WithGroup(string) slog.Handler            { return l }
+func (l *remoteLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != l.msg || r.Level != slog.LevelDebug {
 		return nil
 	}
 	r.Attrs(func(a slog.Attr) bool {
@@ -51,7 +53,7 @@ func (l *proxyLog) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-func (l *proxyLog) has(remote string) bool {
+func (l *remoteLog) has(remote string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, r := range l.remotes {
@@ -60,6 +62,22 @@ func (l *proxyLog) has(remote string) bool {
 		}
 	}
 	return false
+}
+
+func (l *remoteLog) n() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.remotes)
+}
+
+// last is the newest line's remote ("" for none).
+func (l *remoteLog) last() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.remotes) == 0 {
+		return ""
+	}
+	return l.remotes[len(l.remotes)-1]
 }
 
 // dialFrom connects to g from local IP from (nil: the default, 127.0.0.1)
@@ -108,7 +126,7 @@ func wsThrough(t *testing.T, g *Gateway, pool *x509.CertPool, from net.IP, head 
 func TestProxyHeaderCarriesClient(t *testing.T) {
 	up := testpeer.EchoServer(t)
 	for _, useTLS := range []bool{false, true} {
-		log := &proxyLog{}
+		log := &remoteLog{msg: "proxy protocol"}
 		mod := func(c *Config) { c.ProxyProtocolFrom = []netip.Prefix{trustedLB}; c.Logger = slog.New(log) }
 		var g *Gateway
 		var pool *x509.CertPool

@@ -39,18 +39,10 @@ func runBackup(ctx context.Context, args []string, e env) int {
 			"directory's admin.key, ca.pem and ca-key.pem are not in it: keep a copy of them.\n\nFlags:\n")
 		flags.PrintDefaults()
 	}
-	pos, err := parseInterspersed(flags, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
+	file, code, ok := oneFile(flags, args, e)
+	if !ok {
+		return code
 	}
-	if err != nil {
-		return exitUsage
-	}
-	if len(pos) != 1 {
-		fmt.Fprintln(e.stderr, "httvps backup: give exactly one FILE (`httvps backup -h`)")
-		return exitUsage
-	}
-	file := pos[0]
 	if !*force && fileExists(file) {
 		fmt.Fprintf(e.stderr, "httvps backup: %s exists; give another name, or -force to replace it\n", file)
 		return exitUsage
@@ -128,21 +120,14 @@ func runRestore(_ context.Context, args []string, e env) int {
 			"same admin key and the CA that httvps:// keys pin.\n\nFlags:\n")
 		flags.PrintDefaults()
 	}
-	pos, err := parseInterspersed(flags, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
-	if err != nil {
-		return exitUsage
-	}
-	if len(pos) != 1 {
-		fmt.Fprintln(e.stderr, "httvps restore: give exactly one FILE (`httvps restore -h`)")
-		return exitUsage
+	file, code, ok := oneFile(flags, args, e)
+	if !ok {
+		return code
 	}
 	dir := firstNonEmpty(*dataDir, e.getenv(cliconf.EnvName("data-dir")), defaultDataDir(e))
-	sum, err := embedded.Inspect(pos[0])
+	sum, err := embedded.Inspect(file)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "httvps restore: %s is not a good backup: %v\n", pos[0], err)
+		fmt.Fprintf(e.stderr, "httvps restore: %s is not a good backup: %v\n", file, err)
 		return exitFail
 	}
 	dst := filepath.Join(dir, storeName)
@@ -169,7 +154,7 @@ func runRestore(_ context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "httvps restore: data directory: %v\n", err)
 		return exitFail
 	}
-	src, err := os.Open(pos[0])
+	src, err := os.Open(file)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "httvps restore: %v\n", err)
 		return exitFail
@@ -180,10 +165,27 @@ func runRestore(_ context.Context, args []string, e env) int {
 		return exitFail
 	}
 	fmt.Fprintf(e.stdout, "restored %s into %s: %d tokens, %d with usage, %d pool members; installation %s\n",
-		pos[0], dir, sum.Tokens, sum.Usage, sum.Members, sum.InstallationID)
+		file, dir, sum.Tokens, sum.Usage, sum.Members, sum.InstallationID)
 	if !fileExists(filepath.Join(dir, adminKeyName)) {
 		fmt.Fprintf(e.stdout, "%s has no %s: `httvps up` will create a new admin key (copy the old one there first to keep it)\n", dir, adminKeyName)
 	}
 	fmt.Fprintf(e.stdout, "start it with: httvps up -data-dir %s\n", shellQuote(dir))
 	return exitOK
+}
+
+// oneFile parses the flags of `httvps backup|restore` and their one FILE;
+// !ok means the command ends with code (help asked, or a usage error, said).
+func oneFile(flags *flag.FlagSet, args []string, e env) (file string, code int, ok bool) {
+	pos, err := parseInterspersed(flags, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return "", exitOK, false
+	}
+	if err != nil {
+		return "", exitUsage, false
+	}
+	if len(pos) != 1 {
+		fmt.Fprintf(e.stderr, "%s: give exactly one FILE (`%s -h`)\n", flags.Name(), flags.Name())
+		return "", exitUsage, false
+	}
+	return pos[0], 0, true
 }
