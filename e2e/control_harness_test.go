@@ -509,7 +509,11 @@ func (g *ctlGateway) decoy(token string) error {
 // ctlEcho sends n pseudo-random bytes through sc to an echo upstream and
 // checks the hash of what comes back.
 func ctlEcho(sc *testpeer.SSConn, n int64, seed uint64) error {
-	nc := sc.Under.(*testpeer.WSConn).NetConn()
+	return echoOver(sc, sc.Under.(*testpeer.WSConn).NetConn(), n, seed)
+}
+
+// echoOver is ctlEcho with nc, the socket under sc, bounding the exchange.
+func echoOver(sc *testpeer.SSConn, nc net.Conn, n int64, seed uint64) error {
 	nc.SetDeadline(time.Now().Add(20 * time.Second))
 	defer nc.SetDeadline(time.Time{})
 	sent := make(chan error, 1)

@@ -7,11 +7,7 @@ package e2e
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -205,25 +201,7 @@ func countedFetch(g *ctlGateway, tok ctlToken, origin *testpeer.Origin, size int
 
 // countedEcho is ctlEcho on a counted session.
 func countedEcho(sc *testpeer.SSConn, cc *countConn, n int64, seed uint64) error {
-	cc.NetConn().SetDeadline(time.Now().Add(20 * time.Second))
-	defer cc.NetConn().SetDeadline(time.Time{})
-	sent := make(chan error, 1)
-	go func() {
-		_, err := io.CopyBuffer(sc, testpeer.PseudoRandom(n, seed), make([]byte, 16<<10))
-		sent <- err
-	}()
-	h := sha256.New()
-	got, err := io.CopyN(h, sc, n)
-	if err != nil {
-		return fmt.Errorf("echo: %d of %d bytes: %w", got, n, err)
-	}
-	if err := <-sent; err != nil {
-		return fmt.Errorf("echo: send: %w", err)
-	}
-	if hex.EncodeToString(h.Sum(nil)) != testpeer.PseudoRandomSHA256(n, seed) {
-		return errors.New("echo: hash mismatch")
-	}
-	return nil
+	return echoOver(sc, cc.NetConn(), n, seed)
 }
 
 // A fleet on Sentinel survives the loss of its primary: streams through
