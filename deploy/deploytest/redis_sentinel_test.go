@@ -1,7 +1,6 @@
 package deploytest_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -106,7 +105,7 @@ type haPod struct {
 	env                 []string
 	mu                  sync.Mutex
 	procs               []*exec.Cmd
-	out                 *lockedBuffer
+	out                 *testpeer.LockedBuffer
 }
 
 func (p *haPod) start() {
@@ -126,25 +125,6 @@ func (p *haPod) start() {
 }
 
 func (p *haPod) output() string { return p.out.String() }
-
-// lockedBuffer collects the output of a pod's processes, written by
-// exec's copying goroutines while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // kill ends the pod as a node loss would.
 func (p *haPod) kill() {
@@ -221,7 +201,7 @@ func TestRedisSentinelPodScripts(t *testing.T) {
 	pods := make([]*haPod, 3)
 	var sentinels []string
 	for i := range pods {
-		pods[i] = &haPod{t: t, dir: dir, data: t.TempDir(), redisPort: testpeer.FreePort(t), sentPort: testpeer.FreePort(t), out: &lockedBuffer{}}
+		pods[i] = &haPod{t: t, dir: dir, data: t.TempDir(), redisPort: testpeer.FreePort(t), sentPort: testpeer.FreePort(t), out: &testpeer.LockedBuffer{}}
 		sentinels = append(sentinels, fmt.Sprintf("127.0.0.1:%d", pods[i].sentPort))
 	}
 	for _, p := range pods {

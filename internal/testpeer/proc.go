@@ -151,3 +151,22 @@ func waitProcListening(p *Proc, addr string, timeout time.Duration) error {
 		}
 	}
 }
+
+// LockedBuffer is a bytes.Buffer that one goroutine may write (a process's
+// output, a logger) while the test reads it.
+type LockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *LockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *LockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

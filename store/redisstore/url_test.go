@@ -1,17 +1,17 @@
 package redisstore
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/httvps/httvps/internal/testpeer"
 )
 
 func TestParseSentinelURL(t *testing.T) {
@@ -92,9 +92,8 @@ func TestCheckURLRefuses(t *testing.T) {
 // reach the binary's logger at info level with the "redis: " prefix,
 // instead of the standard logger on stderr.
 func TestSetLogger(t *testing.T) {
-	var mu sync.Mutex
-	var buf bytes.Buffer
-	SetLogger(slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, nil)))
+	var buf testpeer.LockedBuffer
+	SetLogger(slog.New(slog.NewTextHandler(&buf, nil)))
 	defer SetLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	c := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "m", SentinelAddrs: []string{"127.0.0.1:1"}, DialTimeout: time.Second})
 	defer c.Close()
@@ -103,20 +102,7 @@ func TestSetLogger(t *testing.T) {
 	if err := c.Ping(ctx).Err(); err == nil {
 		t.Fatal("ping through an unreachable sentinel succeeded")
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	if !strings.Contains(buf.String(), `msg="redis: sentinel:`) || !strings.Contains(buf.String(), "level=INFO") {
 		t.Errorf("go-redis's message did not reach the logger: %q", buf.String())
 	}
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
 }
