@@ -55,11 +55,15 @@ type Token struct {
 	ExpiresAt time.Time
 	// QuotaBytes limits Usage.Total(); 0 means unlimited.
 	QuotaBytes int64
-	// MaxSessions limits concurrent sessions across the fleet; 0 means
-	// unlimited.
+	// MaxSessions limits concurrent WebSocket sessions across the fleet
+	// (on the Outline paths one per TCP connection or UDP association, on
+	// the native path one per tunnel); 0 means unlimited.
 	MaxSessions int
-	Revoked     bool
-	RevokedAt   time.Time
+	// MaxDevices limits the devices using the token at once across the
+	// fleet (see AcquireDevice); 0 means unlimited.
+	MaxDevices int
+	Revoked    bool
+	RevokedAt  time.Time
 	// Cipher is the Shadowsocks AEAD method, one of Ciphers.
 	Cipher string
 	// SSPassword is the per-key Shadowsocks secret that the client encrypts
@@ -75,6 +79,7 @@ type Limits struct {
 	ExpiresAt   time.Time
 	QuotaBytes  int64
 	MaxSessions int
+	MaxDevices  int
 }
 
 // Assignment places a token's Shadowsocks key on one pool member.
@@ -231,9 +236,11 @@ type Store interface {
 	RevokeToken(ctx context.Context, id string) (Token, error)
 	// UpdateAssignments replaces the token's assignments.
 	UpdateAssignments(ctx context.Context, id string, a []Assignment) error
-	// UpdateLimits replaces the token's expiry, quota and session limit.
+	// UpdateLimits replaces the token's expiry, quota, session and device
+	// limits.
 	UpdateLimits(ctx context.Context, id string, l Limits) error
-	// DeleteToken removes the token, its usage and its leases.
+	// DeleteToken removes the token, its usage and its leases (sessions
+	// and devices).
 	DeleteToken(ctx context.Context, id string) error
 
 	// AddUsage atomically adds each delta to its token's counters. Deltas
@@ -254,6 +261,20 @@ type Store interface {
 	ReleaseSession(ctx context.Context, tokenID, gatewayID string) error
 	// SessionCount is the token's leases on live gateways.
 	SessionCount(ctx context.Context, tokenID string) (int, error)
+
+	// AcquireDevice atomically counts the token's live devices (see
+	// Device) and, if device is one of them or their number is below max
+	// (max <= 0: unlimited), makes gatewayID's lease of device live with
+	// sessions as its session count, and returns true. A gateway calls it
+	// when a device starts its first session there (and again to report
+	// its session count); device is at most MaxDeviceKey bytes
+	// (ErrInvalid beyond).
+	AcquireDevice(ctx context.Context, tokenID, device, gatewayID string, sessions, max int) (bool, error)
+	// ReleaseDevice ends gatewayID's lease of device (its last session
+	// there ended): the lease keeps counting for grace, then stops.
+	ReleaseDevice(ctx context.Context, tokenID, device, gatewayID string, grace time.Duration) error
+	// ListDevices returns the token's live devices, ordered by Key.
+	ListDevices(ctx context.Context, tokenID string) ([]Device, error)
 
 	// PutMember creates or replaces a member, keeping its stored Health and
 	// CreatedAt. ErrInvalid if ID is empty.
@@ -323,6 +344,53 @@ type Store interface {
 	// Close releases the store. Subscriptions end and later calls return
 	// ErrUnavailable.
 	Close() error
+}
+
+// Device is one device of a token as the store counts it: a client
+// address (on the Outline paths, and on the native tunnel without a device
+// id) or a device id the native client sent. It is live while a gateway
+// whose heartbeat has not expired holds a lease of it, or within the grace
+// after its last lease was released. Leases of a dead gateway stop
+// counting when its heartbeat expires.
+type Device struct {
+	// Key is the address ("192.0.2.7"; IPv6 by /64: "2001:db8:1:2::/64")
+	// or the device id (never contains '.' or ':').
+	Key string
+	// FirstSeen is the oldest live lease's start, LastSeen the latest
+	// acquire or release on any gateway.
+	FirstSeen, LastSeen time.Time
+	// Gateways holds the device's live leases, ordered by gateway ID.
+	Gateways []DeviceLease
+	// Sessions is the sum of the leases' session counts.
+	Sessions int
+}
+
+// DeviceLease is one gateway's lease of a device.
+type DeviceLease struct {
+	GatewayID string
+	// Sessions is the count the gateway last reported (0 in the grace).
+	Sessions int
+	// GraceUntil is zero while the gateway holds sessions of the device,
+	// else when the lease stops counting.
+	GraceUntil time.Time
+}
+
+// MaxDeviceKey bounds Device.Key: an IPv6 /64 is at most 24 bytes, a
+// native device id at most 64.
+const MaxDeviceKey = 64
+
+// CheckDevice is the argument check both implementations share: a key of
+// 1..MaxDeviceKey bytes without spaces or control characters.
+func CheckDevice(tokenID, device, gatewayID string) error {
+	if tokenID == "" || gatewayID == "" || device == "" || len(device) > MaxDeviceKey {
+		return ErrInvalid
+	}
+	for i := 0; i < len(device); i++ {
+		if device[i] <= ' ' || device[i] >= 0x7f {
+			return ErrInvalid
+		}
+	}
+	return nil
 }
 
 // Blob is one shared file (Store.GetBlob).

@@ -52,11 +52,13 @@ type Store struct {
 	db     *bolt.DB
 	closed atomic.Bool
 
-	mu       sync.Mutex                // guards leases, gateways, subs
-	leases   map[string]map[string]int // token → gateway → sessions
-	gateways map[string]*gateway
-	subs     map[*eventq.Queue]struct{}
-	locks    map[string]heldLock
+	mu        sync.Mutex                // guards leases, devices, devLeaseN, gateways, subs
+	leases    map[string]map[string]int // token → gateway → sessions
+	devices   devLeases                 // devices.go
+	devLeaseN int                       // leases in devices, capped by maxDeviceLeases
+	gateways  map[string]*gateway
+	subs      map[*eventq.Queue]struct{}
+	locks     map[string]heldLock
 }
 
 type gateway struct {
@@ -88,6 +90,7 @@ func Open(path string) (*Store, error) {
 	return &Store{
 		db:       db,
 		leases:   make(map[string]map[string]int),
+		devices:  make(devLeases),
 		gateways: make(map[string]*gateway),
 		subs:     make(map[*eventq.Queue]struct{}),
 		locks:    make(map[string]heldLock),

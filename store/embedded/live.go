@@ -104,6 +104,7 @@ func (s *Store) Heartbeat(ctx context.Context, g store.Gateway, ttl time.Duratio
 			delete(s.gateways, id)
 		}
 	}
+	s.sweepDevices(now)
 	return nil
 }
 

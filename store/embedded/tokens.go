@@ -202,7 +202,7 @@ func (s *Store) UpdateAssignments(ctx context.Context, id string, a []store.Assi
 // UpdateLimits implements store.Store.
 func (s *Store) UpdateLimits(ctx context.Context, id string, l store.Limits) error {
 	_, err := s.modify(ctx, "update limits", id, func(t *store.Token) {
-		t.ExpiresAt, t.QuotaBytes, t.MaxSessions = l.ExpiresAt, l.QuotaBytes, l.MaxSessions
+		t.ExpiresAt, t.QuotaBytes, t.MaxSessions, t.MaxDevices = l.ExpiresAt, l.QuotaBytes, l.MaxSessions, l.MaxDevices
 	})
 	return err
 }
@@ -234,6 +234,10 @@ func (s *Store) DeleteToken(ctx context.Context, id string) error {
 	if err == nil {
 		s.mu.Lock()
 		delete(s.leases, id)
+		for _, leases := range s.devices[id] {
+			s.devLeaseN -= len(leases)
+		}
+		delete(s.devices, id)
 		s.mu.Unlock()
 	}
 	return wrap("delete token", err)

@@ -7,7 +7,7 @@
 // Key layout (P is the prefix, "httvps:" by default):
 //
 //	P tok:<id>         hash   one token: id, hash (hex), label, created,
-//	                          expires, quota, maxsess, revoked, revoked_at,
+//	                          expires, quota, maxsess, maxdev, revoked, revoked_at,
 //	                          cipher, sspw, assign (JSON), cur (order member)
 //	P tok-hash         hash   hex(SHA-256 of token) → id (gateway lookups)
 //	P tok-order        zset   all scores 0; member "<created>:<id>", created
@@ -17,6 +17,10 @@
 //	P usage-seq:<c>    string the last usage batch client c applied (a
 //	                          random c per client), expiring a day later
 //	P lease:<id>       hash   gatewayID → sessions held on that gateway
+//	P dev:<id>         hash   device → JSON {gatewayID: {f, l, s, u}}: each
+//	                          gateway's lease of the device (first, last
+//	                          seen, sessions, grace-until, Redis ms); expires
+//	                          a day after its last write (devices.go)
 //	P gw-live          zset   gatewayID → heartbeat expiry (Redis ms); dead
 //	                          entries are trimmed after the retention period
 //	P gw:<id>          hash   url, sessions, started, hb, exp; expires with

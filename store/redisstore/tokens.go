@@ -14,7 +14,7 @@ import (
 	"github.com/httvps/httvps/store"
 )
 
-// KEYS: tok, tok-hash, tok-order, usage, lease.
+// KEYS: tok, tok-hash, tok-order, usage, lease, dev.
 // ARGV: id, hash hex, order member, then field/value pairs.
 // Returns 0 on success, 1 if the ID is taken, 2 if the hash is.
 var createScript = redis.NewScript(`
@@ -23,7 +23,7 @@ if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 2 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], 0, ARGV[3])
-redis.call('DEL', KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
 return 0
 `)
 
@@ -43,20 +43,20 @@ end
 return 1
 `)
 
-// KEYS: tok, tok-hash, tok-order, usage, lease. ARGV: id.
+// KEYS: tok, tok-hash, tok-order, usage, lease, dev. ARGV: id.
 var deleteScript = redis.NewScript(`
 local v = redis.call('HMGET', KEYS[1], 'hash', 'cur')
 if not v[1] then return 0 end
 if redis.call('HGET', KEYS[2], v[1]) == ARGV[1] then redis.call('HDEL', KEYS[2], v[1]) end
 redis.call('ZREM', KEYS[3], v[2])
-redis.call('DEL', KEYS[1], KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[1], KEYS[4], KEYS[5], KEYS[6])
 return 1
 `)
 
 func (s *Store) tokKeys(id string) []string {
 	return []string{
 		s.key("tok:", id), s.key("tok-hash"), s.key("tok-order"),
-		s.key("usage:", id), s.key("lease:", id),
+		s.key("usage:", id), s.key("lease:", id), s.key("dev:", id),
 	}
 }
 
@@ -73,6 +73,7 @@ func limitFields(l store.Limits) []any {
 		"expires", fmtTime(l.ExpiresAt),
 		"quota", strconv.FormatInt(l.QuotaBytes, 10),
 		"maxsess", strconv.Itoa(l.MaxSessions),
+		"maxdev", strconv.Itoa(l.MaxDevices),
 	}
 }
 
@@ -98,7 +99,7 @@ func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 		"cipher", t.Cipher, "sspw", t.SSPassword,
 		"assign", encodeAssignments(t.Assignments), "cur", cur,
 	}
-	args = append(args, limitFields(store.Limits{ExpiresAt: t.ExpiresAt, QuotaBytes: t.QuotaBytes, MaxSessions: t.MaxSessions})...)
+	args = append(args, limitFields(store.Limits{ExpiresAt: t.ExpiresAt, QuotaBytes: t.QuotaBytes, MaxSessions: t.MaxSessions, MaxDevices: t.MaxDevices})...)
 	n, err := createScript.Run(ctx, s.rdb, s.tokKeys(t.ID), args...).Int()
 	if err != nil {
 		return s.wrap("create token", err)
@@ -123,6 +124,7 @@ func decodeToken(m map[string]string) (store.Token, bool) {
 		ExpiresAt:   parseTime(m["expires"]),
 		QuotaBytes:  atoi(m["quota"]),
 		MaxSessions: int(atoi(m["maxsess"])),
+		MaxDevices:  int(atoi(m["maxdev"])),
 		Revoked:     m["revoked"] == "1",
 		RevokedAt:   parseTime(m["revoked_at"]),
 		Cipher:      m["cipher"],

@@ -39,6 +39,12 @@ func Run(t *testing.T, newStore NewFunc, reopen ReopenFunc) {
 		{"LeaseConcurrent", testLeaseConcurrent},
 		{"LeaseFreedWhenGatewayExpires", testLeaseGatewayExpiry},
 		{"LeaseFreedWhenGatewayRemoved", testLeaseGatewayRemoved},
+		{"DeviceLimit", testDeviceLimit},
+		{"DeviceConcurrent", testDeviceConcurrent},
+		{"DeviceGrace", testDeviceGrace},
+		{"DeviceFreedWhenGatewayExpires", testDeviceGatewayExpiry},
+		{"DeviceList", testDeviceList},
+		{"DeviceArguments", testDeviceArguments},
 		{"Gateways", testGateways},
 		{"Members", testMembers},
 		{"InstallationID", testInstallationID},
@@ -89,6 +95,7 @@ func newToken(label string) store.Token {
 		ExpiresAt:   time.Unix(1900000000, 123456789).UTC(),
 		QuotaBytes:  10 << 30,
 		MaxSessions: 3,
+		MaxDevices:  2,
 		Cipher:      "chacha20-ietf-poly1305",
 		SSPassword:  "ss-" + store.NewID(),
 		Assignments: []store.Assignment{
@@ -161,9 +168,9 @@ func testTokenCRUD(t *testing.T, s store.Store) {
 	a := []store.Assignment{{MemberID: "m3", Upstream: "10.0.0.3:9000", BackendKeyID: "9000"}}
 	must(t, s.UpdateAssignments(ctx, tok.ID, a), "UpdateAssignments")
 	tok.Assignments = a
-	l := store.Limits{ExpiresAt: time.Unix(1950000000, 0).UTC(), QuotaBytes: 5, MaxSessions: 1}
+	l := store.Limits{ExpiresAt: time.Unix(1950000000, 0).UTC(), QuotaBytes: 5, MaxSessions: 1, MaxDevices: 4}
 	must(t, s.UpdateLimits(ctx, tok.ID, l), "UpdateLimits")
-	tok.ExpiresAt, tok.QuotaBytes, tok.MaxSessions = l.ExpiresAt, l.QuotaBytes, l.MaxSessions
+	tok.ExpiresAt, tok.QuotaBytes, tok.MaxSessions, tok.MaxDevices = l.ExpiresAt, l.QuotaBytes, l.MaxSessions, l.MaxDevices
 	got, err = s.GetToken(ctx, tok.ID)
 	must(t, err, "GetToken after updates")
 	tokensEqual(t, got, tok)
