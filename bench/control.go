@@ -261,7 +261,7 @@ func runTokenChecks(ctx context.Context, cfg *Config, st store.Store, res *Contr
 		go func() { done <- a.Run(actx) }()
 		if r.path == "hit" {
 			for _, s := range secrets { // warm the cache
-				if route, _, ok := a.Authenticate(s, gateway.PathTCP); ok {
+				if route, _, ok := a.Authenticate(s, gateway.PathTCP, gateway.Client{}); ok {
 					route.Account.Release()
 				}
 			}
@@ -302,7 +302,7 @@ func checkTokens(ctx context.Context, a *storeauth.Auth, cs *countingStore, secr
 			var n int64
 			per := max(len(secrets)/g, 1)
 			for k := 0; !stop.Load(); k++ {
-				route, _, ok := a.Authenticate(secrets[(w+g*(k%per))%len(secrets)], gateway.PathTCP)
+				route, _, ok := a.Authenticate(secrets[(w+g*(k%per))%len(secrets)], gateway.PathTCP, gateway.Client{})
 				if !ok {
 					denied.Add(1)
 					continue

@@ -27,7 +27,7 @@ type accountAuth struct {
 	acct  *testAccount
 }
 
-func (a *accountAuth) Authenticate(secret []byte, _ PathKind) (Route, Reject, bool) {
+func (a *accountAuth) Authenticate(secret []byte, _ PathKind, _ Client) (Route, Reject, bool) {
 	if string(secret) != "acct" {
 		return Route{}, RejectSecret, false
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 )
 
 // PathKind is the kind of session a request asks for.
@@ -43,6 +44,20 @@ type Route struct {
 	Account Account
 }
 
+// Client is who asks for a session, as far as the gateway knows before the
+// 101. It is passed by value and holds no allocation of its own.
+type Client struct {
+	// Addr is the client's address: the TCP peer's, or the one a trusted
+	// PROXY header or forwarded header named (docs/04). Unmapped (an IPv4
+	// client is an IPv4 address); invalid if unknown.
+	Addr netip.Addr
+	// Device is the device id a native tunnel client sent (the
+	// HTTVPS-Device header, docs/03): 16 to MaxDeviceID bytes of
+	// [A-Za-z0-9_-]; nil when none was sent (and always on the Outline
+	// paths). Only valid during the call.
+	Device []byte
+}
+
 // Authenticator decides, before the 101, whether a secret may open a session
 // of the given kind and where it goes. For PathTunnel the secret is the
 // bearer token and the session is the whole tunnel: its streams dial
@@ -55,8 +70,10 @@ type Route struct {
 // An Authenticator that returns a Route with an Account has admitted one
 // session for it: the gateway calls Account.Release exactly once when that
 // session ends, or at once if the session is not established after all.
+// c says who the client is (for device limits); its Device is only valid
+// during the call, like secret.
 type Authenticator interface {
-	Authenticate(secret []byte, kind PathKind) (r Route, why Reject, ok bool)
+	Authenticate(secret []byte, kind PathKind, c Client) (r Route, why Reject, ok bool)
 }
 
 // Account is who a session is charged to (a token of the control plane).
@@ -97,7 +114,7 @@ func NewStaticAuth(routes map[string]string) (*StaticAuth, error) {
 }
 
 // Authenticate implements Authenticator.
-func (a *StaticAuth) Authenticate(secret []byte, _ PathKind) (Route, Reject, bool) {
+func (a *StaticAuth) Authenticate(secret []byte, _ PathKind, _ Client) (Route, Reject, bool) {
 	r, ok := a.routes[sha256.Sum256(secret)]
 	return r, RejectSecret, ok
 }

@@ -82,9 +82,12 @@ type handshake struct {
 	kind    PathKind
 	secret  [maxSecret]byte // the path secret, or the tunnel's bearer token
 	secLen  int
-	hasTok  bool // tunnel: an Authorization: Bearer token was read into secret
-	hasAuth bool // tunnel: an Authorization header was seen (a second one is refused)
-	hasVer  bool // tunnel: an httvps.v* subprotocol the gateway speaks was offered
+	hasTok  bool              // tunnel: an Authorization: Bearer token was read into secret
+	hasAuth bool              // tunnel: an Authorization header was seen (a second one is refused)
+	hasVer  bool              // tunnel: an httvps.v* subprotocol the gateway speaks was offered
+	device  [MaxDeviceID]byte // tunnel: the HTTVPS-Device header's value
+	devLen  int               // 0: none sent
+	devBad  bool              // tunnel: an invalid or second HTTVPS-Device header
 	reject  Reject
 	route   Route
 	ufd     int              // upstream socket (a TCP connect may be in progress)
@@ -395,6 +398,7 @@ func (h *handshake) upgrade(req []byte) error {
 	h.out.n = 0 // a kept-alive connection may try more than once
 	h.ups = h.ups[:0]
 	h.hasTok, h.hasVer, h.hasAuth = false, false, false
+	h.devLen, h.devBad = 0, false
 	h.fwd, h.fwdBad = h.fwd[:0], false
 	u := ws.Upgrader{
 		ReadBufferSize:  g.cfg.MaxRequestSize + 64,
@@ -645,7 +649,16 @@ func (h *handshake) beforeUpgrade() (ws.HandshakeHeader, error) {
 		h.reject = RejectSecret
 		return nil, errReject
 	}
-	route, why, ok := g.cfg.Auth.Authenticate(h.secret[:h.secLen], h.kind)
+	if h.devBad {
+		clear(h.secret[:h.secLen])
+		h.reject = RejectDeviceID
+		return nil, errReject
+	}
+	cl := Client{Addr: addrOf(h.remote())}
+	if h.devLen > 0 {
+		cl.Device = h.device[:h.devLen]
+	}
+	route, why, ok := g.cfg.Auth.Authenticate(h.secret[:h.secLen], h.kind, cl)
 	clear(h.secret[:h.secLen])
 	if !ok {
 		h.reject = why
@@ -713,7 +726,14 @@ func (h *handshake) onHeader(key, value []byte) error {
 	if h.forwarded {
 		h.onForwarded(key, value)
 	}
-	if h.kind != PathTunnel || !bytes.EqualFold(key, []byte("Authorization")) {
+	if h.kind != PathTunnel {
+		return nil
+	}
+	if bytes.EqualFold(key, []byte(DeviceHeader)) {
+		h.onDevice(value)
+		return nil
+	}
+	if !bytes.EqualFold(key, []byte("Authorization")) {
 		return nil
 	}
 	const scheme = "bearer "

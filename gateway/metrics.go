@@ -38,11 +38,13 @@ const (
 	RejectStoreDown // not known here and the store cannot be asked
 	RejectNoRoute   // no member holds its key
 	RejectProxy     // a trusted PROXY peer sent no valid PROXY header (closed without an answer)
+	RejectDevices   // a new device of a token at its device limit
+	RejectDeviceID  // /v1/tunnel with an invalid or repeated HTTVPS-Device header
 	NumRejects
 )
 
 var rejectNames = [NumRejects]string{"malformed", "not_upgrade", "path", "secret", "too_large", "timeout", "capacity", "upstream", "shutdown", "tls", "addr_limit", "addr_rate", "evicted", "version",
-	"revoked", "expired", "quota", "sessions", "store_unavailable", "no_route", "proxy"}
+	"revoked", "expired", "quota", "sessions", "store_unavailable", "no_route", "proxy", "devices", "device_id"}
 
 func (r Reject) String() string { return nameOf(r, rejectNames[:]) }
 

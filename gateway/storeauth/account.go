@@ -27,6 +27,9 @@ type account struct {
 	toRelease atomic.Int64 // store leases to give back
 	queued    atomic.Bool  // on the lease queue
 
+	devMu   sync.Mutex
+	devices map[string]*device // by key (devices.go); guarded by devMu
+
 	lastUsed    atomic.Int64 // unix ns of the last handshake
 	closedAt    atomic.Int64 // unix ns of the last local close for quota or expiry
 	publishedAt atomic.Int64 // unix ns of the last quota-exceeded event sent
@@ -80,7 +83,8 @@ func (c *account) setStoreTotal(v int64) { c.storeTotal.Store(v) }
 // idle reports whether the account holds nothing that is not in the store.
 func (c *account) idle() bool {
 	return c.sessions.Load() == 0 && c.up.Load() == 0 && c.down.Load() == 0 &&
-		c.inflight.Load() == 0 && c.unleased.Load() == 0 && c.toRelease.Load() == 0 && !c.queued.Load()
+		c.inflight.Load() == 0 && c.unleased.Load() == 0 && c.toRelease.Load() == 0 && !c.queued.Load() &&
+		!c.hasDevices()
 }
 
 // leaseQueue holds accounts with lease work for the lease goroutine.
@@ -185,5 +189,5 @@ func (a *Auth) settle(ctx context.Context, c *account) bool {
 		}
 		a.storeOK()
 	}
-	return true
+	return a.settleDevices(ctx, c)
 }

@@ -46,6 +46,10 @@ type Config struct {
 	NegativeSize int
 	// Logger receives store outages and recoveries. Nil means slog.Default().
 	Logger *slog.Logger
+	// DeviceGrace is how long a device of a token with a device limit
+	// keeps counting after its last session ended (devices.go). 0 means
+	// 2m.
+	DeviceGrace time.Duration
 	// MetricsPerToken, when positive, keeps per-token traffic series
 	// (WriteTokenSeries) for at most this many tokens; the traffic of
 	// tokens past the cap is counted as token="other". 0: off.
@@ -149,6 +153,9 @@ func New(st store.Store, cfg Config) *Auth {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.DeviceGrace <= 0 {
+		cfg.DeviceGrace = defaultDeviceGrace
+	}
 	a := &Auth{
 		tokBytes:    tokenBytes{cap: max(cfg.MetricsPerToken, 0)},
 		st:          st,
@@ -206,6 +213,7 @@ type tokenEntry struct {
 	expires     int64 // unix ns; 0 = never
 	quota       int64
 	maxSessions int
+	maxDevices  int
 	assignments []store.Assignment
 	route       atomic.Pointer[cachedRoute]
 }
@@ -216,6 +224,7 @@ func newEntry(t *store.Token) *tokenEntry {
 		revoked:     t.Revoked,
 		quota:       t.QuotaBytes,
 		maxSessions: t.MaxSessions,
+		maxDevices:  t.MaxDevices,
 		assignments: t.Assignments,
 	}
 	if !t.ExpiresAt.IsZero() {
@@ -233,12 +242,13 @@ const (
 	denySessions           // MaxSessions reached
 	denyUnavailable        // unknown token while the store is down
 	denyNoRoute            // no assignments
+	denyDevices            // a new device at MaxDevices
 	numDeny
 )
 
 // Authenticate implements gateway.Authenticator. secret is the token string
-// as presented on the path.
-func (a *Auth) Authenticate(secret []byte, _ gateway.PathKind) (gateway.Route, gateway.Reject, bool) {
+// as presented on the path; cl is who presents it (for MaxDevices).
+func (a *Auth) Authenticate(secret []byte, _ gateway.PathKind, cl gateway.Client) (gateway.Route, gateway.Reject, bool) {
 	h := store.HashTokenBytes(secret)
 	now := time.Now().UnixNano()
 	e, why := a.entry(&h, now)
@@ -258,11 +268,24 @@ func (a *Auth) Authenticate(secret []byte, _ gateway.PathKind) (gateway.Route, g
 	if e.quota > 0 && acc.total() >= e.quota {
 		return a.deny(denyQuota)
 	}
+	if e.maxDevices <= 0 {
+		if !a.admit(acc, e.maxSessions, now) {
+			return a.deny(denySessions)
+		}
+		r := a.route(e)
+		r.Account = acc
+		return r, 0, true
+	}
+	d := a.admitDevice(acc, e.maxDevices, cl, now)
+	if d == nil {
+		return a.deny(denyDevices)
+	}
 	if !a.admit(acc, e.maxSessions, now) {
+		d.end()
 		return a.deny(denySessions)
 	}
 	r := a.route(e)
-	r.Account = acc
+	r.Account = d
 	return r, 0, true
 }
 
@@ -275,6 +298,7 @@ var denyReject = [numDeny]gateway.Reject{
 	denySessions:    gateway.RejectSessions,
 	denyUnavailable: gateway.RejectStoreDown,
 	denyNoRoute:     gateway.RejectNoRoute,
+	denyDevices:     gateway.RejectDevices,
 }
 
 func (a *Auth) deny(reason int) (gateway.Route, gateway.Reject, bool) {
@@ -504,6 +528,7 @@ type Stats struct {
 	NegativeHits uint64 // unknown hashes denied from the negative cache
 	StaleHits    uint64 // cached tokens admitted past CacheTTL while the store was down
 	LocalAdmits  uint64 // sessions admitted without a fleet lease (store down)
+	LocalDevices uint64 // new devices admitted by the local count (store down)
 	StoreErrors  uint64 // failed store calls, all operations
 	FlushErrors  uint64 // usage flushes that failed (the deltas are kept)
 	Published    uint64 // quota-exceeded events published
@@ -515,6 +540,7 @@ type Stats struct {
 	DeniedSessions    uint64
 	DeniedUnavailable uint64
 	DeniedNoRoute     uint64
+	DeniedDevices     uint64
 
 	CachedTokens  int   // positive cache entries
 	NegativeCache int   // negative cache entries
@@ -530,6 +556,7 @@ type Stats struct {
 type counters struct {
 	hits, misses, negHits, staleHits atomic.Uint64
 	localAdmits, storeErrors         atomic.Uint64
+	localDevices                     atomic.Uint64
 	flushErrors, published           atomic.Uint64
 	subscribed                       atomic.Bool
 	denied                           [numDeny]atomic.Uint64
@@ -543,6 +570,7 @@ func (a *Auth) Stats() Stats {
 		NegativeHits:      a.stats.negHits.Load(),
 		StaleHits:         a.stats.staleHits.Load(),
 		LocalAdmits:       a.stats.localAdmits.Load(),
+		LocalDevices:      a.stats.localDevices.Load(),
 		StoreErrors:       a.stats.storeErrors.Load(),
 		FlushErrors:       a.stats.flushErrors.Load(),
 		Published:         a.stats.published.Load(),
@@ -553,6 +581,7 @@ func (a *Auth) Stats() Stats {
 		DeniedSessions:    a.stats.denied[denySessions].Load(),
 		DeniedUnavailable: a.stats.denied[denyUnavailable].Load(),
 		DeniedNoRoute:     a.stats.denied[denyNoRoute].Load(),
+		DeniedDevices:     a.stats.denied[denyDevices].Load(),
 		CachedTokens:      a.tokens.len(),
 		NegativeCache:     a.neg.len(),
 		StoreDown:         a.storeDown.Load(),

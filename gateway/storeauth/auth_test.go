@@ -21,7 +21,7 @@ func TestCachedHitDoesNotTouchStore(t *testing.T) {
 	a := New(st, Config{Logger: quiet}) // no Run: nothing happens in the background
 	secret, tok := newToken(t, st, []string{"127.0.0.1:1"}, nil)
 
-	route, _, ok := a.Authenticate([]byte(secret), gateway.PathTCP)
+	route, _, ok := a.Authenticate([]byte(secret), gateway.PathTCP, gateway.Client{})
 	if !ok || route.Upstream != "127.0.0.1:1" || route.Account.Key() != tok.ID {
 		t.Fatalf("first handshake: %+v %v", route, ok)
 	}
@@ -31,7 +31,7 @@ func TestCachedHitDoesNotTouchStore(t *testing.T) {
 	}
 	before := st.total()
 	for range 1000 {
-		route, _, ok := a.Authenticate([]byte(secret), gateway.PathUDP)
+		route, _, ok := a.Authenticate([]byte(secret), gateway.PathUDP, gateway.Client{})
 		if !ok {
 			t.Fatal("cached token denied")
 		}
@@ -48,24 +48,24 @@ func TestCachedHitDoesNotTouchStore(t *testing.T) {
 	// With a session limit each handshake takes a lease: one call, and
 	// still no lookup.
 	lsecret, _ := newToken(t, st, []string{"127.0.0.1:1"}, func(tk *store.Token) { tk.MaxSessions = 5 })
-	a.Authenticate([]byte(lsecret), gateway.PathTCP)
+	a.Authenticate([]byte(lsecret), gateway.PathTCP, gateway.Client{})
 	lookups, acquires := st.n("GetTokenByHash"), st.n("AcquireSession")
 	for range 4 {
-		if _, _, ok := a.Authenticate([]byte(lsecret), gateway.PathTCP); !ok {
+		if _, _, ok := a.Authenticate([]byte(lsecret), gateway.PathTCP, gateway.Client{}); !ok {
 			t.Fatal("limited token denied below its limit")
 		}
 	}
 	if st.n("GetTokenByHash") != lookups || st.n("AcquireSession") != acquires+4 {
 		t.Fatalf("limited token: %v", st.calls)
 	}
-	if _, why, ok := a.Authenticate([]byte(lsecret), gateway.PathTCP); ok || why != gateway.RejectSessions {
+	if _, why, ok := a.Authenticate([]byte(lsecret), gateway.PathTCP, gateway.Client{}); ok || why != gateway.RejectSessions {
 		t.Fatalf("sixth session past MaxSessions 5: admitted %v, reason %v (want sessions)", ok, why)
 	}
 
 	// Unknown: one lookup, then the negative cache.
 	lookups = st.n("GetTokenByHash")
 	for range 10 {
-		if _, why, ok := a.Authenticate([]byte("not-a-token"), gateway.PathTCP); ok || why != gateway.RejectSecret {
+		if _, why, ok := a.Authenticate([]byte("not-a-token"), gateway.PathTCP, gateway.Client{}); ok || why != gateway.RejectSecret {
 			t.Fatalf("unknown token: admitted %v, reason %v (want secret)", ok, why)
 		}
 	}
@@ -88,7 +88,7 @@ func TestRandomSecretFloodIsBounded(t *testing.T) {
 
 	flood := func(n int) {
 		for range n {
-			if _, _, ok := a.Authenticate([]byte(store.NewID()), gateway.PathTCP); ok {
+			if _, _, ok := a.Authenticate([]byte(store.NewID()), gateway.PathTCP, gateway.Client{}); ok {
 				t.Fatal("random secret admitted")
 			}
 		}
@@ -260,7 +260,7 @@ func TestFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 3*time.Second, "m1 to move behind m2", func() bool {
-		route, _, ok := n.auth.Authenticate([]byte(secret), gateway.PathTCP)
+		route, _, ok := n.auth.Authenticate([]byte(secret), gateway.PathTCP, gateway.Client{})
 		if ok {
 			route.Account.Release()
 		}

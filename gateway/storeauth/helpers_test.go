@@ -175,6 +175,20 @@ func (c *countingStore) ReleaseSession(ctx context.Context, tok, gw string) erro
 	return c.Store.ReleaseSession(ctx, tok, gw)
 }
 
+func (c *countingStore) AcquireDevice(ctx context.Context, tok, dev, gw string, sessions, max int) (bool, error) {
+	if err := c.count("AcquireDevice"); err != nil {
+		return false, err
+	}
+	return c.Store.AcquireDevice(ctx, tok, dev, gw, sessions, max)
+}
+
+func (c *countingStore) ReleaseDevice(ctx context.Context, tok, dev, gw string, grace time.Duration) error {
+	if err := c.count("ReleaseDevice"); err != nil {
+		return err
+	}
+	return c.Store.ReleaseDevice(ctx, tok, dev, gw, grace)
+}
+
 func (c *countingStore) ListMembers(ctx context.Context) ([]store.Member, error) {
 	if err := c.count("ListMembers"); err != nil {
 		return nil, err

@@ -82,9 +82,9 @@ func TestCachedHitAllocs(t *testing.T) {
 	a := New(st, Config{Logger: quiet})
 	secret, _ := newToken(t, st, []string{"127.0.0.1:1", "127.0.0.2:1"}, nil)
 	sb := []byte(secret)
-	a.Authenticate(sb, gateway.PathTCP)
+	a.Authenticate(sb, gateway.PathTCP, gateway.Client{})
 	allocs := testing.AllocsPerRun(1000, func() {
-		route, _, ok := a.Authenticate(sb, gateway.PathTCP)
+		route, _, ok := a.Authenticate(sb, gateway.PathTCP, gateway.Client{})
 		if !ok {
 			t.Fatal("denied")
 		}
@@ -101,12 +101,12 @@ func BenchmarkCachedHit(b *testing.B) {
 	st := openStore(b, r)
 	a := New(st, Config{Logger: quiet})
 	secret, _ := newToken(b, st, []string{"127.0.0.1:1", "127.0.0.2:1"}, nil)
-	a.Authenticate([]byte(secret), gateway.PathTCP)
+	a.Authenticate([]byte(secret), gateway.PathTCP, gateway.Client{})
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		sb := []byte(secret)
 		for pb.Next() {
-			route, _, ok := a.Authenticate(sb, gateway.PathTCP)
+			route, _, ok := a.Authenticate(sb, gateway.PathTCP, gateway.Client{})
 			if !ok {
 				b.Fatal("denied")
 			}

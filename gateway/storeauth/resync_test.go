@@ -16,7 +16,7 @@ func TestResyncKeepsStaleTokens(t *testing.T) {
 	st := openStore(t, r)
 	a := New(st, Config{Logger: quiet})
 	secret, _ := newToken(t, st, []string{"127.0.0.1:1"}, nil)
-	route, _, ok := a.Authenticate([]byte(secret), gateway.PathTCP)
+	route, _, ok := a.Authenticate([]byte(secret), gateway.PathTCP, gateway.Client{})
 	if !ok {
 		t.Fatal("token denied")
 	}
@@ -24,7 +24,7 @@ func TestResyncKeepsStaleTokens(t *testing.T) {
 	a.resync()
 	lookups := st.n("GetTokenByHash")
 	r.kill()
-	route, why, ok := a.Authenticate([]byte(secret), gateway.PathTCP)
+	route, why, ok := a.Authenticate([]byte(secret), gateway.PathTCP, gateway.Client{})
 	if !ok {
 		t.Fatalf("cached token after a resync with the store down: refused (%v)", why)
 	}

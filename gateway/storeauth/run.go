@@ -81,6 +81,7 @@ func (a *Auth) heartbeatLoop(ctx context.Context) {
 			return
 		case <-t.C:
 			a.heartbeat(ctx)
+			a.queueDeviceReports()
 		}
 	}
 }

@@ -22,7 +22,7 @@ func TestMetricsPerToken(t *testing.T) {
 	var ids []string
 	for i := range 3 {
 		secret, tok := newToken(t, st, []string{"127.0.0.1:1"}, nil)
-		route, _, ok := a.Authenticate([]byte(secret), gateway.PathTCP)
+		route, _, ok := a.Authenticate([]byte(secret), gateway.PathTCP, gateway.Client{})
 		if !ok {
 			t.Fatal("token denied")
 		}

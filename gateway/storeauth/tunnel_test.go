@@ -20,7 +20,7 @@ func TestTunnelTokenAccepted(t *testing.T) {
 	r := startRedis(t)
 	n := startNode(t, r, fastConfig())
 	secret, tok := newToken(t, n.st, []string{testpeer.EchoServer(t)}, nil)
-	route, _, ok := n.auth.Authenticate([]byte(secret), gateway.PathTunnel)
+	route, _, ok := n.auth.Authenticate([]byte(secret), gateway.PathTunnel, gateway.Client{})
 	if !ok || route.Account.Key() != tok.ID {
 		t.Fatalf("tunnel token: %+v %v", route, ok)
 	}

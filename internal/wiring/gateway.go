@@ -325,11 +325,11 @@ type chainAuth struct {
 	store  *storeauth.Auth
 }
 
-func (c chainAuth) Authenticate(secret []byte, kind gateway.PathKind) (gateway.Route, gateway.Reject, bool) {
-	if r, why, ok := c.static.Authenticate(secret, kind); ok {
+func (c chainAuth) Authenticate(secret []byte, kind gateway.PathKind, cl gateway.Client) (gateway.Route, gateway.Reject, bool) {
+	if r, why, ok := c.static.Authenticate(secret, kind, cl); ok {
 		return r, why, true
 	}
-	return c.store.Authenticate(secret, kind)
+	return c.store.Authenticate(secret, kind, cl)
 }
 
 // ParseRoutes turns SECRET=IP:PORT strings into a table; from names the
