@@ -53,6 +53,7 @@ func openFleet(o *options, log *slog.Logger) (*fleet, error) {
 		Logger:    log,
 
 		MetricsPerToken: o.MetricsPerToken,
+		DeviceGrace:     o.DeviceGrace,
 	})
 	return &fleet{st: st, auth: a, unexport: storemetrics.Export(a), done: make(chan error, 1)}, nil
 }

@@ -224,7 +224,7 @@ func (n *node) start() (int, error) {
 		acfg.KeyPin = pin[:]
 	}
 
-	n.auth = storeauth.New(n.st, storeauth.Config{GatewayID: o.GatewayID, PublicURL: n.gatewayURL, Version: version.Get().Version, Logger: n.log, MetricsPerToken: o.MetricsPerToken})
+	n.auth = storeauth.New(n.st, storeauth.Config{GatewayID: o.GatewayID, PublicURL: n.gatewayURL, Version: version.Get().Version, Logger: n.log, MetricsPerToken: o.MetricsPerToken, DeviceGrace: o.DeviceGrace})
 	n.unexport = storemetrics.Export(n.auth)
 	gcfg := o.GatewayConfig()
 	if gcfg.Auth, err = o.Auth(n.auth); err == nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/httvps/httvps/control/api/wire"
 	"github.com/httvps/httvps/control/clientdoc"
 	"github.com/httvps/httvps/store"
 )
@@ -32,6 +33,7 @@ type createTokenRequest struct {
 	TTL         string `json:"ttl"`        // Go duration
 	QuotaBytes  int64  `json:"quota_bytes"`
 	MaxSessions int    `json:"max_sessions"`
+	MaxDevices  int    `json:"max_devices"`
 	Cipher      string `json:"cipher"`
 }
 
@@ -54,6 +56,7 @@ func (s *Server) viewToken(t store.Token, u *store.Usage) tokenView {
 		CreatedAt:   t.CreatedAt.UTC(),
 		QuotaBytes:  t.QuotaBytes,
 		MaxSessions: t.MaxSessions,
+		MaxDevices:  t.MaxDevices,
 		Cipher:      t.Cipher,
 		Status:      statusActive,
 		Assignments: make([]assignmentView, 0, len(t.Assignments)),
@@ -86,7 +89,7 @@ func (s *Server) viewToken(t store.Token, u *store.Usage) tokenView {
 }
 
 func (s *Server) parseCreateToken(req *createTokenRequest) (store.Token, *apiError) {
-	t := store.Token{Label: req.Label, QuotaBytes: req.QuotaBytes, MaxSessions: req.MaxSessions, Cipher: req.Cipher}
+	t := store.Token{Label: req.Label, QuotaBytes: req.QuotaBytes, MaxSessions: req.MaxSessions, MaxDevices: req.MaxDevices, Cipher: req.Cipher}
 	if !checkText(req.Label, maxLabelLen) {
 		return t, invalid("label must be valid UTF-8 of at most %d bytes without control characters", maxLabelLen)
 	}
@@ -114,6 +117,9 @@ func (s *Server) parseCreateToken(req *createTokenRequest) (store.Token, *apiErr
 	}
 	if req.MaxSessions < 0 {
 		return t, invalid("max_sessions must be 0 (unlimited) or positive")
+	}
+	if req.MaxDevices < 0 {
+		return t, invalid("max_devices must be 0 (unlimited) or positive")
 	}
 	if t.Cipher == "" {
 		t.Cipher = store.DefaultCipher
@@ -307,9 +313,38 @@ func (s *Server) getToken(ctx *fasthttp.RequestCtx) {
 		s.writeError(ctx, fromStoreErr(err, "token"))
 		return
 	}
+	devs, err := s.st.ListDevices(rctx, id)
+	if err != nil {
+		s.writeError(ctx, fromStoreErr(err, "token"))
+		return
+	}
 	v := s.viewToken(t, &u)
 	v.Sessions = &n
+	v.Devices = viewDevices(devs)
 	writeJSON(ctx, fasthttp.StatusOK, v)
+}
+
+// viewDevices is the API's form of the store's live devices.
+func viewDevices(devs []store.Device) []wire.DeviceView {
+	out := make([]wire.DeviceView, 0, len(devs))
+	for _, d := range devs {
+		kind := wire.DeviceID
+		if strings.ContainsAny(d.Key, ".:") {
+			kind = wire.DeviceAddress
+		}
+		dv := wire.DeviceView{Device: d.Key, Kind: kind, FirstSeen: d.FirstSeen.UTC(), LastSeen: d.LastSeen.UTC(),
+			Sessions: d.Sessions, Gateways: make([]wire.DeviceLeaseView, 0, len(d.Gateways))}
+		for _, l := range d.Gateways {
+			lv := wire.DeviceLeaseView{GatewayID: l.GatewayID, Sessions: l.Sessions}
+			if !l.GraceUntil.IsZero() {
+				g := l.GraceUntil.UTC()
+				lv.GraceUntil = &g
+			}
+			dv.Gateways = append(dv.Gateways, lv)
+		}
+		out = append(out, dv)
+	}
+	return out
 }
 
 // revokeToken revokes, tells every gateway (which closes the token's

@@ -205,6 +205,7 @@ func TestCreateTokenBadRequests(t *testing.T) {
 		{"past expires_at", `{"expires_at":"` + past + `"}`, 400, "invalid_argument"},
 		{"negative quota", `{"quota_bytes":-1}`, 400, "invalid_argument"},
 		{"negative sessions", `{"max_sessions":-2}`, 400, "invalid_argument"},
+		{"negative devices", `{"max_devices":-1}`, 400, "invalid_argument"},
 		{"long label", `{"label":"` + strings.Repeat("x", maxLabelLen+1) + `"}`, 400, "invalid_argument"},
 		// A label reaches operators' terminals (httvps admin tokens list).
 		{"newline in label", `{"label":"alice\nroot  active"}`, 400, "invalid_argument"},

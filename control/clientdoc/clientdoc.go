@@ -116,6 +116,7 @@ func (s *Source) Config(ctx context.Context, secret string, base *url.URL, pin [
 		Secret:      t.SSPassword,
 		QuotaBytes:  t.QuotaBytes,
 		MaxSessions: t.MaxSessions,
+		MaxDevices:  t.MaxDevices,
 		Usage:       &wire.UsageView{Up: u.Up, Down: u.Down, Total: u.Total()},
 		AccessKeys:  Keys(base, t, secret, ordered, pin),
 	}

@@ -71,9 +71,10 @@ type Gateway struct {
 	Fallback     string // web server every non-session is relayed to; "" = the decoy
 	MaxFallbacks int
 
-	ProxyProtocolFrom Prefixes // peers that send a PROXY header; empty = off
-	ForwardedFrom     Prefixes // HTTP fronts whose X-Forwarded-For/Forwarded is believed; empty = off
-	MetricsPerToken   int      // per-token traffic series for at most this many tokens; 0 = off
+	ProxyProtocolFrom Prefixes      // peers that send a PROXY header; empty = off
+	ForwardedFrom     Prefixes      // HTTP fronts whose X-Forwarded-For/Forwarded is believed; empty = off
+	MetricsPerToken   int           // per-token traffic series for at most this many tokens; 0 = off
+	DeviceGrace       time.Duration // a token's device keeps counting this long after its last session
 
 	TLSPairs      []certs.Pair // from Resolve; empty means plaintext (or, for up, a generated pair)
 	TLSMinVersion TLSVersion
@@ -121,6 +122,7 @@ func (g *Gateway) Register(fs *flag.FlagSet) {
 	fs.StringVar(&g.Fallback, "fallback", "", "plain-HTTP web server `IP:PORT` (or HOST:PORT, resolved at start) that gets every connection that is not a session, with the bytes already read, relayed both ways (over TLS the gateway terminates TLS); the decoy answers when it is down or busy (default: the decoy for all)")
 	fs.Var(&g.ProxyProtocolFrom, "proxy-protocol-from", "comma-separated `CIDR`s (or addresses) of load balancers whose connections start with a PROXY protocol header (v1 or v2) naming the real client, for the per-address limits and the logs; a connection from them without one is closed, a header from anyone else gets the decoy (default: off)")
 	fs.IntVar(&g.MetricsPerToken, "metrics-per-token", 0, "export httvps_gateway_store_token_bytes_total{token,direction} for at most this many tokens (the rest as token=\"other\"), for charting users in Grafana; needs the shared store (-redis, or httvps up) (0 = off)")
+	fs.DurationVar(&g.DeviceGrace, "device-grace", 2*time.Minute, "a device of a token with max_devices keeps counting this long after its last session ended, on every gateway (needs the shared store: -redis, or httvps up)")
 	fs.Var(&g.ForwardedFrom, "forwarded-from", "comma-separated `CIDR`s (or addresses) of HTTP reverse proxies in front of the gateway whose X-Forwarded-For or Forwarded header names the real client (the rightmost address in it that is not one of them), for the per-address limits and the logs; from anyone else the headers are ignored (default: off)")
 	fs.IntVar(&g.MaxFallbacks, "max-fallbacks", 0, "cap on connections relayed to -fallback at once; past it the decoy answers (0 = 1024)")
 }
@@ -229,6 +231,7 @@ func (g *Gateway) Check(listen string) []error {
 	for name, d := range map[string]time.Duration{
 		"handshake-timeout": g.HandshakeTimeout, "udp-idle-timeout": g.UDPIdleTimeout,
 		"dial-timeout": g.DialTimeout, "drain-timeout": g.DrainTimeout,
+		"device-grace": g.DeviceGrace,
 	} {
 		if d < 0 {
 			bad("-%s: %v is negative", name, d)

@@ -40,12 +40,40 @@ type TokenView struct {
 	ExpiresAt   *time.Time       `json:"expires_at"`
 	QuotaBytes  int64            `json:"quota_bytes"`
 	MaxSessions int              `json:"max_sessions"`
+	MaxDevices  int              `json:"max_devices"`
 	Cipher      string           `json:"cipher"`
 	Status      string           `json:"status"`
 	RevokedAt   *time.Time       `json:"revoked_at,omitempty"`
 	Assignments []AssignmentView `json:"assignments"`
 	Usage       *UsageView       `json:"usage,omitempty"`
 	Sessions    *int             `json:"sessions,omitempty"`
+	// Devices are the token's live devices (GET /v1/tokens/{id} only).
+	Devices []DeviceView `json:"devices,omitempty"`
+}
+
+// Device kinds in DeviceView.Kind.
+const (
+	DeviceAddress = "address"   // a client address (IPv6 by /64)
+	DeviceID      = "device_id" // the device id a native client sent
+)
+
+// DeviceView is one live device of a token, as counted against
+// max_devices across the fleet.
+type DeviceView struct {
+	Device    string            `json:"device"`
+	Kind      string            `json:"kind"`
+	FirstSeen time.Time         `json:"first_seen"`
+	LastSeen  time.Time         `json:"last_seen"`
+	Sessions  int               `json:"sessions"`
+	Gateways  []DeviceLeaseView `json:"gateways"`
+}
+
+// DeviceLeaseView is one gateway's hold of a device: its sessions there
+// (as last reported) or, once they ended, when the device stops counting.
+type DeviceLeaseView struct {
+	GatewayID  string     `json:"gateway_id"`
+	Sessions   int        `json:"sessions"`
+	GraceUntil *time.Time `json:"grace_until,omitempty"`
 }
 
 // CreatedToken is the answer to POST /v1/tokens: the only time the token
@@ -139,6 +167,7 @@ type ClientConfig struct {
 	ExpiresAt   *time.Time `json:"expires_at"`
 	QuotaBytes  int64      `json:"quota_bytes"`
 	MaxSessions int        `json:"max_sessions"`
+	MaxDevices  int        `json:"max_devices"`
 	Usage       *UsageView `json:"usage"`
 	AccessKeys  AccessKeys `json:"access_keys"`
 }
