@@ -65,7 +65,7 @@ type adminCmd struct {
 type adminVals struct {
 	label, ttl, expiresAt, cipher, cursor string
 	quota                                 byteSize
-	maxSessions, limit                    int
+	maxSessions, maxDevices, limit        int
 	member                                memberFlags
 }
 
@@ -86,7 +86,8 @@ var adminCmds = []adminCmd{
 			fs.StringVar(&v.ttl, "ttl", "", "expire after this `duration` (30d, 720h, 90m)")
 			fs.StringVar(&v.expiresAt, "expires-at", "", "expire at this RFC 3339 `time`")
 			fs.Var(&v.quota, "quota", "data quota, a `size` like 10GiB or 10GB (0: unlimited)")
-			fs.IntVar(&v.maxSessions, "max-sessions", 0, "concurrent sessions across the fleet (0: unlimited)")
+			fs.IntVar(&v.maxDevices, "max-devices", 0, "devices using the token at once across the fleet: client addresses on the Outline paths, installations of the native client (0: unlimited)")
+			fs.IntVar(&v.maxSessions, "max-sessions", 0, "concurrent WebSocket sessions across the fleet; on the Outline paths one per TCP connection, so a browser needs dozens: limit devices instead (0: unlimited)")
 			fs.StringVar(&v.cipher, "cipher", "", "Shadowsocks `method`: chacha20-ietf-poly1305 (default), aes-128-gcm, aes-192-gcm, aes-256-gcm")
 		}, check: checkTokenFlags, do: tokensCreate},
 	{words: "tokens list", help: "list tokens, oldest first",
@@ -94,7 +95,7 @@ var adminCmds = []adminCmd{
 			fs.IntVar(&v.limit, "limit", 0, "tokens per page, 1 to 1000 (default 100)")
 			fs.StringVar(&v.cursor, "cursor", "", "`cursor` of the page to show, as printed after the previous one")
 		}, do: tokensList},
-	{words: "tokens show", args: "ID", nArgs: 1, help: "show a token with its usage and live sessions", do: tokensShow},
+	{words: "tokens show", args: "ID", nArgs: 1, help: "show a token with its usage, live sessions and live devices", do: tokensShow},
 	{words: "tokens revoke", args: "ID", nArgs: 1, help: "revoke a token; its live sessions are closed on every gateway", do: tokensRevoke},
 	{words: "pool add", help: "add a pool member",
 		flags: func(fs *flag.FlagSet, v *adminVals) { v.member.register(fs) },
@@ -459,6 +460,9 @@ func tokensCreate(a *adminRun) error {
 	if v.maxSessions != 0 {
 		req["max_sessions"] = v.maxSessions
 	}
+	if v.maxDevices != 0 {
+		req["max_devices"] = v.maxDevices
+	}
 	if v.cipher != "" {
 		req["cipher"] = v.cipher
 	}
@@ -500,6 +504,11 @@ func tokenFields(kv *table, t tokenJSON) {
 		sessions = fmt.Sprintf("%d of %s", *t.Sessions, sessions)
 	}
 	kv.row("sessions", sessions)
+	devices := limitOrUnlimited(t.MaxDevices, strconv.Itoa)
+	if t.Sessions != nil {
+		devices = fmt.Sprintf("%d of %s", len(t.Devices), devices)
+	}
+	kv.row("devices", devices)
 	var ms []string
 	for _, as := range t.Assignments {
 		ms = append(ms, as.MemberID+" ("+as.Upstream+")")
@@ -523,7 +532,7 @@ func tokensList(a *adminRun) error {
 		q.Set("cursor", a.vals.cursor)
 	}
 	return request(a, requestTimeout, http.MethodGet, "/v1/tokens", q, nil, func(l tokenListJSON) {
-		tb := newTable(a.e.stdout, "ID", "LABEL", "STATUS", "CIPHER", "USED", "QUOTA", "MAX-SESSIONS", "EXPIRES", "CREATED")
+		tb := newTable(a.e.stdout, "ID", "LABEL", "STATUS", "CIPHER", "USED", "QUOTA", "MAX-SESSIONS", "MAX-DEVICES", "EXPIRES", "CREATED")
 		for _, t := range l.Tokens {
 			used := "-"
 			if t.Usage != nil {
@@ -531,7 +540,7 @@ func tokensList(a *adminRun) error {
 			}
 			tb.row(t.ID, t.Label, t.Status, t.Cipher, used,
 				limitOrUnlimited(t.QuotaBytes, humanBytes), limitOrUnlimited(t.MaxSessions, strconv.Itoa),
-				orNever(t.ExpiresAt), humanTime(&t.CreatedAt))
+				limitOrUnlimited(t.MaxDevices, strconv.Itoa), orNever(t.ExpiresAt), humanTime(&t.CreatedAt))
 		}
 		tb.flush()
 		if l.NextCursor != "" {
@@ -545,6 +554,10 @@ func tokensShow(a *adminRun) error {
 		kv := newTable(a.e.stdout, "FIELD", "VALUE")
 		tokenFields(kv, t)
 		kv.flush()
+		if len(t.Devices) > 0 {
+			fmt.Fprintln(a.e.stdout)
+			printDevices(a.e.stdout, t.Devices, time.Now())
+		}
 	})
 }
 

@@ -233,7 +233,7 @@ func TestAdminEscapesControlCharacters(t *testing.T) {
 	ctlURL := "https://" + ctlAddr
 
 	out := mustAdmin(t, ctlURL, dir, "tokens", "list")
-	lines := header(t, out, "ID", "LABEL", "STATUS", "CIPHER", "USED", "QUOTA", "MAX-SESSIONS", "EXPIRES", "CREATED")
+	lines := header(t, out, "ID", "LABEL", "STATUS", "CIPHER", "USED", "QUOTA", "MAX-SESSIONS", "MAX-DEVICES", "EXPIRES", "CREATED")
 	if rawControl(out) || len(lines) != 1 || !strings.Contains(lines[0], `evil\x1b[31m\nFORGED  active\r\u009b2J\x7f `) {
 		t.Errorf("tokens list:\n%q", out)
 	}

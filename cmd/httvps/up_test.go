@@ -462,14 +462,14 @@ func servedCert(t *testing.T, addr string) []byte {
 // adminCLI drives every admin command against a running node.
 func adminCLI(t *testing.T, ctlURL, dir, firstID string) {
 	// tokens create: table, then JSON.
-	out := mustAdmin(t, ctlURL, dir, "tokens", "create", "--label", "alice", "--ttl", "24h", "--quota", "10GiB", "--max-sessions", "3")
+	out := mustAdmin(t, ctlURL, dir, "tokens", "create", "--label", "alice", "--ttl", "24h", "--quota", "10GiB", "--max-sessions", "3", "--max-devices", "2")
 	lines := header(t, out[strings.Index(out, "\n")+1:], "FIELD", "VALUE")
 	rows := map[string]string{}
 	for _, l := range lines {
 		k, v, _ := strings.Cut(l, " ")
 		rows[k] = strings.TrimSpace(v)
 	}
-	if rows["label"] != "alice" || rows["status"] != "active" || rows["quota"] != "10 GiB" || rows["sessions"] != "0 of 3" ||
+	if rows["label"] != "alice" || rows["status"] != "active" || rows["quota"] != "10 GiB" || rows["sessions"] != "0 of 3" || rows["devices"] != "0 of 2" ||
 		len(rows["token"]) != 43 || !strings.HasPrefix(rows["ssconf"], "ssconf://") || !strings.HasPrefix(rows["ss"], "ss://") {
 		t.Errorf("tokens create table: %q", rows)
 	}
@@ -521,7 +521,7 @@ func adminCLI(t *testing.T, ctlURL, dir, firstID string) {
 
 	// tokens list.
 	out = mustAdmin(t, ctlURL, dir, "tokens", "list")
-	lines = header(t, out, "ID", "LABEL", "STATUS", "CIPHER", "USED", "QUOTA", "MAX-SESSIONS", "EXPIRES", "CREATED")
+	lines = header(t, out, "ID", "LABEL", "STATUS", "CIPHER", "USED", "QUOTA", "MAX-SESSIONS", "MAX-DEVICES", "EXPIRES", "CREATED")
 	if len(lines) != 3 || !strings.HasPrefix(lines[0], firstID+" ") || !strings.Contains(lines[1], " 10 GiB ") {
 		t.Errorf("tokens list:\n%s", out)
 	}
@@ -533,7 +533,7 @@ func adminCLI(t *testing.T, ctlURL, dir, firstID string) {
 		t.Fatalf("tokens list --json --limit 2:\n%s", out)
 	}
 	out = mustAdmin(t, ctlURL, dir, "tokens", "list", "--limit", "2", "--cursor", list.NextCursor)
-	if lines = header(t, out, "ID", "LABEL", "STATUS", "CIPHER", "USED", "QUOTA", "MAX-SESSIONS", "EXPIRES", "CREATED"); len(lines) != 1 || !strings.HasPrefix(lines[0], created.ID) {
+	if lines = header(t, out, "ID", "LABEL", "STATUS", "CIPHER", "USED", "QUOTA", "MAX-SESSIONS", "MAX-DEVICES", "EXPIRES", "CREATED"); len(lines) != 1 || !strings.HasPrefix(lines[0], created.ID) {
 		t.Errorf("second page:\n%s", out)
 	}
 

@@ -193,3 +193,22 @@ func keyLegend(w io.Writer, hasSS bool) {
 	}
 	fmt.Fprintln(w, "  httvps  httvps connect (the native tunnel)")
 }
+
+// printDevices writes a token's live devices as a table: each gateway
+// holding the device with its sessions there, or "grace Ns" once they
+// ended.
+func printDevices(w io.Writer, devs []wire.DeviceView, now time.Time) {
+	tb := newTable(w, "DEVICE", "KIND", "SESSIONS", "FIRST-SEEN", "LAST-SEEN", "GATEWAYS")
+	for _, d := range devs {
+		var gws []string
+		for _, g := range d.Gateways {
+			hold := strconv.Itoa(g.Sessions)
+			if g.GraceUntil != nil {
+				hold = "grace " + g.GraceUntil.Sub(now).Round(time.Second).String()
+			}
+			gws = append(gws, printable(g.GatewayID)+" ("+hold+")")
+		}
+		tb.row(printable(d.Device), d.Kind, strconv.Itoa(d.Sessions), humanTime(&d.FirstSeen), ago(d.LastSeen, now), strings.Join(gws, ", "))
+	}
+	tb.flush()
+}
