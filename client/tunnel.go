@@ -61,7 +61,13 @@ const DefaultTunnelStreamWindow = 1 << 20
 type TunnelConfig struct {
 	Gateways []Gateway // tried in order; after a failure the next one, sticking to the last that worked
 	Token    string    // sent as Authorization: Bearer; never logged
-	Pool     int       // tunnels kept open, streams spread over them; 0: 2
+	// DeviceID, when set, is sent with every tunnel as the HTTVPS-Device
+	// header (docs/03), so the gateways count this client's tunnels as one
+	// device of the token whatever its address. It must be 16 to 64
+	// characters of [A-Za-z0-9_-] (NewDeviceID makes one); keep it across
+	// restarts. Empty: the client's address is its device.
+	DeviceID string
+	Pool     int // tunnels kept open, streams spread over them; 0: 2
 	Logger   *slog.Logger
 	// DialTimeout bounds one gateway's connect, TLS and upgrade; 0: 15 s.
 	DialTimeout time.Duration
@@ -149,10 +155,19 @@ func NewTunnel(cfg TunnelConfig) *Tunnel {
 	if log == nil {
 		log = slog.Default()
 	}
+	hdr := http.Header{"Authorization": {"Bearer " + cfg.Token}}
+	switch err := CheckDeviceID(cfg.DeviceID); {
+	case cfg.DeviceID == "":
+	case err != nil:
+		// The gateways would refuse every tunnel: go as the address.
+		log.Warn("device id not sent", "err", err)
+	default:
+		hdr.Set(DeviceHeader, cfg.DeviceID)
+	}
 	t := &Tunnel{
 		cfg:     cfg,
 		log:     log,
-		hdr:     http.Header{"Authorization": {"Bearer " + cfg.Token}},
+		hdr:     hdr,
 		done:    make(chan struct{}),
 		wake:    make(chan struct{}, 1),
 		changed: make(chan struct{}),

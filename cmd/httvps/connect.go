@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -27,6 +28,7 @@ type connectOpts struct {
 	allowOpenProxy                   bool
 	logLevel                         string
 	refresh                          time.Duration
+	dataDir                          string
 }
 
 func (o *connectOpts) register(fs *flag.FlagSet) {
@@ -40,6 +42,7 @@ func (o *connectOpts) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.jsonLogs, "json", o.jsonLogs, "logs as JSON lines (log/slog) on stderr, and no status line")
 	fs.StringVar(&o.logLevel, "log-level", o.logLevel, "`level`: debug, info, warn, error (default info)")
 	fs.DurationVar(&o.refresh, "refresh", o.refresh, "fetch the client config again this often when the key has a control plane (0: 5m; negative: never)")
+	fs.StringVar(&o.dataDir, "data-dir", o.dataDir, "`directory` keeping this installation's device id (file device-id), sent with native tunnels so they count as one device of the token ["+cliconf.EnvName("data-dir")+"] (default $XDG_STATE_HOME/httvps, else ~/.local/state/httvps)")
 }
 
 func connectUsage(w io.Writer, fs *flag.FlagSet) {
@@ -139,7 +142,19 @@ func runConnect(ctx context.Context, args []string, e env) int {
 	}
 
 	transport := o.transport
-	native := nativeTunnel
+	var native client.NativeFunc
+	if nativeTunnel != nil {
+		id := ""
+		if dir := clientDataDir(o.dataDir, e); dir != "" {
+			var err error
+			if id, err = loadOrCreateDeviceID(filepath.Join(dir, deviceIDName)); err != nil {
+				// Without a kept id the gateways count this client by
+				// its address, as they count the Outline apps.
+				log.Warn("no device id: native tunnels count as this address's device", "err", err)
+			}
+		}
+		native = nativeTunnel(id)
+	}
 	if native == nil && transport == "" && !key.Direct() {
 		log.Warn("the native tunnel is not in this build; using the Outline paths")
 		transport = client.TransportOutline

@@ -10,6 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/httvps/httvps/client"
+	"github.com/httvps/httvps/internal/cliconf"
 )
 
 const adminKeyBytes = 32 // 43 base64url characters
@@ -82,4 +85,49 @@ func certNames(publicHost string) (dns []string, ips []net.IP) {
 		dns = append(dns, publicHost)
 	}
 	return dns, ips
+}
+
+// deviceIDName is the file in the data directory holding this
+// installation's device id for the native tunnel (docs/03).
+const deviceIDName = "device-id"
+
+// loadOrCreateDeviceID reads the device id from file, or creates the file
+// (0600, its directory 0700) with a new random one, so every start of this
+// installation is the same device to the gateways.
+func loadOrCreateDeviceID(file string) (string, error) {
+	b, err := os.ReadFile(file)
+	switch {
+	case err == nil:
+		id := strings.TrimSpace(string(b))
+		if err := client.CheckDeviceID(id); err != nil {
+			return "", fmt.Errorf("%s: %w", file, err)
+		}
+		return id, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", err
+	}
+	id := client.NewDeviceID()
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return "", err
+	}
+	if err := writeFileAtomic(file, []byte(id+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// clientDataDir is where `httvps connect` keeps its device id: -data-dir,
+// HTTVPS_DATA_DIR, $XDG_STATE_HOME/httvps, else ~/.local/state/httvps;
+// "" when none is known (no id is kept then).
+func clientDataDir(flagValue string, e env) string {
+	if d := firstNonEmpty(flagValue, e.getenv(cliconf.EnvName("data-dir"))); d != "" {
+		return d
+	}
+	if x := e.getenv("XDG_STATE_HOME"); x != "" {
+		return filepath.Join(x, "httvps")
+	}
+	if h := e.getenv("HOME"); h != "" {
+		return filepath.Join(h, ".local", "state", "httvps")
+	}
+	return ""
 }

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/httvps/httvps/client"
 	"github.com/httvps/httvps/control/api/wire"
 )
 
@@ -29,5 +33,40 @@ func TestPrintDevices(t *testing.T) {
 	}
 	if got := strings.Join(strings.Fields(lines[2]), " "); got != "Native_device-0123456789 device_id 0 2026-12-04 11:59:00 30s ago gw-b (grace 1m30s)" {
 		t.Errorf("device id row %q", got)
+	}
+}
+
+// The device id is made once and kept: the same on every start, in a
+// 0600 file; a damaged file is an error rather than a new device.
+func TestDeviceIDKept(t *testing.T) {
+	dir := t.TempDir()
+	e := env{lookupEnv: func(k string) (string, bool) {
+		if k == "XDG_STATE_HOME" {
+			return dir, true
+		}
+		return "", false
+	}}
+	d := clientDataDir("", e)
+	if d != filepath.Join(dir, "httvps") {
+		t.Fatalf("data dir %q", d)
+	}
+	file := filepath.Join(d, deviceIDName)
+	id, err := loadOrCreateDeviceID(file)
+	if err != nil || client.CheckDeviceID(id) != nil {
+		t.Fatalf("new id %q: %v", id, err)
+	}
+	again, err := loadOrCreateDeviceID(file)
+	if err != nil || again != id {
+		t.Fatalf("second start: %q %v, want %q", again, err, id)
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("device id file: %v %v", fi, err)
+	}
+	os.WriteFile(file, []byte("not a device id!\n"), 0o600)
+	if _, err := loadOrCreateDeviceID(file); !errors.Is(err, client.ErrDeviceID) {
+		t.Fatalf("damaged file: %v", err)
+	}
+	if d := clientDataDir("", env{lookupEnv: noEnv}); d != "" {
+		t.Fatalf("no environment: data dir %q, want none", d)
 	}
 }
