@@ -304,8 +304,18 @@ type ctlTokenView struct {
 	Usage struct {
 		Up, Down, Total int64
 	} `json:"usage"`
-	Sessions *int   `json:"sessions"`
-	Token    string `json:"token"`
+	Sessions   *int   `json:"sessions"`
+	MaxDevices int    `json:"max_devices"`
+	Token      string `json:"token"`
+	Devices    []struct {
+		Device   string `json:"device"`
+		Kind     string `json:"kind"`
+		Sessions int    `json:"sessions"`
+		Gateways []struct {
+			GatewayID string `json:"gateway_id"`
+			Sessions  int    `json:"sessions"`
+		} `json:"gateways"`
+	} `json:"devices"`
 }
 
 // ctlToken is an issued token with the Shadowsocks settings its client
@@ -387,15 +397,24 @@ func (p *ctlPlane) member(id string) ctlMemberView {
 
 // ctlGateway is one gateway with its store-backed authenticator.
 type ctlGateway struct {
-	t    testing.TB
-	name string
-	addr string
-	cert *testpeer.TestCert // nil: plaintext
-	auth *storeauth.Auth
-	gw   *gateway.Gateway
+	t       testing.TB
+	name    string
+	addr    string
+	cert    *testpeer.TestCert // nil: plaintext
+	auth    *storeauth.Auth
+	gw      *gateway.Gateway
+	st      *redisstore.Store
+	stopRun context.CancelFunc
 }
 
 func startCtlGateway(t testing.TB, r *ctlRedis, name string, useTLS bool) *ctlGateway {
+	t.Helper()
+	return startCtlGatewayWith(t, r, name, useTLS, nil)
+}
+
+// startCtlGatewayWith is startCtlGateway with mod adjusting the
+// authenticator's configuration (nil: as is).
+func startCtlGatewayWith(t testing.TB, r *ctlRedis, name string, useTLS bool, mod func(*storeauth.Config)) *ctlGateway {
 	t.Helper()
 	st := openCtlStore(t, r)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -410,15 +429,21 @@ func startCtlGateway(t testing.TB, r *ctlRedis, name string, useTLS bool) *ctlGa
 		cfg.TLS = &gateway.TLSConfig{GetCertificate: g.cert.GetCertificate}
 		public = "wss://" + g.addr
 	}
-	g.auth = storeauth.New(st, storeauth.Config{
+	acfg := storeauth.Config{
 		PublicURL: public, FlushEvery: 300 * time.Millisecond, HeartbeatEvery: 300 * time.Millisecond, Logger: cfg.Logger,
-	})
+	}
+	if mod != nil {
+		mod(&acfg)
+	}
+	g.auth = storeauth.New(st, acfg)
+	g.st = st
 	cfg.Auth = g.auth
 	if g.gw, err = gateway.New(cfg); err != nil {
 		t.Fatal(err)
 	}
 	g.auth.Attach(g.gw)
 	ctx, cancel := context.WithCancel(context.Background())
+	g.stopRun = cancel
 	runDone := make(chan error, 1)
 	go func() { runDone <- g.auth.Run(ctx) }()
 	served := make(chan error, 1)
@@ -445,17 +470,35 @@ func startCtlGateway(t testing.TB, r *ctlRedis, name string, useTLS bool) *ctlGa
 
 // dial opens the Outline tcp path with the token as the secret.
 func (g *ctlGateway) dial(token string) (*testpeer.WSConn, error) {
+	return g.dialFrom("", token)
+}
+
+// dialFrom is dial from the local address src ("": any).
+func (g *ctlGateway) dialFrom(src, token string) (*testpeer.WSConn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if g.cert != nil {
-		return testpeer.DialWSS(ctx, wssURL(g.addr, token, "tcp"), g.cert.ClientConfig(0))
+		return testpeer.DialWSFrom(ctx, wssURL(g.addr, token, "tcp"), src, g.cert.ClientConfig(0))
 	}
-	return testpeer.DialWS(ctx, wsURL(g.addr, token, "tcp"))
+	return testpeer.DialWSFrom(ctx, wsURL(g.addr, token, "tcp"), src, nil)
+}
+
+// kill makes the gateway die as far as the fleet can tell: its store
+// client is closed, so it neither heartbeats nor deregisters, and its
+// leases stay behind (its sessions go on locally).
+func (g *ctlGateway) kill() {
+	g.st.Close()
+	g.stopRun()
 }
 
 // ss opens a Shadowsocks stream to target through the gateway.
 func (g *ctlGateway) ss(tok ctlToken, target string) (*testpeer.SSConn, error) {
-	c, err := g.dial(tok.Token)
+	return g.ssFrom("", tok, target)
+}
+
+// ssFrom is ss from the local address src ("": any).
+func (g *ctlGateway) ssFrom(src string, tok ctlToken, target string) (*testpeer.SSConn, error) {
+	c, err := g.dialFrom(src, tok.Token)
 	if err != nil {
 		return nil, fmt.Errorf("gateway %s: %w", g.name, err)
 	}
@@ -494,7 +537,12 @@ func (g *ctlGateway) fetch(tok ctlToken, origin *testpeer.Origin, size int64, se
 // decoy checks that the token no longer opens a session: the gateway gives
 // its one decoy answer (404).
 func (g *ctlGateway) decoy(token string) error {
-	c, err := g.dial(token)
+	return g.decoyFrom("", token)
+}
+
+// decoyFrom is decoy from the local address src ("": any).
+func (g *ctlGateway) decoyFrom(src, token string) error {
+	c, err := g.dialFrom(src, token)
 	if err == nil {
 		c.Close()
 		return fmt.Errorf("gateway %s admitted the session", g.name)
@@ -605,6 +653,13 @@ type ctlFleet struct {
 
 func startCtlFleet(t *testing.T, replicas int) *ctlFleet {
 	t.Helper()
+	return startCtlFleetWith(t, replicas, nil)
+}
+
+// startCtlFleetWith is startCtlFleet whose gateways' authenticators mod
+// adjusts (nil: as is).
+func startCtlFleetWith(t *testing.T, replicas int, mod func(*storeauth.Config)) *ctlFleet {
+	t.Helper()
 	for _, bin := range []string{"redis-server", "ss-server"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Skipf("%s not installed", bin)
@@ -614,8 +669,8 @@ func startCtlFleet(t *testing.T, replicas int) *ctlFleet {
 	f.origin = testpeer.StartOrigin(t)
 	f.echo = testpeer.EchoServer(t)
 	f.ctl = startCtlPlane(t, f.redis, replicas)
-	f.a = startCtlGateway(t, f.redis, "A", true)
-	f.b = startCtlGateway(t, f.redis, "B", false)
+	f.a = startCtlGatewayWith(t, f.redis, "A", true, mod)
+	f.b = startCtlGatewayWith(t, f.redis, "B", false, mod)
 	ctlEventually(t, 10*time.Second, "both gateways registered and subscribed", func() bool {
 		var l struct {
 			Gateways []struct {

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -108,6 +109,10 @@ func startNativeConnect(t *testing.T, key nativeKey, extra ...string) *connectPr
 	bin := httvpsBin(t)
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(testpeer.FreePort(t)))
 	args := append([]string{"connect", "-listen", listen, "-refresh", "-1s"}, extra...)
+	if !slices.Contains(extra, "-data-dir") {
+		// The device id goes to the test's directory, never the home one.
+		args = append(args, "-data-dir", t.TempDir())
+	}
 	p := testpeer.StartProc(t, bin, append(args, key.String())...)
 	c := &connectProc{Proc: p, listen: listen}
 	deadline := time.Now().Add(waitFor)

@@ -149,6 +149,22 @@ func DialWSS(ctx context.Context, url string, cfg *tls.Config) (*WSConn, error) 
 	return newWSConn(conn, br), nil
 }
 
+// DialWSFrom opens a WebSocket to url (ws:// or, with cfg, wss://) from
+// the local address src, a loopback alias such as 127.0.0.2, so one test
+// can be several clients ("" is any address).
+func DialWSFrom(ctx context.Context, url, src string, cfg *tls.Config) (*WSConn, error) {
+	var nd net.Dialer
+	if src != "" {
+		nd.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	d := ws.Dialer{Timeout: 10 * time.Second, TLSConfig: cfg, NetDial: nd.DialContext}
+	conn, br, _, err := d.Dial(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	return newWSConn(conn, br), nil
+}
+
 // DialWSOver runs the WebSocket upgrade for url ("ws://host:port/path") over
 // an established connection (a RawTLS, or a tls.Conn over a ChunkConn).
 func DialWSOver(ctx context.Context, url string, conn net.Conn) (*WSConn, error) {
