@@ -2,8 +2,9 @@ package bench
 
 // The control scenario measures the shared-state side of HTTVPS against a
 // real redis-server the harness starts: the gateway's token check
-// (storeauth.Authenticate, in this process) on a cache hit and on a cache
-// miss (one Redis round trip each), GET /v1/client/config against the
+// (storeauth.Authenticate, in this process) on a cache hit, with a device
+// limit (a device live here; a new device, one Redis round trip), and on a
+// cache miss (one Redis round trip each), GET /v1/client/config against the
 // httvps-control binary over loopback HTTP with keep-alive, and, for scale,
 // redis-benchmark's GET/SET against the same Redis.
 
@@ -19,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -177,7 +179,8 @@ func commandVersion(bin string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// countingStore counts the token lookups the handshake path makes.
+// countingStore counts the store calls the handshake path makes: token
+// lookups and device leases (releases go in the background, uncounted).
 type countingStore struct {
 	store.Store
 	calls atomic.Int64
@@ -193,9 +196,14 @@ func (c *countingStore) GetUsage(ctx context.Context, id string) (store.Usage, e
 	return c.Store.GetUsage(ctx, id)
 }
 
-// makeTokens stores n tokens with one assignment each and returns their
-// secrets.
-func makeTokens(ctx context.Context, st store.Store, n int) ([][]byte, error) {
+func (c *countingStore) AcquireDevice(ctx context.Context, tok, dev, gw string, sessions, max int) (bool, error) {
+	c.calls.Add(1)
+	return c.Store.AcquireDevice(ctx, tok, dev, gw, sessions, max)
+}
+
+// makeTokens stores n tokens with one assignment each (and maxDevices as
+// their device limit) and returns their secrets.
+func makeTokens(ctx context.Context, st store.Store, n, maxDevices int) ([][]byte, error) {
 	secrets := make([][]byte, n)
 	var (
 		next atomic.Int64
@@ -214,7 +222,7 @@ func makeTokens(ctx context.Context, st store.Store, n int) ([][]byte, error) {
 				rand.Read(b[:])
 				s := base64.RawURLEncoding.EncodeToString(b[:])
 				t := store.Token{ID: store.NewID(), Hash: store.HashToken(s), Label: "bench", Cipher: "chacha20-ietf-poly1305",
-					SSPassword: "bench", Assignments: []store.Assignment{{MemberID: "m1", Upstream: "127.0.0.1:9"}}}
+					SSPassword: "bench", MaxDevices: maxDevices, Assignments: []store.Assignment{{MemberID: "m1", Upstream: "127.0.0.1:9"}}}
 				if err := st.CreateToken(ctx, t); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
@@ -232,8 +240,25 @@ func makeTokens(ctx context.Context, st store.Store, n int) ([][]byte, error) {
 	return secrets, ctx.Err()
 }
 
+// Token-check paths (TokenCheckResult.Path).
+const (
+	checkHit        = "hit"         // the token cached, no device limit
+	checkMiss       = "miss"        // every check looks the token up
+	checkDeviceLive = "device-live" // the token cached, with a device limit, the client's device live here
+	checkDeviceNew  = "device-new"  // the token cached, with a device limit, a new device each check
+)
+
+// benchDeviceLimit is the device limit of the device runs' tokens: never
+// reached by device-live (one device per token), and high enough for
+// device-new's fresh addresses, whose leases end at once (grace 0).
+const benchDeviceLimit = 1 << 30
+
 func runTokenChecks(ctx context.Context, cfg *Config, st store.Store, res *ControlResult) error {
-	secrets, err := makeTokens(ctx, st, controlTokens)
+	secrets, err := makeTokens(ctx, st, controlTokens, 0)
+	if err != nil {
+		return err
+	}
+	devSecrets, err := makeTokens(ctx, st, controlTokens, benchDeviceLimit)
 	if err != nil {
 		return err
 	}
@@ -244,29 +269,61 @@ func runTokenChecks(ctx context.Context, cfg *Config, st store.Store, res *Contr
 		goroutines int
 		cacheTTL   time.Duration
 	}{
-		{"hit", procs, 0},
+		{checkHit, procs, 0},
+		{checkDeviceLive, procs, 0},
+		{checkDeviceNew, procs, 0},
 		// A positive cache that is stale at once: every check asks Redis,
 		// the path of a token this gateway has not seen.
-		{"miss", procs, time.Nanosecond},
-		{"miss", controlMissWide, time.Nanosecond},
+		{checkMiss, procs, time.Nanosecond},
+		{checkMiss, controlMissWide, time.Nanosecond},
+	}
+	liveAddr := gateway.Client{Addr: netip.AddrFrom4([4]byte{198, 51, 100, 7})}
+	var fresh atomic.Uint32 // device-new's addresses: 10.0.0.0/8 onward, one per check
+	clientOf := func(path string) func() gateway.Client {
+		switch path {
+		case checkDeviceLive:
+			return func() gateway.Client { return liveAddr }
+		case checkDeviceNew:
+			return func() gateway.Client {
+				n := fresh.Add(1)
+				return gateway.Client{Addr: netip.AddrFrom4([4]byte{10 + byte(n>>24), byte(n >> 16), byte(n >> 8), byte(n)})}
+			}
+		}
+		return func() gateway.Client { return gateway.Client{} }
 	}
 	for _, r := range runs {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		cs := &countingStore{Store: st}
-		a := storeauth.New(cs, storeauth.Config{CacheTTL: r.cacheTTL, Logger: quiet})
+		// DeviceGrace 1 ns: a released device's lease ends at once, so
+		// device-new's leases do not pile up in Redis.
+		a := storeauth.New(cs, storeauth.Config{CacheTTL: r.cacheTTL, Logger: quiet, DeviceGrace: time.Nanosecond})
 		actx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- a.Run(actx) }()
-		if r.path == "hit" {
-			for _, s := range secrets { // warm the cache
-				if route, _, ok := a.Authenticate(s, gateway.PathTCP, gateway.Client{}); ok {
+		sec := secrets
+		var held []gateway.Account
+		if r.path == checkDeviceLive || r.path == checkDeviceNew {
+			sec = devSecrets
+		}
+		if r.path != checkMiss {
+			for _, s := range sec { // warm the cache
+				route, _, ok := a.Authenticate(s, gateway.PathTCP, liveAddr)
+				if !ok {
+					continue
+				}
+				if r.path == checkDeviceLive {
+					held = append(held, route.Account) // keeps the device live here
+				} else {
 					route.Account.Release()
 				}
 			}
 		}
-		tr, err := checkTokens(ctx, a, cs, secrets, r.goroutines, cfg.TokenCheckTime)
+		tr, err := checkTokens(ctx, a, cs, sec, r.goroutines, cfg.TokenCheckTime, clientOf(r.path))
+		for _, acc := range held {
+			acc.Release()
+		}
 		cancel()
 		<-done
 		if err != nil {
@@ -274,7 +331,7 @@ func runTokenChecks(ctx context.Context, cfg *Config, st store.Store, res *Contr
 		}
 		tr.Path = r.path
 		res.TokenChecks = append(res.TokenChecks, tr)
-		fmt.Fprintf(cfg.Log, "control token check %-4s %2d goroutines: %.0f checks/s, %.0f ns/op, %.2f allocs/op, %.3f store calls/op\n",
+		fmt.Fprintf(cfg.Log, "control token check %-11s %2d goroutines: %.0f checks/s, %.0f ns/op, %.2f allocs/op, %.3f store calls/op\n",
 			tr.Path, tr.Goroutines, tr.PerSecond, tr.NsPerOp, tr.AllocsPerOp, tr.StoreCallsPerOp)
 	}
 	return nil
@@ -284,7 +341,7 @@ func runTokenChecks(ctx context.Context, cfg *Config, st store.Store, res *Contr
 // goroutine cycles through its own share of the secrets (disjoint while
 // there are at least g), so concurrent misses never wait on one another's
 // lookup.
-func checkTokens(ctx context.Context, a *storeauth.Auth, cs *countingStore, secrets [][]byte, g int, d time.Duration) (TokenCheckResult, error) {
+func checkTokens(ctx context.Context, a *storeauth.Auth, cs *countingStore, secrets [][]byte, g int, d time.Duration, client func() gateway.Client) (TokenCheckResult, error) {
 	var (
 		stop   atomic.Bool
 		ops    atomic.Int64
@@ -302,7 +359,7 @@ func checkTokens(ctx context.Context, a *storeauth.Auth, cs *countingStore, secr
 			var n int64
 			per := max(len(secrets)/g, 1)
 			for k := 0; !stop.Load(); k++ {
-				route, _, ok := a.Authenticate(secrets[(w+g*(k%per))%len(secrets)], gateway.PathTCP, gateway.Client{})
+				route, _, ok := a.Authenticate(secrets[(w+g*(k%per))%len(secrets)], gateway.PathTCP, client())
 				if !ok {
 					denied.Add(1)
 					continue

@@ -55,10 +55,18 @@ func TestControlScenario(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := rep.Control
-	if len(c.TokenChecks) != 3 || c.TokenChecks[0].Path != "hit" || c.TokenChecks[0].StoreCallsPerOp != 0 {
+	if len(c.TokenChecks) != 5 || c.TokenChecks[0].Path != checkHit || c.TokenChecks[0].StoreCallsPerOp != 0 {
 		t.Fatalf("token checks %+v", c.TokenChecks)
 	}
-	for _, x := range c.TokenChecks[1:] {
+	// A live device costs no store call and no allocation; a new one a
+	// device lease each.
+	if x := c.TokenChecks[1]; x.Path != checkDeviceLive || x.StoreCallsPerOp != 0 || x.PerSecond <= 0 || x.AllocsPerOp >= 0.5 {
+		t.Errorf("device-live run %+v", x)
+	}
+	if x := c.TokenChecks[2]; x.Path != checkDeviceNew || x.StoreCallsPerOp < 0.9 || x.PerSecond <= 0 {
+		t.Errorf("device-new run %+v", x)
+	}
+	for _, x := range c.TokenChecks[3:] {
 		if x.Path != "miss" || x.StoreCallsPerOp < 0.9 || x.PerSecond <= 0 {
 			t.Errorf("miss run %+v", x)
 		}

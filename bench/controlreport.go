@@ -8,8 +8,13 @@ import (
 
 // checkLabel names a token-check run for people.
 func checkLabel(c TokenCheckResult) string {
-	if c.Path == "hit" {
+	switch c.Path {
+	case checkHit:
 		return "cache hit"
+	case checkDeviceLive:
+		return "cache hit, device limit, device live here"
+	case checkDeviceNew:
+		return "cache hit, device limit, new device (Redis AcquireDevice)"
 	}
 	return "cache miss (Redis GetTokenByHash)"
 }
@@ -52,7 +57,9 @@ func (r *Report) writeControlMarkdown(w io.Writer) {
 	if len(c.TokenChecks) > 0 {
 		fmt.Fprintf(w, "\n### Token checks on the gateway's hot path\n\n`storeauth.Authenticate` followed by the session's `Release`, called in the harness process "+
 			"(GOMAXPROCS %d) on %d stored tokens, each run %.0f s with the authenticator's background loops running. "+
-			"Hit: every token cached beforehand. Miss: a positive cache that is stale at once, so each check is a `GetTokenByHash` round trip to Redis "+
+			"Hit: every token cached beforehand, no device limit. Device live: tokens with max_devices, cached, the client's device already live on this gateway "+
+			"(one session held per token), so the check costs no store call. Device new: the same tokens, a new client address each check, "+
+			"so each check takes a device lease in Redis (released in the background). Miss: a positive cache that is stale at once, so each check is a `GetTokenByHash` round trip to Redis "+
 			"(tokens without a quota: no `GetUsage`); each goroutine cycles through its own tokens, so no lookup waits on another's. "+
 			"ns/op = goroutines × wall time / checks.\n\n", c.TokenChecks[0].Goroutines, c.TokenChecks[0].Tokens, c.TokenChecks[0].Seconds)
 		fmt.Fprintln(w, "| path | goroutines | checks/s | ns/op | allocs/op | store calls/op |\n| --- | ---: | ---: | ---: | ---: | ---: |")
