@@ -84,17 +84,24 @@ func TestDeviceLimitCachedDevice(t *testing.T) {
 		}
 		return ok
 	})
-	// Sessions of the first device ending one by one keep it live; the
-	// last one releases it.
+	a.settleLeases(ctxT(t), false)
+	if n := st.n("ReleaseDevice"); n != 2 { // 127.0.0.3's, then 127.0.0.4's
+		t.Fatalf("%d ReleaseDevice calls, want 2", n)
+	}
+	// Sessions of the first device ending keep it live while one is
+	// left; the last one releases it.
 	for _, rt := range held {
 		rt.Account.Release()
 	}
 	a.settleLeases(ctxT(t), false)
-	if n := st.n("ReleaseDevice"); n != 2 { // 127.0.0.3's, then 127.0.0.4's
-		a.settleLeases(ctxT(t), false)
+	if n := st.n("ReleaseDevice"); n != 2 {
+		t.Fatalf("device released with a session left: %d ReleaseDevice calls", n)
 	}
 	first.Account.Release()
 	a.settleLeases(ctxT(t), false)
+	if n := st.n("ReleaseDevice"); n != 3 {
+		t.Fatalf("%d ReleaseDevice calls after the first device's last session, want 3", n)
+	}
 	eventually(t, 10*time.Second, "no device left after the grace", func() bool {
 		l, err := st.ListDevices(ctxT(t), tok.ID)
 		return err == nil && len(l) == 0
