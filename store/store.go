@@ -53,8 +53,14 @@ type Token struct {
 	CreatedAt time.Time
 	// ExpiresAt zero means the token never expires.
 	ExpiresAt time.Time
-	// QuotaBytes limits Usage.Total(); 0 means unlimited.
+	// QuotaBytes limits Usage.Total() of the current period; 0 means
+	// unlimited.
 	QuotaBytes int64
+	// QuotaPeriod (PeriodNone, PeriodDay, PeriodWeek, PeriodMonth) and
+	// QuotaAnchor (AnchorCalendar, AnchorCreated) say when the usage the
+	// quota is compared with starts again from zero (PeriodBounds).
+	QuotaPeriod string
+	QuotaAnchor string
 	// MaxSessions limits concurrent WebSocket sessions across the fleet
 	// (on the Outline paths one per TCP connection or UDP association, on
 	// the native path one per tunnel); 0 means unlimited.
@@ -78,8 +84,19 @@ type Token struct {
 type Limits struct {
 	ExpiresAt   time.Time
 	QuotaBytes  int64
+	QuotaPeriod string
+	QuotaAnchor string
 	MaxSessions int
 	MaxDevices  int
+}
+
+// LimitsOf returns t's limits.
+func LimitsOf(t Token) Limits {
+	return Limits{
+		ExpiresAt: t.ExpiresAt, QuotaBytes: t.QuotaBytes,
+		QuotaPeriod: t.QuotaPeriod, QuotaAnchor: t.QuotaAnchor,
+		MaxSessions: t.MaxSessions, MaxDevices: t.MaxDevices,
+	}
 }
 
 // Assignment places a token's Shadowsocks key on one pool member.
@@ -95,10 +112,15 @@ type Assignment struct {
 }
 
 // Usage is payload bytes relayed for a token: Up is client to upstream,
-// Down upstream to client.
+// Down upstream to client. As GetUsage returns it, it is the usage of the
+// period [Since, Until) that was current when it was last written (zero
+// times: a token without a period, or one never written); At(now) is
+// what counts now. In AddUsage deltas only Up and Down are read.
 type Usage struct {
 	Up   int64
 	Down int64
+
+	Since, Until time.Time
 }
 
 // Total is what QuotaBytes is compared with.
@@ -195,6 +217,10 @@ const (
 	EventTokenRevoked EventKind = "token-revoked"
 	// EventTokenChanged: assignments or limits changed; drop cached copies (TokenID).
 	EventTokenChanged EventKind = "token-changed"
+	// EventTokenRotated: the token's secret changed; forget the old one
+	// (Hash) and close the token's sessions (TokenID), which were opened
+	// with it.
+	EventTokenRotated EventKind = "token-rotated"
 	// EventQuotaExceeded: the token used its quota; close its sessions (TokenID).
 	EventQuotaExceeded EventKind = "quota-exceeded"
 	// EventMemberChanged: a member was added, changed, drained or removed (MemberID).
@@ -236,20 +262,45 @@ type Store interface {
 	RevokeToken(ctx context.Context, id string) (Token, error)
 	// UpdateAssignments replaces the token's assignments.
 	UpdateAssignments(ctx context.Context, id string, a []Assignment) error
-	// UpdateLimits replaces the token's expiry, quota, session and device
-	// limits.
+	// UpdateLimits replaces the token's expiry, quota, period, session
+	// and device limits (ErrInvalid for a period ValidPeriod refuses). A
+	// new period keeps the usage counted so far in the current one until
+	// that one ends.
 	UpdateLimits(ctx context.Context, id string, l Limits) error
+	// UpdateLabel replaces the token's label.
+	UpdateLabel(ctx context.Context, id, label string) error
+	// RotateToken gives the token a new hash and returns it as it was
+	// before (with the old Hash). In one atomic step the old hash stops
+	// finding it and the new one starts to; ErrExists if the new hash is
+	// another token's, ErrInvalid if it is zero.
+	RotateToken(ctx context.Context, id string, hash [sha256.Size]byte) (Token, error)
 	// DeleteToken removes the token, its usage and its leases (sessions
 	// and devices).
 	DeleteToken(ctx context.Context, id string) error
 
-	// AddUsage atomically adds each delta to its token's counters. Deltas
-	// for tokens that do not exist (deleted meanwhile) are dropped silently.
-	AddUsage(ctx context.Context, deltas map[string]Usage) error
+	// AddUsage atomically adds each delta to its token's counters, as
+	// relayed at the caller's time at: to the period that holds at (a
+	// period that ended is moved to the past periods first), to the hour
+	// and day buckets of at of the token and of the fleet. Deltas for
+	// tokens that do not exist (deleted meanwhile) are dropped silently.
+	AddUsage(ctx context.Context, at time.Time, deltas map[string]Usage) error
 	// GetUsage returns the token's counters; ErrNotFound if no such token.
 	GetUsage(ctx context.Context, id string) (Usage, error)
 	// GetUsages returns counters of the given tokens that exist.
 	GetUsages(ctx context.Context, ids []string) (map[string]Usage, error)
+	// ResetUsage zeroes the usage of the token's period that holds at (a
+	// period that ended is moved to the past periods first). History is
+	// kept. ErrNotFound if no such token.
+	ResetUsage(ctx context.Context, id string, at time.Time) error
+	// PastPeriods returns the token's ended periods, newest first, at most
+	// MaxPastPeriods. ErrNotFound if no such token.
+	PastPeriods(ctx context.Context, id string) ([]PeriodUsage, error)
+	// UsageHistory returns the buckets of the token (id "" for the fleet)
+	// in [from, to) by step (StepHour or StepDay), aligned and checked by
+	// HistoryRange (ErrInvalid), one per step, zero where nothing was
+	// relayed or the bucket is past its retention. ErrNotFound for an
+	// unknown token.
+	UsageHistory(ctx context.Context, id string, from, to time.Time, step time.Duration) ([]Bucket, error)
 
 	// AcquireSession atomically counts the token's sessions on live
 	// gateways (plus gatewayID's own, live or not yet) and, if the count is

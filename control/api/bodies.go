@@ -7,6 +7,9 @@ import "github.com/httvps/httvps/control/api/wire"
 type (
 	accessKeys      = wire.AccessKeys
 	assignmentView  = wire.AssignmentView
+	bucketView      = wire.BucketView
+	periodView      = wire.PeriodView
+	usageHistory    = wire.UsageHistory
 	clientConfig    = wire.ClientConfig
 	createdToken    = wire.CreatedToken
 	gatewayList     = wire.GatewayList

@@ -98,7 +98,7 @@ func TestClientConfig(t *testing.T) {
 
 		// Over quota: the holder learns why.
 		q := h.createToken(`{"quota_bytes":100}`)
-		if err := st.AddUsage(context.Background(), map[string]store.Usage{q.ID: {Up: 60, Down: 40}}); err != nil {
+		if err := st.AddUsage(context.Background(), time.Now(), map[string]store.Usage{q.ID: {Up: 60, Down: 40}}); err != nil {
 			t.Fatal(err)
 		}
 		wantError(t, h.do("GET", "/v1/client/config", q.Token, ""), 403, "quota_exceeded")
@@ -160,7 +160,7 @@ func TestOutlineDynamicKey(t *testing.T) {
 		}
 
 		// Over quota, expired and revoked keys get the error form, 200.
-		if err := st.AddUsage(context.Background(), map[string]store.Usage{c.ID: {Down: 1000}}); err != nil {
+		if err := st.AddUsage(context.Background(), time.Now(), map[string]store.Usage{c.ID: {Down: 1000}}); err != nil {
 			t.Fatal(err)
 		}
 		if msg := outlineErrorMessage(t, h.do("GET", "/v1/outline/"+c.Token, "", "")); !strings.Contains(msg, "data limit") {

@@ -98,7 +98,7 @@ func TestMethodNotAllowedAndNotFound(t *testing.T) {
 	h := newHarness(t, embeddedStore(t))
 	for _, tc := range []struct{ method, path, allow string }{
 		{"PUT", "/v1/tokens", "GET, OPTIONS, POST"},
-		{"PATCH", "/v1/tokens/abc", "DELETE, GET, OPTIONS"},
+		{"PUT", "/v1/tokens/abc", "DELETE, GET, OPTIONS, PATCH"},
 		{"GET", "/v1/pool/members/abc/drain", "OPTIONS, POST"},
 		{"POST", "/v1/client/config", "GET, OPTIONS"},
 		{"DELETE", "/v1/outline/abc", "GET, OPTIONS"},

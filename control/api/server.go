@@ -268,6 +268,11 @@ func (s *Server) buildRouter() {
 	add("GET", "/v1/tokens", s.admin(s.listTokens))
 	add("GET", "/v1/tokens/{id}", s.admin(s.getToken))
 	add("DELETE", "/v1/tokens/{id}", s.admin(s.revokeToken))
+	add("PATCH", "/v1/tokens/{id}", s.admin(s.patchToken))
+	add("POST", "/v1/tokens/{id}/rotate", s.admin(s.rotateToken))
+	add("POST", "/v1/tokens/{id}/usage/reset", s.admin(s.resetUsage))
+	add("GET", "/v1/tokens/{id}/usage", s.admin(s.tokenUsage))
+	add("GET", "/v1/usage", s.admin(s.fleetUsage))
 
 	add("POST", "/v1/pool/members", s.admin(s.addMember))
 	add("GET", "/v1/pool/members", s.admin(s.listMembers))

@@ -32,6 +32,8 @@ type createTokenRequest struct {
 	ExpiresAt   string `json:"expires_at"` // RFC 3339
 	TTL         string `json:"ttl"`        // Go duration
 	QuotaBytes  int64  `json:"quota_bytes"`
+	QuotaPeriod string `json:"quota_period"` // none (default), day, week, month
+	QuotaAnchor string `json:"quota_anchor"` // calendar (default), created
 	MaxSessions int    `json:"max_sessions"`
 	MaxDevices  int    `json:"max_devices"`
 	Cipher      string `json:"cipher"`
@@ -49,12 +51,17 @@ const (
 	statusOverQuota = "over_quota"
 )
 
+// viewToken shows t with u, its usage as the store returned it: the
+// current period's (nothing once that period ended).
 func (s *Server) viewToken(t store.Token, u *store.Usage) tokenView {
+	now := s.now()
 	v := tokenView{
 		ID:          t.ID,
 		Label:       t.Label,
 		CreatedAt:   t.CreatedAt.UTC(),
 		QuotaBytes:  t.QuotaBytes,
+		QuotaPeriod: periodName(t.QuotaPeriod),
+		QuotaAnchor: anchorName(t.QuotaAnchor),
 		MaxSessions: t.MaxSessions,
 		MaxDevices:  t.MaxDevices,
 		Cipher:      t.Cipher,
@@ -64,6 +71,13 @@ func (s *Server) viewToken(t store.Token, u *store.Usage) tokenView {
 	if !t.ExpiresAt.IsZero() {
 		e := t.ExpiresAt.UTC()
 		v.ExpiresAt = &e
+	}
+	if start, end := store.PeriodBounds(t.QuotaPeriod, t.QuotaAnchor, t.CreatedAt, now); !start.IsZero() {
+		v.Period = &periodView{Start: start, End: end}
+	}
+	if u != nil {
+		cur := u.At(now)
+		u = &cur
 	}
 	if t.Revoked {
 		r := t.RevokedAt.UTC()
@@ -114,6 +128,13 @@ func (s *Server) parseCreateToken(req *createTokenRequest) (store.Token, *apiErr
 	}
 	if req.QuotaBytes < 0 {
 		return t, invalid("quota_bytes must be 0 (unlimited) or positive")
+	}
+	var e *apiError
+	if t.QuotaPeriod, e = parsePeriod(req.QuotaPeriod); e != nil {
+		return t, e
+	}
+	if t.QuotaAnchor, e = parseAnchor(req.QuotaAnchor); e != nil {
+		return t, e
 	}
 	if req.MaxSessions < 0 {
 		return t, invalid("max_sessions must be 0 (unlimited) or positive")
@@ -295,7 +316,11 @@ func pathParam(ctx *fasthttp.RequestCtx, name string) string {
 }
 
 func (s *Server) getToken(ctx *fasthttp.RequestCtx) {
-	id := pathParam(ctx, "id")
+	s.showToken(ctx, pathParam(ctx, "id"), fasthttp.StatusOK)
+}
+
+// showToken answers with the token, its usage, past periods and sessions.
+func (s *Server) showToken(ctx *fasthttp.RequestCtx, id string, status int) {
 	rctx, cancel := s.reqCtx()
 	defer cancel()
 	t, err := s.st.GetToken(rctx, id)
@@ -318,10 +343,18 @@ func (s *Server) getToken(ctx *fasthttp.RequestCtx) {
 		s.writeError(ctx, fromStoreErr(err, "token"))
 		return
 	}
+	past, err := s.st.PastPeriods(rctx, id)
+	if err != nil {
+		s.writeError(ctx, fromStoreErr(err, "token"))
+		return
+	}
 	v := s.viewToken(t, &u)
 	v.Sessions = &n
 	v.Devices = viewDevices(devs)
-	writeJSON(ctx, fasthttp.StatusOK, v)
+	for _, p := range past {
+		v.PastPeriods = append(v.PastPeriods, periodView{Start: p.Start, End: p.End, Usage: viewUsage(store.Usage{Up: p.Up, Down: p.Down})})
+	}
+	writeJSON(ctx, status, v)
 }
 
 // viewDevices is the API's form of the store's live devices.

@@ -59,7 +59,7 @@ func TestTokenLifecycle(t *testing.T) {
 		}
 
 		// Show: usage and sessions, never the token, hash or password.
-		if err := st.AddUsage(ctx, map[string]store.Usage{c.ID: {Up: 10, Down: 32}}); err != nil {
+		if err := st.AddUsage(ctx, time.Now(), map[string]store.Usage{c.ID: {Up: 10, Down: 32}}); err != nil {
 			t.Fatal(err)
 		}
 		if ok, err := st.AcquireSession(ctx, c.ID, "gw-1", 0); err != nil || !ok {

@@ -101,6 +101,7 @@ func (s *Source) Config(ctx context.Context, secret string, base *url.URL, pin [
 	if err != nil {
 		return wire.ClientConfig{}, Unknown, &StoreError{What: "token", Err: err}
 	}
+	u = u.At(s.now()) // the current period's
 	if OverQuotaOf(t, u) {
 		return wire.ClientConfig{}, OverQuota, nil
 	}

@@ -45,7 +45,7 @@ func TestDocumentsByState(t *testing.T) {
 	add("revoked", func(t *store.Token) { t.Revoked, t.RevokedAt = true, now })
 	add("expired", func(t *store.Token) { t.ExpiresAt = now.Add(-time.Second) })
 	q := add("quota", func(t *store.Token) { t.QuotaBytes = 10 })
-	if err := st.AddUsage(ctx, map[string]store.Usage{q.ID: {Up: 10}}); err != nil {
+	if err := st.AddUsage(ctx, time.Now(), map[string]store.Usage{q.ID: {Up: 10}}); err != nil {
 		t.Fatal(err)
 	}
 	base := &url.URL{Scheme: "https", Host: "gw.example.com:8443"}

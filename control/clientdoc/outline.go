@@ -69,6 +69,7 @@ func (s *Source) Outline(ctx context.Context, secret string) (doc []byte, found 
 	if err != nil {
 		return nil, false, &StoreError{What: "token", Err: err}
 	}
+	u = u.At(s.now()) // the current period's
 	if OverQuotaOf(t, u) {
 		return marshalOutline(outlineDoc{Error: &outlineQuota})
 	}

@@ -261,7 +261,7 @@ func TestRedisSentinelPodScripts(t *testing.T) {
 	if err := st.CreateToken(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.AddUsage(ctx, map[string]store.Usage{tok.ID: {Up: 100, Down: 200}}); err != nil {
+	if err := st.AddUsage(ctx, time.Now(), map[string]store.Usage{tok.ID: {Up: 100, Down: 200}}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/httvps/httvps/store"
 )
 
 // account is one token's local state, shared by all its sessions on this
@@ -15,9 +17,11 @@ type account struct {
 	a  *Auth
 	id string
 
-	up, down   atomic.Int64 // usage not yet taken by a flush
-	inflight   atomic.Int64 // taken by a flush, not yet confirmed by the store
-	storeTotal atomic.Int64 // the store's total when last read, plus our confirmed flushes since
+	up, down   atomic.Int64  // usage not yet taken by a flush
+	inflight   atomic.Int64  // taken by a flush, not yet confirmed by the store
+	storeTotal atomic.Int64  // the store's total of the current period when last read, plus our confirmed flushes since
+	periodEnd  atomic.Int64  // unix ns when storeTotal's period ends (roll); 0: no period, or not known yet
+	gen        atomic.Uint64 // changes on events about the token, so a flush's stale read is not applied
 
 	quota   atomic.Int64 // from the last lookup; 0 = unlimited
 	expires atomic.Int64 // unix ns; 0 = never
@@ -78,7 +82,28 @@ func (c *account) total() int64 {
 	return c.storeTotal.Load() + c.up.Load() + c.down.Load() + c.inflight.Load()
 }
 
-func (c *account) setStoreTotal(v int64) { c.storeTotal.Store(v) }
+// setStoreUsage takes the store's usage as read at now: the period's
+// total, and when that period ends. A period that ended before now counts
+// nothing (the store rolls it over at its next write); when the next one
+// ends is learnt from the next read.
+func (c *account) setStoreUsage(u store.Usage, now time.Time) {
+	cur := u.At(now)
+	var end int64
+	if !cur.Until.IsZero() {
+		end = cur.Until.UnixNano()
+	}
+	c.periodEnd.Store(end)
+	c.storeTotal.Store(cur.Total())
+}
+
+// roll starts the local view of a new period once the current one ended:
+// the store's total is zero again (usage not yet flushed stays counted;
+// the store puts it in the period of its flush).
+func (c *account) roll(now int64) {
+	if end := c.periodEnd.Load(); end != 0 && now >= end && c.periodEnd.CompareAndSwap(end, 0) {
+		c.storeTotal.Store(0)
+	}
+}
 
 // idle reports whether the account holds nothing that is not in the store.
 func (c *account) idle() bool {
@@ -144,7 +169,7 @@ func (a *Auth) settleLeases(ctx context.Context, force bool) {
 	var retry []*account
 	for _, c := range a.lq.take() {
 		c.queued.Store(false)
-		if (!force && a.isDown(time.Now().UnixNano())) || !a.settle(ctx, c) {
+		if (!force && a.isDown(a.now().UnixNano())) || !a.settle(ctx, c) {
 			retry = append(retry, c)
 		}
 	}

@@ -50,6 +50,10 @@ type Config struct {
 	// keeps counting after its last session ended (devices.go). 0 means
 	// 2m.
 	DeviceGrace time.Duration
+	// Now is the clock of expiry, cache lifetimes, usage periods and the
+	// time usage is recorded at (nil: time.Now). Tests move it to cross a
+	// period without waiting for it.
+	Now func() time.Time
 	// MetricsPerToken, when positive, keeps per-token traffic series
 	// (WriteTokenSeries) for at most this many tokens; the traffic of
 	// tokens past the cap is counted as token="other". 0: off.
@@ -156,12 +160,15 @@ func New(st store.Store, cfg Config) *Auth {
 	if cfg.DeviceGrace <= 0 {
 		cfg.DeviceGrace = defaultDeviceGrace
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	a := &Auth{
 		tokBytes:    tokenBytes{cap: max(cfg.MetricsPerToken, 0)},
 		st:          st,
 		cfg:         cfg,
 		log:         cfg.Logger,
-		started:     time.Now(),
+		started:     cfg.Now(),
 		tokens:      newTTLCache(cfg.CacheSize, func(e *tokenEntry) string { return e.id }),
 		neg:         newTTLCache[struct{}](cfg.NegativeSize, nil),
 		sf:          make(map[hashKey]*lookupCall),
@@ -174,6 +181,8 @@ func New(st store.Store, cfg Config) *Auth {
 	a.members.Store(&memberView{})
 	return a
 }
+
+func (a *Auth) now() time.Time { return a.cfg.Now() }
 
 // GatewayID is the ID this gateway registers and leases under.
 func (a *Auth) GatewayID() string { return a.cfg.GatewayID }
@@ -250,7 +259,7 @@ const (
 // as presented on the path; cl is who presents it (for MaxDevices).
 func (a *Auth) Authenticate(secret []byte, _ gateway.PathKind, cl gateway.Client) (gateway.Route, gateway.Reject, bool) {
 	h := store.HashTokenBytes(secret)
-	now := time.Now().UnixNano()
+	now := a.now().UnixNano()
 	e, why := a.entry(&h, now)
 	if e == nil {
 		return gateway.Route{}, why, false
@@ -265,8 +274,11 @@ func (a *Auth) Authenticate(secret []byte, _ gateway.PathKind, cl gateway.Client
 		return a.deny(denyNoRoute)
 	}
 	acc := a.account(e, now)
-	if e.quota > 0 && acc.total() >= e.quota {
-		return a.deny(denyQuota)
+	if e.quota > 0 {
+		acc.roll(now)
+		if acc.total() >= e.quota {
+			return a.deny(denyQuota)
+		}
 	}
 	if e.maxDevices <= 0 {
 		if !a.admit(acc, e.maxSessions, now) {
@@ -375,7 +387,7 @@ func (a *Auth) lookup(h *hashKey) (*tokenEntry, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
 	t, err := a.st.GetTokenByHash(ctx, *h)
-	now := time.Now()
+	now := a.now()
 	if errors.Is(err, store.ErrNotFound) {
 		a.storeOK()
 		if a.gen.Load() == gen {
@@ -395,7 +407,7 @@ func (a *Auth) lookup(h *hashKey) (*tokenEntry, error) {
 		// Usage from every gateway, so a token over quota is refused here
 		// even if it never ran on this gateway.
 		if u, err := a.st.GetUsage(ctx, t.ID); err == nil {
-			a.account(e, now.UnixNano()).setStoreTotal(u.Total())
+			a.account(e, now.UnixNano()).setStoreUsage(u, now)
 		} else if !errors.Is(err, store.ErrNotFound) {
 			a.storeFailed(err)
 		}
@@ -455,7 +467,7 @@ func (a *Auth) storeFailed(err error) {
 		return
 	}
 	a.stats.storeErrors.Add(1)
-	a.downUntil.Store(time.Now().Add(breakerOpen).UnixNano())
+	a.downUntil.Store(a.now().Add(breakerOpen).UnixNano())
 	if a.storeDown.CompareAndSwap(false, true) {
 		a.log.Warn("store unavailable: cached tokens keep working, unknown tokens are denied", "err", err)
 	}

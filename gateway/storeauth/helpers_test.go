@@ -140,11 +140,11 @@ func (c *countingStore) GetTokenByHash(ctx context.Context, h [32]byte) (store.T
 	return c.Store.GetTokenByHash(ctx, h)
 }
 
-func (c *countingStore) AddUsage(ctx context.Context, d map[string]store.Usage) error {
+func (c *countingStore) AddUsage(ctx context.Context, at time.Time, d map[string]store.Usage) error {
 	if err := c.count("AddUsage"); err != nil {
 		return err
 	}
-	return c.Store.AddUsage(ctx, d)
+	return c.Store.AddUsage(ctx, at, d)
 }
 
 func (c *countingStore) GetUsage(ctx context.Context, id string) (store.Usage, error) {

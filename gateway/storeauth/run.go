@@ -150,14 +150,25 @@ func (a *Auth) handle(ctx context.Context, e store.Event) {
 				a.closeAccount(id)
 			}
 		})
+	case store.EventTokenRotated:
+		// The old secret (e.Hash) is forgotten; the sessions opened with
+		// it are closed, and the new secret is looked up on first use.
+		a.dropToken(e.TokenID, e.Hash)
+		a.closeAccount(e.TokenID)
 	case store.EventQuotaExceeded:
 		// Dropping the entry makes the next handshake read usage again.
 		a.dropToken(e.TokenID, e.Hash)
 		a.closeAccount(e.TokenID)
 	case store.EventTokenChanged:
+		// Limits, period, assignments or usage (a reset) changed: the next
+		// handshake reads the token and its usage again, live sessions are
+		// checked against the new limits now.
 		a.dropToken(e.TokenID, e.Hash)
-		if c := a.lookupAccount(e.TokenID); c != nil && c.sessions.Load() > 0 {
-			a.revalidate(e.TokenID)
+		if c := a.lookupAccount(e.TokenID); c != nil {
+			c.gen.Add(1)
+			if c.sessions.Load() > 0 {
+				a.revalidate(e.TokenID)
+			}
 		}
 	case store.EventMemberChanged:
 		kick(a.membersKick)
@@ -217,7 +228,7 @@ func (a *Auth) revalidateQueued(ctx context.Context) {
 	clear(a.reval)
 	a.revalMu.Unlock()
 	for i, id := range ids {
-		if a.isDown(time.Now().UnixNano()) || !a.revalidateOne(ctx, id) {
+		if a.isDown(a.now().UnixNano()) || !a.revalidateOne(ctx, id) {
 			for _, id := range ids[i:] {
 				a.revalMu.Lock()
 				a.reval[id] = true
@@ -249,7 +260,8 @@ func (a *Auth) revalidateOne(ctx context.Context, id string) bool {
 	e := newEntry(&t)
 	c.quota.Store(e.quota)
 	c.expires.Store(e.expires)
-	now := time.Now().UnixNano()
+	nowT := a.now()
+	now := nowT.UnixNano()
 	if e.revoked || (e.expires != 0 && now >= e.expires) {
 		a.closeAccount(id)
 		return true
@@ -260,7 +272,7 @@ func (a *Auth) revalidateOne(ctx context.Context, id string) bool {
 			a.storeFailed(err)
 			return errors.Is(err, store.ErrNotFound)
 		}
-		c.setStoreTotal(u.Total())
+		c.setStoreUsage(u, nowT)
 		if c.total() >= e.quota {
 			a.closeLocal(c, now)
 		}
@@ -360,7 +372,7 @@ func (f *flusher) loop(ctx context.Context) {
 		case <-ft.C:
 			f.flush(ctx)
 		case <-ht.C:
-			f.a.housekeep(time.Now().UnixNano())
+			f.a.housekeep(f.a.now().UnixNano())
 		}
 	}
 }
@@ -387,13 +399,14 @@ func (f *flusher) flush(ctx context.Context) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	if err := a.st.AddUsage(cctx, f.pending); err != nil {
+	if err := a.st.AddUsage(cctx, a.now(), f.pending); err != nil {
 		a.stats.flushErrors.Add(1)
 		a.storeFailed(err)
 		return err
 	}
 	a.storeOK()
 	var quotaIDs []string
+	gens := make(map[string]uint64)
 	for id, u := range f.pending {
 		c := a.lookupAccount(id)
 		if c == nil {
@@ -403,6 +416,7 @@ func (f *flusher) flush(ctx context.Context) error {
 		c.storeTotal.Add(u.Total())
 		if c.quota.Load() > 0 {
 			quotaIDs = append(quotaIDs, id)
+			gens[id] = c.gen.Load()
 		}
 	}
 	clear(f.pending)
@@ -414,14 +428,15 @@ func (f *flusher) flush(ctx context.Context) error {
 		a.storeFailed(err) // the local estimate still closes sessions
 		return nil
 	}
-	now := time.Now().UnixNano()
+	nowT := a.now()
+	now := nowT.UnixNano()
 	for id, u := range usages {
 		c := a.lookupAccount(id)
-		if c == nil {
-			continue
+		if c == nil || c.gen.Load() != gens[id] {
+			continue // changed meanwhile (a reset): the read may be older
 		}
-		c.setStoreTotal(u.Total())
-		if q := c.quota.Load(); q > 0 && u.Total() >= q {
+		c.setStoreUsage(u, nowT)
+		if q := c.quota.Load(); q > 0 && u.At(nowT).Total() >= q {
 			a.quotaExceeded(ctx, c, now)
 		}
 	}
@@ -451,6 +466,7 @@ func (a *Auth) housekeep(now int64) {
 	var gone []string
 	a.accMu.Lock()
 	for id, c := range a.accounts {
+		c.roll(now)
 		if c.sessions.Load() > 0 {
 			exp, q := c.expires.Load(), c.quota.Load()
 			if (exp != 0 && now >= exp) || (q > 0 && c.total() >= q) {

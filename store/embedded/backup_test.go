@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/httvps/httvps/store"
 )
@@ -22,7 +23,7 @@ func TestSnapshotWhileOpen(t *testing.T) {
 	if err := s.CreateToken(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddUsage(ctx, map[string]store.Usage{tok.ID: {Up: 100, Down: 2000}}); err != nil {
+	if err := s.AddUsage(ctx, time.Now(), map[string]store.Usage{tok.ID: {Up: 100, Down: 2000}}); err != nil {
 		t.Fatal(err)
 	}
 	m := store.Member{ID: "m1", Name: "ss", Backend: store.BackendStatic, Host: "127.0.0.1",
@@ -41,7 +42,7 @@ func TestSnapshotWhileOpen(t *testing.T) {
 		t.Fatalf("WriteSnapshot = %d, %v; wrote %d bytes", n, err, buf.Len())
 	}
 	// After the snapshot: not in the copy.
-	if err := s.AddUsage(ctx, map[string]store.Usage{tok.ID: {Up: 1}}); err != nil {
+	if err := s.AddUsage(ctx, time.Now(), map[string]store.Usage{tok.ID: {Up: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	// The live file is locked by s; Inspect and SnapshotFile say so.

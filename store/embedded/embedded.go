@@ -10,7 +10,15 @@
 //	tok-hash   SHA-256 of the token (32 bytes) → id
 //	tok-order  "<created>:<id>" (24 hex digits of creation time) → id;
 //	           the key is the list cursor, so byte order is creation order
-//	usage      id → up, down (two big-endian int64)
+//	usage      id → up, down, period start, period end (big-endian int64,
+//	           the times in unix s, 0 without a period; a 16-byte record
+//	           of an older version is up, down)
+//	usage-past id, 0, period start (8 bytes) → end, up, down: ended
+//	           periods, at most store.MaxPastPeriods per token
+//	hist-hour  one bucket per token id ("*" for the fleet): hour start
+//	           (unix s, 8 bytes) → up, down; pruned past
+//	           store.HourlyRetention
+//	hist-day   the same by day, pruned past store.DailyRetention
 //	members    id → member JSON (with health and creation time)
 //	meta       "installation-id" → the installation ID
 //	blobs      key → modification time (big-endian unix ns, 8 bytes), value
@@ -40,6 +48,9 @@ var (
 	bucketMembers = []byte("members")
 	bucketMeta    = []byte("meta")
 	bucketBlobs   = []byte("blobs")
+	bucketPast    = []byte("usage-past")
+	bucketHour    = []byte("hist-hour")
+	bucketDay     = []byte("hist-day")
 
 	keyInstallationID = []byte("installation-id")
 )
@@ -59,6 +70,8 @@ type Store struct {
 	gateways  map[string]*gateway
 	subs      map[*eventq.Queue]struct{}
 	locks     map[string]heldLock
+
+	prunedAt atomic.Int64 // unix s of the last history pruning pass
 }
 
 type gateway struct {
@@ -76,7 +89,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("embedded: open: %w: %w", store.ErrUnavailable, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTokens, bucketTokHash, bucketOrder, bucketUsage, bucketMembers, bucketMeta, bucketBlobs} {
+		for _, b := range [][]byte{bucketTokens, bucketTokHash, bucketOrder, bucketUsage, bucketMembers, bucketMeta, bucketBlobs, bucketPast, bucketHour, bucketDay} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

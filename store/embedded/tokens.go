@@ -3,7 +3,6 @@ package embedded
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -60,7 +59,7 @@ func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 	if err := s.check(ctx, "create token"); err != nil {
 		return err
 	}
-	if t.ID == "" || t.Hash == ([32]byte{}) {
+	if t.ID == "" || t.Hash == ([32]byte{}) || !store.ValidPeriod(t.QuotaPeriod, t.QuotaAnchor) {
 		return fmt.Errorf("embedded: create token: %w", store.ErrInvalid)
 	}
 	if t.CreatedAt.IsZero() {
@@ -82,7 +81,7 @@ func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 		if err := tx.Bucket(bucketTokHash).Put(t.Hash[:], []byte(t.ID)); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketUsage).Delete([]byte(t.ID)); err != nil {
+		if err := forgetUsage(tx, t.ID); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketOrder).Put([]byte(r.Cursor), []byte(t.ID))
@@ -201,10 +200,55 @@ func (s *Store) UpdateAssignments(ctx context.Context, id string, a []store.Assi
 
 // UpdateLimits implements store.Store.
 func (s *Store) UpdateLimits(ctx context.Context, id string, l store.Limits) error {
+	if !store.ValidPeriod(l.QuotaPeriod, l.QuotaAnchor) {
+		return fmt.Errorf("embedded: update limits: period: %w", store.ErrInvalid)
+	}
 	_, err := s.modify(ctx, "update limits", id, func(t *store.Token) {
 		t.ExpiresAt, t.QuotaBytes, t.MaxSessions, t.MaxDevices = l.ExpiresAt, l.QuotaBytes, l.MaxSessions, l.MaxDevices
+		t.QuotaPeriod, t.QuotaAnchor = l.QuotaPeriod, l.QuotaAnchor
 	})
 	return err
+}
+
+// UpdateLabel implements store.Store.
+func (s *Store) UpdateLabel(ctx context.Context, id, label string) error {
+	_, err := s.modify(ctx, "update label", id, func(t *store.Token) { t.Label = label })
+	return err
+}
+
+// RotateToken implements store.Store: one transaction moves the hash
+// index entry and the record's hash.
+func (s *Store) RotateToken(ctx context.Context, id string, hash [32]byte) (store.Token, error) {
+	if err := s.check(ctx, "rotate token"); err != nil {
+		return store.Token{}, err
+	}
+	if hash == ([32]byte{}) {
+		return store.Token{}, fmt.Errorf("embedded: rotate token: %w", store.ErrInvalid)
+	}
+	var old store.Token
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		r, err := getRecord(tx, id)
+		if err != nil {
+			return err
+		}
+		old = r.Token
+		if r.Hash == hash {
+			return nil
+		}
+		idx := tx.Bucket(bucketTokHash)
+		if idx.Get(hash[:]) != nil {
+			return fmt.Errorf("hash %w", errExists)
+		}
+		if err := idx.Delete(r.Hash[:]); err != nil {
+			return err
+		}
+		if err := idx.Put(hash[:], []byte(id)); err != nil {
+			return err
+		}
+		r.Hash = hash
+		return putRecord(tx, r)
+	})
+	return old, wrap("rotate token", err)
 }
 
 // DeleteToken implements store.Store.
@@ -223,13 +267,12 @@ func (s *Store) DeleteToken(ctx context.Context, id string) error {
 			{bucketTokens, []byte(id)},
 			{bucketTokHash, r.Hash[:]},
 			{bucketOrder, []byte(r.Cursor)},
-			{bucketUsage, []byte(id)},
 		} {
 			if err := tx.Bucket(d.bucket).Delete(d.key); err != nil {
 				return err
 			}
 		}
-		return nil
+		return forgetUsage(tx, id)
 	})
 	if err == nil {
 		s.mu.Lock()
@@ -241,78 +284,4 @@ func (s *Store) DeleteToken(ctx context.Context, id string) error {
 		s.mu.Unlock()
 	}
 	return wrap("delete token", err)
-}
-
-// AddUsage implements store.Store. Concurrent callers share one
-// transaction (bolt's Batch), so fsyncs do not serialise the gateways.
-func (s *Store) AddUsage(ctx context.Context, deltas map[string]store.Usage) error {
-	if err := s.check(ctx, "add usage"); err != nil {
-		return err
-	}
-	if len(deltas) == 0 {
-		return nil
-	}
-	return wrap("add usage", s.db.Batch(func(tx *bolt.Tx) error {
-		tokens, usage := tx.Bucket(bucketTokens), tx.Bucket(bucketUsage)
-		for id, d := range deltas {
-			if d == (store.Usage{}) || tokens.Get([]byte(id)) == nil {
-				continue
-			}
-			u := decodeUsage(usage.Get([]byte(id)))
-			u.Up += d.Up
-			u.Down += d.Down
-			if err := usage.Put([]byte(id), encodeUsage(u)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}))
-}
-
-func encodeUsage(u store.Usage) []byte {
-	b := make([]byte, 16)
-	binary.BigEndian.PutUint64(b, uint64(u.Up))
-	binary.BigEndian.PutUint64(b[8:], uint64(u.Down))
-	return b
-}
-
-func decodeUsage(b []byte) store.Usage {
-	if len(b) != 16 {
-		return store.Usage{}
-	}
-	return store.Usage{Up: int64(binary.BigEndian.Uint64(b)), Down: int64(binary.BigEndian.Uint64(b[8:]))}
-}
-
-// GetUsage implements store.Store.
-func (s *Store) GetUsage(ctx context.Context, id string) (store.Usage, error) {
-	m, err := s.GetUsages(ctx, []string{id})
-	if err != nil {
-		return store.Usage{}, err
-	}
-	u, ok := m[id]
-	if !ok {
-		return store.Usage{}, fmt.Errorf("embedded: get usage: %w", store.ErrNotFound)
-	}
-	return u, nil
-}
-
-// GetUsages implements store.Store.
-func (s *Store) GetUsages(ctx context.Context, ids []string) (map[string]store.Usage, error) {
-	if err := s.check(ctx, "get usage"); err != nil {
-		return nil, err
-	}
-	out := make(map[string]store.Usage, len(ids))
-	err := s.db.View(func(tx *bolt.Tx) error {
-		tokens, usage := tx.Bucket(bucketTokens), tx.Bucket(bucketUsage)
-		for _, id := range ids {
-			if tokens.Get([]byte(id)) != nil {
-				out[id] = decodeUsage(usage.Get([]byte(id)))
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, wrap("get usage", err)
-	}
-	return out, nil
 }

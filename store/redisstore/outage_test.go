@@ -21,7 +21,7 @@ func checkUnavailable(t *testing.T, s *Store, limit time.Duration) {
 		"CreateToken": func() error {
 			return s.CreateToken(ctx, store.Token{ID: store.NewID(), Hash: store.HashToken(store.NewID())})
 		},
-		"AddUsage":       func() error { return s.AddUsage(ctx, map[string]store.Usage{"a": {Up: 1}}) },
+		"AddUsage":       func() error { return s.AddUsage(ctx, time.Now(), map[string]store.Usage{"a": {Up: 1}}) },
 		"AcquireSession": func() error { _, err := s.AcquireSession(ctx, "a", "gw", 1); return err },
 		"Heartbeat":      func() error { return s.Heartbeat(ctx, store.Gateway{ID: "gw"}, time.Second) },
 		"ListGateways":   func() error { _, err := s.ListGateways(ctx); return err },

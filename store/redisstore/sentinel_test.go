@@ -101,7 +101,7 @@ func TestSentinelUsageOnReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if err := s.AddUsage(ctx, map[string]store.Usage{tok.ID: {Up: 5, Down: 7}}); err != nil {
+	if err := s.AddUsage(ctx, time.Now(), map[string]store.Usage{tok.ID: {Up: 5, Down: 7}}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("AddUsage with WAIT took %v", time.Since(start))

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -14,7 +15,7 @@ import (
 	"github.com/httvps/httvps/store"
 )
 
-// KEYS: tok, tok-hash, tok-order, usage, lease, dev.
+// KEYS: tok, tok-hash, tok-order, usage, lease, dev, past periods.
 // ARGV: id, hash hex, order member, then field/value pairs.
 // Returns 0 on success, 1 if the ID is taken, 2 if the hash is.
 var createScript = redis.NewScript(`
@@ -23,7 +24,7 @@ if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 2 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], 0, ARGV[3])
-redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[7])
 return 0
 `)
 
@@ -43,20 +44,35 @@ end
 return 1
 `)
 
-// KEYS: tok, tok-hash, tok-order, usage, lease, dev. ARGV: id.
+// KEYS: tok, tok-hash, tok-order, usage, lease, dev, past periods. ARGV: id.
+// The token's history buckets expire with their TTLs.
 var deleteScript = redis.NewScript(`
 local v = redis.call('HMGET', KEYS[1], 'hash', 'cur')
 if not v[1] then return 0 end
 if redis.call('HGET', KEYS[2], v[1]) == ARGV[1] then redis.call('HDEL', KEYS[2], v[1]) end
 redis.call('ZREM', KEYS[3], v[2])
-redis.call('DEL', KEYS[1], KEYS[4], KEYS[5], KEYS[6])
+redis.call('DEL', KEYS[1], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
 return 1
+`)
+
+// KEYS: tok, tok-hash. ARGV: id, new hash hex. Returns the token's fields
+// as they were, 0 if there is no such token, 2 if the hash is taken.
+var rotateScript = redis.NewScript(`
+local old = redis.call('HGETALL', KEYS[1])
+if #old == 0 then return 0 end
+local cur = redis.call('HGET', KEYS[1], 'hash')
+if cur == ARGV[2] then return old end
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 2 end
+if redis.call('HGET', KEYS[2], cur) == ARGV[1] then redis.call('HDEL', KEYS[2], cur) end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[1], 'hash', ARGV[2])
+return old
 `)
 
 func (s *Store) tokKeys(id string) []string {
 	return []string{
 		s.key("tok:", id), s.key("tok-hash"), s.key("tok-order"),
-		s.key("usage:", id), s.key("lease:", id), s.key("dev:", id),
+		s.key("usage:", id), s.key("lease:", id), s.key("dev:", id), s.key("upast:", id),
 	}
 }
 
@@ -72,16 +88,23 @@ func limitFields(l store.Limits) []any {
 	return []any{
 		"expires", fmtTime(l.ExpiresAt),
 		"quota", strconv.FormatInt(l.QuotaBytes, 10),
+		"period", l.QuotaPeriod, "anchor", l.QuotaAnchor,
 		"maxsess", strconv.Itoa(l.MaxSessions),
 		"maxdev", strconv.Itoa(l.MaxDevices),
 	}
+}
+
+// unixDay is t's day number since 1970-01-01 (UTC), the "cday" field the
+// usage script anchors created-anchored periods on.
+func unixDay(t time.Time) int64 {
+	return int64(math.Floor(float64(t.Unix()) / 86400))
 }
 
 // CreateToken implements store.Store.
 func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	if t.ID == "" || t.Hash == ([32]byte{}) {
+	if t.ID == "" || t.Hash == ([32]byte{}) || !store.ValidPeriod(t.QuotaPeriod, t.QuotaAnchor) {
 		return fmt.Errorf("redisstore: create token: %w", store.ErrInvalid)
 	}
 	if t.CreatedAt.IsZero() {
@@ -98,8 +121,9 @@ func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 		"revoked", revoked, "revoked_at", fmtTime(t.RevokedAt),
 		"cipher", t.Cipher, "sspw", t.SSPassword,
 		"assign", encodeAssignments(t.Assignments), "cur", cur,
+		"cday", strconv.FormatInt(unixDay(t.CreatedAt), 10),
 	}
-	args = append(args, limitFields(store.Limits{ExpiresAt: t.ExpiresAt, QuotaBytes: t.QuotaBytes, MaxSessions: t.MaxSessions, MaxDevices: t.MaxDevices})...)
+	args = append(args, limitFields(store.LimitsOf(t))...)
 	n, err := createScript.Run(ctx, s.rdb, s.tokKeys(t.ID), args...).Int()
 	if err != nil {
 		return s.wrap("create token", err)
@@ -123,6 +147,8 @@ func decodeToken(m map[string]string) (store.Token, bool) {
 		CreatedAt:   parseTime(m["created"]),
 		ExpiresAt:   parseTime(m["expires"]),
 		QuotaBytes:  atoi(m["quota"]),
+		QuotaPeriod: m["period"],
+		QuotaAnchor: m["anchor"],
 		MaxSessions: int(atoi(m["maxsess"])),
 		MaxDevices:  int(atoi(m["maxdev"])),
 		Revoked:     m["revoked"] == "1",
@@ -268,7 +294,47 @@ func (s *Store) UpdateAssignments(ctx context.Context, id string, a []store.Assi
 func (s *Store) UpdateLimits(ctx context.Context, id string, l store.Limits) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
+	if !store.ValidPeriod(l.QuotaPeriod, l.QuotaAnchor) {
+		return fmt.Errorf("redisstore: update limits: period: %w", store.ErrInvalid)
+	}
 	return s.update(ctx, "update limits", id, limitFields(l)...)
+}
+
+// UpdateLabel implements store.Store.
+func (s *Store) UpdateLabel(ctx context.Context, id, label string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	return s.update(ctx, "update label", id, "label", label)
+}
+
+// RotateToken implements store.Store.
+func (s *Store) RotateToken(ctx context.Context, id string, hash [32]byte) (store.Token, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if hash == ([32]byte{}) {
+		return store.Token{}, fmt.Errorf("redisstore: rotate token: %w", store.ErrInvalid)
+	}
+	res, err := rotateScript.Run(ctx, s.rdb, []string{s.key("tok:", id), s.key("tok-hash")}, id, hex.EncodeToString(hash[:])).Result()
+	if err != nil {
+		return store.Token{}, s.wrap("rotate token", err)
+	}
+	switch v := res.(type) {
+	case int64:
+		if v == 2 {
+			return store.Token{}, fmt.Errorf("redisstore: rotate token: hash %w", store.ErrExists)
+		}
+		return store.Token{}, notFound("rotate token")
+	case []any:
+		m := make(map[string]string, len(v)/2)
+		for i := 0; i+1 < len(v); i += 2 {
+			k, _ := v[i].(string)
+			m[k], _ = v[i+1].(string)
+		}
+		if t, ok := decodeToken(m); ok {
+			return t, nil
+		}
+	}
+	return store.Token{}, notFound("rotate token")
 }
 
 // DeleteToken implements store.Store.

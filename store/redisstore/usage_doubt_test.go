@@ -2,8 +2,8 @@ package redisstore
 
 import (
 	"context"
-	"strconv"
 	"testing"
+	"time"
 
 	"github.com/httvps/httvps/store"
 )
@@ -27,10 +27,10 @@ func TestAddUsageRetryCountsOnce(t *testing.T) {
 		// A call that fails before Redis runs it (its context is over).
 		dead, cancel := context.WithCancel(ctx)
 		cancel()
-		if err := s.AddUsage(dead, first); err == nil {
+		if err := s.AddUsage(dead, time.Now(), first); err == nil {
 			t.Fatal("AddUsage with a cancelled context succeeded")
 		}
-		if err := s.AddUsage(ctx, retry); err != nil {
+		if err := s.AddUsage(ctx, time.Now(), retry); err != nil {
 			t.Fatal(err)
 		}
 		if u, err := s.GetUsage(ctx, tok.ID); err != nil || u != want {
@@ -44,14 +44,12 @@ func TestAddUsageRetryCountsOnce(t *testing.T) {
 		// record of it as a failed call leaves it.
 		s.usageSeq++
 		b := usageBatchSent{seq: s.usageSeq, deltas: first}
-		err := addUsageScript.Run(ctx, s.rdb,
-			[]string{s.usageSeqKey, s.key("tok:", tok.ID), s.key("usage:", tok.ID)},
-			b.seq, 60, strconv.FormatInt(first[tok.ID].Up, 10), strconv.FormatInt(first[tok.ID].Down, 10)).Err()
-		if err != nil {
+		keys, args := s.usageBatchArgs(b, time.Now())
+		if err := addUsageScript.Run(ctx, s.rdb, keys, args...).Err(); err != nil {
 			t.Fatal(err)
 		}
 		s.usageDoubt = []usageBatchSent{b}
-		if err := s.AddUsage(ctx, retry); err != nil {
+		if err := s.AddUsage(ctx, time.Now(), retry); err != nil {
 			t.Fatal(err)
 		}
 		u, err := s.GetUsage(ctx, tok.ID)

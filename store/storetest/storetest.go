@@ -35,6 +35,11 @@ func Run(t *testing.T, newStore NewFunc, reopen ReopenFunc) {
 		{"TokenPagination", testTokenPagination},
 		{"Usage", testUsage},
 		{"UsageConcurrent", testUsageConcurrent},
+		{"PeriodBounds", testPeriodBounds},
+		{"PeriodRollover", testPeriodRollover},
+		{"PastPeriodsBounded", testPastPeriodsBounded},
+		{"Rotate", testRotate},
+		{"UsageHistory", testUsageHistory},
 		{"LeaseLimit", testLeaseLimit},
 		{"LeaseConcurrent", testLeaseConcurrent},
 		{"LeaseFreedWhenGatewayExpires", testLeaseGatewayExpiry},
@@ -196,7 +201,7 @@ func testTokenCRUD(t *testing.T, s store.Store) {
 	tok.Revoked, tok.RevokedAt = true, rev.RevokedAt
 	tokensEqual(t, got, tok)
 
-	must(t, s.AddUsage(ctx, map[string]store.Usage{tok.ID: {Up: 1, Down: 2}}), "AddUsage")
+	must(t, s.AddUsage(ctx, time.Now(), map[string]store.Usage{tok.ID: {Up: 1, Down: 2}}), "AddUsage")
 	must(t, s.DeleteToken(ctx, tok.ID), "DeleteToken")
 	_, err = s.GetToken(ctx, tok.ID)
 	mustErr(t, err, store.ErrNotFound, "GetToken deleted")
@@ -366,9 +371,9 @@ func testUsage(t *testing.T, s store.Store) {
 		t.Fatalf("fresh usage = %+v", u)
 	}
 	ghost := store.NewID()
-	must(t, s.AddUsage(ctx, map[string]store.Usage{a.ID: {Up: 10, Down: 100}, b.ID: {Down: 7}, ghost: {Up: 1}}), "AddUsage")
-	must(t, s.AddUsage(ctx, map[string]store.Usage{a.ID: {Up: 5}}), "AddUsage 2")
-	must(t, s.AddUsage(ctx, nil), "AddUsage empty")
+	must(t, s.AddUsage(ctx, time.Now(), map[string]store.Usage{a.ID: {Up: 10, Down: 100}, b.ID: {Down: 7}, ghost: {Up: 1}}), "AddUsage")
+	must(t, s.AddUsage(ctx, time.Now(), map[string]store.Usage{a.ID: {Up: 5}}), "AddUsage 2")
+	must(t, s.AddUsage(ctx, time.Now(), nil), "AddUsage empty")
 	u, err = s.GetUsage(ctx, a.ID)
 	must(t, err, "GetUsage a")
 	if u != (store.Usage{Up: 15, Down: 100}) || u.Total() != 115 {
@@ -400,7 +405,7 @@ func testUsageConcurrent(t *testing.T, s store.Store) {
 					a.ID: {Up: int64(w + 1), Down: int64(i)},
 					b.ID: {Up: 1, Down: 1000},
 				}
-				if err := s.AddUsage(ctx, d); err != nil {
+				if err := s.AddUsage(ctx, time.Now(), d); err != nil {
 					errs <- err
 					return
 				}
@@ -835,7 +840,7 @@ func testReopen(t *testing.T, s store.Store, reopen ReopenFunc) {
 	ctx := ctxT(t)
 	tok := newToken("persist")
 	must(t, s.CreateToken(ctx, tok), "CreateToken")
-	must(t, s.AddUsage(ctx, map[string]store.Usage{tok.ID: {Up: 3, Down: 4}}), "AddUsage")
+	must(t, s.AddUsage(ctx, time.Now(), map[string]store.Usage{tok.ID: {Up: 3, Down: 4}}), "AddUsage")
 	rev := newToken("revoked")
 	must(t, s.CreateToken(ctx, rev), "CreateToken revoked")
 	revd, err := s.RevokeToken(ctx, rev.ID)
@@ -877,7 +882,7 @@ func testReopen(t *testing.T, s store.Store, reopen ReopenFunc) {
 		t.Errorf("member after reopen = %+v", gm)
 	}
 	// The reopened store is fully usable.
-	must(t, s.AddUsage(ctx, map[string]store.Usage{tok.ID: {Up: 1}}), "AddUsage after reopen")
+	must(t, s.AddUsage(ctx, time.Now(), map[string]store.Usage{tok.ID: {Up: 1}}), "AddUsage after reopen")
 	tok2 := newToken("after")
 	must(t, s.CreateToken(ctx, tok2), "CreateToken after reopen")
 	dup := newToken("dup")

@@ -24,21 +24,53 @@ type AssignmentView struct {
 	Upstream string `json:"upstream"`
 }
 
-// UsageView is a token's relayed bytes.
+// UsageView is a token's relayed bytes (of its current quota period).
 type UsageView struct {
 	Up    int64 `json:"up"`
 	Down  int64 `json:"down"`
 	Total int64 `json:"total"`
 }
 
+// PeriodView is a quota period [Start, End) and, for an ended one, its
+// usage.
+type PeriodView struct {
+	Start time.Time  `json:"start"`
+	End   time.Time  `json:"end"`
+	Usage *UsageView `json:"usage,omitempty"`
+}
+
+// BucketView is one hour or day of usage history.
+type BucketView struct {
+	Start time.Time `json:"start"`
+	Up    int64     `json:"up"`
+	Down  int64     `json:"down"`
+	Total int64     `json:"total"`
+}
+
+// UsageHistory is the answer to GET /v1/tokens/{id}/usage (TokenID set)
+// and GET /v1/usage (the fleet).
+type UsageHistory struct {
+	TokenID string       `json:"token_id,omitempty"`
+	Step    string       `json:"step"`
+	From    time.Time    `json:"from"`
+	To      time.Time    `json:"to"`
+	Total   UsageView    `json:"total"`
+	Buckets []BucketView `json:"buckets"`
+}
+
 // TokenView is a token as the admin API shows it: never the token string,
 // its hash or the Shadowsocks password.
 type TokenView struct {
-	ID          string           `json:"id"`
-	Label       string           `json:"label"`
-	CreatedAt   time.Time        `json:"created_at"`
-	ExpiresAt   *time.Time       `json:"expires_at"`
-	QuotaBytes  int64            `json:"quota_bytes"`
+	ID          string     `json:"id"`
+	Label       string     `json:"label"`
+	CreatedAt   time.Time  `json:"created_at"`
+	ExpiresAt   *time.Time `json:"expires_at"`
+	QuotaBytes  int64      `json:"quota_bytes"`
+	QuotaPeriod string     `json:"quota_period"`
+	QuotaAnchor string     `json:"quota_anchor"`
+	// Period is the current quota period (absent for "none"); Usage
+	// counts within it.
+	Period      *PeriodView      `json:"period,omitempty"`
 	MaxSessions int              `json:"max_sessions"`
 	MaxDevices  int              `json:"max_devices"`
 	Cipher      string           `json:"cipher"`
@@ -46,7 +78,10 @@ type TokenView struct {
 	RevokedAt   *time.Time       `json:"revoked_at,omitempty"`
 	Assignments []AssignmentView `json:"assignments"`
 	Usage       *UsageView       `json:"usage,omitempty"`
-	Sessions    *int             `json:"sessions,omitempty"`
+	// PastPeriods are ended quota periods, newest first (GET
+	// /v1/tokens/{id} only).
+	PastPeriods []PeriodView `json:"past_periods,omitempty"`
+	Sessions    *int         `json:"sessions,omitempty"`
 	// Devices are the token's live devices (GET /v1/tokens/{id} only).
 	Devices []DeviceView `json:"devices,omitempty"`
 }
