@@ -64,9 +64,13 @@ type adminCmd struct {
 // adminVals hold command-specific flag values.
 type adminVals struct {
 	label, ttl, expiresAt, cipher, cursor string
+	period, anchor                        string
+	from, to, step                        string
 	quota                                 byteSize
 	maxSessions, maxDevices, limit        int
 	member                                memberFlags
+	// patch holds the fields tokens edit sends: only the flags given.
+	patch map[string]any
 }
 
 // adminRun is one command invocation.
@@ -88,6 +92,8 @@ var adminCmds = []adminCmd{
 			fs.Var(&v.quota, "quota", "data quota, a `size` like 10GiB or 10GB (0: unlimited)")
 			fs.IntVar(&v.maxDevices, "max-devices", 0, "devices using the token at once across the fleet: client addresses on the Outline paths, installations of the native client (0: unlimited)")
 			fs.IntVar(&v.maxSessions, "max-sessions", 0, "concurrent WebSocket sessions across the fleet; on the Outline paths one per TCP connection, so a browser needs dozens: limit devices instead (0: unlimited)")
+			fs.StringVar(&v.period, "period", "", "quota `period`: none (default), day, week, month; the quota counts the current period")
+			fs.StringVar(&v.anchor, "anchor", "", "periods from the UTC `calendar` (default) or from the token's creation date (created)")
 			fs.StringVar(&v.cipher, "cipher", "", "Shadowsocks `method`: chacha20-ietf-poly1305 (default), aes-128-gcm, aes-192-gcm, aes-256-gcm")
 		}, check: checkTokenFlags, do: tokensCreate},
 	{words: "tokens list", help: "list tokens, oldest first",
@@ -97,6 +103,12 @@ var adminCmds = []adminCmd{
 		}, do: tokensList},
 	{words: "tokens show", args: "ID", nArgs: 1, help: "show a token with its usage, live sessions and live devices", do: tokensShow},
 	{words: "tokens revoke", args: "ID", nArgs: 1, help: "revoke a token; its live sessions are closed on every gateway", do: tokensRevoke},
+	{words: "tokens edit", args: "ID", nArgs: 1, help: "change a live token: only the flags given change, on every gateway within a second",
+		flags: editFlags, check: checkEditFlags, do: tokensEdit},
+	{words: "tokens reset", args: "ID", nArgs: 1, help: "zero the usage of the token's current quota period", do: tokensReset},
+	{words: "tokens rotate", args: "ID", nArgs: 1, help: "a new secret for the token (same limits, usage and keys' placement); the old one stops and its sessions close", do: tokensRotate},
+	{words: "tokens usage", args: "ID", nArgs: 1, help: "the token's usage by hour or day", flags: historyFlags, do: tokensUsage},
+	{words: "fleet usage", help: "the whole fleet's usage by hour or day", flags: historyFlags, do: fleetUsage},
 	{words: "pool add", help: "add a pool member",
 		flags: func(fs *flag.FlagSet, v *adminVals) { v.member.register(fs) },
 		check: func(v *adminVals) error { return v.member.check() }, do: poolAdd},
@@ -185,7 +197,7 @@ func runAdmin(ctx context.Context, args []string, e env) int {
 	}
 	group := adminGroup(rest[0])
 	if group == nil {
-		fmt.Fprintf(e.stderr, "httvps admin: unknown command %q; the commands are tokens, pool and gateways (`httvps admin -h`)\n", rest[0])
+		fmt.Fprintf(e.stderr, "httvps admin: unknown command %q; the commands are tokens, pool, gateways and fleet (`httvps admin -h`)\n", rest[0])
 		return exitUsage
 	}
 	if len(rest) == 1 || isHelpArg(rest[1]) {
@@ -466,22 +478,32 @@ func tokensCreate(a *adminRun) error {
 	if v.cipher != "" {
 		req["cipher"] = v.cipher
 	}
+	if v.period != "" {
+		req["quota_period"] = v.period
+	}
+	if v.anchor != "" {
+		req["quota_anchor"] = v.anchor
+	}
 	return request(a, requestTimeout, http.MethodPost, "/v1/tokens", nil, req, func(t tokenJSON) {
-		w := a.e.stdout
-		fmt.Fprintln(w, "Token created. The token and its keys are shown only now; keep them.")
-		kv := newTable(w, "FIELD", "VALUE")
-		tokenFields(kv, t)
-		kv.row("token", t.Token)
-		if t.AccessKeys != nil {
-			kv.row("ssconf", t.AccessKeys.SSConf)
-			kv.row("ss", t.AccessKeys.SS)
-			kv.row("httvps", t.AccessKeys.HTTVPS)
-		}
-		kv.flush()
-		if t.AccessKeys != nil {
-			keyLegend(w, t.AccessKeys.SS != "")
-		}
+		printSecret(a.e.stdout, "Token created. The token and its keys are shown only now; keep them.", t)
 	})
+}
+
+// printSecret prints a token with its secret and keys (create, rotate).
+func printSecret(w io.Writer, title string, t tokenJSON) {
+	fmt.Fprintln(w, title)
+	kv := newTable(w, "FIELD", "VALUE")
+	tokenFields(kv, t)
+	kv.row("token", t.Token)
+	if t.AccessKeys != nil {
+		kv.row("ssconf", t.AccessKeys.SSConf)
+		kv.row("ss", t.AccessKeys.SS)
+		kv.row("httvps", t.AccessKeys.HTTVPS)
+	}
+	kv.flush()
+	if t.AccessKeys != nil {
+		keyLegend(w, t.AccessKeys.SS != "")
+	}
 }
 
 // tokenFields writes a token's fields as rows of a two-column table.
@@ -496,8 +518,24 @@ func tokenFields(kv *table, t tokenJSON) {
 		kv.row("revoked", humanTime(t.RevokedAt))
 	}
 	kv.row("quota", limitOrUnlimited(t.QuotaBytes, humanBytes))
+	if t.QuotaPeriod != "" && t.QuotaPeriod != "none" {
+		p := t.QuotaPeriod
+		if t.QuotaAnchor == "created" {
+			p += " (from the creation date)"
+		}
+		if t.Period != nil {
+			p += ", now " + humanTime(&t.Period.Start) + " to " + humanTime(&t.Period.End)
+		}
+		kv.row("period", p)
+	}
 	if t.Usage != nil {
 		kv.row("used", fmt.Sprintf("%s (up %s, down %s)", humanBytes(t.Usage.Total), humanBytes(t.Usage.Up), humanBytes(t.Usage.Down)))
+	}
+	for _, p := range t.PastPeriods {
+		if p.Usage != nil {
+			kv.row("used "+p.Start.UTC().Format(time.DateOnly), fmt.Sprintf("%s (up %s, down %s), until %s",
+				humanBytes(p.Usage.Total), humanBytes(p.Usage.Up), humanBytes(p.Usage.Down), p.End.UTC().Format(time.DateOnly)))
+		}
 	}
 	sessions := limitOrUnlimited(t.MaxSessions, strconv.Itoa)
 	if t.Sessions != nil {

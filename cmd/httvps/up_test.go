@@ -549,6 +549,56 @@ func adminCLI(t *testing.T, ctlURL, dir, firstID string) {
 		t.Errorf("tokens show --json:\n%s", out)
 	}
 
+	// tokens edit, reset, rotate, usage; fleet usage.
+	kvRows := func(out string) map[string]string {
+		rows := map[string]string{}
+		for _, l := range strings.Split(out, "\n") {
+			k, v, _ := strings.Cut(l, " ")
+			rows[k] = strings.TrimSpace(v)
+		}
+		return rows
+	}
+	rows = kvRows(mustAdmin(t, ctlURL, dir, "tokens", "edit", aliceID, "--quota", "5GiB", "--period", "month", "--anchor", "created",
+		"--expires-at", "never", "--label", "alice2", "--max-sessions", "0"))
+	if rows["quota"] != "5 GiB" || !strings.HasPrefix(rows["period"], "month (from the creation date), now ") || rows["expires"] != "never" ||
+		rows["label"] != "alice2" || rows["sessions"] != "0 of unlimited" {
+		t.Errorf("tokens edit: %q", rows)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"tokens", "edit", aliceID}, 2, "give at least one of"},
+		{[]string{"tokens", "edit", aliceID, "--ttl", "1h", "--expires-at", "never"}, 2, "not both"},
+		{[]string{"tokens", "edit", aliceID, "--max-sessions", "-1"}, 2, "Run `httvps admin tokens edit -h`"},
+		{[]string{"tokens", "edit", aliceID, "--period", "year"}, 1, "error: invalid_argument: quota_period must be none, day, week or month"},
+		{[]string{"tokens", "usage", aliceID, "--step", "minute"}, 1, "error: invalid_argument: step must be hour or day"},
+		{[]string{"tokens", "usage", aliceID, "--from", "soon"}, 1, "neither an RFC 3339 time nor a duration"},
+		{[]string{"tokens", "rotate", "no-such-token"}, 1, "error: not_found: token not found"},
+	} {
+		_, errs, code := admin(ctlURL, dir, tc.args...)
+		if code != tc.code || !strings.Contains(errs, tc.want) {
+			t.Errorf("httvps admin %s: exit %d, stderr:\n%s\nwant exit %d and %q", strings.Join(tc.args, " "), code, errs, tc.code, tc.want)
+		}
+	}
+	if rows = kvRows(mustAdmin(t, ctlURL, dir, "tokens", "reset", aliceID)); rows["used"] != "0 B (up 0 B, down 0 B)" {
+		t.Errorf("tokens reset: %q", rows)
+	}
+	rows = kvRows(mustAdmin(t, ctlURL, dir, "tokens", "rotate", aliceID))
+	if rows["id"] != aliceID || len(rows["token"]) != 43 || !strings.HasPrefix(rows["ssconf"], "ssconf://") {
+		t.Errorf("tokens rotate: %q", rows)
+	}
+	out = mustAdmin(t, ctlURL, dir, "tokens", "usage", aliceID, "--step", "day", "--from", "3d")
+	if lines = header(t, out, "START (UTC)", "UP", "DOWN", "TOTAL"); len(lines) < 4 || !strings.HasPrefix(lines[len(lines)-1], "total ") {
+		t.Errorf("tokens usage:\n%s", out)
+	}
+	var hist usageHistoryJSON
+	out = mustAdmin(t, ctlURL, dir, "fleet", "usage", "--json")
+	if json.Unmarshal([]byte(out), &hist) != nil || hist.Step != "hour" || len(hist.Buckets) < 24 || hist.TokenID != "" {
+		t.Errorf("fleet usage --json:\n%s", out)
+	}
+
 	// tokens revoke.
 	mustAdmin(t, ctlURL, dir, "tokens", "revoke", created.ID)
 	if out = mustAdmin(t, ctlURL, dir, "tokens", "show", created.ID); !strings.Contains(out, "status    revoked") {

@@ -23,6 +23,7 @@ type (
 	gatewayListJSON  = wire.GatewayList
 	clientConfigJSON = wire.ClientConfig
 	tokenListJSON    = wire.TokenList
+	usageHistoryJSON = wire.UsageHistory
 )
 
 // tokenJSON is a token as the admin API shows it, with the fields only the
