@@ -177,6 +177,13 @@ func startCtlPlane(t testing.TB, r *ctlRedis, replicas int) *ctlPlane {
 // ("": the plane's own URL).
 func startCtlPlaneKeys(t testing.TB, r *ctlRedis, replicas int, keysURL string) *ctlPlane {
 	t.Helper()
+	return startCtlPlaneClock(t, r, replicas, keysURL, nil)
+}
+
+// startCtlPlaneClock is startCtlPlaneKeys with now as the API's clock
+// (nil: time.Now).
+func startCtlPlaneClock(t testing.TB, r *ctlRedis, replicas int, keysURL string, now func() time.Time) *ctlPlane {
+	t.Helper()
 	st := openCtlStore(t, r)
 	log := ctlLogger()
 	mgr := pool.New(st, pool.Config{Replicas: replicas, HealthEvery: ctlHealthEvery, DialTimeout: 500 * time.Millisecond, Logger: log})
@@ -192,7 +199,7 @@ func startCtlPlaneKeys(t testing.TB, r *ctlRedis, replicas int, keysURL string) 
 	if keysURL == "" {
 		keysURL = p.url
 	}
-	srv, err := api.New(api.Config{Store: st, Pool: mgr, AdminKey: p.adminKey, PublicURL: keysURL, Logger: log})
+	srv, err := api.New(api.Config{Store: st, Pool: mgr, AdminKey: p.adminKey, PublicURL: keysURL, Logger: log, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -660,6 +667,24 @@ func startCtlFleet(t *testing.T, replicas int) *ctlFleet {
 // adjusts (nil: as is).
 func startCtlFleetWith(t *testing.T, replicas int, mod func(*storeauth.Config)) *ctlFleet {
 	t.Helper()
+	return startCtlFleetClock(t, replicas, mod, nil)
+}
+
+// startCtlFleetClock is startCtlFleetWith whose control plane and
+// gateways run on clk (nil: the real clock).
+func startCtlFleetClock(t *testing.T, replicas int, mod func(*storeauth.Config), clk *testpeer.Clock) *ctlFleet {
+	t.Helper()
+	var now func() time.Time
+	if clk != nil {
+		now = clk.Now
+		inner := mod
+		mod = func(c *storeauth.Config) {
+			c.Now = now
+			if inner != nil {
+				inner(c)
+			}
+		}
+	}
 	for _, bin := range []string{"redis-server", "ss-server"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Skipf("%s not installed", bin)
@@ -668,7 +693,7 @@ func startCtlFleetWith(t *testing.T, replicas int, mod func(*storeauth.Config)) 
 	f := &ctlFleet{redis: startCtlRedis(t)}
 	f.origin = testpeer.StartOrigin(t)
 	f.echo = testpeer.EchoServer(t)
-	f.ctl = startCtlPlane(t, f.redis, replicas)
+	f.ctl = startCtlPlaneClock(t, f.redis, replicas, "", now)
 	f.a = startCtlGatewayWith(t, f.redis, "A", true, mod)
 	f.b = startCtlGatewayWith(t, f.redis, "B", false, mod)
 	ctlEventually(t, 10*time.Second, "both gateways registered and subscribed", func() bool {
