@@ -7,13 +7,23 @@
 // Key layout (P is the prefix, "httvps:" by default):
 //
 //	P tok:<id>         hash   one token: id, hash (hex), label, created,
-//	                          expires, quota, maxsess, maxdev, revoked, revoked_at,
-//	                          cipher, sspw, assign (JSON), cur (order member)
+//	                          expires, quota, period, anchor, cday (creation
+//	                          day, days since 1970), maxsess, maxdev, revoked,
+//	                          revoked_at, cipher, sspw, assign (JSON), cur
+//	                          (order member)
 //	P tok-hash         hash   hex(SHA-256 of token) → id (gateway lookups)
 //	P tok-order        zset   all scores 0; member "<created>:<id>", created
 //	                          as 24 hex digits, so ZRANGEBYLEX pages in
 //	                          creation order; the member is the list cursor
-//	P usage:<id>       hash   up, down: HINCRBY counters
+//	P usage:<id>       hash   up, down: HINCRBY counters of the period
+//	                          [ps, pe) (unix s; 0, 0 without a period)
+//	P upast:<id>       hash   ended periods: ps → "ps pe up down", at most
+//	                          store.MaxPastPeriods
+//	P uh:<id>:<YYYYMMDD> hash hour buckets "<HH>u", "<HH>d" of a UTC day,
+//	                          EXPIREAT the day's end + 90 days
+//	P ud:<id>:<YYYYMM> hash   day buckets "<DD>u", "<DD>d" of a month,
+//	                          EXPIREAT the month's end + 2 years
+//	P fh:<YYYYMMDD>, P fd:<YYYYMM>  the same for the whole fleet
 //	P usage-seq:<c>    string the last usage batch client c applied (a
 //	                          random c per client), expiring a day later
 //	P lease:<id>       hash   gatewayID → sessions held on that gateway
