@@ -74,8 +74,13 @@ local function num(v) return string.format('%.0f', v) end
 -- ended period moves to the past periods (at most maxpast), a changed
 -- period (new limits, first write) keeps what was counted.
 local function roll(tok, usage, past, at, maxpast)
-  local spec = redis.call('HMGET', tok, 'period', 'anchor', 'cday')
-  local ps, pe = bounds(spec[1] or '', spec[2] or '', tonumber(spec[3] or '0') or 0, at)
+  local spec = redis.call('HMGET', tok, 'period', 'anchor', 'cday', 'created')
+  local cday = tonumber(spec[3] or '')
+  if not cday then
+    -- a token stored before cday existed: its creation time's seconds
+    cday = math.floor((tonumber(string.match(spec[4] or '', '^-?%d+') or '0') or 0) / 86400)
+  end
+  local ps, pe = bounds(spec[1] or '', spec[2] or '', cday, at)
   ps, pe = num(ps), num(pe)
   local cur = redis.call('HMGET', usage, 'ps', 'pe', 'up', 'down')
   local ope = tonumber(cur[2] or '0') or 0
