@@ -40,18 +40,20 @@ func editFlags(fs *flag.FlagSet, v *adminVals) {
 	})
 	set("period", "quota_period", "quota `period`: none, day, week, month", str)
 	set("anchor", "quota_anchor", "periods from the UTC `calendar` or from the token's creation date (created)", str)
-	set("max-sessions", "max_sessions", "concurrent sessions across the fleet (`n`, 0: unlimited)", func(s string) (any, error) {
+	count := func(s string) (any, error) {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 {
 			return nil, errors.New("want 0 or a positive integer")
 		}
 		return n, nil
-	})
+	}
+	set("max-devices", "max_devices", "devices using the token at once across the fleet (`n`, 0: unlimited)", count)
+	set("max-sessions", "max_sessions", "concurrent WebSocket sessions across the fleet (`n`, 0: unlimited)", count)
 }
 
 func checkEditFlags(v *adminVals) error {
 	if len(v.patch) == 0 {
-		return errors.New("give at least one of -label, -ttl, -expires-at, -quota, -period, -anchor, -max-sessions")
+		return errors.New("give at least one of -label, -ttl, -expires-at, -quota, -period, -anchor, -max-devices, -max-sessions")
 	}
 	if v.patch["ttl"] != nil && v.patch["expires_at"] != nil {
 		return errors.New("give -ttl or -expires-at, not both")

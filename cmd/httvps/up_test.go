@@ -559,9 +559,9 @@ func adminCLI(t *testing.T, ctlURL, dir, firstID string) {
 		return rows
 	}
 	rows = kvRows(mustAdmin(t, ctlURL, dir, "tokens", "edit", aliceID, "--quota", "5GiB", "--period", "month", "--anchor", "created",
-		"--expires-at", "never", "--label", "alice2", "--max-sessions", "0"))
+		"--expires-at", "never", "--label", "alice2", "--max-sessions", "0", "--max-devices", "2"))
 	if rows["quota"] != "5 GiB" || !strings.HasPrefix(rows["period"], "month (from the creation date), now ") || rows["expires"] != "never" ||
-		rows["label"] != "alice2" || rows["sessions"] != "0 of unlimited" {
+		rows["label"] != "alice2" || rows["sessions"] != "0 of unlimited" || rows["devices"] != "0 of 2" {
 		t.Errorf("tokens edit: %q", rows)
 	}
 	for _, tc := range []struct {

@@ -28,6 +28,7 @@ var limitFields = []limitField{
 	{"quota_period", patchName(parsePeriod, func(l *store.Limits) *string { return &l.QuotaPeriod })},
 	{"quota_anchor", patchName(parseAnchor, func(l *store.Limits) *string { return &l.QuotaAnchor })},
 	{"max_sessions", patchCount("max_sessions", func(l *store.Limits) *int { return &l.MaxSessions })},
+	{"max_devices", patchCount("max_devices", func(l *store.Limits) *int { return &l.MaxDevices })},
 }
 
 // patchCount sets a limit that is 0 (unlimited) or positive.

@@ -22,13 +22,13 @@ func TestPatchToken(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := h.createToken(`{"label":"a","ttl":"24h","quota_bytes":1000,"max_sessions":2}`)
-		r := h.admin("PATCH", "/v1/tokens/"+c.ID, `{"label":"b","quota_bytes":5000,"quota_period":"month","quota_anchor":"created","max_sessions":0,"expires_at":"never"}`)
+		r := h.admin("PATCH", "/v1/tokens/"+c.ID, `{"label":"b","quota_bytes":5000,"quota_period":"month","quota_anchor":"created","max_sessions":0,"max_devices":4,"expires_at":"never"}`)
 		if r.StatusCode != http.StatusOK {
 			t.Fatalf("patch: %d %s", r.StatusCode, r.body)
 		}
 		v := decode[wire.TokenView](t, r)
 		if v.Label != "b" || v.QuotaBytes != 5000 || v.QuotaPeriod != "month" || v.QuotaAnchor != "created" ||
-			v.MaxSessions != 0 || v.ExpiresAt != nil || v.Period == nil || v.Sessions == nil {
+			v.MaxSessions != 0 || v.MaxDevices != 4 || v.ExpiresAt != nil || v.Period == nil || v.Sessions == nil {
 			t.Errorf("patched token: %s", r.body)
 		}
 		start, end := store.PeriodBounds(store.PeriodMonth, store.AnchorCreated, c.CreatedAt, h.clock.Now())
@@ -37,13 +37,14 @@ func TestPatchToken(t *testing.T) {
 		}
 		waitEvent(t, events, func(e store.Event) bool { return e.Kind == store.EventTokenChanged && e.TokenID == c.ID })
 		stored, err := st.GetToken(ctx, c.ID)
-		if err != nil || stored.Label != "b" || stored.QuotaBytes != 5000 || !stored.ExpiresAt.IsZero() || stored.QuotaPeriod != store.PeriodMonth {
+		if err != nil || stored.Label != "b" || stored.QuotaBytes != 5000 || !stored.ExpiresAt.IsZero() || stored.QuotaPeriod != store.PeriodMonth ||
+			stored.MaxDevices != 4 || stored.MaxSessions != 0 {
 			t.Errorf("stored after patch: %+v %v", stored, err)
 		}
 		// Fields not given stay.
 		at := h.clock.Now().Add(time.Hour).UTC().Truncate(time.Second)
 		v = decode[wire.TokenView](t, h.admin("PATCH", "/v1/tokens/"+c.ID, `{"expires_at":"`+at.Format(time.RFC3339)+`"}`))
-		if v.ExpiresAt == nil || !v.ExpiresAt.Equal(at) || v.Label != "b" || v.QuotaBytes != 5000 || v.QuotaPeriod != "month" {
+		if v.ExpiresAt == nil || !v.ExpiresAt.Equal(at) || v.Label != "b" || v.QuotaBytes != 5000 || v.QuotaPeriod != "month" || v.MaxDevices != 4 {
 			t.Errorf("second patch: %+v", v)
 		}
 		v = decode[wire.TokenView](t, h.admin("PATCH", "/v1/tokens/"+c.ID, `{"ttl":"2h","quota_period":"none"}`))
@@ -66,6 +67,7 @@ func TestPatchToken(t *testing.T) {
 			{"negative quota", `{"quota_bytes":-1}`, "invalid_argument"},
 			{"quota not a number", `{"quota_bytes":"lots"}`, "invalid_argument"},
 			{"negative sessions", `{"max_sessions":-2}`, "invalid_argument"},
+			{"negative devices", `{"max_devices":-1}`, "invalid_argument"},
 			{"bad expiry", `{"expires_at":"tomorrow"}`, "invalid_argument"},
 			{"expiry and ttl", `{"expires_at":"never","ttl":"1h"}`, "invalid_argument"},
 			{"bad ttl", `{"ttl":"-1h"}`, "invalid_argument"},
