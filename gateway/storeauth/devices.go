@@ -169,7 +169,7 @@ func (c *account) addDevice(k string, leased bool, now int64) *device {
 // and session counts that changed (at most every HeartbeatEvery, and every
 // deviceRefresh regardless). It reports false if a store call failed.
 func (a *Auth) settleDevices(ctx context.Context, c *account) bool {
-	now := time.Now().UnixNano()
+	now := a.now().UnixNano() // the clock addDevice stamped reportedAt with
 	type work struct {
 		d        *device
 		release  bool
