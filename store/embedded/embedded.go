@@ -71,7 +71,8 @@ type Store struct {
 	subs      map[*eventq.Queue]struct{}
 	locks     map[string]heldLock
 
-	prunedAt atomic.Int64 // unix s of the last history pruning pass
+	prunedAt atomic.Int64     // unix s of the last history pruning pass
+	now      func() time.Time // retention's clock; nil: time.Now (tests set it)
 }
 
 type gateway struct {

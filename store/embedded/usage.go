@@ -19,6 +19,15 @@ var fleetBucket = []byte("*")
 // pruneEvery is how often AddUsage drops history past its retention.
 const pruneEvery = time.Hour
 
+// clock is what history retention is measured by: the real clock (as
+// Redis's expiry is), or the test's.
+func (s *Store) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
+}
+
 // AddUsage implements store.Store. Concurrent callers share one
 // transaction (bolt's Batch), so fsyncs do not serialise the gateways.
 func (s *Store) AddUsage(ctx context.Context, at time.Time, deltas map[string]store.Usage) error {
@@ -29,7 +38,7 @@ func (s *Store) AddUsage(ctx context.Context, at time.Time, deltas map[string]st
 		return nil
 	}
 	at = at.UTC()
-	now := time.Now()
+	now := s.clock()
 	prune := now.Unix()-s.prunedAt.Load() >= int64(pruneEvery/time.Second)
 	return wrap("add usage", s.db.Batch(func(tx *bolt.Tx) error {
 		usage := tx.Bucket(bucketUsage)
@@ -355,7 +364,7 @@ func (s *Store) UsageHistory(ctx context.Context, id string, from, to time.Time,
 	if step == store.StepDay {
 		bucket, keep = bucketDay, store.DailyRetention
 	}
-	oldest := time.Now().Add(-keep)
+	oldest := s.clock().Add(-keep)
 	out := make([]store.Bucket, n)
 	err = s.db.View(func(tx *bolt.Tx) error {
 		name := fleetBucket
