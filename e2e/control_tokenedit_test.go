@@ -56,6 +56,15 @@ func (f *ctlFleet) admittedWithin(t *testing.T, tok ctlToken, since time.Time, w
 	}
 }
 
+// flushed waits until neither gateway holds usage the store has not
+// confirmed, so what the API shows is all there is.
+func (f *ctlFleet) flushed(t *testing.T) {
+	t.Helper()
+	ctlEventually(t, 10*time.Second, "both gateways' usage in the store", func() bool {
+		return f.a.auth.Stats().PendingUsage == 0 && f.b.auth.Stats().PendingUsage == 0
+	})
+}
+
 func (f *ctlFleet) decoyOnBoth(t *testing.T, tok ctlToken, what string) {
 	t.Helper()
 	for _, g := range []*ctlGateway{f.a, f.b} {
@@ -180,6 +189,7 @@ func TestControlMonthlyQuotaRollsOver(t *testing.T) {
 	for _, g := range []*ctlGateway{f.a, f.b} {
 		ctlEventually(t, 5*time.Second, "the decoy on gateway "+g.name, func() bool { return g.decoy(tok.Token) == nil })
 	}
+	f.flushed(t)
 	var v wire.TokenView
 	f.ctl.admin("GET", "/v1/tokens/"+tok.ID, nil, http.StatusOK, &v)
 	if v.Status != "over_quota" || v.Period == nil {
@@ -204,4 +214,48 @@ func TestControlMonthlyQuotaRollsOver(t *testing.T) {
 		return n.Status == "active" && n.Usage != nil && n.Usage.Total > 2000 && n.Usage.Total < quota &&
 			len(n.PastPeriods) == 1 && n.PastPeriods[0].Usage.Total == used && n.PastPeriods[0].End.Equal(v.Period.End)
 	})
+}
+
+// A usage reset through the API admits a token its quota blocked on both
+// gateways within a second; the gateways' old totals do not come back.
+func TestControlUsageResetOnBothGateways(t *testing.T) {
+	f := startCtlFleet(t, 2)
+	f.staticPair(t)
+	const quota = 64 << 10
+	tok := f.ctl.issue(map[string]any{"label": "reset", "quota_bytes": quota, "quota_period": "week"})
+	sc, err := f.b.ss(tok, f.echo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	ctlEcho(sc, quota, 2) // crosses the quota; the cut may come before the echo ends
+	for _, g := range []*ctlGateway{f.a, f.b} {
+		ctlEventually(t, 5*time.Second, "the decoy on gateway "+g.name, func() bool { return g.decoy(tok.Token) == nil })
+	}
+	f.flushed(t) // else bytes of the cut session flush after the reset and count in it
+	start := time.Now()
+	var v wire.TokenView
+	f.ctl.admin("POST", "/v1/tokens/"+tok.ID+"/usage/reset", nil, http.StatusOK, &v)
+	if v.Status != "active" || v.Usage == nil || v.Usage.Total != 0 {
+		t.Errorf("after the reset: %+v", v)
+	}
+	f.admittedWithin(t, tok, start, "usage reset")
+	// Traffic after the reset counts from zero, on both gateways.
+	for i, g := range []*ctlGateway{f.a, f.b} {
+		sc, err := g.ss(tok, f.echo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ctlEcho(sc, 1000, uint64(20+i)); err != nil {
+			t.Fatalf("gateway %s after the reset: %v", g.name, err)
+		}
+		sc.Close()
+	}
+	ctlEventually(t, 5*time.Second, "the new usage below the quota", func() bool {
+		u := f.ctl.token(tok.ID).Usage
+		return u.Total > 4000 && u.Total < quota/2
+	})
+	if v := f.ctl.token(tok.ID); v.Status != "active" {
+		t.Errorf("status %q after traffic following the reset", v.Status)
+	}
 }
