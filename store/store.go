@@ -327,6 +327,19 @@ type Store interface {
 	// ListDevices returns the token's live devices, ordered by Key.
 	ListDevices(ctx context.Context, tokenID string) ([]Device, error)
 
+	// LeaseQuota moves gatewayID's slice of the token's data quota (see
+	// QuotaLease), in one atomic step: first the slice shrinks by consumed
+	// (bytes the gateway has since added with AddUsage), then by -delta if
+	// delta < 0 (given back), or it grows by up to delta: by what quota
+	// leaves after the token's usage and the slices of every live gateway
+	// (slices of gateways whose heartbeat expired do not count and are
+	// purged lazily). A slice never goes below 0. The usage is that of
+	// the token's period that holds at (Usage.At), so a period that ended
+	// leases from zero again. quota is the caller's view of the token's
+	// quota (> 0). ErrNotFound if there is no such token; ErrInvalid for an
+	// empty gatewayID or quota <= 0.
+	LeaseQuota(ctx context.Context, tokenID, gatewayID string, at time.Time, quota, consumed, delta int64) (QuotaLease, error)
+
 	// PutMember creates or replaces a member, keeping its stored Health and
 	// CreatedAt. ErrInvalid if ID is empty.
 	PutMember(ctx context.Context, m Member) error

@@ -63,13 +63,14 @@ type Store struct {
 	db     *bolt.DB
 	closed atomic.Bool
 
-	mu        sync.Mutex                // guards leases, devices, devLeaseN, gateways, subs
+	mu        sync.Mutex                // guards leases, devices, devLeaseN, gateways, subs, slices
 	leases    map[string]map[string]int // token → gateway → sessions
 	devices   devLeases                 // devices.go
 	devLeaseN int                       // leases in devices, capped by maxDeviceLeases
 	gateways  map[string]*gateway
 	subs      map[*eventq.Queue]struct{}
 	locks     map[string]heldLock
+	slices    map[string]map[string]int64 // token → gateway → quota slice (quota.go); made on first use
 
 	prunedAt atomic.Int64     // unix s of the last history pruning pass
 	now      func() time.Time // retention's clock; nil: time.Now (tests set it)

@@ -281,6 +281,7 @@ func (s *Store) DeleteToken(ctx context.Context, id string) error {
 			s.devLeaseN -= len(leases)
 		}
 		delete(s.devices, id)
+		delete(s.slices, id)
 		s.mu.Unlock()
 	}
 	return wrap("delete token", err)
