@@ -114,6 +114,10 @@ func (l *loop) adopt(a *handoff) {
 		s.last = time.Now().UnixNano()
 	}
 	s.up.mark, s.down.mark = s.last, s.last
+	if _, ok := a.acct.(Credit); !ok {
+		// No quota to hold: the reads never ask again (credit.go).
+		s.up.credit, s.down.credit = creditUnlimited, creditUnlimited
+	}
 	lim := g.limits
 	if kind == PathUDP {
 		lim = g.udpLimits

@@ -166,3 +166,17 @@ type nopTunnelMetrics struct{}
 func (nopTunnelMetrics) StreamOpened(bool)       {}
 func (nopTunnelMetrics) StreamEnded(StreamEnd)   {}
 func (nopTunnelMetrics) ResetSent(mux.ResetCode) {}
+
+// CreditMetrics is what the gateway reports about quota credit (credit.go).
+// A Metrics that also implements it receives these calls; the same rules
+// apply: cheap, concurrent.
+type CreditMetrics interface {
+	// CreditWait counts a wait of a session for credit: it found its
+	// account out of credit, left epoll for the directions concerned,
+	// and was woken when the account had more (or was closed).
+	CreditWait()
+}
+
+type nopCreditMetrics struct{}
+
+func (nopCreditMetrics) CreditWait() {}

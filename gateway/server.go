@@ -50,6 +50,7 @@ type Gateway struct {
 	tunLimits codec.Limits // client frames on a tunnel: no message limit (boundaries carry no meaning)
 
 	tm            TunnelMetrics   // cfg.Metrics if it implements it
+	cm            CreditMetrics   // cfg.Metrics if it implements it
 	docs          Documents       // cfg.Documents; nil: the decoy for every non-session
 	dm            DocumentMetrics // cfg.Metrics if it implements it
 	tunMaxStreams int             // see Config.TunnelMaxStreams
@@ -163,6 +164,10 @@ func New(cfg Config) (*Gateway, error) {
 		g.dm = dm
 	}
 	g.tm = nopTunnelMetrics{}
+	g.cm = nopCreditMetrics{}
+	if cm, ok := cfg.Metrics.(CreditMetrics); ok {
+		g.cm = cm
+	}
 	if tm, ok := cfg.Metrics.(TunnelMetrics); ok {
 		g.tm = tm
 	}

@@ -85,11 +85,12 @@ func (s *session) handle(fd int, ev uint32) {
 			return
 		}
 		if ev&(evIn|evRDHUP|evHUP|evERR) != 0 {
-			if s.down.empty() || s.kind == PathUDP && ev&evERR != 0 {
+			if s.down.empty() && s.credited(&s.down) || s.kind == PathUDP && ev&evERR != 0 {
 				s.readUpstream()
 			} else if ev&evHUP != 0 {
-				// Paused with a hang-up pending: level-triggered HUP
-				// would spin, so leave epoll until the client drains.
+				// Paused (or out of credit) with a hang-up pending:
+				// level-triggered HUP would spin, so leave epoll until
+				// the client drains (or credit comes: creditResume).
 				unix.EpollCtl(s.l.epfd, unix.EPOLL_CTL_DEL, int(s.ufd), nil)
 				s.down.parked = true
 				s.uev = 0
@@ -134,7 +135,7 @@ func (s *session) setInterest() {
 	case s.discarding():
 		c |= evIn | evRDHUP
 	case !s.clientClosed():
-		if s.up.empty() && s.down.len() < l.g.cfg.BufferCap {
+		if s.up.empty() && s.down.len() < l.g.cfg.BufferCap && (!s.relaysUp() || s.creditAtHand(&s.up)) {
 			c |= evIn | evRDHUP
 		}
 	case !s.up.eof:
@@ -154,7 +155,7 @@ func (s *session) setInterest() {
 		return
 	}
 	var u uint32
-	if !s.down.eof && !s.closeSent() && s.down.empty() {
+	if !s.down.eof && !s.closeSent() && s.down.empty() && s.creditAtHand(&s.down) {
 		u |= evIn | evRDHUP
 	}
 	if !s.up.empty() {
@@ -226,6 +227,7 @@ func (s *session) revoke() {
 func (s *session) tick(now int64) {
 	if s.acct != nil {
 		s.reportUsage()
+		s.creditTick(now)
 	}
 	if s.down.eof && !s.closeSent() {
 		s.eofClose()
@@ -320,6 +322,9 @@ func (s *session) finish(end End, err error) {
 	s.cfd = -1
 	if s.acct != nil {
 		s.reportUsage()
+		if ca, ok := s.acct.(Credit); ok {
+			s.returnCredit(ca)
+		}
 		s.acct.Release()
 		s.acct = nil
 	}

@@ -23,10 +23,14 @@ type stream struct {
 	// says it was under slowRate: reads from the source then take minRead
 	// instead of the read chunk, so a slow receiver pins little in the
 	// queue while a fast one gets large, cheap reads.
-	mark  int64
-	read  int64
-	used  int64 // payload bytes not yet reported to the account
-	small bool
+	mark int64
+	read int64
+	used int64 // payload bytes not yet reported to the account
+	// credit is what this direction may still relay (credit.go): taken
+	// from the account in chunks, creditUnlimited without a quota, < 0 a
+	// debt (a datagram or TLS record that could not be split).
+	credit int32
+	small  bool
 
 	eof    bool // the source socket reached end of stream (FIN, close_notify)
 	shut   bool // FIN sent to the destination socket

@@ -173,12 +173,16 @@ func (t *tlsSession) alert(l *loop, desc uint8) ([]byte, error) {
 // relays the plaintext frames; a trailing partial record is kept.
 func (s *session) readClientTLS() {
 	l, t := s.l, s.tls
+	size := s.clientReadSize()
+	if size == 0 {
+		return // out of credit: setInterest leaves the client out of epoll
+	}
 	off := 0
 	if t.rin != nil {
 		off = copy(l.scratch, (*t.rin)[:t.rinLen])
 		l.g.m.Buffered(-t.release())
 	}
-	n, err := rawio.Read(int(s.cfd), l.scratch[off:off+s.up.readSize(l.g.chunk)])
+	n, err := rawio.Read(int(s.cfd), l.scratch[off:off+size])
 	if n <= 0 {
 		if (err == unix.EAGAIN || err == unix.EINTR) && off > 0 {
 			s.keepPartial(l.scratch[:off])

@@ -24,7 +24,10 @@ func (s *session) readUpstream() {
 	l := s.l
 	size := l.g.upChunk(s.kind)
 	if s.kind == PathTCP {
-		size = s.down.readSize(size)
+		if !s.credited(&s.down) {
+			return // setInterest leaves the upstream out of epoll
+		}
+		size = min(s.down.readSize(size), int(s.down.credit))
 	}
 	buf := l.scratch[maxServerHeader : maxServerHeader+size]
 	n, err := rawio.Read(int(s.ufd), buf)
@@ -52,6 +55,7 @@ func (s *session) readUpstream() {
 	s.last = l.now
 	l.g.m.BytesDown(n)
 	s.down.used += int64(n)
+	s.down.charge(n)
 	s.down.took(n)
 	h := codec.ServerHeaderLen(n)
 	start := maxServerHeader - h
@@ -139,11 +143,16 @@ func (s *session) flushDown() {
 	s.down.drained(s.l.now)
 	s.eofClose()
 	if s.down.parked && !s.dead() {
-		// The upstream hung up while paused; drain it without epoll
-		// (a hung-up socket never blocks: it has data or returns EOF).
-		for i := 0; i < 64 && s.ufd >= 0 && s.down.empty() && !s.dead() && !s.closeSent(); i++ {
-			s.readUpstream()
-		}
+		s.drainParked()
 	}
 	s.maybeDone()
+}
+
+// drainParked reads an upstream that hung up while paused, without epoll
+// (a hung-up socket never blocks: it has data or returns EOF), while the
+// client takes it and there is credit.
+func (s *session) drainParked() {
+	for i := 0; i < 64 && s.ufd >= 0 && s.down.empty() && !s.dead() && !s.closeSent() && s.credited(&s.down); i++ {
+		s.readUpstream()
+	}
 }

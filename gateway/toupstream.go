@@ -24,7 +24,11 @@ func (s *session) readClient() {
 		return
 	}
 	l := s.l
-	n, err := rawio.Read(int(s.cfd), l.scratch[:s.up.readSize(l.g.chunk)])
+	size := s.clientReadSize()
+	if size == 0 {
+		return // out of credit: setInterest leaves the client out of epoll
+	}
+	n, err := rawio.Read(int(s.cfd), l.scratch[:size])
 	if n <= 0 {
 		s.clientEOF(err)
 		return
@@ -225,6 +229,7 @@ func (s *session) flushPieces(iov [][]byte) bool {
 	}
 	s.l.g.m.BytesUp(payload)
 	s.up.used += int64(payload)
+	s.up.charge(payload)
 	if !s.up.empty() {
 		s.l.g.m.Buffered(s.up.push(iov...))
 		return true
@@ -275,6 +280,7 @@ func (s *session) udpPiece(ev codec.Event) bool {
 func (s *session) sendDatagram(p []byte) {
 	s.l.g.m.BytesUp(len(p))
 	s.up.used += int64(len(p))
+	s.up.charge(len(p))
 	_, err := rawio.Write(int(s.ufd), p)
 	if err != nil {
 		// A full socket buffer or an ICMP error from an earlier datagram:

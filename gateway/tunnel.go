@@ -229,9 +229,10 @@ func (s *session) serveBlocked() {
 // the queue toward it is empty (as on the Outline paths, which read the
 // upstream only then: a read goes straight to the socket instead of being
 // copied to the queue behind others, and a client that stops reading pins
-// at most one read) and no close frame is out.
+// at most one read), no close frame is out, and there is credit (credit.go;
+// without it the streams wait on tunnel.blocked for the account's wake).
 func (s *session) queueRoom() bool {
-	return s.down.empty() && !s.closeSent()
+	return s.down.empty() && !s.closeSent() && s.creditAtHand(&s.down)
 }
 
 // streamCanRead reports whether st's member may be read now. The reason it

@@ -325,6 +325,7 @@ func (s *session) streamWrite(st *tstream, p []byte) {
 	l, g := s.l, s.l.g
 	g.m.BytesUp(len(p))
 	s.up.used += int64(len(p))
+	s.up.charge(len(p))
 	if st.connecting || !st.up.empty() {
 		g.m.Buffered(st.up.push(p))
 		return
@@ -424,6 +425,7 @@ func (s *session) sendPacket(st *tstream, p []byte) {
 	g := s.l.g
 	g.m.BytesUp(len(p))
 	s.up.used += int64(len(p))
+	s.up.charge(len(p))
 	if _, err := rawio.Write(st.fd, p); err != nil {
 		g.m.Dropped(DropTunnelUDP, len(p))
 	}

@@ -214,12 +214,15 @@ func (s *session) streamFlush(st *tstream) {
 // asked, or took a datagram).
 func (s *session) streamRead(st *tstream) bool {
 	l, t, g := s.l, s.tun, s.l.g
+	if !s.credited(&s.down) {
+		return false // streamInterest puts st on tunnel.blocked
+	}
 	const off = maxServerHeader + mux.HeaderLen
 	size := int(t.peerMaxFrame)
 	if st.udp {
 		size = 65536
 	} else {
-		size = min(size, g.chunk, int(min(st.sendWin, t.sendWin)))
+		size = min(size, g.chunk, int(min(st.sendWin, t.sendWin)), int(s.down.credit))
 	}
 	n, err := rawio.Read(st.fd, l.scratch[off:off+size])
 	if err != nil {
@@ -245,6 +248,7 @@ func (s *session) streamRead(st *tstream) bool {
 	st.last, s.last = l.now, l.now
 	g.m.BytesDown(n)
 	s.down.used += int64(n)
+	s.down.charge(n)
 	if !st.udp {
 		st.sendWin -= int64(n)
 		t.sendWin -= int64(n)
