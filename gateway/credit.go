@@ -77,11 +77,19 @@ func (s *session) creditAtHand(st *stream) bool {
 	case n >= UnlimitedCredit:
 		st.credit = creditUnlimited
 		return true
-	case n > 0:
+	case n > 0 || s.other(st).credit > 0:
 		return true
 	}
 	ca.WaitCredit(s)
 	return false
+}
+
+// other is the session's other direction.
+func (s *session) other(st *stream) *stream {
+	if st == &s.up {
+		return &s.down
+	}
+	return &s.up
 }
 
 // credited reports whether st may relay now, taking a chunk from the
@@ -96,6 +104,9 @@ func (s *session) credited(st *stream) bool {
 		st.credit = creditUnlimited
 		return true
 	}
+	// Usage goes with each take, so what the account has not heard of is
+	// at most a chunk (a gateway that dies loses no more of it).
+	s.reportUsage()
 	// The chunk also covers a debt (credit < 0).
 	got := ca.TakeCredit(creditChunk - int64(st.credit))
 	switch {
@@ -104,9 +115,15 @@ func (s *session) credited(st *stream) bool {
 		return true
 	case got > 0:
 		st.credit += int32(got)
-		if st.credit > 0 {
-			return true
-		}
+	}
+	if o := s.other(st); st.credit <= 0 && o.credit > 0 {
+		// The account has none: the other direction's credit serves this
+		// one (an echo's last bytes must not starve behind its upload).
+		st.credit += o.credit
+		o.credit = 0
+	}
+	if st.credit > 0 {
+		return true
 	}
 	ca.WaitCredit(s)
 	return false

@@ -37,18 +37,26 @@ type account struct {
 	lastUsed    atomic.Int64 // unix ns of the last handshake
 	closedAt    atomic.Int64 // unix ns of the last local close for quota or expiry
 	publishedAt atomic.Int64 // unix ns of the last quota-exceeded event sent
+
+	credit credit // the slice of the quota this gateway holds (credit.go)
 }
 
 // Key implements gateway.Account: the token ID.
 func (c *account) Key() string { return c.id }
 
-// AddUsage implements gateway.Account.
+// AddUsage implements gateway.Account. Usage of a token with a quota is
+// flushed early once it reaches half its overshoot budget, so a gateway
+// that dies loses no more than that (docs/04, "Quotas that hold").
 func (c *account) AddUsage(up, down int64) {
+	var u, d int64
 	if up != 0 {
-		c.up.Add(up)
+		u = c.up.Add(up)
 	}
 	if down != 0 {
-		c.down.Add(down)
+		d = c.down.Add(down)
+	}
+	if q := c.quota.Load(); q > 0 && u+d > 0 && c.up.Load()+c.down.Load() > overshoot(q)/2 {
+		kick(c.a.flushKick)
 	}
 }
 
@@ -109,7 +117,7 @@ func (c *account) roll(now int64) {
 func (c *account) idle() bool {
 	return c.sessions.Load() == 0 && c.up.Load() == 0 && c.down.Load() == 0 &&
 		c.inflight.Load() == 0 && c.unleased.Load() == 0 && c.toRelease.Load() == 0 && !c.queued.Load() &&
-		!c.hasDevices()
+		!c.hasDevices() && c.credit.idle()
 }
 
 // leaseQueue holds accounts with lease work for the lease goroutine.

@@ -120,8 +120,10 @@ type Auth struct {
 	storeDown atomic.Bool // for logging transitions once
 
 	lq leaseQueue
+	cq creditQueue
 
 	// kicks to the background goroutines (buffered 1, never block).
+	flushKick   chan struct{}
 	membersKick chan struct{}
 	revalKick   chan struct{}
 	revalMu     sync.Mutex
@@ -178,6 +180,8 @@ func New(st store.Store, cfg Config) *Auth {
 		reval:       make(map[string]bool),
 	}
 	a.lq.kick = make(chan struct{}, 1)
+	a.cq.kick = make(chan struct{}, 1)
+	a.flushKick = make(chan struct{}, 1)
 	a.members.Store(&memberView{})
 	return a
 }
@@ -544,6 +548,7 @@ type Stats struct {
 	StoreErrors  uint64 // failed store calls, all operations
 	FlushErrors  uint64 // usage flushes that failed (the deltas are kept)
 	Published    uint64 // quota-exceeded events published
+	QuotaLeases  uint64 // quota slices settled with the store (LeaseQuota calls that succeeded)
 
 	DeniedUnknown     uint64
 	DeniedRevoked     uint64
@@ -570,6 +575,7 @@ type counters struct {
 	localAdmits, storeErrors         atomic.Uint64
 	localDevices                     atomic.Uint64
 	flushErrors, published           atomic.Uint64
+	quotaLeases                      atomic.Uint64
 	subscribed                       atomic.Bool
 	denied                           [numDeny]atomic.Uint64
 }
@@ -586,6 +592,7 @@ func (a *Auth) Stats() Stats {
 		StoreErrors:       a.stats.storeErrors.Load(),
 		FlushErrors:       a.stats.flushErrors.Load(),
 		Published:         a.stats.published.Load(),
+		QuotaLeases:       a.stats.quotaLeases.Load(),
 		DeniedUnknown:     a.stats.denied[denyUnknown].Load(),
 		DeniedRevoked:     a.stats.denied[denyRevoked].Load(),
 		DeniedExpired:     a.stats.denied[denyExpired].Load(),

@@ -35,6 +35,7 @@ func (a *Auth) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { a.eventLoop(ctx) })
 	wg.Go(func() { a.leaseLoop(ctx) })
+	wg.Go(func() { a.creditLoop(ctx) })
 	wg.Go(func() { a.heartbeatLoop(ctx) })
 	wg.Go(func() { a.memberLoop(ctx) })
 	wg.Go(func() { fl.loop(ctx) })
@@ -371,6 +372,8 @@ func (f *flusher) loop(ctx context.Context) {
 			return
 		case <-ft.C:
 			f.flush(ctx)
+		case <-f.a.flushKick:
+			f.flush(ctx)
 		case <-ht.C:
 			f.a.housekeep(f.a.now().UnixNano())
 		}
@@ -417,6 +420,7 @@ func (f *flusher) flush(ctx context.Context) error {
 		if c.quota.Load() > 0 {
 			quotaIDs = append(quotaIDs, id)
 			gens[id] = c.gen.Load()
+			c.consumedFlushed(u.Total())
 		}
 	}
 	clear(f.pending)
