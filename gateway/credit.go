@@ -80,6 +80,7 @@ func (s *session) creditAtHand(st *stream) bool {
 	case n > 0 || s.other(st).credit > 0:
 		return true
 	}
+	s.reportUsage() // the account decides on what it has heard of
 	ca.WaitCredit(s)
 	return false
 }

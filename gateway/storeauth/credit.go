@@ -33,7 +33,7 @@ const (
 	creditRetryEvery = 100 * time.Millisecond
 	// creditIdleFor is how long a pool lies untouched before it goes back
 	// to the store, for the other gateways.
-	creditIdleFor = time.Second
+	creditIdleFor = 250 * time.Millisecond
 )
 
 // overshoot is the budget of a quota (see overshootBase).
@@ -242,6 +242,11 @@ func (a *Auth) leaseCredit(ctx context.Context, c *account) bool {
 		a.quotaExceeded(ctx, c, a.now().UnixNano())
 		cr.wake()
 		return true
+	}
+	if c.up.Load()+c.down.Load() > 0 {
+		// What our sessions used is still in our slice: flush it now, so
+		// the store can tell whether the quota is used up.
+		kick(a.flushKick)
 	}
 	return false
 }
