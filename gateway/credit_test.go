@@ -71,6 +71,27 @@ func (a *creditAccount) poolLeft() int64 {
 	return a.pool
 }
 
+// creditMetrics records session ends and credit waits.
+type creditMetrics struct {
+	nopMetrics
+	waits atomic.Int64
+	mu    sync.Mutex
+	ends  []End // guarded by mu
+}
+
+func (m *creditMetrics) CreditWait() { m.waits.Add(1) }
+func (m *creditMetrics) SessionEnd(_ PathKind, e End) {
+	m.mu.Lock()
+	m.ends = append(m.ends, e)
+	m.mu.Unlock()
+}
+
+func (m *creditMetrics) endsSeen() []End {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]End(nil), m.ends...)
+}
+
 type creditAuth struct {
 	route Route
 	acct  *creditAccount
@@ -119,15 +140,19 @@ func quiet(t *testing.T, c net.Conn) {
 
 // TestCreditHoldsDownload: an upstream that sends without end reaches the
 // client exactly as far as the account grants credit, resumes when it
-// grants more, and the session ends with close 1008 when the account is
-// closed (the quota used up); the credit granted is all used or returned.
+// grants more, and the session ends with close 1008 when the quota is used
+// up (counted as "quota"); the credit granted is all used or returned.
 func TestCreditHoldsDownload(t *testing.T) {
 	up := testpeer.ListenTCP(t, func(c *net.TCPConn) {
 		c.SetDeadline(time.Now().Add(time.Minute))
 		io.Copy(c, testpeer.PseudoRandom(1<<30, 1))
 	})
 	acct := &creditAccount{testAccount: testAccount{key: "tok-q"}, pool: 100_000}
-	g := startGateway(t, up, func(c *Config) { c.Auth = &creditAuth{route: Route{Upstream: up}, acct: acct} })
+	m := &creditMetrics{}
+	g := startGateway(t, up, func(c *Config) {
+		c.Auth = &creditAuth{route: Route{Upstream: up}, acct: acct}
+		c.Metrics = m
+	})
 	c := dialWS(t, g, "/acct/tcp")
 	defer c.Close()
 	var got int64
@@ -139,7 +164,10 @@ func TestCreditHoldsDownload(t *testing.T) {
 	acct.grant(300_000)
 	readPayload(t, c, &got, 400_000)
 	quiet(t, c)
-	g.CloseAccount("tok-q")
+	if m.waits.Load() == 0 {
+		t.Fatal("credit waits not counted")
+	}
+	g.CloseAccountQuota("tok-q")
 	if code := readClose(t, c); code != ws.StatusPolicyViolation {
 		t.Fatalf("close %d, want 1008", code)
 	}
@@ -150,6 +178,10 @@ func TestCreditHoldsDownload(t *testing.T) {
 	}
 	if p := acct.poolLeft(); p != 0 {
 		t.Fatalf("pool after the session = %d, want 0 (all granted credit used)", p)
+	}
+	waitFor(t, "the session end counted", func() bool { return len(m.endsSeen()) == 1 })
+	if e := m.endsSeen(); e[0] != EndQuota {
+		t.Fatalf("session end %v, want quota", e[0])
 	}
 }
 
@@ -198,5 +230,105 @@ func TestCreditHoldsUpload(t *testing.T) {
 	waitFor(t, "session released", func() bool { return acct.released.Load() == 1 })
 	if p, used := acct.poolLeft(), acct.up.Load(); used != 500_000 || p != 70_000+25_000+1<<20-500_000 {
 		t.Fatalf("usage up %d, pool left %d: granted credit neither used nor returned", used, p)
+	}
+}
+
+// TestCreditAccounting walks the credit of one session's two directions
+// through takes, charges, debts, borrowing and returns.
+func TestCreditAccounting(t *testing.T) {
+	type step struct {
+		do        string // "take up/down", "charge up/down N", "peek down", "return"
+		n         int
+		ok        bool  // what credited / creditAtHand said
+		up, down  int32 // the directions' credit after
+		pool      int64 // the account's pool after
+		waitsSeen int64
+	}
+	cases := []struct {
+		name  string
+		pool  int64
+		steps []step
+	}{
+		{"takes a chunk, charges, a debt is covered by the next take", 300 << 10, []step{
+			{do: "take down", ok: true, down: creditChunk, pool: 300<<10 - creditChunk},
+			{do: "charge down", n: 100 << 10, ok: true, down: creditChunk - 100<<10, pool: 300<<10 - creditChunk},
+			{do: "charge down", n: 30 << 10, ok: true, down: -2 << 10, pool: 300<<10 - creditChunk},
+			{do: "take down", ok: true, down: creditChunk, pool: 300<<10 - 2*creditChunk - 2<<10},
+		}},
+		{"a short pool gives what it has", 10_000, []step{
+			{do: "take up", ok: true, up: 10_000},
+			{do: "charge up", n: 10_000, ok: true},
+			{do: "peek down", ok: false, waitsSeen: 1},
+			{do: "take up", ok: false, waitsSeen: 1},
+		}},
+		{"a direction out of credit borrows the other's", 50_000, []step{
+			{do: "take up", ok: true, up: 50_000},
+			{do: "peek down", ok: true, up: 50_000},
+			{do: "take down", ok: true, down: 50_000},
+			{do: "charge down", n: 50_000, ok: true},
+			{do: "take down", ok: false, waitsSeen: 1},
+		}},
+		{"what is held or owed goes back", 200 << 10, []step{
+			{do: "take up", ok: true, up: creditChunk, pool: 200<<10 - creditChunk},
+			{do: "take down", ok: true, up: creditChunk, down: 200<<10 - creditChunk},
+			{do: "charge down", n: 80 << 10, ok: true, up: creditChunk, down: -8 << 10},
+			{do: "return", ok: true, pool: creditChunk - 8<<10},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			acct := &creditAccount{testAccount: testAccount{key: "k"}, pool: tc.pool}
+			s := &session{acct: acct}
+			for i, st := range tc.steps {
+				var ok = true
+				switch st.do {
+				case "take up":
+					ok = s.credited(&s.up)
+				case "take down":
+					ok = s.credited(&s.down)
+				case "peek down":
+					ok = s.creditAtHand(&s.down)
+				case "charge up":
+					s.up.charge(st.n)
+				case "charge down":
+					s.down.charge(st.n)
+				case "return":
+					s.returnCredit(acct)
+				}
+				if ok != st.ok || s.up.credit != st.up || s.down.credit != st.down || acct.poolLeft() != st.pool || acct.waits.Load() != st.waitsSeen {
+					t.Fatalf("step %d (%s %d): ok %v, credit up %d down %d, pool %d, waits %d; want %v, %d, %d, %d, %d",
+						i, st.do, st.n, ok, s.up.credit, s.down.credit, acct.poolLeft(), acct.waits.Load(),
+						st.ok, st.up, st.down, st.pool, st.waitsSeen)
+				}
+			}
+		})
+	}
+	t.Run("no quota: unlimited, never counted down", func(t *testing.T) {
+		s := &session{acct: &testAccount{key: "k"}}
+		if !s.credited(&s.down) || s.down.credit != creditUnlimited {
+			t.Fatalf("credit %d, want unlimited", s.down.credit)
+		}
+		s.down.charge(1 << 30)
+		if s.down.credit != creditUnlimited {
+			t.Fatalf("unlimited credit counted down to %d", s.down.credit)
+		}
+	})
+}
+
+// TestCreditAllocs: charging and taking credit on the relay path allocate
+// nothing, with a quota and without.
+func TestCreditAllocs(t *testing.T) {
+	for _, acct := range []Account{&creditAccount{testAccount: testAccount{key: "q"}, pool: 1 << 40}, &testAccount{key: "u"}} {
+		s := &session{acct: acct}
+		allocs := testing.AllocsPerRun(1000, func() {
+			if !s.credited(&s.down) || !s.creditAtHand(&s.up) {
+				t.Fatal("no credit")
+			}
+			s.down.charge(64 << 10)
+			s.down.used = 0
+		})
+		if allocs != 0 {
+			t.Errorf("%T: %v allocations per read", acct, allocs)
+		}
 	}
 }

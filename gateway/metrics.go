@@ -59,12 +59,13 @@ const (
 	EndProtocol              // client broke RFC 6455 (bad frame, text on a data path, too large)
 	EndShutdown              // gateway drain
 	EndSlowClient            // a close handshake or write did not complete in time
-	EndRevoked               // the account was closed (revoked, over quota, expired)
+	EndRevoked               // the account was closed (revoked, expired, or over quota by the store's count)
 	EndFlood                 // control frames over MaxControlRate/MaxControlBurst (close 1008)
+	EndQuota                 // the account's quota is used up (close 1008, as for revoked)
 	NumEnds
 )
 
-var endNames = [NumEnds]string{"normal", "client_gone", "upstream", "idle", "protocol", "shutdown", "slow_client", "revoked", "flood"}
+var endNames = [NumEnds]string{"normal", "client_gone", "upstream", "idle", "protocol", "shutdown", "slow_client", "revoked", "flood", "quota"}
 
 func (e End) String() string { return nameOf(e, endNames[:]) }
 

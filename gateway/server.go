@@ -394,13 +394,19 @@ func (g *Gateway) upChunk(k PathKind) int {
 // CloseAccount ends every live session charged to the account with this key
 // (close 1008), on every loop. It returns at once; the sessions end within
 // one loop iteration.
-func (g *Gateway) CloseAccount(key string) {
+func (g *Gateway) CloseAccount(key string) { g.endAccount(key, EndRevoked) }
+
+// CloseAccountQuota is CloseAccount for an account whose quota is used up:
+// the same close 1008, counted as EndQuota.
+func (g *Gateway) CloseAccountQuota(key string) { g.endAccount(key, EndQuota) }
+
+func (g *Gateway) endAccount(key string, end End) {
 	for _, l := range g.loops {
 		l.post(func() {
 			for s := l.head.next; s != &l.head; {
 				next := s.next
 				if s.acct != nil && s.acct.Key() == key {
-					s.revoke()
+					s.revoke(end)
 				}
 				s = next
 			}

@@ -203,17 +203,22 @@ func (s *session) reportUsage() {
 	}
 }
 
-// revoke ends the session because its account was closed: close 1008
-// (policy violation), then the usual close handshake under a deadline.
-func (s *session) revoke() {
+// revoke ends the session because its account was closed (end: EndRevoked
+// or EndQuota): close 1008 (policy violation), then the usual close
+// handshake under a deadline.
+func (s *session) revoke(end End) {
 	if s.dead() || s.closeSent() {
 		return
 	}
+	cause := errRevoked
+	if end == EndQuota {
+		cause = errQuota
+	}
 	if s.ph == phConnecting {
-		s.finish(EndRevoked, errRevoked)
+		s.finish(end, cause)
 		return
 	}
-	s.sendClose(ws.StatusPolicyViolation, EndRevoked, errRevoked)
+	s.sendClose(ws.StatusPolicyViolation, end, cause)
 	s.deadline = s.l.now + closeWait
 	s.closeUpstream()
 	if s.clientClosed() {
@@ -273,6 +278,7 @@ var (
 	errCloseTimeout   = errors.New("gateway: close handshake not completed in time")
 	errIdle           = errors.New("gateway: idle timeout")
 	errRevoked        = errors.New("gateway: account closed")
+	errQuota          = errors.New("gateway: account's quota used up")
 	errShutdown       = errors.New("gateway: shutting down")
 	errConnectTimeout = errors.New("gateway: upstream connect timed out")
 )

@@ -209,6 +209,23 @@ func (a *Auth) closeAccount(id string) {
 	}
 }
 
+// quotaCloser is a Gateway that counts sessions ended by their quota apart
+// from revoked ones (*gateway.Gateway: the "quota" end label).
+type quotaCloser interface {
+	CloseAccountQuota(key string)
+}
+
+// closeQuota is closeAccount for a token whose quota is used up.
+func (a *Auth) closeQuota(id string) {
+	a.gwMu.RLock()
+	defer a.gwMu.RUnlock()
+	if qc, ok := a.gw.(quotaCloser); ok {
+		qc.CloseAccountQuota(id)
+	} else if a.gw != nil {
+		a.gw.CloseAccount(id)
+	}
+}
+
 func (a *Auth) gatewaySessions() int {
 	a.gwMu.RLock()
 	defer a.gwMu.RUnlock()

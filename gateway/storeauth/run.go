@@ -159,7 +159,7 @@ func (a *Auth) handle(ctx context.Context, e store.Event) {
 	case store.EventQuotaExceeded:
 		// Dropping the entry makes the next handshake read usage again.
 		a.dropToken(e.TokenID, e.Hash)
-		a.closeAccount(e.TokenID)
+		a.closeQuota(e.TokenID)
 	case store.EventTokenChanged:
 		// Limits, period, assignments or usage (a reset) changed: the next
 		// handshake reads the token and its usage again, live sessions are
@@ -275,7 +275,7 @@ func (a *Auth) revalidateOne(ctx context.Context, id string) bool {
 		}
 		c.setStoreUsage(u, nowT)
 		if c.total() >= e.quota {
-			a.closeLocal(c, now)
+			a.closeLocal(c, now, true)
 		}
 	}
 	return true
@@ -346,12 +346,16 @@ func (a *Auth) route(e *tokenEntry) gateway.Route {
 
 // closeLocal closes a token's sessions on this gateway for quota or
 // expiry, at most every recloseEvery while they linger.
-func (a *Auth) closeLocal(c *account, now int64) {
+func (a *Auth) closeLocal(c *account, now int64, quota bool) {
 	if now-c.closedAt.Load() < int64(recloseEvery) {
 		return
 	}
 	c.closedAt.Store(now)
-	a.closeAccount(c.id)
+	if quota {
+		a.closeQuota(c.id)
+	} else {
+		a.closeAccount(c.id)
+	}
 }
 
 // flusher writes usage to the store. Owned by the flush goroutine (and by
@@ -449,7 +453,7 @@ func (f *flusher) flush(ctx context.Context) error {
 
 // quotaExceeded tells the fleet and closes the local sessions.
 func (a *Auth) quotaExceeded(ctx context.Context, c *account, now int64) {
-	a.closeLocal(c, now)
+	a.closeLocal(c, now, true)
 	if now-c.publishedAt.Load() < int64(recloseEvery) {
 		return
 	}
@@ -467,14 +471,17 @@ func (a *Auth) quotaExceeded(ctx context.Context, c *account, now int64) {
 // housekeep closes sessions of tokens that expired or ran over quota by
 // the local estimate, and forgets accounts idle for long.
 func (a *Auth) housekeep(now int64) {
-	var gone []string
+	var gone, overQuota []string
 	a.accMu.Lock()
 	for id, c := range a.accounts {
 		c.roll(now)
 		if c.sessions.Load() > 0 {
 			exp, q := c.expires.Load(), c.quota.Load()
-			if (exp != 0 && now >= exp) || (q > 0 && c.total() >= q) {
+			expired := exp != 0 && now >= exp
+			if expired {
 				gone = append(gone, id)
+			} else if q > 0 && c.total() >= q {
+				overQuota = append(overQuota, id)
 			}
 			continue
 		}
@@ -483,9 +490,9 @@ func (a *Auth) housekeep(now int64) {
 		}
 	}
 	a.accMu.Unlock()
-	for _, id := range gone {
+	for i, id := range append(gone, overQuota...) {
 		if c := a.lookupAccount(id); c != nil {
-			a.closeLocal(c, now)
+			a.closeLocal(c, now, i >= len(gone))
 		}
 	}
 }

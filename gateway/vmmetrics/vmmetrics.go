@@ -41,12 +41,15 @@ type Metrics struct {
 	openStreams   atomic.Int64
 
 	documents [gateway.NumDocResults]*metrics.Counter // gateway.DocumentMetrics
+
+	creditWaits *metrics.Counter // gateway.CreditMetrics
 }
 
 var (
 	_ gateway.Metrics         = (*Metrics)(nil)
 	_ gateway.TunnelMetrics   = (*Metrics)(nil)
 	_ gateway.DocumentMetrics = (*Metrics)(nil)
+	_ gateway.CreditMetrics   = (*Metrics)(nil)
 )
 
 // New registers the gateway series in set and returns the reporter. A nil set
@@ -98,6 +101,7 @@ func New(set *metrics.Set) *Metrics {
 	set.NewGauge(`httvps_gateway_tunnel_streams`, func() float64 {
 		return float64(m.openStreams.Load())
 	})
+	m.creditWaits = set.NewCounter(`httvps_gateway_credit_waits_total`)
 	m.bytesUp = set.NewCounter(`httvps_gateway_bytes_total{dir="up"}`)
 	m.bytesDown = set.NewCounter(`httvps_gateway_bytes_total{dir="down"}`)
 	set.NewGauge(`httvps_gateway_buffered_bytes`, func() float64 {
@@ -199,3 +203,6 @@ func (m *Metrics) Document(r gateway.DocResult) {
 		m.documents[r].Inc()
 	}
 }
+
+// CreditWait implements gateway.CreditMetrics.
+func (m *Metrics) CreditWait() { m.creditWaits.Inc() }

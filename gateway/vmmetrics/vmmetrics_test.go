@@ -71,6 +71,7 @@ func expected() []string {
 	return append(want,
 		`httvps_gateway_tunnel_streams`,
 		`httvps_gateway_tls_resumed_total`,
+		`httvps_gateway_credit_waits_total`,
 		`httvps_gateway_bytes_total{dir="up"}`,
 		`httvps_gateway_bytes_total{dir="down"}`,
 		`httvps_gateway_buffered_bytes`)
