@@ -77,9 +77,10 @@ func (cr *credit) wake() {
 }
 
 // unlimited reports whether sessions relay without credit: no quota, or
-// the store is down and the fallback of docs/04 applies.
+// the store is down and the slice in hand is spent (the fallback of
+// docs/04: relaying as before quotas held, closed after the next flush).
 func (c *account) unlimited() bool {
-	return c.quota.Load() <= 0 || c.a.storeDown.Load()
+	return c.quota.Load() <= 0 || c.a.storeDown.Load() && c.credit.pool.Load() <= 0
 }
 
 // TakeCredit implements gateway.Credit.

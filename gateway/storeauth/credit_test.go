@@ -167,8 +167,11 @@ func TestAccountCreditRules(t *testing.T) {
 		t.Fatalf("pool = %d after a debt and a return, want 20", got)
 	}
 	a.storeDown.Store(true)
+	if got := c.TakeCredit(100); got != 20 {
+		t.Fatalf("store down: took %d, want the 20 in hand first", got)
+	}
 	if got := c.TakeCredit(100); got < 1<<62 {
-		t.Fatalf("store down: took %d, want unlimited (the fallback)", got)
+		t.Fatalf("store down, slice spent: took %d, want unlimited (the fallback)", got)
 	}
 	for _, tc := range []struct{ quota, slice, bound int64 }{
 		{1 << 20, (1<<20 + 10485) / 4, 1<<20 + 10485},

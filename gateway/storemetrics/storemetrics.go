@@ -69,6 +69,7 @@ func Write(w io.Writer, s storeauth.Stats) {
 		{`errors_total`, s.StoreErrors},
 		{`flush_errors_total`, s.FlushErrors},
 		{`quota_events_total`, s.Published},
+		{`quota_leases_total`, s.QuotaLeases},
 		{`token_bytes_total{token="other",direction="up"}`, s.TokenOtherUp},
 		{`token_bytes_total{token="other",direction="down"}`, s.TokenOtherDown},
 	} {
