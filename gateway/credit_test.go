@@ -11,6 +11,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
+	"github.com/httvps/httvps/codec/mux"
 	"github.com/httvps/httvps/internal/testpeer"
 )
 
@@ -330,5 +331,98 @@ func TestCreditAllocs(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("%T: %v allocations per read", acct, allocs)
 		}
+	}
+}
+
+// TestCreditHoldsTunnel: the native tunnel's streams relay inside their
+// session's credit: three streams from a member that sends without end
+// get exactly the credit in all, resume when more is granted, and the
+// tunnel ends with close 1008 at the quota.
+func TestCreditHoldsTunnel(t *testing.T) {
+	up := testpeer.ListenTCP(t, func(c *net.TCPConn) {
+		c.SetDeadline(time.Now().Add(time.Minute))
+		io.Copy(c, testpeer.PseudoRandom(1<<30, 2))
+	})
+	acct := &creditAccount{testAccount: testAccount{key: "tok-t"}, pool: 200_000}
+	g := startGateway(t, up, func(c *Config) { c.Auth = &creditAuth{route: Route{Upstream: up}, acct: acct} })
+	c := dialTunnel(t, g, "acct")
+	var got atomic.Int64
+	for range 3 {
+		s := c.open(mux.KindTCP, nil)
+		go func() {
+			b := make([]byte, 32<<10)
+			for {
+				n, err := s.Read(b)
+				got.Add(int64(n))
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	settle := func(want int64) {
+		t.Helper()
+		waitFor(t, "the credit's bytes", func() bool { return got.Load() >= want })
+		time.Sleep(300 * time.Millisecond) // a broken gate would relay more meanwhile
+		if n := got.Load(); n != want {
+			t.Fatalf("streams got %d bytes, want exactly the credit %d", n, want)
+		}
+	}
+	settle(200_000)
+	acct.grant(150_000)
+	settle(350_000)
+	g.CloseAccountQuota("tok-t")
+	if code := c.waitClose(); code != ws.StatusPolicyViolation {
+		t.Fatalf("close %d, want 1008", code)
+	}
+	waitFor(t, "the account's release", func() bool { return acct.released.Load() == 1 })
+	if d, p := acct.down.Load(), acct.poolLeft(); d != 350_000 || p != 0 {
+		t.Fatalf("usage down %d, pool left %d; want 350000 and 0", d, p)
+	}
+}
+
+// TestCreditHoldsUDP: datagrams are charged too; a datagram that does not
+// fit the credit goes through whole and is owed.
+func TestCreditHoldsUDP(t *testing.T) {
+	var got atomic.Int64
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		b := make([]byte, 65536)
+		for {
+			n, _, err := pc.ReadFrom(b)
+			if err != nil {
+				return
+			}
+			got.Add(int64(n))
+		}
+	}()
+	up := pc.LocalAddr().String()
+	acct := &creditAccount{testAccount: testAccount{key: "tok-d"}, pool: 10_050}
+	g := startGateway(t, up, func(c *Config) { c.Auth = &creditAuth{route: Route{Upstream: up}, acct: acct} })
+	c := dialWS(t, g, "/acct/udp")
+	defer c.Close()
+	go func() {
+		msg := make([]byte, 100)
+		for range 200 {
+			if wsutil.WriteClientBinary(c, msg) != nil {
+				return
+			}
+		}
+	}()
+	// 100 datagrams fit, the 101st is owed: 50 bytes of debt.
+	waitFor(t, "the credit's datagrams", func() bool { return got.Load() >= 10_100 })
+	time.Sleep(300 * time.Millisecond)
+	if n := got.Load(); n != 10_100 {
+		t.Fatalf("upstream got %d bytes of datagrams, want 10100", n)
+	}
+	acct.grant(1_050) // pays the debt, then 10 datagrams
+	waitFor(t, "ten more datagrams", func() bool { return got.Load() >= 11_100 })
+	time.Sleep(300 * time.Millisecond)
+	if n := got.Load(); n != 11_100 {
+		t.Fatalf("upstream got %d bytes of datagrams, want 11100", n)
 	}
 }
