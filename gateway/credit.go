@@ -65,9 +65,10 @@ func (st *stream) charge(n int) {
 // source out of epoll. Interest asks this, not credited, so a direction
 // that is not read (the upload of a download) takes no credit.
 func (s *session) creditAtHand(st *stream) bool {
-	if st.credit > 0 {
-		return true
-	}
+	return st.credit > 0 || s.creditAtHandSlow(st)
+}
+
+func (s *session) creditAtHandSlow(st *stream) bool {
 	ca, ok := s.acct.(Credit)
 	if !ok {
 		st.credit = creditUnlimited
@@ -97,9 +98,11 @@ func (s *session) other(st *stream) *stream {
 // account when its credit is spent. With none at hand the session waits
 // for the account's CreditReady; the caller leaves the source out of epoll.
 func (s *session) credited(st *stream) bool {
-	if st.credit > 0 {
-		return true
-	}
+	return st.credit > 0 || s.takeCredit(st)
+}
+
+// takeCredit is credited's way when st's credit is spent.
+func (s *session) takeCredit(st *stream) bool {
 	ca, ok := s.acct.(Credit)
 	if !ok {
 		st.credit = creditUnlimited

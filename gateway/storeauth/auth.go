@@ -301,6 +301,9 @@ func (a *Auth) Authenticate(secret []byte, _ gateway.PathKind, cl gateway.Client
 			return a.deny(denyQuota)
 		}
 	}
+	if e.quota > 0 && acc.credit.pool.Load() < sliceFor(e.quota)/2 {
+		acc.needCredit() // the slice is on its way before the first byte
+	}
 	if e.maxDevices <= 0 {
 		if !a.admit(acc, e.maxSessions, now) {
 			return a.deny(denySessions)

@@ -267,12 +267,18 @@ func (a *Auth) returnIdleCredit(ctx context.Context, now int64) {
 	if a.storeDown.Load() {
 		return
 	}
-	for _, c := range a.snapshotAccounts() {
+	var idle []*account
+	a.accMu.Lock()
+	for _, c := range a.accounts {
+		cr := &c.credit
+		if c.quota.Load() > 0 && cr.pool.Load() > 0 && now-cr.lastTake.Load() >= int64(creditIdleFor) {
+			idle = append(idle, c)
+		}
+	}
+	a.accMu.Unlock()
+	for _, c := range idle {
 		cr := &c.credit
 		q := c.quota.Load()
-		if q <= 0 || cr.pool.Load() <= 0 || now-cr.lastTake.Load() < int64(creditIdleFor) {
-			continue
-		}
 		p := cr.pool.Swap(0)
 		if p <= 0 {
 			cr.pool.Add(p)
