@@ -98,7 +98,7 @@ type creditAuth struct {
 	acct  *creditAccount
 }
 
-func (a *creditAuth) Authenticate(secret []byte, _ PathKind) (Route, Reject, bool) {
+func (a *creditAuth) Authenticate(secret []byte, _ PathKind, _ Client) (Route, Reject, bool) {
 	if string(secret) != "acct" {
 		return Route{}, RejectSecret, false
 	}

@@ -134,6 +134,22 @@ func (c *account) WaitCredit(w gateway.CreditWaiter) {
 	c.needCredit()
 }
 
+// The sessions of a token with a device limit are charged to their device
+// (devices.go), which takes its token's credit.
+var (
+	_ gateway.Credit = (*account)(nil)
+	_ gateway.Credit = (*device)(nil)
+)
+
+// TakeCredit implements gateway.Credit.
+func (d *device) TakeCredit(want int64) int64 { return d.acc.TakeCredit(want) }
+
+// ReturnCredit implements gateway.Credit.
+func (d *device) ReturnCredit(n int64) { d.acc.ReturnCredit(n) }
+
+// WaitCredit implements gateway.Credit.
+func (d *device) WaitCredit(w gateway.CreditWaiter) { d.acc.WaitCredit(w) }
+
 // needCredit queues the account for the credit goroutine.
 func (c *account) needCredit() {
 	if c.credit.queued.CompareAndSwap(false, true) {

@@ -1,6 +1,7 @@
 package storeauth
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -52,11 +53,23 @@ func download(c net.Conn, total *atomic.Int64) ws.StatusCode {
 // quota plus the documented bound, every session ends with 1008, and the
 // store's usage is what was relayed.
 func TestQuotaHoldsAcrossGateways(t *testing.T) {
+	for _, devices := range []int{0, 5} {
+		t.Run(fmt.Sprintf("max_devices=%d", devices), func(t *testing.T) { quotaHolds(t, devices) })
+	}
+}
+
+// quotaHolds is TestQuotaHoldsAcrossGateways for a token with that device
+// limit (its sessions are charged to their device, which takes the
+// token's credit).
+func quotaHolds(t *testing.T, maxDevices int) {
 	r := startRedis(t)
 	up := source(t)
 	a, b := startNode(t, r, fastConfig()), startNode(t, r, fastConfig())
 	const quota = 4 << 20
-	secret, tok := newToken(t, a.st, []string{up}, func(tk *store.Token) { tk.QuotaBytes = quota })
+	secret, tok := newToken(t, a.st, []string{up}, func(tk *store.Token) {
+		tk.QuotaBytes = quota
+		tk.MaxDevices = maxDevices
+	})
 	var total atomic.Int64
 	var wg sync.WaitGroup
 	codes := make([]ws.StatusCode, 6)
