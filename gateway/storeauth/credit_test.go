@@ -152,6 +152,48 @@ func TestQuotaDeadGatewaySliceFreed(t *testing.T) {
 	})
 }
 
+// With the store away, sessions spend the slice in hand and then relay
+// without credit, as before quotas held; once the store is back they lease
+// slices again.
+func TestQuotaStoreDownFallsBack(t *testing.T) {
+	r := startRedis(t)
+	up := source(t)
+	n := startNode(t, r, fastConfig())
+	const quota = 1 << 30
+	secret, _ := newToken(t, n.st, []string{up}, func(tk *store.Token) { tk.QuotaBytes = quota })
+	c := mustDial(t, n.addr, secret)
+	var total atomic.Int64
+	go func() {
+		// About 64 MB/s at most, so the quota lasts the test.
+		b := make([]byte, 64<<10)
+		c.SetReadDeadline(time.Now().Add(time.Minute))
+		for {
+			k, err := c.Read(b)
+			total.Add(int64(k))
+			if err != nil {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	eventually(t, 10*time.Second, "a leased download", func() bool {
+		return total.Load() > 1<<20 && n.auth.Stats().QuotaLeases > 0
+	})
+	n.st.cut.Store(true)
+	from := total.Load()
+	// Far more than a slice (about 3 MiB here) and the credit sessions hold.
+	eventually(t, 15*time.Second, "relaying past the slice with the store away", func() bool {
+		return total.Load() > from+4*sliceFor(quota)
+	})
+	n.st.cut.Store(false)
+	leases := n.st.n("LeaseQuota")
+	eventually(t, 15*time.Second, "leasing again with the store back", func() bool {
+		return n.st.n("LeaseQuota") > leases+1 && !n.auth.Stats().StoreDown
+	})
+	was := total.Load()
+	eventually(t, 10*time.Second, "the download going on", func() bool { return total.Load() > was+1<<20 })
+}
+
 // The credit a session takes comes from the account's pool; without a
 // quota it is unlimited, as it is while the store is down.
 func TestAccountCreditRules(t *testing.T) {
