@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -97,5 +98,48 @@ func TestQuotaBelowNotCut(t *testing.T) {
 	}
 	if err := f.b.fetch(tok, f.origin, 1<<20, 70); err != nil {
 		t.Fatalf("a further fetch below the quota: %v", err)
+	}
+}
+
+// The native tunnel's streams are charged inside their tunnel: `httvps
+// connect` through both gateways, parallel downloads past the quota, stop
+// at it; a download of a quarter of it before that arrives intact.
+func TestQuotaHoldsNativeTunnel(t *testing.T) {
+	needNativePeers(t)
+	f := startCtlFleet(t, 1)
+	f.staticPair(t)
+	const quota = 8 << 20
+	tok := f.ctl.issue(map[string]any{"label": "quota-native", "quota_bytes": quota})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var clients []*connectProc
+	for _, g := range []*ctlGateway{f.b, f.a} {
+		key := nativeKey{token: tok.Token, cipher: tok.Cipher, secret: tok.Secret, gateways: []string{g.addr}}
+		if g.cert != nil {
+			key.pin = certPin(g.cert)
+		}
+		clients = append(clients, startNativeConnect(t, key))
+	}
+	if err := curlDown(ctx, socksProxy(clients[0]), f.origin, quota/4, 80); err != nil {
+		t.Fatalf("a quarter of the quota: %v", err)
+	}
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			if err := curlDown(ctx, socksProxy(clients[i%2]), f.origin, quota, uint64(81+i)); err == nil {
+				t.Errorf("download %d of the whole quota completed past the quota", i)
+			}
+		})
+	}
+	wg.Wait()
+	var used int64
+	ctlEventually(t, 10*time.Second, "usage over quota in the API", func() bool {
+		v := f.ctl.token(tok.ID)
+		used = v.Usage.Total
+		return v.Status == "over_quota"
+	})
+	t.Logf("usage %d of a %d-byte quota (bound %d)", used, quota, quotaBound(quota))
+	if used > quotaBound(quota) {
+		t.Errorf("usage %d over the bound %d", used, quotaBound(quota))
 	}
 }
