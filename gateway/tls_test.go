@@ -32,11 +32,11 @@ func startTLSGateway(t *testing.T, up string, mod func(*Config)) (*Gateway, *x50
 func dialWSS(t *testing.T, g *Gateway, pool *x509.CertPool, path string, maxV uint16) net.Conn {
 	t.Helper()
 	d := ws.Dialer{Timeout: 5 * time.Second, TLSConfig: &tls.Config{RootCAs: pool, ServerName: "localhost", MaxVersion: maxV}}
-	c, _, _, err := d.Dial(context.Background(), "wss://"+g.Addr().String()+path)
+	c, br, _, err := d.Dial(context.Background(), "wss://"+g.Addr().String()+path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	return keepBuffered(c, br)
 }
 
 // echoThrough sends n random bytes as binary messages, closes with 1000 and
