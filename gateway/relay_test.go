@@ -58,24 +58,8 @@ func dialWS(t *testing.T, g *Gateway, path string) net.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return keepBuffered(c, br)
+	return testpeer.KeepEarly(c, br)
 }
-
-// keepBuffered is c reading first what the dialer's reader br holds past
-// the 101 (frames an upstream that talks first sent along with it).
-func keepBuffered(c net.Conn, br *bufio.Reader) net.Conn {
-	if br == nil {
-		return c
-	}
-	return &bufferedConn{Conn: c, r: io.MultiReader(br, c)}
-}
-
-type bufferedConn struct {
-	net.Conn
-	r io.Reader
-}
-
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 func TestRelayEchoHashes(t *testing.T) {
 	g := startGateway(t, testpeer.EchoServer(t), nil)

@@ -36,7 +36,7 @@ func dialWSS(t *testing.T, g *Gateway, pool *x509.CertPool, path string, maxV ui
 	if err != nil {
 		t.Fatal(err)
 	}
-	return keepBuffered(c, br)
+	return testpeer.KeepEarly(c, br)
 }
 
 // echoThrough sends n random bytes as binary messages, closes with 1000 and

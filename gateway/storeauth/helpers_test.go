@@ -20,6 +20,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/httvps/httvps/gateway"
+	"github.com/httvps/httvps/internal/testpeer"
 	"github.com/httvps/httvps/store"
 	"github.com/httvps/httvps/store/redisstore"
 )
@@ -345,8 +346,11 @@ func ctxT(t testing.TB) context.Context {
 }
 
 func dial(addr, secret string) (net.Conn, error) {
-	c, _, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(context.Background(), "ws://"+addr+"/"+secret+"/tcp")
-	return c, err
+	c, br, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(context.Background(), "ws://"+addr+"/"+secret+"/tcp")
+	if err != nil {
+		return nil, err
+	}
+	return testpeer.KeepEarly(c, br), nil
 }
 
 func mustDial(t *testing.T, addr, secret string) net.Conn {

@@ -63,18 +63,9 @@ func DialWS(ctx context.Context, url string) (*WSConn, error) {
 }
 
 func newWSConn(conn net.Conn, br *bufio.Reader) *WSConn {
-	var src io.Reader = conn
-	if br != nil {
-		// Bytes the server sent right after the 101 sit in the dialer's
-		// pooled reader: keep them, give the reader back.
-		early := make([]byte, br.Buffered())
-		io.ReadFull(br, early)
-		ws.PutReader(br)
-		src = io.MultiReader(bytes.NewReader(early), conn)
-	}
 	return &WSConn{
 		conn:     conn,
-		r:        bufio.NewReaderSize(src, 64<<10),
+		r:        bufio.NewReaderSize(withEarly(conn, br), 64<<10),
 		w:        bufio.NewWriterSize(conn, 64<<10),
 		MaxFrame: DefaultMaxFrame,
 	}
@@ -265,3 +256,33 @@ func (c *WSConn) WaitEOF(timeout time.Duration) error {
 	}
 	return nil
 }
+
+// withEarly is conn's input behind the bytes a server sent right after the
+// 101, which sit in the dialer's pooled reader br (nil: none); br goes
+// back to its pool.
+func withEarly(conn net.Conn, br *bufio.Reader) io.Reader {
+	if br == nil {
+		return conn
+	}
+	early := make([]byte, br.Buffered())
+	io.ReadFull(br, early)
+	ws.PutReader(br)
+	return io.MultiReader(bytes.NewReader(early), conn)
+}
+
+// KeepEarly is conn, dialled with a gobwas ws.Dialer that returned br,
+// reading first what br holds past the 101 (frames of a server that talks
+// first), for tests that read raw frames off the connection.
+func KeepEarly(conn net.Conn, br *bufio.Reader) net.Conn {
+	if br == nil {
+		return conn
+	}
+	return &earlyConn{Conn: conn, r: withEarly(conn, br)}
+}
+
+type earlyConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *earlyConn) Read(p []byte) (int, error) { return c.r.Read(p) }
