@@ -125,7 +125,7 @@ func TestQuotaBelowNotCut(t *testing.T) {
 	}
 	// The pools lie idle now: they go back, so the whole rest is free.
 	eventually(t, 10*time.Second, "idle slices given back", func() bool {
-		l, err := a.st.LeaseQuota(ctxT(t), tok.ID, "observer", quota, 0, 0)
+		l, err := a.st.LeaseQuota(ctxT(t), tok.ID, "observer", time.Now(), quota, 0, 0)
 		return err == nil && l.Used == 4<<20 && l.Free == quota-4<<20
 	})
 }
@@ -142,7 +142,7 @@ func TestQuotaDeadGatewaySliceFreed(t *testing.T) {
 	if err := st.Heartbeat(ctxT(t), store.Gateway{ID: dead}, 300*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	if l, err := st.LeaseQuota(ctxT(t), tok.ID, dead, quota, 0, quota); err != nil || l.Held != quota {
+	if l, err := st.LeaseQuota(ctxT(t), tok.ID, dead, time.Now(), quota, 0, quota); err != nil || l.Held != quota {
 		t.Fatalf("dead-to-be gateway's lease: %+v, %v", l, err)
 	}
 	acc := b.auth.account(newEntry(&tok), time.Now().UnixNano())

@@ -169,11 +169,11 @@ func (c *countingStore) AcquireSession(ctx context.Context, tok, gw string, max 
 	return c.Store.AcquireSession(ctx, tok, gw, max)
 }
 
-func (c *countingStore) LeaseQuota(ctx context.Context, tok, gw string, quota, consumed, delta int64) (store.QuotaLease, error) {
+func (c *countingStore) LeaseQuota(ctx context.Context, tok, gw string, at time.Time, quota, consumed, delta int64) (store.QuotaLease, error) {
 	if err := c.count("LeaseQuota"); err != nil {
 		return store.QuotaLease{}, err
 	}
-	return c.Store.LeaseQuota(ctx, tok, gw, quota, consumed, delta)
+	return c.Store.LeaseQuota(ctx, tok, gw, at, quota, consumed, delta)
 }
 
 func (c *countingStore) ReleaseSession(ctx context.Context, tok, gw string) error {
