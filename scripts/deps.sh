@@ -17,6 +17,8 @@ declare -A want=(
 	[openssl]=openssl
 	[nginx]=nginx-light
 	[redis-benchmark]=redis-tools
+	# the console's browser test (e2e/console_test.go)
+	[chromium]=chromium
 )
 
 missing=()

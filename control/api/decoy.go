@@ -8,6 +8,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/httvps/httvps/control/console"
 	"github.com/httvps/httvps/internal/nginxdecoy"
 )
 
@@ -31,7 +32,7 @@ const (
 	refuseStoreDown   = "store_unavailable" // the store did not answer for a client route
 )
 
-var refuseReasons = []string{refuseRoute, refuseAdminKey, refuseClientToken, refuseSecret, refuseStoreDown,
+var refuseReasons = []string{console.RefuseSession, console.RefuseUser, refuseRoute, refuseAdminKey, refuseClientToken, refuseSecret, refuseStoreDown,
 	nginxdecoy.ReasonMalformed, nginxdecoy.ReasonTooLarge, nginxdecoy.ReasonHTTP09, nginxdecoy.ReasonPlainHTTP}
 
 // adminPrefixes are the path prefixes of the admin API (a request there
@@ -45,10 +46,15 @@ var (
 
 // pass is the Guard's filter (see above).
 func (s *Server) pass(r *nginxdecoy.Request) (bool, string) {
+	path := r.Path()
+	if console.Handles(path) {
+		cookie, n := r.Header("Cookie")
+		_, ok, reason := s.console.Pass(r.MethodBytes(), path, cookie, n, r.HasBody())
+		return ok, reason
+	}
 	if auth, n := r.Header("Authorization"); n == 1 && s.isAdmin(bearerOf(auth)) {
 		return true, ""
 	}
-	path := r.Path()
 	if bytes.Equal(r.MethodBytes(), []byte("GET")) && !r.HasBody() {
 		switch {
 		case bytes.Equal(path, pathClientConfig),

@@ -24,6 +24,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/httvps/httvps/control/clientdoc"
+	"github.com/httvps/httvps/control/console"
 	"github.com/httvps/httvps/internal/nginxdecoy"
 	"github.com/httvps/httvps/store"
 )
@@ -126,6 +127,9 @@ type Server struct {
 	docs      *clientdoc.Source // the client documents and keys
 	decoy     *nginxdecoy.Pages
 	guard     *nginxdecoy.Guard
+	console   *console.Console
+	// consoleHandler is console.Serve, instrumented.
+	consoleHandler fasthttp.RequestHandler
 
 	mu        sync.Mutex // guards closed and listeners
 	closed    bool
@@ -208,6 +212,13 @@ func New(cfg Config) (*Server, error) {
 		KeepAlive:     cfg.IdleTimeout,
 	}
 	s.buildRouter()
+	con, err := s.newConsole()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	s.console = con
+	s.met.route(consoleRoute)
+	s.consoleHandler = s.instrument(consoleRoute, con.Serve)
 	s.srv = &fasthttp.Server{
 		Handler:               s.handler,
 		ErrorHandler:          s.parseError,
@@ -296,7 +307,7 @@ func (s *Server) buildRouter() {
 	add("GET", "/readyz", s.readyz)
 
 	s.router = r
-	s.handler = r.Handler
+	s.handler = s.serve
 }
 
 // Handler is the API as a fasthttp handler (without the server's body

@@ -72,6 +72,10 @@ func TestImportGraph(t *testing.T) {
 		// them too (docs/04, "Documents behind the decoy").
 		{pkg: module + "/control/clientdoc", ownOK: []string{module + "/store", module + "/control/api/wire", module + "/control/clientdoc"},
 			forbidden: []string{"github.com/valyala/fasthttp", "net/http"}},
+		// The console renders over the admin API (called in-process) and
+		// reads the store only for the user's page: it never reaches the
+		// pool, the API's internals or a store implementation.
+		{pkg: module + "/control/console", ownOK: []string{module + "/store", module + "/control/api/wire", module + "/control/clientdoc", module + "/control/console"}},
 		// The control plane never imports the gateway.
 		{pkg: module + "/control", forbidden: []string{module + "/gateway"}},
 		{pkg: module + "/internal/cliconf", ownOK: []string{}},
