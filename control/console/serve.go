@@ -18,13 +18,13 @@ const maxSecretLen = 128
 const maxIDLen = 64
 
 // securityHeaders go on every console and user page answer: scripts and
-// styles only from the binary, no framing, no referrer (paths carry
+// styles only from the binary, no framing, no referrer to other origins (paths carry
 // secrets), nothing cached.
 func securityHeaders(ctx *fasthttp.RequestCtx) {
 	h := &ctx.Response.Header
 	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")

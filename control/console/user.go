@@ -84,5 +84,5 @@ func (c *Console) serveUser(ctx *fasthttp.RequestCtx, secret string) {
 	v.PeriodStart, v.PeriodEnd = store.PeriodBounds(t.QuotaPeriod, t.QuotaAnchor, t.CreatedAt, now)
 	keys := clientdoc.Keys(c.cfg.Base(ctx.Host()), t, secret, clientdoc.OrderGateways(gws), c.cfg.Pin)
 	securityHeaders(ctx)
-	c.render(ctx, fasthttp.StatusOK, "user", pageData{Title: "Your keys", AssetBase: UserPrefix + secret + "/", User: &v, Keys: keysOf(keys, "")})
+	c.render(ctx, fasthttp.StatusOK, "user", pageData{Title: "Your HTTVPS access", AssetBase: UserPrefix + secret + "/", User: &v, Keys: keysOf(keys, "")})
 }
