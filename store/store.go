@@ -202,6 +202,9 @@ type Gateway struct {
 	// Version is the gateway binary's version (internal/version), for the
 	// operator's gateway list.
 	Version string
+	// HandshakesPerSec is the gateway's rate of authentications over its
+	// last heartbeat interval, for the operator's gateway list.
+	HandshakesPerSec float64
 	// The fields below are set by the store and ignored by Heartbeat.
 	LastHeartbeat time.Time
 	ExpiresAt     time.Time

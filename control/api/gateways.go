@@ -18,6 +18,7 @@ func (s *Server) listGateways(ctx *fasthttp.RequestCtx) {
 			ID: g.ID, PublicURL: g.PublicURL, Sessions: g.Sessions,
 			Started: g.Started.UTC(), LastHeartbeat: g.LastHeartbeat.UTC(),
 			ExpiresAt: g.ExpiresAt.UTC(), Live: g.Live, Version: g.Version,
+			HandshakesPerSec: g.HandshakesPerSec,
 		})
 	}
 	writeJSON(ctx, fasthttp.StatusOK, out)

@@ -96,9 +96,14 @@ type Auth struct {
 	cfg      Config
 	log      *slog.Logger
 	started  time.Time
-	gwMu     sync.RWMutex // held (read) while calling into gw, so Attach(nil) waits for calls in flight
-	gw       Gateway      // guarded by gwMu
-	running  atomic.Bool
+	// hsCount and hsAt are the handshake count at the last heartbeat and
+	// when it was taken. Owned by the heartbeat's caller (Run, then
+	// heartbeatLoop).
+	hsCount uint64
+	hsAt    time.Time
+	gwMu    sync.RWMutex // held (read) while calling into gw, so Attach(nil) waits for calls in flight
+	gw      Gateway      // guarded by gwMu
+	running atomic.Bool
 
 	tokens *ttlCache[*tokenEntry]
 	neg    *ttlCache[struct{}]
@@ -279,6 +284,7 @@ const (
 // Authenticate implements gateway.Authenticator. secret is the token string
 // as presented on the path; cl is who presents it (for MaxDevices).
 func (a *Auth) Authenticate(secret []byte, _ gateway.PathKind, cl gateway.Client) (gateway.Route, gateway.Reject, bool) {
+	a.stats.handshakes.Add(1)
 	h := store.HashTokenBytes(secret)
 	now := a.now().UnixNano()
 	e, why := a.entry(&h, now)
@@ -598,6 +604,7 @@ type counters struct {
 	quotaLeases                      atomic.Uint64
 	subscribed                       atomic.Bool
 	denied                           [numDeny]atomic.Uint64
+	handshakes                       atomic.Uint64 // every Authenticate call
 }
 
 // Stats returns the counters.

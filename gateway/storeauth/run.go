@@ -90,12 +90,21 @@ func (a *Auth) heartbeatLoop(ctx context.Context) {
 func (a *Auth) heartbeat(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
+	// The handshake rate since the previous heartbeat (hsCount and hsAt
+	// are owned by the heartbeat's caller: Run, then heartbeatLoop).
+	n, at := a.stats.handshakes.Load(), a.now()
+	var rate float64
+	if !a.hsAt.IsZero() && at.After(a.hsAt) {
+		rate = float64(n-a.hsCount) / at.Sub(a.hsAt).Seconds()
+	}
+	a.hsCount, a.hsAt = n, at
 	err := a.st.Heartbeat(cctx, store.Gateway{
-		ID:        a.cfg.GatewayID,
-		PublicURL: a.cfg.PublicURL,
-		Version:   a.cfg.Version,
-		Sessions:  a.gatewaySessions(),
-		Started:   a.started,
+		ID:               a.cfg.GatewayID,
+		PublicURL:        a.cfg.PublicURL,
+		Version:          a.cfg.Version,
+		Sessions:         a.gatewaySessions(),
+		Started:          a.started,
+		HandshakesPerSec: rate,
 	}, heartbeatTTLFactor*a.cfg.HeartbeatEvery)
 	if err != nil {
 		if ctx.Err() == nil {

@@ -66,7 +66,7 @@ local ttl, keep = tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - keep)
 redis.call('HSET', KEYS[2], 'id', ARGV[1], 'url', ARGV[4], 'sessions', ARGV[5],
-  'started', ARGV[6], 'hb', now, 'exp', now + ttl, 'ver', ARGV[7])
+  'started', ARGV[6], 'hb', now, 'exp', now + ttl, 'ver', ARGV[7], 'hs', ARGV[8])
 redis.call('PEXPIRE', KEYS[2], ttl + keep)
 return now
 `)
@@ -118,7 +118,7 @@ func (s *Store) Heartbeat(ctx context.Context, g store.Gateway, ttl time.Duratio
 	}
 	err := heartbeatScript.Run(ctx, s.rdb, []string{s.key("gw-live"), s.key("gw:", g.ID)},
 		g.ID, ttl.Milliseconds(), store.DeadGatewayRetention.Milliseconds(),
-		g.PublicURL, g.Sessions, fmtTime(g.Started), g.Version).Err()
+		g.PublicURL, g.Sessions, fmtTime(g.Started), g.Version, strconv.FormatFloat(g.HandshakesPerSec, 'g', -1, 64)).Err()
 	return s.wrap("heartbeat", err)
 }
 
@@ -169,15 +169,17 @@ func (s *Store) ListGateways(ctx context.Context) ([]store.Gateway, error) {
 		}
 		exp := atoi(m["exp"])
 		sessions, _ := strconv.Atoi(m["sessions"])
+		hs, _ := strconv.ParseFloat(m["hs"], 64)
 		out = append(out, store.Gateway{
-			ID:            m["id"],
-			PublicURL:     m["url"],
-			Sessions:      sessions,
-			Started:       parseTime(m["started"]),
-			Version:       m["ver"],
-			LastHeartbeat: msTime(atoi(m["hb"])),
-			ExpiresAt:     msTime(exp),
-			Live:          exp > nowMs,
+			ID:               m["id"],
+			PublicURL:        m["url"],
+			Sessions:         sessions,
+			Started:          parseTime(m["started"]),
+			Version:          m["ver"],
+			HandshakesPerSec: hs,
+			LastHeartbeat:    msTime(atoi(m["hb"])),
+			ExpiresAt:        msTime(exp),
+			Live:             exp > nowMs,
 		})
 	}
 	slices.SortFunc(out, func(a, b store.Gateway) int {

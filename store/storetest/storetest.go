@@ -588,11 +588,11 @@ func testGateways(t *testing.T, s store.Store) {
 	mustErr(t, s.Heartbeat(ctx, store.Gateway{}, time.Second), store.ErrInvalid, "Heartbeat empty ID")
 	mustErr(t, s.Heartbeat(ctx, store.Gateway{ID: "x"}, 0), store.ErrInvalid, "Heartbeat zero ttl")
 	started := time.Unix(1720000000, 5).UTC()
-	g1 := store.Gateway{ID: "g1-" + store.NewID(), PublicURL: "wss://a.example:443", Sessions: 7, Started: started, Version: "v1.2.3"}
+	g1 := store.Gateway{ID: "g1-" + store.NewID(), PublicURL: "wss://a.example:443", Sessions: 7, Started: started, Version: "v1.2.3", HandshakesPerSec: 12.5}
 	g2 := store.Gateway{ID: "g2-" + store.NewID(), PublicURL: "wss://b.example:443", Sessions: 1, Started: started}
 	must(t, s.Heartbeat(ctx, g1, time.Minute), "Heartbeat g1")
 	must(t, s.Heartbeat(ctx, g2, 300*time.Millisecond), "Heartbeat g2")
-	g1.Sessions = 9
+	g1.Sessions, g1.HandshakesPerSec = 9, 0.25
 	must(t, s.Heartbeat(ctx, g1, time.Minute), "Heartbeat g1 again")
 
 	list, err := s.ListGateways(ctx)
@@ -601,7 +601,7 @@ func testGateways(t *testing.T, s store.Store) {
 		t.Fatalf("ListGateways = %+v", list)
 	}
 	got := list[0]
-	if !got.Live || got.Sessions != 9 || got.PublicURL != g1.PublicURL || !got.Started.Equal(started) || got.Version != "v1.2.3" {
+	if !got.Live || got.Sessions != 9 || got.PublicURL != g1.PublicURL || !got.Started.Equal(started) || got.Version != "v1.2.3" || got.HandshakesPerSec != 0.25 || list[1].HandshakesPerSec != 0 {
 		t.Errorf("gateway = %+v", got)
 	}
 	if since := time.Since(got.LastHeartbeat); since < -time.Second || since > 5*time.Second {

@@ -185,6 +185,9 @@ type GatewayView struct {
 	ExpiresAt     time.Time `json:"expires_at"`
 	Live          bool      `json:"live"`
 	Version       string    `json:"version"`
+	// HandshakesPerSec is the gateway's authentications per second over
+	// its last heartbeat interval.
+	HandshakesPerSec float64 `json:"handshakes_per_sec"`
 }
 
 // GatewayList is the answer to GET /v1/gateways.
