@@ -256,6 +256,8 @@ admin="bin/httvps admin -control https://$control_listen -data-dir $data_dir"
 # gets them from the 0600 files, anything else only their names.
 if [[ -t 1 ]]; then
 	echo "  admin key     $(cat "$data_dir/admin.key") (from $data_dir/admin.key)"
+	# The console's sign-in page is a secret derived from the admin key.
+	echo "  console       $($admin console url) (sign in with the admin key)"
 	if [[ -n $stock ]]; then
 		echo
 		echo "First client token (from $token_file):"
@@ -267,7 +269,7 @@ if [[ -t 1 ]]; then
 else
 	echo
 	echo "The admin key is in $data_dir/admin.key and the first token's keys in $token_file"
-	echo "(not printed: stdout is not a terminal)."
+	echo "(not printed: stdout is not a terminal). The operator console's sign-in URL: $admin console url"
 	connect="bin/httvps connect -listen 127.0.0.1:$socks_port with the httvps key in $token_file
   (or the ss-local command there, with -l $socks_port)"
 fi
@@ -288,6 +290,8 @@ Local setup (logs in $work):
 3. Manage it:
   $admin tokens list
   $admin tokens create --label NAME
+  or in a browser: the console URL ($admin console url; the browser
+  warns about the local CA unless it trusts $data_dir/ca.pem)
 
 Press Ctrl-C to stop.
 EOM

@@ -19,6 +19,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/httvps/httvps/control/console"
 	"github.com/httvps/httvps/internal/cliconf"
 )
 
@@ -117,6 +118,7 @@ var adminCmds = []adminCmd{
 	{words: "pool undrain", args: "ID", nArgs: 1, help: "place keys on a draining member again", do: poolUndrain},
 	{words: "pool remove", args: "ID", nArgs: 1, help: "drain a member, then delete it (nothing changes if its keys cannot all move)", do: poolRemove},
 	{words: "gateways list", help: "list registered gateways with their load", do: gatewaysList},
+	{words: "console url", help: "print the operator console's sign-in URL (a secret derived from the admin key: open it in a browser, sign in with the key)", do: consoleURL},
 }
 
 // adminGroup returns the subcommands of a command group ("tokens"), nil if
@@ -197,7 +199,7 @@ func runAdmin(ctx context.Context, args []string, e env) int {
 	}
 	group := adminGroup(rest[0])
 	if group == nil {
-		fmt.Fprintf(e.stderr, "httvps admin: unknown command %q; the commands are tokens, pool, gateways and fleet (`httvps admin -h`)\n", rest[0])
+		fmt.Fprintf(e.stderr, "httvps admin: unknown command %q; the commands are tokens, pool, gateways, fleet and console (`httvps admin -h`)\n", rest[0])
 		return exitUsage
 	}
 	if len(rest) == 1 || isHelpArg(rest[1]) {
@@ -643,6 +645,15 @@ func memberAction(a *adminRun, timeout time.Duration, action string) error {
 func poolRemove(a *adminRun) error {
 	return remove(a, longRequestTimeout, "/v1/pool/members/"+url.PathEscape(a.args[0]), "removed",
 		"member "+a.args[0]+" drained and removed")
+}
+
+// consoleURL prints the console's sign-in page: the path is derived from
+// the admin key (control/console.SignInPath), so no request is needed.
+func consoleURL(a *adminRun) error {
+	u := *a.c.base
+	u.Path = console.SignInPath(a.c.key)
+	fmt.Fprintln(a.e.stdout, u.String())
+	return nil
 }
 
 func gatewaysList(a *adminRun) error {

@@ -22,6 +22,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/httvps/httvps/control/console"
 	"github.com/httvps/httvps/internal/testpeer"
 )
 
@@ -629,6 +630,11 @@ func adminCLI(t *testing.T, ctlURL, dir, firstID string) {
 	if json.Unmarshal([]byte(out), &gws) != nil || len(gws.Gateways) != 1 || !gws.Gateways[0].Live ||
 		!strings.HasPrefix(gws.Gateways[0].PublicURL, "wss://127.0.0.1:") {
 		t.Errorf("gateways list --json:\n%s", out)
+	}
+
+	// console url: the sign-in page derived from the admin key.
+	if out = mustAdmin(t, ctlURL, dir, "console", "url"); out != ctlURL+console.SignInPath(readSecretFile(t, filepath.Join(dir, "admin.key")))+"\n" {
+		t.Errorf("console url: %q", out)
 	}
 
 	// Errors: API errors exit 1 with the code, usage errors exit 2.
