@@ -306,6 +306,25 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	shot(t, ctx, dir, "console-user")
 
+	// Readable on a phone: at 390 px nothing runs off the side (wide
+	// tables scroll in their own box).
+	for _, p := range []string{"/console/tokens/" + cc.TokenID, "/console/", "/u/" + tokenStr} {
+		run("phone "+p, chromedp.EmulateViewport(390, 844), chromedp.Navigate(f.ctl.url+p))
+		wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("document.documentElement.scrollWidth > window.innerWidth"))
+		if err != nil || wide {
+			culprits, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`Array.from(document.querySelectorAll("body *")).filter(e => !e.closest(".scroll > *") && e.getBoundingClientRect().right > window.innerWidth + 1).slice(0, 8).map(e => e.tagName + "." + e.className + "#" + e.id + ":" + Math.round(e.getBoundingClientRect().right)).join(" ")`))
+			t.Errorf("%s at 390 px: wider than the screen (%v): %s", p, err, culprits)
+		}
+	}
+	// The user's page as a phone shows it (the visible part only: a full
+	// page screenshot would resize the viewport).
+	if png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot()); err != nil {
+		t.Errorf("phone screenshot: %v", err)
+	} else if err := os.WriteFile(filepath.Join(dir, "console-user-phone.png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run("desktop again", chromedp.EmulateViewport(1200, 900))
+
 	// A change without the form token is refused, even with the cookie.
 	got, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{})
 	if err != nil {

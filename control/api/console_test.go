@@ -301,3 +301,138 @@ func TestConsoleUserPage(t *testing.T) {
 	h.admin("DELETE", "/v1/tokens/"+tok.ID, "")
 	wantDecoy(t, c.req("GET", "/u/"+tok.Token, nil, nil))
 }
+
+func TestConsoleTokenActions(t *testing.T) {
+	h := newHarness(t, embeddedStore(t))
+	tok := h.createToken(`{"label":"bob"}`)
+	c := h.console()
+	c.signIn()
+	post := func(path string, f url.Values) response {
+		t.Helper()
+		if f == nil {
+			f = url.Values{}
+		}
+		f.Set("csrf", c.csrf)
+		return c.req("POST", path, f, nil)
+	}
+	type view struct {
+		QuotaBytes  int64  `json:"quota_bytes"`
+		QuotaPeriod string `json:"quota_period"`
+		MaxDevices  int    `json:"max_devices"`
+		MaxSessions int    `json:"max_sessions"`
+		Status      string `json:"status"`
+	}
+	base := "/console/tokens/" + tok.ID
+
+	// Edit: only the fields given change.
+	r := post(base+"/edit", url.Values{"quota": {"2"}, "quota_unit": {"MiB"}, "quota_period": {"week"}, "max_devices": {"2"}})
+	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != base+"?done=edit" {
+		t.Fatalf("edit: %d %q %s", r.StatusCode, r.Header.Get("Location"), r.body)
+	}
+	if v := decode[view](t, h.admin("GET", "/v1/tokens/"+tok.ID, "")); v.QuotaBytes != 2<<20 || v.QuotaPeriod != "week" || v.MaxDevices != 2 || v.MaxSessions != 0 {
+		t.Fatalf("after edit: %+v", v)
+	}
+	if r := c.req("GET", base+"?done=edit", nil, nil); r.StatusCode != 200 || !strings.Contains(string(r.body), "The limits were changed.") {
+		t.Errorf("token page after edit: %d", r.StatusCode)
+	}
+	for name, f := range map[string]url.Values{
+		"negative quota": {"quota": {"-1"}, "quota_unit": {"B"}},
+		"bad unit":       {"quota": {"1"}, "quota_unit": {"PB"}},
+		"huge quota":     {"quota": {"9223372036854775807"}, "quota_unit": {"GiB"}},
+		"bad devices":    {"max_devices": {"two"}},
+		"nothing":        {},
+	} {
+		if r := post(base+"/edit", f); r.StatusCode != http.StatusBadRequest {
+			t.Errorf("edit with %s: %d, want 400", name, r.StatusCode)
+		}
+	}
+	// The API's own refusals come through with its status and message.
+	if r := post(base+"/edit", url.Values{"quota_period": {"fortnight"}}); r.StatusCode != http.StatusBadRequest || !strings.Contains(string(r.body), "quota_period") {
+		t.Errorf("edit with a bad period: %d %s", r.StatusCode, r.body)
+	}
+	if r := post("/console/tokens/no-such-token/edit", url.Values{"max_devices": {"1"}}); r.StatusCode != http.StatusNotFound {
+		t.Errorf("edit of an unknown token: %d", r.StatusCode)
+	}
+
+	// Reset and the history chart.
+	if r := post(base+"/reset", nil); r.StatusCode != http.StatusSeeOther {
+		t.Errorf("reset: %d %s", r.StatusCode, r.body)
+	}
+	for _, step := range []string{"hour", "day"} {
+		r := c.req("GET", base+"?step="+step, nil, nil)
+		if r.StatusCode != 200 || !strings.Contains(string(r.body), `<svg class="chart"`) || !strings.Contains(string(r.body), "by "+step) {
+			t.Errorf("token page by %s: %d", step, r.StatusCode)
+		}
+	}
+
+	// Rotate: new keys shown once, the old token stops.
+	r = post(base+"/rotate", nil)
+	m := regexp.MustCompile(`id="key-token" class="keytext" type="text" readonly value="([^"]+)"`).FindSubmatch(r.body)
+	if r.StatusCode != 200 || m == nil || string(m[1]) == tok.Token {
+		t.Fatalf("rotate: %d, new token %q", r.StatusCode, m)
+	}
+	if r := h.do("GET", "/v1/client/config", tok.Token, ""); r.StatusCode != 404 {
+		t.Errorf("old token after rotate: %d", r.StatusCode)
+	}
+	if r := h.do("GET", "/v1/client/config", string(m[1]), ""); r.StatusCode != 200 {
+		t.Errorf("new token after rotate: %d", r.StatusCode)
+	}
+
+	// Malformed ids never reach the API.
+	for _, p := range []string{"/console/tokens/a.b", "/console/tokens/" + strings.Repeat("x", 65), "/console/tokens/a/b/c"} {
+		if r := c.req("GET", p, nil, nil); r.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: %d", p, r.StatusCode)
+		}
+	}
+
+	// Filters: status and search.
+	h.createToken(`{"label":"carol"}`)
+	if r := c.req("GET", "/console/?q=CAR", nil, nil); !strings.Contains(string(r.body), ">carol<") || strings.Contains(string(r.body), ">bob<") {
+		t.Errorf("search for CAR:\n%s", r.body)
+	}
+	post(base+"/revoke", nil)
+	if r := c.req("GET", "/console/?status=revoked", nil, nil); !strings.Contains(string(r.body), ">bob<") || strings.Contains(string(r.body), ">carol<") {
+		t.Errorf("revoked filter:\n%s", r.body)
+	}
+	if r := c.req("GET", base, nil, nil); strings.Contains(string(r.body), "/revoke") {
+		t.Errorf("a revoked token's page still offers changes")
+	}
+}
+
+func TestConsolePoolAndGateways(t *testing.T) {
+	h := newHarness(t, embeddedStore(t))
+	c := h.console()
+	c.signIn()
+	post := func(path string, f url.Values) response {
+		t.Helper()
+		f.Set("csrf", c.csrf)
+		return c.req("POST", path, f, nil)
+	}
+	// The members API's refusals (the fake pool refuses every member and
+	// knows none) come through.
+	if r := post("/console/pool", url.Values{"name": {"x"}, "backend": {"static"}, "host": {"127.0.0.1"}, "port": {"8388"}, "cipher": {"chacha20-ietf-poly1305"}, "password": {"p"}}); r.StatusCode != http.StatusBadRequest {
+		t.Errorf("add refused by the pool: %d %s", r.StatusCode, r.body)
+	}
+	if r := post("/console/pool", url.Values{"name": {"x"}, "backend": {"wireguard"}}); r.StatusCode != http.StatusBadRequest || !strings.Contains(string(r.body), "outline-api, ss-manager or static") {
+		t.Errorf("add with an unknown backend: %d", r.StatusCode)
+	}
+	for _, action := range []string{"drain", "undrain", "remove"} {
+		if r := post("/console/pool/nope/"+action, url.Values{}); r.StatusCode != http.StatusNotFound {
+			t.Errorf("%s of an unknown member: %d", action, r.StatusCode)
+		}
+	}
+	if r := post("/console/pool/nope/explode", url.Values{}); r.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown member action: %d", r.StatusCode)
+	}
+	h.heartbeat("gw-one", "wss://gw1.example.com", 42, time.Minute)
+	r := c.req("GET", "/console/gateways", nil, nil)
+	if r.StatusCode != 200 || !strings.Contains(string(r.body), "<td>gw-one</td><td>wss://gw1.example.com</td>") || !strings.Contains(string(r.body), "<td>42</td><td>0.0</td>") {
+		t.Errorf("gateways page: %d\n%s", r.StatusCode, r.body)
+	}
+	if r := c.req("GET", "/console/assets/console.js", nil, nil); r.StatusCode != 200 || r.Header.Get("Content-Type") != "text/javascript; charset=utf-8" {
+		t.Errorf("script: %d %q", r.StatusCode, r.Header.Get("Content-Type"))
+	}
+	if r := c.req("GET", "/console/assets/layout.html", nil, nil); r.StatusCode != 404 {
+		t.Errorf("a template served as an asset: %d", r.StatusCode)
+	}
+}
