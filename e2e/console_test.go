@@ -35,11 +35,11 @@ import (
 
 // browserTimeout bounds the whole browser session; Chromium's start is
 // slow on a busy 2-core machine, the steps after it are not.
-const browserTimeout = 90 * time.Second
+const browserTimeout = 60 * time.Second
 
 // stepTimeout bounds one step (a page load and a wait), so a failing step
 // leaves time to read the page.
-const stepTimeout = 30 * time.Second
+const stepTimeout = 20 * time.Second
 
 // startBrowser starts headless Chromium and returns a context to run
 // actions in, or skips the test.
@@ -162,6 +162,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 		return v
 	}
+	// labelled checks that every field of the page has a label.
+	labelled := func(page string) {
+		t.Helper()
+		bare, err := chromedp.Run(ctx, chromedp.Evaluate[string](`Array.from(document.querySelectorAll("input:not([type=hidden]), select, textarea")).filter(e => e.labels.length == 0).map(e => e.id || e.name).join(" ")`))
+		if err != nil || bare != "" {
+			t.Errorf("%s: fields without a label: %q (%v)", page, bare, err)
+		}
+	}
 	qrOf := func(sel string) string {
 		t.Helper()
 		png, err := chromedp.Run(ctx, chromedp.Screenshot(chromedp.CSS(sel)))
@@ -178,8 +186,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	// Sign in.
 	run("sign-in page", chromedp.Navigate(f.ctl.url+console.SignInPath(f.ctl.adminKey)), chromedp.WaitVisible(chromedp.ID("key")))
 	shot(t, ctx, dir, "console-signin")
-	run("sign in", chromedp.SendKeys(chromedp.ID("key"), f.ctl.adminKey), chromedp.Click(chromedp.ID("signin")),
-		chromedp.WaitVisible(chromedp.ID("tokens")))
+	labelled("sign-in")
+	// By keyboard: the key, then Enter submits the form.
+	run("sign in", chromedp.SendKeys(chromedp.ID("key"), f.ctl.adminKey+"\r"), chromedp.WaitVisible(chromedp.ID("tokens")))
 
 	// Create a token with a quota of 64 MiB a day.
 	const quota = 64 << 20
@@ -263,6 +272,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("token page shows %q live sessions, want 1", sessions)
 	}
 	shot(t, ctx, dir, "console-token")
+	labelled("token page")
 
 	// The list, the pool and the gateways with the fleet's usage.
 	run("token list", chromedp.Navigate(f.ctl.url+"/console/?q=brow"), chromedp.WaitVisible(chromedp.ID("tokens")))
@@ -271,12 +281,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("token list: %q", list)
 	}
 	shot(t, ctx, dir, "console-tokens")
+	labelled("token list")
 	run("pool", chromedp.Navigate(f.ctl.url+"/console/pool"), chromedp.WaitVisible(chromedp.ID("members")))
 	members := text("#members")
 	if !strings.Contains(members, "static-1") || !strings.Contains(members, "up") {
 		t.Errorf("pool page: %q", members)
 	}
 	shot(t, ctx, dir, "console-pool")
+	labelled("pool")
 	run("gateways", chromedp.Navigate(f.ctl.url+"/console/gateways"), chromedp.WaitVisible(chromedp.ID("gateways")))
 	top := text("#top")
 	if !strings.Contains(top, "browser") {
@@ -305,6 +317,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("user page's QR code: %q", s)
 	}
 	shot(t, ctx, dir, "console-user")
+	labelled("user page")
 
 	// Readable on a phone: at 390 px nothing runs off the side (wide
 	// tables scroll in their own box).
