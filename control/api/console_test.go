@@ -237,7 +237,7 @@ func TestConsoleChangesNeedCSRF(t *testing.T) {
 	if len(l.Tokens) != 1 || l.Tokens[0].Label != "csrf" || l.Tokens[0].QuotaBytes != 5<<20 {
 		t.Fatalf("tokens after create: %+v", l.Tokens)
 	}
-	for _, want := range []string{`id="qr-ssconf"`, `value="ssconf://ctl.example.com:8443/v1/outline/`, `id="key-httvps"`, "shown <strong>once</strong>"} {
+	for _, want := range []string{`id="qr-ssconf"`, `value="ssconf://ctl.example.com:8443/v1/outline/`, `id="key-httvps"`, "shown <strong>once</strong>", `id="user-link" href="https://ctl.example.com:8443/u/`} {
 		if !strings.Contains(string(r.body), want) {
 			t.Errorf("created page lacks %q", want)
 		}

@@ -184,7 +184,11 @@ func (r *req) showKeys(status int, title string, ct wire.CreatedToken) {
 	d := r.data(title, "tokens")
 	d.Token = &ct.TokenView
 	d.Keys = keysOf(ct.AccessKeys, ct.Token)
-	d.UserPath = UserPrefix + ct.Token
+	// The user's page as the user reaches it: under the base URL the keys
+	// name (Config.Base), like the ssconf:// key.
+	base := r.c.cfg.Base(r.ctx.Host())
+	base.Path += UserPrefix + ct.Token
+	d.UserPath = base.String()
 	r.show(status, "created", d)
 }
 
