@@ -292,6 +292,44 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("pool page: %q", members)
 	}
 	shot(t, ctx, dir, "console-pool")
+	// Add a second static member through the form, then drain, undrain
+	// and remove it with the buttons (the real pool manager behind them).
+	pw2 := pw + "-2"
+	addr2, _ := ctlSSServer(t, pw2)
+	_, port2, _ := strings.Cut(addr2, ":")
+	run("add a member",
+		chromedp.SendKeys(chromedp.ID("name"), "static-2"),
+		chromedp.SetValue(chromedp.ID("backend"), "static"),
+		chromedp.SendKeys(chromedp.ID("host"), "127.0.0.1"),
+		chromedp.SendKeys(chromedp.ID("port"), port2),
+		chromedp.SendKeys(chromedp.ID("password"), pw2),
+		chromedp.Submit(chromedp.ID("name")),
+		chromedp.WaitVisible(chromedp.CSS(".notice")))
+	if members := text("#members"); !strings.Contains(members, "static-2") {
+		t.Fatalf("pool page after adding static-2: %q", members)
+	}
+	for _, step := range []struct{ button, done, notice string }{
+		{"Drain", "drain", "The member is draining."}, {"Undrain", "undrain", "The member takes keys again."}, {"Remove", "remove", "The member was removed."},
+	} {
+		// Every page load brings back the real confirm().
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("window.confirm = () => true; true")); err != nil {
+			t.Fatal(err)
+		}
+		sel := chromedp.Search(`//tr[td[contains(., "static-2")]]//button[normalize-space(.)="` + step.button + `"]`)
+		sctx, cancel := context.WithTimeout(ctx, stepTimeout)
+		resp, err := chromedp.RunResponse(sctx, chromedp.Click(sel))
+		cancel()
+		if err != nil || resp == nil || !strings.HasSuffix(resp.URL, "/console/pool?done="+step.done) {
+			t.Fatalf("%s: %v, landed on %v", step.button, err, resp)
+		}
+		run("notice", chromedp.WaitVisible(chromedp.CSS(".notice")))
+		if n := text(".notice"); n != step.notice {
+			t.Errorf("after %s: notice %q, want %q", step.button, n, step.notice)
+		}
+	}
+	if members := text("#members"); strings.Contains(members, "static-2") || !strings.Contains(members, "static-1") {
+		t.Errorf("pool page after removing static-2: %q", members)
+	}
 	labelled("pool")
 	run("gateways", chromedp.Navigate(f.ctl.url+"/console/gateways"), chromedp.WaitVisible(chromedp.ID("gateways")))
 	top := text("#top")
