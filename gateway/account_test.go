@@ -21,17 +21,27 @@ func (a *testAccount) Key() string             { return a.key }
 func (a *testAccount) AddUsage(up, down int64) { a.up.Add(up); a.down.Add(down) }
 func (a *testAccount) Release()                { a.released.Add(1); a.held.Add(-1) }
 
+// hold counts a session admitted for the account.
+func (a *testAccount) hold() { a.held.Add(1) }
+
+// heldAccount is a test account that counts its admitted sessions
+// (testAccount, and creditAccount, which embeds it).
+type heldAccount interface {
+	Account
+	hold()
+}
+
 // accountAuth admits every secret "acct" to its route and charges acct.
 type accountAuth struct {
 	route Route
-	acct  *testAccount
+	acct  heldAccount
 }
 
 func (a *accountAuth) Authenticate(secret []byte, _ PathKind, _ Client) (Route, Reject, bool) {
 	if string(secret) != "acct" {
 		return Route{}, RejectSecret, false
 	}
-	a.acct.held.Add(1)
+	a.acct.hold()
 	r := a.route
 	r.Account = a.acct
 	return r, 0, true

@@ -94,21 +94,6 @@ func (m *creditMetrics) endsSeen() []End {
 	return append([]End(nil), m.ends...)
 }
 
-type creditAuth struct {
-	route Route
-	acct  *creditAccount
-}
-
-func (a *creditAuth) Authenticate(secret []byte, _ PathKind, _ Client) (Route, Reject, bool) {
-	if string(secret) != "acct" {
-		return Route{}, RejectSecret, false
-	}
-	a.acct.held.Add(1)
-	r := a.route
-	r.Account = a.acct
-	return r, 0, true
-}
-
 // readPayload reads server frames until total payload bytes reached want
 // (failing past it), within 10 s.
 func readPayload(t *testing.T, c net.Conn, have *int64, want int64) {
@@ -152,7 +137,7 @@ func TestCreditHoldsDownload(t *testing.T) {
 	acct := &creditAccount{testAccount: testAccount{key: "tok-q"}, pool: 100_000}
 	m := &creditMetrics{}
 	g := startGateway(t, up, func(c *Config) {
-		c.Auth = &creditAuth{route: Route{Upstream: up}, acct: acct}
+		c.Auth = &accountAuth{route: Route{Upstream: up}, acct: acct}
 		c.Metrics = m
 	})
 	c := dialWS(t, g, "/acct/tcp")
@@ -212,7 +197,7 @@ func creditHoldsUpload(t *testing.T, withTLS bool) {
 		}
 	})
 	acct := &creditAccount{testAccount: testAccount{key: "tok-u"}, pool: 70_000}
-	auth := func(c *Config) { c.Auth = &creditAuth{route: Route{Upstream: up}, acct: acct} }
+	auth := func(c *Config) { c.Auth = &accountAuth{route: Route{Upstream: up}, acct: acct} }
 	var c net.Conn
 	slack := int64(0)
 	if withTLS {
@@ -362,7 +347,7 @@ func TestCreditHoldsTunnel(t *testing.T) {
 		io.Copy(c, testpeer.PseudoRandom(1<<30, 2))
 	})
 	acct := &creditAccount{testAccount: testAccount{key: "tok-t"}, pool: 200_000}
-	g := startGateway(t, up, func(c *Config) { c.Auth = &creditAuth{route: Route{Upstream: up}, acct: acct} })
+	g := startGateway(t, up, func(c *Config) { c.Auth = &accountAuth{route: Route{Upstream: up}, acct: acct} })
 	c := dialTunnel(t, g, "acct")
 	var got atomic.Int64
 	for range 3 {
@@ -420,7 +405,7 @@ func TestCreditHoldsUDP(t *testing.T) {
 	}()
 	up := pc.LocalAddr().String()
 	acct := &creditAccount{testAccount: testAccount{key: "tok-d"}, pool: 10_050}
-	g := startGateway(t, up, func(c *Config) { c.Auth = &creditAuth{route: Route{Upstream: up}, acct: acct} })
+	g := startGateway(t, up, func(c *Config) { c.Auth = &accountAuth{route: Route{Upstream: up}, acct: acct} })
 	c := dialWS(t, g, "/acct/udp")
 	defer c.Close()
 	go func() {
