@@ -284,7 +284,6 @@ const (
 // Authenticate implements gateway.Authenticator. secret is the token string
 // as presented on the path; cl is who presents it (for MaxDevices).
 func (a *Auth) Authenticate(secret []byte, _ gateway.PathKind, cl gateway.Client) (gateway.Route, gateway.Reject, bool) {
-	a.stats.handshakes.Add(1)
 	h := store.HashTokenBytes(secret)
 	now := a.now().UnixNano()
 	e, why := a.entry(&h, now)
@@ -368,6 +367,7 @@ func (a *Auth) entry(h *hashKey, now int64) (*tokenEntry, gateway.Reject) {
 			a.stats.staleHits.Add(1)
 			return e, 0
 		}
+		a.stats.downDenied.Add(1)
 		_, why, _ := a.deny(denyUnavailable)
 		return nil, why
 	}
@@ -604,7 +604,15 @@ type counters struct {
 	quotaLeases                      atomic.Uint64
 	subscribed                       atomic.Bool
 	denied                           [numDeny]atomic.Uint64
-	handshakes                       atomic.Uint64 // every Authenticate call
+	downDenied                       atomic.Uint64 // unknown tokens denied while the store is down, without a lookup
+}
+
+// handshakes is the number of Authenticate calls: each one is counted
+// once by entry, as a hit, a negative hit, a stale hit, a denial while
+// the store is down, or a miss (a separate counter would be one more
+// contended atomic on the hot path).
+func (c *counters) handshakes() uint64 {
+	return c.hits.Load() + c.negHits.Load() + c.staleHits.Load() + c.downDenied.Load() + c.misses.Load()
 }
 
 // Stats returns the counters.

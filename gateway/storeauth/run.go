@@ -92,7 +92,7 @@ func (a *Auth) heartbeat(ctx context.Context) {
 	defer cancel()
 	// The handshake rate since the previous heartbeat (hsCount and hsAt
 	// are owned by the heartbeat's caller: Run, then heartbeatLoop).
-	n, at := a.stats.handshakes.Load(), a.now()
+	n, at := a.stats.handshakes(), a.now()
 	var rate float64
 	if !a.hsAt.IsZero() && at.After(a.hsAt) {
 		rate = float64(n-a.hsCount) / at.Sub(a.hsAt).Seconds()

@@ -2,8 +2,6 @@ package storetest
 
 import (
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,50 +107,21 @@ func testDeviceConcurrent(t *testing.T, s store.Store) {
 		heartbeat(t, s, g, time.Minute)
 	}
 	const racers, max = 30, 4
-	var wg sync.WaitGroup
-	var ok atomic.Int64
-	errs := make(chan error, racers*2)
-	start := make(chan struct{})
-	for i := range racers {
-		wg.Go(func() {
-			<-start
-			got, err := s.AcquireDevice(ctxT(t), tok, fmt.Sprintf("10.0.0.%d", i), gws[i%len(gws)], 1, max)
-			if err != nil {
-				errs <- err
-			}
-			if got {
-				ok.Add(1)
-			}
-		})
-	}
+	ok := race(t, racers, func(i int) (bool, error) {
+		return s.AcquireDevice(ctxT(t), tok, fmt.Sprintf("10.0.0.%d", i), gws[i%len(gws)], 1, max)
+	})
 	shared := store.NewID()
-	var sharedOK atomic.Int64
-	for i := range racers {
-		wg.Go(func() {
-			<-start
-			got, err := s.AcquireDevice(ctxT(t), shared, "one-device-id-0000", gws[i%len(gws)], 1, 1)
-			if err != nil {
-				errs <- err
-			}
-			if got {
-				sharedOK.Add(1)
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	if ok.Load() != max {
-		t.Fatalf("%d of %d distinct devices admitted, want %d", ok.Load(), racers, max)
+	sharedOK := race(t, racers, func(i int) (bool, error) {
+		return s.AcquireDevice(ctxT(t), shared, "one-device-id-0000", gws[i%len(gws)], 1, 1)
+	})
+	if ok != max {
+		t.Fatalf("%d of %d distinct devices admitted, want %d", ok, racers, max)
 	}
 	if n := len(deviceKeys(t, s, tok)); n != max {
 		t.Fatalf("%d live devices, want %d", n, max)
 	}
-	if sharedOK.Load() != racers {
-		t.Fatalf("one device: %d of %d acquirers admitted, want all", sharedOK.Load(), racers)
+	if sharedOK != racers {
+		t.Fatalf("one device: %d of %d acquirers admitted, want all", sharedOK, racers)
 	}
 }
 

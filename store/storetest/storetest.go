@@ -510,30 +510,11 @@ func testLeaseConcurrent(t *testing.T, s store.Store) {
 		heartbeat(t, s, g, time.Minute)
 	}
 	const racers, max = 20, 5
-	var ok atomic.Int32
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	errs := make(chan error, racers)
-	for i := range racers {
-		wg.Go(func() {
-			<-start
-			got, err := s.AcquireSession(ctxT(t), tok, gws[i%len(gws)], max)
-			if err != nil {
-				errs <- err
-			}
-			if got {
-				ok.Add(1)
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	if ok.Load() != max {
-		t.Fatalf("%d of %d racers admitted, want %d", ok.Load(), racers, max)
+	ok := race(t, racers, func(i int) (bool, error) {
+		return s.AcquireSession(ctxT(t), tok, gws[i%len(gws)], max)
+	})
+	if ok != max {
+		t.Fatalf("%d of %d racers admitted, want %d", ok, racers, max)
 	}
 	if n := count(t, s, tok); n != max {
 		t.Fatalf("count = %d, want %d", n, max)
@@ -983,4 +964,33 @@ func testLocks(t *testing.T, s store.Store) {
 	if _, err := s.TryLock(ctx, "", "a", time.Minute); !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("TryLock with no name: %v, want ErrInvalid", err)
 	}
+}
+
+// race runs f(0) … f(n-1) at once and counts the calls that returned true;
+// an error fails the test.
+func race(t *testing.T, n int, f func(i int) (bool, error)) int {
+	t.Helper()
+	var ok atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			got, err := f(i)
+			if err != nil {
+				errs <- err
+			}
+			if got {
+				ok.Add(1)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return int(ok.Load())
 }
