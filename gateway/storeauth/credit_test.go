@@ -65,7 +65,19 @@ func TestQuotaHoldsAcrossGateways(t *testing.T) {
 // token's credit).
 func quotaHolds(t *testing.T, maxDevices int) {
 	r := startRedis(t)
-	up := source(t)
+	// The source holds its bytes until every session is open: a session
+	// dialled while others already download could find the quota used up
+	// and get the decoy (a busy machine dials slowly).
+	open := make(chan struct{})
+	up := testpeer.ListenTCP(t, func(c *net.TCPConn) {
+		c.SetDeadline(time.Now().Add(time.Minute))
+		select {
+		case <-open:
+		case <-time.After(time.Minute):
+			return
+		}
+		io.Copy(c, testpeer.PseudoRandom(1<<40, 7))
+	})
 	a, b := startNode(t, r, fastConfig()), startNode(t, r, fastConfig())
 	const quota = 4 << 20
 	secret, tok := newToken(t, a.st, []string{up}, func(tk *store.Token) {
@@ -75,12 +87,16 @@ func quotaHolds(t *testing.T, maxDevices int) {
 	var total atomic.Int64
 	var wg sync.WaitGroup
 	codes := make([]ws.StatusCode, 6)
+	var conns []net.Conn
 	for i := range codes {
 		addr := a.addr
 		if i%2 == 1 {
 			addr = b.addr
 		}
-		c := mustDial(t, addr, secret)
+		conns = append(conns, mustDial(t, addr, secret))
+	}
+	close(open)
+	for i, c := range conns {
 		wg.Go(func() { codes[i] = download(c, &total) })
 	}
 	wg.Wait()
