@@ -120,7 +120,20 @@ func TestDevicesFleetWide(t *testing.T) {
 
 	// B takes a device, then dies holding it: the limit holds while
 	// its registration lives, and frees the device when it runs out.
-	onB := openEchoes(t, f, f.b, tok, "127.0.0.5", 1, 16<<10)
+	// B's own releases of the first devices may have started their grace
+	// later than A saw (a busy machine): wait for B to admit the device.
+	var onB []liveEcho
+	ctlEventually(t, 15*time.Second, "B to admit a second device", func() bool {
+		sc, err := f.b.ssFrom("127.0.0.5", tok, f.echo)
+		if err != nil {
+			return false
+		}
+		onB = []liveEcho{{sc: sc}}
+		return true
+	})
+	if err := ctlEcho(onB[0].sc, 16<<10, 1); err != nil {
+		t.Fatal(err)
+	}
 	f.b.kill()
 	if err := f.a.decoyFrom("127.0.0.6", tok.Token); err != nil {
 		t.Fatalf("a new device while the dead gateway's lease may still count: %v", err)
