@@ -99,7 +99,7 @@ func (r *Report) aggregate() {
 		c.CPUmsPerConn, c.CPURange = spanned(g, func(x ConnectResult) float64 { return x.CPUmsPerConn })
 		c.PerSecond, c.RateRange = spanned(g, func(x ConnectResult) float64 { return x.PerSecond })
 		medians(c, g, func(x *ConnectResult) []*float64 {
-			return []*float64{&x.CPUSeconds, &x.Seconds, &x.HandshakeP50, &x.HandshakeP99, &x.HandshakeP999, &x.SetupP50, &x.SetupP99, &x.SetupP999}
+			return []*float64{&x.CPUSeconds, &x.ClientCPUmsPerConn, &x.Seconds, &x.HandshakeP50, &x.HandshakeP99, &x.HandshakeP999, &x.SetupP50, &x.SetupP99, &x.SetupP999}
 		})
 	})
 }
