@@ -42,6 +42,13 @@ type tunnel struct {
 
 	highest uint32 // highest stream id the client opened (our GOAWAY's last stream id)
 
+	// draining counts the streams whose FINs have crossed both ways while
+	// client bytes still wait for their member: done for the client (which
+	// frees its slot on the two FINs), so not counted against MAX_STREAMS,
+	// but still holding a member socket, so all streams stay within twice
+	// MAX_STREAMS.
+	draining int
+
 	// Flow control (docs/03): recvWin is what the client may still send
 	// (tcp DATA/OPEN payload), sendWin what we may still send it; credit
 	// is what members took (or the gateway dropped) since our last session
@@ -83,6 +90,7 @@ type tstream struct {
 	done       bool // ended (endStream)
 	parked     bool // fd left epoll after a hang-up while its read was paused
 	isBlocked  bool // on tunnel.blocked
+	draining   bool // counted in tunnel.draining
 
 	up   stream // client → member: up.eof is the client's FIN, up.shut our FIN to the member
 	down stream // member → client: down.eof is the member's EOF, down.shut our DATA FIN

@@ -437,6 +437,110 @@ func TestTunnelMaxStreams(t *testing.T) {
 	}
 }
 
+// TestTunnelDrainingStreamFreesSlot: a stream whose FINs have crossed both
+// ways is done for the client, which frees its MAX_STREAMS slot then, even
+// while the gateway still holds client bytes its member has not read: the
+// next OPEN is accepted. Such draining streams are bounded: with MAX_STREAMS
+// 1, two of them refuse a third stream until their members read; every
+// byte reaches its member intact.
+func TestTunnelDrainingStreamFreesSlot(t *testing.T) {
+	release := make(chan struct{})
+	type got struct {
+		sum [32]byte
+		n   int64
+	}
+	gotc := make(chan got, 4)
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		// A small receive buffer: the member's kernel takes little of what
+		// it does not read, so the rest waits in the gateway.
+		rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4096) })
+		return nil
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.Write([]byte("ok"))
+				c.(*net.TCPConn).CloseWrite()
+				<-release
+				h := sha256.New()
+				n, _ := io.Copy(h, c)
+				var g got
+				copy(g.sum[:], h.Sum(nil))
+				g.n = n
+				gotc <- g
+			}()
+		}
+	}()
+	g := startTunnelGateway(t, map[string]string{"tok": ln.Addr().String()}, func(c *Config) { c.TunnelMaxStreams = 1 })
+	c := dialTunnel(t, g, "tok")
+	var want [][32]byte
+	var sizes []int64
+	// drain opens a stream and writes to it until its window is used up:
+	// then the gateway holds at least half a window the member has not read
+	// (it credits a stream once the member took half). It sends FIN and
+	// reads the member's "ok" and FIN. It stops at limit bytes too.
+	drain := func(name string, limit int64) {
+		t.Helper()
+		s := c.open(mux.KindTCP, nil)
+		h := sha256.New()
+		piece := make([]byte, 16<<10)
+		var n int64
+		for stalled := 0; stalled < 10 && n < limit; {
+			c.mu.Lock()
+			room := s.sendWin >= int64(len(piece))
+			c.mu.Unlock()
+			if !room {
+				stalled++
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			stalled = 0
+			rand.Read(piece)
+			if err := s.Write(piece); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			h.Write(piece)
+			n += int64(len(piece))
+		}
+		var sum [32]byte
+		copy(sum[:], h.Sum(nil))
+		want, sizes = append(want, sum), append(sizes, n)
+		s.CloseWrite()
+		b, err := io.ReadAll(s)
+		if err != nil || string(b) != "ok" {
+			t.Fatalf("%s: read %q, %v; want ok and the FIN", name, b, err)
+		}
+	}
+	drain("stream 1", math.MaxInt64)
+	drain("stream 2 (stream 1 draining)", math.MaxInt64)
+	s3 := c.open(mux.KindTCP, nil)
+	if code := c.waitReset(s3.id); code != mux.ResetRefused {
+		t.Fatalf("third stream beside two draining: RESET %v, want REFUSED", code)
+	}
+	close(release)
+	for i := range 2 {
+		select {
+		case g := <-gotc:
+			if !(g.n == sizes[0] && g.sum == want[0]) && !(g.n == sizes[1] && g.sum == want[1]) {
+				t.Fatalf("member %d got %d bytes that match neither stream (%d, %d bytes sent)", i, g.n, sizes[0], sizes[1])
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("members did not get their bytes")
+		}
+	}
+	drain("stream after the draining ones ended", 64<<10)
+}
+
 // TestTunnelClientReset: the client's RESET closes the member connection
 // and nothing else.
 func TestTunnelClientReset(t *testing.T) {

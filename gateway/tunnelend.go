@@ -25,6 +25,10 @@ func (s *session) endStream(st *tstream, why StreamEnd, code mux.ResetCode, caus
 		return
 	}
 	st.done = true
+	if st.draining {
+		st.draining = false
+		t.draining--
+	}
 	if code != 0 && !t.ending {
 		s.emitReset(st.id, code)
 	}
@@ -100,7 +104,7 @@ func (s *session) tunEndStreams() {
 	for _, st := range t.streams {
 		s.endStream(st, StreamTunnelEnd, 0, nil)
 	}
-	t.streams, t.byFD, t.blocked = nil, nil, nil
+	t.streams, t.byFD, t.blocked, t.draining = nil, nil, nil, 0
 }
 
 // tunGoAway sends GOAWAY (once) with the highest stream id accepted. It

@@ -175,7 +175,7 @@ func (s *session) tunOpen(ev mux.Event) bool {
 	case ev.Open != mux.KindTCP && ev.Open != mux.KindUDP,
 		ev.Open == mux.KindUDP && n > mux.MaxUDPPacket: // as for a DATA frame
 		code, why = mux.ResetProtocol, StreamProtocol
-	case t.goAway || len(t.streams) >= s.l.g.tunMaxStreams:
+	case t.goAway || len(t.streams)-t.draining >= s.l.g.tunMaxStreams || len(t.streams) >= 2*s.l.g.tunMaxStreams:
 		code, why = mux.ResetRefused, StreamRefused
 	case len(t.ups) == 0:
 		code, why = mux.ResetConnect, StreamConnect
@@ -449,6 +449,16 @@ func (s *session) clientFIN(st *tstream) {
 	}
 	if !st.connecting && st.up.empty() {
 		s.shutMember(st)
+	}
+	s.noteDraining(st)
+}
+
+// noteDraining counts st in tunnel.draining once both FINs have crossed
+// while its client bytes still wait for the member (see tunnel.draining).
+func (s *session) noteDraining(st *tstream) {
+	if st.up.eof && st.down.eof && !st.done && !st.draining {
+		st.draining = true
+		s.tun.draining++
 	}
 }
 

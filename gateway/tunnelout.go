@@ -238,6 +238,8 @@ func (s *session) streamRead(st *tstream) bool {
 		s.emitFIN(st)
 		if st.up.shut {
 			s.endStream(st, StreamNormal, 0, nil)
+		} else {
+			s.noteDraining(st)
 		}
 		return false
 	}
