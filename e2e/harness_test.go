@@ -59,7 +59,10 @@ func startGateway(t testing.TB, cfg gateway.Config, routes map[string]string) (*
 		defer cancel()
 		g.Shutdown(ctx)
 		select {
-		case <-served:
+		case err := <-served:
+			if err != nil {
+				t.Errorf("gateway Serve: %v", err)
+			}
 		case <-time.After(10 * time.Second):
 			t.Error("gateway Serve did not return after Shutdown")
 		}
@@ -69,7 +72,15 @@ func startGateway(t testing.TB, cfg gateway.Config, routes map[string]string) (*
 	}
 	deadline := time.Now().Add(waitFor)
 	for !g.Ready() && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+		select {
+		case err := <-served:
+			served <- err // for the cleanup
+			t.Fatalf("gateway Serve returned before serving: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if !g.Ready() {
+		t.Fatalf("gateway not serving after %v", waitFor)
 	}
 	return g, addr
 }
@@ -84,10 +95,21 @@ func dialWS(t testing.TB, url string) *testpeer.WSConn {
 	defer cancel()
 	c, err := testpeer.DialWS(ctx, url)
 	if err != nil {
+		if ctx.Err() != nil {
+			logGoroutines(t)
+		}
 		t.Fatalf("dial %s: %v", url, err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// logGoroutines logs every goroutine's stack: a dial to an in-process
+// gateway that times out leaves the only evidence of where it stalled there.
+func logGoroutines(t testing.TB) {
+	t.Helper()
+	buf := make([]byte, 4<<20)
+	t.Logf("goroutines at the timeout:\n%s", buf[:runtime.Stack(buf, true)])
 }
 
 // countMetrics is a gateway.Metrics that keeps totals and the high-water mark

@@ -41,6 +41,9 @@ func dialWSS(t testing.TB, gw string, cert *testpeer.TestCert, secret string, ma
 	defer cancel()
 	c, err := testpeer.DialWSS(ctx, wssURL(gw, secret, "tcp"), cert.ClientConfig(maxVersion))
 	if err != nil {
+		if ctx.Err() != nil {
+			logGoroutines(t)
+		}
 		t.Fatalf("dial wss: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
