@@ -90,6 +90,22 @@ type Limits struct {
 	MaxDevices  int
 }
 
+// LimitSet names which of a Limits' fields UpdateLimits writes: the others
+// keep what the store holds, so two edits of different fields racing each
+// other both land. QuotaPeriod and QuotaAnchor go together (only a valid
+// pair is stored).
+type LimitSet uint8
+
+const (
+	LimitExpiry LimitSet = 1 << iota
+	LimitQuota
+	LimitPeriod // QuotaPeriod and QuotaAnchor
+	LimitSessions
+	LimitDevices
+
+	AllLimits = LimitExpiry | LimitQuota | LimitPeriod | LimitSessions | LimitDevices
+)
+
 // LimitsOf returns t's limits.
 func LimitsOf(t Token) Limits {
 	return Limits{
@@ -265,11 +281,11 @@ type Store interface {
 	RevokeToken(ctx context.Context, id string) (Token, error)
 	// UpdateAssignments replaces the token's assignments.
 	UpdateAssignments(ctx context.Context, id string, a []Assignment) error
-	// UpdateLimits replaces the token's expiry, quota, period, session
-	// and device limits (ErrInvalid for a period ValidPeriod refuses). A
-	// new period keeps the usage counted so far in the current one until
-	// that one ends.
-	UpdateLimits(ctx context.Context, id string, l Limits) error
+	// UpdateLimits replaces the fields of the token's limits that which
+	// names, in one atomic write, and leaves the others as they are
+	// (ErrInvalid for a period ValidPeriod refuses). A new period keeps
+	// the usage counted so far in the current one until that one ends.
+	UpdateLimits(ctx context.Context, id string, l Limits, which LimitSet) error
 	// UpdateLabel replaces the token's label.
 	UpdateLabel(ctx context.Context, id, label string) error
 	// RotateToken gives the token a new hash and returns it as it was

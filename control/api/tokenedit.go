@@ -15,20 +15,23 @@ import (
 )
 
 // limitField is one field of PATCH /v1/tokens/{id} that sets a
-// store.Limits field: a new limit is one more entry in limitFields.
+// store.Limits field (set names it for UpdateLimits, which writes only
+// the fields a request gave): a new limit is one more entry in
+// limitFields.
 type limitField struct {
 	name  string
+	set   store.LimitSet
 	apply func(s *Server, raw json.RawMessage, l *store.Limits) *apiError
 }
 
 var limitFields = []limitField{
-	{"expires_at", patchExpiresAt},
-	{"ttl", patchTTL},
-	{"quota_bytes", patchCount("quota_bytes", func(l *store.Limits) *int64 { return &l.QuotaBytes })},
-	{"quota_period", patchName(parsePeriod, func(l *store.Limits) *string { return &l.QuotaPeriod })},
-	{"quota_anchor", patchName(parseAnchor, func(l *store.Limits) *string { return &l.QuotaAnchor })},
-	{"max_sessions", patchCount("max_sessions", func(l *store.Limits) *int { return &l.MaxSessions })},
-	{"max_devices", patchCount("max_devices", func(l *store.Limits) *int { return &l.MaxDevices })},
+	{"expires_at", store.LimitExpiry, patchExpiresAt},
+	{"ttl", store.LimitExpiry, patchTTL},
+	{"quota_bytes", store.LimitQuota, patchCount("quota_bytes", func(l *store.Limits) *int64 { return &l.QuotaBytes })},
+	{"quota_period", store.LimitPeriod, patchName(parsePeriod, func(l *store.Limits) *string { return &l.QuotaPeriod })},
+	{"quota_anchor", store.LimitPeriod, patchName(parseAnchor, func(l *store.Limits) *string { return &l.QuotaAnchor })},
+	{"max_sessions", store.LimitSessions, patchCount("max_sessions", func(l *store.Limits) *int { return &l.MaxSessions })},
+	{"max_devices", store.LimitDevices, patchCount("max_devices", func(l *store.Limits) *int { return &l.MaxDevices })},
 }
 
 // patchCount sets a limit that is 0 (unlimited) or positive.
@@ -135,14 +138,16 @@ func (s *Server) patchToken(ctx *fasthttp.RequestCtx) {
 		}
 		label = &v
 	}
-	l, changed := store.LimitsOf(t), false
+	// Only the fields given are written: the others keep what the store
+	// holds, even when another PATCH changed them since GetToken.
+	l, which := store.LimitsOf(t), store.LimitSet(0)
 	for _, f := range limitFields {
 		if raw, ok := req[f.name]; ok {
 			if e := f.apply(s, raw, &l); e != nil {
 				s.writeError(ctx, e)
 				return
 			}
-			changed = true
+			which |= f.set
 		}
 	}
 	if label != nil {
@@ -151,8 +156,8 @@ func (s *Server) patchToken(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	if changed {
-		if err := s.st.UpdateLimits(rctx, id, l); err != nil {
+	if which != 0 {
+		if err := s.st.UpdateLimits(rctx, id, l, which); err != nil {
 			s.writeError(ctx, fromStoreErr(err, "token"))
 			return
 		}

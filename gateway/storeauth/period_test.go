@@ -122,7 +122,7 @@ func TestLimitChangesReachLiveSessions(t *testing.T) {
 			})
 			l := store.LimitsOf(tok)
 			change.mod(&l)
-			if err := a.st.UpdateLimits(ctxT(t), tok.ID, l); err != nil {
+			if err := a.st.UpdateLimits(ctxT(t), tok.ID, l, store.AllLimits); err != nil {
 				t.Fatal(err)
 			}
 			since := time.Now()

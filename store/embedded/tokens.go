@@ -199,13 +199,26 @@ func (s *Store) UpdateAssignments(ctx context.Context, id string, a []store.Assi
 }
 
 // UpdateLimits implements store.Store.
-func (s *Store) UpdateLimits(ctx context.Context, id string, l store.Limits) error {
-	if !store.ValidPeriod(l.QuotaPeriod, l.QuotaAnchor) {
+func (s *Store) UpdateLimits(ctx context.Context, id string, l store.Limits, which store.LimitSet) error {
+	if which&store.LimitPeriod != 0 && !store.ValidPeriod(l.QuotaPeriod, l.QuotaAnchor) {
 		return fmt.Errorf("embedded: update limits: period: %w", store.ErrInvalid)
 	}
 	_, err := s.modify(ctx, "update limits", id, func(t *store.Token) {
-		t.ExpiresAt, t.QuotaBytes, t.MaxSessions, t.MaxDevices = l.ExpiresAt, l.QuotaBytes, l.MaxSessions, l.MaxDevices
-		t.QuotaPeriod, t.QuotaAnchor = l.QuotaPeriod, l.QuotaAnchor
+		if which&store.LimitExpiry != 0 {
+			t.ExpiresAt = l.ExpiresAt
+		}
+		if which&store.LimitQuota != 0 {
+			t.QuotaBytes = l.QuotaBytes
+		}
+		if which&store.LimitPeriod != 0 {
+			t.QuotaPeriod, t.QuotaAnchor = l.QuotaPeriod, l.QuotaAnchor
+		}
+		if which&store.LimitSessions != 0 {
+			t.MaxSessions = l.MaxSessions
+		}
+		if which&store.LimitDevices != 0 {
+			t.MaxDevices = l.MaxDevices
+		}
 	})
 	return err
 }

@@ -84,14 +84,24 @@ func encodeAssignments(a []store.Assignment) string {
 	return string(b)
 }
 
-func limitFields(l store.Limits) []any {
-	return []any{
-		"expires", fmtTime(l.ExpiresAt),
-		"quota", strconv.FormatInt(l.QuotaBytes, 10),
-		"period", l.QuotaPeriod, "anchor", l.QuotaAnchor,
-		"maxsess", strconv.Itoa(l.MaxSessions),
-		"maxdev", strconv.Itoa(l.MaxDevices),
+func limitFields(l store.Limits, which store.LimitSet) []any {
+	var f []any
+	if which&store.LimitExpiry != 0 {
+		f = append(f, "expires", fmtTime(l.ExpiresAt))
 	}
+	if which&store.LimitQuota != 0 {
+		f = append(f, "quota", strconv.FormatInt(l.QuotaBytes, 10))
+	}
+	if which&store.LimitPeriod != 0 {
+		f = append(f, "period", l.QuotaPeriod, "anchor", l.QuotaAnchor)
+	}
+	if which&store.LimitSessions != 0 {
+		f = append(f, "maxsess", strconv.Itoa(l.MaxSessions))
+	}
+	if which&store.LimitDevices != 0 {
+		f = append(f, "maxdev", strconv.Itoa(l.MaxDevices))
+	}
+	return f
 }
 
 // unixDay is t's day number since 1970-01-01 (UTC), the "cday" field the
@@ -123,7 +133,7 @@ func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 		"assign", encodeAssignments(t.Assignments), "cur", cur,
 		"cday", strconv.FormatInt(unixDay(t.CreatedAt), 10),
 	}
-	args = append(args, limitFields(store.LimitsOf(t))...)
+	args = append(args, limitFields(store.LimitsOf(t), store.AllLimits)...)
 	n, err := createScript.Run(ctx, s.rdb, s.tokKeys(t.ID), args...).Int()
 	if err != nil {
 		return s.wrap("create token", err)
@@ -291,13 +301,19 @@ func (s *Store) UpdateAssignments(ctx context.Context, id string, a []store.Assi
 }
 
 // UpdateLimits implements store.Store.
-func (s *Store) UpdateLimits(ctx context.Context, id string, l store.Limits) error {
+func (s *Store) UpdateLimits(ctx context.Context, id string, l store.Limits, which store.LimitSet) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	if !store.ValidPeriod(l.QuotaPeriod, l.QuotaAnchor) {
+	if which&store.LimitPeriod != 0 && !store.ValidPeriod(l.QuotaPeriod, l.QuotaAnchor) {
 		return fmt.Errorf("redisstore: update limits: period: %w", store.ErrInvalid)
 	}
-	return s.update(ctx, "update limits", id, limitFields(l)...)
+	fields := limitFields(l, which)
+	if len(fields) == 0 {
+		// Nothing to write; the token must still exist.
+		_, err := s.GetToken(ctx, id)
+		return err
+	}
+	return s.update(ctx, "update limits", id, fields...)
 }
 
 // UpdateLabel implements store.Store.

@@ -121,7 +121,7 @@ func testPeriodRollover(t *testing.T, s store.Store) {
 	l := store.LimitsOf(tok)
 	l.QuotaPeriod = store.PeriodNone
 	must(t, s.AddUsage(ctx, date(2031, 3, 2, 1), map[string]store.Usage{tok.ID: {Up: 5}}), "AddUsage")
-	must(t, s.UpdateLimits(ctx, tok.ID, l), "UpdateLimits none")
+	must(t, s.UpdateLimits(ctx, tok.ID, l, store.AllLimits), "UpdateLimits none")
 	must(t, s.AddUsage(ctx, date(2031, 3, 2, 2), map[string]store.Usage{tok.ID: {Up: 5}}), "AddUsage")
 	u, _ = s.GetUsage(ctx, tok.ID)
 	if u.Up != 10 || !u.Until.IsZero() {
@@ -133,13 +133,13 @@ func testPeriodRollover(t *testing.T, s store.Store) {
 		t.Errorf("period after UpdateLimits = %q", got.QuotaPeriod)
 	}
 	l.QuotaPeriod, l.QuotaAnchor = store.PeriodWeek, store.AnchorCreated
-	must(t, s.UpdateLimits(ctx, tok.ID, l), "UpdateLimits week")
+	must(t, s.UpdateLimits(ctx, tok.ID, l, store.AllLimits), "UpdateLimits week")
 	if got, _ = s.GetToken(ctx, tok.ID); got.QuotaPeriod != store.PeriodWeek || got.QuotaAnchor != store.AnchorCreated {
 		t.Errorf("period after UpdateLimits = %q/%q", got.QuotaPeriod, got.QuotaAnchor)
 	}
 
 	for _, bad := range []store.Limits{{QuotaPeriod: "year"}, {QuotaPeriod: store.PeriodDay, QuotaAnchor: "moon"}} {
-		mustErr(t, s.UpdateLimits(ctx, tok.ID, bad), store.ErrInvalid, fmt.Sprintf("UpdateLimits %+v", bad))
+		mustErr(t, s.UpdateLimits(ctx, tok.ID, bad, store.AllLimits), store.ErrInvalid, fmt.Sprintf("UpdateLimits %+v", bad))
 	}
 	bad := newToken("bad")
 	bad.QuotaPeriod = "fortnight"

@@ -178,10 +178,37 @@ func testTokenCRUD(t *testing.T, s store.Store) {
 	must(t, s.UpdateAssignments(ctx, tok.ID, a), "UpdateAssignments")
 	tok.Assignments = a
 	l := store.Limits{ExpiresAt: time.Unix(1950000000, 0).UTC(), QuotaBytes: 5, MaxSessions: 1, MaxDevices: 4}
-	must(t, s.UpdateLimits(ctx, tok.ID, l), "UpdateLimits")
+	must(t, s.UpdateLimits(ctx, tok.ID, l, store.AllLimits), "UpdateLimits")
 	tok.ExpiresAt, tok.QuotaBytes, tok.MaxSessions, tok.MaxDevices = l.ExpiresAt, l.QuotaBytes, l.MaxSessions, l.MaxDevices
 	got, err = s.GetToken(ctx, tok.ID)
 	must(t, err, "GetToken after updates")
+	tokensEqual(t, got, tok)
+	// Only the fields named are written: two edits made from the same
+	// read, each of its own field, both land (a PATCH of the quota racing
+	// one of the device limit).
+	stale := l
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, e := range []struct {
+		which store.LimitSet
+		set   func(*store.Limits)
+	}{
+		{store.LimitQuota, func(l *store.Limits) { l.QuotaBytes = 7 }},
+		{store.LimitDevices, func(l *store.Limits) { l.MaxDevices = 9 }},
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := stale
+			e.set(&l)
+			errs[i] = s.UpdateLimits(ctx, tok.ID, l, e.which)
+		}()
+	}
+	wg.Wait()
+	must(t, errors.Join(errs...), "UpdateLimits of one field")
+	tok.QuotaBytes, tok.MaxDevices = 7, 9
+	got, err = s.GetToken(ctx, tok.ID)
+	must(t, err, "GetToken after one-field updates")
 	tokensEqual(t, got, tok)
 	must(t, s.UpdateAssignments(ctx, tok.ID, nil), "UpdateAssignments nil")
 	got, _ = s.GetToken(ctx, tok.ID)
@@ -258,7 +285,7 @@ func testTokenErrors(t *testing.T, s store.Store) {
 	_, err = s.RevokeToken(ctx, missing)
 	mustErr(t, err, store.ErrNotFound, "RevokeToken")
 	mustErr(t, s.UpdateAssignments(ctx, missing, nil), store.ErrNotFound, "UpdateAssignments")
-	mustErr(t, s.UpdateLimits(ctx, missing, store.Limits{}), store.ErrNotFound, "UpdateLimits")
+	mustErr(t, s.UpdateLimits(ctx, missing, store.Limits{}, store.AllLimits), store.ErrNotFound, "UpdateLimits")
 	mustErr(t, s.DeleteToken(ctx, missing), store.ErrNotFound, "DeleteToken")
 	_, err = s.GetUsage(ctx, missing)
 	mustErr(t, err, store.ErrNotFound, "GetUsage")
