@@ -161,7 +161,7 @@ func (h *handshake) startFallback() bool {
 	}
 	g.m.HandshakeRejected(h.reject)
 	h.fb = c.(*net.TCPConn)
-	if err := h.c.(interface{ Detach() error }).Detach(); err != nil {
+	if err := h.c.Close(); err != nil {
 		// closed still runs (netpoll calls it however the connection ends)
 		// and cleans up through adoptFallback.
 		g.log.Debug("fallback detach", "err", err)
@@ -178,7 +178,7 @@ func (h *handshake) readSoFar() int {
 }
 
 // adoptFallback runs in netpoll's close callback after startFallback's
-// Detach. Once quiesce has stopped the poller, no byte can reach netpoll's
+// close. Once quiesce has stopped the poller, no byte can reach netpoll's
 // buffer any more, so what it holds is exactly what the client sent past
 // what the handshake consumed.
 func (h *handshake) adoptFallback(c netpoll.Connection) {
@@ -212,11 +212,16 @@ func (h *handshake) adoptFallback(c netpoll.Connection) {
 	} else {
 		fc.first = rest
 	}
-	// The fd is netpoll's no more: move it to the Go runtime's poller (a
-	// dup), so the relay gets deadlines and half-close from std net.
-	file := os.NewFile(uintptr(c.(netpoll.Conn).Fd()), "client")
-	nc, err := net.FileConn(file)
-	file.Close()
+	// Move the socket to the Go runtime's poller, so the relay gets
+	// deadlines and half-close from std net: FileConn makes its own
+	// descriptor of our duplicate (ownFD), which is closed after.
+	var nc net.Conn
+	fd, err := ownFD(c)
+	if err == nil {
+		file := os.NewFile(uintptr(fd), "client")
+		nc, err = net.FileConn(file)
+		file.Close()
+	}
 	cc, ok := nc.(*net.TCPConn)
 	f.mu.Lock()
 	if err == nil && ok && !f.closed && !tooMuch {

@@ -7,14 +7,16 @@ import (
 	"time"
 
 	"github.com/cloudwego/netpoll"
+	"golang.org/x/sys/unix"
 
 	"github.com/httvps/httvps/internal/rawio"
 )
 
 // The hand-off: netpoll's part of a connection ends when the handshake
-// detaches it (handshake.detach); its close callback (handshake.closed)
-// calls handOff, which builds the one handoff value that carries the
-// connection to a relay loop. The loop adopts it into a session, which keeps
+// closes it there (handshake.detach); its close callback (handshake.closed)
+// calls handOff, which takes a descriptor of the socket of its own (ownFD)
+// and builds the one handoff value that carries the connection to a relay
+// loop. The loop adopts it into a session, which keeps
 // it until the upstream connect completes: the 101 is held back so that it
 // always means a working session.
 
@@ -35,6 +37,22 @@ type handoff struct {
 	ups        []netip.AddrPort // further upstreams if the connect fails
 }
 
+// ownFD gives the gateway a descriptor of c's socket that netpoll never
+// closes: a duplicate, taken in the close callback, before netpoll's own
+// callback closes its descriptor (the socket stays open through ours). The
+// hand-off used to keep netpoll's descriptor through Detach, which leaves it
+// open only if netpoll's close started there: when the client's hang-up made
+// the poller close the connection first, netpoll closed the number the relay
+// loop then owned, and whatever reused that number (another connection, a
+// listener) was closed under its owner.
+func ownFD(c netpoll.Connection) (int, error) {
+	fd, err := unix.FcntlInt(uintptr(c.(netpoll.Conn).Fd()), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("gateway: dup of the client socket: %w", err)
+	}
+	return fd, nil
+}
+
 // maxEarly bounds the early bytes carried into a session.
 const maxEarly = 64 << 10
 
@@ -42,13 +60,19 @@ const maxEarly = 64 << 10
 // handshake leaves and posts it to a relay loop.
 func (h *handshake) handOff(c netpoll.Connection) {
 	g := h.g
+	cfd, err := ownFD(c)
+	if err != nil {
+		g.log.Debug("gateway: hand-off", "err", err)
+		h.abandon()
+		return
+	}
 	// RFC 6455 §4.1 has a client wait for the 101 before it sends, but bytes
 	// that came early (raw, and for TLS plaintext past the request) are
 	// carried over rather than lost: losing a TLS record would desynchronise
 	// the record sequence numbers.
-	a := &handoff{cfd: c.(netpoll.Conn).Fd(), ufd: h.ufd, kind: h.kind, tls: h.tls, acct: h.route.Account, ups: h.ups}
+	a := &handoff{cfd: cfd, ufd: h.ufd, kind: h.kind, tls: h.tls, acct: h.route.Account, ups: h.ups}
 	a.resp = append([]byte(nil), h.out.buf[:h.out.n]...)
-	// Detach does not wait for a read the poller is doing; once quiesce
+	// The close does not wait for a read the poller is doing; once quiesce
 	// has stopped it, what the buffer holds is all there is (fallback.go).
 	if !quiesce(c) {
 		g.log.Warn("gateway: netpoll internals not found; early bytes of a session may be lost")

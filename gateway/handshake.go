@@ -57,7 +57,7 @@ type handshake struct {
 	// (closed) only by the handshake goroutine, so it needs no lock; a
 	// timer goroutine never reads it.
 	timer   *time.Timer
-	handoff bool        // set before Detach: the close callback adopts the socket
+	handoff bool        // set before detach: the close callback adopts the socket
 	once    atomic.Bool // closed runs once
 
 	// Admission (admission.go). addr is set at accept, or for a
@@ -160,7 +160,7 @@ func (h *handshake) expire() {
 	}
 }
 
-// closed is the netpoll close callback: after Detach it hands the socket to a
+// closed is the netpoll close callback: after detach it hands the socket to a
 // relay loop, otherwise it releases the handshake's slot.
 func (h *handshake) closed(c netpoll.Connection) error {
 	if h.once.Swap(true) {
@@ -177,18 +177,24 @@ func (h *handshake) closed(c netpoll.Connection) error {
 		return nil
 	}
 	if !h.handoff {
-		g.active.Add(-1)
-		h.releaseAccount()
-		if h.ufd >= 0 {
-			unix.Close(h.ufd)
-		}
-		if h.tls != nil {
-			h.tls.clear()
-		}
+		h.abandon()
 		return nil
 	}
 	h.handOff(c)
 	return nil
+}
+
+// abandon releases what a handshake that ends without a session holds.
+func (h *handshake) abandon() {
+	h.g.active.Add(-1)
+	h.releaseAccount()
+	if h.ufd >= 0 {
+		unix.Close(h.ufd)
+		h.ufd = -1
+	}
+	if h.tls != nil {
+		h.tls.clear()
+	}
 }
 
 // onRequest runs on a netpoll worker goroutine whenever the connection has
@@ -439,10 +445,10 @@ func (h *handshake) upgrade(req []byte) error {
 // errDecoySent stops the caller after upgrade answered with the decoy.
 var errDecoySent = errors.New("gateway: decoy sent")
 
-// detach hands the connection to a relay loop (see closed).
+// detach hands the connection to a relay loop (see closed and ownFD).
 func (h *handshake) detach() error {
 	h.handoff = true
-	return h.c.(interface{ Detach() error }).Detach()
+	return h.c.Close()
 }
 
 // rejectFor is the metric label of an answer the emulation chose.

@@ -10,10 +10,11 @@ import (
 )
 
 // quiesce makes sure netpoll's poller reads nothing more from c, so that
-// what c's input buffer holds is final. It is for the close callback after
-// Detach, and reports false if it could not (a netpoll other than v0.7.2).
+// what c's input buffer holds is final. It is for the close callback of
+// a hand-off (handshake.detach, startFallback), and reports false if it
+// could not (a netpoll other than v0.7.2).
 //
-// Detach's EPOLL_CTL_DEL does not wait for the poller: an event it had
+// The close's EPOLL_CTL_DEL does not wait for the poller: an event it had
 // already taken from epoll_wait is still processed, and its read lands in
 // the input buffer after the close callback has taken the bytes (measured:
 // about 1 MiB lost from an upload streaming during a fallback hand-off).
