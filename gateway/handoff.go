@@ -260,17 +260,20 @@ func (s *session) connected() {
 }
 
 // connectFailed moves on to the next upstream after a connect failed with
-// err, or answers with the decoy when none is left.
+// err, or answers with the decoy when none is left. A failure followed by
+// another try is logged here (it is the member's, not the session's); the
+// last one is the session's cause, logged once with its end.
 func (s *session) connectFailed(err error) {
 	l, g := s.l, s.l.g
-	g.log.Debug("upstream connect failed", "path", s.kind.String(), "err", err)
 	g.m.UpstreamDialError(s.kind)
 	l.forget(int(s.ufd))
 	s.ufd = -1
 	for p := s.hand; len(p.ups) > 0; {
+		g.log.Debug("upstream connect failed; trying the next", "path", s.kind.String(), "err", err)
 		ap := p.ups[0]
 		p.ups = p.ups[1:]
-		fd, err := connectTCP(ap)
+		var fd int
+		fd, err = connectTCP(ap)
 		if err == nil {
 			if err = l.register(fd, s, evOut); err == nil {
 				s.ufd, s.uev = int32(fd), evOut
@@ -279,6 +282,7 @@ func (s *session) connectFailed(err error) {
 			}
 			sysClose(fd)
 		}
+		err = fmt.Errorf("%s: %w", ap, err)
 		g.m.UpstreamDialError(s.kind)
 	}
 	// Like every other failure: the decoy (the one answer every refused

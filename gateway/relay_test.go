@@ -194,24 +194,26 @@ func TestBytesCountPayload(t *testing.T) {
 	}
 }
 
-// endLog collects the "session end" lines of a gateway's logger.
+// endLog collects the "session end" lines of a gateway's logger, and
+// every line's message and err attribute in all.
 type endLog struct {
 	mu    sync.Mutex
 	lines []map[string]string
+	all   []string // "LEVEL message: err"
 }
 
 func (e *endLog) Enabled(context.Context, slog.Level) bool { return true }
 func (e *endLog) WithAttrs([]slog.Attr) slog.Handler       { return e }
 func (e *endLog) WithGroup(string) slog.Handler            { return e }
 func (e *endLog) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "session end" || r.Level != slog.LevelDebug {
-		return nil
-	}
 	m := map[string]string{}
 	r.Attrs(func(a slog.Attr) bool { m[a.Key] = a.Value.String(); return true })
 	e.mu.Lock()
-	e.lines = append(e.lines, m)
-	e.mu.Unlock()
+	defer e.mu.Unlock()
+	e.all = append(e.all, r.Level.String()+" "+r.Message+": "+m["err"])
+	if r.Message == "session end" && r.Level == slog.LevelDebug {
+		e.lines = append(e.lines, m)
+	}
 	return nil
 }
 

@@ -8,7 +8,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"io"
+	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,5 +115,75 @@ func TestTLSDecoyIsSealed(t *testing.T) {
 	a, b := get("/"), get("/s3cret/tcp")
 	if !bytes.HasPrefix(a, []byte("HTTP/1.1 404 Not Found\r\n")) || !bytes.Equal(a, b) {
 		t.Fatalf("decoys: %q / %q", a, b)
+	}
+}
+
+// TestTLSRecordErrorLoggedOnce: a record the gateway cannot open ends the
+// session with EndProtocol, and the record layer's error is logged once, on
+// the session's end line, at debug level (nothing at error level).
+func TestTLSRecordErrorLoggedOnce(t *testing.T) {
+	h := &endLog{}
+	g, pool := startTLSGateway(t, testpeer.EchoServer(t), func(c *Config) { c.Logger = slog.New(h) })
+	var raw net.Conn
+	d := ws.Dialer{
+		Timeout:   5 * time.Second,
+		TLSConfig: &tls.Config{RootCAs: pool, ServerName: "localhost", MaxVersion: tls.VersionTLS13},
+		NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			raw = c
+			return c, err
+		},
+	}
+	c, br, _, err := d.Dial(context.Background(), "wss://"+g.Addr().String()+"/s3cret/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = testpeer.KeepEarly(c, br)
+	defer c.Close()
+	if err := wsutil.WriteClientBinary(c, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := wsutil.ReadServerBinary(c); err != nil {
+		t.Fatal(err)
+	}
+	// An application-data record whose bytes no key sealed.
+	rec := make([]byte, 5+48)
+	copy(rec, []byte{23, 3, 3, 0, 48})
+	rand.Read(rec[5:])
+	if _, err := raw.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	// The gateway answers with an alert and lingers until the client goes.
+	if _, err := wsutil.ReadServerBinary(c); err == nil {
+		t.Fatal("a message after a record the gateway cannot open")
+	}
+	c.Close()
+	for deadline := time.Now().Add(5 * time.Second); g.Sessions() != 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the session did not end: %q", h.all)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.lines) != 1 || h.lines[0]["end"] != "protocol" {
+		t.Fatalf("session end lines %v, want one protocol end", h.lines)
+	}
+	cause := h.lines[0]["err"]
+	if cause == "" || cause == "<nil>" {
+		t.Fatalf("protocol end without its cause: %v", h.lines)
+	}
+	seen := 0
+	for _, l := range h.all {
+		if strings.HasPrefix(l, "ERROR") {
+			t.Errorf("logged at error level: %q", l)
+		}
+		if strings.HasSuffix(l, ": "+cause) {
+			seen++
+		}
+	}
+	if seen != 1 {
+		t.Errorf("the cause %q logged %d times, want once: %q", cause, seen, h.all)
 	}
 }

@@ -264,8 +264,8 @@ func (s *session) keepPartial(p []byte) {
 
 // tlsFail ends a session whose record layer failed: send the alert RFC 8446
 // §6 names for the error (none after the peer's own error alert), then close.
+// err is the session's cause, logged by finish with its end.
 func (s *session) tlsFail(err error) {
-	s.l.g.log.Debug("tls record layer", "err", err)
 	if desc, send := s.tls.rl.alertFor(err); send && !s.closeSent() {
 		if out, aerr := s.tls.alert(s.l, desc); aerr == nil {
 			s.writeRaw(out)

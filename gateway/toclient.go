@@ -70,8 +70,7 @@ func (s *session) writeDown(p []byte) {
 	if s.tls != nil {
 		out, err := s.tls.seal(s.l, p)
 		if err != nil {
-			s.l.g.log.Error("tls seal", "err", err)
-			s.finish(EndProtocol, err)
+			s.finish(EndProtocol, err) // logged there, once
 			return
 		}
 		p = out
@@ -117,8 +116,7 @@ func (s *session) writeControl(frame []byte) {
 	}
 	out, err := s.tls.sealControl(s.l, frame)
 	if err != nil {
-		s.l.g.log.Error("tls seal", "err", err)
-		s.finish(EndProtocol, err)
+		s.finish(EndProtocol, err) // logged there, once
 		return
 	}
 	s.writeRaw(out)
