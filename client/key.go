@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"net"
 	"strings"
+
+	"github.com/httvps/httvps/store"
 )
 
 // ErrBadKey reports a key that cannot be used; the wrapped detail says why
 // in one line and never quotes the token or the Shadowsocks secret.
 var ErrBadKey = errors.New("client: bad key")
-
-// Ciphers are the Shadowsocks AEAD methods the client speaks (outline-sdk's).
-var Ciphers = []string{"chacha20-ietf-poly1305", "aes-128-gcm", "aes-192-gcm", "aes-256-gcm"}
 
 // Key is what a client needs to connect, from any of the key forms
 // (httvps://, ss://, ssconf://, a control-plane URL with a token).
@@ -166,11 +165,11 @@ func ParseKey(text string) (*Key, error) {
 	return nil, fmt.Errorf("%w: unknown scheme %q (want httvps, ss, ssconf or https)", ErrBadKey, printableLabel(scheme))
 }
 
-// checkCipher accepts the methods of Ciphers (case-insensitively) and
-// returns the canonical name.
+// checkCipher accepts the methods of store.Ciphers, which outline-sdk
+// speaks, case-insensitively, and returns the canonical name.
 func checkCipher(m string) (string, error) {
 	lm := strings.ToLower(m)
-	for _, c := range Ciphers {
+	for _, c := range store.Ciphers {
 		if lm == c {
 			return c, nil
 		}
@@ -178,7 +177,7 @@ func checkCipher(m string) (string, error) {
 	if m == "" {
 		return "", fmt.Errorf("%w: no cipher", ErrBadKey)
 	}
-	return "", fmt.Errorf("%w: cipher %q is not supported (want %s)", ErrBadKey, printableLabel(m), strings.Join(Ciphers, ", "))
+	return "", fmt.Errorf("%w: cipher %q is not supported (want %s)", ErrBadKey, printableLabel(m), strings.Join(store.Ciphers, ", "))
 }
 
 // hostPort checks "host[:port]" and adds def when the port is missing.

@@ -12,12 +12,13 @@ import (
 	"github.com/Jigsaw-Code/outline-sdk/transport/shadowsocks"
 
 	"github.com/httvps/httvps/internal/testpeer"
+	"github.com/httvps/httvps/store"
 )
 
 // Streams and packets through a real ss-server (shadowsocks-libev), each
 // cipher: bytes intact both ways, by hash.
 func TestShadowsocksAgainstSSServer(t *testing.T) {
-	for i, m := range Ciphers {
+	for i, m := range store.Ciphers {
 		t.Run(m, func(t *testing.T) {
 			ctx := testCtx(t)
 			srv := testpeer.SSServer(t, testPassword, m)
@@ -94,7 +95,7 @@ func checkPacketEcho(t *testing.T, pc net.PacketConn, echo string, sizes []int) 
 // outline-sdk's shadowsocks.NewReader/NewWriter: what ss-local encrypts the
 // SDK decrypts byte for byte, and the reverse, for every cipher.
 func TestSSLocalToOutlineSDK(t *testing.T) {
-	for i, m := range Ciphers {
+	for i, m := range store.Ciphers {
 		t.Run(m, func(t *testing.T) {
 			const up, down = 3<<20 + 17, 5<<20 + 3
 			seedUp, seedDown := uint64(100+i), uint64(200+i)
