@@ -4,6 +4,8 @@ package gateway
 // FIN each way, failure closes, and the lingering close that ends in finish.
 
 import (
+	"time"
+
 	"github.com/gobwas/ws"
 	"golang.org/x/sys/unix"
 
@@ -160,13 +162,16 @@ func (s *session) maybeDone() {
 	s.linger()
 }
 
-// lingerWait bounds the lingering close.
-const lingerWait = 2e9 // ns
+// lingerTime bounds every lingering close: a session's (linger), the
+// handshake's after the decoy (handshake.lingerClose) and a relay loop's
+// after the decoy (connectFailed). The three differ only in who owns the
+// socket: netpoll's timer for the handshake, the loop's deadline after.
+const lingerTime = 2 * time.Second
 
 // linger ends a session whose both directions are done. Closing a socket
 // with unread input makes the kernel send a reset and drop what is still
 // queued for the client, so: close_notify (TLS), FIN after our last bytes,
-// then read and drop until the client closes, or lingerWait.
+// then read and drop until the client closes, or lingerTime.
 func (s *session) linger() {
 	if s.tls != nil {
 		if out, err := s.tls.alert(s.l, alertCloseNotify); err == nil {
@@ -179,6 +184,6 @@ func (s *session) linger() {
 	s.closeUpstream()
 	s.step(evLinger)
 	s.l.reportDrained()
-	s.deadline = s.l.now + lingerWait
+	s.deadline = s.l.now + int64(lingerTime)
 	s.maybeDone()
 }

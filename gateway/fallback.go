@@ -191,7 +191,6 @@ func (h *handshake) adoptFallback(c netpoll.Connection) {
 	fc := &fallbackConn{f: f, back: h.fb, tls: h.tls, remote: h.remote(), addr: h.addr}
 	if h.tls != nil {
 		fc.first = append(fc.first, h.plain...)
-		fc.replyKU.Store(h.tls.replyKU)
 		fc.clientEnded = errors.Is(h.tlsErr, errCloseNotify)
 	}
 	if !quiesce(c) && f.warnQuiesce.CompareAndSwap(false, true) {
@@ -285,8 +284,7 @@ type fallbackConn struct {
 	// TLS: the client's close_notify came before the hand-off.
 	clientEnded bool
 
-	wmu      sync.Mutex   // held for every write to client
-	replyKU  atomic.Bool  // TLS 1.3: a KeyUpdate is due before our next record
+	wmu      sync.Mutex   // held for every write to client, and for sealing (tls's write side)
 	last     atomic.Int64 // unix ns of the last byte moved either way
 	backDone atomic.Int64 // unix ns of the fallback's FIN; 0 before
 	up, down int64        // bytes relayed, for the end-of-connection log line
@@ -521,14 +519,8 @@ func (fc *fallbackConn) openRecords(rl recordLayer, data []byte) (rest []byte, e
 		if len(data) < n {
 			break
 		}
-		plain, ct, err := rl.open(data[:n])
+		plain, ct, err := fc.tls.open(data[:n])
 		data = data[n:]
-		if err == nil {
-			var reply bool
-			if reply, err = rl.post(ct, plain); reply {
-				fc.replyKU.Store(true)
-			}
-		}
 		if errors.Is(err, errCloseNotify) {
 			return nil, true, fc.back.CloseWrite()
 		}
@@ -588,17 +580,13 @@ func (fc *fallbackConn) relayDownTLS() error {
 	}
 }
 
-// sealAndWrite seals p (at most one record's worth) behind a KeyUpdate if
-// one is due, and close_notify if end, into out and writes it. Under wmu.
+// sealAndWrite seals p (at most one record's worth) through sealTo (behind
+// a KeyUpdate if one is due), and close_notify if end, into out and writes
+// it. Under wmu.
 func (fc *fallbackConn) sealAndWrite(rl recordLayer, out, p []byte, end bool) error {
 	var err error
 	if len(p) > 0 {
-		if fc.replyKU.Swap(false) || rl.needKeyUpdate() {
-			if out, err = rl.sealKeyUpdate(out); err != nil {
-				return err
-			}
-		}
-		if out, err = rl.seal(out, contentAppData, p); err != nil {
+		if out, err = fc.tls.sealTo(out, p); err != nil {
 			return err
 		}
 	}

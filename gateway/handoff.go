@@ -303,7 +303,7 @@ func (s *session) connectFailed(err error) {
 	}
 	s.end, s.cause = EndUpstream, fmt.Errorf("%w: %w", errNoUpstream, err)
 	s.step(evLinger)
-	s.deadline = l.now + int64(decoyLinger)
+	s.deadline = l.now + int64(lingerTime)
 	s.maybeDone()
 	if !s.dead() {
 		s.setInterest()

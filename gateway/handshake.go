@@ -572,7 +572,7 @@ func (g *Gateway) sendBytes(out []byte, t *tlsSession, closing bool, write func(
 
 // lingerClose closes the way nginx does after its last answer: close_notify
 // (TLS, when notify: it did not go with the answer), FIN, then input is read and dropped
-// until the client closes or decoyLinger passes.
+// until the client closes or lingerTime passes.
 func (h *handshake) lingerClose(notify bool) error {
 	c := h.c
 	h.state.Store(hsLinger)
@@ -589,12 +589,9 @@ func (h *handshake) lingerClose(notify bool) error {
 	if nc, ok := c.(netpoll.Conn); ok {
 		unix.Shutdown(nc.Fd(), unix.SHUT_WR)
 	}
-	h.timer = time.AfterFunc(decoyLinger, func() { c.Close() })
+	h.timer = time.AfterFunc(lingerTime, func() { c.Close() })
 	return h.discard()
 }
-
-// decoyLinger is how long input is drained after the decoy answer.
-const decoyLinger = 2 * time.Second
 
 // discard drops everything buffered on a lingering connection.
 func (h *handshake) discard() error {

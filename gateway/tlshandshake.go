@@ -626,12 +626,7 @@ func (h *handshake) readTLSRequest() (Reject, error) {
 		if err != nil {
 			return RejectTimeout, err
 		}
-		plain, ct, err := h.tls.rl.open(rec)
-		if err == nil {
-			var reply bool
-			reply, err = h.tls.rl.post(ct, plain)
-			h.tls.replyKU = h.tls.replyKU || reply
-		}
+		plain, ct, err := h.tls.open(rec)
 		if err != nil {
 			r.Release()
 			return RejectMalformed, err

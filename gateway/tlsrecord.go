@@ -3,6 +3,7 @@ package gateway
 import (
 	"crypto/tls"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -78,10 +79,13 @@ var errCloseNotify = errors.New("gateway: tls close_notify")
 // for a connection handed to the fallback, split between its two
 // goroutines: fallbackConn says which side each uses).
 type tlsSession struct {
-	rl       recordLayer
-	rin      *[]byte // partial record carried to the next read
-	rinLen   int
-	replyKU  bool  // a KeyUpdate reply is due before the next record
+	rl     recordLayer
+	rin    *[]byte // partial record carried to the next read
+	rinLen int
+	// replyKU: a KeyUpdate reply is due before our next record. Atomic
+	// because the fallback's reading goroutine sets it and its writing
+	// goroutine takes it; on a relay loop both are the loop.
+	replyKU  atomic.Bool
 	parked   bool  // counted in Gateway.reclaim.parked
 	parkedAt int64 // loop clock when parked
 }
@@ -134,8 +138,7 @@ func (t *tlsSession) seal(l *loop, p []byte) ([]byte, error) {
 // sealedLen(len(p)) bytes or it grows.
 func (t *tlsSession) sealTo(dst, p []byte) ([]byte, error) {
 	var err error
-	if t.replyKU || t.rl.needKeyUpdate() {
-		t.replyKU = false
+	if (t.replyKU.Load() && t.replyKU.Swap(false)) || t.rl.needKeyUpdate() {
 		if dst, err = t.rl.sealKeyUpdate(dst); err != nil {
 			return nil, err
 		}
@@ -148,6 +151,23 @@ func (t *tlsSession) sealTo(dst, p []byte) ([]byte, error) {
 		p = p[k:]
 	}
 	return dst, nil
+}
+
+// open opens one complete record in place and gives it to the record
+// layer's post: a KeyUpdate the client asks to be answered becomes due
+// (sealTo sends it), the client's close_notify is errCloseNotify. It is the
+// one record-opening step: the handshake's request (readTLSRequest), the
+// relay (session.openRecords) and the fallback (fallbackConn.openRecords)
+// all open through it.
+func (t *tlsSession) open(rec []byte) (plain []byte, ct uint8, err error) {
+	if plain, ct, err = t.rl.open(rec); err != nil {
+		return nil, 0, err
+	}
+	reply, err := t.rl.post(ct, plain)
+	if reply {
+		t.replyKU.Store(true)
+	}
+	return plain, ct, err
 }
 
 // sealedLen bounds the records sealTo makes of n plaintext bytes, with a
@@ -213,15 +233,8 @@ func (s *session) openRecords(data []byte) {
 		if len(data) < rlen {
 			break
 		}
-		plain, ct, err := t.rl.open(data[:rlen])
+		plain, ct, err := t.open(data[:rlen])
 		data = data[rlen:]
-		if err == nil {
-			var reply bool
-			reply, err = t.rl.post(ct, plain)
-			if reply {
-				t.replyKU = true
-			}
-		}
 		if err != nil {
 			if !s.flushPieces(iov) {
 				return

@@ -26,7 +26,7 @@ const (
 	DefaultHeaderTimeout = 10 * time.Second
 	DefaultKeepAlive     = 60 * time.Second
 	// lingerTime bounds the drain after a closing answer (the gateway's
-	// decoyLinger); bodyIdle is nginx's lingering_timeout for a body
+	// lingerTime); bodyIdle is nginx's lingering_timeout for a body
 	// being dropped.
 	lingerTime = 2 * time.Second
 	bodyIdle   = 5 * time.Second
