@@ -19,7 +19,10 @@ import (
 // paths lists every gateway.PathKind; the gateway does not export its count.
 var paths = [...]gateway.PathKind{gateway.PathTCP, gateway.PathUDP, gateway.PathTunnel}
 
-// Metrics implements gateway.Metrics.
+// Metrics implements gateway.Metrics. Every goroutine of the gateway (relay
+// loops, handshakes, the fallback) calls it at once: every field is set in
+// New and never reassigned, and what changes is a counter or an atomic, so
+// no field needs a lock.
 type Metrics struct {
 	handshakeOK  [len(paths)]*metrics.Counter
 	rejected     [gateway.NumRejects]*metrics.Counter
