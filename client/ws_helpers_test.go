@@ -1,7 +1,6 @@
 package client
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -59,23 +58,7 @@ func startRealGatewayCfg(t testing.TB, tlsOn bool, routes map[string]string, edi
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- g.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		g.Shutdown(ctx)
-		<-served
-	})
-	deadline := time.Now().Add(waitLong)
-	for !g.Ready() && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	return g, ln.Addr().String(), cert
+	return g, testpeer.ServeGateway(t, g), cert
 }
 
 // hashPeer is a TCP upstream for both-way hash checks. The client sends

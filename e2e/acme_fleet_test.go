@@ -268,7 +268,7 @@ func TestACMEFleet(t *testing.T) {
 	// B first: it takes the name's lock and orders. A starts only when
 	// Pebble's validation of B's order has arrived, so A cannot have
 	// ordered; it finds the lock taken and waits.
-	b := startFleetGateway(t, "gw-b", redis.url(), pb, routes)
+	b := startFleetGateway(t, "gw-b", redis.URL(), pb, routes)
 	select {
 	case <-relay.first:
 	case <-b.proc.Exited():
@@ -276,7 +276,7 @@ func TestACMEFleet(t *testing.T) {
 	case <-time.After(fleetWait):
 		t.Fatalf("no validation from Pebble within %v: B did not order\n%s", fleetWait, b.proc.Output())
 	}
-	a := startFleetGateway(t, "gw-a", redis.url(), pb, routes)
+	a := startFleetGateway(t, "gw-a", redis.URL(), pb, routes)
 	relay.setTarget(a.addr)
 
 	leafB := b.waitLeaf(t, roots, nil)

@@ -79,18 +79,8 @@ func startACMEGateway(t *testing.T, routes map[string]string) *acmeGateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- g.Serve(ln) }()
-	t.Cleanup(func() {
-		mgr.Stop()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		g.Shutdown(ctx)
-		<-served
-	})
-	if err := testpeer.WaitListening(addr, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	testpeer.ServeGatewayOn(t, ln, g)
+	t.Cleanup(mgr.Stop) // first: before the gateway shuts down
 	if err := mgr.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

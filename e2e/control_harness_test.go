@@ -9,7 +9,6 @@ package e2e
 // the token as the path secret, exactly as a stock Outline app would.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -51,16 +50,13 @@ func ctlLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
-// ctlRedis is a redis-server of the test's own on a fixed loopback port,
-// with an append-only file synced on every write, so a SIGKILL loses
-// nothing and a restart on the same port brings the data back.
+// ctlRedis is the fleet's Redis. startCtlRedis's keeps an append-only
+// file synced on every write, so a SIGKILL loses nothing and Start on the
+// same port brings the data back.
 type ctlRedis struct {
-	t    testing.TB
-	port int
-	dir  string
-	proc *testpeer.Proc // nil while killed
+	*testpeer.Redis
 	// storeURL, when set, is what the fleet's stores connect to instead
-	// of url() (a redis+sentinel:// URL; control_sentinel_test.go).
+	// of URL() (a redis+sentinel:// URL; control_sentinel_test.go).
 	storeURL string
 }
 
@@ -79,54 +75,13 @@ func (ctlRedisLogger) Printf(context.Context, string, ...any) {}
 func startCtlRedis(t testing.TB) *ctlRedis {
 	t.Helper()
 	quietRedisLog()
-	r := &ctlRedis{t: t, port: testpeer.FreePort(t), dir: t.TempDir()}
-	r.start()
-	return r
-}
-
-func (r *ctlRedis) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)) }
-func (r *ctlRedis) url() string  { return "redis://" + r.addr() + "/0" }
-
-func (r *ctlRedis) start() {
-	r.t.Helper()
-	r.proc = testpeer.StartProc(r.t, "redis-server",
-		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
-		"--save", "", "--appendonly", "yes", "--appendfsync", "always",
-		"--protected-mode", "no", "--logfile", "")
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", r.addr(), 200*time.Millisecond); err == nil {
-			c.SetDeadline(time.Now().Add(time.Second))
-			fmt.Fprintf(c, "PING\r\n")
-			line, _ := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if line == "+PONG\r\n" {
-				return
-			}
-		}
-		select {
-		case <-r.proc.Exited():
-			r.t.Fatalf("redis-server exited: %s", r.proc.Output())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	r.t.Fatalf("redis-server on %s did not come up", r.addr())
-}
-
-// kill ends the server abruptly, as a crash would.
-func (r *ctlRedis) kill() {
-	if r.proc == nil {
-		return
-	}
-	syscall.Kill(r.proc.Cmd.Process.Pid, syscall.SIGKILL)
-	<-r.proc.Exited()
-	r.proc = nil
+	return &ctlRedis{Redis: testpeer.StartRedis(t, testpeer.RedisSpec{Durable: true})}
 }
 
 // subscribers is the number of subscriptions to the store's event channel
 // (one per gateway), -1 if Redis does not answer.
 func (r *ctlRedis) subscribers() int {
-	c := redis.NewClient(&redis.Options{Addr: r.addr(), DialTimeout: 500 * time.Millisecond, MaxRetries: -1})
+	c := redis.NewClient(&redis.Options{Addr: r.Addr(), DialTimeout: 500 * time.Millisecond, MaxRetries: -1})
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -141,7 +96,7 @@ func openCtlStore(t testing.TB, r *ctlRedis) *redisstore.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	u := r.url()
+	u := r.URL()
 	if r.storeURL != "" {
 		u = r.storeURL
 	}
@@ -449,30 +404,28 @@ func startCtlGatewayWith(t testing.TB, r *ctlRedis, name string, useTLS bool, mo
 		t.Fatal(err)
 	}
 	g.auth.Attach(g.gw)
+	g.stopRun = runAuth(t, g.auth, "gateway "+name)
+	testpeer.ServeGatewayOn(t, ln, g.gw)
+	t.Cleanup(func() { g.auth.Attach(nil) }) // first: before the gateway shuts down
+	return g
+}
+
+// runAuth runs auth.Run until test end; the cleanup, registered before the
+// gateway's, ends it once the gateway has shut down. It returns the
+// function that ends Run early.
+func runAuth(t testing.TB, auth *storeauth.Auth, name string) context.CancelFunc {
 	ctx, cancel := context.WithCancel(context.Background())
-	g.stopRun = cancel
-	runDone := make(chan error, 1)
-	go func() { runDone <- g.auth.Run(ctx) }()
-	served := make(chan error, 1)
-	go func() { served <- g.gw.Serve(ln) }()
+	done := make(chan error, 1)
+	go func() { done <- auth.Run(ctx) }()
 	t.Cleanup(func() {
-		g.auth.Attach(nil)
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		g.gw.Shutdown(sctx)
 		cancel()
-		for _, ch := range []chan error{served, runDone} {
-			select {
-			case <-ch:
-			case <-time.After(10 * time.Second):
-				t.Errorf("gateway %s did not stop", name)
-			}
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("%s: store authenticator did not stop", name)
 		}
 	})
-	if err := testpeer.WaitListening(g.addr, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	return g
+	return cancel
 }
 
 // dial opens the Outline tcp path with the token as the secret.

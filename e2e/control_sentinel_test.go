@@ -39,14 +39,11 @@ type sentinelSet struct {
 func startSentinelSet(t *testing.T) *sentinelSet {
 	t.Helper()
 	quietRedisLog()
-	s := &sentinelSet{
-		primary: &ctlRedis{t: t, port: testpeer.FreePort(t), dir: t.TempDir()},
-		replica: &ctlRedis{t: t, port: testpeer.FreePort(t), dir: t.TempDir()},
-	}
-	s.startServer(s.primary)
-	s.startServer(s.replica, "--replicaof", "127.0.0.1", strconv.Itoa(s.primary.port))
+	s := &sentinelSet{}
+	s.primary = startSetServer(t)
+	s.replica = startSetServer(t, "--replicaof", "127.0.0.1", strconv.Itoa(s.primary.Port))
 	ctlEventually(t, 10*time.Second, "the replica in sync", func() bool {
-		return strings.Contains(redisInfo(s.replica.addr(), "replication"), "master_link_status:up")
+		return strings.Contains(redisInfo(s.replica.Addr(), "replication"), "master_link_status:up")
 	})
 	for i := range 3 {
 		port := testpeer.FreePort(t)
@@ -64,7 +61,7 @@ sentinel monitor %s 127.0.0.1 %d 2
 sentinel down-after-milliseconds %s 1000
 sentinel failover-timeout %s 3000
 sentinel parallel-syncs %s 1
-`, port, dir, sentinelMaster, s.primary.port, sentinelMaster, sentinelMaster, sentinelMaster)
+`, port, dir, sentinelMaster, s.primary.Port, sentinelMaster, sentinelMaster, sentinelMaster)
 		path := filepath.Join(dir, fmt.Sprintf("sentinel-%d.conf", i))
 		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
@@ -84,17 +81,13 @@ sentinel parallel-syncs %s 1
 	return s
 }
 
-func (s *sentinelSet) startServer(r *ctlRedis, extra ...string) {
-	args := append([]string{
-		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
-		"--save", "", "--appendonly", "no", "--protected-mode", "no", "--logfile", "",
-		// Send the first full sync at once (7.0 waits 5 s for more replicas).
-		"--repl-diskless-sync-delay", "0",
-	}, extra...)
-	r.proc = testpeer.StartProc(r.t, "redis-server", args...)
-	if err := testpeer.WaitListening(r.addr(), 10*time.Second); err != nil {
-		r.t.Fatalf("redis-server: %v\n%s", err, r.proc.Output())
-	}
+// startSetServer starts a redis-server of the set (extra: its further
+// arguments).
+func startSetServer(t *testing.T, extra ...string) *ctlRedis {
+	t.Helper()
+	// Send the first full sync at once (7.0 waits 5 s for more replicas).
+	args := append([]string{"--repl-diskless-sync-delay", "0"}, extra...)
+	return &ctlRedis{Redis: testpeer.StartRedis(t, testpeer.RedisSpec{Args: args})}
 }
 
 // url is the Sentinel URL of the set.
@@ -218,7 +211,7 @@ func TestControlSentinelFailover(t *testing.T) {
 	set := startSentinelSet(t)
 	// The fleet's handle: its stores dial the Sentinel URL; subscribers()
 	// asks the first primary.
-	handle := &ctlRedis{t: t, port: set.primary.port, storeURL: set.url()}
+	handle := &ctlRedis{Redis: set.primary.Redis, storeURL: set.url()}
 	f := &ctlFleet{redis: handle, origin: testpeer.StartOrigin(t), echo: testpeer.EchoServer(t)}
 	f.ctl = startCtlPlane(t, handle, 2)
 	f.a = startCtlGateway(t, handle, "A", true)
@@ -298,8 +291,8 @@ func TestControlSentinelFailover(t *testing.T) {
 
 	killed := time.Now()
 	piecesAtKill := pieces.Load()
-	set.primary.kill()
-	took := ctlEventually(t, 30*time.Second, "Sentinel to promote the replica", func() bool { return set.masterPort() == set.replica.port })
+	set.primary.Kill()
+	took := ctlEventually(t, 30*time.Second, "Sentinel to promote the replica", func() bool { return set.masterPort() == set.replica.Port })
 	t.Logf("replica promoted %v after the kill", took.Round(time.Millisecond))
 	ctlEventually(t, 15*time.Second, "both gateways subscribed on the new primary", func() bool { return set.replica.subscribers() == 2 })
 	t.Logf("both gateways subscribed on the new primary %v after the kill", time.Since(killed).Round(time.Millisecond))

@@ -290,7 +290,7 @@ func TestControlRedisRestart(t *testing.T) {
 		return before >= 2*2*(64<<10)
 	})
 
-	f.redis.kill()
+	f.redis.Kill()
 	for _, q := range []struct{ method, path, bearer string }{
 		{"GET", "/v1/tokens/" + tok.ID, f.ctl.adminKey},
 		{"GET", "/v1/tokens", f.ctl.adminKey},
@@ -337,7 +337,9 @@ func TestControlRedisRestart(t *testing.T) {
 		t.Errorf("cached token during the outage: %v", err)
 	}
 
-	f.redis.start()
+	if err := f.redis.Start(); err != nil {
+		t.Fatal(err)
+	}
 	took := ctlEventually(t, 10*time.Second, "the API to answer again", func() bool {
 		r, err := f.ctl.do("GET", "/v1/tokens/"+tok.ID, f.ctl.adminKey, nil)
 		return err == nil && r.status == http.StatusOK

@@ -73,28 +73,9 @@ func startDocGateway(t testing.TB, r *ctlRedis, useTLS bool) *docGateway {
 		t.Fatal(err)
 	}
 	auth.Attach(gw)
-	ctx, cancel := context.WithCancel(context.Background())
-	runDone := make(chan error, 1)
-	go func() { runDone <- auth.Run(ctx) }()
-	served := make(chan error, 1)
-	go func() { served <- gw.Serve(ln) }()
-	t.Cleanup(func() {
-		auth.Attach(nil)
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		gw.Shutdown(sctx)
-		cancel()
-		for _, ch := range []chan error{served, runDone} {
-			select {
-			case <-ch:
-			case <-time.After(10 * time.Second):
-				t.Error("document gateway did not stop")
-			}
-		}
-	})
-	if err := testpeer.WaitListening(g.addr, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	runAuth(t, auth, "document gateway")
+	testpeer.ServeGatewayOn(t, ln, gw)
+	t.Cleanup(func() { auth.Attach(nil) }) // first: before the gateway shuts down
 	return g
 }
 
@@ -349,7 +330,7 @@ func TestGatewayDocumentStoreDown(t *testing.T) {
 	r, p, g, _ := startDocFleet(t, true)
 	tok := p.issue(map[string]any{"label": "doc"})
 	want := g.exchange(t, get("/no/such/path"))[0]
-	r.kill()
+	r.Kill()
 	got := g.exchange(t, get("/v1/outline/"+tok.Token))[0]
 	if undated(got) != undated(want) {
 		t.Errorf("store down: %q, want the decoy %q", got, want)

@@ -47,41 +47,7 @@ func startGateway(t testing.TB, cfg gateway.Config, routes map[string]string) (*
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	served := make(chan error, 1)
-	go func() { served <- g.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		g.Shutdown(ctx)
-		select {
-		case err := <-served:
-			if err != nil {
-				t.Errorf("gateway Serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("gateway Serve did not return after Shutdown")
-		}
-	})
-	if err := testpeer.WaitListening(addr, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(waitFor)
-	for !g.Ready() && time.Now().Before(deadline) {
-		select {
-		case err := <-served:
-			served <- err // for the cleanup
-			t.Fatalf("gateway Serve returned before serving: %v", err)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	if !g.Ready() {
-		t.Fatalf("gateway not serving after %v", waitFor)
-	}
+	addr := testpeer.ServeGateway(t, g)
 	return g, addr
 }
 

@@ -90,57 +90,12 @@ func bigStream() []byte { return bigOnce() }
 // and closes, so a test sees exactly what arrived and that half-close works.
 func recorder(t *testing.T) string {
 	t.Helper()
-	return listenRaw(t, func(c net.Conn) {
+	return testpeer.ListenTCP(t, func(c *net.TCPConn) {
 		c.SetDeadline(time.Now().Add(30 * time.Second))
 		h := sha256.New()
 		n, _ := io.Copy(h, c)
 		fmt.Fprintf(c, "%d %x", n, h.Sum(nil))
 	})
-}
-
-// listenRaw runs handle on every accepted connection and closes it after.
-func listenRaw(t *testing.T, handle func(net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// closed orders the last Add before the cleanup's Wait (an Add racing
-	// Wait is a WaitGroup misuse the race detector reports).
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		closed bool
-	)
-	t.Cleanup(func() {
-		mu.Lock()
-		closed = true
-		mu.Unlock()
-		ln.Close()
-		wg.Wait()
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			if closed {
-				mu.Unlock()
-				c.Close()
-				return
-			}
-			wg.Add(1)
-			mu.Unlock()
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // fbClient is one side of a probe: a plain TCP or a TLS connection.
@@ -409,7 +364,7 @@ func TestFallbackDeadGivesDecoy(t *testing.T) {
 // client's end of stream; it counts connections.
 func holder(t *testing.T) (string, *atomic.Int64) {
 	var n atomic.Int64
-	return listenRaw(t, func(c net.Conn) {
+	return testpeer.ListenTCP(t, func(c *net.TCPConn) {
 		n.Add(1)
 		c.SetDeadline(time.Now().Add(30 * time.Second))
 		io.Copy(io.Discard, c)

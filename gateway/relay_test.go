@@ -36,19 +36,7 @@ func startGateway(t *testing.T, up string, mod func(*Config)) *Gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go g.Serve(ln)
-	for g.Addr() == nil {
-		time.Sleep(time.Millisecond)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		g.Shutdown(ctx)
-	})
+	testpeer.ServeGateway(t, g) // g.Addr() is set once it returns
 	return g
 }
 

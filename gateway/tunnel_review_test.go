@@ -34,7 +34,7 @@ func tunnelState(g *Gateway) (recvWin, credit int64, streams, blocked int) {
 // the last piece was counted both in the queue and in the frame's rest,
 // and the window grew by it.
 func TestTunnelGatherFailureCreditsOnce(t *testing.T) {
-	member := listenRaw(t, func(c net.Conn) {}) // accept and close at once
+	member := testpeer.ListenTCP(t, func(c *net.TCPConn) {}) // accept and close at once
 	g := startGateway(t, member, func(c *Config) { c.Loops = 1 })
 	c := dialTunnel(t, g, "s3cret")
 	s := c.open(mux.KindTCP, nil)

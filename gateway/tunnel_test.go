@@ -37,11 +37,11 @@ import (
 func echoMember(t *testing.T) (string, *atomic.Int64) {
 	t.Helper()
 	var open atomic.Int64
-	addr := listenRaw(t, func(c net.Conn) {
+	addr := testpeer.ListenTCP(t, func(c *net.TCPConn) {
 		open.Add(1)
 		defer open.Add(-1)
 		io.Copy(c, c)
-		c.(*net.TCPConn).CloseWrite()
+		c.CloseWrite()
 		io.Copy(io.Discard, c)
 	})
 	return addr, &open
@@ -169,7 +169,7 @@ func closedPort(t *testing.T) string {
 // the client's bytes still flow.
 func TestTunnelHalfClose(t *testing.T) {
 	halfCloseSums := make(chan []byte, 1)
-	answers := listenRaw(t, func(c net.Conn) {
+	answers := testpeer.ListenTCP(t, func(c *net.TCPConn) {
 		var first [1]byte
 		if _, err := io.ReadFull(c, first[:]); err != nil {
 			return
@@ -183,7 +183,7 @@ func TestTunnelHalfClose(t *testing.T) {
 		}
 		// Member first: send 300 KiB and FIN, then hash what still comes.
 		c.Write(bytes.Repeat([]byte("m"), 300<<10))
-		c.(*net.TCPConn).CloseWrite()
+		c.CloseWrite()
 		h := sha256.New()
 		io.Copy(h, c)
 		halfCloseSums <- h.Sum(nil)
@@ -227,7 +227,7 @@ func TestTunnelHalfClose(t *testing.T) {
 func TestTunnelStalledStream(t *testing.T) {
 	var pushed atomic.Int64
 	stallDone := make(chan struct{})
-	member := listenRaw(t, func(c net.Conn) {
+	member := testpeer.ListenTCP(t, func(c *net.TCPConn) {
 		var first [1]byte
 		if _, err := io.ReadFull(c, first[:]); err != nil {
 			return
@@ -247,7 +247,7 @@ func TestTunnelStalledStream(t *testing.T) {
 		default:
 			c.Write(first[:])
 			io.Copy(c, c)
-			c.(*net.TCPConn).CloseWrite()
+			c.CloseWrite()
 		}
 	})
 	m := &countingMetrics{}
@@ -1046,12 +1046,12 @@ func TestTunnelDrainDeadline(t *testing.T) {
 // MiB tunnel upload).
 func TestTunnelUploadToSlowMember(t *testing.T) {
 	const n = 32 << 20 // beyond what the kernel buffers of both sockets hold
-	member := listenRaw(t, func(c net.Conn) {
+	member := testpeer.ListenTCP(t, func(c *net.TCPConn) {
 		time.Sleep(500 * time.Millisecond) // the gateway's writes hit EAGAIN meanwhile
 		h := sha256.New()
 		io.Copy(h, c)
 		c.Write(h.Sum(nil))
-		c.(*net.TCPConn).CloseWrite()
+		c.CloseWrite()
 	})
 	g := startGateway(t, member, nil)
 	c := dialTunnel(t, g, "s3cret")
@@ -1151,7 +1151,7 @@ func TestTunnelGatheredUpload(t *testing.T) {
 // tunnel"): each stream moves on, none takes the refills for itself, and
 // the gateway never overruns a window.
 func TestTunnelSessionWindowFair(t *testing.T) {
-	member := listenRaw(t, func(c net.Conn) {
+	member := testpeer.ListenTCP(t, func(c *net.TCPConn) {
 		var first [1]byte
 		if _, err := io.ReadFull(c, first[:]); err != nil {
 			return

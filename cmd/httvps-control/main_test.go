@@ -1,28 +1,20 @@
 package main
 
 import (
-	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/httvps/httvps/internal/testpeer"
 )
 
 // process is run() in a goroutine, stopped like a signal would.
@@ -160,7 +152,11 @@ func exercise(t *testing.T, c *client, adminBase string) (tokenID string) {
 
 func TestRunEmbeddedTLS(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile := writeSelfSigned(t, dir)
+	cert := testpeer.NewCert(t, testpeer.CertSpec{
+		DNSNames: []string{"ctl.test"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotAfter: time.Now().Add(time.Hour), Leaf: true,
+	})
+	certFile, keyFile := cert.PEMFile, cert.KeyFile
 	args := []string{
 		"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-admin-key", testKey,
 		"-data-dir", filepath.Join(dir, "data"), "-tls-cert", certFile, "-tls-key", keyFile,
@@ -189,7 +185,7 @@ func TestRunEmbeddedTLS(t *testing.T) {
 }
 
 func TestRunRedis(t *testing.T) {
-	addr := startRedis(t)
+	addr := testpeer.StartRedis(t, testpeer.RedisSpec{}).Addr()
 	p := start(t, []string{
 		"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-admin-key", testKey,
 		"-redis", "redis://" + addr + "/0", "-health-every", "1h", "-log-level", "error",
@@ -211,77 +207,4 @@ func TestRunBadConfig(t *testing.T) {
 	if !strings.Contains(out.String(), "admin key") {
 		t.Errorf("message %q", out.String())
 	}
-}
-
-// startRedis runs a redis-server of the test's own on a free port.
-func startRedis(t *testing.T) string {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server not installed")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--dir", t.TempDir(), "--save", "", "--appendonly", "no", "--logfile", "")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
-			c.SetDeadline(time.Now().Add(time.Second))
-			fmt.Fprintf(c, "PING\r\n")
-			line, _ := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if line == "+PONG\r\n" {
-				return addr
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("redis-server on %s did not come up", addr)
-	return ""
-}
-
-func writeSelfSigned(t *testing.T, dir string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "ctl.test"},
-		DNSNames:     []string{"ctl.test"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/httvps/httvps/control/pool/outlinefake"
+	"github.com/httvps/httvps/internal/testpeer"
 )
 
 // scrape returns the admin listener's /metrics as series → value.
@@ -59,7 +60,7 @@ func equal(n float64) func(float64) bool   { return func(v float64) bool { retur
 // health rounds, a key repair, failed key calls, a pending deletion and,
 // after a restart with -stray-grace, a stray key swept.
 func TestRunPoolMetrics(t *testing.T) {
-	addr := startRedis(t)
+	addr := testpeer.StartRedis(t, testpeer.RedisSpec{}).Addr()
 	fake := outlinefake.Start(t, outlinefake.Options{SSServer: true})
 	args := []string{
 		"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-admin-key", testKey,

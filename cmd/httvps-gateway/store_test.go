@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,6 +16,7 @@ import (
 
 	"github.com/httvps/httvps/gateway/storeauth"
 	"github.com/httvps/httvps/gateway/storemetrics"
+	"github.com/httvps/httvps/internal/testpeer"
 	"github.com/httvps/httvps/store"
 	"github.com/httvps/httvps/store/redisstore"
 )
@@ -82,39 +80,6 @@ func TestStoreOptions(t *testing.T) {
 	if strings.Contains(out.String(), "hunter2pw") {
 		t.Error("usage shows the password")
 	}
-}
-
-// startRedis runs a redis-server of the test's own on a free port.
-func startRedis(t *testing.T) string {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server not installed")
-	}
-	addr := freePort(t)
-	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--logfile", "")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
-			c.SetDeadline(time.Now().Add(time.Second))
-			fmt.Fprintf(c, "PING\r\n")
-			line, _ := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if line == "+PONG\r\n" {
-				return "redis://" + addr + "/0"
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("redis-server on %s did not come up", addr)
-	return ""
 }
 
 // The binary with -redis serves tokens from the store next to its static
@@ -235,7 +200,7 @@ func echoUpstream(t *testing.T) string {
 // upstream, and creates a token (with maxSessions) routed there.
 func redisWithToken(t *testing.T, maxSessions int) (ctx context.Context, url string, st *redisstore.Store, up, secret string, tok store.Token) {
 	t.Helper()
-	url = startRedis(t)
+	url = testpeer.StartRedis(t, testpeer.RedisSpec{}).URL()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	st, err := redisstore.New(ctx, url)

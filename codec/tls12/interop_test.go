@@ -9,18 +9,17 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/httvps/httvps/internal/testpeer"
 )
 
 var (
@@ -29,18 +28,13 @@ var (
 )
 
 func selfSigned(key crypto.Signer) tls.Certificate {
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	c, err := testpeer.MakeCert(testpeer.CertSpec{
+		DNSNames: []string{"localhost"}, NotAfter: time.Now().Add(time.Hour), Key: key, Leaf: true,
+	})
 	if err != nil {
 		panic(err)
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return c.Cert
 }
 
 // serverCerts returns an ECDSA and an RSA certificate; crypto/tls picks the

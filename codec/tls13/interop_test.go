@@ -2,18 +2,12 @@ package tls13
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -21,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/httvps/httvps/internal/testpeer"
 )
 
 var (
@@ -30,22 +26,13 @@ var (
 
 func serverCert(t testing.TB) tls.Certificate {
 	certOnce.Do(func() {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		c, err := testpeer.MakeCert(testpeer.CertSpec{
+			DNSNames: []string{"localhost"}, NotAfter: time.Now().Add(time.Hour), Leaf: true,
+		})
 		if err != nil {
 			panic(err)
 		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(1),
-			Subject:      pkix.Name{CommonName: "localhost"},
-			DNSNames:     []string{"localhost"},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(time.Hour),
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			panic(err)
-		}
-		testCert = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+		testCert = c.Cert
 	})
 	return testCert
 }

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -14,16 +13,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/httvps/httvps/control/pool"
 	"github.com/httvps/httvps/internal/nginxdecoy"
+	"github.com/httvps/httvps/internal/testpeer"
 	"github.com/httvps/httvps/store"
 	"github.com/httvps/httvps/store/embedded"
 	"github.com/httvps/httvps/store/redisstore"
@@ -37,7 +35,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // themselves with a key prefix each.
 var (
 	sharedRedisOnce sync.Once
-	sharedRedis     *redisProc
+	sharedRedis     *testpeer.Redis
 	sharedRedisErr  error
 	prefixSeq       atomic.Int64
 )
@@ -45,60 +43,9 @@ var (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if sharedRedis != nil {
-		sharedRedis.kill()
+		sharedRedis.Kill()
 	}
 	os.Exit(code)
-}
-
-// redisProc is a redis-server started by a test, on a free loopback port.
-type redisProc struct {
-	port int
-	cmd  *exec.Cmd
-}
-
-func startRedisProc(dir string) (*redisProc, error) {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	r := &redisProc{port: port}
-	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--dir", dir, "--save", "", "--appendonly", "no", "--protected-mode", "no", "--logfile", "")
-	if err := r.cmd.Start(); err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", r.addr(), 100*time.Millisecond); err == nil {
-			c.SetDeadline(time.Now().Add(time.Second))
-			fmt.Fprintf(c, "PING\r\n")
-			line, _ := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if line == "+PONG\r\n" {
-				return r, nil
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	r.kill()
-	return nil, fmt.Errorf("redis-server on %s did not come up", r.addr())
-}
-
-func (r *redisProc) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
-func (r *redisProc) url() string  { return "redis://" + r.addr() + "/0" }
-
-func (r *redisProc) kill() {
-	if r.cmd == nil {
-		return
-	}
-	r.cmd.Process.Signal(syscall.SIGKILL)
-	r.cmd.Wait()
-	r.cmd = nil
 }
 
 func redisStore(t *testing.T) store.Store {
@@ -109,13 +56,17 @@ func redisStore(t *testing.T) store.Store {
 			sharedRedisErr = err
 			return
 		}
-		sharedRedis, sharedRedisErr = startRedisProc(dir)
+		if _, err := exec.LookPath("redis-server"); err != nil {
+			sharedRedisErr = err
+			return
+		}
+		sharedRedis, sharedRedisErr = testpeer.RunRedis(testpeer.RedisSpec{Dir: dir})
 	})
 	if sharedRedisErr != nil {
 		t.Skipf("redis-server: %v", sharedRedisErr)
 	}
 	prefix := fmt.Sprintf("apitest%d:%d:", os.Getpid(), prefixSeq.Add(1))
-	st, err := redisstore.New(context.Background(), sharedRedis.url(), redisstore.WithPrefix(prefix), redisstore.WithTimeout(2*time.Second))
+	st, err := redisstore.New(context.Background(), sharedRedis.URL(), redisstore.WithPrefix(prefix), redisstore.WithTimeout(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

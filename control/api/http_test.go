@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
+	"github.com/httvps/httvps/internal/testpeer"
 	"github.com/httvps/httvps/store/redisstore"
 )
 
@@ -227,12 +228,8 @@ func TestHealthReadyAndMetrics(t *testing.T) {
 // TestStoreDown stops Redis under a running server: everything that needs
 // the store answers 503 "unavailable"; /healthz stays 200.
 func TestStoreDown(t *testing.T) {
-	rp, err := startRedisProc(t.TempDir())
-	if err != nil {
-		t.Skipf("redis-server: %v", err)
-	}
-	defer rp.kill()
-	st, err := redisstore.New(context.Background(), rp.url(), redisstore.WithTimeout(300*time.Millisecond))
+	rp := testpeer.StartRedis(t, testpeer.RedisSpec{})
+	st, err := redisstore.New(context.Background(), rp.URL(), redisstore.WithTimeout(300*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +237,7 @@ func TestStoreDown(t *testing.T) {
 	redis.SetLogger(silentRedisLog{})
 	h := newHarness(t, st, func(c *Config) { c.StoreTimeout = time.Second })
 	c := h.createToken(`{}`)
-	rp.kill()
+	rp.Kill()
 
 	for _, rt := range []struct{ method, path, auth, body string }{
 		{"POST", "/v1/tokens", testAdminKey, `{}`},

@@ -2,10 +2,7 @@ package pool
 
 import (
 	"context"
-	"fmt"
 	"net"
-	"os/exec"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -157,36 +154,13 @@ func TestSSManagerAddrByNameIsSameServer(t *testing.T) {
 	}
 }
 
-func startRedisAt(t *testing.T, port int) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--dir", t.TempDir(), "--save", "", "--appendonly", "no", "--loglevel", "warning")
-	if err := cmd.Start(); err != nil {
-		t.Skip(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	waitFor(t, 10*time.Second, "redis-server", func() bool {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return cmd
-}
-
 // Redis loses its data under a running Manager: the store makes a new
 // installation ID, every key looks stray; the Manager notices the changed
 // ID and stops sweeping instead of deleting them.
 func TestSweepStopsWhenInstallationIDChanges(t *testing.T) {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip(err)
-	}
-	port := testpeer.FreePort(t)
-	cmd := startRedisAt(t, port)
+	r := testpeer.StartRedis(t, testpeer.RedisSpec{})
 	ctx := ctxT(t)
-	st, err := redisstore.New(ctx, fmt.Sprintf("redis://127.0.0.1:%d/0", port))
+	st, err := redisstore.New(ctx, r.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,9 +173,10 @@ func TestSweepStopsWhenInstallationIDChanges(t *testing.T) {
 		placeAndStore(t, m, st, newToken(t, st))
 	}
 	m.round(ctx)
-	cmd.Process.Kill()
-	cmd.Wait()
-	startRedisAt(t, port)
+	r.Kill()
+	if err := r.Start(); err != nil { // same port, no data
+		t.Fatal(err)
+	}
 	waitFor(t, 10*time.Second, "the store answering again", func() bool {
 		return st.PutMember(ctx, outlineMember("b", fake)) == nil
 	})

@@ -1,18 +1,15 @@
 package storeauth
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os/exec"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,68 +24,11 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// redisServer is a redis-server of the test's own, with an append-only
-// file synced on every write so a SIGKILL loses nothing.
-type redisServer struct {
-	t    testing.TB
-	port int
-	dir  string
-	cmd  *exec.Cmd
-}
-
-func startRedis(t testing.TB) *redisServer {
+// startRedis runs a redis-server of the test's own whose append-only file
+// is synced on every write, so that Kill loses nothing.
+func startRedis(t testing.TB) *testpeer.Redis {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server not installed")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	r := &redisServer{t: t, port: port, dir: t.TempDir()}
-	r.start()
-	t.Cleanup(r.kill)
-	return r
-}
-
-func (r *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
-func (r *redisServer) url() string  { return "redis://" + r.addr() + "/0" }
-
-func (r *redisServer) start() {
-	r.t.Helper()
-	r.cmd = exec.Command("redis-server",
-		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--dir", r.dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-		"--protected-mode", "no", "--logfile", "")
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", r.addr(), 100*time.Millisecond); err == nil {
-			c.SetDeadline(time.Now().Add(time.Second))
-			fmt.Fprintf(c, "PING\r\n")
-			line, _ := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if line == "+PONG\r\n" {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	r.t.Fatalf("redis-server on %s did not come up", r.addr())
-}
-
-// kill stops the server abruptly, as a crash would.
-func (r *redisServer) kill() {
-	if r.cmd == nil {
-		return
-	}
-	r.cmd.Process.Signal(syscall.SIGKILL)
-	r.cmd.Wait()
-	r.cmd = nil
+	return testpeer.StartRedis(t, testpeer.RedisSpec{Durable: true})
 }
 
 // countingStore counts calls per method and can be cut off (every call
@@ -233,11 +173,11 @@ func (c *countingStore) Subscribe(ctx context.Context) (<-chan store.Event, erro
 }
 
 // openStore connects a redisstore of its own to r.
-func openStore(t testing.TB, r *redisServer) *countingStore {
+func openStore(t testing.TB, r *testpeer.Redis) *countingStore {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := redisstore.New(ctx, r.url())
+	s, err := redisstore.New(ctx, r.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +206,7 @@ func fastConfig() Config {
 	}
 }
 
-func startNode(t *testing.T, r *redisServer, cfg Config) *node {
+func startNode(t *testing.T, r *testpeer.Redis, cfg Config) *node {
 	t.Helper()
 	n := &node{t: t, st: openStore(t, r), done: make(chan error, 1)}
 	n.auth = New(n.st, cfg)
@@ -276,15 +216,7 @@ func startNode(t *testing.T, r *redisServer, cfg Config) *node {
 	}
 	n.gw = gw
 	n.auth.Attach(gw)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.addr = ln.Addr().String()
-	go gw.Serve(ln)
-	for gw.Addr() == nil {
-		time.Sleep(time.Millisecond)
-	}
+	n.addr = testpeer.ServeGateway(t, gw) // its cleanup runs after n.shutdown
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stop = cancel
 	go func() { n.done <- n.auth.Run(ctx) }()

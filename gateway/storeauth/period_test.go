@@ -10,7 +10,7 @@ import (
 )
 
 // twoNodes are two gateways over one Redis sharing the test's clock.
-func twoNodes(t *testing.T, clk *testpeer.Clock) (*redisServer, *node, *node) {
+func twoNodes(t *testing.T, clk *testpeer.Clock) (*testpeer.Redis, *node, *node) {
 	t.Helper()
 	r := startRedis(t)
 	cfg := fastConfig()

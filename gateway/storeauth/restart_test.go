@@ -34,7 +34,7 @@ func TestRedisRestart(t *testing.T) {
 		return err == nil && c == 0
 	})
 
-	r.kill()
+	r.Kill()
 	const outage = 5 * 50000 * 2 // echoed bytes count up and down
 	for range 5 {
 		echo(t, s1, 50000)
@@ -47,7 +47,9 @@ func TestRedisRestart(t *testing.T) {
 		t.Fatalf("during the outage: %+v", s)
 	}
 
-	r.start()
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, 10*time.Second, "outage usage flushed", func() bool {
 		u, err := n.st.GetUsage(ctxT(t), t1.ID)
 		return err == nil && u.Total() == 20000+outage

@@ -23,7 +23,7 @@ func TestResyncKeepsStaleTokens(t *testing.T) {
 	route.Account.Release()
 	a.resync()
 	lookups := st.n("GetTokenByHash")
-	r.kill()
+	r.Kill()
 	route, why, ok := a.Authenticate([]byte(secret), gateway.PathTCP, gateway.Client{})
 	if !ok {
 		t.Fatalf("cached token after a resync with the store down: refused (%v)", why)

@@ -1,8 +1,10 @@
 // Package testpeer starts real peers on loopback for tests (ss-server,
-// ss-local with v2ray-plugin, an HTTP origin whose bytes have known hashes)
-// and gives tests the clients to drive them: SOCKS5, a WebSocket client with
-// half-close, and a small independent Shadowsocks AEAD. Every helper takes a
-// testing.TB, bounds its waits and registers its cleanup.
+// ss-local with v2ray-plugin, redis-server, an HTTP origin whose bytes have
+// known hashes, the gateway itself in-process), makes their self-signed
+// certificates, and gives tests the clients to drive them: SOCKS5, a
+// WebSocket client with half-close, and a small independent Shadowsocks
+// AEAD. Every helper takes a testing.TB, bounds its waits and registers its
+// cleanup.
 package testpeer
 
 import (

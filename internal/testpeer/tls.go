@@ -12,9 +12,11 @@ package testpeer
 import (
 	"bufio"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -35,13 +37,13 @@ import (
 	"github.com/gobwas/ws"
 )
 
-// TestCert is a self-signed ECDSA certificate (by default for localhost and
-// 127.0.0.1), its own root.
+// TestCert is a self-signed certificate (by default ECDSA P-256, for
+// localhost and 127.0.0.1, its own root; see CertSpec).
 type TestCert struct {
 	Cert    tls.Certificate
 	Pool    *x509.CertPool // trusts Cert
-	PEMFile string         // the certificate in PEM, for curl/openssl/v2ray-plugin
-	KeyFile string         // its private key, PKCS #8 in PEM (nginx, the binaries' -tls-key)
+	PEMFile string         // the certificate in PEM, for curl/openssl/v2ray-plugin ("" from MakeCert)
+	KeyFile string         // its private key, PKCS #8 in PEM (nginx, the binaries' -tls-key; "" from MakeCert)
 }
 
 // GetCertificate is a gateway.TLSConfig.GetCertificate that always returns c.
@@ -70,8 +72,14 @@ func (c *TestCert) WriteFiles(certFile, keyFile string) error {
 
 // CertSpec says what a TestCert is for; the zero value is SelfSignedCert's.
 type CertSpec struct {
-	DNSNames []string  // nil: localhost, and the IP address 127.0.0.1
-	NotAfter time.Time // zero: a day ahead; in the past for an expired one
+	DNSNames []string      // nil with IPs nil: localhost, and the IP address 127.0.0.1
+	IPs      []net.IP      // the IP addresses it is for (see DNSNames)
+	NotAfter time.Time     // zero: a day ahead; in the past for an expired one
+	Key      crypto.Signer // nil: a new ECDSA P-256 key
+	// Leaf makes an end-entity certificate rather than its own CA (IsCA
+	// false, no certSign usage); crypto/tls trusts it all the same when it
+	// is in RootCAs.
+	Leaf bool
 }
 
 // SelfSignedCert makes a TestCert for localhost and 127.0.0.1; its files
@@ -84,13 +92,39 @@ func SelfSignedCert(t testing.TB) *TestCert {
 // NewCert makes a TestCert to spec; its files live in t.TempDir().
 func NewCert(t testing.TB, spec CertSpec) *TestCert {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := MakeCert(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	names, ips := spec.DNSNames, []net.IP(nil)
-	if names == nil {
+	dir := t.TempDir()
+	c.PEMFile, c.KeyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := c.WriteFiles(c.PEMFile, c.KeyFile); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// MakeCert is NewCert in memory only (PEMFile and KeyFile are empty), for
+// certificates made once per test process, outside any one test.
+func MakeCert(spec CertSpec) (*TestCert, error) {
+	key := spec.Key
+	if key == nil {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		key = k
+	}
+	names, ips := spec.DNSNames, spec.IPs
+	if names == nil && ips == nil {
 		names, ips = []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}
+	}
+	cn := ""
+	switch {
+	case len(names) > 0:
+		cn = names[0]
+	case len(ips) > 0:
+		cn = ips[0].String()
 	}
 	notAfter := spec.NotAfter
 	if notAfter.IsZero() {
@@ -102,11 +136,11 @@ func NewCert(t testing.TB, spec CertSpec) *TestCert {
 	}
 	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: names[0]},
+		Subject:               pkix.Name{CommonName: cn},
 		DNSNames:              names,
 		IPAddresses:           ips,
 		NotBefore:             notBefore,
@@ -116,27 +150,26 @@ func NewCert(t testing.TB, spec CertSpec) *TestCert {
 		BasicConstraintsValid: true,
 		IsCA:                  true, // OpenSSL and v2ray-plugin trust it as its own root
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if spec.Leaf {
+		tmpl.KeyUsage, tmpl.BasicConstraintsValid, tmpl.IsCA = x509.KeyUsageDigitalSignature, false, false
+	}
+	if _, ok := key.(*rsa.PrivateKey); ok {
+		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment // RSA key exchange
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
-	dir := t.TempDir()
-	c := &TestCert{
-		Cert:    tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf},
-		Pool:    pool,
-		PEMFile: filepath.Join(dir, "cert.pem"),
-		KeyFile: filepath.Join(dir, "key.pem"),
-	}
-	if err := c.WriteFiles(c.PEMFile, c.KeyFile); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return &TestCert{
+		Cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf},
+		Pool: pool,
+	}, nil
 }
 
 // DialWSS opens a WebSocket over crypto/tls to url ("wss://host:port/path").

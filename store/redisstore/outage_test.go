@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/httvps/httvps/internal/testpeer"
 	"github.com/httvps/httvps/store"
 )
 
@@ -46,8 +47,8 @@ func checkUnavailable(t *testing.T, s *Store, limit time.Duration) {
 }
 
 func TestRedisKilledFailsFastAndRecovers(t *testing.T) {
-	srv := startRedis(t, 0)
-	s := open(t, srv.url())
+	srv := testpeer.StartRedis(t, testpeer.RedisSpec{})
+	s := open(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	events, err := s.Subscribe(ctx)
@@ -59,12 +60,14 @@ func TestRedisKilledFailsFastAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	srv.stop()
+	srv.Kill()
 	checkUnavailable(t, s, 2*time.Second)
 
 	// Same port, empty data set: the store and the subscription carry on
 	// without being recreated.
-	srv = startRedis(t, srv.port)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for s.Ping(ctx) != nil {
 		if time.Now().After(deadline) {
@@ -100,14 +103,14 @@ func TestRedisKilledFailsFastAndRecovers(t *testing.T) {
 }
 
 func TestRedisFrozenTimesOut(t *testing.T) {
-	srv := startRedis(t, 0)
-	s := open(t, srv.url())
-	srv.cmd.Process.Signal(syscall.SIGSTOP)
-	defer srv.cmd.Process.Signal(syscall.SIGCONT)
+	srv := testpeer.StartRedis(t, testpeer.RedisSpec{})
+	s := open(t, srv.URL())
+	srv.Signal(syscall.SIGSTOP)
+	defer srv.Signal(syscall.SIGCONT)
 	// A Redis that accepts but never answers costs the read timeout plus
 	// one retry.
 	checkUnavailable(t, s, 2*DefaultTimeout+500*time.Millisecond)
-	srv.cmd.Process.Signal(syscall.SIGCONT)
+	srv.Signal(syscall.SIGCONT)
 	if err := s.Ping(context.Background()); err != nil {
 		t.Fatalf("Ping after thaw: %v", err)
 	}

@@ -5,14 +5,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/httvps/httvps/internal/testpeer"
 	"github.com/httvps/httvps/store"
 )
 
 // A token stored before the creation day was a field of its own is
 // anchored on its creation time all the same.
 func TestPeriodAnchorWithoutCreationDay(t *testing.T) {
-	srv := startRedis(t, 0)
-	s := open(t, srv.url(), WithPrefix("t"+store.NewID()+":"))
+	srv := testpeer.StartRedis(t, testpeer.RedisSpec{})
+	s := open(t, srv.URL(), WithPrefix("t"+store.NewID()+":"))
 	ctx := context.Background()
 	created := time.Date(2031, 1, 31, 15, 0, 0, 0, time.UTC)
 	tok := store.Token{ID: store.NewID(), Hash: [32]byte{5}, Cipher: "chacha20-ietf-poly1305", SSPassword: "pw",
@@ -39,8 +40,8 @@ func TestPeriodAnchorWithoutCreationDay(t *testing.T) {
 // the month, the fleet's alike; a bucket already past its retention is
 // never kept.
 func TestHistoryKeysExpire(t *testing.T) {
-	srv := startRedis(t, 0)
-	s := open(t, srv.url(), WithPrefix("t"+store.NewID()+":"))
+	srv := testpeer.StartRedis(t, testpeer.RedisSpec{})
+	s := open(t, srv.URL(), WithPrefix("t"+store.NewID()+":"))
 	ctx := context.Background()
 	tok := store.Token{ID: store.NewID(), Hash: [32]byte{6}, Cipher: "chacha20-ietf-poly1305", SSPassword: "pw"}
 	if err := s.CreateToken(ctx, tok); err != nil {

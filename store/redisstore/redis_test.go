@@ -2,11 +2,7 @@ package redisstore
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -18,66 +14,9 @@ import (
 	"github.com/httvps/httvps/store/storetest"
 )
 
-// redisServer is a redis-server of our own on a loopback port.
-type redisServer struct {
-	port int
-	dir  string
-	cmd  *exec.Cmd
-}
-
 func freePort(t *testing.T) int {
 	t.Helper()
 	return testpeer.FreePort(t)
-}
-
-// startRedis starts redis-server on port (a free one when 0) and stops it
-// when the test ends.
-func startRedis(t *testing.T, port int) *redisServer {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server not installed")
-	}
-	if port == 0 {
-		port = freePort(t)
-	}
-	r := &redisServer{port: port, dir: t.TempDir()}
-	r.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--dir", r.dir, "--save", "", "--appendonly", "no", "--daemonize", "no",
-		"--loglevel", "warning")
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.stop)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", r.addr(), 200*time.Millisecond)
-		if err == nil {
-			c.SetDeadline(time.Now().Add(time.Second))
-			c.Write([]byte("PING\r\n"))
-			buf := make([]byte, 16)
-			n, _ := c.Read(buf)
-			c.Close()
-			if string(buf[:n]) == "+PONG\r\n" {
-				return r
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on %s did not come up", r.addr())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (r *redisServer) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
-func (r *redisServer) url() string  { return "redis://" + r.addr() + "/0" }
-
-// stop kills the server and waits for it; safe to call twice.
-func (r *redisServer) stop() {
-	if r.cmd.Process != nil && r.cmd.ProcessState == nil {
-		r.cmd.Process.Kill()
-		r.cmd.Wait()
-	}
 }
 
 func open(t *testing.T, url string, opts ...Option) *Store {
@@ -93,15 +32,15 @@ func open(t *testing.T, url string, opts ...Option) *Store {
 }
 
 func TestConformance(t *testing.T) {
-	srv := startRedis(t, 0)
+	srv := testpeer.StartRedis(t, testpeer.RedisSpec{})
 	// Each test gets its own prefix on the shared server.
 	newStore := func(t *testing.T) store.Store {
-		return open(t, srv.url(), WithPrefix("t"+store.NewID()+":"))
+		return open(t, srv.URL(), WithPrefix("t"+store.NewID()+":"))
 	}
 	reopen := func(t *testing.T, s store.Store) store.Store {
 		prefix := s.(*Store).prefix
 		s.Close()
-		return open(t, srv.url(), WithPrefix(prefix))
+		return open(t, srv.URL(), WithPrefix(prefix))
 	}
 	storetest.Run(t, newStore, reopen)
 }
@@ -120,12 +59,12 @@ func TestMain(m *testing.M) {
 // Control-plane replicas starting at once on an empty Redis, each with its
 // own client, agree on one installation ID (the first SET NX wins).
 func TestInstallationIDReplicasRace(t *testing.T) {
-	srv := startRedis(t, 0)
+	srv := testpeer.StartRedis(t, testpeer.RedisSpec{})
 	prefix := "t" + store.NewID() + ":"
 	const n = 8
 	clients := make([]*Store, n)
 	for i := range clients {
-		clients[i] = open(t, srv.url(), WithPrefix(prefix))
+		clients[i] = open(t, srv.URL(), WithPrefix(prefix))
 	}
 	ids := make([]string, n)
 	errs := make([]error, n)
@@ -147,7 +86,7 @@ func TestInstallationIDReplicasRace(t *testing.T) {
 			t.Fatalf("replicas disagree: %q and %q", ids[0], ids[i])
 		}
 	}
-	other, err := open(t, srv.url(), WithPrefix("u"+prefix)).InstallationID(context.Background())
+	other, err := open(t, srv.URL(), WithPrefix("u"+prefix)).InstallationID(context.Background())
 	if err != nil || other == ids[0] {
 		t.Fatalf("another prefix's ID = %q, %v; want another than %q", other, err, ids[0])
 	}

@@ -22,10 +22,10 @@ import (
 // startSentinel starts a replica of primary and one redis-sentinel
 // monitoring primary as "m" (quorum 1: nothing here fails over), and
 // returns the Sentinel URL.
-func startSentinel(t *testing.T, primary *redisServer) string {
+func startSentinel(t *testing.T, primary *testpeer.Redis) string {
 	t.Helper()
 	// Send the first full sync at once (7.0 waits 5 s for more replicas).
-	pc := redis.NewClient(&redis.Options{Addr: primary.addr(), MaxRetries: -1})
+	pc := redis.NewClient(&redis.Options{Addr: primary.Addr(), MaxRetries: -1})
 	err := pc.ConfigSet(context.Background(), "repl-diskless-sync-delay", "0").Err()
 	pc.Close()
 	if err != nil {
@@ -34,11 +34,11 @@ func startSentinel(t *testing.T, primary *redisServer) string {
 	replica := testpeer.FreePort(t)
 	testpeer.StartProc(t, "redis-server", "--port", strconv.Itoa(replica), "--bind", "127.0.0.1",
 		"--dir", t.TempDir(), "--save", "", "--appendonly", "no", "--loglevel", "warning",
-		"--replicaof", "127.0.0.1", strconv.Itoa(primary.port))
+		"--replicaof", "127.0.0.1", strconv.Itoa(primary.Port))
 	port := testpeer.FreePort(t)
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "sentinel.conf")
-	body := fmt.Sprintf("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\nsentinel monitor m 127.0.0.1 %d 1\n", port, dir, primary.port)
+	body := fmt.Sprintf("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\nsentinel monitor m 127.0.0.1 %d 1\n", port, dir, primary.Port)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestSentinelConformance(t *testing.T) {
 	if _, err := exec.LookPath("redis-sentinel"); err != nil {
 		t.Skip("redis-sentinel not installed")
 	}
-	srv := startRedis(t, 0)
+	srv := testpeer.StartRedis(t, testpeer.RedisSpec{})
 	url := startSentinel(t, srv)
 	newStore := func(t *testing.T) store.Store {
 		return open(t, url, WithPrefix("t"+store.NewID()+":"))
@@ -86,7 +86,7 @@ func TestSentinelUsageOnReplica(t *testing.T) {
 	if _, err := exec.LookPath("redis-sentinel"); err != nil {
 		t.Skip("redis-sentinel not installed")
 	}
-	srv := startRedis(t, 0)
+	srv := testpeer.StartRedis(t, testpeer.RedisSpec{})
 	s := open(t, startSentinel(t, srv))
 	if !s.waitReplica || s.replicaWait != replicaWait {
 		t.Fatal("a Sentinel store does not wait for its replica")
@@ -118,8 +118,8 @@ func TestSentinelUsageOnReplica(t *testing.T) {
 }
 
 // replicaPorts lists the ports of the replicas connected to srv.
-func replicaPorts(t *testing.T, srv *redisServer) []int {
-	c := redis.NewClient(&redis.Options{Addr: srv.addr(), MaxRetries: -1})
+func replicaPorts(t *testing.T, srv *testpeer.Redis) []int {
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	defer c.Close()
 	info, err := c.Info(context.Background(), "replication").Result()
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/httvps/httvps/internal/testpeer"
 	"github.com/httvps/httvps/store"
 )
 
@@ -12,8 +13,8 @@ import (
 // sends the same deltas again (plus new ones) and each byte is counted
 // once either way.
 func TestAddUsageRetryCountsOnce(t *testing.T) {
-	srv := startRedis(t, 0)
-	s := open(t, srv.url(), WithPrefix("t"+store.NewID()+":"))
+	srv := testpeer.StartRedis(t, testpeer.RedisSpec{})
+	s := open(t, srv.URL(), WithPrefix("t"+store.NewID()+":"))
 	ctx := context.Background()
 	tok := store.Token{ID: store.NewID(), Hash: [32]byte{4}, Cipher: "chacha20-ietf-poly1305", SSPassword: "pw"}
 	if err := s.CreateToken(ctx, tok); err != nil {
