@@ -82,8 +82,8 @@ func run(src sources, e env) int {
 	log := cliconf.NewLogger(o.LogLevel, o.LogFormat, e.logOut)
 
 	var cs *certs.Store
-	if o.TLSCert != "" {
-		if cs, err = certs.New([]certs.Pair{{CertFile: o.TLSCert, KeyFile: o.TLSKey}}, log); err != nil {
+	if len(o.TLS.Pairs) > 0 {
+		if cs, err = certs.New(o.TLS.Pairs, log); err != nil {
 			log.Error("tls certificate does not load", "err", err)
 			return 2
 		}

@@ -5,10 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"sort"
-	"strings"
 
 	"github.com/httvps/httvps/internal/cliconf"
 	"github.com/httvps/httvps/internal/wiring"
@@ -27,14 +25,12 @@ type options struct {
 
 	// Redis, when set, is the shared store's URL: tokens are looked up
 	// there (after the static Routes). PublicURL is then required.
-	Redis     string
-	PublicURL string
+	Redis string
 
 	LogLevel  string
 	LogFormat string
 
-	ACME    wiring.ACME
-	ACMEDir string // the ACME state without -redis
+	ACME wiring.ACME // ACME.Dir: the ACME state without -redis
 }
 
 // sources are the outside inputs, injected so tests need no process state.
@@ -51,18 +47,18 @@ func osSources(args []string) sources {
 
 // flagSpec: the repeatable flags take their whole list from one source
 // instead of a value per flag; duration defaults ("0s") are shown.
-var flagSpec = cliconf.Spec{Lists: append(append([]string(nil), wiring.GatewayLists...), wiring.ACMELists...)}
+var flagSpec = cliconf.Spec{Secrets: []string{"redis"}, Lists: append(append([]string(nil), wiring.GatewayLists...), wiring.ACMELists...)}
 
 func newFlagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("httvps-gateway", flag.ContinueOnError)
-	fs.StringVar(&o.ConfigFile, "config", "", "YAML `file` whose keys are flag names (routes: {SECRET: IP:PORT}); flags and environment override it")
-	fs.StringVar(&o.Listen, "listen", ":8080", "`address` for client connections (HTTP/1.1 + WebSocket; TLS-only when -tls-cert is given)")
-	fs.StringVar(&o.AdminListen, "admin-listen", "127.0.0.1:9090", "`address` for /metrics, /healthz and /readyz; empty disables")
-	fs.Var((*redisURL)(&o.Redis), "redis", "Redis `URL` of the shared store (redis://[:password@]host:port/db, rediss:// for TLS, or redis+sentinel://[:password@]sentinel:26379,sentinel:26379/master[/db]): tokens, usage, session limits and revocations come from it; -route entries are still checked first")
-	fs.StringVar(&o.PublicURL, "public-url", "", "wss://host:port `URL` clients reach this gateway at, registered in the store (required with -redis)")
+	wiring.RegisterConfig(fs, &o.ConfigFile, "routes: {SECRET: IP:PORT}")
+	wiring.RegisterListen(fs, &o.Listen, ":8080", "`address` for client connections (HTTP/1.1 + WebSocket; TLS-only when -tls-cert is given)")
+	wiring.RegisterAdminListen(fs, &o.AdminListen, "127.0.0.1:9090")
+	wiring.RegisterRedis(fs, &o.Redis, "static -route entries only (they are checked first with -redis too)")
 	o.Gateway.Register(fs)
-	o.ACME.Register(fs, true, "-public-url")
-	fs.StringVar(&o.ACMEDir, "acme-dir", "httvps-acme", "`directory` of the ACME account and certificates without -redis (with -redis they live in Redis, shared by the fleet)")
+	o.ACME.Register(fs, "-public-url")
+	o.ACME.Dir = "httvps-acme"
+	o.ACME.RegisterDir(fs, "")
 	cliconf.LogFlags(fs, &o.LogLevel, &o.LogFormat)
 	flagSpec.SetUsage(fs, "Usage: httvps-gateway [flags]\n\n"+
 		"Accepts WebSocket sessions on /SECRET/tcp and /SECRET/udp and relays them to\n"+
@@ -85,6 +81,7 @@ func loadOptions(src sources) (*options, error) {
 	if err := o.Resolve(ld); err != nil {
 		return nil, err
 	}
+	o.ACME.Decide(len(o.TLSPairs) > 0, wiring.HostOf(o.PublicURL))
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
@@ -108,7 +105,7 @@ func (o *options) validate() error {
 		}
 		if o.PublicURL == "" {
 			bad("-public-url is required with -redis (the URL clients are given for this gateway)")
-		} else if err := checkPublicURL(o.PublicURL); err != nil {
+		} else if err := wiring.CheckGatewayURL(o.PublicURL); err != nil {
 			bad("-public-url: %v", err)
 		}
 	} else if o.PublicURL != "" || o.GatewayID != "" {
@@ -131,26 +128,4 @@ func (o *options) validate() error {
 	}
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)
-}
-
-func checkPublicURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return fmt.Errorf("%q is not a URL", s)
-	}
-	if (u.Scheme != "wss" && u.Scheme != "ws") || u.Host == "" {
-		return fmt.Errorf("%q is not a wss://host:port URL", s)
-	}
-	return nil
-}
-
-// redisURL is the -redis flag; it never prints its value, which may hold
-// a password.
-type redisURL string
-
-func (r *redisURL) String() string { return "" }
-
-func (r *redisURL) Set(v string) error {
-	*r = redisURL(strings.TrimSpace(v))
-	return nil
 }

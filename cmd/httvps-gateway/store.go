@@ -101,12 +101,12 @@ func startACME(o *options, fl *fleet, certFiles *certs.Store, log *slog.Logger) 
 	if fl != nil {
 		st = fl.st
 	} else {
-		if err := os.MkdirAll(o.ACMEDir, 0o700); err != nil {
+		if err := os.MkdirAll(o.ACME.Dir, 0o700); err != nil {
 			return nil, nil, 1, fmt.Errorf("-acme-dir: %w", err)
 		}
-		es, err := embedded.Open(filepath.Join(o.ACMEDir, "acme.db"))
+		es, err := embedded.Open(filepath.Join(o.ACME.Dir, "acme.db"))
 		if err != nil {
-			return nil, nil, 1, fmt.Errorf("-acme-dir %s (is another gateway using it?): %w", o.ACMEDir, err)
+			return nil, nil, 1, fmt.Errorf("-acme-dir %s (is another gateway using it?): %w", o.ACME.Dir, err)
 		}
 		st = es
 		closeStore = func() {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -37,6 +38,7 @@ import (
 	"github.com/httvps/httvps/internal/wiring"
 	"github.com/httvps/httvps/store"
 	"github.com/httvps/httvps/store/embedded"
+	"github.com/httvps/httvps/store/redisstore"
 )
 
 const (
@@ -46,6 +48,7 @@ const (
 	adminShutdown       = time.Second
 	setupTimeout        = 30 * time.Second // members, first token
 	registerWait        = 5 * time.Second  // for the gateway's first heartbeat
+	storeOpenTimeout    = 10 * time.Second // the first connection to -redis
 )
 
 // defaultMetrics registers the gateway's series in the process-wide set,
@@ -67,7 +70,9 @@ type node struct {
 	certs   *certs.Store                                         // both listeners' certificate (with ACME: until and beside it)
 	acme    *acmecert.Manager                                    // nil unless -acme
 	getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error) // what both listeners serve
-	st      *embedded.Store
+	st      store.Store                                          // the embedded store, or Redis with -redis
+	emb     *embedded.Store                                      // st without -redis (backups); nil with it
+	acmeSt  *embedded.Store                                      // -acme-dir's store; nil when ACME keeps to st
 	mgr     *pool.Manager
 	auth    *storeauth.Auth
 	gw      *gateway.Gateway
@@ -77,7 +82,8 @@ type node struct {
 
 	gatewayURL string // wss://public-host:port
 	keysURL    string // https://public-host:gateway-port: where keys send clients (the gateway serves the documents)
-	controlURL string // https://public-host:control-port
+	controlURL string // -control-public-url, or https://public-host:control-port
+	localURL   string // https://public-host:control-port: what up's own API client (n.local) asks for
 	adminURL   string // what `httvps admin -control` should use on this host
 	gwPort     string
 
@@ -147,9 +153,13 @@ func (n *node) start() (int, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return exitFail, fmt.Errorf("data directory: %w", err)
 	}
-	n.adminKeyFile = firstNonEmpty(o.AdminKeyFile, filepath.Join(dir, adminKeyName))
-	if n.adminKey, n.keyCreated, err = loadOrCreateAdminKey(n.adminKeyFile); err != nil {
-		return exitUsage, err
+	if o.AdminKey != "" {
+		n.adminKey = o.AdminKey // -admin-key: nothing is written
+	} else {
+		n.adminKeyFile = firstNonEmpty(o.AdminKeyFile, filepath.Join(dir, adminKeyName))
+		if n.adminKey, n.keyCreated, err = loadOrCreateAdminKey(n.adminKeyFile); err != nil {
+			return exitUsage, err
+		}
 	}
 
 	pairs := o.TLSPairs
@@ -166,24 +176,29 @@ func (n *node) start() (int, error) {
 	}
 	n.certs = cs
 
-	if n.st, err = embedded.Open(filepath.Join(dir, storeName)); err != nil {
-		return exitFail, fmt.Errorf("store %s (is another `httvps up` using this -data-dir?): %w", filepath.Join(dir, storeName), err)
+	if code, err := n.openStore(); err != nil {
+		return code, err
 	}
 
 	gwLn, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return exitFail, fmt.Errorf("gateway listener: %w", err)
 	}
-	ctlLn, err := net.Listen("tcp", o.ControlListen)
+	ctlLn, err := net.Listen("tcp", o.Control.Listen)
 	if err != nil {
 		gwLn.Close()
 		return exitFail, fmt.Errorf("control listener: %w", err)
 	}
 	n.getCert = cs.GetCertificate
 	if o.acmeOn() {
-		// The embedded store keeps the ACME account and certificates, so a
-		// restart serves the certificate at once and renews on schedule.
-		if n.acme, err = o.ACME.Manager(o.ACME.Names(o.PublicHost), n.st, gwLn.Addr().String(), cs.GetCertificate, n.log, os.ReadFile); err != nil {
+		// The store (embedded, or Redis with -redis) or -acme-dir's keeps
+		// the ACME account and certificates, so a restart serves the
+		// certificate at once and renews on schedule.
+		acmeSt := n.st
+		if n.acmeSt != nil {
+			acmeSt = n.acmeSt
+		}
+		if n.acme, err = o.ACME.Manager(o.ACME.Names(o.PublicHost), acmeSt, gwLn.Addr().String(), cs.GetCertificate, n.log, os.ReadFile); err != nil {
 			gwLn.Close()
 			ctlLn.Close()
 			return exitUsage, fmt.Errorf("acme: %w", err)
@@ -196,15 +211,15 @@ func (n *node) start() (int, error) {
 	}
 	_, n.gwPort, _ = net.SplitHostPort(gwLn.Addr().String())
 	ctlHost, ctlPort, _ := net.SplitHostPort(ctlLn.Addr().String())
-	n.gatewayURL = "wss://" + net.JoinHostPort(o.PublicHost, n.gwPort)
-	n.keysURL = "https://" + net.JoinHostPort(o.PublicHost, n.gwPort)
-	n.controlURL = "https://" + net.JoinHostPort(o.PublicHost, ctlPort)
+	n.gatewayURL, n.keysURL = gatewayURLs(o, n.gwPort)
+	n.localURL = "https://" + net.JoinHostPort(o.PublicHost, ctlPort)
+	n.controlURL = firstNonEmpty(o.Control.PublicURL, n.localURL)
 	n.adminURL = n.controlURL
 	if ip := net.ParseIP(ctlHost); ip != nil && ip.IsLoopback() {
 		n.adminURL = "https://" + net.JoinHostPort(ctlHost, ctlPort)
 	}
 
-	pcfg := o.PoolConfig(true) // the embedded store: one process
+	pcfg := o.PoolConfig(o.RedisURL == "") // only the embedded store means one process
 	pcfg.Logger = n.log
 	n.mgr = pool.New(n.st, pcfg)
 	var pctx context.Context
@@ -216,7 +231,9 @@ func (n *node) start() (int, error) {
 	// behind its decoy: the control API (the admin API) can stay private.
 	acfg := o.APIConfig(n.adminKey, n.keysURL)
 	acfg.Store, acfg.Pool, acfg.Logger = n.st, n.mgr, n.log
-	acfg.Snapshot, acfg.SnapshotDir = n.st.WriteSnapshot, dir // `httvps backup`
+	if n.emb != nil {
+		acfg.Snapshot, acfg.SnapshotDir = n.emb.WriteSnapshot, dir // `httvps backup`
+	}
 	if acfg.KeyPin == nil && !o.ownCert() && n.acme == nil {
 		// httvps:// keys pin the local CA, so the reference client
 		// connects without a CA file, and still after the leaf is renewed.
@@ -289,7 +306,7 @@ func (n *node) start() (int, error) {
 			dial = net.JoinHostPort("::1", ctlPort)
 		}
 	}
-	if n.local, err = newAPIClient(n.controlURL, n.adminKey, tlsPinned(n.servedCert), dial); err != nil {
+	if n.local, err = newAPIClient(n.localURL, n.adminKey, tlsPinned(n.servedCert), dial); err != nil {
 		return exitUsage, err
 	}
 	attrs := []any{"data_dir", dir, "gateway", gwLn.Addr().String(), "control", ctlLn.Addr().String(),
@@ -299,6 +316,60 @@ func (n *node) start() (int, error) {
 	}
 	n.log.Info("httvps up serving", attrs...)
 	return exitOK, nil
+}
+
+// openStore opens the store both components share: Redis with -redis
+// (other gateways and control planes may share it), else the embedded
+// store in the data directory; and -acme-dir's store when ACME keeps its
+// state apart. On error it returns the exit status.
+func (n *node) openStore() (int, error) {
+	o := n.o
+	if o.RedisURL != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), storeOpenTimeout)
+		defer cancel()
+		redisstore.SetLogger(n.log) // go-redis's failover and dial messages, in our format
+		st, err := redisstore.New(ctx, o.RedisURL)
+		if err != nil {
+			return exitFail, fmt.Errorf("-redis: %w", err) // the URL may hold a password: not echoed
+		}
+		n.st = st
+	} else {
+		file := filepath.Join(n.dataDir, storeName)
+		st, err := embedded.Open(file)
+		if err != nil {
+			return exitFail, fmt.Errorf("store %s (is another `httvps up` using this -data-dir?): %w", file, err)
+		}
+		n.st, n.emb = st, st
+	}
+	if o.acmeOn() && o.ACME.Dir != "" && o.RedisURL == "" {
+		if err := os.MkdirAll(o.ACME.Dir, 0o700); err != nil {
+			return exitFail, fmt.Errorf("-acme-dir: %w", err)
+		}
+		st, err := embedded.Open(filepath.Join(o.ACME.Dir, "acme.db"))
+		if err != nil {
+			return exitFail, fmt.Errorf("-acme-dir %s (is another process using it?): %w", o.ACME.Dir, err)
+		}
+		n.acmeSt = st
+	}
+	return exitOK, nil
+}
+
+// gatewayURLs are the gateway's URL (-public-url, else
+// wss://-public-host:port) and where keys send clients (-keys-url, else
+// the gateway's https://host:port, which serves the documents).
+func gatewayURLs(o *upOptions, gwPort string) (gateway, keys string) {
+	gateway = "wss://" + net.JoinHostPort(o.PublicHost, gwPort)
+	keys = "https://" + net.JoinHostPort(o.PublicHost, gwPort)
+	if o.Gateway.PublicURL != "" {
+		gateway = o.Gateway.PublicURL
+		if u, err := url.Parse(gateway); err == nil {
+			keys = "https://" + u.Host
+		}
+	}
+	if o.KeysURL != "" {
+		keys = o.KeysURL
+	}
+	return gateway, keys
 }
 
 // servedCert is the DER of the certificate both listeners serve now.
@@ -368,6 +439,11 @@ func (n *node) stop() {
 	}
 	if n.acme != nil {
 		n.acme.Stop()
+	}
+	if n.acmeSt != nil {
+		if err := n.acmeSt.Close(); err != nil {
+			n.log.Warn("closing -acme-dir", "err", err)
+		}
 	}
 	if n.stopReload != nil {
 		n.stopReload()
@@ -547,7 +623,7 @@ func (n *node) stockCommand(ft *firstToken, socksPort int) string {
 func (n *node) printBanner(w io.Writer, terminal bool, mems []store.Member, hadTokens bool, ft *firstToken) {
 	members := len(mems)
 	admin := "httvps admin -control " + n.adminURL + " -data-dir " + shellQuote(n.dataDir)
-	if n.adminKeyFile != filepath.Join(n.dataDir, adminKeyName) {
+	if n.adminKeyFile != "" && n.adminKeyFile != filepath.Join(n.dataDir, adminKeyName) {
 		admin += " -admin-key-file " + shellQuote(n.adminKeyFile)
 	}
 	if n.o.ownCert() {
@@ -564,6 +640,8 @@ func (n *node) printBanner(w io.Writer, terminal bool, mems []store.Member, hadT
 		n.ca.printCerts(w, n.servedCert())
 	}
 	switch {
+	case n.adminKeyFile == "":
+		fmt.Fprintf(w, "  admin key     given by -admin-key (httvps admin takes it as -admin-key or %s)\n", cliconf.EnvName("admin-key"))
 	case n.keyCreated && terminal:
 		fmt.Fprintf(w, "  admin key     %s (new; saved in %s)\n", n.adminKey, n.adminKeyFile)
 	case n.keyCreated:

@@ -15,6 +15,7 @@ import (
 
 	"github.com/httvps/httvps/internal/cliconf"
 	"github.com/httvps/httvps/internal/wiring"
+	"github.com/httvps/httvps/store/redisstore"
 )
 
 const (
@@ -34,42 +35,31 @@ type upOptions struct {
 	wiring.Gateway
 	wiring.Control
 
-	ConfigFile    string
-	DataDir       string
-	Listen        string // gateway
-	ControlListen string // control plane API
-	PublicHost    string
-	Members       []memberFlags
-	AdminKeyFile  string // "" means DataDir/admin.key
-	AdminListen   string // /metrics, /healthz, /readyz; "" disables
-	LogLevel      string
-	LogFormat     string
-	ACMEMode      string // -acme: auto, on or off
-	ACME          wiring.ACME
+	ConfigFile  string
+	DataDir     string
+	Listen      string // gateway; the control API's is Control.Listen (-control-listen)
+	PublicHost  string
+	Members     []memberFlags
+	AdminListen string // /metrics, /healthz, /readyz; "" disables
+	RedisURL    string // "" means the embedded store in DataDir
+	LogLevel    string
+	LogFormat   string
+	ACME        wiring.ACME // Mode auto by default; Dir "" means the store
 
 	memberArgs memberList
 }
 
 // acmeOn says whether up obtains its certificate by ACME: -acme on, or
 // auto (the default) with a -public-host a public CA issues for and no
-// -tls-cert of the operator's.
-func (o *upOptions) acmeOn() bool {
-	switch o.ACMEMode {
-	case "on":
-		return true
-	case "auto":
-		return !o.ownCert() && (len(o.ACME.Domains) > 0 || wiring.PublicName(o.PublicHost))
-	}
-	return false
-}
-
-// upRenames are the control set's flags that `httvps up` names otherwise,
-// because the gateway set has a flag of that name.
-var upRenames = map[string]string{"idle-timeout": "control-idle-timeout"}
+// -tls-cert of the operator's (wiring.ACME.Decide).
+func (o *upOptions) acmeOn() bool { return o.ACME.On }
 
 // upFlagSpec: member and the gateway set's lists are taken whole from one
-// source.
-var upFlagSpec = cliconf.Spec{Lists: append(append([]string{"member"}, wiring.GatewayLists...), wiring.ACMELists...)}
+// source; the Redis URL and the admin key are never printed.
+var upFlagSpec = cliconf.Spec{
+	Lists:   append(append([]string{"member"}, wiring.GatewayLists...), wiring.ACMELists...),
+	Secrets: append([]string{"redis"}, wiring.ControlSecrets...),
+}
 
 // ownCert says -tls-cert/-tls-key name the certificates; otherwise up
 // generates one.
@@ -86,22 +76,28 @@ func defaultDataDir(e env) string {
 
 func newUpFlagSet(o *upOptions, e env) *flag.FlagSet {
 	fs := flag.NewFlagSet("httvps up", flag.ContinueOnError)
-	fs.StringVar(&o.ConfigFile, "config", "", "YAML `file` whose keys are flag names (member: a list); flags and environment override it")
-	fs.StringVar(&o.DataDir, "data-dir", defaultDataDir(e), "`directory` for the store, the admin key and the generated certificate")
-	fs.StringVar(&o.Listen, "listen", ":8443", "gateway `address` (TLS + WebSocket) clients connect to")
-	fs.StringVar(&o.ControlListen, "control-listen", "127.0.0.1:9443", "control plane API `address` (HTTPS): the admin API, private by default; clients fetch ssconf:// keys and their config from the gateway's -listen port")
+	wiring.RegisterConfig(fs, &o.ConfigFile, "member: a list")
+	fs.StringVar(&o.DataDir, "data-dir", defaultDataDir(e), "`directory` for the store (without -redis), the admin key and the generated certificate")
+	wiring.RegisterListen(fs, &o.Listen, ":8443", "gateway `address` (TLS + WebSocket) clients connect to")
 	fs.StringVar(&o.PublicHost, "public-host", "127.0.0.1", "`host` name or IP clients reach this node at; used in keys and in the generated certificate")
 	fs.Var(&o.memberArgs, "member", "add a pool member at start unless it exists: static:HOST:PORT:CIPHER:PASSWORD, ss-manager:HOST:PORT:MIN-MAX or outline-api:CERTSHA256:APIURL (repeatable; "+cliconf.EnvName("member")+" takes a comma-separated list)")
-	fs.StringVar(&o.AdminKeyFile, "admin-key-file", "", "`file` holding the admin key; created (0600) with a random key when absent (default DATA-DIR/admin.key)")
-	fs.StringVar(&o.AdminListen, "admin-listen", "", "`address` for /metrics, /healthz and /readyz without the admin key (e.g. 127.0.0.1:9090); empty disables")
+	wiring.RegisterAdminListen(fs, &o.AdminListen, "")
+	wiring.RegisterRedis(fs, &o.RedisURL, "the embedded store in -data-dir (a Redis store is shared: other gateways and control planes may use it too)")
 	o.Gateway.Register(fs)
 	fs.Lookup("tls-cert").Usage = "PEM certificate chain `file` (leaf first) served on -listen and -control-listen; repeatable, paired in order with -tls-key; the first pair is the default (default: a leaf certificate in DATA-DIR/leaf.pem issued and renewed by a local CA kept in DATA-DIR/ca.pem, which clients trust; HTTVPS_TLS_CERT takes a comma-separated list)"
-	o.ACMEMode = "auto"
-	fs.Var((*acmeMode)(&o.ACMEMode), "acme", "obtain and renew the certificate by ACME (Let's Encrypt by default), validated by TLS-ALPN-01 on -listen: auto (the default: when -public-host is a public DNS name and no -tls-cert is given), true or false; the CA connects to port 443 of the name, which must reach -listen")
-	o.ACME.Register(fs, false, "-public-host")
+	fs.Lookup("public-url").Usage = "wss://host:port `URL` clients reach this gateway at, registered in the store and named in keys (default: wss://-public-host:-listen's port)"
+	o.ACME.Mode = wiring.ACMEAuto
+	o.ACME.Register(fs, "-public-host")
+	o.ACME.RegisterDir(fs, "the store")
 	o.Control = wiring.NewControl()
 	o.Replicas = 1
-	o.Control.Register(fs, upRenames)
+	o.Control.Listen = "127.0.0.1:9443"
+	o.Control.Register(fs, wiring.ControlPrefix)
+	fs.Lookup("control-listen").Usage = "control plane API `address` (HTTPS): the admin API, private by default; clients fetch ssconf:// keys and their config from the gateway's -listen port"
+	fs.Lookup("control-public-url").Usage = "`URL` the control API (the admin API) is reached at, as the banner shows it (https://host[:port]; default: https://-public-host:-control-listen's port); keys do not name it"
+	fs.Lookup("keys-url").Usage = "`URL` ssconf:// and httvps:// keys point at, where clients fetch the dynamic access keys and the client config (https://host[:port][/prefix]; default: the gateway, https://host:port of -public-url)"
+	fs.Lookup("admin-key").Usage = "admin bearer `key` (at least 32 bytes) instead of -admin-key-file; nothing is written to DATA-DIR/admin.key"
+	fs.Lookup("admin-key-file").Usage = "`file` holding the admin key; created (0600) with a random key when absent (default DATA-DIR/admin.key)"
 	cliconf.LogFlags(fs, &o.LogLevel, &o.LogFormat)
 	upFlagSpec.SetUsage(fs, "Usage: httvps up [flags]\n\n"+
 		"Runs a single-node HTTVPS installation in one process on the embedded store:\n"+
@@ -135,6 +131,7 @@ func loadUpOptions(args []string, e env) (*upOptions, error) {
 	if err := o.Resolve(ld); err != nil {
 		return nil, err
 	}
+	o.ACME.Decide(o.ownCert(), o.PublicHost)
 	specs, from := []string(o.memberArgs), "-member"
 	switch ld.ListSource("member") {
 	case cliconf.Environment:
@@ -163,7 +160,7 @@ func loadUpOptions(args []string, e env) (*upOptions, error) {
 func (o *upOptions) validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	addrs := map[string]string{"listen": o.Listen, "control-listen": o.ControlListen}
+	addrs := map[string]string{"listen": o.Listen, "control-listen": o.Control.Listen}
 	if o.AdminListen != "" {
 		addrs["admin-listen"] = o.AdminListen
 	}
@@ -185,13 +182,26 @@ func (o *upOptions) validate() error {
 	if h := o.PublicHost; h == "" || strings.ContainsAny(h, "/:@?#[] ") && net.ParseIP(h) == nil {
 		bad("-public-host %q is not a host name or IP address", h)
 	}
-	if o.ACMEMode == "on" {
+	if o.ACME.Mode == wiring.ACMEOn {
 		if len(o.ACME.Domains) == 0 && !wiring.PublicName(o.PublicHost) {
 			bad("-acme: -public-host %q is not a DNS name a public CA issues for; give one, or -acme-domain", o.PublicHost)
 		}
 	}
 	if o.acmeOn() {
 		errs = append(errs, o.ACME.Check()...)
+	}
+	if o.RedisURL != "" {
+		if err := redisstore.CheckURL(o.RedisURL); err != nil {
+			bad("-redis: %v", err)
+		}
+	}
+	if o.Gateway.PublicURL != "" {
+		if err := wiring.CheckGatewayURL(o.Gateway.PublicURL); err != nil {
+			bad("-public-url: %v", err)
+		}
+	}
+	if o.AdminKey != "" && o.AdminKeyFile != "" {
+		bad("give -admin-key or -admin-key-file, not both")
 	}
 	errs = append(errs, o.Gateway.Check(o.Listen)...)
 	errs = append(errs, o.Control.Check()...)
@@ -213,25 +223,3 @@ func (b *byteSize) Set(s string) error {
 	*b = byteSize(n)
 	return nil
 }
-
-// acmeMode is up's -acme: a boolean flag (-acme, -acme=false) that also
-// takes auto, its default.
-type acmeMode string
-
-func (m *acmeMode) String() string { return string(*m) }
-
-func (m *acmeMode) Set(s string) error {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "auto":
-		*m = "auto"
-	case "true", "on", "1", "yes":
-		*m = "on"
-	case "false", "off", "0", "no":
-		*m = "off"
-	default:
-		return fmt.Errorf("%q is not auto, true or false", s)
-	}
-	return nil
-}
-
-func (m *acmeMode) IsBoolFlag() bool { return true }

@@ -17,25 +17,19 @@ import (
 	"github.com/httvps/httvps/internal/certs"
 	"github.com/httvps/httvps/internal/cliconf"
 	"github.com/httvps/httvps/internal/testpeer"
+	"github.com/httvps/httvps/internal/wiring"
 )
 
-// upFlagMap is how the flags of httvps-gateway and httvps-control appear
-// on `httvps up` where the name differs; "" marks a flag up does not have,
-// with the reason. docs/06-httvps-cli.md shows the same table.
-var upFlagMap = map[string]map[string]string{
-	"httvps-gateway": {
-		"redis":      "", // up runs on its embedded store
-		"public-url": "", // up derives wss://-public-host:PORT
-		"acme-dir":   "", // up keeps the ACME state in its embedded store
-	},
-	"httvps-control": {
-		"listen":       "control-listen",
-		"idle-timeout": "control-idle-timeout", // -idle-timeout is the gateway's
-		"redis":        "",                     // up runs on its embedded store
-		"public-url":   "",                     // up derives https://-public-host:PORT
-		"keys-url":     "",                     // up's keys name its gateway: https://-public-host:-listen's port
-		"admin-key":    "",                     // up keeps the key in -admin-key-file, creating it on first start
-	},
+// upName is the name a flag of httvps-gateway or httvps-control has on
+// `httvps up`: its own, except the control plane's ControlCollisions,
+// which carry wiring.ControlPrefix (README's `httvps up` section and
+// docs/06-httvps-cli.md list them). There is no other exception: every
+// flag of both binaries exists on up.
+func upName(bin, flagName string) string {
+	if bin == "httvps-control" {
+		return wiring.ControlName(wiring.ControlPrefix, flagName)
+	}
+	return flagName
 }
 
 // usageLine matches "  -name type\t[HTTVPS_NAME]" in the usage text, as
@@ -68,7 +62,8 @@ func TestUpHasEveryFlag(t *testing.T) {
 	up := parseUsage(t, help.String())
 
 	bin := t.TempDir()
-	for name, renames := range upFlagMap {
+	seen := map[string]bool{}
+	for _, name := range []string{"httvps-gateway", "httvps-control"} {
 		out := filepath.Join(bin, name)
 		if b, err := exec.Command("go", "build", "-o", out, "../"+name).CombinedOutput(); err != nil {
 			t.Fatalf("go build %s: %v\n%s", name, err, b)
@@ -78,15 +73,10 @@ func TestUpHasEveryFlag(t *testing.T) {
 		cmd.Stderr, cmd.Stdout = &h, &h
 		cmd.Run()
 		for flagName, f := range parseUsage(t, h.String()) {
-			upName, renamed := renames[flagName]
-			if !renamed {
-				upName = flagName
-			}
-			if upName == "" {
-				if _, ok := up[flagName]; ok {
-					t.Errorf("%s -%s: up has it now; take it out of upFlagMap", name, flagName)
-				}
-				continue
+			upName := upName(name, flagName)
+			renamed := upName != flagName
+			if renamed {
+				seen[flagName] = true
 			}
 			u, ok := up[upName]
 			switch {
@@ -102,6 +92,29 @@ func TestUpHasEveryFlag(t *testing.T) {
 			}
 			if upName != cliconf.ConfigFlag {
 				checkFileKey(t, upName, u.typ)
+			}
+		}
+	}
+	// A prefix is only for a real collision: the gateway has the name too,
+	// and the docs list it.
+	docs, err := os.ReadFile("../../docs/06-httvps-cli.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range wiring.ControlCollisions {
+		if !seen[c] {
+			t.Errorf("wiring.ControlCollisions has %q, which httvps-control does not have", c)
+		}
+		if _, ok := up[c]; !ok {
+			t.Errorf("-%s%s: up has no gateway -%s, so the prefix is not needed", wiring.ControlPrefix, c, c)
+		}
+		for file, text := range map[string][]byte{"docs/06-httvps-cli.md": docs, "README.md": readme} {
+			if !bytes.Contains(text, []byte("-"+wiring.ControlPrefix+c)) {
+				t.Errorf("%s does not list -%s%s", file, wiring.ControlPrefix, c)
 			}
 		}
 	}
@@ -160,8 +173,8 @@ func TestUpGatewaySettings(t *testing.T) {
 	// up's own defaults stay: one replica, the control API's idle timeout
 	// apart from the gateway's, and the control API (the admin API) on
 	// loopback: clients need only the gateway's port.
-	if o, err := loadUpOptions(nil, env{stdout: io.Discard, stderr: io.Discard, lookupEnv: noEnv}); err != nil || o.Replicas != 1 || o.Control.IdleTimeout != 0 || o.ControlListen != "127.0.0.1:9443" {
-		t.Errorf("defaults: replicas %d, control idle %v, control listen %q, %v", o.Replicas, o.Control.IdleTimeout, o.ControlListen, err)
+	if o, err := loadUpOptions(nil, env{stdout: io.Discard, stderr: io.Discard, lookupEnv: noEnv}); err != nil || o.Replicas != 1 || o.Control.IdleTimeout != 0 || o.Control.Listen != "127.0.0.1:9443" {
+		t.Errorf("defaults: replicas %d, control idle %v, control listen %q, %v", o.Replicas, o.Control.IdleTimeout, o.Control.Listen, err)
 	}
 	for _, bad := range [][]string{{"-handshake-cpu", "-1"}, {"-tls-min-version", "1.1"}, {"-tls-cert", "a", "-tls-key", "b", "-tls-cert", "c"}, {"-max-body", "10"}} {
 		if _, err := loadUpOptions(bad, env{stdout: io.Discard, stderr: io.Discard, lookupEnv: noEnv}); err == nil {

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/httvps/httvps/control/api"
@@ -33,17 +35,38 @@ type Control struct {
 	// empty: none.
 	KeyPin string
 
-	names map[string]string // set name → the binary's flag name
+	// Listen is the API's address.
+	Listen string
+	// PublicURL is where clients reach the API
+	// (https://host[:port][/prefix]); KeysURL is where ssconf:// and
+	// httvps:// keys send them ("" means PublicURL; "" for both: the
+	// request's Host).
+	PublicURL, KeysURL string
+	// AdminKey is the admin bearer key; AdminKeyFile a file holding it
+	// (ReadAdminKey; `httvps up` creates it when absent).
+	AdminKey, AdminKeyFile string
+
+	prefix string // ControlPrefix on a binary that also runs a gateway
 }
 
 // NewControl is the set with the control plane's defaults.
-func NewControl() Control { return Control{MaxBody: api.DefaultMaxBodyBytes} }
+func NewControl() Control { return Control{MaxBody: api.DefaultMaxBodyBytes, Listen: ":9443"} }
+
+// ControlSecrets are the set's flags whose values are never printed; a
+// binary's cliconf.Spec lists them.
+var ControlSecrets = []string{"admin-key"}
 
 // Register defines the set's flags on fs with the values already in c as
-// defaults. rename maps a flag name of the set to the binary's own where
-// it would collide (httvps up: idle-timeout → control-idle-timeout).
-func (c *Control) Register(fs *flag.FlagSet, rename map[string]string) {
-	c.names = rename
+// defaults. prefix is "" on httvps-control and ControlPrefix on a binary
+// that registers the gateway set too (`httvps up`): it goes before the
+// ControlCollisions names.
+func (c *Control) Register(fs *flag.FlagSet, prefix string) {
+	c.prefix = prefix
+	fs.StringVar(&c.Listen, c.name("listen"), c.Listen, "`address` of the API (HTTPS when -tls-cert is given); the port `httvps up` and `httvps admin` use too")
+	fs.StringVar(&c.PublicURL, c.name("public-url"), c.PublicURL, "`URL` clients reach the API at (https://host[:port][/prefix]), used in ssconf:// and httvps:// keys; empty: the request's Host")
+	fs.StringVar(&c.KeysURL, c.name("keys-url"), c.KeysURL, "`URL` ssconf:// and httvps:// keys point at, where clients fetch the dynamic access keys and the client config: the gateways' https://host[:port] (every gateway on the store serves them on its own port, behind its decoy), so the API can stay private; empty: -"+c.name("public-url"))
+	fs.StringVar(&c.AdminKey, c.name("admin-key"), c.AdminKey, "admin bearer `key` (at least 32 bytes); prefer -admin-key-file, which keeps it out of ps")
+	fs.StringVar(&c.AdminKeyFile, c.name("admin-key-file"), c.AdminKeyFile, "`file` holding the admin key (surrounding whitespace is ignored)")
 	fs.IntVar(&c.Replicas, c.name("replicas"), c.Replicas, "pool members each key is placed on (0 = 2)")
 	fs.DurationVar(&c.HealthEvery, c.name("health-every"), c.HealthEvery, "pool member health check period (0 = 10s)")
 	fs.DurationVar(&c.StrayGrace, c.name("stray-grace"), c.StrayGrace, "delete a pool key this installation created once health checks have seen it this long with no token assigned (0 = 2m with the embedded store, off with -redis; negative: never)")
@@ -55,11 +78,42 @@ func (c *Control) Register(fs *flag.FlagSet, rename map[string]string) {
 	fs.StringVar(&c.KeyPin, c.name("key-pin"), c.KeyPin, "`hex` SHA-256 of the gateways' certificate (DER), written as pin= into httvps:// keys so the reference client accepts a self-signed or private-CA gateway (httvps up: its local CA's when it generated one)")
 }
 
-func (c *Control) name(n string) string {
-	if r, ok := c.names[n]; ok {
-		return r
+func (c *Control) name(n string) string { return ControlName(c.prefix, n) }
+
+// Name is the binary's name of the set's flag n.
+func (c *Control) Name(n string) string { return c.name(n) }
+
+// ReadAdminKey reads -admin-key-file into AdminKey; giving both is an
+// error. It does nothing without -admin-key-file.
+func (c *Control) ReadAdminKey(readFile func(string) ([]byte, error)) error {
+	if c.AdminKeyFile == "" {
+		return nil
 	}
-	return n
+	if c.AdminKey != "" {
+		return fmt.Errorf("give -%s or -%s, not both", c.name("admin-key"), c.name("admin-key-file"))
+	}
+	data, err := readFile(c.AdminKeyFile)
+	if err != nil {
+		return fmt.Errorf("-%s: %w", c.name("admin-key-file"), err)
+	}
+	c.AdminKey = strings.TrimSpace(string(data))
+	return nil
+}
+
+// CheckAdminKey reports an admin key too short to be one.
+func (c *Control) CheckAdminKey() error {
+	if c.AdminKey != "" && len(c.AdminKey) < api.MinAdminKeyLen {
+		return fmt.Errorf("admin key: %d bytes, fewer than %d (try: openssl rand -base64 33)", len(c.AdminKey), api.MinAdminKeyLen)
+	}
+	return nil
+}
+
+// KeysBase is where keys send clients: -keys-url, else -public-url.
+func (c *Control) KeysBase() string {
+	if c.KeysURL != "" {
+		return c.KeysURL
+	}
+	return c.PublicURL
 }
 
 // Check returns the operator-facing errors of the set.
@@ -81,6 +135,22 @@ func (c *Control) Check() []error {
 		if b, err := hex.DecodeString(c.KeyPin); err != nil || len(b) != sha256.Size {
 			bad("-%s: want 64 hex digits (the SHA-256 of the certificate's DER)", c.name("key-pin"))
 		}
+	}
+	for _, name := range []string{"public-url", "keys-url"} {
+		v := c.PublicURL
+		if name == "keys-url" {
+			v = c.KeysURL
+		}
+		if v == "" {
+			continue
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			bad("-%s %q: want https://host[:port][/prefix]", c.name(name), v)
+		}
+	}
+	if err := c.CheckAdminKey(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxBody < 1024 || c.MaxBody > maxBodyCeiling {
 		bad("-%s: %d is not between 1KiB and 16MiB", c.name("max-body"), c.MaxBody)

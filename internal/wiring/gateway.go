@@ -4,7 +4,11 @@
 // HTTVPS_* variable and config-file key), their validation and their
 // mapping onto gateway.Config, gateway.TLSConfig, api.Config and
 // pool.Config. A binary registers the sets it runs on its own FlagSet,
-// beside the flags only it has (listen addresses, store, data directory).
+// with the flags every server binary has (-config, -listen,
+// -admin-listen, -redis, -tls-cert/-tls-key: process.go, tlsfiles.go),
+// beside the few only it has (the data directory, up's -member). Where
+// one process runs both sets (`httvps up`), the control set's colliding
+// names take ControlPrefix.
 //
 // Like cliconf it reads no process state, and only cmd/* may use it
 // (internal/archtest).
@@ -16,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -35,7 +40,7 @@ const (
 
 // GatewayLists are the gateway set's repeatable flags; a binary's
 // cliconf.Spec lists them.
-var GatewayLists = []string{"route", "tls-cert", "tls-key"}
+var GatewayLists = append([]string{"route"}, TLSLists...)
 
 // Gateway is the gateway's option set: everything gateway.Config and
 // gateway.TLSConfig take from an operator, plus the static routes, the
@@ -44,6 +49,9 @@ var GatewayLists = []string{"route", "tls-cert", "tls-key"}
 type Gateway struct {
 	Routes    map[string]string // secret → upstream "ip:port"
 	GatewayID string            // "" means a random ID per start
+	// PublicURL is the wss://host:port clients reach this gateway at,
+	// registered in the store; "" means none (httvps up derives one).
+	PublicURL string
 
 	MaxSessions      int
 	MaxHandshakes    int
@@ -80,22 +88,19 @@ type Gateway struct {
 	TLSMinVersion TLSVersion
 	TLSWatch      time.Duration // 0 disables polling the files
 
-	routeArgs   secretList // -route values, before parsing
-	tlsCertArgs fileList   // -tls-cert values, paired with tlsKeyArgs in order
-	tlsKeyArgs  fileList
+	routeArgs secretList // -route values, before parsing
+	tlsFiles  TLSFiles
 
-	// From the config file (FileKey): routes as SECRET=UPSTREAM, TLS
-	// file lists.
-	fileRoutes          []string
-	fileCerts, fileKeys []string
+	// From the config file (FileKey): routes as SECRET=UPSTREAM.
+	fileRoutes []string
 }
 
 // Register defines the gateway set's flags on fs.
 func (g *Gateway) Register(fs *flag.FlagSet) {
 	fs.Var(&g.routeArgs, "route", "`SECRET=IP:PORT` route for /SECRET/tcp and /SECRET/udp (repeatable; HTTVPS_ROUTE takes a comma-separated list)")
 	fs.StringVar(&g.GatewayID, "gateway-id", "", "this gateway's `ID` in the store (default: a random ID per start; never share one between running gateways)")
-	fs.Var(&g.tlsCertArgs, "tls-cert", "PEM certificate chain `file` (leaf first) served on -listen; repeatable, paired in order with -tls-key; the first pair is the default (HTTVPS_TLS_CERT takes a comma-separated list)")
-	fs.Var(&g.tlsKeyArgs, "tls-key", "PEM private key `file` for the -tls-cert at the same position; repeatable (HTTVPS_TLS_KEY takes a comma-separated list)")
+	fs.StringVar(&g.PublicURL, "public-url", g.PublicURL, "wss://host:port `URL` clients reach this gateway at, registered in the store (required with -redis)")
+	g.tlsFiles.Register(fs, "-listen")
 	fs.Var(&g.TLSMinVersion, "tls-min-version", "lowest TLS `version` accepted: 1.2 or 1.3")
 	fs.DurationVar(&g.TLSWatch, "tls-watch", 10*time.Second, "poll the certificate and key files this often and reload on change (0 disables; SIGHUP always reloads)")
 	fs.IntVar(&g.MaxSessions, "max-sessions", 0, "cap on sessions plus handshakes in progress (0 = 100000)")
@@ -147,20 +152,8 @@ func (g *Gateway) FileKey(key string, node *yaml.Node) (bool, error) {
 			return true, fmt.Errorf("route must be a list of SECRET=IP:PORT: %w", err)
 		}
 		g.fileRoutes = append(g.fileRoutes, l...)
-	case "tls-cert", "tls-key":
-		var l []string
-		if node.Kind == yaml.ScalarNode {
-			l = []string{node.Value}
-		} else if err := node.Decode(&l); err != nil {
-			return true, fmt.Errorf("line %d: %s must be a file name or a list of them", node.Line, key)
-		}
-		if key == "tls-cert" {
-			g.fileCerts = l
-		} else {
-			g.fileKeys = l
-		}
 	default:
-		return false, nil
+		return g.tlsFiles.FileKey(key, node)
 	}
 	return true, nil
 }
@@ -180,36 +173,9 @@ func (g *Gateway) Resolve(ld *cliconf.Loaded) error {
 	if g.Routes, err = ParseRoutes(routes, from); err != nil {
 		return err
 	}
-	g.TLSPairs, err = g.tlsPairs(ld)
+	err = g.tlsFiles.Resolve(ld)
+	g.TLSPairs = g.tlsFiles.Pairs
 	return err
-}
-
-// tlsPairs takes certificate and key files from one source, the first of
-// command line, environment and config file that names either, so a
-// certificate never pairs with a key from elsewhere. The files themselves
-// are loaded by certs.New.
-func (g *Gateway) tlsPairs(ld *cliconf.Loaded) ([]certs.Pair, error) {
-	crts, keys := []string(g.tlsCertArgs), []string(g.tlsKeyArgs)
-	from := "-tls-cert/-tls-key"
-	switch ld.ListSource("tls-cert", "tls-key") {
-	case cliconf.Environment:
-		crts, keys = ld.EnvList("tls-cert"), ld.EnvList("tls-key")
-		from = cliconf.EnvName("tls-cert") + "/" + cliconf.EnvName("tls-key")
-	case cliconf.ConfigFile:
-		crts, keys = g.fileCerts, g.fileKeys
-		from = ld.ConfigFile + ": tls-cert/tls-key"
-	}
-	if len(crts) != len(keys) {
-		return nil, fmt.Errorf("%s: %d certificate files but %d key files; they pair in order", from, len(crts), len(keys))
-	}
-	pairs := make([]certs.Pair, len(crts))
-	for i := range crts {
-		if crts[i] == "" || keys[i] == "" {
-			return nil, fmt.Errorf("%s: pair #%d has an empty file name", from, i+1)
-		}
-		pairs[i] = certs.Pair{CertFile: crts[i], KeyFile: keys[i]}
-	}
-	return pairs, nil
 }
 
 // Check returns the operator-facing errors of the set; listen is the
@@ -393,6 +359,19 @@ func checkUpstream(up string) error {
 	}
 	if ap.Port() == 0 {
 		return fmt.Errorf("upstream %q has port 0", up)
+	}
+	return nil
+}
+
+// CheckGatewayURL checks a -public-url of the gateway: wss://host[:port]
+// (ws:// for a plaintext one).
+func CheckGatewayURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL", s)
+	}
+	if (u.Scheme != "wss" && u.Scheme != "ws") || u.Host == "" {
+		return fmt.Errorf("%q is not a wss://host:port URL", s)
 	}
 	return nil
 }
