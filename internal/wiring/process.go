@@ -45,7 +45,7 @@ func RegisterConfig(fs *flag.FlagSet, p *string, keys string) {
 // RegisterAdminListen defines -admin-listen, the operations listener
 // (internal/admin), with its default address.
 func RegisterAdminListen(fs *flag.FlagSet, p *string, def string) {
-	fs.StringVar(p, "admin-listen", def, "`address` for /metrics, /healthz and /readyz without the admin key; empty disables")
+	fs.StringVar(p, "admin-listen", def, "`address` for /metrics, /healthz and /readyz; empty disables")
 }
 
 // RegisterListen defines the client listener flag of the gateway
