@@ -1,7 +1,9 @@
 package gateway
 
-// Regression tests for what an independent review of the tunnel found
-// (2026-12-02); each broke before its fix.
+// The tunnel's bounds under a client that breaks them: flow credit given
+// back once for a failed gather, a UDP OPEN over the datagram limit, the
+// list of blocked streams. Each broke before its fix (found in a review of
+// the tunnel, 2026-12-02).
 
 import (
 	"net"
