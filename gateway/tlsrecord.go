@@ -138,6 +138,8 @@ func (t *tlsSession) seal(l *loop, p []byte) ([]byte, error) {
 // sealedLen(len(p)) bytes or it grows.
 func (t *tlsSession) sealTo(dst, p []byte) ([]byte, error) {
 	var err error
+	// Load before Swap: every record passes here, and a plain load costs
+	// no locked instruction when no KeyUpdate is due (almost always).
 	if (t.replyKU.Load() && t.replyKU.Swap(false)) || t.rl.needKeyUpdate() {
 		if dst, err = t.rl.sealKeyUpdate(dst); err != nil {
 			return nil, err

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/httvps/httvps/gateway"
@@ -15,6 +14,7 @@ import (
 	"github.com/httvps/httvps/internal/acmecert"
 	"github.com/httvps/httvps/internal/certs"
 	"github.com/httvps/httvps/internal/version"
+	"github.com/httvps/httvps/internal/wiring"
 	"github.com/httvps/httvps/store"
 	"github.com/httvps/httvps/store/embedded"
 	"github.com/httvps/httvps/store/redisstore"
@@ -101,10 +101,7 @@ func startACME(o *options, fl *fleet, certFiles *certs.Store, log *slog.Logger) 
 	if fl != nil {
 		st = fl.st
 	} else {
-		if err := os.MkdirAll(o.ACME.Dir, 0o700); err != nil {
-			return nil, nil, 1, fmt.Errorf("-acme-dir: %w", err)
-		}
-		es, err := embedded.Open(filepath.Join(o.ACME.Dir, "acme.db"))
+		es, err := embedded.OpenIn(o.ACME.Dir, wiring.ACMEStoreFile)
 		if err != nil {
 			return nil, nil, 1, fmt.Errorf("-acme-dir %s (is another gateway using it?): %w", o.ACME.Dir, err)
 		}

@@ -342,10 +342,7 @@ func (n *node) openStore() (int, error) {
 		n.st, n.emb = st, st
 	}
 	if o.acmeOn() && o.ACME.Dir != "" && o.RedisURL == "" {
-		if err := os.MkdirAll(o.ACME.Dir, 0o700); err != nil {
-			return exitFail, fmt.Errorf("-acme-dir: %w", err)
-		}
-		st, err := embedded.Open(filepath.Join(o.ACME.Dir, "acme.db"))
+		st, err := embedded.OpenIn(o.ACME.Dir, wiring.ACMEStoreFile)
 		if err != nil {
 			return exitFail, fmt.Errorf("-acme-dir %s (is another process using it?): %w", o.ACME.Dir, err)
 		}

@@ -20,6 +20,10 @@ import (
 // ACMELists are the ACME set's repeatable flags.
 var ACMELists = []string{"acme-domain"}
 
+// ACMEStoreFile is the embedded store file in -acme-dir that holds the ACME
+// account and certificates without -redis.
+const ACMEStoreFile = "acme.db"
+
 // ACME is the automatic-certificate option set (internal/acmecert) that
 // httvps-gateway, httvps-control and `httvps up` share.
 type ACME struct {

@@ -30,6 +30,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,6 +84,16 @@ type gateway struct {
 }
 
 var _ store.Store = (*Store)(nil)
+
+// OpenIn opens or creates the store file name in dir, creating dir (mode
+// 0700) when it is missing: a directory an operator names for one store,
+// such as the gateway's -acme-dir.
+func OpenIn(dir, name string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("embedded: open: %w", err)
+	}
+	return Open(filepath.Join(dir, name))
+}
 
 // Open opens or creates the store file at path (mode 0600). A file held by
 // another process is reported as store.ErrUnavailable after a second.
